@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.h — forkpoold's configuration: the INI file (parsed with libinih) and
+ * the one-pool quick start from the command line.
+ *
+ *   [forkpool]
+ *   socket = /run/forkpool/forkpool.sock
+ *   allow_users = www-data, 1001
+ *   allow_groups = www-data
+ *   log_level = info
+ *   shutdown_grace = 10
+ *
+ *   [pool main]
+ *   url = postgresql://app:secret@127.0.0.1:5432/appdb
+ *   pool_size = 5
+ *   max_overflow = 10
+ *   pool_timeout = 30
+ *   connect_timeout = 10
+ *   reset_on_return = rollback
+ *
+ * Every error is one line naming file:line, the key and why.
+ */
+#ifndef FORKPOOL_CONFIG_H
+#define FORKPOOL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "segment.h"
+#include "url.h"
+
+#define FP_CONFIG_MAX_IDS 64
+#define FP_CONFIG_ERR_MAX 512
+
+enum fp_log_level {
+        FP_LOG_ERROR = 0,
+        FP_LOG_WARNING,
+        FP_LOG_INFO,
+        FP_LOG_DEBUG,
+};
+
+struct fp_pool_config {
+        char name[FP_SHM_POOL_NAME_MAX];
+        char *url_text;        /* as written; holds the password: never log it */
+        struct fp_url url;     /* parsed */
+        int pool_size;         /* default 5; 0 = no limit */
+        int max_overflow;      /* default 10; -1 = no limit; < -1 rejected */
+        int timeout_ms;        /* pool_timeout, default 30 s; seconds with decimals allowed */
+        int connect_timeout_ms; /* default 10 s */
+        enum fp_reset_mode reset_mode; /* default rollback */
+        int line;              /* where the section starts (0 for the command line) */
+};
+
+struct fp_config {
+        char *path;            /* the file, or NULL for the command line */
+        char *socket_path;     /* default FORKPOOL_DEFAULT_SOCKET; malloc'd (replace it with
+                                * free() + strdup()); NULL only after fp_config_free() or if
+                                * fp_config_init() ran out of memory (fp_config_validate()
+                                * reports that) */
+        size_t n_allow_uids;
+        uid_t allow_uids[FP_CONFIG_MAX_IDS];
+        size_t n_allow_gids;
+        gid_t allow_gids[FP_CONFIG_MAX_IDS];
+        enum fp_log_level log_level; /* default info */
+        int shutdown_grace_ms; /* default 10 s */
+        size_t n_pools;
+        struct fp_pool_config pools[FP_SHM_MAX_POOLS];
+};
+
+/* Fills *cfg with defaults and no pools. */
+void fp_config_init(struct fp_config *cfg);
+
+/*
+ * Parses the INI file at path into *cfg (initialised by fp_config_init()).
+ * Users and groups are resolved by name (getpwnam/getgrnam) or taken as
+ * numbers. Returns 0, or -EINVAL/-ENOENT/... with one line in err such as
+ * "/etc/forkpool.conf:12: pool_size: not an integer: 'five'".
+ * On failure *cfg holds no allocations (it has been freed).
+ */
+int fp_config_load(struct fp_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Adds or overrides the quick-start pool named "default" from the command
+ * line. Any of the optional arguments may be NULL. Returns 0 or -EINVAL with
+ * a one-line reason in err (naming the option).
+ */
+int fp_config_quick_pool(struct fp_config *cfg, const char *url, const char *pool_size,
+                         const char *max_overflow, const char *pool_timeout, char *err,
+                         size_t errlen);
+
+/*
+ * Checks the whole configuration (at least one pool, names unique, ...).
+ * Returns 0 or -EINVAL with a one-line reason.
+ */
+int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen);
+
+/*
+ * Frees everything *cfg owns (wiping passwords) and re-initialises it, except
+ * that socket_path is left NULL so that *cfg holds no allocation: call
+ * fp_config_init() before using it again. Safe on a zeroed or freed struct.
+ */
+void fp_config_free(struct fp_config *cfg);
+
+/* The pool configuration named name, or NULL. */
+const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, const char *name);
+
+/* Parses "rollback" | "commit" | "none". Returns 0 or -EINVAL. */
+int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
+
+/* The config-file name of a reset mode ("rollback"). */
+const char *fp_reset_mode_name(enum fp_reset_mode mode);
+
+#endif /* FORKPOOL_CONFIG_H */

@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * control.c — the control socket: accepting workers, checking who they are,
+ * parsing their messages and answering them.
+ *
+ * Every worker process has one SOCK_SEQPACKET connection. Its identity is the
+ * kernel's (SO_PEERCRED on the accepted socket), watched with a pidfd so that
+ * its death is noticed even if a child still holds the socket. Malformed
+ * messages are answered with an error and change nothing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proto.h"
+#include "sockio.h"
+#include "supervisor.h"
+
+#define MESSAGES_PER_WAKEUP 64
+#define MAX_PEER_GROUPS 256
+
+struct fp_client {
+        LIST_ENTRY(fp_client) link;
+        struct fp_supervisor *sup;
+        int fd;
+        int pidfd;
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        sd_event_source *io;
+        sd_event_source *pid_src;
+};
+
+pid_t fp_client_pid(const struct fp_client *client)
+{
+        return client->pid;
+}
+
+static void client_free(struct fp_client *client)
+{
+        LIST_REMOVE(client, link);
+        sd_event_source_disable_unref(client->io);
+        sd_event_source_disable_unref(client->pid_src);
+        if (client->pidfd >= 0)
+                close(client->pidfd);
+        if (client->fd >= 0)
+                close(client->fd);
+        free(client);
+}
+
+/* The client's process died or it closed its end: take everything back. */
+static void client_gone(struct fp_client *client, const char *why)
+{
+        log_debug("worker pid %d disconnected (%s)", client->pid, why);
+        struct fp_supervisor *sup = client->sup;
+        /* Unhook first: reclaiming may serve other clients, never this one. */
+        sd_event_source_set_enabled(client->io, SD_EVENT_OFF);
+        fp_supervisor_client_gone(sup, client);
+        client_free(client);
+}
+
+static bool id_listed(const uint32_t *ids, size_t n, uint32_t id)
+{
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                        return true;
+        return false;
+}
+
+/*
+ * Whether the peer may use the pools: root, the supervisor's own uid, a listed
+ * uid, or a listed gid among the peer's primary and supplementary groups.
+ */
+static bool peer_allowed(const struct fp_config *cfg, int fd, uid_t uid, gid_t gid)
+{
+        if (uid == 0 || uid == geteuid() || id_listed(cfg->allow_uids, cfg->n_allow_uids, uid))
+                return true;
+        if (cfg->n_allow_gids == 0)
+                return false;
+        if (id_listed(cfg->allow_gids, cfg->n_allow_gids, gid))
+                return true;
+
+        gid_t groups[MAX_PEER_GROUPS];
+        socklen_t len = sizeof(groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                return false;
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                if (id_listed(cfg->allow_gids, cfg->n_allow_gids, groups[i]))
+                        return true;
+        return false;
+}
+
+void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
+                           const char *text)
+{
+        struct fp_msg_error msg;
+        fp_msg_init(&msg.hdr, FP_OP_ERROR, sizeof(msg), request_id);
+        msg.error = error;
+        snprintf(msg.text, sizeof(msg.text), "%s", text ? text : "");
+        int r = fp_send_msg(client->fd, &msg, sizeof(msg), -1, MSG_DONTWAIT);
+        if (r < 0)
+                log_debug("cannot answer worker pid %d: %s", client->pid, strerror(-r));
+}
+
+int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,
+                          size_t len, int fd)
+{
+        (void)request_id;
+        return fp_send_msg(client->fd, msg, len, fd, MSG_DONTWAIT);
+}
+
+static void handle_hello(struct fp_client *client, const struct fp_msg_hello *msg)
+{
+        struct fp_msg_hello_ok reply;
+        fp_msg_init(&reply.hdr, FP_OP_HELLO_OK, sizeof(reply), msg->hdr.request_id);
+        reply.supervisor_pid = getpid();
+        (void)fp_send_msg(client->fd, &reply, sizeof(reply), -1, MSG_DONTWAIT);
+}
+
+static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire *msg)
+{
+        struct fp_supervisor *sup = client->sup;
+        uint32_t id = msg->hdr.request_id;
+        char text[FP_ERRTEXT_MAX];
+
+        if (!fp_str_terminated(msg->pool, sizeof(msg->pool)) ||
+            !fp_str_terminated(msg->label, sizeof(msg->label))) {
+                fp_control_send_error(client, id, -EBADMSG, "unterminated pool name or label");
+                return;
+        }
+        if (sup->stopping) {
+                fp_control_send_error(client, id, -ESHUTDOWN, "forkpoold is shutting down");
+                return;
+        }
+        struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, msg->pool);
+        if (!sp) {
+                snprintf(text, sizeof(text), "no pool named '%s'", msg->pool);
+                fp_control_send_error(client, id, -ENOENT, text);
+                return;
+        }
+        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms,
+                                fp_supervisor_now(sup));
+        if (r < 0)
+                fp_control_send_error(client, id, r, "out of memory");
+}
+
+static void handle_release(struct fp_client *client, const struct fp_msg_release *msg)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup,
+                                                          fp_lease_id_pool(msg->lease_id));
+        struct fp_release_info info = {
+                .flags = msg->flags,
+                .txn = msg->txn,
+                .params = msg->params,
+                .params_len = msg->params_len,
+        };
+
+        if (msg->params_len > sizeof(msg->params) ||
+            fp_params_check(msg->params, msg->params_len) < 0) {
+                /* The session state is unknown: do not reuse the connection. */
+                log_warning("worker pid %d sent a malformed release: closing the connection",
+                            client->pid);
+                info.flags |= FP_RELEASE_INVALIDATE;
+                info.params_len = 0;
+        }
+        if (info.txn > FP_TXN_UNKNOWN)
+                info.flags |= FP_RELEASE_INVALIDATE;
+        if (!sp || fp_pool_release(&sp->pool, client, msg->lease_id, &info) < 0)
+                log_warning("worker pid %d released lease %#llx, which it does not hold: ignored",
+                            client->pid, (unsigned long long)msg->lease_id);
+}
+
+static void handle_message(struct fp_client *client, const void *buf, size_t len)
+{
+        struct fp_msg_hdr hdr;
+        int r = fp_msg_check(buf, len);
+
+        memcpy(&hdr, buf, len < sizeof(hdr) ? len : sizeof(hdr));
+        uint32_t request_id = len >= sizeof(hdr) ? hdr.request_id : 0;
+        if (r < 0) {
+                const char *why = r == -EPROTO        ? "protocol magic or version mismatch"
+                                  : r == -EOPNOTSUPP ? "unknown operation"
+                                                     : "wrong message size";
+                log_warning("worker pid %d sent a malformed message (%zu bytes, op %u): %s",
+                            client->pid, len, len >= sizeof(hdr) ? hdr.op : 0, why);
+                fp_control_send_error(client, request_id, r, why);
+                return;
+        }
+
+        switch (hdr.op) {
+        case FP_OP_HELLO:
+                handle_hello(client, buf);
+                break;
+        case FP_OP_ACQUIRE:
+                handle_acquire(client, buf);
+                break;
+        case FP_OP_RELEASE:
+                handle_release(client, buf);
+                break;
+        default:
+                log_warning("worker pid %d sent a '%s' message, which only the supervisor sends",
+                            client->pid, fp_op_name(hdr.op));
+                fp_control_send_error(client, request_id, -EOPNOTSUPP,
+                                      "operation not accepted from a worker");
+        }
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_client *client = userdata;
+        union {
+                struct fp_msg_hdr hdr;
+                char bytes[FP_MSG_MAX];
+        } buf;
+        (void)s, (void)fd;
+
+        for (int i = 0; i < MESSAGES_PER_WAKEUP; i++) {
+                ssize_t n = fp_recv_msg(client->fd, buf.bytes, sizeof(buf), NULL, MSG_DONTWAIT);
+                if (n == -EAGAIN)
+                        break;
+                if (n == -EBADMSG) {
+                        log_warning("worker pid %d sent descriptors or an oversized message: "
+                                    "rejected", client->pid);
+                        fp_control_send_error(client, 0, -EBADMSG,
+                                              "descriptors and oversized messages are not "
+                                              "accepted");
+                        continue;
+                }
+                if (n <= 0) {
+                        client_gone(client, n == 0 ? "closed" : strerror((int)-n));
+                        return 0;
+                }
+                handle_message(client, buf.bytes, (size_t)n);
+        }
+        if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
+                client_gone(client, "hang-up");
+        return 0;
+}
+
+static int on_client_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_client *client = userdata;
+        (void)s, (void)fd, (void)revents;
+        client_gone(client, "process exited");
+        return 0;
+}
+
+static void accept_one(struct fp_supervisor *sup, int fd)
+{
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        int r;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(-errno, "cannot read a worker's credentials");
+                close(fd);
+                return;
+        }
+        if (!peer_allowed(&sup->cfg, fd, cred.uid, cred.gid)) {
+                log_warning("refused control connection from pid %d (uid %u, gid %u): not in "
+                            "allow_users or allow_groups",
+                            cred.pid, cred.uid, cred.gid);
+                struct fp_msg_error msg;
+                fp_msg_init(&msg.hdr, FP_OP_ERROR, sizeof(msg), 0);
+                msg.error = -EACCES;
+                snprintf(msg.text, sizeof(msg.text), "uid %u is not allowed by forkpoold",
+                         cred.uid);
+                (void)fp_send_msg(fd, &msg, sizeof(msg), -1, MSG_DONTWAIT);
+                close(fd);
+                return;
+        }
+
+        struct fp_client *client = calloc(1, sizeof(*client));
+        if (!client) {
+                close(fd);
+                return;
+        }
+        *client = (struct fp_client){
+                .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+        LIST_INSERT_HEAD(&sup->clients, client, link);
+
+        client->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+        if (client->pidfd < 0) {
+                /* Already gone (ESRCH): nothing to serve. */
+                log_debug("worker pid %d exited before it was served", cred.pid);
+                client_free(client);
+                return;
+        }
+        r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
+        if (r >= 0)
+                r = sd_event_add_io(sup->event, &client->pid_src, client->pidfd, EPOLLIN,
+                                    on_client_exit, client);
+        if (r < 0) {
+                log_error_errno(r, "cannot watch worker pid %d", cred.pid);
+                client_free(client);
+                return;
+        }
+        log_debug("worker pid %d (uid %u) connected", cred.pid, cred.uid);
+}
+
+static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)revents;
+
+        for (int i = 0; i < MESSAGES_PER_WAKEUP; i++) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (cfd < 0) {
+                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning_errno(-errno, "accept on the control socket");
+                        break;
+                }
+                accept_one(sup, cfd);
+        }
+        return 0;
+}
+
+/* Creates the socket's directory if it is missing (0755, like /run/forkpool). */
+static void ensure_parent_dir(const char *path)
+{
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return;
+        *slash = '\0';
+        (void)mkdir(dir, 0755);
+}
+
+int fp_control_listen(struct fp_supervisor *sup)
+{
+        const char *path = sup->cfg.socket_path;
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        int fd, r;
+
+        if (strlen(path) >= sizeof(addr.sun_path))
+                return log_error_errno(-ENAMETOOLONG, "control socket path %s", path);
+        memcpy(addr.sun_path, path, strlen(path) + 1);
+        ensure_parent_dir(path);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_error_errno(-errno, "cannot create the control socket");
+
+        /* A socket file left by a crashed supervisor: the caller checked nobody listens. */
+        (void)unlink(path);
+        mode_t old = umask(0117);
+        r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+        umask(old);
+        if (r < 0) {
+                r = log_error_errno(-errno, "cannot bind the control socket %s", path);
+                close(fd);
+                return r;
+        }
+        if (chmod(path, 0660) < 0 ||
+            (sup->cfg.n_allow_gids > 0 && chown(path, (uid_t)-1, sup->cfg.allow_gids[0]) < 0))
+                log_warning_errno(-errno, "cannot set the mode or group of %s", path);
+        if (listen(fd, SOMAXCONN) < 0) {
+                r = log_error_errno(-errno, "cannot listen on %s", path);
+                close(fd);
+                (void)unlink(path);
+                return r;
+        }
+        r = sd_event_add_io(sup->event, &sup->listen_src, fd, EPOLLIN, on_listen, sup);
+        if (r < 0) {
+                close(fd);
+                (void)unlink(path);
+                return log_error_errno(r, "cannot watch the control socket");
+        }
+        sup->listen_fd = fd;
+        return 0;
+}
+
+void fp_control_stop_listening(struct fp_supervisor *sup)
+{
+        if (sup->listen_fd < 0)
+                return;
+        sup->listen_src = sd_event_source_disable_unref(sup->listen_src);
+        close(sup->listen_fd);
+        sup->listen_fd = -1;
+        (void)unlink(sup->cfg.socket_path);
+}
+
+void fp_control_close_all(struct fp_supervisor *sup)
+{
+        struct fp_client *client;
+        while ((client = LIST_FIRST(&sup->clients)))
+                client_free(client);
+}

@@ -1,0 +1,698 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * forkpoolctl.c — looks into a running forkpoold.
+ *
+ *   forkpoolctl [--socket PATH] [--help] [--version] COMMAND [ARGS]
+ *
+ * Commands read the supervisor's shared segment directly instead of asking it
+ * over the control socket, so they answer even while the supervisor is busy,
+ * and each pool they show is one consistent snapshot (the segment's seqlock).
+ * Everything is copied out of the segment before anything is printed.
+ *
+ * Exit status: 0 on success, 1 when the answer is "no" (no supervisor, a stale
+ * segment, no such pool) or output failed, 2 on a usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "forkpool.h"
+#include "proto.h"
+#include "segment.h"
+
+#define CTL_EXIT_OK      0
+#define CTL_EXIT_FAILURE 1
+#define CTL_EXIT_USAGE   2
+
+/*
+ * How often and how far apart to try again when the segment is replaced under
+ * us (obsolete) or is being created right now (header not complete yet).
+ */
+#define CTL_OPEN_TRIES      50
+#define CTL_OPEN_DELAY_USEC 2000
+
+/*
+ * How long to wait for a pool the supervisor is writing. A write section
+ * lasts microseconds, but the supervisor may be descheduled inside one.
+ */
+#define CTL_SNAPSHOT_TRIES      1000
+#define CTL_SNAPSHOT_DELAY_USEC 1000
+
+static const char ctl_usage_hint[] = "Try 'forkpoolctl --help' for more information.\n";
+
+/* One pool as read from the segment: a consistent copy of its record and slots. */
+struct ctl_pool_view {
+        struct fp_shm_pool pool;
+        struct fp_shm_slot *slots; /* owned; n_slots records, unused ones included */
+        uint32_t n_slots;
+};
+
+/* Every pool of one segment, read at now_usec (CLOCK_REALTIME). */
+struct ctl_status {
+        struct ctl_pool_view *pools; /* owned; n_pools records */
+        uint32_t n_pools;
+        uint64_t now_usec;
+};
+
+/* Which supervisor a command talks about, and what is known of it so far (for messages). */
+struct ctl_target {
+        const char *socket_path;
+        char shm_name[FP_SHM_NAME_MAX];
+        pid_t supervisor_pid; /* 0 until a header has been read */
+};
+
+static void ctl_usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: forkpoolctl [--socket PATH] [--help] [--version] COMMAND [ARGS]\n"
+                "\n"
+                "Shows the state of a running forkpoold, read from its shared segment.\n"
+                "\n"
+                "Options (before the command):\n"
+                "  --socket PATH   forkpoold's control socket (default: $FORKPOOL_SOCKET,\n"
+                "                  else %s)\n"
+                "  -h, --help      show this help and exit\n"
+                "  --version       show the version and exit\n"
+                "\n"
+                "Commands:\n"
+                "  status [--json] [POOL]   pools, their accounting, counters and connections\n",
+                FORKPOOL_DEFAULT_SOCKET);
+}
+
+/* Prints "forkpoolctl: <what>" and the usage hint on stderr. Returns CTL_EXIT_USAGE. */
+static int ctl_usage_error(const char *what, const char *arg)
+{
+        fprintf(stderr, "forkpoolctl: %s '%s'\n%s", what, arg, ctl_usage_hint);
+        return CTL_EXIT_USAGE;
+}
+
+/*
+ * Reports the option getopt_long() just rejected (it returned '?' or ':', with
+ * opterr 0). Returns CTL_EXIT_USAGE.
+ */
+static int ctl_option_error(int c, char *const argv[])
+{
+        const char *arg = argv[optind - 1];
+        char opt[3] = {'-', (char)optopt, '\0'};
+        const char *name = strncmp(arg, "--", 2) == 0 || !optopt ? arg : opt;
+
+        if (c == ':')
+                return ctl_usage_error("missing argument to option", name);
+        return ctl_usage_error("unknown option", name);
+}
+
+static uint64_t ctl_now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void ctl_sleep_usec(long usec)
+{
+        struct timespec ts = {.tv_sec = usec / 1000000, .tv_nsec = (usec % 1000000) * 1000};
+
+        nanosleep(&ts, NULL);
+}
+
+/* Microseconds from since_usec to now_usec, 0 if the clock went backwards. */
+static uint64_t ctl_elapsed_usec(uint64_t since_usec, uint64_t now_usec)
+{
+        return now_usec > since_usec ? now_usec - since_usec : 0;
+}
+
+/* True unless the kernel says no process has that pid (EPERM means someone else's, alive). */
+static bool ctl_pid_alive(pid_t pid)
+{
+        if (pid <= 0)
+                return false;
+        return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+static const char *ctl_db_kind_name(uint32_t kind)
+{
+        return kind == FP_DB_POSTGRES ? "postgresql" : "unknown";
+}
+
+static const char *ctl_reset_mode_name(uint32_t mode)
+{
+        switch (mode) {
+        case FP_RESET_ROLLBACK:
+                return "rollback";
+        case FP_RESET_COMMIT:
+                return "commit";
+        case FP_RESET_NONE:
+                return "none";
+        default:
+                return "unknown";
+        }
+}
+
+static void ctl_status_free(struct ctl_status *st)
+{
+        for (uint32_t i = 0; i < st->n_pools; i++)
+                free(st->pools[i].slots);
+        free(st->pools);
+        *st = (struct ctl_status){0};
+}
+
+/*
+ * Copies pool i of seg and its slots into *view (view->slots allocated here,
+ * owned by the caller), waiting up to about a second for the supervisor to
+ * finish a write. Returns 0, -EAGAIN (still mid-write), -EBADMSG (the pool's
+ * slots lie outside the segment) or -ENOMEM; *view is untouched on failure.
+ */
+static int ctl_pool_read(const struct fp_segment *seg, uint32_t i, struct ctl_pool_view *view)
+{
+        uint32_t max_slots = seg->hdr->slot_count;
+        struct fp_shm_slot *slots = calloc(max_slots ? max_slots : 1, sizeof(*slots));
+        struct fp_shm_pool pool;
+        int r = -EAGAIN;
+
+        if (!slots)
+                return -ENOMEM;
+        for (int attempt = 0; attempt < CTL_SNAPSHOT_TRIES; attempt++) {
+                if (attempt > 0)
+                        ctl_sleep_usec(CTL_SNAPSHOT_DELAY_USEC);
+                r = fp_segment_snapshot(seg, i, &pool, slots, max_slots);
+                if (r != -EAGAIN)
+                        break;
+        }
+        if (r < 0) {
+                free(slots);
+                return r;
+        }
+        *view = (struct ctl_pool_view){.pool = pool, .slots = slots, .n_slots = (uint32_t)r};
+        return 0;
+}
+
+/*
+ * Copies every pool of seg into *ret (owned by the caller: ctl_status_free()).
+ * Returns 0 or an error of ctl_pool_read(); *ret is untouched on failure.
+ */
+static int ctl_status_read(const struct fp_segment *seg, struct ctl_status *ret)
+{
+        struct ctl_status st = {0};
+        uint32_t n = seg->hdr->pool_count;
+        int r;
+
+        st.pools = calloc(n ? n : 1, sizeof(*st.pools));
+        if (!st.pools)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < n; i++) {
+                r = ctl_pool_read(seg, i, &st.pools[i]);
+                if (r < 0) {
+                        ctl_status_free(&st);
+                        return r;
+                }
+                st.n_pools = i + 1;
+        }
+        st.now_usec = ctl_now_usec();
+        *ret = st;
+        return 0;
+}
+
+static bool ctl_segment_obsolete(const struct fp_segment *seg)
+{
+        return __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) != 0;
+}
+
+/*
+ * One attempt to read the status from target's segment: open it, check that
+ * it is current and its supervisor alive, copy every pool, unmap. Records the
+ * supervisor's pid in target. Returns 0 with *ret filled (owned by the
+ * caller), or -ESTALE (the segment was replaced: try again), -ESRCH (its
+ * supervisor is gone), or an error of fp_segment_open() / ctl_status_read().
+ */
+static int ctl_status_load_once(struct ctl_target *target, struct ctl_status *ret)
+{
+        struct fp_segment seg = {0};
+        struct ctl_status st;
+        int r;
+
+        r = fp_segment_open(&seg, target->shm_name);
+        if (r < 0)
+                return r;
+        target->supervisor_pid = seg.hdr->supervisor_pid;
+        if (ctl_segment_obsolete(&seg))
+                r = -ESTALE;
+        else if (!ctl_pid_alive(target->supervisor_pid))
+                r = -ESRCH;
+        else
+                r = ctl_status_read(&seg, &st);
+        /* Replaced while we read: what we copied may be the old supervisor's last words. */
+        if (r == 0 && ctl_segment_obsolete(&seg)) {
+                ctl_status_free(&st);
+                r = -ESTALE;
+        }
+        fp_segment_close(&seg);
+        if (r < 0)
+                return r;
+        *ret = st;
+        return 0;
+}
+
+/* Prints on stderr why the status of target could not be read (r from ctl_status_load_once()). */
+static void ctl_report_load_error(const struct ctl_target *t, int r)
+{
+        switch (r) {
+        case -ENOENT:
+                fprintf(stderr, "forkpoolctl: no forkpoold is running for %s (no segment %s)\n",
+                        t->socket_path, t->shm_name);
+                break;
+        case -ESRCH:
+                fprintf(stderr,
+                        "forkpoolctl: forkpoold (pid %d) for %s is gone; the segment is stale\n",
+                        (int)t->supervisor_pid, t->socket_path);
+                break;
+        case -ESTALE:
+                fprintf(stderr, "forkpoolctl: segment %s for %s keeps being replaced; try again\n",
+                        t->shm_name, t->socket_path);
+                break;
+        case -EPROTO:
+                fprintf(stderr,
+                        "forkpoolctl: segment %s for %s has another layout than version %u; "
+                        "use the forkpoolctl that came with this forkpoold\n",
+                        t->shm_name, t->socket_path, FP_SHM_LAYOUT_VERSION);
+                break;
+        case -EBADMSG:
+                fprintf(stderr, "forkpoolctl: segment %s for %s is damaged or not forkpool's\n",
+                        t->shm_name, t->socket_path);
+                break;
+        case -EAGAIN:
+                fprintf(stderr,
+                        "forkpoolctl: forkpoold (pid %d) kept a pool locked for over a second; "
+                        "try again\n",
+                        (int)t->supervisor_pid);
+                break;
+        case -EACCES:
+                fprintf(stderr,
+                        "forkpoolctl: cannot read segment %s for %s: %s "
+                        "(run as forkpoold's user or a member of its group)\n",
+                        t->shm_name, t->socket_path, strerror(-r));
+                break;
+        default:
+                fprintf(stderr, "forkpoolctl: cannot read segment %s for %s: %s\n", t->shm_name,
+                        t->socket_path, strerror(-r));
+                break;
+        }
+}
+
+/*
+ * Reads every pool of the supervisor listening on socket_path into *ret
+ * (owned by the caller: ctl_status_free()). Retries for a moment while the
+ * segment is being replaced or created. On failure prints the reason on
+ * stderr and returns a negative errno (see ctl_status_load_once()).
+ * Blocks for at most about a second per pool.
+ */
+static int ctl_status_load(const char *socket_path, struct ctl_status *ret)
+{
+        struct ctl_target target = {.socket_path = socket_path};
+        int r = 0;
+
+        fp_segment_name(socket_path, target.shm_name);
+        for (int attempt = 0; attempt < CTL_OPEN_TRIES; attempt++) {
+                if (attempt > 0)
+                        ctl_sleep_usec(CTL_OPEN_DELAY_USEC);
+                r = ctl_status_load_once(&target, ret);
+                /* -EBADMSG too: a header caught between creation and its magic. */
+                if (r != -ESTALE && r != -EBADMSG)
+                        break;
+        }
+        if (r < 0)
+                ctl_report_load_error(&target, r);
+        return r;
+}
+
+/* Writes "-" for 0 (no such process), else the pid, into buf. Returns buf. */
+static const char *ctl_fmt_pid(char *buf, size_t len, int32_t pid)
+{
+        if (pid > 0)
+                snprintf(buf, len, "%" PRId32, pid);
+        else
+                snprintf(buf, len, "-");
+        return buf;
+}
+
+/* Writes the seconds from since_usec to now_usec with one decimal ("-" if since is 0). */
+static const char *ctl_fmt_age(char *buf, size_t len, uint64_t since_usec, uint64_t now_usec)
+{
+        if (since_usec == 0)
+                snprintf(buf, len, "-");
+        else
+                snprintf(buf, len, "%.1f", ctl_elapsed_usec(since_usec, now_usec) / 1e6);
+        return buf;
+}
+
+static void ctl_print_slot_text(uint32_t index, const struct fp_shm_slot *s, uint64_t now_usec)
+{
+        char holder[16], held[32], backend[16], age[32];
+        uint64_t checkout = s->state == FP_SLOT_LEASED ? s->last_checkout_usec : 0;
+
+        printf("%4" PRIu32 "  %-10s  %7s  %8s  %7s  %8s\n", index, fp_slot_state_name(s->state),
+               ctl_fmt_pid(holder, sizeof(holder), s->holder_pid),
+               ctl_fmt_age(held, sizeof(held), checkout, now_usec),
+               ctl_fmt_pid(backend, sizeof(backend), s->backend_pid),
+               ctl_fmt_age(age, sizeof(age), s->connect_usec, now_usec));
+}
+
+static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec)
+{
+        const struct fp_shm_pool *p = &v->pool;
+        const struct fp_shm_counters *c = &p->counters;
+
+        printf("pool %s (%s, max_overflow %" PRId32 ", timeout %g s, reset %s)\n", p->name,
+               ctl_db_kind_name(p->db_kind), p->max_overflow, p->timeout_ms / 1000.0,
+               ctl_reset_mode_name(p->reset_mode));
+        /* SQLAlchemy's QueuePool.status(), character for character. */
+        printf("Pool size: %d  Connections in pool: %d Current Overflow: %d "
+               "Current Checked out connections: %d\n",
+               (int)p->pool_size, (int)p->checked_in, p->pool_size != 0 ? (int)p->overflow : 0,
+               (int)p->checked_out);
+        printf("acquires=%" PRIu64 " releases=%" PRIu64 " timeouts=%" PRIu64 " connects=%" PRIu64
+               " connect_failures=%" PRIu64 " invalidations=%" PRIu64 " reclaims=%" PRIu64
+               " closes=%" PRIu64 " waiting=%" PRId32 "\n",
+               c->acquires, c->releases, c->timeouts, c->connects, c->connect_failures,
+               c->invalidations, c->reclaims, c->closes, p->waiting);
+        printf("SLOT  STATE        HOLDER      HELD  BACKEND       AGE\n");
+        for (uint32_t i = 0; i < v->n_slots; i++)
+                if (v->slots[i].state != FP_SLOT_UNUSED)
+                        ctl_print_slot_text(i, &v->slots[i], now_usec);
+}
+
+/*
+ * A JSON number of seconds for a count of microseconds, serialised with at
+ * most six decimals and at least one ("30.0", "1.25"). NULL on ENOMEM.
+ */
+static struct json_object *ctl_json_seconds(int64_t usec)
+{
+        uint64_t abs_usec = usec < 0 ? -(uint64_t)usec : (uint64_t)usec;
+        char text[48];
+        int len;
+
+        len = snprintf(text, sizeof(text), "%s%" PRIu64 ".%06" PRIu64, usec < 0 ? "-" : "",
+                       abs_usec / 1000000u, abs_usec % 1000000u);
+        while (len > 0 && text[len - 1] == '0' && text[len - 2] != '.')
+                text[--len] = '\0';
+        return json_object_new_double_s((double)usec / 1e6, text);
+}
+
+/* Adds key: val to obj, taking val. Returns false (and frees val) if val is NULL or on ENOMEM. */
+static bool ctl_json_add(struct json_object *obj, const char *key, struct json_object *val)
+{
+        if (!val)
+                return false;
+        if (json_object_object_add(obj, key, val) < 0) {
+                json_object_put(val);
+                return false;
+        }
+        return true;
+}
+
+/* Adds key: null. Returns false on ENOMEM. */
+static bool ctl_json_add_null(struct json_object *obj, const char *key)
+{
+        return json_object_object_add(obj, key, NULL) == 0;
+}
+
+/* Adds key: pid, or null when there is no process (pid 0). Returns false on ENOMEM. */
+static bool ctl_json_add_pid(struct json_object *obj, const char *key, int32_t pid)
+{
+        if (pid <= 0)
+                return ctl_json_add_null(obj, key);
+        return ctl_json_add(obj, key, json_object_new_int(pid));
+}
+
+/* A new JSON object for slot index of a pool (owned by the caller), or NULL on ENOMEM. */
+static struct json_object *ctl_slot_json(uint32_t index, const struct fp_shm_slot *s,
+                                         uint64_t now_usec)
+{
+        struct json_object *obj = json_object_new_object();
+        bool ok = obj != NULL;
+
+        ok = ok && ctl_json_add(obj, "slot", json_object_new_int64(index));
+        ok = ok && ctl_json_add(obj, "state", json_object_new_string(fp_slot_state_name(s->state)));
+        ok = ok && ctl_json_add_pid(obj, "holder_pid", s->holder_pid);
+        ok = ok && ctl_json_add_pid(obj, "backend_pid", s->backend_pid);
+        if (s->state == FP_SLOT_LEASED && s->last_checkout_usec != 0)
+                ok = ok && ctl_json_add(obj, "held_for",
+                                        ctl_json_seconds((int64_t)ctl_elapsed_usec(
+                                            s->last_checkout_usec, now_usec)));
+        else
+                ok = ok && ctl_json_add_null(obj, "held_for");
+        if (!ok) {
+                json_object_put(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+/* A new JSON object for a pool's counters (owned by the caller), or NULL on ENOMEM. */
+static struct json_object *ctl_counters_json(const struct fp_shm_counters *c)
+{
+        struct json_object *obj = json_object_new_object();
+        bool ok = obj != NULL;
+
+        ok = ok && ctl_json_add(obj, "acquires", json_object_new_uint64(c->acquires));
+        ok = ok && ctl_json_add(obj, "releases", json_object_new_uint64(c->releases));
+        ok = ok && ctl_json_add(obj, "timeouts", json_object_new_uint64(c->timeouts));
+        ok = ok && ctl_json_add(obj, "connects", json_object_new_uint64(c->connects));
+        ok = ok &&
+             ctl_json_add(obj, "connect_failures", json_object_new_uint64(c->connect_failures));
+        ok = ok && ctl_json_add(obj, "invalidations", json_object_new_uint64(c->invalidations));
+        ok = ok && ctl_json_add(obj, "reclaims", json_object_new_uint64(c->reclaims));
+        ok = ok && ctl_json_add(obj, "closes", json_object_new_uint64(c->closes));
+        if (!ok) {
+                json_object_put(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+/* A new JSON array of a pool's slots in use (owned by the caller), or NULL on ENOMEM. */
+static struct json_object *ctl_slots_json(const struct ctl_pool_view *v, uint64_t now_usec)
+{
+        struct json_object *arr = json_object_new_array();
+
+        for (uint32_t i = 0; arr && i < v->n_slots; i++) {
+                if (v->slots[i].state == FP_SLOT_UNUSED)
+                        continue;
+                struct json_object *slot = ctl_slot_json(i, &v->slots[i], now_usec);
+                if (!slot || json_object_array_add(arr, slot) < 0) {
+                        json_object_put(slot);
+                        json_object_put(arr);
+                        return NULL;
+                }
+        }
+        return arr;
+}
+
+/* A new JSON object for one pool (owned by the caller), or NULL on ENOMEM. */
+static struct json_object *ctl_pool_json(const struct ctl_pool_view *v, uint64_t now_usec)
+{
+        const struct fp_shm_pool *p = &v->pool;
+        struct json_object *obj = json_object_new_object();
+        bool ok = obj != NULL;
+
+        ok = ok && ctl_json_add(obj, "name", json_object_new_string(p->name));
+        ok = ok && ctl_json_add(obj, "pool_size", json_object_new_int(p->pool_size));
+        ok = ok && ctl_json_add(obj, "max_overflow", json_object_new_int(p->max_overflow));
+        ok = ok && ctl_json_add(obj, "timeout", ctl_json_seconds((int64_t)p->timeout_ms * 1000));
+        ok = ok && ctl_json_add(obj, "reset_on_return",
+                                json_object_new_string(ctl_reset_mode_name(p->reset_mode)));
+        ok = ok && ctl_json_add(obj, "checked_in", json_object_new_int(p->checked_in));
+        ok = ok && ctl_json_add(obj, "checked_out", json_object_new_int(p->checked_out));
+        ok = ok && ctl_json_add(obj, "overflow", json_object_new_int(p->overflow));
+        ok = ok && ctl_json_add(obj, "waiting", json_object_new_int(p->waiting));
+        ok = ok && ctl_json_add(obj, "counters", ctl_counters_json(&p->counters));
+        ok = ok && ctl_json_add(obj, "slots", ctl_slots_json(v, now_usec));
+        if (!ok) {
+                json_object_put(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+/*
+ * Prints {"pools": [...]} for the pools of st (only the one named only_pool
+ * if that is not NULL) on stdout. Returns 0 or -ENOMEM.
+ */
+static int ctl_print_status_json(const struct ctl_status *st, const char *only_pool)
+{
+        struct json_object *root = json_object_new_object();
+        struct json_object *pools = json_object_new_array();
+        int r = -ENOMEM;
+
+        if (!root || !ctl_json_add(root, "pools", pools))
+                goto out;
+        for (uint32_t i = 0; i < st->n_pools; i++) {
+                const struct ctl_pool_view *v = &st->pools[i];
+                if (only_pool && strcmp(v->pool.name, only_pool) != 0)
+                        continue;
+                struct json_object *pool = ctl_pool_json(v, st->now_usec);
+                if (!pool || json_object_array_add(pools, pool) < 0) {
+                        json_object_put(pool);
+                        goto out;
+                }
+        }
+        const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (text) {
+                puts(text);
+                r = 0;
+        }
+out:
+        json_object_put(root);
+        return r;
+}
+
+static void ctl_print_status_text(const struct ctl_status *st, const char *only_pool)
+{
+        bool first = true;
+
+        for (uint32_t i = 0; i < st->n_pools; i++) {
+                const struct ctl_pool_view *v = &st->pools[i];
+                if (only_pool && strcmp(v->pool.name, only_pool) != 0)
+                        continue;
+                if (!first)
+                        putchar('\n');
+                ctl_print_pool_text(v, st->now_usec);
+                first = false;
+        }
+}
+
+static bool ctl_status_has_pool(const struct ctl_status *st, const char *name)
+{
+        for (uint32_t i = 0; i < st->n_pools; i++)
+                if (strcmp(st->pools[i].pool.name, name) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Flushes stdout and reports a failed write (a full disk, a closed pipe).
+ * Returns the exit status: CTL_EXIT_OK or CTL_EXIT_FAILURE.
+ */
+static int ctl_finish_output(void)
+{
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "forkpoolctl: cannot write the output: %s\n", strerror(errno));
+                return CTL_EXIT_FAILURE;
+        }
+        return CTL_EXIT_OK;
+}
+
+/*
+ * `status [--json] [POOL]`: every pool's accounting, counters and slots in
+ * use, as text or JSON. argv[0] is "status". Returns the exit status.
+ */
+static int ctl_cmd_status(int argc, char *argv[], const char *socket_path)
+{
+        static const struct option options[] = {
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {0},
+        };
+        const char *only_pool = NULL;
+        struct ctl_status st;
+        bool json = false;
+        int c, r;
+
+        optind = 0; /* GNU getopt: start over on the command's own arguments */
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        ctl_usage(stdout);
+                        return ctl_finish_output();
+                default:
+                        return ctl_option_error(c, argv);
+                }
+        }
+        if (argc - optind > 1)
+                return ctl_usage_error("status takes one POOL at most; unexpected",
+                                       argv[optind + 1]);
+        if (optind < argc)
+                only_pool = argv[optind];
+
+        r = ctl_status_load(socket_path, &st);
+        if (r < 0)
+                return CTL_EXIT_FAILURE;
+        if (only_pool && !ctl_status_has_pool(&st, only_pool)) {
+                fprintf(stderr, "forkpoolctl: no pool '%s'\n", only_pool);
+                ctl_status_free(&st);
+                return CTL_EXIT_FAILURE;
+        }
+        if (json)
+                r = ctl_print_status_json(&st, only_pool);
+        else
+                ctl_print_status_text(&st, only_pool);
+        ctl_status_free(&st);
+        if (r < 0) {
+                fprintf(stderr, "forkpoolctl: cannot build the JSON output: %s\n", strerror(-r));
+                return CTL_EXIT_FAILURE;
+        }
+        return ctl_finish_output();
+}
+
+/* The control socket, as libforkpool finds it: the option, $FORKPOOL_SOCKET, the default. */
+static const char *ctl_socket_path(const char *option)
+{
+        const char *env;
+
+        if (option)
+                return option;
+        env = getenv("FORKPOOL_SOCKET");
+        return env && *env ? env : FORKPOOL_DEFAULT_SOCKET;
+}
+
+int main(int argc, char *argv[])
+{
+        static const struct option options[] = {
+            {"socket", required_argument, NULL, 's'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {0},
+        };
+        const char *socket_option = NULL;
+        int c;
+
+        opterr = 0; /* we say it in one line, with the hint */
+        /* "+": stop at the command; its options are its own. */
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        if (!*optarg)
+                                return ctl_usage_error("empty path given to option", "--socket");
+                        socket_option = optarg;
+                        break;
+                case 'h':
+                        ctl_usage(stdout);
+                        return ctl_finish_output();
+                case 'V':
+                        printf("forkpoolctl %s\n", FORKPOOL_VERSION_STRING);
+                        return ctl_finish_output();
+                default:
+                        return ctl_option_error(c, argv);
+                }
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "forkpoolctl: missing command\n%s", ctl_usage_hint);
+                return CTL_EXIT_USAGE;
+        }
+        if (strcmp(argv[optind], "status") == 0)
+                return ctl_cmd_status(argc - optind, argv + optind, ctl_socket_path(socket_option));
+        return ctl_usage_error("unknown command", argv[optind]);
+}

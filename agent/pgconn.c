@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgconn.c — the supervisor's PostgreSQL connections (pgconn.h).
+ */
+#include "pgconn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum pgconn_phase {
+        PGCONN_CONNECTING,
+        PGCONN_READY,
+        PGCONN_RESETTING,
+};
+
+struct fp_pgconn {
+        PGconn *conn;
+        sd_event *event;
+        sd_event_source *io;    /* enabled only while connecting or resetting */
+        sd_event_source *timer; /* connect or reset deadline */
+        sd_event_source *defer; /* reports a connect that failed at once */
+        enum pgconn_phase phase;
+
+        fp_pgconn_connect_cb connect_cb;
+        fp_pgconn_reset_cb reset_cb;
+        void *userdata;
+
+        int backend_pid;
+        int cancel_key;
+        bool has_cancel_key;
+        struct sockaddr_storage server_addr;
+        socklen_t server_addr_len;
+
+        uint32_t txn; /* enum fp_txn at the next hand-over */
+        /* The session's current reported values (NULL: not reported). */
+        char *params[FP_PG_N_REPORTED];
+        /* What the supervisor's libpq showed before the reset (to spot new reports). */
+        char *before_reset[FP_PG_N_REPORTED];
+        /* Indexes of parameters whose value the reset query reads back. */
+        int readback[FP_PG_N_REPORTED];
+        int n_readback;
+        bool reset_failed;
+};
+
+/*
+ * The prefix of libpq's struct pg_cancel (libpq-int.h, PostgreSQL 9.x–17):
+ * the server's real address and the cancel key, which libpq 15 has no public
+ * accessor for. Read only after a self-check against PQbackendPID().
+ */
+struct pg_cancel_prefix {
+        struct {
+                struct sockaddr_storage addr;
+                socklen_t salen;
+        } raddr; /* libpq's SockAddr: padded to the storage's alignment */
+        int be_pid;
+        int be_key;
+};
+
+static void notice_ignore(void *arg, const char *message)
+{
+        (void)arg;
+        log_debug("server notice on a supervisor connection: %s", message);
+}
+
+static void pgconn_free(struct fp_pgconn *pc)
+{
+        sd_event_source_disable_unref(pc->io);
+        sd_event_source_disable_unref(pc->timer);
+        sd_event_source_disable_unref(pc->defer);
+        if (pc->conn)
+                PQfinish(pc->conn);
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                free(pc->params[i]);
+                free(pc->before_reset[i]);
+        }
+        free(pc);
+}
+
+/* Turns libpq's multi-line error text into one line. */
+static void one_line(const char *in, char *out, size_t len)
+{
+        size_t j = 0;
+        for (size_t i = 0; in && in[i] && j + 1 < len; i++) {
+                char c = in[i];
+                if (c == '\n') {
+                        if (in[i + 1] == '\0')
+                                break;
+                        c = ' ';
+                }
+                out[j++] = c;
+        }
+        out[j] = '\0';
+}
+
+static void pgconn_fail_connect(struct fp_pgconn *pc, int error, const char *why)
+{
+        char text[FP_ERRTEXT_MAX];
+        one_line(why, text, sizeof(text));
+        fp_pgconn_connect_cb cb = pc->connect_cb;
+        void *userdata = pc->userdata;
+        pgconn_free(pc);
+        cb(NULL, error, text, userdata);
+}
+
+static char *param_dup(const char *value)
+{
+        return value ? strdup(value) : NULL;
+}
+
+static void capture_session(struct fp_pgconn *pc)
+{
+        pc->backend_pid = PQbackendPID(pc->conn);
+        pc->txn = FP_TXN_IDLE;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
+                pc->params[i] = param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
+
+        PGcancel *cancel = PQgetCancel(pc->conn);
+        if (cancel) {
+                const struct pg_cancel_prefix *prefix = (const void *)cancel;
+                if (prefix->be_pid == pc->backend_pid && prefix->raddr.salen > 0 &&
+                    prefix->raddr.salen <= sizeof(prefix->raddr.addr)) {
+                        pc->cancel_key = prefix->be_key;
+                        pc->has_cancel_key = true;
+                        memcpy(&pc->server_addr, &prefix->raddr.addr, prefix->raddr.salen);
+                        pc->server_addr_len = prefix->raddr.salen;
+                } else {
+                        log_warning("libpq's cancel data has an unexpected layout: "
+                                    "forkpool_cancel() will not work");
+                }
+                PQfreeCancel(cancel);
+        }
+}
+
+static int pgconn_watch(struct fp_pgconn *pc, uint32_t events);
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_pgconn *pc = userdata;
+        (void)s, (void)fd, (void)revents;
+
+        switch (PQconnectPoll(pc->conn)) {
+        case PGRES_POLLING_READING:
+                if (pgconn_watch(pc, EPOLLIN) < 0)
+                        pgconn_fail_connect(pc, -ENOMEM, "cannot watch the connection");
+                return 0;
+        case PGRES_POLLING_WRITING:
+                if (pgconn_watch(pc, EPOLLOUT) < 0)
+                        pgconn_fail_connect(pc, -ENOMEM, "cannot watch the connection");
+                return 0;
+        case PGRES_POLLING_FAILED:
+                pgconn_fail_connect(pc, -EHOSTUNREACH, PQerrorMessage(pc->conn));
+                return 0;
+        default:
+                break;
+        }
+
+        /* Connected. A TLS session cannot move between processes (adoption.md §0). */
+        if (PQsslInUse(pc->conn)) {
+                pgconn_fail_connect(pc, -EPROTO, "the server negotiated TLS, which forkpool "
+                                                 "cannot lease; set sslmode=disable");
+                return 0;
+        }
+        sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
+        sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
+        PQsetNoticeProcessor(pc->conn, notice_ignore, NULL);
+        int sock = PQsocket(pc->conn);
+        (void)fcntl(sock, F_SETFD, FD_CLOEXEC);
+        capture_session(pc);
+        pc->phase = PGCONN_READY;
+        pc->connect_cb(pc, 0, NULL, pc->userdata);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Points the io source at the connection's current socket, waiting for events. */
+static int pgconn_watch(struct fp_pgconn *pc, uint32_t events)
+{
+        int sock = PQsocket(pc->conn), r;
+        if (sock < 0)
+                return -EBADF;
+        if (!pc->io) {
+                r = sd_event_add_io(pc->event, &pc->io, sock, events, on_io, pc);
+                if (r < 0)
+                        return r;
+        } else {
+                /* libpq may switch sockets while connecting (another address). */
+                if (sd_event_source_get_io_fd(pc->io) != sock) {
+                        r = sd_event_source_set_io_fd(pc->io, sock);
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_event_source_set_io_events(pc->io, events);
+                if (r < 0)
+                        return r;
+        }
+        return sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
+}
+
+static int arm_timer(struct fp_pgconn *pc, int timeout_ms)
+{
+        uint64_t now;
+        sd_event_now(pc->event, CLOCK_MONOTONIC, &now);
+        uint64_t when = now + (uint64_t)timeout_ms * 1000u;
+        if (!pc->timer)
+                return sd_event_add_time(pc->event, &pc->timer, CLOCK_MONOTONIC, when, 1000,
+                                         on_timeout, pc);
+        int r = sd_event_source_set_time(pc->timer, when);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(pc->timer, SD_EVENT_ONESHOT);
+}
+
+static int on_connect_failed_at_once(sd_event_source *s, void *userdata)
+{
+        struct fp_pgconn *pc = userdata;
+        (void)s;
+        pgconn_fail_connect(pc, -EHOSTUNREACH,
+                            pc->conn ? PQerrorMessage(pc->conn) : "out of memory in libpq");
+        return 0;
+}
+
+int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
+                      int timeout_ms, fp_pgconn_connect_cb cb, void *userdata,
+                      struct fp_pgconn **ret)
+{
+        struct fp_pgconn *pc = calloc(1, sizeof(*pc));
+        int r;
+
+        if (!pc)
+                return -ENOMEM;
+        pc->event = event;
+        pc->connect_cb = cb;
+        pc->userdata = userdata;
+        pc->phase = PGCONN_CONNECTING;
+        pc->conn = PQconnectStartParams(keys, values, 0);
+
+        if (!pc->conn || PQstatus(pc->conn) == CONNECTION_BAD)
+                r = sd_event_add_defer(event, &pc->defer, on_connect_failed_at_once, pc);
+        else {
+                /* libpq's documented first step: poll as if it had returned WRITING. */
+                r = pgconn_watch(pc, EPOLLOUT);
+                if (r >= 0)
+                        r = arm_timer(pc, timeout_ms);
+        }
+        if (r < 0) {
+                pgconn_free(pc);
+                return r;
+        }
+        *ret = pc;
+        return 0;
+}
+
+/* --- reset --- */
+
+static void reset_finish(struct fp_pgconn *pc, bool ok)
+{
+        if (pc->io)
+                sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
+        if (pc->timer)
+                sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
+        pc->phase = PGCONN_READY;
+
+        if (ok) {
+                /* A value the server reported during the reset is the truth now. */
+                for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                        const char *now = PQparameterStatus(pc->conn, fp_pg_reported_params[i]);
+                        const char *before = pc->before_reset[i];
+                        if (now && (!before || strcmp(now, before) != 0)) {
+                                free(pc->params[i]);
+                                pc->params[i] = strdup(now);
+                        }
+                }
+                pc->txn = FP_TXN_IDLE;
+        }
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                free(pc->before_reset[i]);
+                pc->before_reset[i] = NULL;
+        }
+        pc->reset_cb(pc, ok, pc->userdata);
+}
+
+/* Reads the reset's results; the last one may carry read-back parameter values. */
+static int reset_consume(struct fp_pgconn *pc)
+{
+        PGresult *res;
+
+        while (!PQisBusy(pc->conn)) {
+                res = PQgetResult(pc->conn);
+                if (!res)
+                        return 1; /* done */
+                ExecStatusType st = PQresultStatus(res);
+                if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                    PQnfields(res) == pc->n_readback) {
+                        for (int f = 0; f < pc->n_readback; f++) {
+                                int i = pc->readback[f];
+                                free(pc->params[i]);
+                                pc->params[i] = PQgetisnull(res, 0, f)
+                                                        ? NULL
+                                                        : strdup(PQgetvalue(res, 0, f));
+                        }
+                } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                        char text[FP_ERRTEXT_MAX];
+                        one_line(PQresultErrorMessage(res), text, sizeof(text));
+                        log_warning("reset of backend %d failed, closing it: %s",
+                                    pc->backend_pid, text);
+                        pc->reset_failed = true;
+                }
+                PQclear(res);
+        }
+        return 0;
+}
+
+static int on_reset_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_pgconn *pc = userdata;
+        (void)s, (void)fd, (void)revents;
+
+        if (PQflush(pc->conn) < 0 || !PQconsumeInput(pc->conn)) {
+                char text[FP_ERRTEXT_MAX];
+                one_line(PQerrorMessage(pc->conn), text, sizeof(text));
+                log_warning("reset of backend %d failed, closing it: %s", pc->backend_pid, text);
+                reset_finish(pc, false);
+                return 0;
+        }
+        if (reset_consume(pc))
+                reset_finish(pc, !pc->reset_failed);
+        return 0;
+}
+
+/* One io source per connection serves both phases that watch the socket. */
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_pgconn *pc = userdata;
+        if (pc->phase == PGCONN_CONNECTING)
+                return on_connect_io(s, fd, revents, userdata);
+        if (pc->phase == PGCONN_RESETTING)
+                return on_reset_io(s, fd, revents, userdata);
+        /* Idle or leased: the source is off; a stray wakeup is ignored. */
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_pgconn *pc = userdata;
+        (void)s, (void)usec;
+
+        if (pc->phase == PGCONN_CONNECTING) {
+                pgconn_fail_connect(pc, -ETIMEDOUT, "connecting to the database timed out");
+                return 0;
+        }
+        log_warning("reset of backend %d timed out, closing it", pc->backend_pid);
+        reset_finish(pc, false);
+        return 0;
+}
+
+/* Takes the worker's reported values as the session's current ones. */
+static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *info)
+{
+        if (info->params_len == 0 || fp_params_check(info->params, info->params_len) < 0)
+                return;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                const char *v = fp_params_get(info->params, info->params_len,
+                                              fp_pg_reported_params[i]);
+                if (v) {
+                        free(pc->params[i]);
+                        pc->params[i] = strdup(v);
+                }
+        }
+}
+
+/*
+ * Builds the reset's SQL. After ROLLBACK or COMMIT of a transaction the server
+ * may revert a value to one the supervisor's libpq already shows, and report
+ * it: that report is invisible here, so such values are read back.
+ */
+static void build_reset_sql(struct fp_pgconn *pc, enum fp_reset_mode mode, uint32_t txn,
+                            char *sql, size_t len)
+{
+        size_t n = (size_t)snprintf(sql, len, "%s", mode == FP_RESET_COMMIT ? "COMMIT" : "ROLLBACK");
+        pc->n_readback = 0;
+        if (txn == FP_TXN_IDLE)
+                return;
+        for (size_t i = 0; i < FP_PG_N_REPORTED && n < len; i++) {
+                const char *before = pc->before_reset[i], *cur = pc->params[i];
+                if (!before || !cur || strcmp(before, cur) == 0)
+                        continue;
+                n += (size_t)snprintf(sql + n, len - n, "%scurrent_setting('%s')",
+                                      pc->n_readback ? ", " : "; SELECT ",
+                                      fp_pg_reported_params[i]);
+                pc->readback[pc->n_readback++] = (int)i;
+        }
+}
+
+void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
+                     const struct fp_release_info *info, int timeout_ms, fp_pgconn_reset_cb cb,
+                     void *userdata)
+{
+        char sql[2048];
+        int r;
+
+        pc->reset_cb = cb;
+        pc->userdata = userdata;
+        pc->reset_failed = false;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
+                pc->before_reset[i] =
+                        param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
+        apply_report(pc, info);
+
+        /*
+         * ROLLBACK or COMMIT outside a transaction changes nothing: when the
+         * worker saw the session idle, the round trip is skipped.
+         */
+        if (mode == FP_RESET_NONE || info->txn == FP_TXN_IDLE) {
+                /* The session is handed on as it is (reset none: open transaction included). */
+                pc->txn = info->txn;
+                for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                        free(pc->before_reset[i]);
+                        pc->before_reset[i] = NULL;
+                }
+                cb(pc, true, userdata);
+                return;
+        }
+
+        build_reset_sql(pc, mode, info->txn, sql, sizeof(sql));
+        pc->phase = PGCONN_RESETTING;
+        if (!PQsendQuery(pc->conn, sql)) {
+                char text[FP_ERRTEXT_MAX];
+                one_line(PQerrorMessage(pc->conn), text, sizeof(text));
+                log_warning("reset of backend %d failed, closing it: %s", pc->backend_pid, text);
+                reset_finish(pc, false);
+                return;
+        }
+        r = PQflush(pc->conn);
+        if (r < 0) {
+                reset_finish(pc, false);
+                return;
+        }
+        r = sd_event_source_set_io_events(pc->io, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        if (r >= 0)
+                r = sd_event_source_set_io_fd(pc->io, PQsocket(pc->conn));
+        if (r >= 0)
+                r = sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
+        if (r >= 0)
+                r = arm_timer(pc, timeout_ms);
+        if (r < 0) {
+                log_error_errno(r, "cannot watch backend %d during its reset", pc->backend_pid);
+                reset_finish(pc, false);
+        }
+}
+
+/* A CancelRequest on its way to the server; frees itself. */
+struct pending_cancel {
+        sd_event_source *io;
+        int fd;
+        uint32_t packet[4];
+};
+
+static int on_cancel_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct pending_cancel *pcx = userdata;
+        (void)revents;
+        /* One small write; the server acts on it and closes. Errors change nothing. */
+        (void)send(fd, pcx->packet, sizeof(pcx->packet), MSG_NOSIGNAL | MSG_DONTWAIT);
+        sd_event_source_disable_unref(s);
+        close(fd);
+        free(pcx);
+        return 0;
+}
+
+/*
+ * Asks the server to cancel whatever the backend is running, without waiting:
+ * a backend busy in a query does not notice that its socket was shut down
+ * until it next writes, which could be minutes away.
+ */
+static void send_cancel(const struct fp_pgconn *pc)
+{
+        if (!pc->has_cancel_key)
+                return;
+        struct pending_cancel *pcx = calloc(1, sizeof(*pcx));
+        if (!pcx)
+                return;
+        pcx->packet[0] = htonl(16);
+        pcx->packet[1] = htonl(80877102);
+        pcx->packet[2] = htonl((uint32_t)pc->backend_pid);
+        pcx->packet[3] = htonl((uint32_t)pc->cancel_key);
+        pcx->fd = socket(pc->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (pcx->fd < 0 ||
+            (connect(pcx->fd, (const struct sockaddr *)&pc->server_addr, pc->server_addr_len) < 0 &&
+             errno != EINPROGRESS) ||
+            sd_event_add_io(pc->event, &pcx->io, pcx->fd, EPOLLOUT, on_cancel_writable, pcx) < 0) {
+                log_debug("cannot send a cancel request for backend %d", pc->backend_pid);
+                if (pcx->fd >= 0)
+                        close(pcx->fd);
+                free(pcx);
+                return;
+        }
+        /* Not tied to the connection's life: it finishes on its own. */
+        sd_event_source_set_floating(pcx->io, true);
+        sd_event_source_unref(pcx->io);
+}
+
+void fp_pgconn_close(struct fp_pgconn *pc, bool hard)
+{
+        if (!pc)
+                return;
+        if (hard && pc->conn && PQsocket(pc->conn) >= 0) {
+                (void)shutdown(PQsocket(pc->conn), SHUT_RDWR);
+                send_cancel(pc);
+        }
+        pgconn_free(pc);
+}
+
+int fp_pgconn_socket(const struct fp_pgconn *pc)
+{
+        return PQsocket(pc->conn);
+}
+
+int fp_pgconn_backend_pid(const struct fp_pgconn *pc)
+{
+        return pc->backend_pid;
+}
+
+void fp_pgconn_describe(const struct fp_pgconn *pc, struct fp_lease_pg *ret, uint32_t *ret_txn)
+{
+        memset(ret, 0, sizeof(*ret));
+        ret->backend_pid = pc->backend_pid;
+        ret->cancel_key = pc->cancel_key;
+        ret->has_cancel_key = pc->has_cancel_key;
+        if (pc->server_addr_len > 0) {
+                memcpy(&ret->server_addr, &pc->server_addr, pc->server_addr_len);
+                ret->server_addr_len = pc->server_addr_len;
+        }
+        snprintf(ret->user, sizeof(ret->user), "%s", PQuser(pc->conn) ? PQuser(pc->conn) : "");
+        snprintf(ret->dbname, sizeof(ret->dbname), "%s", PQdb(pc->conn) ? PQdb(pc->conn) : "");
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
+                if (pc->params[i])
+                        (void)fp_params_add(ret->params, sizeof(ret->params), &ret->params_len,
+                                            fp_pg_reported_params[i], pc->params[i]);
+        *ret_txn = pc->txn;
+}

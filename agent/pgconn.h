@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pgconn.h — the supervisor's side of one PostgreSQL connection: connecting
+ * without blocking the loop (PQconnectStartParams/PQconnectPoll), resetting it
+ * after a lease, closing it, and describing it for a lease.
+ *
+ * The supervisor's PGconn is never read while the connection is leased: its
+ * event source is disabled from the moment it is handed out. Its cached
+ * session state goes stale during a lease; the worker's report at release and
+ * the reset's own reports make the cache true again (research/adoption.md §A.7).
+ */
+#ifndef FORKPOOL_PGCONN_H
+#define FORKPOOL_PGCONN_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "pgparams.h"
+#include "pool.h"
+#include "proto.h"
+
+struct fp_pgconn;
+
+/*
+ * Called once when a connect ends: error 0 (success) or a negative errno with
+ * a one-line text (the database's message). pc is valid on success and
+ * already freed on failure.
+ */
+typedef void (*fp_pgconn_connect_cb)(struct fp_pgconn *pc, int error, const char *text,
+                                     void *userdata);
+
+/* Called once when a reset ends; ok false means the connection must be closed. */
+typedef void (*fp_pgconn_reset_cb)(struct fp_pgconn *pc, bool ok, void *userdata);
+
+/*
+ * Starts connecting with the NULL-terminated keyword arrays (which must
+ * already force sslmode=disable, gssencmode=disable). The callback runs from
+ * the event loop, never from inside this call. Returns 0 and the connection
+ * in *ret (owned by the caller until the callback reports a failure), or
+ * -ENOMEM.
+ */
+int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
+                      int timeout_ms, fp_pgconn_connect_cb cb, void *userdata,
+                      struct fp_pgconn **ret);
+
+/*
+ * Brings the cached session state up to date with the worker's report and
+ * runs the reset for mode (ROLLBACK, COMMIT, or nothing) on the supervisor's
+ * handle. cb runs when it ends, possibly from inside this call (mode none).
+ */
+void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
+                     const struct fp_release_info *info, int timeout_ms, fp_pgconn_reset_cb cb,
+                     void *userdata);
+
+/*
+ * Closes the connection and frees pc. hard: shutdown() the socket first,
+ * which also cuts every copy a worker may still hold (holder death,
+ * invalidation); otherwise a normal Terminate.
+ */
+void fp_pgconn_close(struct fp_pgconn *pc, bool hard);
+
+/* The socket to pass to a worker. */
+int fp_pgconn_socket(const struct fp_pgconn *pc);
+
+/* The backend's process id. */
+int fp_pgconn_backend_pid(const struct fp_pgconn *pc);
+
+/* Fills what a worker needs to adopt the connection, and the transaction status. */
+void fp_pgconn_describe(const struct fp_pgconn *pc, struct fp_lease_pg *ret, uint32_t *ret_txn);
+
+#endif /* FORKPOOL_PGCONN_H */

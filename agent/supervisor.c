@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * supervisor.c — forkpoold's top level (supervisor.h): pools wired to their
+ * PostgreSQL connections, the shared segment, signals, reload and shutdown.
+ */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pgconn.h"
+
+static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
+{
+        return pool->userdata;
+}
+
+uint64_t fp_supervisor_now(struct fp_supervisor *sup)
+{
+        uint64_t now;
+        if (sd_event_now(sup->event, CLOCK_MONOTONIC, &now) < 0)
+                return 0;
+        return now;
+}
+
+/* --- the pools' I/O (struct fp_pool_ops) --- */
+
+static void on_pg_connected(struct fp_pgconn *pc, int error, const char *text, void *userdata)
+{
+        struct fp_record *rec = userdata;
+        struct fp_sup_pool *sp = sup_pool_of(rec->pool);
+
+        if (error < 0) {
+                log_warning("pool %s: connect failed: %s", sp->cfg.name, text);
+                fp_pool_connect_done(&sp->pool, rec, error, text);
+                return;
+        }
+        rec->conn = pc;
+        rec->backend_pid = fp_pgconn_backend_pid(pc);
+        log_debug("pool %s: slot %u connected, backend %d", sp->cfg.name, rec->index,
+                  rec->backend_pid);
+        fp_pool_connect_done(&sp->pool, rec, 0, NULL);
+}
+
+static void op_connect(struct fp_pool *pool, struct fp_record *rec)
+{
+        struct fp_sup_pool *sp = sup_pool_of(pool);
+        struct fp_pgconn *pc;
+
+        int r = fp_pgconn_connect(sp->sup->event, sp->pg_keys, sp->pg_values,
+                                  pool->params.connect_timeout_ms, on_pg_connected, rec, &pc);
+        if (r < 0) {
+                log_error_errno(r, "pool %s: cannot start a connect", sp->cfg.name);
+                fp_pool_connect_done(pool, rec, r, "forkpoold cannot start a connect");
+        }
+}
+
+static void on_pg_reset(struct fp_pgconn *pc, bool ok, void *userdata)
+{
+        struct fp_record *rec = userdata;
+        (void)pc;
+        fp_pool_reset_done(rec->pool, rec, ok);
+}
+
+static void op_reset(struct fp_pool *pool, struct fp_record *rec,
+                     const struct fp_release_info *info)
+{
+        fp_pgconn_reset(rec->conn, pool->params.reset_mode, info, pool->params.connect_timeout_ms,
+                        on_pg_reset, rec);
+}
+
+static void op_close(struct fp_pool *pool, struct fp_record *rec, bool hard)
+{
+        log_debug("pool %s: closing backend %d%s", pool->params.name, rec->backend_pid,
+                  hard ? " (shut down)" : "");
+        fp_pgconn_close(rec->conn, hard);
+}
+
+static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
+{
+        struct fp_msg_lease msg;
+
+        fp_msg_init(&msg.hdr, FP_OP_LEASE, sizeof(msg), w->request_id);
+        msg.lease_id = fp_record_lease_id(pool, rec);
+        msg.db_kind = FP_DB_POSTGRES;
+        fp_pgconn_describe(rec->conn, &msg.pg, &msg.txn);
+        int r = fp_control_send_lease(w->client, w->request_id, &msg, sizeof(msg),
+                                      fp_pgconn_socket(rec->conn));
+        if (r < 0)
+                log_debug("pool %s: lease to pid %d not delivered: %s", pool->params.name, w->pid,
+                          strerror(-r));
+        return r;
+}
+
+static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, const char *text)
+{
+        (void)pool;
+        fp_control_send_error(w->client, w->request_id, error, text);
+}
+
+static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_sup_pool *sp = userdata;
+        (void)s;
+        fp_pool_expire(&sp->pool, usec);
+        return 0;
+}
+
+static void op_deadline_changed(struct fp_pool *pool, uint64_t deadline_usec)
+{
+        struct fp_sup_pool *sp = sup_pool_of(pool);
+        int r;
+
+        if (deadline_usec == UINT64_MAX) {
+                if (sp->deadline)
+                        sd_event_source_set_enabled(sp->deadline, SD_EVENT_OFF);
+                return;
+        }
+        if (!sp->deadline)
+                r = sd_event_add_time(sp->sup->event, &sp->deadline, CLOCK_MONOTONIC,
+                                      deadline_usec, 1000, on_deadline, sp);
+        else {
+                r = sd_event_source_set_time(sp->deadline, deadline_usec);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(sp->deadline, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_error_errno(r, "pool %s: cannot arm the acquire timeout", pool->params.name);
+}
+
+static const struct fp_pool_ops pg_pool_ops = {
+        .connect = op_connect,
+        .reset = op_reset,
+        .close = op_close,
+        .send_lease = op_send_lease,
+        .send_error = op_send_error,
+        .deadline_changed = op_deadline_changed,
+};
+
+/* --- pools --- */
+
+static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_pool_params *ret)
+{
+        *ret = (struct fp_pool_params){
+                .pool_size = cfg->pool_size,
+                .max_overflow = cfg->max_overflow,
+                .timeout_ms = cfg->timeout_ms,
+                .connect_timeout_ms = cfg->connect_timeout_ms,
+                .reset_mode = cfg->reset_mode,
+        };
+        snprintf(ret->name, sizeof(ret->name), "%s", cfg->name);
+}
+
+/* Moves cfg (and the URL it owns) into sp and derives libpq's keywords. */
+static int sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cfg)
+{
+        struct fp_pool_config old = sp->cfg;
+        sp->cfg = *cfg;
+        memset(cfg, 0, sizeof(*cfg));
+        int n = fp_url_pg_keywords(&sp->cfg.url, sp->pg_keys, sp->pg_values, FP_PG_MAX_KEYWORDS);
+        /* The old URL is released only now: the keywords pointed into it. */
+        fp_url_free(&old.url);
+        if (old.url_text) {
+                explicit_bzero(old.url_text, strlen(old.url_text));
+                free(old.url_text);
+        }
+        return n < 0 ? n : 0;
+}
+
+static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
+                        struct fp_sup_pool **ret)
+{
+        struct fp_sup_pool *sp = calloc(1, sizeof(*sp));
+        struct fp_pool_params params;
+        int r;
+
+        if (!sp)
+                return -ENOMEM;
+        sp->sup = sup;
+        pool_params_from_config(cfg, &params);
+        r = sup_pool_set_config(sp, cfg);
+        if (r >= 0)
+                r = fp_pool_init(&sp->pool, &params, &pg_pool_ops, sp);
+        if (r < 0) {
+                fp_url_free(&sp->cfg.url);
+                free(sp->cfg.url_text);
+                free(sp);
+                return r;
+        }
+        sp->pool.id = (uint32_t)sup->n_pools;
+        *ret = sp;
+        return 0;
+}
+
+static void sup_pool_free(struct fp_sup_pool *sp)
+{
+        sd_event_source_disable_unref(sp->deadline);
+        for (uint32_t i = 0; i < sp->pool.capacity; i++) {
+                struct fp_record *rec = &sp->pool.records[i];
+                if (rec->conn)
+                        fp_pgconn_close(rec->conn, true);
+                free(rec->connecting_for);
+        }
+        fp_pool_done(&sp->pool);
+        fp_url_free(&sp->cfg.url);
+        if (sp->cfg.url_text) {
+                explicit_bzero(sp->cfg.url_text, strlen(sp->cfg.url_text));
+                free(sp->cfg.url_text);
+        }
+        free(sp);
+}
+
+struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const char *name)
+{
+        for (size_t i = 0; i < sup->n_pools; i++)
+                if (!sup->pools[i]->removed && strcmp(sup->pools[i]->cfg.name, name) == 0)
+                        return sup->pools[i];
+        return NULL;
+}
+
+struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id)
+{
+        return id < sup->n_pools ? sup->pools[id] : NULL;
+}
+
+void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client)
+{
+        for (size_t i = 0; i < sup->n_pools; i++) {
+                struct fp_sup_pool *sp = sup->pools[i];
+                int n = fp_pool_client_gone(&sp->pool, client);
+                if (n > 0)
+                        log_info("pool %s: reclaimed %d lease%s of pid %d (connections closed)",
+                                 sp->cfg.name, n, n == 1 ? "" : "s", fp_client_pid(client));
+        }
+}
+
+/* --- the segment --- */
+
+/* (Re)creates the segment for the current pools and attaches every pool to it. */
+static int publish_segment(struct fp_supervisor *sup)
+{
+        char name[FP_SHM_NAME_MAX];
+        struct fp_segment seg;
+        uint32_t n = (uint32_t)sup->n_pools;
+        int gid = sup->cfg.n_allow_gids > 0 ? (int)sup->cfg.allow_gids[0] : -1;
+
+        fp_segment_name(sup->cfg.socket_path, name);
+        int r = fp_segment_create(&seg, name, n, n * FP_SHM_MAX_SLOTS_PER_POOL, 0640, gid);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the shared segment %s", name);
+
+        struct fp_segment old = sup->seg;
+        sup->seg = seg;
+        for (uint32_t i = 0; i < n; i++) {
+                struct fp_sup_pool *sp = sup->pools[i];
+                struct fp_shm_pool *shm = fp_segment_pool(&seg, i);
+                snprintf(shm->name, sizeof(shm->name), "%s%s", sp->cfg.name,
+                         sp->removed ? "~removed" : "");
+                shm->db_kind = FP_DB_POSTGRES;
+                shm->slot_base = i * FP_SHM_MAX_SLOTS_PER_POOL;
+                shm->slot_count = FP_SHM_MAX_SLOTS_PER_POOL;
+                fp_pool_attach_shm(&sp->pool, shm, fp_segment_slot(&seg, shm->slot_base));
+        }
+        fp_segment_close(&old);
+        return 0;
+}
+
+/* --- shutdown --- */
+
+static bool all_pools_idle(struct fp_supervisor *sup)
+{
+        for (size_t i = 0; i < sup->n_pools; i++)
+                if (fp_pool_busy(&sup->pools[i]->pool) > 0)
+                        return false;
+        return true;
+}
+
+/* Runs after every event while stopping: exits once nothing is in use. */
+static int on_drain_check(sd_event_source *s, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s;
+        if (all_pools_idle(sup))
+                sd_event_exit(sup->event, 0);
+        return 0;
+}
+
+static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)usec;
+        log_warning("shutdown grace period over: revoking the leases still held");
+        for (size_t i = 0; i < sup->n_pools; i++)
+                fp_pool_revoke_all(&sup->pools[i]->pool);
+        sd_event_exit(sup->event, 0);
+        return 0;
+}
+
+static void begin_shutdown(struct fp_supervisor *sup, const char *why)
+{
+        if (sup->stopping)
+                return;
+        sup->stopping = true;
+        log_info("%s: stopping (leases held: waiting up to %d ms)", why,
+                 sup->cfg.shutdown_grace_ms);
+        fp_control_stop_listening(sup);
+        for (size_t i = 0; i < sup->n_pools; i++)
+                fp_pool_drain(&sup->pools[i]->pool, -ESHUTDOWN, "forkpoold is shutting down");
+        if (all_pools_idle(sup)) {
+                sd_event_exit(sup->event, 0);
+                return;
+        }
+        int r = sd_event_add_post(sup->event, &sup->drain_check, on_drain_check, sup);
+        if (r >= 0)
+                r = sd_event_add_time_relative(sup->event, &sup->grace_timer, CLOCK_MONOTONIC,
+                                               (uint64_t)sup->cfg.shutdown_grace_ms * 1000u, 1000,
+                                               on_grace_over, sup);
+        if (r < 0) {
+                log_error_errno(r, "cannot wait for leases; exiting now");
+                sd_event_exit(sup->event, 0);
+        }
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        (void)s;
+        begin_shutdown(userdata, si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+        return 0;
+}
+
+/* --- reload --- */
+
+/* Applies a new, valid configuration: global settings and pools. Takes cfg's pools. */
+static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
+{
+        bool layout_changed = false;
+
+        if (strcmp(cfg->socket_path, sup->cfg.socket_path) != 0)
+                log_warning("reload: the control socket cannot move (%s → %s); restart for that",
+                            sup->cfg.socket_path, cfg->socket_path);
+        fp_log_set_level(cfg->log_level);
+        sup->cfg.log_level = cfg->log_level;
+        sup->cfg.shutdown_grace_ms = cfg->shutdown_grace_ms;
+        sup->cfg.n_allow_uids = cfg->n_allow_uids;
+        memcpy(sup->cfg.allow_uids, cfg->allow_uids, sizeof(cfg->allow_uids));
+        sup->cfg.n_allow_gids = cfg->n_allow_gids;
+        memcpy(sup->cfg.allow_gids, cfg->allow_gids, sizeof(cfg->allow_gids));
+
+        /* Pools that are gone drain: no new leases, the rest close as they come back. */
+        for (size_t i = 0; i < sup->n_pools; i++) {
+                struct fp_sup_pool *sp = sup->pools[i];
+                if (sp->removed || fp_config_find_pool(cfg, sp->cfg.name))
+                        continue;
+                log_info("reload: pool %s removed; its connections close as they come back",
+                         sp->cfg.name);
+                sp->removed = true;
+                fp_pool_drain(&sp->pool, -ENOENT, "the pool was removed by a reload");
+                layout_changed = true;
+        }
+
+        for (size_t i = 0; i < cfg->n_pools; i++) {
+                struct fp_pool_config *pc = &cfg->pools[i];
+                struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, pc->name);
+                struct fp_pool_params params;
+                pool_params_from_config(pc, &params);
+
+                if (sp) {
+                        bool url_changed = strcmp(sp->cfg.url_text, pc->url_text) != 0;
+                        if (sup_pool_set_config(sp, pc) < 0)
+                                log_error("reload: pool %s: too many URL parameters",
+                                          params.name);
+                        fp_pool_update_params(&sp->pool, &params);
+                        if (url_changed) {
+                                log_info("reload: pool %s has a new URL; existing connections "
+                                         "close as they come back",
+                                         params.name);
+                                fp_pool_dispose(&sp->pool);
+                        }
+                        continue;
+                }
+                if (sup->n_pools >= FP_SHM_MAX_POOLS) {
+                        log_error("reload: pool %s not added: at most %d pools (removed ones "
+                                  "count until restart)",
+                                  pc->name, FP_SHM_MAX_POOLS);
+                        continue;
+                }
+                if (sup_pool_new(sup, pc, &sp) < 0) {
+                        log_error("reload: pool %s not added: out of memory", params.name);
+                        continue;
+                }
+                sup->pools[sup->n_pools++] = sp;
+                log_info("reload: pool %s added", params.name);
+                layout_changed = true;
+        }
+        if (layout_changed)
+                (void)publish_segment(sup);
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si,
+                            void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        struct fp_config cfg;
+        char err[FP_CONFIG_ERR_MAX];
+        (void)s, (void)si;
+
+        if (!sup->cfg.path) {
+                log_warning("SIGHUP: started without --config, nothing to reload");
+                return 0;
+        }
+        fp_config_init(&cfg);
+        if (fp_config_load(&cfg, sup->cfg.path, err, sizeof(err)) < 0 ||
+            fp_config_validate(&cfg, err, sizeof(err)) < 0) {
+                log_error("reload rejected, keeping the running configuration: %s", err);
+                fp_config_free(&cfg);
+                return 0;
+        }
+        apply_config(sup, &cfg);
+        fp_config_free(&cfg);
+        log_info("configuration reloaded from %s", sup->cfg.path);
+        return 0;
+}
+
+/* --- life cycle --- */
+
+/* True if another supervisor accepts connections on path. */
+static bool socket_is_live(const char *path)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof(addr.sun_path))
+                return false;
+        memcpy(addr.sun_path, path, strlen(path) + 1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return false;
+        bool live = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+        close(fd);
+        return live;
+}
+
+int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
+{
+        sigset_t mask;
+        int r;
+
+        memset(sup, 0, sizeof(*sup));
+        sup->listen_fd = -1;
+        LIST_INIT(&sup->clients);
+        sup->cfg = *cfg;
+        memset(cfg, 0, sizeof(*cfg));
+        fp_log_set_level(sup->cfg.log_level);
+
+        if (socket_is_live(sup->cfg.socket_path)) {
+                log_error("another forkpoold is already listening on %s", sup->cfg.socket_path);
+                return -EADDRINUSE;
+        }
+
+        r = sd_event_default(&sup->event);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the event loop");
+
+        for (size_t i = 0; i < sup->cfg.n_pools; i++) {
+                struct fp_sup_pool *sp;
+                r = sup_pool_new(sup, &sup->cfg.pools[i], &sp);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up pool %s",
+                                               sup->cfg.pools[i].name);
+                sup->pools[sup->n_pools++] = sp;
+        }
+        sup->cfg.n_pools = 0; /* the pools own their configuration now */
+
+        r = publish_segment(sup);
+        if (r < 0)
+                return r;
+
+        signal(SIGPIPE, SIG_IGN);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        r = sd_event_add_signal(sup->event, NULL, SIGTERM, on_stop_signal, sup);
+        if (r >= 0)
+                r = sd_event_add_signal(sup->event, NULL, SIGINT, on_stop_signal, sup);
+        if (r >= 0)
+                r = sd_event_add_signal(sup->event, NULL, SIGHUP, on_reload_signal, sup);
+        if (r < 0)
+                return log_error_errno(r, "cannot watch signals");
+
+        r = fp_control_listen(sup);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < sup->n_pools; i++) {
+                char status[160];
+                struct fp_sup_pool *sp = sup->pools[i];
+                char url[512];
+                fp_url_format_masked(&sp->cfg.url, url, sizeof(url));
+                fp_pool_status(&sp->pool, status, sizeof(status));
+                log_info("pool %s: %s (max_overflow %d, reset_on_return %s) — %s", sp->cfg.name,
+                         url, sp->cfg.max_overflow, fp_reset_mode_name(sp->cfg.reset_mode),
+                         status);
+        }
+        log_info("listening on %s (segment %s)", sup->cfg.socket_path, sup->seg.name);
+        return 0;
+}
+
+int fp_supervisor_run(struct fp_supervisor *sup)
+{
+        int r = sd_event_loop(sup->event);
+        if (r < 0) {
+                log_error_errno(r, "event loop failed");
+                return 1;
+        }
+        return 0;
+}
+
+void fp_supervisor_done(struct fp_supervisor *sup)
+{
+        fp_control_stop_listening(sup);
+        fp_control_close_all(sup);
+        for (size_t i = 0; i < sup->n_pools; i++)
+                sup_pool_free(sup->pools[i]);
+        sup->n_pools = 0;
+        if (sup->seg.hdr) {
+                char name[FP_SHM_NAME_MAX];
+                snprintf(name, sizeof(name), "%s", sup->seg.name);
+                fp_segment_close(&sup->seg);
+                (void)fp_segment_unlink(name);
+        }
+        sd_event_source_disable_unref(sup->grace_timer);
+        sd_event_source_disable_unref(sup->drain_check);
+        sup->event = sd_event_unref(sup->event);
+        fp_config_free(&sup->cfg);
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * supervisor.h — forkpoold's top level: the event loop, the pools and their
+ * database connections, the shared segment, signals, reload and shutdown.
+ * control.c serves the control socket on its behalf.
+ */
+#ifndef FORKPOOL_SUPERVISOR_H
+#define FORKPOOL_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "pool.h"
+
+#define FP_PG_MAX_KEYWORDS 48
+
+/* One pool with what it needs to open connections. */
+struct fp_sup_pool {
+        struct fp_pool pool;
+        struct fp_supervisor *sup;
+        struct fp_pool_config cfg; /* owns the URL (and its password) */
+        const char *pg_keys[FP_PG_MAX_KEYWORDS];
+        const char *pg_values[FP_PG_MAX_KEYWORDS];
+        sd_event_source *deadline; /* the earliest waiter's timeout */
+        bool removed; /* gone from the configuration: draining */
+};
+
+struct fp_client;
+LIST_HEAD(fp_client_list, fp_client);
+
+struct fp_supervisor {
+        sd_event *event;
+        struct fp_config cfg;
+        struct fp_segment seg;
+        int listen_fd;
+        sd_event_source *listen_src;
+        struct fp_client_list clients;
+        size_t n_pools;
+        struct fp_sup_pool *pools[FP_SHM_MAX_POOLS];
+        bool stopping;
+        sd_event_source *grace_timer;
+        sd_event_source *drain_check;
+};
+
+/*
+ * Sets up everything from cfg (whose ownership moves to sup): the segment,
+ * the control socket, the pools and the signal handlers. A stale segment or
+ * socket left by a crashed supervisor is replaced; a live one is an error.
+ * Returns 0 or a negative errno (logged).
+ */
+int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg);
+
+/* Runs the event loop until a shutdown completes. Returns the exit code. */
+int fp_supervisor_run(struct fp_supervisor *sup);
+
+/* Frees everything, removes the socket and the segment. */
+void fp_supervisor_done(struct fp_supervisor *sup);
+
+/* The pool named name that accepts acquires, or NULL. */
+struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const char *name);
+
+/* The pool with id id (from a lease id), or NULL. */
+struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id);
+
+/* Current CLOCK_MONOTONIC time in microseconds, as the loop sees it. */
+uint64_t fp_supervisor_now(struct fp_supervisor *sup);
+
+/* Called by control.c when a client is gone: reclaims its leases in every pool. */
+void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);
+
+/* --- control.c --- */
+
+/* Creates the listening control socket (mode 0660) and watches it. */
+int fp_control_listen(struct fp_supervisor *sup);
+
+/* Stops accepting: closes the listener and removes the socket file. */
+void fp_control_stop_listening(struct fp_supervisor *sup);
+
+/* Closes every client connection (end of shutdown). */
+void fp_control_close_all(struct fp_supervisor *sup);
+
+/* Sends a lease (with the connection's fd) to a client. Returns 0 or a negative errno. */
+int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,
+                          size_t len, int fd);
+
+/* Sends an error reply to a client (failures are handled by dropping the client later). */
+void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
+                           const char *text);
+
+/* The pid the kernel reported for the client (SO_PEERCRED). */
+pid_t fp_client_pid(const struct fp_client *client);
+
+#endif /* FORKPOOL_SUPERVISOR_H */

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.c — validation and helpers for the control protocol (proto.h).
+ */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+
+void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t request_id)
+{
+        memset(hdr, 0, size);
+        hdr->magic = FP_PROTO_MAGIC;
+        hdr->version = FP_PROTO_VERSION;
+        hdr->op = (uint16_t)op;
+        hdr->size = (uint32_t)size;
+        hdr->request_id = request_id;
+}
+
+/* The exact size each op requires, or 0 for an unknown op. */
+static size_t msg_expected_size(uint32_t op)
+{
+        switch (op) {
+        case FP_OP_HELLO:
+                return sizeof(struct fp_msg_hello);
+        case FP_OP_HELLO_OK:
+                return sizeof(struct fp_msg_hello_ok);
+        case FP_OP_ACQUIRE:
+                return sizeof(struct fp_msg_acquire);
+        case FP_OP_LEASE:
+                return sizeof(struct fp_msg_lease);
+        case FP_OP_RELEASE:
+                return sizeof(struct fp_msg_release);
+        case FP_OP_ERROR:
+                return sizeof(struct fp_msg_error);
+        default:
+                return 0;
+        }
+}
+
+int fp_msg_check(const void *buf, size_t len)
+{
+        struct fp_msg_hdr hdr;
+
+        if (len < sizeof(hdr))
+                return -EBADMSG;
+        memcpy(&hdr, buf, sizeof(hdr));
+        if (hdr.magic != FP_PROTO_MAGIC || hdr.version != FP_PROTO_VERSION)
+                return -EPROTO;
+        if (hdr.size != len)
+                return -EBADMSG;
+        size_t expected = msg_expected_size(hdr.op);
+        if (expected == 0)
+                return -EOPNOTSUPP;
+        if (len != expected)
+                return -EBADMSG;
+        return 0;
+}
+
+const char *fp_op_name(uint32_t op)
+{
+        static const char *const names[] = {
+                [FP_OP_HELLO] = "hello",     [FP_OP_HELLO_OK] = "hello-ok",
+                [FP_OP_ACQUIRE] = "acquire", [FP_OP_LEASE] = "lease",
+                [FP_OP_RELEASE] = "release", [FP_OP_ERROR] = "error",
+        };
+        if (op < sizeof(names) / sizeof(names[0]) && names[op])
+                return names[op];
+        return "unknown";
+}
+
+int fp_params_check(const char *buf, size_t len)
+{
+        size_t pos = 0;
+        int pairs = 0;
+
+        while (pos < len) {
+                for (int part = 0; part < 2; part++) {
+                        const char *nul = memchr(buf + pos, '\0', len - pos);
+                        if (!nul || (part == 0 && nul == buf + pos))
+                                return -EBADMSG;
+                        pos = (size_t)(nul - buf) + 1;
+                        if (part == 0 && pos >= len)
+                                return -EBADMSG;
+                }
+                pairs++;
+        }
+        return pairs;
+}
+
+const char *fp_params_get(const char *buf, size_t len, const char *name)
+{
+        size_t pos = 0;
+
+        while (pos < len) {
+                const char *key = buf + pos;
+                const char *value = key + strlen(key) + 1;
+                if (strcmp(key, name) == 0)
+                        return value;
+                pos = (size_t)(value - buf) + strlen(value) + 1;
+        }
+        return NULL;
+}
+
+int fp_params_add(char *buf, size_t cap, uint32_t *len, const char *name, const char *value)
+{
+        size_t nlen = strlen(name) + 1, vlen = strlen(value) + 1;
+
+        if (*len > cap || nlen + vlen > cap - *len)
+                return -ENOSPC;
+        memcpy(buf + *len, name, nlen);
+        memcpy(buf + *len + nlen, value, vlen);
+        *len += (uint32_t)(nlen + vlen);
+        return 0;
+}

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h — the control protocol between libforkpool and forkpoold.
+ *
+ * Transport: one AF_UNIX SOCK_SEQPACKET connection per worker process; one
+ * message per datagram, every message starts with struct fp_msg_hdr. A lease
+ * reply carries exactly one descriptor (SCM_RIGHTS); no other message carries
+ * any, and the supervisor rejects messages that do.
+ *
+ * Fields are host-endian fixed-width integers: both ends run on the same
+ * machine. Strings are NUL-terminated inside fixed arrays. Every message is
+ * validated by fp_msg_check() before any field is read.
+ */
+#ifndef FORKPOOL_PROTO_H
+#define FORKPOOL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define FP_PROTO_MAGIC 0x46504331u /* "FPC1" */
+#define FP_PROTO_VERSION 1u
+
+#define FP_NAME_MAX 64      /* pool names, including the NUL */
+#define FP_IDENT_MAX 64     /* database user and database names, including the NUL */
+#define FP_LABEL_MAX 64     /* the caller's label for a lease */
+#define FP_ERRTEXT_MAX 256  /* error text in an error reply */
+#define FP_PARAMS_MAX 2048  /* packed "name\0value\0" session parameters */
+#define FP_MSG_MAX 4096     /* no message is larger */
+
+enum fp_op {
+        FP_OP_HELLO = 1,   /* worker → supervisor; reply FP_OP_HELLO_OK or FP_OP_ERROR */
+        FP_OP_HELLO_OK,    /* supervisor → worker */
+        FP_OP_ACQUIRE,     /* worker → supervisor; reply FP_OP_LEASE or FP_OP_ERROR */
+        FP_OP_LEASE,       /* supervisor → worker, carries the connection's fd */
+        FP_OP_RELEASE,     /* worker → supervisor; no reply */
+        FP_OP_ERROR,       /* supervisor → worker */
+};
+
+enum fp_db_kind {
+        FP_DB_POSTGRES = 1,
+};
+
+/* Transaction status as libpq reports it (PGTransactionStatusType values). */
+enum fp_txn {
+        FP_TXN_IDLE = 0,
+        FP_TXN_ACTIVE = 1,
+        FP_TXN_INTRANS = 2,
+        FP_TXN_INERROR = 3,
+        FP_TXN_UNKNOWN = 4,
+};
+
+/* Flags of a release. */
+enum fp_release_flags {
+        FP_RELEASE_INVALIDATE = 1u << 0, /* close it, do not reuse */
+        FP_RELEASE_NOT_AT_BOUNDARY = 1u << 1, /* returned mid-protocol: close it */
+        FP_RELEASE_UNUSED = 1u << 2,     /* a lease the worker never used (stale reply) */
+};
+
+struct fp_msg_hdr {
+        uint32_t magic;
+        uint16_t version;
+        uint16_t op;
+        uint32_t size;       /* of the whole message, header included */
+        uint32_t request_id; /* echoed in the reply */
+};
+
+struct fp_msg_hello {
+        struct fp_msg_hdr hdr;
+        int32_t pid; /* informational; the supervisor trusts SO_PEERCRED */
+        uint32_t reserved;
+};
+
+struct fp_msg_hello_ok {
+        struct fp_msg_hdr hdr;
+        int32_t supervisor_pid;
+        uint32_t reserved;
+};
+
+struct fp_msg_acquire {
+        struct fp_msg_hdr hdr;
+        int32_t timeout_ms; /* < 0: the pool's pool_timeout */
+        uint32_t flags;
+        char pool[FP_NAME_MAX];
+        char label[FP_LABEL_MAX];
+};
+
+struct fp_msg_error {
+        struct fp_msg_hdr hdr;
+        int32_t error; /* negative errno */
+        uint32_t reserved;
+        char text[FP_ERRTEXT_MAX];
+};
+
+/* What a worker needs to adopt a PostgreSQL connection (research/adoption.md §A). */
+struct fp_lease_pg {
+        int32_t backend_pid;
+        int32_t cancel_key;
+        uint32_t has_cancel_key;
+        uint32_t server_addr_len; /* 0: unknown, no cancel possible */
+        struct sockaddr_storage server_addr;
+        char user[FP_IDENT_MAX];
+        char dbname[FP_IDENT_MAX];
+        uint32_t params_len; /* bytes used in params */
+        uint32_t reserved;
+        char params[FP_PARAMS_MAX]; /* "name\0value\0" … */
+};
+
+struct fp_msg_lease {
+        struct fp_msg_hdr hdr;
+        uint64_t lease_id; /* slot index << 32 | lease generation */
+        uint32_t db_kind;  /* enum fp_db_kind */
+        uint32_t txn;      /* enum fp_txn at hand-over */
+        struct fp_lease_pg pg;
+};
+
+struct fp_msg_release {
+        struct fp_msg_hdr hdr;
+        uint64_t lease_id;
+        uint32_t flags; /* enum fp_release_flags */
+        uint32_t txn;   /* enum fp_txn as the worker last saw it */
+        uint32_t params_len;
+        uint32_t reserved;
+        char params[FP_PARAMS_MAX]; /* the session parameters the worker saw */
+};
+
+_Static_assert(sizeof(struct fp_msg_hdr) == 16, "header layout");
+_Static_assert(sizeof(struct fp_msg_lease) <= FP_MSG_MAX, "lease fits a message");
+_Static_assert(sizeof(struct fp_msg_release) <= FP_MSG_MAX, "release fits a message");
+
+/* Fills a header for a message of the given op and size. */
+void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t request_id);
+
+/*
+ * Validates a received message of len bytes: magic, version, size field equal
+ * to len, a known op, and the exact size that op requires. Strings inside are
+ * not yet checked (fp_msg_terminated() does that). Returns 0, -EPROTO (bad
+ * magic or version), -EBADMSG (size mismatch) or -EOPNOTSUPP (unknown op).
+ */
+int fp_msg_check(const void *buf, size_t len);
+
+/* A short name of an op for logs ("acquire"), or "unknown". */
+const char *fp_op_name(uint32_t op);
+
+/* True if the fixed array s of n bytes holds a NUL. */
+static inline int fp_str_terminated(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (s[i] == '\0')
+                        return 1;
+        return 0;
+}
+
+/*
+ * Checks that buf[0..len) is a sequence of "name\0value\0" pairs. Returns the
+ * number of pairs or -EBADMSG.
+ */
+int fp_params_check(const char *buf, size_t len);
+
+/*
+ * Looks up name in a packed parameter list. Returns the value (pointing into
+ * buf) or NULL. buf must have passed fp_params_check().
+ */
+const char *fp_params_get(const char *buf, size_t len, const char *name);
+
+/*
+ * Appends "name\0value\0" to buf (capacity cap, used *len). Returns 0 or
+ * -ENOSPC (nothing appended).
+ */
+int fp_params_add(char *buf, size_t cap, uint32_t *len, const char *name, const char *value);
+
+#endif /* FORKPOOL_PROTO_H */

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sockio.c — one control message per call, descriptors handled safely.
+ */
+#include "sockio.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_FDS_ACCEPTED 4
+
+int fp_send_msg(int sock, const void *buf, size_t len, int fd, int flags)
+{
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        if (fd >= 0) {
+                memset(&control, 0, sizeof(control));
+                msg.msg_control = control.buf;
+                msg.msg_controllen = sizeof(control.buf);
+                struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+                cmsg->cmsg_level = SOL_SOCKET;
+                cmsg->cmsg_type = SCM_RIGHTS;
+                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+        }
+
+        for (;;) {
+                ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+                if (n >= 0)
+                        return (size_t)n == len ? 0 : -EMSGSIZE;
+                if (errno != EINTR)
+                        return -errno;
+        }
+}
+
+/* Closes every descriptor carried by msg's control data. */
+static void close_received_fds(struct msghdr *msg)
+{
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < n; i++) {
+                        int fd;
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        close(fd);
+                }
+        }
+}
+
+ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags)
+{
+        struct iovec iov = {.iov_base = buf, .iov_len = cap};
+        union {
+                char buf[CMSG_SPACE(MAX_FDS_ACCEPTED * sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t n;
+
+        do
+                n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+
+        int fd = -1, count = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                        count += (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                        if (fd < 0 && count > 0)
+                                memcpy(&fd, CMSG_DATA(c), sizeof(int));
+                }
+
+        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || count > 1 || (count > 0 && !ret_fd)) {
+                close_received_fds(&msg);
+                return -EBADMSG;
+        }
+        if (ret_fd)
+                *ret_fd = fd;
+        return n;
+}

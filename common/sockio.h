@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sockio.h — sending and receiving one control message, with at most one
+ * descriptor, on a SOCK_SEQPACKET socket.
+ */
+#ifndef FORKPOOL_SOCKIO_H
+#define FORKPOOL_SOCKIO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Sends buf[0..len) as one message, with fd attached (SCM_RIGHTS) unless fd
+ * is -1. Never raises SIGPIPE. flags are added to sendmsg's (e.g.
+ * MSG_DONTWAIT). Returns 0 or a negative errno (-EPIPE when the peer is gone).
+ */
+int fp_send_msg(int sock, const void *buf, size_t len, int fd, int flags);
+
+/*
+ * Receives one message into buf (capacity cap). Received descriptors are
+ * close-on-exec. If ret_fd is NULL any descriptor that arrives is closed and
+ * -EBADMSG returned; otherwise *ret_fd is the descriptor or -1 (a second one
+ * is closed and -EBADMSG returned). A truncated message or lost descriptor
+ * (MSG_TRUNC, MSG_CTRUNC) closes whatever arrived and returns -EBADMSG.
+ * Returns the message length, 0 at end of stream, or a negative errno
+ * (-EAGAIN with MSG_DONTWAIT). Descriptors are never leaked.
+ */
+ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags);
+
+#endif /* FORKPOOL_SOCKIO_H */

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * forkpool.h — the one public header of libforkpool.
+ *
+ * A process links libforkpool to lease a real database connection from the
+ * forkpoold supervisor: the connection's socket arrives by descriptor passing
+ * and becomes a real PGconn * in this process. Queries go straight to the
+ * database; the supervisor only sees acquire and release.
+ *
+ * Conventions: every function that can fail returns 0 or a positive value on
+ * success and a negative errno on failure; out parameters (ret_*) are written
+ * only on success. The library never logs, never aborts, never installs
+ * signal handlers and never calls exit().
+ *
+ * Fork safety: a handle and its leases belong to the process that acquired
+ * them. Any call from another process (for example a child made by fork())
+ * returns -ECHILD and touches nothing; a child that keeps using the same
+ * forkpool handle for new acquires gets its own control connection.
+ *
+ * Threads: one forkpool handle may be shared by the threads of a process;
+ * concurrent acquires on it are served one after another. A lease (and its
+ * PGconn) is used by one thread at a time, like any PGconn.
+ */
+#ifndef FORKPOOL_H
+#define FORKPOOL_H
+
+#include <libpq-fe.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FORKPOOL_BUILDING)
+#define FORKPOOL_EXPORT __attribute__((visibility("default")))
+#else
+#define FORKPOOL_EXPORT
+#endif
+
+#define FORKPOOL_VERSION_MAJOR 0
+#define FORKPOOL_VERSION_MINOR 1
+#define FORKPOOL_VERSION_PATCH 0
+#define FORKPOOL_VERSION_STRING "0.1.0"
+
+/* Where forkpoold listens when neither an argument nor $FORKPOOL_SOCKET says. */
+#define FORKPOOL_DEFAULT_SOCKET "/run/forkpool/forkpool.sock"
+
+/* A control connection to one forkpoold (opaque). */
+typedef struct forkpool forkpool;
+
+/* One leased connection (opaque). */
+typedef struct forkpool_lease forkpool_lease;
+
+/* The library's version string, e.g. "0.1.0". Never NULL. */
+FORKPOOL_EXPORT const char *forkpool_version(void);
+
+/*
+ * Connects to forkpoold and checks that it speaks this library's protocol.
+ * socket_path NULL means $FORKPOOL_SOCKET, else FORKPOOL_DEFAULT_SOCKET.
+ * Returns 0 and a new handle in *ret, owned by the caller (forkpool_close()).
+ * Errors: -ECONNREFUSED / -ENOENT (no supervisor at that path), -EACCES
+ * (this uid/gid is not allowed), -EPROTO (protocol version mismatch),
+ * -ENAMETOOLONG, -ENOMEM. Blocks for one round trip to the supervisor.
+ */
+FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret);
+
+/*
+ * Closes the control connection and frees the handle. Leases still held are
+ * given up: their connections are closed (never reused) by the supervisor.
+ * In a process other than the one that opened the handle, only this
+ * process's memory is freed; nothing is written to the parent's sockets.
+ * NULL is a no-op.
+ */
+FORKPOOL_EXPORT void forkpool_close(forkpool *fp);
+
+/*
+ * Leases one connection from the named pool. timeout_ms < 0 means the pool's
+ * pool_timeout; 0 means "only if one is free or can be opened now".
+ * Returns 0 and a new lease in *ret, owned by the caller until
+ * forkpool_release() or forkpool_invalidate().
+ * Errors: -ETIMEDOUT (none free in time), -ENOENT (no such pool), -EACCES,
+ * -ECONNREFUSED (no supervisor), -ECONNRESET (the supervisor went away during
+ * the call), -ECHILD (handle opened by another process and reopening failed),
+ * -EPROTO, -ESHUTDOWN (the supervisor is stopping), -EHOSTUNREACH (the
+ * database could not be reached; forkpool_last_error() has its message),
+ * -ENOMEM. Blocks until a connection is leased or the timeout passes.
+ */
+FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
+                                     forkpool_lease **ret);
+
+/*
+ * The text of the last error the supervisor sent this thread (for example the
+ * database's own connect error), or "" if none. Valid until the next call on
+ * the same thread.
+ */
+FORKPOOL_EXPORT const char *forkpool_last_error(void);
+
+/*
+ * A real libpq connection on the leased socket, made on first call and owned
+ * by the lease (do not PQfinish it; do not PQreset it; do not use PQcancel,
+ * use forkpool_cancel()). Returns NULL if the lease is not a PostgreSQL lease,
+ * if called from another process, or if adoption failed (errno is set).
+ */
+FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease);
+
+/* The leased socket's descriptor (owned by the lease), or -ECHILD. */
+FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease);
+
+/* The database backend's process id of the leased connection, or -ECHILD. */
+FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease);
+
+/*
+ * Gives the connection back and frees the lease and its PGconn. The caller
+ * must be at a protocol boundary (no query running, all results read, not in
+ * COPY or pipeline mode); a connection returned elsewhere is closed by the
+ * supervisor instead of reused. No reply is awaited. Returns 0, or -ECHILD
+ * (another process: nothing is touched and the lease stays allocated), or
+ * -EINVAL (NULL).
+ */
+FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease);
+
+/*
+ * Like forkpool_release(), but the supervisor closes the connection instead
+ * of reusing it (for example after an error that left the session in an
+ * unknown state). Same returns.
+ */
+FORKPOOL_EXPORT int forkpool_invalidate(forkpool_lease *lease);
+
+/*
+ * Asks the real database server to cancel the query running on the leased
+ * connection (PostgreSQL CancelRequest to the server's own address). May be
+ * called from another thread of the acquiring process while one waits for
+ * the result. Returns 0 when the request was delivered (the query may have
+ * finished already), -ECHILD, -EOPNOTSUPP (no cancel key known), or the
+ * connect/send error. Blocks for at most about 5 s.
+ */
+FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease);
+
+/* A static text for a negative errno returned by this library. Never NULL. */
+FORKPOOL_EXPORT const char *forkpool_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FORKPOOL_H */

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * segment.c — creating, mapping and reading forkpool's shared segment.
+ */
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Readers give up after this many torn reads; the writer holds the lock for microseconds. */
+#define SNAPSHOT_RETRIES 10000
+
+void fp_segment_name(const char *socket_path, char ret_name[FP_SHM_NAME_MAX])
+{
+        /* FNV-1a 64: stable, no dependency, and collisions only matter between two
+         * instances on one host that would also have to share a socket path. */
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (const unsigned char *p = (const unsigned char *)socket_path; *p; p++) {
+                h ^= *p;
+                h *= 0x100000001b3ull;
+        }
+        snprintf(ret_name, FP_SHM_NAME_MAX, "/forkpool.%016llx", (unsigned long long)h);
+}
+
+static size_t segment_total_size(uint32_t pool_count, uint32_t slot_count)
+{
+        return sizeof(struct fp_shm_header) + (size_t)pool_count * sizeof(struct fp_shm_pool) +
+               (size_t)slot_count * sizeof(struct fp_shm_slot);
+}
+
+/* Marks an existing segment obsolete so that mapped readers reopen it. */
+static void segment_mark_obsolete(const char *name)
+{
+        int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0)
+                return;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct fp_shm_header)) {
+                struct fp_shm_header *hdr =
+                        mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (hdr != MAP_FAILED) {
+                        if (hdr->magic == FP_SHM_MAGIC)
+                                __atomic_store_n(&hdr->obsolete, 1, __ATOMIC_RELEASE);
+                        munmap(hdr, sizeof(*hdr));
+                }
+        }
+        close(fd);
+}
+
+int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_count,
+                      uint32_t slot_count, unsigned mode, int gid)
+{
+        size_t size = segment_total_size(pool_count, slot_count);
+        int fd, r;
+
+        if (pool_count > FP_SHM_MAX_POOLS || strlen(name) >= FP_SHM_NAME_MAX)
+                return -EINVAL;
+
+        segment_mark_obsolete(name);
+        (void)shm_unlink(name);
+
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        /* shm_open applies the umask; set the mode we promised explicitly. */
+        if (fchmod(fd, mode) < 0 || (gid >= 0 && fchown(fd, (uid_t)-1, (gid_t)gid) < 0) ||
+            ftruncate(fd, (off_t)size) < 0) {
+                r = -errno;
+                goto err_unlink;
+        }
+
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+                r = -errno;
+                goto err_unlink;
+        }
+        close(fd);
+
+        struct fp_shm_header *hdr = p;
+        memset(hdr, 0, size);
+        hdr->layout_version = FP_SHM_LAYOUT_VERSION;
+        hdr->header_size = sizeof(*hdr);
+        hdr->total_size = size;
+        hdr->pool_count = pool_count;
+        hdr->slot_count = slot_count;
+        hdr->pools_offset = sizeof(*hdr);
+        hdr->pool_size = sizeof(struct fp_shm_pool);
+        hdr->slots_offset = (uint32_t)(sizeof(*hdr) + pool_count * sizeof(struct fp_shm_pool));
+        hdr->slot_size = sizeof(struct fp_shm_slot);
+        hdr->supervisor_pid = getpid();
+        /* The magic goes last: a reader that sees it sees a complete header. */
+        __atomic_store_n(&hdr->magic, FP_SHM_MAGIC, __ATOMIC_RELEASE);
+
+        *seg = (struct fp_segment){.hdr = hdr, .size = size, .writable = true};
+        snprintf(seg->name, sizeof(seg->name), "%s", name);
+        return 0;
+
+err_unlink:
+        close(fd);
+        (void)shm_unlink(name);
+        return r;
+}
+
+static int segment_header_check(const struct fp_shm_header *hdr, size_t size)
+{
+        if (__atomic_load_n(&hdr->magic, __ATOMIC_ACQUIRE) != FP_SHM_MAGIC)
+                return -EBADMSG;
+        if (hdr->layout_version != FP_SHM_LAYOUT_VERSION)
+                return -EPROTO;
+        if (hdr->header_size != sizeof(*hdr) || hdr->pool_size != sizeof(struct fp_shm_pool) ||
+            hdr->slot_size != sizeof(struct fp_shm_slot) || hdr->total_size != size ||
+            hdr->pool_count > FP_SHM_MAX_POOLS ||
+            hdr->pools_offset != sizeof(*hdr) ||
+            hdr->slots_offset != sizeof(*hdr) + hdr->pool_count * sizeof(struct fp_shm_pool) ||
+            segment_total_size(hdr->pool_count, hdr->slot_count) != size)
+                return -EBADMSG;
+        return 0;
+}
+
+int fp_segment_open(struct fp_segment *seg, const char *name)
+{
+        struct stat st;
+        int fd, r;
+
+        fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        if ((size_t)st.st_size < sizeof(struct fp_shm_header)) {
+                close(fd);
+                return -EBADMSG;
+        }
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        r = p == MAP_FAILED ? -errno : 0;
+        close(fd);
+        if (r < 0)
+                return r;
+
+        r = segment_header_check(p, (size_t)st.st_size);
+        if (r < 0) {
+                munmap(p, (size_t)st.st_size);
+                return r;
+        }
+        *seg = (struct fp_segment){.hdr = p, .size = (size_t)st.st_size, .writable = false};
+        snprintf(seg->name, sizeof(seg->name), "%s", name);
+        return 0;
+}
+
+void fp_segment_close(struct fp_segment *seg)
+{
+        if (seg->hdr)
+                munmap(seg->hdr, seg->size);
+        *seg = (struct fp_segment){0};
+}
+
+int fp_segment_unlink(const char *name)
+{
+        return shm_unlink(name) < 0 ? -errno : 0;
+}
+
+struct fp_shm_pool *fp_segment_pool(const struct fp_segment *seg, uint32_t i)
+{
+        if (!seg->hdr || i >= seg->hdr->pool_count)
+                return NULL;
+        return (struct fp_shm_pool *)((char *)seg->hdr + seg->hdr->pools_offset) + i;
+}
+
+struct fp_shm_slot *fp_segment_slot(const struct fp_segment *seg, uint32_t i)
+{
+        if (!seg->hdr || i >= seg->hdr->slot_count)
+                return NULL;
+        return (struct fp_shm_slot *)((char *)seg->hdr + seg->hdr->slots_offset) + i;
+}
+
+void fp_segment_write_begin(struct fp_shm_pool *pool)
+{
+        __atomic_store_n(&pool->seq, pool->seq + 1, __ATOMIC_RELAXED);
+        /* Readers must see the odd counter before any of the writes that follow. */
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+void fp_segment_write_end(struct fp_shm_pool *pool)
+{
+        __atomic_store_n(&pool->seq, pool->seq + 1, __ATOMIC_RELEASE);
+}
+
+int fp_segment_snapshot(const struct fp_segment *seg, uint32_t i, struct fp_shm_pool *ret_pool,
+                        struct fp_shm_slot *ret_slots, uint32_t max_slots)
+{
+        const struct fp_shm_pool *pool = fp_segment_pool(seg, i);
+        if (!pool)
+                return -ERANGE;
+
+        for (int attempt = 0; attempt < SNAPSHOT_RETRIES; attempt++) {
+                uint64_t before = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
+                if (before & 1)
+                        continue;
+
+                struct fp_shm_pool copy;
+                memcpy(&copy, pool, sizeof(copy));
+                uint32_t n = copy.slot_count < max_slots ? copy.slot_count : max_slots;
+                bool in_range = copy.slot_base <= seg->hdr->slot_count &&
+                                n <= seg->hdr->slot_count - copy.slot_base;
+                if (in_range && n > 0 && ret_slots)
+                        memcpy(ret_slots, fp_segment_slot(seg, copy.slot_base),
+                               n * sizeof(*ret_slots));
+
+                __atomic_thread_fence(__ATOMIC_ACQUIRE);
+                if (__atomic_load_n(&pool->seq, __ATOMIC_RELAXED) != before)
+                        continue;
+                if (!in_range)
+                        return -EBADMSG;
+                copy.name[sizeof(copy.name) - 1] = '\0';
+                *ret_pool = copy;
+                return ret_slots ? (int)n : 0;
+        }
+        return -EAGAIN;
+}
+
+const char *fp_slot_state_name(uint32_t state)
+{
+        static const char *const names[FP_SLOT_STATE_MAX] = {
+                [FP_SLOT_UNUSED] = "unused",         [FP_SLOT_EMPTY] = "empty",
+                [FP_SLOT_CONNECTING] = "connecting", [FP_SLOT_IDLE] = "idle",
+                [FP_SLOT_LEASED] = "leased",         [FP_SLOT_RESETTING] = "resetting",
+        };
+        return state < FP_SLOT_STATE_MAX ? names[state] : "unknown";
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * itest.c — integration test helpers (itest.h).
+ */
+#include "itest.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+_Noreturn void itest_fail(const char *file, int line, const char *fmt, ...)
+{
+        va_list ap;
+        fprintf(stderr, "%s:%d: ", file, line);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        fflush(stderr);
+        _exit(1);
+}
+
+int64_t itest_now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *itest_url(const char *app)
+{
+        static char buf[1024];
+        const char *url = getenv("FORKPOOL_TEST_PG_URL");
+        CHECK_MSG(url && *url, "FORKPOOL_TEST_PG_URL is not set: run the tests with tests/run.sh");
+        snprintf(buf, sizeof(buf), "%s%sapplication_name=%s", url, strchr(url, '?') ? "&" : "?",
+                 app);
+        return buf;
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+        CHECK_MSG(f, "cannot write %s: %s", path, strerror(errno));
+        fputs(text, f);
+        fclose(f);
+}
+
+/* True once something accepts connections on path (a stale file does not). */
+static bool socket_accepts(const char *path)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
+static void sup_spawn(struct itest_sup *s)
+{
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                FILE *log = freopen(s->log, "a", stderr);
+                (void)log;
+                execl(FP_FORKPOOLD_PATH, "forkpoold", "--config", s->config, "--log-level",
+                      "debug", (char *)NULL);
+                _exit(127);
+        }
+        s->pid = pid;
+        for (int i = 0; i < 500; i++) {
+                int status;
+                if (socket_accepts(s->socket))
+                        return;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        char buf[2048] = "";
+                        itest_sh(buf, sizeof(buf), "tail -5 %s", s->log);
+                        itest_fail(__FILE__, __LINE__, "forkpoold exited with %d:\n%s",
+                                   WIFEXITED(status) ? WEXITSTATUS(status) : -1, buf);
+                }
+                usleep(10000);
+        }
+        itest_fail(__FILE__, __LINE__, "forkpoold did not create %s", s->socket);
+}
+
+void itest_sup_start(struct itest_sup *s, const char *app, const char *pool_lines,
+                     const char *global_lines)
+{
+        char text[4096];
+
+        memset(s, 0, sizeof(*s));
+        snprintf(s->dir, sizeof(s->dir), "/tmp/fp-it.XXXXXX");
+        CHECK(mkdtemp(s->dir));
+        chmod(s->dir, 0755);
+        snprintf(s->socket, sizeof(s->socket), "%s/forkpool.sock", s->dir);
+        snprintf(s->config, sizeof(s->config), "%s/forkpool.conf", s->dir);
+        snprintf(s->log, sizeof(s->log), "%s/forkpoold.log", s->dir);
+        snprintf(text, sizeof(text),
+                 "[forkpool]\nsocket = %s\nshutdown_grace = 5\n%s\n[pool main]\nurl = %s\n%s",
+                 s->socket, global_lines ? global_lines : "", itest_url(app),
+                 pool_lines ? pool_lines : "");
+        write_file(s->config, text);
+        sup_spawn(s);
+}
+
+void itest_sup_restart(struct itest_sup *s)
+{
+        sup_spawn(s);
+}
+
+int itest_sup_stop(struct itest_sup *s)
+{
+        int status = -1;
+        if (s->pid > 0) {
+                kill(s->pid, SIGTERM);
+                status = itest_wait_child(s->pid, 15000);
+                s->pid = 0;
+        }
+        if (getenv("ITEST_KEEP_LOGS") == NULL && s->dir[0])
+                itest_sh(NULL, 0, "rm -rf %s", s->dir);
+        return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void itest_sup_kill(struct itest_sup *s)
+{
+        if (s->pid > 0) {
+                kill(s->pid, SIGKILL);
+                itest_wait_child(s->pid, 5000);
+                s->pid = 0;
+        }
+}
+
+PGconn *itest_admin(void)
+{
+        PGconn *c = PQconnectdb("application_name=itest_admin");
+        CHECK_MSG(PQstatus(c) == CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
+        return c;
+}
+
+long itest_admin_long(PGconn *admin, const char *sql)
+{
+        PGresult *res = PQexec(admin, sql);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQresultErrorMessage(res));
+        long v = PQntuples(res) > 0 ? atol(PQgetvalue(res, 0, 0)) : -1;
+        PQclear(res);
+        return v;
+}
+
+int itest_backends(PGconn *admin, const char *app)
+{
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                 "AND application_name = '%s'",
+                 app);
+        return (int)itest_admin_long(admin, sql);
+}
+
+int itest_wait_backends(PGconn *admin, const char *app, int n, int timeout_ms)
+{
+        int64_t end = itest_now_ms() + timeout_ms;
+        int count;
+        while ((count = itest_backends(admin, app)) != n && itest_now_ms() < end)
+                usleep(20000);
+        return count;
+}
+
+char *itest_query(PGconn *c, const char *sql)
+{
+        static char value[1024];
+        PGresult *res = PQexec(c, sql);
+        ExecStatusType st = PQresultStatus(res);
+        CHECK_MSG(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+                  PQresultErrorMessage(res));
+        value[0] = '\0';
+        if (st == PGRES_TUPLES_OK && PQntuples(res) > 0)
+                snprintf(value, sizeof(value), "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return value;
+}
+
+int itest_sh(char *buf, size_t len, const char *fmt, ...)
+{
+        char cmd[2048];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof(cmd), fmt, ap);
+        va_end(ap);
+
+        FILE *p = popen(cmd, "r");
+        if (!p)
+                return -1;
+        size_t used = 0;
+        if (buf && len > 0) {
+                size_t n;
+                while (used + 1 < len && (n = fread(buf + used, 1, len - 1 - used, p)) > 0)
+                        used += n;
+                buf[used] = '\0';
+        } else {
+                char sink[512];
+                while (fread(sink, 1, sizeof(sink), p) > 0)
+                        ;
+        }
+        int status = pclose(p);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int itest_wait_child(pid_t pid, int timeout_ms)
+{
+        int64_t end = itest_now_ms() + timeout_ms;
+        int status;
+        for (;;) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r == pid)
+                        return status;
+                if (r < 0)
+                        return -1;
+                if (itest_now_ms() > end) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                        return -1;
+                }
+                usleep(5000);
+        }
+}
+
+int itest_status_json(const struct itest_sup *s, char *buf, size_t len)
+{
+        return itest_sh(buf, len, "%s --socket %s status --json", FP_FORKPOOLCTL_PATH,
+                        s->socket);
+}
+
+struct fp_shm_pool itest_pool(const struct itest_sup *s)
+{
+        char name[FP_SHM_NAME_MAX];
+        struct fp_segment seg;
+        struct fp_shm_pool pool;
+
+        fp_segment_name(s->socket, name);
+        int r = fp_segment_open(&seg, name);
+        CHECK_MSG(r >= 0, "cannot open segment %s: %s", name, strerror(-r));
+        r = fp_segment_snapshot(&seg, 0, &pool, NULL, 0);
+        fp_segment_close(&seg);
+        CHECK_MSG(r >= 0, "cannot snapshot pool 0: %s", strerror(-r));
+        return pool;
+}
+
+int itest_run(const struct itest_case *cases, size_t n)
+{
+        int passed = 0, failed = 0;
+
+        setvbuf(stdout, NULL, _IONBF, 0);
+        for (size_t i = 0; i < n; i++) {
+                int64_t start = itest_now_ms();
+                pid_t pid = fork();
+                if (pid == 0) {
+                        /* Its own process group: whatever it starts is stopped with it. */
+                        setpgid(0, 0);
+                        cases[i].fn();
+                        _exit(0);
+                }
+                setpgid(pid, pid);
+                int timeout_s = cases[i].timeout_s > 0 ? cases[i].timeout_s : 60;
+                int status = itest_wait_child(pid, timeout_s * 1000);
+                /* Leftovers of a failed case (its forkpoold, its workers): stop them. */
+                if (kill(-pid, SIGTERM) == 0) {
+                        usleep(300000);
+                        kill(-pid, SIGKILL);
+                }
+                bool ok = status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                if (status < 0)
+                        fprintf(stderr, "%s: timed out after %d s\n", cases[i].name, timeout_s);
+                else if (WIFSIGNALED(status))
+                        fprintf(stderr, "%s: killed by signal %d\n", cases[i].name,
+                                WTERMSIG(status));
+                printf("%s %s (%lld ms)\n", ok ? "ok  " : "FAIL", cases[i].name,
+                       (long long)(itest_now_ms() - start));
+                ok ? passed++ : failed++;
+        }
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed ? 1 : 0;
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * itest.h — helpers for forkpool's integration tests: a real forkpoold
+ * started per test against the real PostgreSQL that tests/run.sh starts, a
+ * direct admin connection to look at the server side, and a tiny runner that
+ * runs each test in its own child process with a time limit.
+ *
+ * Environment (set by tests/run.sh from contrib/scratch-pg.sh):
+ *   FORKPOOL_TEST_PG_URL  postgresql:// URL of the test database (Unix socket)
+ *   PGHOST, PGPORT, PGUSER, PGDATABASE for direct libpq connections
+ */
+#ifndef FORKPOOL_ITEST_H
+#define FORKPOOL_ITEST_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "forkpool.h"
+#include "segment.h"
+
+/* Fails the current test with a message naming the place. */
+#define CHECK(cond)                                                                                \
+        do {                                                                                       \
+                if (!(cond))                                                                       \
+                        itest_fail(__FILE__, __LINE__, "check failed: %s", #cond);                 \
+        } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                       \
+        do {                                                                                       \
+                if (!(cond))                                                                       \
+                        itest_fail(__FILE__, __LINE__, __VA_ARGS__);                               \
+        } while (0)
+
+/* Checks that a forkpool call returned 0, printing forkpool_strerror() otherwise. */
+#define CHECK_OK(expr)                                                                             \
+        do {                                                                                       \
+                int _r = (expr);                                                                   \
+                if (_r < 0)                                                                        \
+                        itest_fail(__FILE__, __LINE__, "%s = %d (%s; %s)", #expr, _r,              \
+                                   forkpool_strerror(_r), forkpool_last_error());                  \
+        } while (0)
+
+_Noreturn void itest_fail(const char *file, int line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* A forkpoold started for one test in its own temporary directory. */
+struct itest_sup {
+        pid_t pid;
+        char dir[128];
+        char socket[192];
+        char config[192];
+        char log[192];
+};
+
+/*
+ * Writes a configuration with one pool "main" on $FORKPOOL_TEST_PG_URL (with
+ * application_name=app appended, so tests can count their own backends), the
+ * extra pool lines given (e.g. "pool_size = 3\nmax_overflow = 2\n"), and
+ * extra global lines; starts forkpoold on it and waits until it listens.
+ * Fails the test if it does not come up.
+ */
+void itest_sup_start(struct itest_sup *s, const char *app, const char *pool_lines,
+                     const char *global_lines);
+
+/* Starts forkpoold again on the same directory and configuration. */
+void itest_sup_restart(struct itest_sup *s);
+
+/* SIGTERM, waits for exit; returns the exit status (or -1). Removes the directory. */
+int itest_sup_stop(struct itest_sup *s);
+
+/* SIGKILL, waits for the process. Leaves the directory (for a restart). */
+void itest_sup_kill(struct itest_sup *s);
+
+/* The URL of the test database with application_name=app appended (static buffer). */
+const char *itest_url(const char *app);
+
+/* A direct connection to the test database (not through forkpool). */
+PGconn *itest_admin(void);
+
+/* Runs a query on the admin connection and returns the first value as a number. */
+long itest_admin_long(PGconn *admin, const char *sql);
+
+/* Number of client backends with application_name = app. */
+int itest_backends(PGconn *admin, const char *app);
+
+/* Waits up to timeout_ms for itest_backends() to equal n; returns the last count. */
+int itest_wait_backends(PGconn *admin, const char *app, int n, int timeout_ms);
+
+/* Runs SQL on a leased PGconn, failing the test unless it succeeds; returns row 0 col 0. */
+char *itest_query(PGconn *c, const char *sql);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t itest_now_ms(void);
+
+/* Runs a shell command, returns its exit status; output captured to buf if not NULL. */
+int itest_sh(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Waits for a child with a time limit; returns its wait status or -1 on timeout (killed). */
+int itest_wait_child(pid_t pid, int timeout_ms);
+
+/* Reads forkpoolctl status --json for the supervisor into buf. Returns the exit status. */
+int itest_status_json(const struct itest_sup *s, char *buf, size_t len);
+
+/*
+ * A consistent snapshot of pool "main" (index 0) read straight from the
+ * supervisor's shared segment, as forkpoolctl reads it. Fails the test if the
+ * segment cannot be read.
+ */
+struct fp_shm_pool itest_pool(const struct itest_sup *s);
+
+struct itest_case {
+        const char *name;
+        void (*fn)(void);
+        int timeout_s;
+};
+
+/*
+ * Runs every case in its own child process (a failure or crash fails only
+ * that case), prints "ok"/"FAIL" per case and "N passed, N failed" at the end.
+ * Returns the process exit status (0 if all passed).
+ */
+int itest_run(const struct itest_case *cases, size_t n);
+
+#define ITEST_MAIN(...)                                                                            \
+        int main(void)                                                                             \
+        {                                                                                          \
+                static const struct itest_case cases[] = {__VA_ARGS__};                            \
+                return itest_run(cases, sizeof(cases) / sizeof(cases[0]));                         \
+        }
+
+#endif /* FORKPOOL_ITEST_H */

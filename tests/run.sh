@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2317  # literal quotes around $ONLY; trap handlers
+# tests/run.sh — the test command of forkpool.
+#
+#   ./tests/run.sh [--no-asan] [--only REGEX]
+#
+# 1. Installs the Debian packages the build and the tests need (only the
+#    missing ones; needs root when something is missing).
+# 2. Configures and builds two trees: build/ (RelWithDebInfo) and build-asan/
+#    (Debug, -DFORKPOOL_SANITIZE=ON). They live in the repository (gitignored),
+#    or under $FORKPOOL_BUILD_DIR when that is set.
+# 3. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
+#    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
+#    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
+#    FORKPOOL_TEST_PG_SOCKET_DIR, FORKPOOL_TEST_PG_PORT) to the tests.
+# 4. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
+#    all other tests (label "integration") serially. Tests without a TIMEOUT
+#    property get 300 s.
+#
+# Options:
+#   --no-asan       skip the sanitizer build and its test run
+#   --only REGEX    run only the tests whose name matches REGEX (ctest -R)
+#
+# Exits non-zero if anything failed; the last line is a summary.
+set -euo pipefail
+
+PROG=tests/run.sh
+START_TIME=$SECONDS
+
+usage() {
+  sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  exit "${1:-2}"
+}
+
+ASAN=1
+ONLY=
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --no-asan) ASAN=0 ;;
+    --only)
+      [[ $# -ge 2 && -n $2 ]] || { echo "$PROG: --only needs a REGEX" >&2; exit 2; }
+      ONLY=$2
+      shift
+      ;;
+    --only=*) ONLY=${1#--only=} ;;
+    -h | --help) usage 0 ;;
+    *) echo "$PROG: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$REPO"
+BUILD_ROOT=${FORKPOOL_BUILD_DIR:-$REPO}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+say() { echo "==> $*"; }
+
+# ---------------------------------------------------------------- packages
+PACKAGES=(
+  build-essential cmake pkg-config
+  libpq-dev postgresql postgresql-contrib
+  libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
+  clang libclang-rt-14-dev
+  python3 procps iproute2 util-linux curl
+)
+
+install_packages() {
+  local missing=() p status
+  for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$p")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "$PROG: missing Debian packages: ${missing[*]}" >&2
+    echo "$PROG: install them with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Wait for a concurrent apt/dpkg run instead of failing on its lock.
+  local lock=(-o DPkg::Lock::Timeout=600)
+  apt-get -q "${lock[@]}" update </dev/null ||
+    { echo "$PROG: FAIL: apt-get update failed" >&2; exit 1; }
+  apt-get -q "${lock[@]}" install -y --no-install-recommends "${missing[@]}" </dev/null ||
+    { echo "$PROG: FAIL: apt-get install ${missing[*]} failed" >&2; exit 1; }
+}
+
+# ---------------------------------------------------------------- results
+FAILURES=()
+fail() { FAILURES+=("$1"); echo "$PROG: FAILED: $1" >&2; }
+
+# ---------------------------------------------------------------- build
+# build_tree NAME CMAKE-ARGS... ; returns non-zero if configure or build failed.
+build_tree() {
+  local name=$1 dir=$BUILD_ROOT/$1
+  shift
+  say "configuring $name"
+  if ! run cmake -S "$REPO" -B "$dir" "$@"; then
+    fail "$name: cmake configure"
+    return 1
+  fi
+  say "building $name (-j$JOBS)"
+  if ! run cmake --build "$dir" -j "$JOBS"; then
+    fail "$name: build"
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_DIR=
+stop_pg() {
+  if [[ -n $PG_DIR ]]; then
+    "$REPO/contrib/scratch-pg.sh" stop "$PG_DIR" ||
+      echo "$PROG: warning: could not stop the scratch PostgreSQL in $PG_DIR" >&2
+    # scratch-pg.sh removes PG_DIR; this catches a start that failed early.
+    rm -rf -- "$PG_DIR"
+    PG_DIR=
+  fi
+}
+# Long-running steps run as a background child that we wait for, so that a
+# signal is handled at once (bash defers traps while a foreground command runs,
+# and skips the INT trap when the command, like ctest, catches SIGINT itself).
+# The child gets default signal dispositions back and stdin from /dev/null.
+CHILD=
+run() {
+  (trap - INT QUIT TERM HUP; exec "$@") &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=
+  return "$rc"
+}
+on_signal() {
+  local sig=$1 rc=$2 i
+  set +e
+  trap '' INT TERM HUP
+  echo "$PROG: interrupted (SIG$sig), cleaning up" >&2
+  if [[ -n $CHILD ]]; then
+    if [[ $(ps -o pgid= -p $$ | tr -d ' ') == "$$" ]]; then
+      # We lead our process group: signal everything we started (this shell
+      # ignores it now).
+      kill -"$sig" -- -$$ 2>/dev/null
+    else
+      # The step and its direct children (ctest's running tests).
+      pkill -"$sig" -P "$CHILD" 2>/dev/null
+      kill -"$sig" "$CHILD" 2>/dev/null
+    fi
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$CHILD" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$CHILD" 2>/dev/null
+    wait "$CHILD" 2>/dev/null
+  fi
+  exit "$rc"
+}
+on_exit() {
+  local rc=$?
+  set +e
+  stop_pg
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
+
+# A temporary directory that the server's user can reach: when we are root the
+# server runs as "postgres", so honour $TMPDIR only if that user can traverse it
+# (and the Unix socket path stays short); otherwise use /tmp.
+pg_tmp_base() {
+  local base=${TMPDIR:-/tmp}
+  base=${base%/}
+  [[ -n $base && -d $base ]] || base=/tmp
+  if (( ${#base} > 60 )); then base=/tmp; fi
+  if [[ $base != /tmp && $(id -u) -eq 0 ]] && getent passwd postgres >/dev/null &&
+     ! runuser -u postgres -- test -x "$base" -a -w "$base" 2>/dev/null; then
+    base=/tmp
+  fi
+  echo "$base"
+}
+
+start_pg() {
+  local base
+  base=$(pg_tmp_base)
+  PG_DIR=$(mktemp -d "$base/forkpool-pg.XXXXXX")
+  chmod 0755 "$PG_DIR"
+  say "starting scratch PostgreSQL"
+  run "$REPO/contrib/scratch-pg.sh" start "$PG_DIR" || return 1
+  # Tests see only the scratch server's settings, never the caller's libpq
+  # environment.
+  while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^PG' || true)
+  # shellcheck disable=SC1091
+  . "$PG_DIR/env"
+}
+
+# ---------------------------------------------------------------- tests
+# run_ctest NAME [ENV=VALUE...]
+run_ctest() {
+  local name=$1 dir=$BUILD_ROOT/$1
+  shift
+  local -a sel=()
+  [[ -n $ONLY ]] && sel=(-R "$ONLY")
+
+  local total
+  total=$(cd "$dir" && ctest -N "${sel[@]}" | sed -n 's/^Total Tests: *//p')
+  if [[ ${total:-0} -eq 0 ]]; then
+    fail "$name: no tests found${ONLY:+ matching '$ONLY'}"
+    return
+  fi
+
+  say "$name: unit tests (-j2)"
+  if ! run env -C "$dir" "$@" ctest --output-on-failure --no-tests=ignore --timeout 300 \
+          -L '^unit$' -j2 "${sel[@]}"; then
+    fail "$name: unit tests"
+  fi
+  # Everything that is not a unit test (label "integration", and anything
+  # unlabelled so that no test is silently skipped), serially: these share
+  # the PostgreSQL server.
+  say "$name: integration tests (serial)"
+  if ! run env -C "$dir" "$@" ctest --output-on-failure --no-tests=ignore --timeout 300 \
+          -LE '^unit$' "${sel[@]}"; then
+    fail "$name: integration tests"
+  fi
+}
+
+# ---------------------------------------------------------------- main
+install_packages
+
+BUILT=()
+if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF; then
+  BUILT+=(build)
+fi
+if [[ $ASAN -eq 1 ]]; then
+  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON; then
+    BUILT+=(build-asan)
+  fi
+fi
+
+if [[ ${#BUILT[@]} -gt 0 ]]; then
+  if ! start_pg; then
+    fail "scratch PostgreSQL did not start"
+  else
+    for tree in "${BUILT[@]}"; do
+      if [[ $tree == build-asan ]]; then
+        run_ctest "$tree" \
+          "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}" \
+          "UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+      else
+        run_ctest "$tree"
+      fi
+    done
+  fi
+  stop_pg
+fi
+
+elapsed=$((SECONDS - START_TIME))
+trees="build"
+[[ $ASAN -eq 1 ]] && trees+=" + build-asan"
+if [[ ${#FAILURES[@]} -eq 0 ]]; then
+  echo "$PROG: PASS ($trees${ONLY:+, only '$ONLY'}) in ${elapsed}s"
+  exit 0
+fi
+msg=$(printf '%s; ' "${FAILURES[@]}")
+echo "$PROG: FAIL ($trees${ONLY:+, only '$ONLY'}) in ${elapsed}s: ${msg%; }"
+exit 1

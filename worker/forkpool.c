@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * forkpool.c — libforkpool's handle, acquire, release and fork safety.
+ *
+ * Ownership: a handle belongs to the process that opened its control
+ * connection, a lease to the process that acquired it (the supervisor knows
+ * that process as the SO_PEERCRED pid of the control connection). After a
+ * fork the child's copies of the parent's leases are made inert: their socket
+ * descriptors are replaced by unconnected sockets, so nothing the child does
+ * can reach the parent's database session, and every call on them returns
+ * -ECHILD. The child's next acquire opens its own control connection.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pgparams.h"
+#include "sockio.h"
+
+#define HELLO_TIMEOUT_MS 10000
+/* How long past its own timeout an acquire waits for the supervisor's answer. */
+#define REPLY_SLACK_MS 10000
+
+static __thread char last_error[FP_ERRTEXT_MAX];
+
+/* Every open handle of this process, for the fork handlers. */
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static forkpool *handles;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+FORKPOOL_EXPORT const char *forkpool_version(void)
+{
+        return FORKPOOL_VERSION_STRING;
+}
+
+FORKPOOL_EXPORT const char *forkpool_last_error(void)
+{
+        return last_error;
+}
+
+static void set_last_error(const char *text)
+{
+        snprintf(last_error, sizeof(last_error), "%s", text ? text : "");
+}
+
+/* --- fork handling --- */
+
+/*
+ * In a child (or any process that is not fp->pid): forget the parent's
+ * control connection and make the parent's leases inert. Writes nothing to
+ * any socket. Called with fp->io_lock held or from the atfork child handler.
+ */
+static void handle_forget_parent(forkpool *fp)
+{
+        for (struct forkpool_lease *l = fp->leases; l; l = l->next)
+                if (l->fd >= 0 && l->pid != getpid())
+                        (void)fp_neutralize_fd(l->fd);
+        if (fp->fd >= 0)
+                close(fp->fd); /* our copy only: closing sends nothing */
+        fp->fd = -1;
+        fp->pid = getpid();
+}
+
+static void atfork_prepare(void)
+{
+        pthread_mutex_lock(&handles_lock);
+        for (forkpool *fp = handles; fp; fp = fp->next_handle)
+                pthread_mutex_lock(&fp->io_lock);
+}
+
+static void atfork_parent(void)
+{
+        for (forkpool *fp = handles; fp; fp = fp->next_handle)
+                pthread_mutex_unlock(&fp->io_lock);
+        pthread_mutex_unlock(&handles_lock);
+}
+
+static void atfork_child(void)
+{
+        for (forkpool *fp = handles; fp; fp = fp->next_handle) {
+                handle_forget_parent(fp);
+                /* Another thread may have held it mid-acquire; that thread is not here. */
+                pthread_mutex_init(&fp->acquire_lock, NULL);
+                pthread_mutex_unlock(&fp->io_lock);
+        }
+        pthread_mutex_unlock(&handles_lock);
+}
+
+static void atfork_register(void)
+{
+        (void)pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* For forks that bypassed pthread_atfork (a raw clone): same effect, lazily. */
+static void handle_check_fork(forkpool *fp)
+{
+        if (fp->pid != getpid())
+                handle_forget_parent(fp);
+}
+
+/* --- the control connection --- */
+
+static int wait_readable(int fd, int timeout_ms)
+{
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n;
+        do
+                n = poll(&p, 1, timeout_ms);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        return n == 0 ? -ETIMEDOUT : 0;
+}
+
+/* Turns an error reply into its negative errno (bounded) and remembers its text. */
+static int error_reply(const struct fp_msg_error *msg)
+{
+        char text[FP_ERRTEXT_MAX];
+        memcpy(text, msg->text, sizeof(text));
+        text[sizeof(text) - 1] = '\0';
+        set_last_error(text);
+        return msg->error < 0 && msg->error > -4096 ? msg->error : -EPROTO;
+}
+
+/* Receives one message and checks it; fds are accepted only with a lease. */
+static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd)
+{
+        ssize_t n = fp_recv_msg(fd, buf, cap, ret_fd, MSG_DONTWAIT);
+        if (n == 0)
+                return -ECONNRESET;
+        if (n < 0)
+                return n;
+        int r = fp_msg_check(buf, (size_t)n);
+        if (r < 0 || (*ret_fd >= 0 && ((struct fp_msg_hdr *)buf)->op != FP_OP_LEASE)) {
+                if (*ret_fd >= 0)
+                        close(*ret_fd);
+                *ret_fd = -1;
+                return r < 0 ? r : -EPROTO;
+        }
+        return n;
+}
+
+/* Opens the control connection and says hello. Called with io_lock held. */
+static int control_connect(forkpool *fp)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_error error;
+                char bytes[FP_MSG_MAX];
+        } reply;
+        struct fp_msg_hello hello;
+        int fd, r;
+
+        memcpy(addr.sun_path, fp->socket_path, sizeof(addr.sun_path));
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                r = errno == ENOENT ? -ECONNREFUSED : -errno;
+                set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
+                                                  : NULL);
+                close(fd);
+                return r;
+        }
+
+        fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
+        hello.pid = getpid();
+        /* A refusal may already be waiting even if this send fails: read it anyway. */
+        int sent = fp_send_msg(fd, &hello, sizeof(hello), -1, 0);
+        r = wait_readable(fd, HELLO_TIMEOUT_MS);
+        if (r >= 0) {
+                int rfd = -1;
+                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd);
+                if (n < 0)
+                        r = sent < 0 ? -ECONNREFUSED : (int)n;
+                else if (reply.hdr.op == FP_OP_ERROR)
+                        r = error_reply(&reply.error);
+                else if (reply.hdr.op != FP_OP_HELLO_OK)
+                        r = -EPROTO;
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        fp->fd = fd;
+        fp->pid = getpid();
+        return 0;
+}
+
+FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
+{
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!socket_path)
+                socket_path = getenv("FORKPOOL_SOCKET");
+        if (!socket_path || !*socket_path)
+                socket_path = FORKPOOL_DEFAULT_SOCKET;
+
+        forkpool *fp = calloc(1, sizeof(*fp));
+        if (!fp)
+                return -ENOMEM;
+        if (strlen(socket_path) >= sizeof(fp->socket_path)) {
+                free(fp);
+                return -ENAMETOOLONG;
+        }
+        strcpy(fp->socket_path, socket_path);
+        fp->fd = -1;
+        fp->pid = getpid();
+        pthread_mutex_init(&fp->acquire_lock, NULL);
+        pthread_mutex_init(&fp->io_lock, NULL);
+
+        r = control_connect(fp);
+        if (r < 0) {
+                free(fp);
+                return r;
+        }
+
+        pthread_once(&atfork_once, atfork_register);
+        pthread_mutex_lock(&handles_lock);
+        fp->next_handle = handles;
+        handles = fp;
+        pthread_mutex_unlock(&handles_lock);
+        *ret = fp;
+        return 0;
+}
+
+FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
+{
+        if (!fp)
+                return;
+        pthread_mutex_lock(&handles_lock);
+        for (forkpool **p = &handles; *p; p = &(*p)->next_handle)
+                if (*p == fp) {
+                        *p = fp->next_handle;
+                        break;
+                }
+        pthread_mutex_unlock(&handles_lock);
+
+        pthread_mutex_lock(&fp->io_lock);
+        handle_check_fork(fp);
+        /* Leases of this process are given up (the supervisor closes them); a child's
+         * inherited ones are only forgotten: they are someone else's. */
+        struct forkpool_lease *l = fp->leases;
+        while (l) {
+                struct forkpool_lease *next = l->next;
+                if (l->pid == getpid()) {
+                        fp_abandon_pg(l);
+                        free(l);
+                } else {
+                        l->fp = NULL;
+                        l->prev = l->next = NULL;
+                }
+                l = next;
+        }
+        if (fp->fd >= 0)
+                close(fp->fd);
+        pthread_mutex_unlock(&fp->io_lock);
+        pthread_mutex_destroy(&fp->io_lock);
+        pthread_mutex_destroy(&fp->acquire_lock);
+        free(fp);
+}
+
+/* --- acquire --- */
+
+/* Gives back a lease that arrived for a request we no longer wait for. */
+static void return_unused(int control_fd, const struct fp_msg_lease *msg, int lease_fd)
+{
+        struct fp_msg_release rel;
+        if (lease_fd >= 0)
+                close(lease_fd);
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), msg->hdr.request_id);
+        rel.lease_id = msg->lease_id;
+        rel.flags = FP_RELEASE_UNUSED;
+        rel.txn = msg->txn;
+        (void)fp_send_msg(control_fd, &rel, sizeof(rel), -1, MSG_DONTWAIT);
+}
+
+static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd,
+                     forkpool_lease **ret)
+{
+        forkpool_lease *lease = calloc(1, sizeof(*lease));
+        if (!lease)
+                return -ENOMEM;
+        *lease = (forkpool_lease){
+                .fp = fp,
+                .pid = getpid(),
+                .lease_id = msg->lease_id,
+                .fd = fd,
+                .txn = msg->txn,
+                .info = msg->pg,
+        };
+        lease->info.user[sizeof(lease->info.user) - 1] = '\0';
+        lease->info.dbname[sizeof(lease->info.dbname) - 1] = '\0';
+        if (lease->info.params_len > sizeof(lease->info.params) ||
+            fp_params_check(lease->info.params, lease->info.params_len) < 0)
+                lease->info.params_len = 0;
+
+        pthread_mutex_lock(&fp->io_lock);
+        lease->next = fp->leases;
+        if (fp->leases)
+                fp->leases->prev = lease;
+        fp->leases = lease;
+        pthread_mutex_unlock(&fp->io_lock);
+        *ret = lease;
+        return 0;
+}
+
+/*
+ * One acquire round trip on the current control connection. Returns 0 with a
+ * lease, a negative errno from the supervisor, or -EPIPE/-ECONNRESET when the
+ * control connection is dead.
+ */
+static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms,
+                        forkpool_lease **ret)
+{
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_error error;
+                struct fp_msg_lease lease;
+                char bytes[FP_MSG_MAX];
+        } reply;
+        struct fp_msg_acquire req;
+        uint32_t id = ++fp->next_request_id;
+        int r;
+
+        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.timeout_ms = timeout_ms;
+        snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
+        if (r < 0)
+                return r;
+
+        int wait_ms = timeout_ms < 0 ? -1 : timeout_ms + REPLY_SLACK_MS;
+        for (;;) {
+                int lease_fd = -1;
+                r = wait_readable(fd, wait_ms);
+                if (r < 0)
+                        return r;
+                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &lease_fd);
+                if (n == -EAGAIN)
+                        continue;
+                if (n < 0)
+                        return (int)n;
+                if (reply.hdr.request_id != id) {
+                        /* An answer to an earlier request that gave up waiting. */
+                        if (reply.hdr.op == FP_OP_LEASE)
+                                return_unused(fd, &reply.lease, lease_fd);
+                        continue;
+                }
+                if (reply.hdr.op == FP_OP_ERROR)
+                        return error_reply(&reply.error);
+                if (reply.hdr.op != FP_OP_LEASE || lease_fd < 0) {
+                        if (lease_fd >= 0)
+                                close(lease_fd);
+                        return -EPROTO;
+                }
+                r = lease_new(fp, &reply.lease, lease_fd, ret);
+                if (r < 0)
+                        return_unused(fd, &reply.lease, lease_fd);
+                return r;
+        }
+}
+
+/* The current control connection, (re)opened if needed. */
+static int control_fd(forkpool *fp, bool reconnect)
+{
+        int r = 0;
+        pthread_mutex_lock(&fp->io_lock);
+        handle_check_fork(fp);
+        if (reconnect && fp->fd >= 0) {
+                close(fp->fd);
+                fp->fd = -1;
+        }
+        if (fp->fd < 0)
+                r = control_connect(fp);
+        int fd = fp->fd;
+        pthread_mutex_unlock(&fp->io_lock);
+        return r < 0 ? r : fd;
+}
+
+FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
+                                     forkpool_lease **ret)
+{
+        int r;
+
+        if (!fp || !pool || !ret)
+                return -EINVAL;
+        if (strlen(pool) >= FP_NAME_MAX)
+                return -ENOENT;
+        set_last_error(NULL);
+
+        pthread_mutex_lock(&fp->acquire_lock);
+        int fd = control_fd(fp, false);
+        r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, ret);
+        if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
+                /* The supervisor went away (a restart?): one fresh connection, one retry. */
+                fd = control_fd(fp, true);
+                r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, ret);
+                if (r == -EPIPE || r == -ENOTCONN)
+                        r = -ECONNRESET;
+        }
+        pthread_mutex_unlock(&fp->acquire_lock);
+        return r;
+}
+
+/* --- using and returning a lease --- */
+
+static bool lease_is_ours(const forkpool_lease *lease)
+{
+        return lease && lease->pid == getpid();
+}
+
+FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
+{
+        if (!lease || !lease_is_ours(lease)) {
+                errno = ECHILD;
+                return NULL;
+        }
+        if (!lease->pg) {
+                int r = fp_adopt_pg(lease);
+                if (r < 0) {
+                        errno = -r;
+                        return NULL;
+                }
+        }
+        return lease->pg;
+}
+
+FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease)
+{
+        if (!lease)
+                return -EINVAL;
+        return lease_is_ours(lease) ? lease->fd : -ECHILD;
+}
+
+FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease)
+{
+        if (!lease)
+                return -EINVAL;
+        return lease_is_ours(lease) ? lease->info.backend_pid : -ECHILD;
+}
+
+FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease)
+{
+        if (!lease)
+                return -EINVAL;
+        if (!lease_is_ours(lease))
+                return -ECHILD;
+        return fp_cancel_pg(lease);
+}
+
+/* Fills the release report from the adopted connection's state. */
+static void describe_release(const forkpool_lease *lease, struct fp_msg_release *rel)
+{
+        PGconn *c = lease->pg;
+        if (!c) {
+                /* Used through the raw fd (or not at all): state unknown to us. */
+                rel->txn = FP_TXN_UNKNOWN;
+                return;
+        }
+        PGTransactionStatusType ts = PQtransactionStatus(c);
+        rel->txn = ts == PQTRANS_IDLE      ? FP_TXN_IDLE
+                   : ts == PQTRANS_INTRANS ? FP_TXN_INTRANS
+                   : ts == PQTRANS_INERROR ? FP_TXN_INERROR
+                   : ts == PQTRANS_ACTIVE  ? FP_TXN_ACTIVE
+                                           : FP_TXN_UNKNOWN;
+        /* Read what has arrived, so that whole notifications leave the socket with us. */
+        (void)PQconsumeInput(c);
+        bool boundary = (ts == PQTRANS_IDLE || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) &&
+                        !PQisBusy(c) && PQpipelineStatus(c) == PQ_PIPELINE_OFF &&
+                        PQflush(c) == 0;
+        if (!boundary)
+                rel->flags |= FP_RELEASE_NOT_AT_BOUNDARY;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                const char *v = PQparameterStatus(c, fp_pg_reported_params[i]);
+                if (v)
+                        (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                            fp_pg_reported_params[i], v);
+        }
+}
+
+static int lease_give_back(forkpool_lease *lease, uint32_t flags)
+{
+        struct fp_msg_release rel;
+
+        if (!lease)
+                return -EINVAL;
+        if (!lease_is_ours(lease))
+                return -ECHILD;
+
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
+        rel.lease_id = lease->lease_id;
+        rel.flags = flags;
+        describe_release(lease, &rel);
+        /* First make sure no byte of ours can reach the server any more. */
+        fp_abandon_pg(lease);
+
+        forkpool *fp = lease->fp;
+        if (fp) {
+                pthread_mutex_lock(&fp->io_lock);
+                if (fp->fd >= 0 && fp->pid == getpid())
+                        (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
+                if (lease->prev)
+                        lease->prev->next = lease->next;
+                else
+                        fp->leases = lease->next;
+                if (lease->next)
+                        lease->next->prev = lease->prev;
+                pthread_mutex_unlock(&fp->io_lock);
+        }
+        free(lease);
+        return 0;
+}
+
+FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease)
+{
+        return lease_give_back(lease, 0);
+}
+
+FORKPOOL_EXPORT int forkpool_invalidate(forkpool_lease *lease)
+{
+        return lease_give_back(lease, FP_RELEASE_INVALIDATE);
+}
+
+FORKPOOL_EXPORT const char *forkpool_strerror(int err)
+{
+        switch (err) {
+        case 0:
+                return "success";
+        case -ETIMEDOUT:
+                return "no connection became free within the timeout";
+        case -ECHILD:
+                return "the lease or handle belongs to another process";
+        case -ENOENT:
+                return "no such pool";
+        case -ECONNREFUSED:
+                return "no forkpoold is running on that socket";
+        case -ECONNRESET:
+                return "forkpoold went away during the call";
+        case -EACCES:
+                return "this user is not allowed to lease from forkpoold";
+        case -EPROTO:
+                return "forkpoold speaks another protocol version";
+        case -ESHUTDOWN:
+                return "forkpoold is shutting down";
+        case -EHOSTUNREACH:
+                return "the database could not be reached (see forkpool_last_error())";
+        case -EOPNOTSUPP:
+                return "not supported for this connection";
+        case -EINVAL:
+                return "invalid argument";
+        case -ENOMEM:
+                return "out of memory";
+        case -ENAMETOOLONG:
+                return "socket path too long";
+        case -EBADMSG:
+                return "malformed message";
+        default:
+                return "unexpected error";
+        }
+}

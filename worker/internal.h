@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h — libforkpool's private types, shared by its modules.
+ */
+#ifndef FORKPOOL_INTERNAL_H
+#define FORKPOOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
+
+#include "forkpool.h"
+#include "proto.h"
+
+struct forkpool {
+        struct forkpool *next_handle; /* in the process-wide list, for fork handling */
+        pthread_mutex_t acquire_lock; /* one acquire round trip at a time */
+        pthread_mutex_t io_lock;      /* fd, pid, the lease list; held briefly */
+        char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        int fd;      /* control connection, -1 when not connected */
+        pid_t pid;   /* the process the control connection belongs to */
+        uint32_t next_request_id;
+        struct forkpool_lease *leases; /* held by this process */
+};
+
+struct forkpool_lease {
+        struct forkpool_lease *prev, *next;
+        forkpool *fp;
+        pid_t pid;          /* the acquiring process */
+        uint64_t lease_id;
+        int fd;             /* the leased socket (PQsocket(pg) once adopted) */
+        PGconn *pg;         /* the adopted connection, or NULL */
+        uint32_t txn;       /* transaction status at hand-over */
+        struct fp_lease_pg info;
+};
+
+/*
+ * Makes a real PGconn on lease->fd as research/adoption.md §A describes: a
+ * private listener plays the server's part of the startup with the session's
+ * real ParameterStatus and BackendKeyData, then the real socket is dup3'ed
+ * over libpq's. Returns 0 (lease->pg set, lease->fd now libpq's socket) or a
+ * negative errno. Serialised process-wide.
+ */
+int fp_adopt_pg(struct forkpool_lease *lease);
+
+/*
+ * Swaps an unconnected socket in under lease->pg and finishes it, so that
+ * libpq's Terminate never reaches the server, and closes the real socket.
+ */
+void fp_abandon_pg(struct forkpool_lease *lease);
+
+/* Sends a CancelRequest for the lease's backend to the real server. */
+int fp_cancel_pg(const struct forkpool_lease *lease);
+
+/* Replaces fd with an unconnected socket (same number), closing the original. */
+int fp_neutralize_fd(int fd);
+
+#endif /* FORKPOOL_INTERNAL_H */
