@@ -34,12 +34,12 @@
 
 #include "forkpool.h"
 
-#define CONFIG_DEFAULT_POOL_SIZE 5
-#define CONFIG_DEFAULT_MAX_OVERFLOW 10
-#define CONFIG_DEFAULT_TIMEOUT_MS 30000
+#define CONFIG_DEFAULT_POOL_SIZE          5
+#define CONFIG_DEFAULT_MAX_OVERFLOW       10
+#define CONFIG_DEFAULT_TIMEOUT_MS         30000
 #define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 10000
-#define CONFIG_DEFAULT_SHUTDOWN_GRACE_MS 10000
-#define CONFIG_QUICK_POOL_NAME "default"
+#define CONFIG_DEFAULT_SHUTDOWN_GRACE_MS  10000
+#define CONFIG_QUICK_POOL_NAME            "default"
 
 /* Longest piece of a value quoted in a reason. */
 #define CONFIG_QUOTE_MAX 64
@@ -64,8 +64,8 @@ struct config_loader {
         size_t line_cap;
         int lineno; /* of the line last handed to inih */
         enum config_section section;
-        struct fp_pool_config *pool; /* the current [pool NAME] */
-        int forkpool_line;           /* of [forkpool], 0 if not seen */
+        struct fp_pool_config *pool;    /* the current [pool NAME] */
+        int forkpool_line;              /* of [forkpool], 0 if not seen */
         int key_lines[CONFIG_MAX_KEYS]; /* where the current section set each key, or 0 */
         int error;                      /* the first error (negative errno), 0 if none */
         int error_line;
@@ -387,8 +387,10 @@ static int config_resolve_id(const char *name, bool group, unsigned long *ret, c
                         continue;
                 }
                 if (r == 0 && (pw_res || gr_res)) {
-                        *ret = group ? (unsigned long)gr_res->gr_gid
-                                     : (unsigned long)pw_res->pw_uid;
+                        if (group)
+                                *ret = (unsigned long)gr_res->gr_gid;
+                        else
+                                *ret = (unsigned long)pw_res->pw_uid;
                         free(buf);
                         return 0;
                 }
@@ -668,7 +670,8 @@ static int loader_section(struct config_loader *ld, char *s)
                 while (config_is_blank(*name))
                         name++;
                 if (!*name) {
-                        loader_fail(ld, ld->lineno, -EINVAL, "missing pool name: write [pool NAME]");
+                        loader_fail(ld, ld->lineno, -EINVAL,
+                                    "missing pool name: write [pool NAME]");
                         return ld->error;
                 }
                 if (!config_pool_name_valid(name)) {
@@ -678,10 +681,16 @@ static int loader_section(struct config_loader *ld, char *s)
                         return ld->error;
                 }
                 other = fp_config_find_pool(cfg, name);
-                if (other) {
+                if (other && other->line > 0) {
                         loader_fail(ld, ld->lineno, -EINVAL,
                                     "duplicate pool '%s' (first defined on line %d)", name,
                                     other->line);
+                        return ld->error;
+                }
+                if (other) {
+                        loader_fail(ld, ld->lineno, -EINVAL,
+                                    "duplicate pool '%s' (already defined on the command line)",
+                                    name);
                         return ld->error;
                 }
                 if (cfg->n_pools == FP_SHM_MAX_POOLS) {
@@ -792,8 +801,9 @@ static int config_handler(void *user, const char *section, const char *name, con
                 if (strcmp(name, keys[i].name) != 0)
                         continue;
                 if (ld->key_lines[i]) {
-                        loader_fail(ld, ld->lineno, -EINVAL, "%s: set twice in %s (first on line %d)",
-                                    name, where, ld->key_lines[i]);
+                        loader_fail(ld, ld->lineno, -EINVAL,
+                                    "%s: set twice in %s (first on line %d)", name, where,
+                                    ld->key_lines[i]);
                         return 0;
                 }
                 ld->key_lines[i] = ld->lineno;
@@ -969,7 +979,8 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                 return r;
         }
         if (cfg->n_pools == 0) {
-                config_err(err, errlen, "no pool configured: add a [pool NAME] section or use --url");
+                config_err(err, errlen,
+                           "no pool configured: add a [pool NAME] section or use --url");
                 return -EINVAL;
         }
         if (cfg->n_pools > FP_SHM_MAX_POOLS) {
@@ -988,8 +999,9 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                         where[0] = '\0';
 
                 if (!config_pool_name_valid(pc->name)) {
-                        config_err(err, errlen, "%sinvalid pool name '%s' (" CONFIG_POOL_NAME_RULE ")",
-                                   where, config_quote(pc->name, q));
+                        config_err(err, errlen,
+                                   "%sinvalid pool name '%s' (" CONFIG_POOL_NAME_RULE ")", where,
+                                   config_quote(pc->name, q));
                         return -EINVAL;
                 }
                 for (size_t j = 0; j < i; j++)

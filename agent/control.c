@@ -28,6 +28,7 @@
 
 #define MESSAGES_PER_WAKEUP 64
 #define MAX_PEER_GROUPS 256
+#define REFUSED_LINGER_USEC (2 * 1000 * 1000)
 
 struct fp_client {
         LIST_ENTRY(fp_client) link;
@@ -39,6 +40,7 @@ struct fp_client {
         gid_t gid;
         sd_event_source *io;
         sd_event_source *pid_src;
+        sd_event_source *refused_timer; /* set for a refused peer: closes it soon */
 };
 
 pid_t fp_client_pid(const struct fp_client *client)
@@ -51,6 +53,7 @@ static void client_free(struct fp_client *client)
         LIST_REMOVE(client, link);
         sd_event_source_disable_unref(client->io);
         sd_event_source_disable_unref(client->pid_src);
+        sd_event_source_disable_unref(client->refused_timer);
         if (client->pidfd >= 0)
                 close(client->pidfd);
         if (client->fd >= 0)
@@ -197,6 +200,11 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 return;
         }
 
+        if (client->refused_timer) {
+                fp_control_send_error(client, request_id, -EACCES,
+                                      "this uid is not allowed by forkpoold");
+                return;
+        }
         switch (hdr.op) {
         case FP_OP_HELLO:
                 handle_hello(client, buf);
@@ -241,6 +249,11 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         return 0;
                 }
                 handle_message(client, buf.bytes, (size_t)n);
+                if (client->refused_timer) {
+                        /* Answered; closing with nothing unread lets the peer read it. */
+                        client_free(client);
+                        return 0;
+                }
         }
         if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
                 client_gone(client, "hang-up");
@@ -255,6 +268,13 @@ static int on_client_exit(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
+static int on_refused_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        (void)s, (void)usec;
+        client_free(userdata);
+        return 0;
+}
+
 static void accept_one(struct fp_supervisor *sup, int fd)
 {
         struct ucred cred;
@@ -266,19 +286,11 @@ static void accept_one(struct fp_supervisor *sup, int fd)
                 close(fd);
                 return;
         }
-        if (!peer_allowed(&sup->cfg, fd, cred.uid, cred.gid)) {
+        bool allowed = peer_allowed(&sup->cfg, fd, cred.uid, cred.gid);
+        if (!allowed)
                 log_warning("refused control connection from pid %d (uid %u, gid %u): not in "
                             "allow_users or allow_groups",
                             cred.pid, cred.uid, cred.gid);
-                struct fp_msg_error msg;
-                fp_msg_init(&msg.hdr, FP_OP_ERROR, sizeof(msg), 0);
-                msg.error = -EACCES;
-                snprintf(msg.text, sizeof(msg.text), "uid %u is not allowed by forkpoold",
-                         cred.uid);
-                (void)fp_send_msg(fd, &msg, sizeof(msg), -1, MSG_DONTWAIT);
-                close(fd);
-                return;
-        }
 
         struct fp_client *client = calloc(1, sizeof(*client));
         if (!client) {
@@ -288,6 +300,23 @@ static void accept_one(struct fp_supervisor *sup, int fd)
         *client = (struct fp_client){
                 .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
         LIST_INSERT_HEAD(&sup->clients, client, link);
+
+        if (!allowed) {
+                /*
+                 * Answer its first message with -EACCES, then close. Closing at
+                 * once, with its hello unread, would reset the connection and
+                 * lose the answer. A peer that sends nothing is closed soon.
+                 */
+                client->pidfd = -1;
+                r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
+                if (r >= 0)
+                        r = sd_event_add_time_relative(sup->event, &client->refused_timer,
+                                                       CLOCK_MONOTONIC, REFUSED_LINGER_USEC, 0,
+                                                       on_refused_timeout, client);
+                if (r < 0)
+                        client_free(client);
+                return;
+        }
 
         client->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
         if (client->pidfd < 0) {

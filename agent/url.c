@@ -46,13 +46,13 @@ static const char *const url_allowed_params[] = {
 
 #define URL_ALLOWED_LIST                                                                           \
         "host, port, application_name, options, client_encoding, connect_timeout, keepalives, "    \
-        "keepalives_idle, keepalives_interval, keepalives_count, tcp_user_timeout, "              \
+        "keepalives_idle, keepalives_interval, keepalives_count, tcp_user_timeout, "               \
         "target_session_attrs, sslmode=disable, gssencmode=disable, passfile"
 
 #define URL_SHAPE "postgresql://user:password@host:port/database?key=value"
 
 #define URL_ENCODE_HINT                                                                            \
-        "percent-encode '/', '?' and '@' in the password as %2F, %3F and %40"
+        "if the password contains '/', '?' or '@', percent-encode them as %2F, %3F and %40"
 
 #define URL_TLS_REASON                                                                             \
         "TLS cannot be used on leased connections (a TLS session cannot move between processes)"
@@ -87,8 +87,7 @@ static int url_fail(struct url_parser *p, int r, const char *fmt, ...)
         va_end(ap);
         if (p->quiet && n >= 0 && (size_t)n < p->errlen)
                 snprintf(p->err + n, p->errlen - (size_t)n,
-                         " (parts of the URL are not shown: it may hold an unencoded password; "
-                         "%s)",
+                         " (parts of the URL are not shown, as it may hold a password; %s)",
                          URL_ENCODE_HINT);
         return r;
 }
@@ -391,8 +390,7 @@ static int url_parse_query(struct url_parser *p, const char *s, size_t n, struct
                 if (memchr(s, '@', key_len)) {
                         /* Never a keyword: the tail of a password with a raw '?'. */
                         p->quiet = false; /* quotes nothing, already gives the hint */
-                        return url_fail(p, -EINVAL, "malformed query parameter name; if the "
-                                                    "password contains '?', %s",
+                        return url_fail(p, -EINVAL, "malformed query parameter name; %s",
                                         URL_ENCODE_HINT);
                 }
                 if (!eq)
@@ -465,7 +463,7 @@ static int url_parse_all(struct url_parser *p, const char *text, struct fp_url *
                 p->quiet = false; /* quotes nothing, already gives the hint */
                 return url_fail(p, -EINVAL,
                                 "'@' after the host, in the database name: write it as %%40 "
-                                "there; if the password contains '/', %s",
+                                "there; %s",
                                 URL_ENCODE_HINT);
         }
 

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * it_admin.c — running forkpoold: bad configuration refused with one line and
+ * exit 78; SIGHUP reloads (a bad new file is rejected, the old one kept);
+ * SIGTERM waits for leases within the grace period, then removes the socket
+ * and the segment; forkpoolctl status in text and JSON, and when the
+ * supervisor is gone; a database that is down gives a clear error and the
+ * pool's counts stay right.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+static void write_text(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+        CHECK(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+/* Runs forkpoold on a config text; returns its exit status and its stderr in out. */
+static int run_config(const char *text, char *out, size_t len)
+{
+        char dir[] = "/tmp/fp-it-cfg.XXXXXX", path[128];
+        CHECK(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/bad.conf", dir);
+        write_text(path, text);
+        int status = itest_sh(out, len, "timeout 10 %s --config %s --socket %s/s.sock 2>&1",
+                              FP_FORKPOOLD_PATH, path, dir);
+        itest_sh(NULL, 0, "rm -rf %s", dir);
+        return status;
+}
+
+static void test_bad_config_refused(void)
+{
+        char out[2048];
+
+        int status = run_config("[forkpool]\n\n[pool main]\nurl = postgresql://u@h/db\n"
+                                "pool_size = five\n",
+                                out, sizeof(out));
+        CHECK_MSG(status == 78, "exit %d", status);
+        CHECK_MSG(strstr(out, "bad.conf:5") && strstr(out, "pool_size"), "message: %s", out);
+        CHECK_MSG(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
+
+        status = run_config("[pool main]\nurl = postgresql://u@h/db\nmax_overflow = -2\n", out,
+                            sizeof(out));
+        CHECK(status == 78 && strstr(out, ":3") && strstr(out, "max_overflow"));
+
+        status = run_config("[pool main]\nurl = mysqlx://u@h/db\n", out, sizeof(out));
+        CHECK(status == 78 && strstr(out, ":2") && strstr(out, "scheme"));
+
+        status = run_config("[pool main]\nurl = postgresql://u:s3cret@h/db\nbogus = 1\n", out,
+                            sizeof(out));
+        CHECK(status == 78 && strstr(out, "bogus") && !strstr(out, "s3cret"));
+
+        status = itest_sh(out, sizeof(out), "%s --url postgresql://u@h/db --pool-size -3 2>&1",
+                          FP_FORKPOOLD_PATH);
+        CHECK_MSG(status == 78 && strstr(out, "--pool-size"), "exit %d: %s", status, out);
+}
+
+static void test_reload(void)
+{
+        struct itest_sup s;
+        char log[16384];
+
+        itest_sup_start(&s, "it_reload", "pool_size = 2\nmax_overflow = 0\n", NULL);
+        CHECK(itest_pool(&s).pool_size == 2);
+
+        /* A bad file is rejected; the pool keeps serving with the old settings. */
+        char good[2048];
+        itest_sh(good, sizeof(good), "cat %s", s.config);
+        write_text(s.config, "[pool main]\npool_size = nope\n");
+        kill(s.pid, SIGHUP);
+        usleep(300000);
+        itest_sh(log, sizeof(log), "cat %s", s.log);
+        CHECK(strstr(log, "reload rejected"));
+        CHECK(itest_pool(&s).pool_size == 2);
+
+        forkpool *fp;
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
+        CHECK_OK(forkpool_release(lease));
+
+        /* A good change applies. */
+        char *p = strstr(good, "pool_size = 2");
+        CHECK(p);
+        p[strlen("pool_size = ")] = '4';
+        write_text(s.config, good);
+        kill(s.pid, SIGHUP);
+        int64_t end = itest_now_ms() + 3000;
+        while (itest_pool(&s).pool_size != 4 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(itest_pool(&s).pool_size == 4);
+        CHECK(itest_pool(&s).overflow == -3); /* one connection exists: O = 1 - 4 */
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+static void test_sigterm_waits_for_leases(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease, *other;
+        char shm_name[FP_SHM_NAME_MAX], shm_path[128];
+        struct stat st;
+
+        itest_sup_start(&s, "it_sigterm", NULL, NULL);
+        fp_segment_name(s.socket, shm_name);
+        snprintf(shm_path, sizeof(shm_path), "/dev/shm%s", shm_name);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
+        PGconn *c = forkpool_lease_pg(lease);
+
+        kill(s.pid, SIGTERM);
+        usleep(300000);
+        /* Still running for the lease; no new acquires. */
+        CHECK(waitpid(s.pid, NULL, WNOHANG) == 0);
+        int r = forkpool_acquire(fp, "main", 1000, &other);
+        CHECK_MSG(r == -ESHUTDOWN || r == -ECONNREFUSED, "acquire during shutdown: %d", r);
+        CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0);
+        CHECK_OK(forkpool_release(lease));
+
+        int status = itest_wait_child(s.pid, 5000);
+        s.pid = 0;
+        CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(stat(s.socket, &st) != 0 && errno == ENOENT);
+        CHECK(stat(shm_path, &st) != 0 && errno == ENOENT);
+        forkpool_close(fp);
+        itest_sup_stop(&s);
+}
+
+static void test_sigterm_grace_revokes(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+
+        itest_sup_start(&s, "it_grace", NULL, NULL); /* shutdown_grace = 5 */
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
+        PGconn *c = forkpool_lease_pg(lease);
+        int64_t t0 = itest_now_ms();
+        kill(s.pid, SIGTERM);
+        int status = itest_wait_child(s.pid, 15000);
+        s.pid = 0;
+        int64_t took = itest_now_ms() - t0;
+        CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK_MSG(took >= 4500 && took < 9000, "exited after %lld ms", (long long)took);
+        /* The revoked lease fails cleanly on its next query. */
+        PGresult *res = PQexec(c, "SELECT 1");
+        CHECK(PQresultStatus(res) != PGRES_TUPLES_OK);
+        PQclear(res);
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        itest_sup_stop(&s);
+}
+
+static void test_forkpoolctl_status(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *a, *b;
+        char out[16384];
+
+        itest_sup_start(&s, "it_ctl", "pool_size = 5\nmax_overflow = 10\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &b));
+        CHECK(forkpool_lease_pg(a));
+        CHECK_OK(forkpool_release(a));
+        usleep(100000);
+
+        CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH,
+                       s.socket) == 0);
+        CHECK_MSG(strstr(out, "Pool size: 5  Connections in pool: 1 Current Overflow: -3 "
+                              "Current Checked out connections: 1"),
+                  "status:\n%s", out);
+        char pid[32];
+        snprintf(pid, sizeof(pid), "%d", getpid());
+        CHECK(strstr(out, "leased") && strstr(out, pid));
+
+        CHECK(itest_status_json(&s, out, sizeof(out)) == 0);
+        CHECK_MSG(strstr(out, "\"pools\"") && strstr(out, "\"name\"") && strstr(out, "\"main\"") &&
+                          strstr(out, "\"checked_out\"") && strstr(out, "\"holder_pid\"") &&
+                          strstr(out, "\"counters\"") && strstr(out, "\"backend_pid\""),
+                  "json:\n%s", out);
+        CHECK(itest_sh(NULL, 0, "%s --socket %s status --json | python3 -c "
+                       "'import json,sys; d=json.load(sys.stdin); p=d[\"pools\"][0]; "
+                       "assert p[\"checked_out\"]==1 and p[\"checked_in\"]==1 and "
+                       "p[\"overflow\"]==-3 and p[\"pool_size\"]==5 and p[\"max_overflow\"]==10, p'",
+                       FP_FORKPOOLCTL_PATH, s.socket) == 0);
+        CHECK_OK(forkpool_release(b));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+
+        /* Gone: forkpoolctl says so. */
+        int status = itest_sh(out, sizeof(out), "%s --socket %s status 2>&1",
+                              FP_FORKPOOLCTL_PATH, s.socket);
+        CHECK(status != 0 && strstr(out, "no forkpoold"));
+}
+
+static void test_database_down(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+        char dir[] = "/tmp/fp-it-down.XXXXXX", conf[192], text[512];
+
+        /* A port where nothing listens. */
+        CHECK(mkdtemp(dir));
+        memset(&s, 0, sizeof(s));
+        snprintf(s.dir, sizeof(s.dir), "%s", dir);
+        snprintf(s.socket, sizeof(s.socket), "%s/forkpool.sock", dir);
+        snprintf(s.config, sizeof(s.config), "%s/forkpool.conf", dir);
+        snprintf(s.log, sizeof(s.log), "%s/forkpoold.log", dir);
+        snprintf(conf, sizeof(conf), "%s", s.config);
+        snprintf(text, sizeof(text),
+                 "[forkpool]\nsocket = %s\n[pool main]\nurl = postgresql://u@127.0.0.1:1/db\n"
+                 "pool_size = 2\nmax_overflow = 0\nconnect_timeout = 2\n",
+                 s.socket);
+        write_text(conf, text);
+        itest_sup_restart(&s);
+
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        int64_t t0 = itest_now_ms();
+        int r = forkpool_acquire(fp, "main", 5000, &lease);
+        CHECK_MSG(r == -EHOSTUNREACH, "acquire with the database down: %d", r);
+        CHECK(itest_now_ms() - t0 < 3000);
+        CHECK_MSG(strstr(forkpool_last_error(), "127.0.0.1") ||
+                          strstr(forkpool_last_error(), "refused"),
+                  "error text: %s", forkpool_last_error());
+        struct fp_shm_pool st = itest_pool(&s);
+        CHECK(st.counters.connect_failures == 1 && st.checked_out == 0 && st.overflow == -2);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+ITEST_MAIN({"bad_config_refused", test_bad_config_refused, 60},
+           {"reload", test_reload, 60},
+           {"sigterm_waits_for_leases", test_sigterm_waits_for_leases, 60},
+           {"sigterm_grace_revokes", test_sigterm_grace_revokes, 60},
+           {"forkpoolctl_status", test_forkpoolctl_status, 60},
+           {"database_down", test_database_down, 60})
