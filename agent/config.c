@@ -221,6 +221,11 @@ static int config_parse_seconds(const char *v, int *ret_ms, char *reason, size_t
                 config_err(reason, len, "not a number of seconds: '%s'", config_quote(v, q));
                 return -EINVAL;
         }
+        if (ms > INT_MAX) {
+                config_err(reason, len, "too large (at most %d.%03d seconds): '%s'",
+                           INT_MAX / 1000, INT_MAX % 1000, config_quote(v, q));
+                return -ERANGE;
+        }
         *ret_ms = (int)ms;
         return 0;
 }
@@ -1015,6 +1020,10 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                         problem = "pool_size: out of range";
                 else if (pc->max_overflow < -1)
                         problem = "max_overflow: must be -1 (no limit) or 0 or more";
+                else if (pc->pool_size > 0 && pc->max_overflow >= 0 &&
+                         pc->pool_size + pc->max_overflow > FP_SHM_MAX_SLOTS_PER_POOL)
+                        problem = "max_overflow: pool_size + max_overflow is more than the "
+                                  "1024 connections a pool can hold";
                 else if (pc->timeout_ms < 0)
                         problem = "pool_timeout: negative";
                 else if (pc->connect_timeout_ms <= 0)

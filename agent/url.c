@@ -65,7 +65,7 @@ struct url_parser {
         char *err;
         size_t errlen;
         bool quiet; /* the URL may hold pieces of an unencoded password: quote nothing */
-        char quote_buf[2][URL_QUOTE_MAX + 4];
+        char quote_buf[URL_QUOTE_MAX + 4];
 };
 
 static int url_fail(struct url_parser *p, int r, const char *fmt, ...)
@@ -93,13 +93,12 @@ static int url_fail(struct url_parser *p, int r, const char *fmt, ...)
 }
 
 /*
- * A printable copy of s[0..n) for a reason: non-printable bytes become '?',
- * and long text is cut. In quiet mode it is "...". slot picks one of two
- * buffers, so that a reason can quote two pieces.
+ * A printable copy of s[0..n) for a reason (one per reason): non-printable
+ * bytes become '?', and long text is cut. In quiet mode it is "...".
  */
-static const char *url_quote(struct url_parser *p, int slot, const char *s, size_t n)
+static const char *url_quote(struct url_parser *p, const char *s, size_t n)
 {
-        char *buf = p->quote_buf[slot];
+        char *buf = p->quote_buf;
         size_t i;
 
         if (p->quiet)
@@ -190,7 +189,7 @@ err_escape:
         return url_fail(p, -EINVAL,
                         "malformed percent-escape '%s' in the %s: '%%' must be followed by two "
                         "hex digits (write a literal '%%' as %%25)",
-                        url_quote(p, 0, s + i, n - i < 3 ? n - i : 3), what);
+                        url_quote(p, s + i, n - i < 3 ? n - i : 3), what);
 err_nul:
         explicit_bzero(out, n + 1);
         free(out);
@@ -214,7 +213,7 @@ static int url_parse_scheme(struct url_parser *p, const char *s, size_t n, struc
         if (!((base_len == 10 && strncasecmp(s, "postgresql", 10) == 0) ||
               (base_len == 8 && strncasecmp(s, "postgres", 8) == 0)))
                 return url_fail(p, -EINVAL, "unsupported scheme '%s' (expected postgresql://)",
-                                url_quote(p, 0, s, n));
+                                url_quote(p, s, n));
         if (plus) {
                 size_t dlen = n - base_len - 1;
                 bool ok = dlen > 0;
@@ -225,7 +224,7 @@ static int url_parse_scheme(struct url_parser *p, const char *s, size_t n, struc
                         return url_fail(p, -EINVAL,
                                         "invalid driver name in the scheme '%s' (expected "
                                         "postgresql+DRIVER, e.g. postgresql+psycopg2)",
-                                        url_quote(p, 0, s, n));
+                                        url_quote(p, s, n));
         }
         url->scheme = strdup("postgresql");
         if (!url->scheme)
@@ -254,7 +253,7 @@ static int url_parse_port(struct url_parser *p, const char *s, size_t n, char **
         }
         if (i == 0 || text[i] || v < 1 || v > 65535) {
                 r = url_fail(p, -EINVAL, "invalid port '%s': expected a number from 1 to 65535",
-                             url_quote(p, 0, text, strlen(text)));
+                             url_quote(p, text, strlen(text)));
                 free(text);
                 return r;
         }
@@ -342,7 +341,7 @@ static int url_check_param(struct url_parser *p, const struct fp_url *url, const
                         return url_fail(p, -EINVAL,
                                         "sslmode=%s: " URL_TLS_REASON
                                         "; use sslmode=disable or leave it out",
-                                        url_quote(p, 0, value, strlen(value)));
+                                        url_quote(p, value, strlen(value)));
         } else if (strcmp(key, "gssencmode") == 0) {
                 if (strcmp(value, "disable") != 0)
                         return url_fail(p, -EINVAL,
@@ -350,19 +349,19 @@ static int url_check_param(struct url_parser *p, const struct fp_url *url, const
                                         "leased connections (an encrypted session cannot move "
                                         "between processes); use gssencmode=disable or leave "
                                         "it out",
-                                        url_quote(p, 0, value, strlen(value)));
+                                        url_quote(p, value, strlen(value)));
         } else if (strncmp(key, "ssl", 3) == 0) {
                 return url_fail(p, -EINVAL,
                                 "%s: " URL_TLS_REASON "; remove it (the only TLS setting "
                                 "allowed is sslmode=disable)",
-                                url_quote(p, 0, key, strlen(key)));
+                                url_quote(p, key, strlen(key)));
         } else if (!url_param_allowed(key)) {
                 return url_fail(p, -EINVAL, "unknown query parameter '%s' (allowed: %s)",
-                                url_quote(p, 0, key, strlen(key)), URL_ALLOWED_LIST);
+                                url_quote(p, key, strlen(key)), URL_ALLOWED_LIST);
         }
         if (url_param(url, key))
                 return url_fail(p, -EINVAL, "query parameter '%s' is given twice",
-                                url_quote(p, 0, key, strlen(key)));
+                                url_quote(p, key, strlen(key)));
         if (url->n_params >= FP_URL_MAX_PARAMS)
                 return url_fail(p, -EINVAL, "too many query parameters (at most %d)",
                                 FP_URL_MAX_PARAMS);
@@ -396,10 +395,10 @@ static int url_parse_query(struct url_parser *p, const char *s, size_t n, struct
                 if (!eq)
                         return url_fail(p, -EINVAL,
                                         "query parameter '%s' has no value (expected key=value)",
-                                        url_quote(p, 0, s, seg_len));
+                                        url_quote(p, s, seg_len));
                 if (key_len == 0)
                         return url_fail(p, -EINVAL, "query parameter without a name ('=%s')",
-                                        url_quote(p, 0, eq + 1, (size_t)(seg_end - eq - 1)));
+                                        url_quote(p, eq + 1, (size_t)(seg_end - eq - 1)));
 
                 r = url_decode(p, s, key_len, true, false, false, "query parameter name", &key);
                 if (r < 0)

@@ -257,6 +257,8 @@ static void test_bad_values(void **state)
                 {"pool_timeout", "0.0001", "more than 3 decimals (the resolution is a "
                                            "millisecond): '0.0001'"},
                 {"pool_timeout", "9999999", "too large (at most 2147483 seconds): '9999999'"},
+                {"pool_timeout", "2147483.648",
+                 "too large (at most 2147483.647 seconds): '2147483.648'"},
                 {"connect_timeout", "0", "must be more than 0 seconds: '0'"},
                 {"connect_timeout", "0.000", "must be more than 0 seconds: '0.000'"},
                 {"reset_on_return", "maybe", "expected rollback, commit or none, not 'maybe'"},
@@ -380,6 +382,30 @@ static void test_structure_errors(void **state)
                    "syntax error: expected 'key = value', '[section]' or a comment");
 }
 
+static void test_crlf_and_indent(void **state)
+{
+        struct fp_config cfg;
+
+        (void)state;
+        /* Windows line ends, indented section headers and keys, blanks around '='. */
+        load_ok("[forkpool]\r\n"
+                "\tlog_level=warning\r\n"
+                "  [pool a]   \r\n"
+                "\t\turl\t=\t" GOOD_URL "\r\n"
+                "    pool_size    =    3    \r\n",
+                &cfg);
+        assert_int_equal(cfg.log_level, FP_LOG_WARNING);
+        assert_int_equal(cfg.n_pools, 1);
+        assert_string_equal(cfg.pools[0].url_text, GOOD_URL);
+        assert_int_equal(cfg.pools[0].pool_size, 3);
+        assert_int_equal(cfg.pools[0].line, 3);
+        fp_config_free(&cfg);
+
+        /* An indented key after another is a key, not a continuation line. */
+        load_fails("[pool a]\n  url = " GOOD_URL "\n  pool_size = x\n", 3,
+                   "pool_size: not an integer: 'x'");
+}
+
 static void test_pool_names(void **state)
 {
         char name[80], text[256], want[256];
@@ -431,7 +457,7 @@ static void test_decimals(void **state)
         } cases[] = {
                 {"30", 30000}, {"2.5", 2500}, {"0.25", 250}, {".5", 500},
                 {"1.000", 1000}, {"0.001", 1}, {"0", 0}, {"007", 7000},
-                {"2147483", 2147483000},
+                {"2147483", 2147483000}, {"2147483.647", INT_MAX},
         };
         char text[256];
         struct fp_config cfg;
@@ -583,6 +609,8 @@ static void test_validate(void **state)
         assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "no pool configured: add a [pool NAME] section or use --url");
 
+        fp_config_free(&cfg);
+
         /* A file with only [forkpool]. */
         assert_int_equal(load_text("[forkpool]\nlog_level = warning\n", &cfg, err, sizeof(err)),
                          0);
@@ -628,6 +656,15 @@ static void test_validate(void **state)
         assert_string_equal(err, "duplicate pool 'default'");
         cfg.n_pools = 1; /* pools[1] shares pools[0]'s URL */
         fp_config_free(&cfg);
+
+        /* More connections than a pool can hold. */
+        fp_config_init(&cfg);
+        assert_int_equal(fp_config_quick_pool(&cfg, GOOD_URL, "1000", "100", NULL, err,
+                                              sizeof(err)),
+                         0);
+        assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "pool_size + max_overflow"));
+        fp_config_free(&cfg);
 }
 
 static void test_reset_mode(void **state)
@@ -656,6 +693,7 @@ int main(void)
                 cmocka_unit_test(test_bad_values),
                 cmocka_unit_test(test_bad_urls),
                 cmocka_unit_test(test_structure_errors),
+                cmocka_unit_test(test_crlf_and_indent),
                 cmocka_unit_test(test_pool_names),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_decimals),
