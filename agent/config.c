@@ -421,7 +421,7 @@ static int config_parse_ids(const char *v, bool group, unsigned long *ids, size_
         while (*v) {
                 char name[CONFIG_ID_NAME_MAX];
                 size_t tok_len = strcspn(v, ", \t");
-                unsigned long id;
+                unsigned long id = 0;
                 bool dup = false;
 
                 if (tok_len == 0) {

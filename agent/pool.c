@@ -202,6 +202,7 @@ static void expire_waiter(struct fp_pool *pool, struct fp_waiter *w)
 
         waiter_remove(pool, w);
         pool->counters.timeouts++;
+        fp_pool_publish(pool);
         snprintf(text, sizeof(text),
                  "QueuePool limit of size %d overflow %d reached, connection timed out, "
                  "timeout %.2f",
@@ -256,17 +257,19 @@ static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_wait
         rec->last_checkout_usec = realtime_usec();
         record_set_state(pool, rec, FP_SLOT_LEASED);
 
+        /* Readers of the segment see the lease by the time the worker has it. */
+        pool->counters.acquires++;
+        fp_pool_publish(pool);
         int r = pool->ops->send_lease(pool, rec, w);
         free(w);
         if (r < 0) {
                 /* The fd never left: the connection is intact and unused. */
+                pool->counters.acquires--;
                 rec->holder = NULL;
                 rec->holder_pid = 0;
                 record_set_state(pool, rec, FP_SLOT_IDLE);
                 checkin(pool, rec);
-                return;
         }
-        pool->counters.acquires++;
 }
 
 static void checkin(struct fp_pool *pool, struct fp_record *rec)

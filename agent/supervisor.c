@@ -261,8 +261,10 @@ static int publish_segment(struct fp_supervisor *sup)
         for (uint32_t i = 0; i < n; i++) {
                 struct fp_sup_pool *sp = sup->pools[i];
                 struct fp_shm_pool *shm = fp_segment_pool(&seg, i);
-                snprintf(shm->name, sizeof(shm->name), "%s%s", sp->cfg.name,
-                         sp->removed ? "~removed" : "");
+                /* A removed pool keeps its record until restart; readers see it marked. */
+                if (snprintf(shm->name, sizeof(shm->name), "%s%s", sp->cfg.name,
+                             sp->removed ? "~removed" : "") >= (int)sizeof(shm->name))
+                        shm->name[sizeof(shm->name) - 2] = '~';
                 shm->db_kind = FP_DB_POSTGRES;
                 shm->slot_base = i * FP_SHM_MAX_SLOTS_PER_POOL;
                 shm->slot_count = FP_SHM_MAX_SLOTS_PER_POOL;

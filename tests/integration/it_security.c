@@ -76,7 +76,8 @@ static void test_allowed_uid_served(void)
 static int raw_connect(const char *path)
 {
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+        CHECK(strlen(path) < sizeof(addr.sun_path));
+        memcpy(addr.sun_path, path, strlen(path) + 1);
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         CHECK(fd >= 0);
         CHECK(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);

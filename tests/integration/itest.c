@@ -56,7 +56,9 @@ static void write_file(const char *path, const char *text)
 static bool socket_accepts(const char *path)
 {
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+        if (strlen(path) >= sizeof(addr.sun_path))
+                return false;
+        memcpy(addr.sun_path, path, strlen(path) + 1);
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
         if (fd >= 0)
