@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,19 +224,22 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
         }
 }
 
-static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/*
+ * Handles the client's queued messages, at most max of them. Returns false if
+ * the client is gone (and freed): end of stream, an error, or a refused peer
+ * that has had its answer.
+ */
+static bool client_read_messages(struct fp_client *client, int max)
 {
-        struct fp_client *client = userdata;
         union {
                 struct fp_msg_hdr hdr;
                 char bytes[FP_MSG_MAX];
         } buf;
-        (void)s, (void)fd;
 
-        for (int i = 0; i < MESSAGES_PER_WAKEUP; i++) {
+        for (int i = 0; i < max; i++) {
                 ssize_t n = fp_recv_msg(client->fd, buf.bytes, sizeof(buf), NULL, MSG_DONTWAIT);
                 if (n == -EAGAIN)
-                        break;
+                        return true;
                 if (n == -EBADMSG) {
                         log_warning("worker pid %d sent descriptors or an oversized message: "
                                     "rejected", client->pid);
@@ -246,15 +250,25 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                 }
                 if (n <= 0) {
                         client_gone(client, n == 0 ? "closed" : strerror((int)-n));
-                        return 0;
+                        return false;
                 }
                 handle_message(client, buf.bytes, (size_t)n);
                 if (client->refused_timer) {
                         /* Answered; closing with nothing unread lets the peer read it. */
                         client_free(client);
-                        return 0;
+                        return false;
                 }
         }
+        return true;
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct fp_client *client = userdata;
+        (void)s, (void)fd;
+
+        if (!client_read_messages(client, MESSAGES_PER_WAKEUP))
+                return 0;
         if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
                 client_gone(client, "hang-up");
         return 0;
@@ -264,7 +278,12 @@ static int on_client_exit(sd_event_source *s, int fd, uint32_t revents, void *us
 {
         struct fp_client *client = userdata;
         (void)s, (void)fd, (void)revents;
-        client_gone(client, "process exited");
+        /*
+         * What the process sent before it died counts: a release queued behind
+         * its exit is a release, not a lease to reclaim.
+         */
+        if (client_read_messages(client, INT32_MAX))
+                client_gone(client, "process exited");
         return 0;
 }
 

@@ -395,23 +395,28 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
         pool->counters.connect_failures++;
         rec->conn = NULL;
         rec->backend_pid = 0;
+        /*
+         * §2.4: a new record goes away and O is restored; a pooled record goes
+         * back to Q empty. Either way the next waiter is served now rather than
+         * at its timeout (our decision, DESIGN.md) — after the failed one has
+         * been told, and after the counts it may read are true.
+         */
+        bool pooled = !rec->new_record;
+        if (pooled) {
+                record_set_state(pool, rec, FP_SLOT_EMPTY);
+        } else {
+                record_set_state(pool, rec, FP_SLOT_UNUSED);
+                pool->overflow--;
+        }
+        fp_pool_publish(pool);
         if (w) {
                 pool->ops->send_error(pool, w, error, text);
                 free(w);
         }
-        /*
-         * §2.4: a new record goes away and O is restored; a pooled record goes
-         * back to Q empty. Either way the next waiter is served now rather than
-         * at its timeout (our decision, DESIGN.md).
-         */
-        if (rec->new_record) {
-                record_set_state(pool, rec, FP_SLOT_UNUSED);
-                pool->overflow--;
-                dispatch(pool);
-        } else {
-                record_set_state(pool, rec, FP_SLOT_EMPTY);
+        if (pooled)
                 checkin(pool, rec);
-        }
+        else
+                dispatch(pool);
         fp_pool_publish(pool);
 }
 

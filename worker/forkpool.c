@@ -389,6 +389,16 @@ static int control_fd(forkpool *fp, bool reconnect)
         return r < 0 ? r : fd;
 }
 
+/* Milliseconds of CLOCK_REALTIME since *start (never negative). */
+static int64_t elapsed_ms(const struct timespec *start)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t ms = (int64_t)(now.tv_sec - start->tv_sec) * 1000 +
+                     (now.tv_nsec - start->tv_nsec) / 1000000;
+        return ms < 0 ? 0 : ms;
+}
+
 FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
                                      forkpool_lease **ret)
 {
@@ -400,7 +410,26 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
                 return -ENOENT;
         set_last_error(NULL);
 
-        pthread_mutex_lock(&fp->acquire_lock);
+        /* Another thread's acquire may be waiting: that wait counts against ours. */
+        if (timeout_ms >= 0) {
+                struct timespec start, deadline;
+                clock_gettime(CLOCK_REALTIME, &start);
+                deadline = start;
+                deadline.tv_sec += timeout_ms / 1000;
+                deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+                if (deadline.tv_nsec >= 1000000000L) {
+                        deadline.tv_sec++;
+                        deadline.tv_nsec -= 1000000000L;
+                }
+                r = pthread_mutex_timedlock(&fp->acquire_lock, &deadline);
+                if (r != 0)
+                        return r == ETIMEDOUT ? -ETIMEDOUT : -r;
+                timeout_ms -= (int)elapsed_ms(&start);
+                if (timeout_ms < 0)
+                        timeout_ms = 0;
+        } else {
+                pthread_mutex_lock(&fp->acquire_lock);
+        }
         int fd = control_fd(fp, false);
         r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, ret);
         if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {

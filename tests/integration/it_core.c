@@ -6,6 +6,7 @@
  * -ETIMEDOUT timing; reset on return.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -238,8 +239,48 @@ static void test_reset_on_return(void)
         PQfinish(admin);
 }
 
+static forkpool *shared_fp;
+
+static void *thread_loop(void *arg)
+{
+        (void)arg;
+        for (int round = 0; round < 20; round++) {
+                forkpool_lease *lease;
+                CHECK_OK(forkpool_acquire(shared_fp, "main", 10000, &lease));
+                PGconn *c = forkpool_lease_pg(lease);
+                CHECK(c);
+                PGresult *res = PQexec(c, "SELECT pg_backend_pid()");
+                CHECK(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                      atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(c));
+                PQclear(res);
+                CHECK_OK(forkpool_release(lease));
+        }
+        return NULL;
+}
+
+/* One handle shared by the threads of a process. */
+static void test_threads(void)
+{
+        enum { THREADS = 4 };
+        struct itest_sup s;
+        pthread_t threads[THREADS];
+
+        itest_sup_start(&s, "it_threads", "pool_size = 2\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &shared_fp));
+        for (int i = 0; i < THREADS; i++)
+                CHECK(pthread_create(&threads[i], NULL, thread_loop, NULL) == 0);
+        for (int i = 0; i < THREADS; i++)
+                pthread_join(threads[i], NULL);
+        usleep(100000);
+        struct fp_shm_pool st = itest_pool(&s);
+        CHECK(st.counters.acquires == THREADS * 20 && st.checked_out == 0);
+        forkpool_close(shared_fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60},
            {"cap_across_processes", test_cap_across_processes, 120},
            {"timeout", test_timeout, 60},
            {"fifo", test_fifo, 60},
-           {"reset_on_return", test_reset_on_return, 60})
+           {"reset_on_return", test_reset_on_return, 60},
+           {"threads", test_threads, 60})

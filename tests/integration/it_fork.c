@@ -250,9 +250,37 @@ static void test_supervisor_killed(void)
         PQfinish(admin);
 }
 
+/* A release sent just before the process exits is a release, not a lease to reclaim. */
+static void test_release_then_exit(void)
+{
+        struct itest_sup s;
+        itest_sup_start(&s, "it_relexit", "pool_size = 1\nmax_overflow = 0\n", NULL);
+        for (int i = 0; i < 30; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                        forkpool *fp;
+                        forkpool_lease *lease;
+                        CHECK_OK(forkpool_open(s.socket, &fp));
+                        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+                        CHECK(forkpool_lease_pg(lease));
+                        CHECK_OK(forkpool_release(lease));
+                        _exit(0); /* no forkpool_close: the exit races the release */
+                }
+                CHECK(itest_wait_child(pid, 10000) == 0);
+        }
+        usleep(100000);
+        struct fp_shm_pool st = itest_pool(&s);
+        CHECK_MSG(st.counters.reclaims == 0 && st.counters.connects == 1,
+                  "reclaims %llu, connects %llu", (unsigned long long)st.counters.reclaims,
+                  (unsigned long long)st.counters.connects);
+        CHECK(st.counters.releases == 30);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"fork_after_acquire", test_fork_after_acquire, 60},
            {"raw_clone", test_raw_fork, 60},
            {"holder_killed_mid_transaction", test_holder_killed_mid_transaction, 60},
            {"holder_killed_mid_query", test_holder_killed_mid_query, 60},
            {"waiter_killed", test_waiter_killed, 60},
-           {"supervisor_killed", test_supervisor_killed, 60})
+           {"supervisor_killed", test_supervisor_killed, 60},
+           {"release_then_exit", test_release_then_exit, 60})

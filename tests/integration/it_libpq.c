@@ -255,6 +255,14 @@ static void test_release_mid_protocol(void)
         int backend = PQbackendPID(c);
         CHECK(PQsendQuery(c, "SELECT pg_sleep(30)"));
         CHECK(PQflush(c) == 0);
+        /* Released while the query runs (not merely sent): the cancel must stop it. */
+        char active[160];
+        snprintf(active, sizeof(active),
+                 "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active'",
+                 backend);
+        int64_t until = itest_now_ms() + 5000;
+        while (itest_admin_long(admin, active) != 1 && itest_now_ms() < until)
+                usleep(5000);
         CHECK_OK(forkpool_release(lease));
 
         c = lease_pg(&lease);
