@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "driver.h"
 #include "log.h"
 
 enum pgconn_phase {
@@ -31,8 +32,8 @@ struct fp_pgconn {
         sd_event_source *defer; /* reports a connect that failed at once */
         enum pgconn_phase phase;
 
-        fp_pgconn_connect_cb connect_cb;
-        fp_pgconn_reset_cb reset_cb;
+        fp_db_connect_cb connect_cb;
+        fp_db_reset_cb reset_cb;
         void *userdata;
 
         int backend_pid;
@@ -106,7 +107,7 @@ static void pgconn_fail_connect(struct fp_pgconn *pc, int error, const char *why
 {
         char text[FP_ERRTEXT_MAX];
         one_line(why, text, sizeof(text));
-        fp_pgconn_connect_cb cb = pc->connect_cb;
+        fp_db_connect_cb cb = pc->connect_cb;
         void *userdata = pc->userdata;
         pgconn_free(pc);
         cb(NULL, error, text, userdata);
@@ -232,7 +233,7 @@ static int on_connect_failed_at_once(sd_event_source *s, void *userdata)
 }
 
 int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
-                      int timeout_ms, fp_pgconn_connect_cb cb, void *userdata,
+                      int timeout_ms, fp_db_connect_cb cb, void *userdata,
                       struct fp_pgconn **ret)
 {
         struct fp_pgconn *pc = calloc(1, sizeof(*pc));
@@ -404,7 +405,7 @@ static void build_reset_sql(struct fp_pgconn *pc, enum fp_reset_mode mode, uint3
 }
 
 void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
-                     const struct fp_release_info *info, int timeout_ms, fp_pgconn_reset_cb cb,
+                     const struct fp_release_info *info, int timeout_ms, fp_db_reset_cb cb,
                      void *userdata)
 {
         char sql[2048];
@@ -550,3 +551,74 @@ void fp_pgconn_describe(const struct fp_pgconn *pc, struct fp_lease_pg *ret, uin
                                             fp_pg_reported_params[i], pc->params[i]);
         *ret_txn = pc->txn;
 }
+
+/* --- the driver interface (driver.h) --- */
+
+#define PG_MAX_KEYWORDS 48
+
+struct pg_prepared {
+        const char *keys[PG_MAX_KEYWORDS];
+        const char *values[PG_MAX_KEYWORDS];
+};
+
+static int pg_prepare(const struct fp_url *url, void **ret)
+{
+        struct pg_prepared *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        int r = fp_url_pg_keywords(url, p->keys, p->values, PG_MAX_KEYWORDS);
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+static int pg_connect(sd_event *event, const void *prepared, int timeout_ms, fp_db_connect_cb cb,
+                      void *userdata)
+{
+        const struct pg_prepared *p = prepared;
+        struct fp_pgconn *pc;
+        return fp_pgconn_connect(event, p->keys, p->values, timeout_ms, cb, userdata, &pc);
+}
+
+static void pg_reset(void *conn, enum fp_reset_mode mode, const struct fp_release_info *info,
+                     int timeout_ms, fp_db_reset_cb cb, void *userdata)
+{
+        fp_pgconn_reset(conn, mode, info, timeout_ms, cb, userdata);
+}
+
+static void pg_close(void *conn, bool hard)
+{
+        fp_pgconn_close(conn, hard);
+}
+
+static int pg_socket(const void *conn)
+{
+        return fp_pgconn_socket(conn);
+}
+
+static int pg_backend_id(const void *conn)
+{
+        return fp_pgconn_backend_pid(conn);
+}
+
+static void pg_describe(const void *conn, struct fp_msg_lease *msg)
+{
+        msg->db_kind = FP_DB_POSTGRES;
+        fp_pgconn_describe(conn, &msg->pg, &msg->txn);
+}
+
+const struct fp_db_driver fp_pg_driver = {
+        .name = "postgresql",
+        .kind = FP_DB_POSTGRES,
+        .prepare = pg_prepare,
+        .unprepare = free,
+        .connect = pg_connect,
+        .reset = pg_reset,
+        .close = pg_close,
+        .socket = pg_socket,
+        .backend_id = pg_backend_id,
+        .describe = pg_describe,
+};

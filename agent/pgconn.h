@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "driver.h"
 #include "pgparams.h"
 #include "pool.h"
 #include "proto.h"
@@ -23,25 +24,14 @@
 struct fp_pgconn;
 
 /*
- * Called once when a connect ends: error 0 (success) or a negative errno with
- * a one-line text (the database's message). pc is valid on success and
- * already freed on failure.
- */
-typedef void (*fp_pgconn_connect_cb)(struct fp_pgconn *pc, int error, const char *text,
-                                     void *userdata);
-
-/* Called once when a reset ends; ok false means the connection must be closed. */
-typedef void (*fp_pgconn_reset_cb)(struct fp_pgconn *pc, bool ok, void *userdata);
-
-/*
  * Starts connecting with the NULL-terminated keyword arrays (which must
  * already force sslmode=disable, gssencmode=disable). The callback runs from
- * the event loop, never from inside this call. Returns 0 and the connection
- * in *ret (owned by the caller until the callback reports a failure), or
+ * the event loop, never from inside this call, with the connection on success
+ * (a failed one is already freed). Returns 0 and the connection in *ret, or
  * -ENOMEM.
  */
 int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
-                      int timeout_ms, fp_pgconn_connect_cb cb, void *userdata,
+                      int timeout_ms, fp_db_connect_cb cb, void *userdata,
                       struct fp_pgconn **ret);
 
 /*
@@ -50,7 +40,7 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
  * handle. cb runs when it ends, possibly from inside this call (mode none).
  */
 void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
-                     const struct fp_release_info *info, int timeout_ms, fp_pgconn_reset_cb cb,
+                     const struct fp_release_info *info, int timeout_ms, fp_db_reset_cb cb,
                      void *userdata);
 
 /*

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "pgconn.h"
 
 static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
 {
@@ -32,7 +31,7 @@ uint64_t fp_supervisor_now(struct fp_supervisor *sup)
 
 /* --- the pools' I/O (struct fp_pool_ops) --- */
 
-static void on_pg_connected(struct fp_pgconn *pc, int error, const char *text, void *userdata)
+static void on_connected(void *conn, int error, const char *text, void *userdata)
 {
         struct fp_record *rec = userdata;
         struct fp_sup_pool *sp = sup_pool_of(rec->pool);
@@ -42,8 +41,8 @@ static void on_pg_connected(struct fp_pgconn *pc, int error, const char *text, v
                 fp_pool_connect_done(&sp->pool, rec, error, text);
                 return;
         }
-        rec->conn = pc;
-        rec->backend_pid = fp_pgconn_backend_pid(pc);
+        rec->conn = conn;
+        rec->backend_pid = sp->driver->backend_id(conn);
         log_debug("pool %s: slot %u connected, backend %d", sp->cfg.name, rec->index,
                   rec->backend_pid);
         fp_pool_connect_done(&sp->pool, rec, 0, NULL);
@@ -52,47 +51,46 @@ static void on_pg_connected(struct fp_pgconn *pc, int error, const char *text, v
 static void op_connect(struct fp_pool *pool, struct fp_record *rec)
 {
         struct fp_sup_pool *sp = sup_pool_of(pool);
-        struct fp_pgconn *pc;
 
-        int r = fp_pgconn_connect(sp->sup->event, sp->pg_keys, sp->pg_values,
-                                  pool->params.connect_timeout_ms, on_pg_connected, rec, &pc);
+        int r = sp->driver->connect(sp->sup->event, sp->prepared, pool->params.connect_timeout_ms,
+                                    on_connected, rec);
         if (r < 0) {
                 log_error_errno(r, "pool %s: cannot start a connect", sp->cfg.name);
                 fp_pool_connect_done(pool, rec, r, "forkpoold cannot start a connect");
         }
 }
 
-static void on_pg_reset(struct fp_pgconn *pc, bool ok, void *userdata)
+static void on_reset(void *conn, bool ok, void *userdata)
 {
         struct fp_record *rec = userdata;
-        (void)pc;
+        (void)conn;
         fp_pool_reset_done(rec->pool, rec, ok);
 }
 
 static void op_reset(struct fp_pool *pool, struct fp_record *rec,
                      const struct fp_release_info *info)
 {
-        fp_pgconn_reset(rec->conn, pool->params.reset_mode, info, pool->params.connect_timeout_ms,
-                        on_pg_reset, rec);
+        sup_pool_of(pool)->driver->reset(rec->conn, pool->params.reset_mode, info,
+                                         pool->params.connect_timeout_ms, on_reset, rec);
 }
 
 static void op_close(struct fp_pool *pool, struct fp_record *rec, bool hard)
 {
         log_debug("pool %s: closing backend %d%s", pool->params.name, rec->backend_pid,
                   hard ? " (shut down)" : "");
-        fp_pgconn_close(rec->conn, hard);
+        sup_pool_of(pool)->driver->close(rec->conn, hard);
 }
 
 static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
 {
+        const struct fp_db_driver *driver = sup_pool_of(pool)->driver;
         struct fp_msg_lease msg;
 
         fp_msg_init(&msg.hdr, FP_OP_LEASE, sizeof(msg), w->request_id);
         msg.lease_id = fp_record_lease_id(pool, rec);
-        msg.db_kind = FP_DB_POSTGRES;
-        fp_pgconn_describe(rec->conn, &msg.pg, &msg.txn);
+        driver->describe(rec->conn, &msg);
         int r = fp_control_send_lease(w->client, w->request_id, &msg, sizeof(msg),
-                                      fp_pgconn_socket(rec->conn));
+                                      driver->socket(rec->conn));
         if (r < 0)
                 log_debug("pool %s: lease to pid %d not delivered: %s", pool->params.name, w->pid,
                           strerror(-r));
@@ -135,7 +133,7 @@ static void op_deadline_changed(struct fp_pool *pool, uint64_t deadline_usec)
                 log_error_errno(r, "pool %s: cannot arm the acquire timeout", pool->params.name);
 }
 
-static const struct fp_pool_ops pg_pool_ops = {
+static const struct fp_pool_ops pool_ops = {
         .connect = op_connect,
         .reset = op_reset,
         .close = op_close,
@@ -158,20 +156,43 @@ static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_
         snprintf(ret->name, sizeof(ret->name), "%s", cfg->name);
 }
 
-/* Moves cfg (and the URL it owns) into sp and derives libpq's keywords. */
+/* Frees a pool configuration's URL, wiping the password. */
+static void pool_config_release(struct fp_pool_config *cfg)
+{
+        fp_url_free(&cfg->url);
+        if (cfg->url_text) {
+                explicit_bzero(cfg->url_text, strlen(cfg->url_text));
+                free(cfg->url_text);
+                cfg->url_text = NULL;
+        }
+}
+
+/*
+ * Moves cfg (and the URL it owns) into sp and prepares its driver's connect
+ * parameters. On failure sp keeps its previous configuration and cfg is
+ * untouched.
+ */
 static int sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cfg)
 {
-        struct fp_pool_config old = sp->cfg;
+        const struct fp_db_driver *driver = fp_db_driver_for(&cfg->url);
+        void *prepared;
+
+        if (!driver)
+                return -EPROTONOSUPPORT;
+        if (sp->driver && driver != sp->driver)
+                return -EINVAL; /* a pool keeps its kind of database */
+        int r = driver->prepare(&cfg->url, &prepared);
+        if (r < 0)
+                return r;
+        /* The old parameters point into the old URL: both go together. */
+        if (sp->prepared)
+                sp->driver->unprepare(sp->prepared);
+        pool_config_release(&sp->cfg);
         sp->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
-        int n = fp_url_pg_keywords(&sp->cfg.url, sp->pg_keys, sp->pg_values, FP_PG_MAX_KEYWORDS);
-        /* The old URL is released only now: the keywords pointed into it. */
-        fp_url_free(&old.url);
-        if (old.url_text) {
-                explicit_bzero(old.url_text, strlen(old.url_text));
-                free(old.url_text);
-        }
-        return n < 0 ? n : 0;
+        sp->driver = driver;
+        sp->prepared = prepared;
+        return 0;
 }
 
 static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
@@ -187,10 +208,11 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
         pool_params_from_config(cfg, &params);
         r = sup_pool_set_config(sp, cfg);
         if (r >= 0)
-                r = fp_pool_init(&sp->pool, &params, &pg_pool_ops, sp);
+                r = fp_pool_init(&sp->pool, &params, &pool_ops, sp);
         if (r < 0) {
-                fp_url_free(&sp->cfg.url);
-                free(sp->cfg.url_text);
+                if (sp->prepared)
+                        sp->driver->unprepare(sp->prepared);
+                pool_config_release(&sp->cfg);
                 free(sp);
                 return r;
         }
@@ -205,15 +227,12 @@ static void sup_pool_free(struct fp_sup_pool *sp)
         for (uint32_t i = 0; i < sp->pool.capacity; i++) {
                 struct fp_record *rec = &sp->pool.records[i];
                 if (rec->conn)
-                        fp_pgconn_close(rec->conn, true);
+                        sp->driver->close(rec->conn, true);
                 free(rec->connecting_for);
         }
         fp_pool_done(&sp->pool);
-        fp_url_free(&sp->cfg.url);
-        if (sp->cfg.url_text) {
-                explicit_bzero(sp->cfg.url_text, strlen(sp->cfg.url_text));
-                free(sp->cfg.url_text);
-        }
+        sp->driver->unprepare(sp->prepared);
+        pool_config_release(&sp->cfg);
         free(sp);
 }
 
@@ -265,7 +284,7 @@ static int publish_segment(struct fp_supervisor *sup)
                 if (snprintf(shm->name, sizeof(shm->name), "%s%s", sp->cfg.name,
                              sp->removed ? "~removed" : "") >= (int)sizeof(shm->name))
                         shm->name[sizeof(shm->name) - 2] = '~';
-                shm->db_kind = FP_DB_POSTGRES;
+                shm->db_kind = sp->driver->kind;
                 shm->slot_base = i * FP_SHM_MAX_SLOTS_PER_POOL;
                 shm->slot_count = FP_SHM_MAX_SLOTS_PER_POOL;
                 fp_pool_attach_shm(&sp->pool, shm, fp_segment_slot(&seg, shm->slot_base));
@@ -375,9 +394,14 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
 
                 if (sp) {
                         bool url_changed = strcmp(sp->cfg.url_text, pc->url_text) != 0;
-                        if (sup_pool_set_config(sp, pc) < 0)
-                                log_error("reload: pool %s: too many URL parameters",
-                                          params.name);
+                        int r = sup_pool_set_config(sp, pc);
+                        if (r < 0) {
+                                log_error("reload: pool %s keeps its URL: the new one %s",
+                                          params.name,
+                                          r == -EINVAL ? "is for another kind of database"
+                                                       : "cannot be used");
+                                url_changed = false;
+                        }
                         fp_pool_update_params(&sp->pool, &params);
                         if (url_changed) {
                                 log_info("reload: pool %s has a new URL; existing connections "

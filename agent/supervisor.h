@@ -12,17 +12,16 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "driver.h"
 #include "pool.h"
-
-#define FP_PG_MAX_KEYWORDS 48
 
 /* One pool with what it needs to open connections. */
 struct fp_sup_pool {
         struct fp_pool pool;
         struct fp_supervisor *sup;
         struct fp_pool_config cfg; /* owns the URL (and its password) */
-        const char *pg_keys[FP_PG_MAX_KEYWORDS];
-        const char *pg_values[FP_PG_MAX_KEYWORDS];
+        const struct fp_db_driver *driver;
+        void *prepared; /* the driver's connect parameters, pointing into cfg.url */
         sd_event_source *deadline; /* the earliest waiter's timeout */
         bool removed; /* gone from the configuration: draining */
 };

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * driver.h — what the supervisor needs from a database driver. Each driver
+ * (pgconn.c for PostgreSQL) opens connections without blocking the event
+ * loop, resets them after a lease, closes them, and describes them for a
+ * lease. A connection object is opaque to everything but its driver.
+ */
+#ifndef FORKPOOL_DRIVER_H
+#define FORKPOOL_DRIVER_H
+
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "pool.h"
+#include "proto.h"
+#include "url.h"
+
+/*
+ * Called once when a connect ends: error 0 with the new connection, or a
+ * negative errno with a one-line text (the database's message) and no
+ * connection.
+ */
+typedef void (*fp_db_connect_cb)(void *conn, int error, const char *text, void *userdata);
+
+/* Called once when a reset ends; ok false means the connection must be closed. */
+typedef void (*fp_db_reset_cb)(void *conn, bool ok, void *userdata);
+
+struct fp_db_driver {
+        const char *name;      /* as in URLs and forkpoolctl: "postgresql" */
+        enum fp_db_kind kind;
+
+        /*
+         * Derives what connects need from a parsed URL (which must outlive the
+         * result). Returns 0 and an object for fp_db_driver.connect in *ret, or
+         * a negative errno.
+         */
+        int (*prepare)(const struct fp_url *url, void **ret);
+        /* Frees what prepare made. */
+        void (*unprepare)(void *prepared);
+
+        /*
+         * Starts a connect; cb runs from the event loop, never from inside this
+         * call. Returns 0 or -ENOMEM (then cb never runs).
+         */
+        int (*connect)(sd_event *event, const void *prepared, int timeout_ms, fp_db_connect_cb cb,
+                       void *userdata);
+        /*
+         * Brings the driver's view of the session up to date with the worker's
+         * report and resets it per mode; cb may run from inside this call.
+         */
+        void (*reset)(void *conn, enum fp_reset_mode mode, const struct fp_release_info *info,
+                      int timeout_ms, fp_db_reset_cb cb, void *userdata);
+        /* Closes and frees; hard: shut the socket down first (cuts a worker's copy). */
+        void (*close)(void *conn, bool hard);
+        /* The socket to hand to a worker. */
+        int (*socket)(const void *conn);
+        /* The server's id of the session (backend pid, thread id). */
+        int (*backend_id)(const void *conn);
+        /* Fills the driver's part of a lease message and its transaction status. */
+        void (*describe)(const void *conn, struct fp_msg_lease *msg);
+};
+
+extern const struct fp_db_driver fp_pg_driver;
+
+/* The driver for a URL's scheme, or NULL. */
+const struct fp_db_driver *fp_db_driver_for(const struct fp_url *url);
+
+#endif /* FORKPOOL_DRIVER_H */
