@@ -182,9 +182,9 @@ wait "$LOAD_PID" || die "the load generator failed"
 LOAD_PID=
 after=$(backends)
 ((after > max_seen)) && max_seen=$after
-
-say "after the load"
+echo "after the load: forkpoolctl status"
 "$FORKPOOLCTL" --socket "$SOCK" status | sed 's/^/    /' || true
+echo "after the load: PostgreSQL client backends of this database: $after"
 
 # --- report ----------------------------------------------------------------------------------
 read -r ok unavailable other nworkers nbackends secs rps p50 p99 < <(python3 -c '
@@ -197,7 +197,9 @@ cat <<EOF
 forkpool demo report
   requests           $REQUESTS from $CONCURRENCY concurrent clients in ${secs} s ($rps req/s, p50 ${p50} ms, p99 ${p99} ms)
   responses          200: $ok   503: $unavailable   other: $other
-  worker processes   $WORKERS, of which $nworkers answered; backend pids in the answers: $nbackends
+  worker processes   $WORKERS, of which $nworkers answered
+  backend pids       $nbackends different ones in the answers (an overflow connection is closed
+                     when it comes back to $POOL_SIZE idle ones, as in SQLAlchemy's QueuePool)
   DB connections     at most $max_seen seen in pg_stat_activity during the load (cap $CAP = pool_size $POOL_SIZE + max_overflow $MAX_OVERFLOW), $after now
 EOF
 if ((other != 0 || ok == 0 || max_seen > CAP)); then

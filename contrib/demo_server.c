@@ -152,9 +152,10 @@ static void append_result(char *body, size_t cap, const PGresult *res)
 
 /*
  * Runs the query on a leased connection and answers. The lease is held only
- * around PQexec(): it goes back before the response is written.
+ * around PQexec(): it goes back before the response is written. *fpp is the
+ * worker's handle, opened here if forkpoold was not there at the start.
  */
-static void serve_query(int fd, forkpool *fp, const struct options *opt)
+static void serve_query(int fd, forkpool **fpp, const struct options *opt)
 {
         static char body[BODY_MAX];
         forkpool_lease *lease;
@@ -162,7 +163,13 @@ static void serve_query(int fd, forkpool *fp, const struct options *opt)
         PGconn *conn;
         int r;
 
-        r = forkpool_acquire(fp, opt->pool, -1, &lease);
+        r = *fpp ? 0 : forkpool_open(opt->socket_path, fpp);
+        if (r < 0) {
+                snprintf(body, sizeof(body), "forkpool_open: %s\n", forkpool_strerror(r));
+                respond(fd, 503, "Service Unavailable", true, body);
+                return;
+        }
+        r = forkpool_acquire(*fpp, opt->pool, -1, &lease);
         if (r == -ETIMEDOUT) {
                 respond(fd, 503, "Service Unavailable", true, "no database connection free\n");
                 return;
@@ -201,7 +208,7 @@ static void serve_query(int fd, forkpool *fp, const struct options *opt)
 }
 
 /* Reads one request head, routes it and answers. */
-static void serve_client(int fd, forkpool *fp, const struct options *opt)
+static void serve_client(int fd, forkpool **fpp, const struct options *opt)
 {
         char req[REQUEST_MAX], path[256];
         struct timeval tv = {.tv_sec = 5};
@@ -231,7 +238,7 @@ static void serve_client(int fd, forkpool *fp, const struct options *opt)
         if (strcmp(path, "/health") == 0)
                 respond(fd, 200, "OK", false, "ok\n");
         else if (strcmp(path, "/") == 0)
-                serve_query(fd, fp, opt);
+                serve_query(fd, fpp, opt);
         else
                 respond(fd, 404, "Not Found", false, "try / or /health\n");
 }
@@ -240,7 +247,7 @@ static int worker_main(int listen_fd, const struct options *opt)
 {
         struct sigaction sa = {.sa_handler = worker_on_signal}; /* no SA_RESTART */
         sigset_t all;
-        forkpool *fp;
+        forkpool *fp = NULL;
         int r;
 
         sigaction(SIGTERM, &sa, NULL);
@@ -250,12 +257,11 @@ static int worker_main(int listen_fd, const struct options *opt)
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
 
+        /* One control connection per worker; without forkpoold, / answers 503 until it is back. */
         r = forkpool_open(opt->socket_path, &fp);
-        if (r < 0) {
-                fprintf(stderr, "worker %d: forkpool_open: %s\n", (int)getpid(),
-                        forkpool_strerror(r));
-                return 1;
-        }
+        if (r < 0)
+                fprintf(stderr, "worker %d: forkpool_open: %s (will retry per request)\n",
+                        (int)getpid(), forkpool_strerror(r));
         while (!worker_stop) {
                 int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -265,7 +271,7 @@ static int worker_main(int listen_fd, const struct options *opt)
                                 usleep(10000);
                         continue; /* EINTR, ECONNABORTED, ...: try again. */
                 }
-                serve_client(fd, fp, opt);
+                serve_client(fd, &fp, opt);
                 close(fd);
         }
         forkpool_close(fp);
