@@ -584,7 +584,8 @@ static int key_reset_on_return(struct config_loader *ld, const char *v, char *re
         char q[CONFIG_QUOTE_MAX + 4];
 
         if (fp_reset_mode_parse(v, &ld->pool->reset_mode) < 0) {
-                config_err(reason, len, "expected rollback, commit or none, not '%s'",
+                config_err(reason, len,
+                           "expected rollback, commit, none, discard or auto, not '%s'",
                            config_quote(v, q));
                 return -EINVAL;
         }
@@ -1028,8 +1029,7 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                         problem = "pool_timeout: negative";
                 else if (pc->connect_timeout_ms <= 0)
                         problem = "connect_timeout: must be more than 0 seconds";
-                else if (pc->reset_mode != FP_RESET_ROLLBACK && pc->reset_mode != FP_RESET_COMMIT &&
-                         pc->reset_mode != FP_RESET_NONE)
+                else if (pc->reset_mode > FP_RESET_AUTO)
                         problem = "reset_on_return: invalid";
                 if (problem) {
                         config_err(err, errlen, "%s%s in [pool %s]", where, problem, pc->name);
@@ -1069,6 +1069,10 @@ int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret)
                 *ret = FP_RESET_COMMIT;
         else if (strcmp(text, "none") == 0)
                 *ret = FP_RESET_NONE;
+        else if (strcmp(text, "discard") == 0)
+                *ret = FP_RESET_DISCARD;
+        else if (strcmp(text, "auto") == 0)
+                *ret = FP_RESET_AUTO;
         else
                 return -EINVAL;
         return 0;
@@ -1083,6 +1087,10 @@ const char *fp_reset_mode_name(enum fp_reset_mode mode)
                 return "commit";
         case FP_RESET_NONE:
                 return "none";
+        case FP_RESET_DISCARD:
+                return "discard";
+        case FP_RESET_AUTO:
+                return "auto";
         }
         return "unknown";
 }

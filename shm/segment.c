@@ -27,10 +27,16 @@ void fp_segment_name(const char *socket_path, char ret_name[FP_SHM_NAME_MAX])
         snprintf(ret_name, FP_SHM_NAME_MAX, "/forkpool.%016llx", (unsigned long long)h);
 }
 
-static size_t segment_total_size(uint32_t pool_count, uint32_t slot_count)
+static size_t segment_events_offset(uint32_t pool_count, uint32_t slot_count)
 {
         return sizeof(struct fp_shm_header) + (size_t)pool_count * sizeof(struct fp_shm_pool) +
                (size_t)slot_count * sizeof(struct fp_shm_slot);
+}
+
+static size_t segment_total_size(uint32_t pool_count, uint32_t slot_count)
+{
+        return segment_events_offset(pool_count, slot_count) +
+               (size_t)FP_SHM_EVENTS * sizeof(struct fp_shm_event);
 }
 
 /* Marks an existing segment obsolete so that mapped readers reopen it. */
@@ -92,6 +98,9 @@ int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_co
         hdr->pool_size = sizeof(struct fp_shm_pool);
         hdr->slots_offset = (uint32_t)(sizeof(*hdr) + pool_count * sizeof(struct fp_shm_pool));
         hdr->slot_size = sizeof(struct fp_shm_slot);
+        hdr->events_offset = (uint32_t)segment_events_offset(pool_count, slot_count);
+        hdr->event_count = FP_SHM_EVENTS;
+        hdr->event_size = sizeof(struct fp_shm_event);
         hdr->supervisor_pid = getpid();
         /* The magic goes last: a reader that sees it sees a complete header. */
         __atomic_store_n(&hdr->magic, FP_SHM_MAGIC, __ATOMIC_RELEASE);
@@ -117,6 +126,9 @@ static int segment_header_check(const struct fp_shm_header *hdr, size_t size)
             hdr->pool_count > FP_SHM_MAX_POOLS ||
             hdr->pools_offset != sizeof(*hdr) ||
             hdr->slots_offset != sizeof(*hdr) + hdr->pool_count * sizeof(struct fp_shm_pool) ||
+            hdr->slot_count > FP_SHM_MAX_POOLS * FP_SHM_MAX_SLOTS_PER_POOL ||
+            hdr->events_offset != segment_events_offset(hdr->pool_count, hdr->slot_count) ||
+            hdr->event_count != FP_SHM_EVENTS || hdr->event_size != sizeof(struct fp_shm_event) ||
             segment_total_size(hdr->pool_count, hdr->slot_count) != size)
                 return -EBADMSG;
         return 0;
@@ -232,6 +244,86 @@ const char *fp_slot_state_name(uint32_t state)
                 [FP_SLOT_UNUSED] = "unused",         [FP_SLOT_EMPTY] = "empty",
                 [FP_SLOT_CONNECTING] = "connecting", [FP_SLOT_IDLE] = "idle",
                 [FP_SLOT_LEASED] = "leased",         [FP_SLOT_RESETTING] = "resetting",
+                [FP_SLOT_CHECKING] = "checking",
         };
         return state < FP_SLOT_STATE_MAX ? names[state] : "unknown";
+}
+
+const char *fp_pool_class_name(uint32_t pool_class)
+{
+        static const char *const names[FP_POOL_CLASS_MAX] = {
+                [FP_POOL_QUEUE] = "queue",         [FP_POOL_NULL] = "null",
+                [FP_POOL_STATIC] = "static",       [FP_POOL_ASSERTION] = "assertion",
+                [FP_POOL_PROCESS] = "process",
+        };
+        return pool_class < FP_POOL_CLASS_MAX ? names[pool_class] : "unknown";
+}
+
+const char *fp_event_type_name(uint32_t type)
+{
+        static const char *const names[FP_EV_TYPE_MAX] = {
+                [FP_EV_CONNECT] = "connect",
+                [FP_EV_FIRST_CONNECT] = "first_connect",
+                [FP_EV_CHECKOUT] = "checkout",
+                [FP_EV_CHECKIN] = "checkin",
+                [FP_EV_RESET] = "reset",
+                [FP_EV_INVALIDATE] = "invalidate",
+                [FP_EV_SOFT_INVALIDATE] = "soft_invalidate",
+                [FP_EV_CLOSE] = "close",
+                [FP_EV_DETACH] = "detach",
+                [FP_EV_RECLAIM] = "reclaim",
+                [FP_EV_TIMEOUT] = "timeout",
+                [FP_EV_CONNECT_FAILED] = "connect_failed",
+                [FP_EV_PING_FAILED] = "ping_failed",
+                [FP_EV_RECYCLE] = "recycle",
+                [FP_EV_LEAK] = "leak",
+                [FP_EV_REVOKE] = "revoke",
+                [FP_EV_POOL_INVALIDATE] = "pool_invalidate",
+        };
+        return type > 0 && type < FP_EV_TYPE_MAX ? names[type] : "unknown";
+}
+
+static struct fp_shm_event *segment_event(const struct fp_segment *seg, uint64_t seq)
+{
+        struct fp_shm_event *ring =
+                (struct fp_shm_event *)((char *)seg->hdr + seg->hdr->events_offset);
+        return &ring[seq & (FP_SHM_EVENTS - 1)];
+}
+
+void fp_segment_event_write(struct fp_segment *seg, const struct fp_shm_event *ev)
+{
+        uint64_t seq = seg->hdr->event_seq + 1;
+        struct fp_shm_event *slot = segment_event(seg, seq);
+
+        /* Invalidate the entry first, so that a reader never takes a half-written one. */
+        __atomic_store_n(&slot->seq, 0, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        struct fp_shm_event copy = *ev;
+        copy.seq = 0;
+        memcpy((char *)slot + sizeof(slot->seq), (char *)&copy + sizeof(copy.seq),
+               sizeof(copy) - sizeof(copy.seq));
+        __atomic_store_n(&slot->seq, seq, __ATOMIC_RELEASE);
+        __atomic_store_n(&seg->hdr->event_seq, seq, __ATOMIC_RELEASE);
+}
+
+uint64_t fp_segment_event_last(const struct fp_segment *seg)
+{
+        return __atomic_load_n(&seg->hdr->event_seq, __ATOMIC_ACQUIRE);
+}
+
+int fp_segment_event_read(const struct fp_segment *seg, uint64_t seq, struct fp_shm_event *ret)
+{
+        if (seq == 0 || seq > fp_segment_event_last(seg))
+                return -EAGAIN;
+        const struct fp_shm_event *slot = segment_event(seg, seq);
+        if (__atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE) != seq)
+                return -ESTALE;
+        struct fp_shm_event copy;
+        memcpy(&copy, slot, sizeof(copy));
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) != seq)
+                return -ESTALE;
+        copy.seq = seq;
+        *ret = copy;
+        return 0;
 }

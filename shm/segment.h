@@ -20,11 +20,13 @@
 #include <stdint.h>
 
 #define FP_SHM_MAGIC 0x4c4f4f504b524f46ull /* "FORKPOOL" little-endian */
-#define FP_SHM_LAYOUT_VERSION 1u
+#define FP_SHM_LAYOUT_VERSION 2u
 #define FP_SHM_NAME_MAX 64
 #define FP_SHM_POOL_NAME_MAX 64
 #define FP_SHM_MAX_POOLS 64
 #define FP_SHM_MAX_SLOTS_PER_POOL 1024
+#define FP_SHM_EVENTS 4096 /* ring entries, a power of two */
+#define FP_SHM_LABEL_MAX 64
 
 enum fp_slot_state {
         FP_SLOT_UNUSED = 0,  /* no record in this slot */
@@ -33,13 +35,46 @@ enum fp_slot_state {
         FP_SLOT_IDLE,        /* live, in the idle queue */
         FP_SLOT_LEASED,      /* in a worker's hands */
         FP_SLOT_RESETTING,   /* returned, reset running on the supervisor's handle */
+        FP_SLOT_CHECKING,    /* being pinged before a checkout (pool_pre_ping) */
         FP_SLOT_STATE_MAX,
+};
+
+enum fp_pool_class {
+        FP_POOL_QUEUE = 0, /* SQLAlchemy's QueuePool */
+        FP_POOL_NULL,      /* no pooling: connect per acquire, close per release */
+        FP_POOL_STATIC,    /* exactly one connection, leased exclusively */
+        FP_POOL_ASSERTION, /* at most one lease at a time; a second acquire fails at once */
+        FP_POOL_PROCESS,   /* one sticky connection per process (SingletonThreadPool) */
+        FP_POOL_CLASS_MAX,
+};
+
+enum fp_event_type {
+        FP_EV_CONNECT = 1,
+        FP_EV_FIRST_CONNECT,
+        FP_EV_CHECKOUT,
+        FP_EV_CHECKIN,
+        FP_EV_RESET,
+        FP_EV_INVALIDATE,
+        FP_EV_SOFT_INVALIDATE,
+        FP_EV_CLOSE,
+        FP_EV_DETACH,
+        FP_EV_RECLAIM,
+        FP_EV_TIMEOUT,
+        FP_EV_CONNECT_FAILED,
+        FP_EV_PING_FAILED,
+        FP_EV_RECYCLE,
+        FP_EV_LEAK,
+        FP_EV_REVOKE,
+        FP_EV_POOL_INVALIDATE,
+        FP_EV_TYPE_MAX,
 };
 
 enum fp_reset_mode {
         FP_RESET_ROLLBACK = 0,
         FP_RESET_COMMIT,
         FP_RESET_NONE,
+        FP_RESET_DISCARD, /* PostgreSQL: ROLLBACK then DISCARD ALL */
+        FP_RESET_AUTO,    /* the least reset that makes the reported session clean */
 };
 
 struct fp_shm_counters {
@@ -51,6 +86,14 @@ struct fp_shm_counters {
         uint64_t invalidations;    /* connections closed instead of reused */
         uint64_t reclaims;         /* leases taken back from dead holders */
         uint64_t closes;           /* connections closed, for any reason */
+        uint64_t soft_invalidations; /* connections marked to close on return */
+        uint64_t detaches;         /* connections that left the pool with their worker */
+        uint64_t recycles;         /* connections replaced at checkout (age, invalidation) */
+        uint64_t pings;            /* pre-pings run */
+        uint64_t ping_failures;    /* pre-pings that found a dead connection */
+        uint64_t pool_invalidations; /* generation moves (disconnects, dispose) */
+        uint64_t leaks;            /* leases held past leak_timeout */
+        uint64_t revokes;          /* leases taken back at max_lease_time */
 };
 
 struct fp_shm_header {
@@ -67,7 +110,12 @@ struct fp_shm_header {
         int32_t supervisor_pid;
         uint32_t obsolete;    /* 1: replaced by a newer segment, reopen it */
         uint64_t started_usec; /* CLOCK_REALTIME when the supervisor started */
-        uint8_t reserved[192];
+        uint32_t events_offset;
+        uint32_t event_count;  /* FP_SHM_EVENTS */
+        uint32_t event_size;   /* sizeof(struct fp_shm_event) */
+        uint32_t reserved0;
+        uint64_t event_seq;    /* events written so far; the next one gets this number + 1 */
+        uint8_t reserved[168];
 };
 
 struct fp_shm_pool {
@@ -90,8 +138,17 @@ struct fp_shm_pool {
         int32_t live;        /* live connections */
         uint64_t oldest_wait_start_usec; /* CLOCK_MONOTONIC; 0 when nobody waits */
         struct fp_shm_counters counters;
-        uint8_t reserved[56];
+        uint32_t pool_class; /* enum fp_pool_class */
+        uint32_t flags;      /* FP_SHM_POOL_PRE_PING | FP_SHM_POOL_LIFO */
+        int32_t recycle_ms;  /* -1: off */
+        int32_t leak_timeout_ms;
+        int32_t max_lease_time_ms;
+        uint32_t generation;
+        uint8_t reserved[32];
 };
+
+#define FP_SHM_POOL_PRE_PING 1u
+#define FP_SHM_POOL_LIFO 2u
 
 struct fp_shm_slot {
         uint32_t state; /* enum fp_slot_state */
@@ -101,13 +158,30 @@ struct fp_shm_slot {
         uint32_t reserved0;
         uint64_t connect_usec;       /* CLOCK_REALTIME of the connect */
         uint64_t last_checkout_usec; /* CLOCK_REALTIME of the last lease */
+        char label[FP_SHM_LABEL_MAX]; /* the holder's label for the lease, "" if none */
         uint8_t reserved[24];
+};
+
+/* One entry of the event ring. seq is written last: a reader checks it twice. */
+struct fp_shm_event {
+        uint64_t seq;           /* 1, 2, … ; entry i holds seq ≡ i (mod FP_SHM_EVENTS) */
+        uint64_t time_usec;     /* CLOCK_REALTIME */
+        uint64_t duration_usec; /* what the event measured (wait, hold, connect), or 0 */
+        uint16_t type;          /* enum fp_event_type */
+        uint16_t pool;          /* pool index */
+        uint32_t slot;
+        int32_t pid;            /* the worker concerned, or 0 */
+        int32_t backend_pid;
+        int32_t error;          /* negative errno, or 0 */
+        uint8_t reserved[20];
 };
 
 _Static_assert(sizeof(struct fp_shm_header) == 256, "header ABI");
 _Static_assert(sizeof(struct fp_shm_pool) % 64 == 0, "pool on its own cache lines");
-_Static_assert(sizeof(struct fp_shm_pool) == 256, "pool ABI");
-_Static_assert(sizeof(struct fp_shm_slot) == 64, "slot ABI");
+_Static_assert(sizeof(struct fp_shm_pool) == 320, "pool ABI");
+_Static_assert(sizeof(struct fp_shm_slot) == 128, "slot ABI");
+_Static_assert(sizeof(struct fp_shm_event) == 64, "event ABI");
+_Static_assert((FP_SHM_EVENTS & (FP_SHM_EVENTS - 1)) == 0, "event ring size a power of two");
 _Static_assert(offsetof(struct fp_shm_pool, seq) == 0, "seq first");
 _Static_assert(offsetof(struct fp_shm_pool, counters) == 136, "counters ABI");
 
@@ -172,5 +246,26 @@ int fp_segment_snapshot(const struct fp_segment *seg, uint32_t i, struct fp_shm_
 
 /* A short lowercase name of a slot state ("idle"), or "unknown". */
 const char *fp_slot_state_name(uint32_t state);
+
+/* The configuration name of a pool class ("queue"), or "unknown". */
+const char *fp_pool_class_name(uint32_t pool_class);
+
+/* The name of an event type ("checkout"), or "unknown". */
+const char *fp_event_type_name(uint32_t type);
+
+/*
+ * Writer side: appends ev (its seq is ignored) to the event ring, overwriting
+ * the oldest entry. Never blocks.
+ */
+void fp_segment_event_write(struct fp_segment *seg, const struct fp_shm_event *ev);
+
+/* The sequence number of the newest event (0: none yet). */
+uint64_t fp_segment_event_last(const struct fp_segment *seg);
+
+/*
+ * Reader side: copies event number seq into *ret. Returns 0, -EAGAIN (not
+ * written yet) or -ESTALE (already overwritten, or being overwritten).
+ */
+int fp_segment_event_read(const struct fp_segment *seg, uint64_t seq, struct fp_shm_event *ret);
 
 #endif /* FORKPOOL_SEGMENT_H */

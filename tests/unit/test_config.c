@@ -261,9 +261,10 @@ static void test_bad_values(void **state)
                  "too large (at most 2147483.647 seconds): '2147483.648'"},
                 {"connect_timeout", "0", "must be more than 0 seconds: '0'"},
                 {"connect_timeout", "0.000", "must be more than 0 seconds: '0.000'"},
-                {"reset_on_return", "maybe", "expected rollback, commit or none, not 'maybe'"},
+                {"reset_on_return", "maybe",
+                 "expected rollback, commit, none, discard or auto, not 'maybe'"},
                 {"reset_on_return", "ROLLBACK",
-                 "expected rollback, commit or none, not 'ROLLBACK'"},
+                 "expected rollback, commit, none, discard or auto, not 'ROLLBACK'"},
         };
         static const struct {
                 const char *key;
@@ -678,11 +679,17 @@ static void test_reset_mode(void **state)
         assert_int_equal(m, FP_RESET_COMMIT);
         assert_int_equal(fp_reset_mode_parse("none", &m), 0);
         assert_int_equal(m, FP_RESET_NONE);
+        assert_int_equal(fp_reset_mode_parse("discard", &m), 0);
+        assert_int_equal(m, FP_RESET_DISCARD);
+        assert_int_equal(fp_reset_mode_parse("auto", &m), 0);
+        assert_int_equal(m, FP_RESET_AUTO);
         assert_int_equal(fp_reset_mode_parse("", &m), -EINVAL);
         assert_int_equal(fp_reset_mode_parse("true", &m), -EINVAL);
         assert_string_equal(fp_reset_mode_name(FP_RESET_ROLLBACK), "rollback");
         assert_string_equal(fp_reset_mode_name(FP_RESET_COMMIT), "commit");
         assert_string_equal(fp_reset_mode_name(FP_RESET_NONE), "none");
+        assert_string_equal(fp_reset_mode_name(FP_RESET_DISCARD), "discard");
+        assert_string_equal(fp_reset_mode_name(FP_RESET_AUTO), "auto");
 }
 
 int main(void)
