@@ -46,7 +46,7 @@
 /* Longest user or group name we look up. */
 #define CONFIG_ID_NAME_MAX 256
 /* Most keys in one section. */
-#define CONFIG_MAX_KEYS 8
+#define CONFIG_MAX_KEYS 24
 
 #define CONFIG_POOL_NAME_RULE "1 to 63 characters of A-Z, a-z, 0-9, '_', '.' and '-'"
 
@@ -331,11 +331,15 @@ static void config_pool_defaults(struct fp_pool_config *pc, const char *name, in
         pc->timeout_ms = CONFIG_DEFAULT_TIMEOUT_MS;
         pc->connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
         pc->reset_mode = FP_RESET_ROLLBACK;
+        pc->pool_class = FP_POOL_QUEUE;
+        pc->recycle_ms = -1;
         pc->line = line;
 }
 
 static void config_pool_free(struct fp_pool_config *pc)
 {
+        free(pc->on_connect);
+        pc->on_connect = NULL;
         config_free_secret(pc->url_text);
         pc->url_text = NULL;
         fp_url_free(&pc->url);
@@ -592,12 +596,179 @@ static int key_reset_on_return(struct config_loader *ld, const char *v, char *re
         return 0;
 }
 
+static int config_parse_bool(const char *v, bool *ret, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+
+        if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 || strcmp(v, "on") == 0 ||
+            strcmp(v, "1") == 0)
+                *ret = true;
+        else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 || strcmp(v, "off") == 0 ||
+                 strcmp(v, "0") == 0)
+                *ret = false;
+        else {
+                config_err(reason, len, "expected true or false, not '%s'", config_quote(v, q));
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Seconds, or -1 for "off" (pool_recycle). */
+static int config_parse_seconds_or_off(const char *v, int *ret_ms, char *reason, size_t len)
+{
+        if (strcmp(v, "-1") == 0) {
+                *ret_ms = -1;
+                return 0;
+        }
+        return config_parse_seconds(v, ret_ms, reason, len);
+}
+
+static int key_admin_users(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        unsigned long ids[FP_CONFIG_MAX_IDS];
+        size_t n;
+        int r = config_parse_ids(v, false, ids, &n, reason, len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                ld->cfg->admin_uids[i] = (uid_t)ids[i];
+        ld->cfg->n_admin_uids = n;
+        return 0;
+}
+
+static int key_admin_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        unsigned long ids[FP_CONFIG_MAX_IDS];
+        size_t n;
+        int r = config_parse_ids(v, true, ids, &n, reason, len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                ld->cfg->admin_gids[i] = (gid_t)ids[i];
+        ld->cfg->n_admin_gids = n;
+        return 0;
+}
+
+static int key_pool_allow_users(struct config_loader *ld, const char *v, char *reason,
+                                size_t len)
+{
+        unsigned long ids[FP_CONFIG_MAX_IDS];
+        size_t n;
+        int r = config_parse_ids(v, false, ids, &n, reason, len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                ld->pool->allow_uids[i] = (uid_t)ids[i];
+        ld->pool->n_allow_uids = n;
+        return 0;
+}
+
+static int key_pool_allow_groups(struct config_loader *ld, const char *v, char *reason,
+                                 size_t len)
+{
+        unsigned long ids[FP_CONFIG_MAX_IDS];
+        size_t n;
+        int r = config_parse_ids(v, true, ids, &n, reason, len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                ld->pool->allow_gids[i] = (gid_t)ids[i];
+        ld->pool->n_allow_gids = n;
+        return 0;
+}
+
+static int key_poolclass(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+        for (uint32_t c = 0; c < FP_POOL_CLASS_MAX; c++)
+                if (strcmp(v, fp_pool_class_name(c)) == 0) {
+                        ld->pool->pool_class = (enum fp_pool_class)c;
+                        return 0;
+                }
+        config_err(reason, len, "expected queue, null, static, assertion or process, not '%s'",
+                   config_quote(v, q));
+        return -EINVAL;
+}
+
+static int key_pool_recycle(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_seconds_or_off(v, &ld->pool->recycle_ms, reason, len);
+}
+
+static int key_pool_pre_ping(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_bool(v, &ld->pool->pre_ping, reason, len);
+}
+
+static int key_pool_use_lifo(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_bool(v, &ld->pool->use_lifo, reason, len);
+}
+
+static int key_connect_rate(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+        int n;
+        int r = config_parse_int(v, &n, reason, len);
+        if (r < 0)
+                return r;
+        if (n < 0) {
+                config_err(reason, len, "must be 0 (no limit) or more connections per second: "
+                           "'%s'", config_quote(v, q));
+                return -EINVAL;
+        }
+        ld->pool->connect_rate = n;
+        return 0;
+}
+
+static int key_echo_pool(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        bool on;
+        if (strcmp(v, "debug") == 0) {
+                ld->pool->echo = 2;
+                return 0;
+        }
+        int r = config_parse_bool(v, &on, reason, len);
+        if (r < 0) {
+                char q[CONFIG_QUOTE_MAX + 4];
+                config_err(reason, len, "expected true, false or debug, not '%s'",
+                           config_quote(v, q));
+                return r;
+        }
+        ld->pool->echo = on ? 1 : 0;
+        return 0;
+}
+
+static int key_on_connect(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char *copy = strdup(v);
+        if (!copy) {
+                config_err(reason, len, "out of memory");
+                return -ENOMEM;
+        }
+        free(ld->pool->on_connect);
+        ld->pool->on_connect = copy;
+        return 0;
+}
+
+static int key_leak_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_seconds(v, &ld->pool->leak_timeout_ms, reason, len);
+}
+
+static int key_max_lease_time(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_seconds(v, &ld->pool->max_lease_time_ms, reason, len);
+}
+
 static const struct config_key config_forkpool_keys[] = {
         {"socket", key_socket},
         {"allow_users", key_allow_users},
         {"allow_groups", key_allow_groups},
         {"log_level", key_log_level},
         {"shutdown_grace", key_shutdown_grace},
+        {"admin_users", key_admin_users},
+        {"admin_groups", key_admin_groups},
 };
 
 static const struct config_key config_pool_keys[] = {
@@ -607,6 +778,17 @@ static const struct config_key config_pool_keys[] = {
         {"pool_timeout", key_pool_timeout},
         {"connect_timeout", key_connect_timeout},
         {"reset_on_return", key_reset_on_return},
+        {"poolclass", key_poolclass},
+        {"pool_recycle", key_pool_recycle},
+        {"pool_pre_ping", key_pool_pre_ping},
+        {"pool_use_lifo", key_pool_use_lifo},
+        {"connect_rate", key_connect_rate},
+        {"echo_pool", key_echo_pool},
+        {"on_connect", key_on_connect},
+        {"leak_timeout", key_leak_timeout},
+        {"max_lease_time", key_max_lease_time},
+        {"allow_users", key_pool_allow_users},
+        {"allow_groups", key_pool_allow_groups},
 };
 
 _Static_assert(sizeof(config_forkpool_keys) / sizeof(config_forkpool_keys[0]) <= CONFIG_MAX_KEYS,
@@ -827,6 +1009,25 @@ static int config_handler(void *user, const char *section, const char *name, con
 }
 
 /* --- the API --- */
+
+int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *key,
+                           const char *value, char *err, size_t errlen)
+{
+        struct fp_pool_config *pc = (struct fp_pool_config *)fp_config_find_pool(cfg, pool);
+        struct config_loader ld = {.cfg = cfg, .pool = pc};
+
+        if (err && errlen > 0)
+                err[0] = '\0';
+        if (!pc) {
+                config_err(err, errlen, "no pool '%s'", pool);
+                return -ENOENT;
+        }
+        for (size_t i = 0; i < sizeof(config_pool_keys) / sizeof(config_pool_keys[0]); i++)
+                if (strcmp(key, config_pool_keys[i].name) == 0)
+                        return config_pool_keys[i].set(&ld, value, err, errlen);
+        config_err(err, errlen, "unknown pool key '%s'", key);
+        return -ENOENT;
+}
 
 void fp_config_init(struct fp_config *cfg)
 {

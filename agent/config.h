@@ -49,6 +49,19 @@ struct fp_pool_config {
         int timeout_ms;        /* pool_timeout, default 30 s; seconds with decimals allowed */
         int connect_timeout_ms; /* default 10 s */
         enum fp_reset_mode reset_mode; /* default rollback */
+        enum fp_pool_class pool_class; /* poolclass, default queue */
+        int recycle_ms;        /* pool_recycle, default -1 (off) */
+        bool pre_ping;         /* pool_pre_ping, default false */
+        bool use_lifo;         /* pool_use_lifo, default false */
+        int connect_rate;      /* new connections per second, 0 = no limit */
+        int echo;              /* echo_pool: 0 off, 1 true, 2 debug */
+        char *on_connect;      /* SQL run on every new connection, or NULL */
+        int leak_timeout_ms;   /* 0 = off */
+        int max_lease_time_ms; /* 0 = off */
+        size_t n_allow_uids;   /* who may lease from this pool (besides root and ourselves); */
+        uid_t allow_uids[FP_CONFIG_MAX_IDS]; /* empty: the global allow lists decide */
+        size_t n_allow_gids;
+        gid_t allow_gids[FP_CONFIG_MAX_IDS];
         int line;              /* where the section starts (0 for the command line) */
 };
 
@@ -62,6 +75,10 @@ struct fp_config {
         uid_t allow_uids[FP_CONFIG_MAX_IDS];
         size_t n_allow_gids;
         gid_t allow_gids[FP_CONFIG_MAX_IDS];
+        size_t n_admin_uids;   /* who may run admin commands (besides root and ourselves) */
+        uid_t admin_uids[FP_CONFIG_MAX_IDS];
+        size_t n_admin_gids;
+        gid_t admin_gids[FP_CONFIG_MAX_IDS];
         enum fp_log_level log_level; /* default info */
         int shutdown_grace_ms; /* default 10 s */
         size_t n_pools;
@@ -88,6 +105,15 @@ int fp_config_load(struct fp_config *cfg, const char *path, char *err, size_t er
 int fp_config_quick_pool(struct fp_config *cfg, const char *url, const char *pool_size,
                          const char *max_overflow, const char *pool_timeout, char *err,
                          size_t errlen);
+
+/*
+ * Sets one [pool NAME] key of an existing pool from text, exactly as the file
+ * would (used for the quick-start pool's command-line options). Returns 0,
+ * -ENOENT (no such pool or key) or -EINVAL with a reason (without the key) in
+ * err.
+ */
+int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *key,
+                           const char *value, char *err, size_t errlen);
 
 /*
  * Checks the whole configuration (at least one pool, names unique, ...).

@@ -39,6 +39,8 @@ struct fp_client {
         pid_t pid;
         uid_t uid;
         gid_t gid;
+        gid_t groups[MAX_PEER_GROUPS]; /* supplementary groups (SO_PEERGROUPS) */
+        size_t n_groups;
         sd_event_source *io;
         sd_event_source *pid_src;
         sd_event_source *refused_timer; /* set for a refused peer: closes it soon */
@@ -152,8 +154,18 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -ENOENT, text);
                 return;
         }
+        if (!fp_supervisor_pool_allows(sp, client->uid, client->gid, client->groups,
+                                       client->n_groups)) {
+                log_warning("pool %s: refused pid %d (uid %u, gid %u): not in the pool's "
+                            "allow_users or allow_groups",
+                            msg->pool, client->pid, client->uid, client->gid);
+                snprintf(text, sizeof(text), "uid %u may not lease from pool '%s'", client->uid,
+                         msg->pool);
+                fp_control_send_error(client, id, -EACCES, text);
+                return;
+        }
         int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms,
-                                fp_supervisor_now(sup));
+                                msg->label);
         if (r < 0)
                 fp_control_send_error(client, id, r, "out of memory");
 }
@@ -165,6 +177,7 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         struct fp_release_info info = {
                 .flags = msg->flags,
                 .txn = msg->txn,
+                .dirty = msg->dirty,
                 .params = msg->params,
                 .params_len = msg->params_len,
         };
@@ -318,6 +331,9 @@ static void accept_one(struct fp_supervisor *sup, int fd)
         }
         *client = (struct fp_client){
                 .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+        socklen_t glen = sizeof(client->groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, client->groups, &glen) == 0)
+                client->n_groups = glen / sizeof(gid_t);
         LIST_INSERT_HEAD(&sup->clients, client, link);
 
         if (!allowed) {

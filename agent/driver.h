@@ -25,6 +25,12 @@ typedef void (*fp_db_connect_cb)(void *conn, int error, const char *text, void *
 /* Called once when a reset ends; ok false means the connection must be closed. */
 typedef void (*fp_db_reset_cb)(void *conn, bool ok, void *userdata);
 
+/*
+ * Called once when fp_db_driver.exec ends: error 0, or a negative errno with
+ * the server's one-line message (-ECONNRESET when the connection is dead).
+ */
+typedef void (*fp_db_exec_cb)(void *conn, int error, const char *text, void *userdata);
+
 struct fp_db_driver {
         const char *name;      /* as in URLs and forkpoolctl: "postgresql" */
         enum fp_db_kind kind;
@@ -52,6 +58,18 @@ struct fp_db_driver {
                       int timeout_ms, fp_db_reset_cb cb, void *userdata);
         /* Closes and frees; hard: shut the socket down first (cuts a worker's copy). */
         void (*close)(void *conn, bool hard);
+        /*
+         * Frees the supervisor's side without sending a byte: the session now
+         * belongs to a worker (detach). NULL if the driver cannot.
+         */
+        void (*forget)(void *conn);
+        /*
+         * Runs one statement on an idle connection without blocking (sql NULL:
+         * the driver's cheapest liveness check, for pool_pre_ping); cb may not
+         * run from inside this call. NULL if the driver cannot.
+         */
+        void (*exec)(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb,
+                     void *userdata);
         /* The socket to hand to a worker. */
         int (*socket)(const void *conn);
         /* The server's id of the session (backend pid, thread id). */

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,10 @@ static void usage(FILE *out)
                 "  --pool-timeout SEC   how long an acquire waits (default 30)\n"
                 "  --socket PATH        the control socket (default %s)\n"
                 "  --log-level LEVEL    error, warning, info (default) or debug\n"
+                "  --connect-timeout, --reset-on-return, --poolclass, --pool-recycle,\n"
+                "  --pool-pre-ping, --pool-use-lifo, --connect-rate, --echo-pool,\n"
+                "  --on-connect, --leak-timeout, --max-lease-time VALUE\n"
+                "                       the pool key of the same name (see the README)\n"
                 "  --version, --help\n",
                 FORKPOOL_DEFAULT_SOCKET);
 }
@@ -71,9 +76,27 @@ static int parse_log_level(const char *text, enum fp_log_level *ret)
         return -EINVAL;
 }
 
+/* Command-line options that set a key of the quick-start pool, named like the key. */
+static const char *const pool_key_options[] = {
+        "connect-timeout", "reset-on-return", "poolclass",   "pool-recycle",
+        "pool-pre-ping",   "pool-use-lifo",   "connect-rate", "echo-pool",
+        "on-connect",      "leak-timeout",    "max-lease-time",
+};
+#define N_POOL_KEY_OPTIONS (sizeof(pool_key_options) / sizeof(pool_key_options[0]))
+#define POOL_KEY_OPTION_BASE 1000
+
+/* "pool-recycle" → "pool_recycle" */
+static void option_to_key(const char *option, char *key, size_t len)
+{
+        snprintf(key, len, "%s", option);
+        for (char *c = key; *c; c++)
+                if (*c == '-')
+                        *c = '_';
+}
+
 int main(int argc, char **argv)
 {
-        static const struct option options[] = {
+        struct option options[16 + N_POOL_KEY_OPTIONS] = {
                 {"config", required_argument, NULL, 'c'},
                 {"url", required_argument, NULL, 'u'},
                 {"pool-size", required_argument, NULL, 's'},
@@ -83,15 +106,20 @@ int main(int argc, char **argv)
                 {"log-level", required_argument, NULL, 'l'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},
-                {0},
         };
         const char *config_path = NULL, *url = NULL, *pool_size = NULL, *max_overflow = NULL,
                    *pool_timeout = NULL, *socket_path = NULL, *log_level = NULL;
+        const char *pool_key_values[N_POOL_KEY_OPTIONS] = {0};
+        bool any_pool_key = false;
         char *url_copy = NULL;
         char err[FP_CONFIG_ERR_MAX];
         struct fp_config cfg;
         struct fp_supervisor sup;
         int c, r;
+
+        for (size_t i = 0; i < N_POOL_KEY_OPTIONS; i++)
+                options[9 + i] = (struct option){pool_key_options[i], required_argument, NULL,
+                                                 POOL_KEY_OPTION_BASE + (int)i};
 
         while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
                 switch (c) {
@@ -126,6 +154,12 @@ int main(int argc, char **argv)
                         printf("forkpoold %s\n", FORKPOOL_VERSION_STRING);
                         return 0;
                 default:
+                        if (c >= POOL_KEY_OPTION_BASE &&
+                            c < POOL_KEY_OPTION_BASE + (int)N_POOL_KEY_OPTIONS) {
+                                pool_key_values[c - POOL_KEY_OPTION_BASE] = optarg;
+                                any_pool_key = true;
+                                break;
+                        }
                         usage(stderr);
                         return EXIT_USAGE;
                 }
@@ -138,9 +172,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "forkpoold: give --config FILE or --url URL (see --help)\n");
                 return EXIT_USAGE;
         }
-        if (!url && (pool_size || max_overflow || pool_timeout)) {
-                fprintf(stderr, "forkpoold: --pool-size, --max-overflow and --pool-timeout "
-                                "only apply to --url\n");
+        if (!url && (pool_size || max_overflow || pool_timeout || any_pool_key)) {
+                fprintf(stderr, "forkpoold: pool options such as --pool-size only apply to "
+                                "--url\n");
                 return EXIT_USAGE;
         }
 
@@ -149,6 +183,17 @@ int main(int argc, char **argv)
         if (r >= 0 && url)
                 r = fp_config_quick_pool(&cfg, url, pool_size, max_overflow, pool_timeout, err,
                                          sizeof(err));
+        for (size_t i = 0; r >= 0 && i < N_POOL_KEY_OPTIONS; i++) {
+                char key[32], reason[FP_CONFIG_ERR_MAX];
+                if (!pool_key_values[i])
+                        continue;
+                option_to_key(pool_key_options[i], key, sizeof(key));
+                r = fp_config_set_pool_key(&cfg, "default", key, pool_key_values[i], reason,
+                                           sizeof(reason));
+                if (r < 0 && snprintf(err, sizeof(err), "--%s: %s", pool_key_options[i],
+                                      reason) >= (int)sizeof(err))
+                        err[sizeof(err) - 1] = '\0';
+        }
         if (url_copy) {
                 explicit_bzero(url_copy, strlen(url_copy));
                 free(url_copy);

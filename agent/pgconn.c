@@ -21,8 +21,16 @@
 enum pgconn_phase {
         PGCONN_CONNECTING,
         PGCONN_READY,
-        PGCONN_RESETTING,
+        PGCONN_RUNNING, /* statements of a reset, a ping or an exec */
 };
+
+#define PG_MAX_STEPS 4
+#define PG_SQL_MAX 2048
+
+struct fp_pgconn;
+
+/* What to do when the statements being run are done (error 0: all succeeded). */
+typedef void (*run_done_fn)(struct fp_pgconn *pc, int error, const char *text);
 
 struct fp_pgconn {
         PGconn *conn;
@@ -34,7 +42,16 @@ struct fp_pgconn {
 
         fp_db_connect_cb connect_cb;
         fp_db_reset_cb reset_cb;
+        fp_db_exec_cb exec_cb;
         void *userdata;
+
+        /* The statements being run, one round trip each. */
+        char steps[PG_MAX_STEPS][PG_SQL_MAX];
+        int n_steps, step;
+        int run_error;
+        char run_text[FP_ERRTEXT_MAX];
+        run_done_fn run_done;
+        bool readback_sent;
 
         int backend_pid;
         int cancel_key;
@@ -47,10 +64,11 @@ struct fp_pgconn {
         char *params[FP_PG_N_REPORTED];
         /* What the supervisor's libpq showed before the reset (to spot new reports). */
         char *before_reset[FP_PG_N_REPORTED];
-        /* Indexes of parameters whose value the reset query reads back. */
+        /* What the worker reported, before the reset (to spot ambiguous values). */
+        char *reported[FP_PG_N_REPORTED];
+        /* Indexes of parameters whose value the reset reads back. */
         int readback[FP_PG_N_REPORTED];
         int n_readback;
-        bool reset_failed;
 };
 
 /*
@@ -83,6 +101,7 @@ static void pgconn_free(struct fp_pgconn *pc)
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
                 free(pc->params[i]);
                 free(pc->before_reset[i]);
+                free(pc->reported[i]);
         }
         free(pc);
 }
@@ -265,79 +284,117 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
 
 /* --- reset --- */
 
-static void reset_finish(struct fp_pgconn *pc, bool ok)
+/* --- running statements: resets, pings, on_connect hooks --- */
+
+static void run_stop_watching(struct fp_pgconn *pc)
 {
         if (pc->io)
                 sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
         if (pc->timer)
                 sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
         pc->phase = PGCONN_READY;
-
-        if (ok) {
-                /* A value the server reported during the reset is the truth now. */
-                for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
-                        const char *now = PQparameterStatus(pc->conn, fp_pg_reported_params[i]);
-                        const char *before = pc->before_reset[i];
-                        if (now && (!before || strcmp(now, before) != 0)) {
-                                free(pc->params[i]);
-                                pc->params[i] = strdup(now);
-                        }
-                }
-                pc->txn = FP_TXN_IDLE;
-        }
-        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
-                free(pc->before_reset[i]);
-                pc->before_reset[i] = NULL;
-        }
-        pc->reset_cb(pc, ok, pc->userdata);
 }
 
-/* Reads the reset's results; the last one may carry read-back parameter values. */
-static int reset_consume(struct fp_pgconn *pc)
+static void run_finish(struct fp_pgconn *pc, int error, const char *text)
 {
-        PGresult *res;
-
-        while (!PQisBusy(pc->conn)) {
-                res = PQgetResult(pc->conn);
-                if (!res)
-                        return 1; /* done */
-                ExecStatusType st = PQresultStatus(res);
-                if (st == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-                    PQnfields(res) == pc->n_readback) {
-                        for (int f = 0; f < pc->n_readback; f++) {
-                                int i = pc->readback[f];
-                                free(pc->params[i]);
-                                pc->params[i] = PQgetisnull(res, 0, f)
-                                                        ? NULL
-                                                        : strdup(PQgetvalue(res, 0, f));
-                        }
-                } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-                        char text[FP_ERRTEXT_MAX];
-                        one_line(PQresultErrorMessage(res), text, sizeof(text));
-                        log_warning("reset of backend %d failed, closing it: %s",
-                                    pc->backend_pid, text);
-                        pc->reset_failed = true;
-                }
-                PQclear(res);
-        }
-        return 0;
+        run_stop_watching(pc);
+        pc->run_done(pc, error, text ? text : "");
 }
 
-static int on_reset_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/* The connection is broken (not merely an SQL error). */
+static void run_fail_connection(struct fp_pgconn *pc)
+{
+        char text[FP_ERRTEXT_MAX];
+        one_line(PQerrorMessage(pc->conn), text, sizeof(text));
+        run_finish(pc, -ECONNRESET, text);
+}
+
+/* Sends the current step and watches the socket for its results. */
+static int run_send(struct fp_pgconn *pc)
+{
+        if (!PQsendQuery(pc->conn, pc->steps[pc->step]))
+                return -ECONNRESET;
+        int flushed = PQflush(pc->conn);
+        if (flushed < 0)
+                return -ECONNRESET;
+        int r = sd_event_source_set_io_fd(pc->io, PQsocket(pc->conn));
+        if (r >= 0)
+                r = sd_event_source_set_io_events(pc->io,
+                                                  flushed == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
+        return r;
+}
+
+/* A result of the current step. Read-back values are taken here. */
+static void run_take_result(struct fp_pgconn *pc, PGresult *res)
+{
+        ExecStatusType st = PQresultStatus(res);
+
+        if (pc->readback_sent && pc->step == pc->n_steps - 1 && st == PGRES_TUPLES_OK &&
+            PQntuples(res) == 1 && PQnfields(res) == pc->n_readback) {
+                for (int f = 0; f < pc->n_readback; f++) {
+                        int i = pc->readback[f];
+                        free(pc->params[i]);
+                        pc->params[i] =
+                                PQgetisnull(res, 0, f) ? NULL : strdup(PQgetvalue(res, 0, f));
+                }
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY &&
+                   pc->run_error == 0) {
+                pc->run_error = -EIO;
+                one_line(PQresultErrorMessage(res), pc->run_text, sizeof(pc->run_text));
+        }
+}
+
+static int on_run_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct fp_pgconn *pc = userdata;
         (void)s, (void)fd, (void)revents;
 
         if (PQflush(pc->conn) < 0 || !PQconsumeInput(pc->conn)) {
-                char text[FP_ERRTEXT_MAX];
-                one_line(PQerrorMessage(pc->conn), text, sizeof(text));
-                log_warning("reset of backend %d failed, closing it: %s", pc->backend_pid, text);
-                reset_finish(pc, false);
+                run_fail_connection(pc);
                 return 0;
         }
-        if (reset_consume(pc))
-                reset_finish(pc, !pc->reset_failed);
+        while (!PQisBusy(pc->conn)) {
+                PGresult *res = PQgetResult(pc->conn);
+                if (res) {
+                        run_take_result(pc, res);
+                        PQclear(res);
+                        continue;
+                }
+                /* This step is done. */
+                if (PQstatus(pc->conn) == CONNECTION_BAD) {
+                        run_fail_connection(pc);
+                        return 0;
+                }
+                if (pc->run_error < 0 || ++pc->step == pc->n_steps) {
+                        run_finish(pc, pc->run_error, pc->run_text);
+                        return 0;
+                }
+                if (run_send(pc) < 0)
+                        run_fail_connection(pc);
+                return 0;
+        }
         return 0;
+}
+
+/*
+ * Runs pc->steps[0..n_steps) one after the other on the supervisor's handle,
+ * then calls done. A failed statement ends the run with -EIO; a broken
+ * connection with -ECONNRESET.
+ */
+static void run_start(struct fp_pgconn *pc, int timeout_ms, run_done_fn done)
+{
+        pc->run_done = done;
+        pc->run_error = 0;
+        pc->run_text[0] = '\0';
+        pc->step = 0;
+        pc->phase = PGCONN_RUNNING;
+        int r = run_send(pc);
+        if (r >= 0)
+                r = arm_timer(pc, timeout_ms);
+        if (r < 0)
+                run_fail_connection(pc);
 }
 
 /* One io source per connection serves both phases that watch the socket. */
@@ -346,8 +403,8 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         struct fp_pgconn *pc = userdata;
         if (pc->phase == PGCONN_CONNECTING)
                 return on_connect_io(s, fd, revents, userdata);
-        if (pc->phase == PGCONN_RESETTING)
-                return on_reset_io(s, fd, revents, userdata);
+        if (pc->phase == PGCONN_RUNNING)
+                return on_run_io(s, fd, revents, userdata);
         /* Idle or leased: the source is off; a stray wakeup is ignored. */
         return 0;
 }
@@ -357,13 +414,71 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         struct fp_pgconn *pc = userdata;
         (void)s, (void)usec;
 
-        if (pc->phase == PGCONN_CONNECTING) {
+        if (pc->phase == PGCONN_CONNECTING)
                 pgconn_fail_connect(pc, -ETIMEDOUT, "connecting to the database timed out");
-                return 0;
-        }
-        log_warning("reset of backend %d timed out, closing it", pc->backend_pid);
-        reset_finish(pc, false);
+        else if (pc->phase == PGCONN_RUNNING)
+                run_finish(pc, -ETIMEDOUT, "the server did not answer in time");
         return 0;
+}
+
+/* --- reset --- */
+
+static void free_param_array(char **values)
+{
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                free(values[i]);
+                values[i] = NULL;
+        }
+}
+
+/*
+ * After the reset statements: a value the server reported meanwhile is the
+ * truth. A value the worker had changed but that looks unchanged here may have
+ * been reverted to what this handle already showed (a report we cannot see):
+ * those are read back with one more statement. Returns true if it was sent.
+ */
+static bool reset_read_back_ambiguous(struct fp_pgconn *pc)
+{
+        size_t n = (size_t)snprintf(pc->steps[pc->n_steps], PG_SQL_MAX, "SELECT ");
+        pc->n_readback = 0;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                const char *now = PQparameterStatus(pc->conn, fp_pg_reported_params[i]);
+                const char *before = pc->before_reset[i], *worker = pc->reported[i];
+                bool reported_now = now && (!before || strcmp(now, before) != 0);
+                if (reported_now) {
+                        free(pc->params[i]);
+                        pc->params[i] = strdup(now);
+                        continue;
+                }
+                if (!worker || !before || strcmp(worker, before) == 0 || n >= PG_SQL_MAX)
+                        continue;
+                n += (size_t)snprintf(pc->steps[pc->n_steps] + n, PG_SQL_MAX - n,
+                                      "%scurrent_setting('%s')", pc->n_readback ? ", " : "",
+                                      fp_pg_reported_params[i]);
+                pc->readback[pc->n_readback++] = (int)i;
+        }
+        return pc->n_readback > 0 && n < PG_SQL_MAX;
+}
+
+static void reset_done(struct fp_pgconn *pc, int error, const char *text)
+{
+        if (error == 0 && !pc->readback_sent && reset_read_back_ambiguous(pc)) {
+                pc->readback_sent = true;
+                pc->step = pc->n_steps++;
+                if (run_send(pc) >= 0) {
+                        pc->phase = PGCONN_RUNNING;
+                        return;
+                }
+                error = -ECONNRESET;
+                text = "cannot read the session's settings back";
+        }
+        if (error < 0)
+                log_warning("reset of backend %d failed, closing it: %s", pc->backend_pid, text);
+        else
+                pc->txn = FP_TXN_IDLE;
+        free_param_array(pc->before_reset);
+        free_param_array(pc->reported);
+        pc->reset_cb(pc, error == 0, pc->userdata);
 }
 
 /* Takes the worker's reported values as the session's current ones. */
@@ -377,43 +492,47 @@ static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *inf
                 if (v) {
                         free(pc->params[i]);
                         pc->params[i] = strdup(v);
+                        pc->reported[i] = strdup(v);
                 }
         }
 }
 
-/*
- * Builds the reset's SQL. After ROLLBACK or COMMIT of a transaction the server
- * may revert a value to one the supervisor's libpq already shows, and report
- * it: that report is invisible here, so such values are read back.
- */
-static void build_reset_sql(struct fp_pgconn *pc, enum fp_reset_mode mode, uint32_t txn,
-                            char *sql, size_t len)
+/* The statements a reset needs: none when the session is already clean. */
+static int reset_plan(enum fp_reset_mode mode, const struct fp_release_info *info,
+                      char steps[][PG_SQL_MAX])
 {
-        size_t n = (size_t)snprintf(sql, len, "%s", mode == FP_RESET_COMMIT ? "COMMIT" : "ROLLBACK");
-        pc->n_readback = 0;
-        if (txn == FP_TXN_IDLE)
-                return;
-        for (size_t i = 0; i < FP_PG_N_REPORTED && n < len; i++) {
-                const char *before = pc->before_reset[i], *cur = pc->params[i];
-                if (!before || !cur || strcmp(before, cur) == 0)
-                        continue;
-                n += (size_t)snprintf(sql + n, len - n, "%scurrent_setting('%s')",
-                                      pc->n_readback ? ", " : "; SELECT ",
-                                      fp_pg_reported_params[i]);
-                pc->readback[pc->n_readback++] = (int)i;
+        bool in_txn = info->txn != FP_TXN_IDLE;
+        int n = 0;
+
+        if (mode == FP_RESET_AUTO)
+                mode = info->dirty ? FP_RESET_DISCARD : FP_RESET_ROLLBACK;
+        switch (mode) {
+        case FP_RESET_NONE:
+                break;
+        case FP_RESET_COMMIT:
+                if (in_txn)
+                        snprintf(steps[n++], PG_SQL_MAX, "COMMIT");
+                break;
+        case FP_RESET_DISCARD:
+                /* DISCARD ALL refuses to run inside a transaction block. */
+                if (in_txn)
+                        snprintf(steps[n++], PG_SQL_MAX, "ROLLBACK");
+                snprintf(steps[n++], PG_SQL_MAX, "DISCARD ALL");
+                break;
+        default:
+                if (in_txn)
+                        snprintf(steps[n++], PG_SQL_MAX, "ROLLBACK");
         }
+        return n;
 }
 
 void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
                      const struct fp_release_info *info, int timeout_ms, fp_db_reset_cb cb,
                      void *userdata)
 {
-        char sql[2048];
-        int r;
-
         pc->reset_cb = cb;
         pc->userdata = userdata;
-        pc->reset_failed = false;
+        pc->readback_sent = false;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
                 pc->before_reset[i] =
                         param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
@@ -421,44 +540,38 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
 
         /*
          * ROLLBACK or COMMIT outside a transaction changes nothing: when the
-         * worker saw the session idle, the round trip is skipped.
+         * worker saw the session idle (and, for auto, unchanged), the round
+         * trip is skipped and the session is handed on as it is (reset none:
+         * open transaction included).
          */
-        if (mode == FP_RESET_NONE || info->txn == FP_TXN_IDLE) {
-                /* The session is handed on as it is (reset none: open transaction included). */
-                pc->txn = info->txn;
-                for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
-                        free(pc->before_reset[i]);
-                        pc->before_reset[i] = NULL;
-                }
+        pc->n_steps = reset_plan(mode, info, pc->steps);
+        if (pc->n_steps == 0) {
+                pc->txn = info->txn == FP_TXN_UNKNOWN ? FP_TXN_IDLE : info->txn;
+                free_param_array(pc->before_reset);
+                free_param_array(pc->reported);
                 cb(pc, true, userdata);
                 return;
         }
+        run_start(pc, timeout_ms, reset_done);
+}
 
-        build_reset_sql(pc, mode, info->txn, sql, sizeof(sql));
-        pc->phase = PGCONN_RESETTING;
-        if (!PQsendQuery(pc->conn, sql)) {
-                char text[FP_ERRTEXT_MAX];
-                one_line(PQerrorMessage(pc->conn), text, sizeof(text));
-                log_warning("reset of backend %d failed, closing it: %s", pc->backend_pid, text);
-                reset_finish(pc, false);
-                return;
-        }
-        r = PQflush(pc->conn);
-        if (r < 0) {
-                reset_finish(pc, false);
-                return;
-        }
-        r = sd_event_source_set_io_events(pc->io, r == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
-        if (r >= 0)
-                r = sd_event_source_set_io_fd(pc->io, PQsocket(pc->conn));
-        if (r >= 0)
-                r = sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
-        if (r >= 0)
-                r = arm_timer(pc, timeout_ms);
-        if (r < 0) {
-                log_error_errno(r, "cannot watch backend %d during its reset", pc->backend_pid);
-                reset_finish(pc, false);
-        }
+/* --- exec: pings and on_connect hooks --- */
+
+static void exec_done(struct fp_pgconn *pc, int error, const char *text)
+{
+        pc->exec_cb(pc, error, text, pc->userdata);
+}
+
+void fp_pgconn_exec(struct fp_pgconn *pc, const char *sql, int timeout_ms, fp_db_exec_cb cb,
+                    void *userdata)
+{
+        pc->exec_cb = cb;
+        pc->userdata = userdata;
+        pc->readback_sent = false;
+        /* The empty query is PostgreSQL's cheapest round trip: the ping. */
+        snprintf(pc->steps[0], PG_SQL_MAX, "%s", sql ? sql : "");
+        pc->n_steps = 1;
+        run_start(pc, timeout_ms, exec_done);
 }
 
 /* A CancelRequest on its way to the server; frees itself. */
@@ -594,6 +707,26 @@ static void pg_close(void *conn, bool hard)
         fp_pgconn_close(conn, hard);
 }
 
+static void pg_forget(void *conn)
+{
+        struct fp_pgconn *pc = conn;
+        /* The worker owns the session now: PQfinish's Terminate must not reach it. */
+        if (pc->conn && PQsocket(pc->conn) >= 0) {
+                int dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (dummy >= 0) {
+                        (void)dup3(dummy, PQsocket(pc->conn), O_CLOEXEC);
+                        close(dummy);
+                }
+        }
+        pgconn_free(pc);
+}
+
+static void pg_exec(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb,
+                    void *userdata)
+{
+        fp_pgconn_exec(conn, sql, timeout_ms, cb, userdata);
+}
+
 static int pg_socket(const void *conn)
 {
         return fp_pgconn_socket(conn);
@@ -618,6 +751,8 @@ const struct fp_db_driver fp_pg_driver = {
         .connect = pg_connect,
         .reset = pg_reset,
         .close = pg_close,
+        .forget = pg_forget,
+        .exec = pg_exec,
         .socket = pg_socket,
         .backend_id = pg_backend_id,
         .describe = pg_describe,

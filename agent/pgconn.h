@@ -36,12 +36,23 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
 
 /*
  * Brings the cached session state up to date with the worker's report and
- * runs the reset for mode (ROLLBACK, COMMIT, or nothing) on the supervisor's
- * handle. cb runs when it ends, possibly from inside this call (mode none).
+ * runs the reset for mode on the supervisor's handle: ROLLBACK or COMMIT if a
+ * transaction is open; discard adds DISCARD ALL; auto discards only if the
+ * worker reported a changed session. cb runs when it ends, possibly from
+ * inside this call (nothing to do).
  */
 void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
                      const struct fp_release_info *info, int timeout_ms, fp_db_reset_cb cb,
                      void *userdata);
+
+/*
+ * Runs one statement (sql NULL: the empty query, a ping) on the idle
+ * supervisor handle without blocking; cb runs from the event loop with 0,
+ * -EIO (the statement failed, text says why), -ECONNRESET (the connection is
+ * dead) or -ETIMEDOUT.
+ */
+void fp_pgconn_exec(struct fp_pgconn *pc, const char *sql, int timeout_ms, fp_db_exec_cb cb,
+                    void *userdata);
 
 /*
  * Closes the connection and frees pc. hard: shutdown() the socket first,

@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pool.c — QueuePool accounting and the record state machine (pool.h).
+ * pool.c — pool accounting and the record state machine (pool.h).
+ *
+ * Every public entry point ends with fp_pool_publish(), so the segment is
+ * true whenever the event loop is idle; where a worker is answered, the
+ * segment is published first, so that what it reads there already counts
+ * its own lease or timeout.
  */
 #include "pool.h"
 
@@ -10,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Recycle jitter: a connection's lifetime is shortened by up to 1/40 (2.5 %). */
+#define RECYCLE_JITTER_DIVISOR 40
+
 static uint64_t realtime_usec(void)
 {
         struct timespec ts;
@@ -17,12 +25,50 @@ static uint64_t realtime_usec(void)
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int effective_max_overflow(const struct fp_pool_params *params)
+static uint64_t now(struct fp_pool *pool)
 {
-        return params->pool_size == 0 ? -1 : params->max_overflow;
+        return pool->ops->now(pool);
 }
 
-static void record_mark_dirty(struct fp_pool *pool, struct fp_record *rec);
+static void emit(struct fp_pool *pool, enum fp_event_type type, const struct fp_record *rec,
+                 pid_t pid, uint64_t duration_usec, int error)
+{
+        if (pool->ops->event)
+                pool->ops->event(pool, type, rec, pid, duration_usec, error);
+}
+
+/* The sizes a pool class forces (§4): null is unbounded, static and assertion hold one. */
+static void apply_class_sizes(struct fp_pool *pool)
+{
+        const struct fp_pool_params *p = &pool->params;
+
+        switch (p->pool_class) {
+        case FP_POOL_NULL:
+                pool->pool_size = 0;
+                pool->max_overflow = -1;
+                break;
+        case FP_POOL_STATIC:
+        case FP_POOL_ASSERTION:
+                pool->pool_size = 1;
+                pool->max_overflow = 0;
+                break;
+        case FP_POOL_PROCESS:
+                pool->pool_size = p->pool_size;
+                pool->max_overflow = 0;
+                break;
+        default:
+                pool->pool_size = p->pool_size;
+                pool->max_overflow = p->pool_size == 0 ? -1 : p->max_overflow;
+        }
+}
+
+static void record_mark_dirty(struct fp_pool *pool, struct fp_record *rec)
+{
+        if (!rec->dirty) {
+                rec->dirty = true;
+                pool->dirty[pool->n_dirty++] = rec->index;
+        }
+}
 
 int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
                  const struct fp_pool_ops *ops, void *userdata)
@@ -31,8 +77,8 @@ int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
         pool->params = *params;
         pool->ops = ops;
         pool->userdata = userdata;
-        pool->overflow = -params->pool_size;
-        pool->max_overflow = effective_max_overflow(params);
+        apply_class_sizes(pool);
+        pool->overflow = -pool->pool_size;
         pool->capacity = FP_SHM_MAX_SLOTS_PER_POOL;
         TAILQ_INIT(&pool->waiters);
 
@@ -73,16 +119,7 @@ void fp_pool_attach_shm(struct fp_pool *pool, struct fp_shm_pool *shm, struct fp
         fp_pool_publish(pool);
 }
 
-/* Queues rec for the next fp_pool_publish(). */
-static void record_mark_dirty(struct fp_pool *pool, struct fp_record *rec)
-{
-        if (!rec->dirty) {
-                rec->dirty = true;
-                pool->dirty[pool->n_dirty++] = rec->index;
-        }
-}
-
-/* --- the idle queue Q (a ring of record indexes, FIFO) --- */
+/* --- the idle queue Q: a ring of record indexes, taken FIFO or LIFO --- */
 
 static void queue_push(struct fp_pool *pool, struct fp_record *rec)
 {
@@ -94,16 +131,23 @@ static void queue_push(struct fp_pool *pool, struct fp_record *rec)
 
 static struct fp_record *queue_pop(struct fp_pool *pool)
 {
+        uint32_t at;
+
         if (pool->queue_len == 0)
                 return NULL;
-        struct fp_record *rec = &pool->records[pool->queue[pool->queue_head]];
-        pool->queue_head = (pool->queue_head + 1) % pool->capacity;
+        if (pool->params.use_lifo) {
+                at = (pool->queue_head + pool->queue_len - 1) % pool->capacity;
+        } else {
+                at = pool->queue_head;
+                pool->queue_head = (pool->queue_head + 1) % pool->capacity;
+        }
         pool->queue_len--;
+        struct fp_record *rec = &pool->records[pool->queue[at]];
         rec->in_queue = false;
         return rec;
 }
 
-/* --- small state helpers --- */
+/* --- records --- */
 
 static void record_set_state(struct fp_pool *pool, struct fp_record *rec,
                              enum fp_slot_state state)
@@ -117,11 +161,11 @@ static struct fp_record *record_alloc(struct fp_pool *pool)
         for (uint32_t i = 0; i < pool->capacity; i++)
                 if (pool->records[i].state == FP_SLOT_UNUSED) {
                         struct fp_record *rec = &pool->records[i];
-                        uint64_t generation = rec->lease_generation;
+                        uint64_t lease_generation = rec->lease_generation;
                         bool dirty = rec->dirty;
                         *rec = (struct fp_record){.pool = pool,
                                                   .index = i,
-                                                  .lease_generation = generation,
+                                                  .lease_generation = lease_generation,
                                                   .new_record = true,
                                                   .dirty = dirty};
                         record_set_state(pool, rec, FP_SLOT_CONNECTING);
@@ -130,27 +174,12 @@ static struct fp_record *record_alloc(struct fp_pool *pool)
         return NULL;
 }
 
-/* Forgets a record: it no longer counts, and O goes down by one. */
-static void record_discard(struct fp_pool *pool, struct fp_record *rec)
+/* Closes rec's connection (if any); the record stays, empty. */
+static void record_close(struct fp_pool *pool, struct fp_record *rec, enum fp_close_mode mode)
 {
         if (rec->conn) {
-                pool->ops->close(pool, rec, false);
-                pool->counters.closes++;
-                pool->n_live--;
-                rec->conn = NULL;
-        }
-        rec->holder = NULL;
-        rec->holder_pid = 0;
-        rec->backend_pid = 0;
-        record_set_state(pool, rec, FP_SLOT_UNUSED);
-        pool->overflow--;
-}
-
-/* Closes rec's connection and leaves the record empty (it still counts). */
-static void record_invalidate(struct fp_pool *pool, struct fp_record *rec, bool hard)
-{
-        if (rec->conn) {
-                pool->ops->close(pool, rec, hard);
+                emit(pool, FP_EV_CLOSE, rec, rec->holder_pid, now(pool) - rec->connected_at, 0);
+                pool->ops->close(pool, rec, mode);
                 pool->counters.closes++;
                 pool->n_live--;
                 rec->conn = NULL;
@@ -159,15 +188,62 @@ static void record_invalidate(struct fp_pool *pool, struct fp_record *rec, bool 
         record_set_state(pool, rec, FP_SLOT_EMPTY);
 }
 
+/* Hard invalidation (§3.1): the invalidate event, then a close that cuts every copy. */
+static void record_invalidate(struct fp_pool *pool, struct fp_record *rec, int error)
+{
+        pool->counters.invalidations++;
+        emit(pool, FP_EV_INVALIDATE, rec, rec->holder_pid, 0, error);
+        record_close(pool, rec, FP_CLOSE_HARD);
+}
+
+/* Forgets a record: it no longer counts, and O goes down by one. */
+static void record_discard(struct fp_pool *pool, struct fp_record *rec)
+{
+        record_close(pool, rec, FP_CLOSE_CLEAN);
+        rec->holder = NULL;
+        rec->holder_pid = 0;
+        record_set_state(pool, rec, FP_SLOT_UNUSED);
+        pool->overflow--;
+}
+
 static bool can_create(const struct fp_pool *pool)
 {
         return pool->max_overflow == -1 || pool->overflow < pool->max_overflow;
 }
 
+/* Whether an idle live record must be replaced before a checkout (§3.2). */
+static bool record_is_stale(struct fp_pool *pool, const struct fp_record *rec)
+{
+        return rec->generation < pool->generation || now(pool) >= rec->recycle_at;
+}
+
+/* When a connection made now must be recycled: pool_recycle less up to 2.5 % jitter. */
+static uint64_t recycle_deadline(struct fp_pool *pool, uint64_t connected_at)
+{
+        if (pool->params.recycle_ms < 0)
+                return UINT64_MAX;
+        uint64_t life = (uint64_t)pool->params.recycle_ms * 1000u;
+        uint64_t span = life / RECYCLE_JITTER_DIVISOR;
+        if (span > 0 && pool->ops->random)
+                life -= pool->ops->random(pool) % (span + 1);
+        return connected_at + life;
+}
+
+/* --- waiters --- */
+
 static void waiter_remove(struct fp_pool *pool, struct fp_waiter *w)
 {
         TAILQ_REMOVE(&pool->waiters, w, link);
         pool->n_waiting--;
+}
+
+static bool waiter_queued(const struct fp_pool *pool, const struct fp_waiter *w)
+{
+        const struct fp_waiter *it;
+        TAILQ_FOREACH(it, &pool->waiters, link)
+                if (it == w)
+                        return true;
+        return false;
 }
 
 uint64_t fp_pool_next_deadline(const struct fp_pool *pool)
@@ -186,37 +262,95 @@ static void deadline_changed(struct fp_pool *pool)
                 pool->ops->deadline_changed(pool, fp_pool_next_deadline(pool));
 }
 
-static bool waiter_queued(const struct fp_pool *pool, const struct fp_waiter *w)
+/* Answers w with an error and frees it (it is no longer queued). */
+static void fail_waiter(struct fp_pool *pool, struct fp_waiter *w, int error, const char *text)
 {
-        const struct fp_waiter *it;
-        TAILQ_FOREACH(it, &pool->waiters, link)
-                if (it == w)
-                        return true;
-        return false;
+        fp_pool_publish(pool);
+        pool->ops->send_error(pool, w, error, text);
+        free(w);
 }
 
-/* Takes w out of the queue and answers it with SQLAlchemy's timeout error. Frees w. */
+/* Takes w out of the queue and answers it with SQLAlchemy's timeout error. */
 static void expire_waiter(struct fp_pool *pool, struct fp_waiter *w)
 {
         char text[160];
 
         waiter_remove(pool, w);
         pool->counters.timeouts++;
-        fp_pool_publish(pool);
+        emit(pool, FP_EV_TIMEOUT, NULL, w->pid, now(pool) - w->start_usec, -ETIMEDOUT);
         snprintf(text, sizeof(text),
                  "QueuePool limit of size %d overflow %d reached, connection timed out, "
                  "timeout %.2f",
-                 pool->params.pool_size, fp_pool_overflow(pool),
+                 pool->pool_size, fp_pool_overflow(pool),
                  (double)(w->deadline_usec - w->start_usec) / 1e6);
-        pool->ops->send_error(pool, w, -ETIMEDOUT, text);
-        free(w);
+        fail_waiter(pool, w, -ETIMEDOUT, text);
 }
 
-/* Hands rec (live, out of Q) to w, which is no longer queued. Frees w. */
-static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w);
+/* --- checkout, checkin --- */
 
-/* Puts rec back into Q, or discards it when Q is full (§2.3); then serves waiters. */
 static void checkin(struct fp_pool *pool, struct fp_record *rec);
+
+/* Hands rec (live, out of Q) to w, which is no longer queued. Frees w. */
+static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
+{
+        rec->lease_generation++;
+        rec->holder = w->client;
+        rec->holder_pid = w->pid;
+        rec->fresh = false;
+        rec->leak_reported = false;
+        rec->leased_at = now(pool);
+        rec->last_checkout_usec = realtime_usec();
+        memcpy(rec->label, w->label, sizeof(rec->label));
+        record_set_state(pool, rec, FP_SLOT_LEASED);
+
+        /* Readers of the segment see the lease by the time the worker has it. */
+        pool->counters.acquires++;
+        emit(pool, FP_EV_CHECKOUT, rec, w->pid, rec->leased_at - w->start_usec, 0);
+        fp_pool_publish(pool);
+        int r = pool->ops->send_lease(pool, rec, w);
+        free(w);
+        if (r < 0) {
+                /* The fd never left: the connection is intact and unused. */
+                pool->counters.acquires--;
+                record_set_state(pool, rec, FP_SLOT_IDLE);
+                checkin(pool, rec);
+        }
+}
+
+/* Starts a connect in rec (new, or empty from Q) for w. */
+static void connect_for(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
+{
+        record_set_state(pool, rec, FP_SLOT_CONNECTING);
+        rec->connecting_for = w;
+        pool->ops->connect(pool, rec);
+}
+
+/*
+ * Serves w with rec, taken from Q: replaced first if stale or soft
+ * invalidated (§3.2), pinged first if pre_ping and used before (§3.3).
+ */
+static void checkout_idle(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
+{
+        if (!rec->conn) {
+                connect_for(pool, rec, w);
+                return;
+        }
+        if (record_is_stale(pool, rec)) {
+                pool->counters.recycles++;
+                emit(pool, FP_EV_RECYCLE, rec, w->pid, now(pool) - rec->connected_at, 0);
+                record_close(pool, rec, FP_CLOSE_CLEAN);
+                connect_for(pool, rec, w);
+                return;
+        }
+        if (pool->params.pre_ping && !rec->fresh) {
+                pool->counters.pings++;
+                record_set_state(pool, rec, FP_SLOT_CHECKING);
+                rec->connecting_for = w;
+                pool->ops->ping(pool, rec);
+                return;
+        }
+        lease_to(pool, rec, w);
+}
 
 /*
  * Serves queued waiters, first come first served, while there is an idle
@@ -228,87 +362,81 @@ static void dispatch(struct fp_pool *pool)
 
         while (!pool->closing && (w = TAILQ_FIRST(&pool->waiters))) {
                 struct fp_record *rec = queue_pop(pool);
-                if (!rec && can_create(pool)) {
-                        rec = record_alloc(pool);
-                        if (rec)
-                                pool->overflow++;
-                }
-                if (!rec)
-                        break;
-
-                waiter_remove(pool, w);
-                if (rec->conn) {
-                        lease_to(pool, rec, w);
+                if (rec) {
+                        waiter_remove(pool, w);
+                        checkout_idle(pool, rec, w);
                         continue;
                 }
-                /* A new record, or an empty one from Q: connect in place for w. */
-                record_set_state(pool, rec, FP_SLOT_CONNECTING);
-                rec->connecting_for = w;
-                pool->ops->connect(pool, rec);
+                if (!can_create(pool) || !(rec = record_alloc(pool)))
+                        break;
+                pool->overflow++;
+                waiter_remove(pool, w);
+                connect_for(pool, rec, w);
         }
         deadline_changed(pool);
 }
 
-static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
-{
-        rec->lease_generation++;
-        rec->holder = w->client;
-        rec->holder_pid = w->pid;
-        rec->last_checkout_usec = realtime_usec();
-        record_set_state(pool, rec, FP_SLOT_LEASED);
-
-        /* Readers of the segment see the lease by the time the worker has it. */
-        pool->counters.acquires++;
-        fp_pool_publish(pool);
-        int r = pool->ops->send_lease(pool, rec, w);
-        free(w);
-        if (r < 0) {
-                /* The fd never left: the connection is intact and unused. */
-                pool->counters.acquires--;
-                rec->holder = NULL;
-                rec->holder_pid = 0;
-                record_set_state(pool, rec, FP_SLOT_IDLE);
-                checkin(pool, rec);
-        }
-}
-
+/* Puts rec back into Q, or discards it when Q is full (§2.3); then serves waiters. */
 static void checkin(struct fp_pool *pool, struct fp_record *rec)
 {
+        emit(pool, FP_EV_CHECKIN, rec, rec->holder_pid, rec->holder ? now(pool) - rec->leased_at : 0,
+             0);
         rec->holder = NULL;
         rec->holder_pid = 0;
-        if (pool->closing) {
-                record_discard(pool, rec);
-                return;
-        }
-        if (rec->conn && rec->generation < pool->generation) {
-                /* Connected before a dispose: never reused. */
-                record_invalidate(pool, rec, false);
-        }
-        if (pool->params.pool_size > 0 && pool->queue_len >= (uint32_t)pool->params.pool_size) {
+        rec->label[0] = '\0';
+        if (pool->closing || pool->params.pool_class == FP_POOL_NULL ||
+            (pool->pool_size > 0 && pool->queue_len >= (uint32_t)pool->pool_size)) {
                 record_discard(pool, rec);
         } else {
+                if (rec->conn && rec->generation < pool->generation)
+                        record_close(pool, rec, FP_CLOSE_CLEAN); /* not to be reused */
                 record_set_state(pool, rec, rec->conn ? FP_SLOT_IDLE : FP_SLOT_EMPTY);
                 queue_push(pool, rec);
         }
         dispatch(pool);
 }
 
+/* The holder of an assertion pool's connection, if it is out (for the error text). */
+static const struct fp_record *assertion_holder(const struct fp_pool *pool)
+{
+        for (uint32_t i = 0; i < pool->capacity; i++) {
+                const struct fp_record *rec = &pool->records[i];
+                if (rec->state != FP_SLOT_UNUSED && rec->state != FP_SLOT_IDLE &&
+                    rec->state != FP_SLOT_EMPTY)
+                        return rec;
+        }
+        return NULL;
+}
+
 int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t request_id,
-                    int timeout_ms, uint64_t now_usec)
+                    int timeout_ms, const char *label)
 {
         struct fp_waiter *w = calloc(1, sizeof(*w));
+        uint64_t start = now(pool);
+
         if (!w)
                 return -ENOMEM;
-
         if (timeout_ms < 0)
                 timeout_ms = pool->params.timeout_ms;
         *w = (struct fp_waiter){
                 .client = client,
                 .pid = pid,
                 .request_id = request_id,
-                .start_usec = now_usec,
-                .deadline_usec = now_usec + (uint64_t)timeout_ms * 1000u,
+                .start_usec = start,
+                .deadline_usec = start + (uint64_t)timeout_ms * 1000u,
         };
+        if (label)
+                snprintf(w->label, sizeof(w->label), "%s", label);
+
+        /* AssertionPool: a second checkout is an error at once, naming the holder. */
+        const struct fp_record *held;
+        if (pool->params.pool_class == FP_POOL_ASSERTION && (held = assertion_holder(pool))) {
+                char text[160];
+                snprintf(text, sizeof(text), "connection is already checked out by pid %d%s%s",
+                         (int)held->holder_pid, held->label[0] ? " as " : "", held->label);
+                fail_waiter(pool, w, -EBUSY, text);
+                return 0;
+        }
 
         TAILQ_INSERT_TAIL(&pool->waiters, w, link);
         pool->n_waiting++;
@@ -334,6 +462,13 @@ struct fp_record *fp_pool_find_lease(struct fp_pool *pool, uint64_t lease_id)
         return rec;
 }
 
+/* Moves the generation on unless rec is already older than it (§3.4: stale reporters). */
+static void invalidate_pool_from(struct fp_pool *pool, const struct fp_record *rec)
+{
+        if (rec->generation == pool->generation)
+                fp_pool_invalidate_all(pool);
+}
+
 int fp_pool_release(struct fp_pool *pool, void *client, uint64_t lease_id,
                     const struct fp_release_info *info)
 {
@@ -342,29 +477,44 @@ int fp_pool_release(struct fp_pool *pool, void *client, uint64_t lease_id,
                 return -ESRCH;
 
         pool->counters.releases++;
-        rec->holder = NULL;
-        if (info->flags & (FP_RELEASE_INVALIDATE | FP_RELEASE_NOT_AT_BOUNDARY)) {
-                pool->counters.invalidations++;
-                record_invalidate(pool, rec, true);
-                checkin(pool, rec);
-        } else if (pool->closing || rec->generation < pool->generation) {
-                /* Not to be reused (shutdown, removed pool, dispose): no reset needed. */
-                record_invalidate(pool, rec, true);
-                checkin(pool, rec);
-        } else {
+        uint32_t f = info->flags;
+        if (f & FP_RELEASE_DETACH) {
+                /* The worker keeps the session; the slot's capacity is free at once (§3.9). */
+                pool->counters.detaches++;
+                emit(pool, FP_EV_DETACH, rec, rec->holder_pid, now(pool) - rec->leased_at, 0);
+                record_close(pool, rec, FP_CLOSE_FORGET);
+        } else if (f & FP_RELEASE_DISCONNECTED) {
+                /* The server went away: this and every older connection are done. */
+                record_invalidate(pool, rec, -ECONNRESET);
+                invalidate_pool_from(pool, rec);
+        } else if (f & (FP_RELEASE_INVALIDATE | FP_RELEASE_NOT_AT_BOUNDARY)) {
+                record_invalidate(pool, rec, 0);
+        } else if (f & FP_RELEASE_SOFT_INVALIDATE) {
+                pool->counters.soft_invalidations++;
+                emit(pool, FP_EV_SOFT_INVALIDATE, rec, rec->holder_pid, 0, 0);
+                record_close(pool, rec, FP_CLOSE_CLEAN);
+        } else if (pool->closing || rec->generation < pool->generation ||
+                   pool->params.pool_class == FP_POOL_NULL) {
+                /* Not to be reused: no reset needed, the server ends the session. */
+                record_close(pool, rec, FP_CLOSE_CLEAN);
+        } else if (!(f & FP_RELEASE_UNUSED)) {
+                emit(pool, FP_EV_RESET, rec, rec->holder_pid, 0, 0);
                 record_set_state(pool, rec, FP_SLOT_RESETTING);
                 pool->ops->reset(pool, rec, info);
+                fp_pool_publish(pool);
+                return 0;
         }
+        checkin(pool, rec);
         fp_pool_publish(pool);
         return 0;
 }
 
 void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok)
 {
-        if (!ok) {
-                pool->counters.invalidations++;
-                record_invalidate(pool, rec, true);
-        }
+        if (!ok)
+                record_invalidate(pool, rec, -EIO); /* §3.8: closed, empty slot checked in */
+        else
+                record_set_state(pool, rec, FP_SLOT_IDLE);
         checkin(pool, rec);
         fp_pool_publish(pool);
 }
@@ -379,9 +529,17 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
                 pool->counters.connects++;
                 pool->n_live++;
                 rec->new_record = false;
+                rec->fresh = true;
                 rec->generation = pool->generation;
+                rec->connected_at = now(pool);
+                rec->recycle_at = recycle_deadline(pool, rec->connected_at);
                 rec->connect_usec = realtime_usec();
                 record_set_state(pool, rec, FP_SLOT_IDLE);
+                if (!pool->connected_once) {
+                        pool->connected_once = true;
+                        emit(pool, FP_EV_FIRST_CONNECT, rec, w ? w->pid : 0, 0, 0);
+                }
+                emit(pool, FP_EV_CONNECT, rec, w ? w->pid : 0, 0, 0);
                 if (w && !pool->closing)
                         lease_to(pool, rec, w);
                 else {
@@ -393,6 +551,7 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
         }
 
         pool->counters.connect_failures++;
+        emit(pool, FP_EV_CONNECT_FAILED, rec, w ? w->pid : 0, 0, error);
         rec->conn = NULL;
         rec->backend_pid = 0;
         /*
@@ -408,15 +567,47 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
                 record_set_state(pool, rec, FP_SLOT_UNUSED);
                 pool->overflow--;
         }
-        fp_pool_publish(pool);
-        if (w) {
-                pool->ops->send_error(pool, w, error, text);
-                free(w);
-        }
+        if (w)
+                fail_waiter(pool, w, error, text);
         if (pooled)
                 checkin(pool, rec);
         else
                 dispatch(pool);
+        fp_pool_publish(pool);
+}
+
+void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, const char *text)
+{
+        struct fp_waiter *w = rec->connecting_for;
+        rec->connecting_for = NULL;
+
+        if (error == 0) {
+                record_set_state(pool, rec, FP_SLOT_IDLE);
+                if (w && !pool->closing)
+                        lease_to(pool, rec, w);
+                else {
+                        free(w);
+                        checkin(pool, rec);
+                }
+                fp_pool_publish(pool);
+                return;
+        }
+        /*
+         * §3.3: the dead connection is invalidated, and with it every connection
+         * as old (the server probably restarted); then one reconnect in place,
+         * whose failure is the caller's error.
+         */
+        (void)text;
+        pool->counters.ping_failures++;
+        emit(pool, FP_EV_PING_FAILED, rec, w ? w->pid : 0, 0, error);
+        record_invalidate(pool, rec, error);
+        invalidate_pool_from(pool, rec);
+        if (w && !pool->closing)
+                connect_for(pool, rec, w);
+        else {
+                free(w);
+                checkin(pool, rec);
+        }
         fp_pool_publish(pool);
 }
 
@@ -434,14 +625,16 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
         }
         for (uint32_t i = 0; i < pool->capacity; i++) {
                 struct fp_record *rec = &pool->records[i];
-                if (rec->state == FP_SLOT_CONNECTING && rec->connecting_for &&
-                    rec->connecting_for->client == client) {
+                if (rec->connecting_for && rec->connecting_for->client == client) {
+                        /* The connect or ping goes on; its result goes to Q. */
                         free(rec->connecting_for);
-                        rec->connecting_for = NULL; /* done: goes to Q */
+                        rec->connecting_for = NULL;
                 }
                 if (rec->state == FP_SLOT_LEASED && rec->holder == client) {
                         pool->counters.reclaims++;
-                        record_invalidate(pool, rec, true);
+                        emit(pool, FP_EV_RECLAIM, rec, rec->holder_pid,
+                             now(pool) - rec->leased_at, 0);
+                        record_close(pool, rec, FP_CLOSE_HARD);
                         checkin(pool, rec);
                         reclaimed++;
                 }
@@ -469,13 +662,45 @@ void fp_pool_expire(struct fp_pool *pool, uint64_t now_usec)
         }
 }
 
+void fp_pool_check_leases(struct fp_pool *pool)
+{
+        const struct fp_pool_params *p = &pool->params;
+        uint64_t t = now(pool);
+
+        if (p->leak_timeout_ms <= 0 && p->max_lease_time_ms <= 0)
+                return;
+        for (uint32_t i = 0; i < pool->capacity; i++) {
+                struct fp_record *rec = &pool->records[i];
+                if (rec->state != FP_SLOT_LEASED)
+                        continue;
+                uint64_t held = t - rec->leased_at;
+                if (p->max_lease_time_ms > 0 && held >= (uint64_t)p->max_lease_time_ms * 1000u) {
+                        /* Revoked: shut down under the holder, whose next query fails. */
+                        pool->counters.revokes++;
+                        emit(pool, FP_EV_REVOKE, rec, rec->holder_pid, held, -ETIMEDOUT);
+                        record_close(pool, rec, FP_CLOSE_HARD);
+                        checkin(pool, rec);
+                        continue;
+                }
+                if (p->leak_timeout_ms > 0 && !rec->leak_reported &&
+                    held >= (uint64_t)p->leak_timeout_ms * 1000u) {
+                        rec->leak_reported = true;
+                        pool->counters.leaks++;
+                        emit(pool, FP_EV_LEAK, rec, rec->holder_pid, held, 0);
+                }
+        }
+        fp_pool_publish(pool);
+}
+
 void fp_pool_update_params(struct fp_pool *pool, const struct fp_pool_params *params)
 {
-        int old_size = pool->params.pool_size;
+        int old_size = pool->pool_size;
+        enum fp_pool_class pool_class = pool->params.pool_class;
         pool->params = *params;
+        pool->params.pool_class = pool_class;
+        apply_class_sizes(pool);
         /* Keep "records that exist = O + pool_size" true under the new size. */
-        pool->overflow += old_size - params->pool_size;
-        pool->max_overflow = effective_max_overflow(params);
+        pool->overflow += old_size - pool->pool_size;
         dispatch(pool);
         fp_pool_publish(pool);
 }
@@ -488,8 +713,7 @@ void fp_pool_drain(struct fp_pool *pool, int error, const char *text)
         pool->closing = true;
         while ((w = TAILQ_FIRST(&pool->waiters))) {
                 waiter_remove(pool, w);
-                pool->ops->send_error(pool, w, error, text);
-                free(w);
+                fail_waiter(pool, w, error, text);
         }
         while ((rec = queue_pop(pool)))
                 record_discard(pool, rec);
@@ -497,15 +721,17 @@ void fp_pool_drain(struct fp_pool *pool, int error, const char *text)
         fp_pool_publish(pool);
 }
 
-void fp_pool_dispose(struct fp_pool *pool)
+void fp_pool_invalidate_all(struct fp_pool *pool)
 {
         pool->generation++;
+        pool->counters.pool_invalidations++;
+        emit(pool, FP_EV_POOL_INVALIDATE, NULL, 0, 0, 0);
         /* Idle records keep their place in Q, empty: they reconnect when next used. */
         for (uint32_t i = 0, n = pool->queue_len; i < n; i++) {
                 struct fp_record *rec =
                         &pool->records[pool->queue[(pool->queue_head + i) % pool->capacity]];
                 if (rec->conn)
-                        record_invalidate(pool, rec, false);
+                        record_close(pool, rec, FP_CLOSE_CLEAN);
         }
         fp_pool_publish(pool);
 }
@@ -515,7 +741,8 @@ int fp_pool_busy(const struct fp_pool *pool)
         int n = 0;
         for (uint32_t i = 0; i < pool->capacity; i++) {
                 enum fp_slot_state s = pool->records[i].state;
-                n += s == FP_SLOT_LEASED || s == FP_SLOT_RESETTING || s == FP_SLOT_CONNECTING;
+                n += s == FP_SLOT_LEASED || s == FP_SLOT_RESETTING || s == FP_SLOT_CONNECTING ||
+                     s == FP_SLOT_CHECKING;
         }
         return n;
 }
@@ -525,8 +752,10 @@ void fp_pool_revoke_all(struct fp_pool *pool)
         for (uint32_t i = 0; i < pool->capacity; i++) {
                 struct fp_record *rec = &pool->records[i];
                 if (rec->state == FP_SLOT_LEASED) {
-                        pool->counters.reclaims++;
-                        record_invalidate(pool, rec, true);
+                        pool->counters.revokes++;
+                        emit(pool, FP_EV_REVOKE, rec, rec->holder_pid,
+                             now(pool) - rec->leased_at, -ESHUTDOWN);
+                        record_close(pool, rec, FP_CLOSE_HARD);
                         checkin(pool, rec);
                 }
         }
@@ -540,21 +769,32 @@ int fp_pool_checkedin(const struct fp_pool *pool)
 
 int fp_pool_checkedout(const struct fp_pool *pool)
 {
-        return pool->params.pool_size - (int)pool->queue_len + pool->overflow;
+        return pool->pool_size - (int)pool->queue_len + pool->overflow;
 }
 
 int fp_pool_overflow(const struct fp_pool *pool)
 {
-        return pool->params.pool_size != 0 ? pool->overflow : 0;
+        return pool->pool_size != 0 ? pool->overflow : 0;
 }
 
 int fp_pool_status(const struct fp_pool *pool, char *buf, size_t len)
 {
-        return snprintf(buf, len,
-                        "Pool size: %d  Connections in pool: %d Current Overflow: %d Current "
-                        "Checked out connections: %d",
-                        pool->params.pool_size, fp_pool_checkedin(pool), fp_pool_overflow(pool),
-                        fp_pool_checkedout(pool));
+        switch (pool->params.pool_class) {
+        case FP_POOL_NULL:
+                return snprintf(buf, len, "NullPool");
+        case FP_POOL_STATIC:
+                return snprintf(buf, len, "StaticPool");
+        case FP_POOL_ASSERTION:
+                return snprintf(buf, len, "AssertionPool");
+        case FP_POOL_PROCESS:
+                return snprintf(buf, len, "ProcessPool size: %d", fp_pool_checkedout(pool));
+        default:
+                return snprintf(buf, len,
+                                "Pool size: %d  Connections in pool: %d Current Overflow: %d "
+                                "Current Checked out connections: %d",
+                                pool->pool_size, fp_pool_checkedin(pool), fp_pool_overflow(pool),
+                                fp_pool_checkedout(pool));
+        }
 }
 
 void fp_pool_publish(struct fp_pool *pool)
@@ -563,14 +803,22 @@ void fp_pool_publish(struct fp_pool *pool)
         if (!shm)
                 return;
 
+        const struct fp_pool_params *p = &pool->params;
         struct fp_waiter *first = TAILQ_FIRST(&pool->waiters);
 
         fp_segment_write_begin(shm);
-        shm->pool_size = pool->params.pool_size;
-        shm->max_overflow = pool->params.max_overflow;
-        shm->timeout_ms = pool->params.timeout_ms;
-        shm->connect_timeout_ms = pool->params.connect_timeout_ms;
-        shm->reset_mode = pool->params.reset_mode;
+        shm->pool_class = p->pool_class;
+        shm->pool_size = pool->pool_size;
+        shm->max_overflow = pool->max_overflow;
+        shm->timeout_ms = p->timeout_ms;
+        shm->connect_timeout_ms = p->connect_timeout_ms;
+        shm->reset_mode = p->reset_mode;
+        shm->recycle_ms = p->recycle_ms;
+        shm->leak_timeout_ms = p->leak_timeout_ms;
+        shm->max_lease_time_ms = p->max_lease_time_ms;
+        shm->flags = (p->pre_ping ? FP_SHM_POOL_PRE_PING : 0) |
+                     (p->use_lifo ? FP_SHM_POOL_LIFO : 0);
+        shm->generation = (uint32_t)pool->generation;
         shm->checked_in = fp_pool_checkedin(pool);
         shm->checked_out = fp_pool_checkedout(pool);
         shm->overflow = pool->overflow;
@@ -583,7 +831,8 @@ void fp_pool_publish(struct fp_pool *pool)
                 rec->dirty = false;
                 if (!pool->shm_slots)
                         continue;
-                pool->shm_slots[rec->index] = (struct fp_shm_slot){
+                struct fp_shm_slot *slot = &pool->shm_slots[rec->index];
+                *slot = (struct fp_shm_slot){
                         .state = rec->state,
                         .holder_pid = rec->state == FP_SLOT_LEASED ? rec->holder_pid : 0,
                         .lease_generation = rec->lease_generation,
@@ -591,6 +840,8 @@ void fp_pool_publish(struct fp_pool *pool)
                         .connect_usec = rec->conn ? rec->connect_usec : 0,
                         .last_checkout_usec = rec->last_checkout_usec,
                 };
+                if (rec->state == FP_SLOT_LEASED)
+                        memcpy(slot->label, rec->label, sizeof(slot->label));
         }
         pool->n_dirty = 0;
         fp_segment_write_end(shm);

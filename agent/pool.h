@@ -1,21 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.h — one pool's accounting and its records' state machine, with
- * SQLAlchemy's QueuePool semantics (research/sqlalchemy_pool.md §2) held for
+ * SQLAlchemy's pool semantics (research/sqlalchemy_pool.md §1–6) held for
  * every process that leases from it.
  *
  * The pool knows nothing of sockets, databases or event loops: connecting,
- * resetting, closing and answering a request go through struct fp_pool_ops,
- * and the caller passes the current CLOCK_MONOTONIC time in. That keeps the
- * accounting testable on its own and the I/O in one place (supervisor.c).
+ * pinging, resetting, closing, answering a request and reading the clock go
+ * through struct fp_pool_ops. That keeps the accounting testable on its own
+ * and the I/O in one place (supervisor.c and the drivers).
  *
- * Accounting: a record ("slot") exists while it is counted; the idle queue Q
- * holds records that are not in use, with or without a live connection; the
- * overflow counter O starts at -pool_size and counts records that exist
+ * Accounting (QueuePool, §2): a record ("slot") exists while it is counted;
+ * the idle queue Q holds records that are not in use, with or without a live
+ * connection; the overflow counter O starts at -pool_size and counts records
  * beyond pool_size, so O + pool_size = records that exist. A returned record
  * is closed only if Q already holds pool_size records. Waiters are served in
- * FIFO order, each until its own deadline; a record entering Q or capacity
- * freed by a failed connect serves the first waiter.
+ * FIFO order, each until its own deadline; a record entering Q, or capacity
+ * freed by a failed connect, serves the first waiter.
+ *
+ * Checkout (§3.2–3.3): an idle record is replaced before it is handed out if
+ * it is older than pool_recycle, older than the pool's generation (a dispose,
+ * or a disconnect seen on a connection as new as the pool), or was soft
+ * invalidated; otherwise, with pre_ping, a connection that has been used
+ * before is pinged, and a failed ping invalidates the pool and reconnects once.
  */
 #ifndef FORKPOOL_POOL_H
 #define FORKPOOL_POOL_H
@@ -30,20 +36,33 @@
 
 struct fp_pool;
 
+/* How a connection is closed. */
+enum fp_close_mode {
+        FP_CLOSE_CLEAN,  /* a normal goodbye (Terminate / COM_QUIT) */
+        FP_CLOSE_HARD,   /* shutdown() first: cuts every copy a worker may hold */
+        FP_CLOSE_FORGET, /* drop our copy without a byte: the session lives on elsewhere */
+};
+
 struct fp_record {
         struct fp_pool *pool; /* the pool this record belongs to */
         uint32_t index;       /* slot index within the pool */
         enum fp_slot_state state;
         void *conn;           /* the driver's connection object, NULL when empty */
-        struct fp_waiter *connecting_for; /* the waiter a connect is serving, if any */
+        struct fp_waiter *connecting_for; /* the waiter a connect or ping serves, if any */
         void *holder;         /* the control connection holding the lease */
         pid_t holder_pid;
         uint64_t lease_generation; /* incremented for every lease */
         int backend_pid;      /* set by the driver when a connect succeeds */
         uint64_t connect_usec;       /* CLOCK_REALTIME, for display */
         uint64_t last_checkout_usec; /* CLOCK_REALTIME, for display */
+        uint64_t connected_at;   /* CLOCK_MONOTONIC of the connect */
+        uint64_t recycle_at;     /* CLOCK_MONOTONIC; UINT64_MAX: never */
+        uint64_t leased_at;      /* CLOCK_MONOTONIC of the current lease */
+        uint64_t generation;     /* the pool's generation when it connected */
+        char label[FP_SHM_LABEL_MAX]; /* the holder's label */
         bool new_record;      /* created for this connect: a failure un-counts it */
-        uint64_t generation;  /* the pool's generation when it connected */
+        bool fresh;           /* connected and not yet handed out: never pinged */
+        bool leak_reported;
         bool dirty;           /* to be published */
         bool in_queue;
 };
@@ -55,6 +74,7 @@ struct fp_waiter {
         uint32_t request_id;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX: wait forever */
         uint64_t start_usec;
+        char label[FP_SHM_LABEL_MAX];
 };
 
 TAILQ_HEAD(fp_waiter_list, fp_waiter);
@@ -63,6 +83,7 @@ TAILQ_HEAD(fp_waiter_list, fp_waiter);
 struct fp_release_info {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn */
+        uint32_t dirty; /* enum fp_session_dirty: what the worker saw change */
         const char *params;
         uint32_t params_len;
 };
@@ -73,14 +94,16 @@ struct fp_pool_ops {
          * with fp_pool_connect_done(), never from inside this call.
          */
         void (*connect)(struct fp_pool *pool, struct fp_record *rec);
+        /* Starts a liveness check of rec; ends with fp_pool_ping_done(), never inside. */
+        void (*ping)(struct fp_pool *pool, struct fp_record *rec);
         /*
          * Starts resetting rec after a clean release. The driver reports the end
          * with fp_pool_reset_done(); it may do so from inside this call.
          */
         void (*reset)(struct fp_pool *pool, struct fp_record *rec,
                       const struct fp_release_info *info);
-        /* Closes rec->conn (hard: shutdown() first, as its socket may be shared). */
-        void (*close)(struct fp_pool *pool, struct fp_record *rec, bool hard);
+        /* Closes rec->conn. */
+        void (*close)(struct fp_pool *pool, struct fp_record *rec, enum fp_close_mode mode);
         /* Sends the lease of rec to waiter w. Returns 0 or a negative errno. */
         int (*send_lease)(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w);
         /* Answers waiter w with an error. */
@@ -88,22 +111,40 @@ struct fp_pool_ops {
                            const char *text);
         /* The earliest waiter deadline changed (UINT64_MAX: none). May be NULL. */
         void (*deadline_changed)(struct fp_pool *pool, uint64_t deadline_usec);
+        /* CLOCK_MONOTONIC now, in microseconds. */
+        uint64_t (*now)(struct fp_pool *pool);
+        /*
+         * Something happened (rec may be NULL): for the event ring and the log.
+         * duration_usec is what the event measured (wait, hold, connect time).
+         * May be NULL.
+         */
+        void (*event)(struct fp_pool *pool, enum fp_event_type type, const struct fp_record *rec,
+                      pid_t pid, uint64_t duration_usec, int error);
+        /* Random bits for recycle jitter. May be NULL (no jitter). */
+        uint32_t (*random)(struct fp_pool *pool);
 };
 
 struct fp_pool_params {
         char name[FP_SHM_POOL_NAME_MAX];
+        enum fp_pool_class pool_class;
         int pool_size;
         int max_overflow;
         int timeout_ms;
         int connect_timeout_ms;
         enum fp_reset_mode reset_mode;
+        int recycle_ms;        /* -1: off */
+        bool pre_ping;
+        bool use_lifo;
+        int leak_timeout_ms;   /* 0: off */
+        int max_lease_time_ms; /* 0: off */
 };
 
 struct fp_pool {
-        struct fp_pool_params params;
+        struct fp_pool_params params; /* as configured */
         const struct fp_pool_ops *ops;
         void *userdata;
 
+        int pool_size;      /* effective: the pool class may force it */
         int overflow;       /* O */
         int max_overflow;   /* M: -1 when unlimited (pool_size == 0 too) */
         uint32_t capacity;  /* records this pool can ever hold: FP_SHM_MAX_SLOTS_PER_POOL */
@@ -117,7 +158,8 @@ struct fp_pool {
         struct fp_waiter_list waiters;
         int n_waiting;
         bool closing;       /* removed or shutting down: nothing is reused */
-        uint64_t generation; /* records connected before the current one are not reused */
+        bool connected_once; /* first_connect has fired */
+        uint64_t generation; /* records connected before it are replaced */
 
         struct fp_shm_counters counters;
         struct fp_shm_pool *shm;       /* NULL: not published */
@@ -125,28 +167,29 @@ struct fp_pool {
 };
 
 /*
- * Initialises *pool. The shm pointers may be NULL. Returns 0 or -ENOMEM.
- * max_overflow < -1 must have been rejected by the configuration.
+ * Initialises *pool. Returns 0 or -ENOMEM. max_overflow < -1 must have been
+ * rejected by the configuration.
  */
 int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
                  const struct fp_pool_ops *ops, void *userdata);
 
-/* Frees the pool's memory. Every record must be unused (see fp_pool_close_all()). */
+/* Frees the pool's memory (waiters included). Connections must have been closed. */
 void fp_pool_done(struct fp_pool *pool);
 
 /* Attaches the shared-segment records the pool publishes into (may be NULL). */
 void fp_pool_attach_shm(struct fp_pool *pool, struct fp_shm_pool *shm, struct fp_shm_slot *slots);
 
-/* Applies new parameters (a reload). Waiters are re-dispatched. */
+/* Applies new parameters (a reload; the class stays). Waiters are re-dispatched. */
 void fp_pool_update_params(struct fp_pool *pool, const struct fp_pool_params *params);
 
 /*
  * Queues an acquire from client (pid) and serves it if it can. timeout_ms < 0
- * means the pool's timeout; 0 means try once. Answers through ops (possibly
- * before returning). Returns 0 or -ENOMEM (nothing queued, nothing answered).
+ * means the pool's timeout; 0 means try once. label (may be NULL) is what the
+ * holder called the lease. Answers through ops (possibly before returning).
+ * Returns 0 or -ENOMEM (nothing queued, nothing answered).
  */
 int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t request_id,
-                    int timeout_ms, uint64_t now_usec);
+                    int timeout_ms, const char *label);
 
 /*
  * Takes back the record leased to client with lease_id. Returns 0, or
@@ -158,6 +201,9 @@ int fp_pool_release(struct fp_pool *pool, void *client, uint64_t lease_id,
 /* The driver finished connecting rec: error 0 (rec->conn set) or a negative errno. */
 void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error,
                           const char *text);
+
+/* The driver finished pinging rec: error 0 (alive) or a negative errno. */
+void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, const char *text);
 
 /* The driver finished resetting rec: ok false closes the connection. */
 void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok);
@@ -176,6 +222,13 @@ void fp_pool_expire(struct fp_pool *pool, uint64_t now_usec);
 uint64_t fp_pool_next_deadline(const struct fp_pool *pool);
 
 /*
+ * Leak control: reports leases held longer than leak_timeout (once each) and
+ * revokes those held longer than max_lease_time (hard close: the holder's next
+ * query fails). Call periodically.
+ */
+void fp_pool_check_leases(struct fp_pool *pool);
+
+/*
  * Stops reuse: fails every waiter with error/text, closes idle connections;
  * leased ones are closed when they come back. Connects in progress finish and
  * are then closed.
@@ -183,13 +236,13 @@ uint64_t fp_pool_next_deadline(const struct fp_pool *pool);
 void fp_pool_drain(struct fp_pool *pool, int error, const char *text);
 
 /*
- * Closes idle connections and marks every other one to be closed when it comes
- * back (SQLAlchemy's dispose(), with truthful counters): the pool generation
- * moves on. Waiters are then served with new connections.
+ * Moves the pool's generation on: idle connections close now (their records
+ * stay, empty), leased ones close when they come back, and everything after
+ * is new. Counters stay truthful. This is dispose, and what a disconnect does.
  */
-void fp_pool_dispose(struct fp_pool *pool);
+void fp_pool_invalidate_all(struct fp_pool *pool);
 
-/* Records that are leased, resetting or connecting. */
+/* Records that are leased, resetting, being checked or connecting. */
 int fp_pool_busy(const struct fp_pool *pool);
 
 /* Hard-closes every leased record (end of a shutdown grace period). */
@@ -200,7 +253,11 @@ int fp_pool_checkedin(const struct fp_pool *pool);
 int fp_pool_checkedout(const struct fp_pool *pool);
 int fp_pool_overflow(const struct fp_pool *pool);
 
-/* SQLAlchemy's status() line, e.g. "Pool size: 5  Connections in pool: 1 …". */
+/*
+ * SQLAlchemy's status() line for the pool's class, e.g. "Pool size: 5
+ * Connections in pool: 1 Current Overflow: -4 Current Checked out
+ * connections: 0", "NullPool", "StaticPool", "AssertionPool".
+ */
 int fp_pool_status(const struct fp_pool *pool, char *buf, size_t len);
 
 /* Record with the given lease id, or NULL. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,6 +32,29 @@ uint64_t fp_supervisor_now(struct fp_supervisor *sup)
 
 /* --- the pools' I/O (struct fp_pool_ops) --- */
 
+struct connect_ctx {
+        struct fp_record *rec;
+        void *conn;
+};
+
+static void on_hook_done(void *conn, int error, const char *text, void *userdata)
+{
+        struct fp_record *rec = userdata;
+        struct fp_sup_pool *sp = sup_pool_of(rec->pool);
+        char reason[FP_ERRTEXT_MAX];
+
+        if (error == 0) {
+                rec->conn = conn;
+                fp_pool_connect_done(&sp->pool, rec, 0, NULL);
+                return;
+        }
+        /* A connection whose hook failed is closed, and the caller is told why. */
+        snprintf(reason, sizeof(reason), "on_connect failed: %s", text);
+        log_warning("pool %s: %s", sp->cfg.name, reason);
+        sp->driver->close(conn, false);
+        fp_pool_connect_done(&sp->pool, rec, -ECONNABORTED, reason);
+}
+
 static void on_connected(void *conn, int error, const char *text, void *userdata)
 {
         struct fp_record *rec = userdata;
@@ -41,23 +65,104 @@ static void on_connected(void *conn, int error, const char *text, void *userdata
                 fp_pool_connect_done(&sp->pool, rec, error, text);
                 return;
         }
-        rec->conn = conn;
         rec->backend_pid = sp->driver->backend_id(conn);
         log_debug("pool %s: slot %u connected, backend %d", sp->cfg.name, rec->index,
                   rec->backend_pid);
+        if (sp->cfg.on_connect && sp->driver->exec) {
+                sp->driver->exec(conn, sp->cfg.on_connect, sp->pool.params.connect_timeout_ms,
+                                 on_hook_done, rec);
+                return;
+        }
+        rec->conn = conn;
         fp_pool_connect_done(&sp->pool, rec, 0, NULL);
+}
+
+static void connect_now(struct fp_sup_pool *sp, struct fp_record *rec)
+{
+        int r = sp->driver->connect(sp->sup->event, sp->prepared,
+                                    sp->pool.params.connect_timeout_ms, on_connected, rec);
+        if (r < 0) {
+                log_error_errno(r, "pool %s: cannot start a connect", sp->cfg.name);
+                fp_pool_connect_done(&sp->pool, rec, r, "forkpoold cannot start a connect");
+        }
+}
+
+static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Arms the connect_rate timer for the first delayed connect. */
+static void rate_timer_arm(struct fp_sup_pool *sp)
+{
+        int r;
+        if (!sp->rate_timer)
+                r = sd_event_add_time(sp->sup->event, &sp->rate_timer, CLOCK_MONOTONIC,
+                                      sp->next_connect_usec, 1000, on_rate_timer, sp);
+        else {
+                r = sd_event_source_set_time(sp->rate_timer, sp->next_connect_usec);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(sp->rate_timer, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_error_errno(r, "pool %s: cannot arm the connect_rate timer", sp->cfg.name);
+}
+
+/* Starts the delayed connects whose turn has come, one per 1/connect_rate seconds. */
+static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_sup_pool *sp = userdata;
+        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
+        (void)s;
+
+        while (sp->n_delayed > 0 && sp->next_connect_usec <= usec) {
+                struct fp_record *rec = sp->delayed[0];
+                memmove(sp->delayed, sp->delayed + 1, --sp->n_delayed * sizeof(*sp->delayed));
+                sp->next_connect_usec += step;
+                connect_now(sp, rec);
+        }
+        if (sp->n_delayed > 0)
+                rate_timer_arm(sp);
+        return 0;
 }
 
 static void op_connect(struct fp_pool *pool, struct fp_record *rec)
 {
         struct fp_sup_pool *sp = sup_pool_of(pool);
+        uint64_t now = fp_supervisor_now(sp->sup);
 
-        int r = sp->driver->connect(sp->sup->event, sp->prepared, pool->params.connect_timeout_ms,
-                                    on_connected, rec);
-        if (r < 0) {
-                log_error_errno(r, "pool %s: cannot start a connect", sp->cfg.name);
-                fp_pool_connect_done(pool, rec, r, "forkpoold cannot start a connect");
+        if (sp->cfg.connect_rate <= 0) {
+                connect_now(sp, rec);
+                return;
         }
+        /* connect_rate: at most that many new connections per second (no login storm). */
+        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
+        if (sp->next_connect_usec <= now && sp->n_delayed == 0) {
+                sp->next_connect_usec = now + step;
+                connect_now(sp, rec);
+                return;
+        }
+        if (!sp->delayed)
+                sp->delayed = calloc(pool->capacity, sizeof(*sp->delayed));
+        if (!sp->delayed || sp->n_delayed >= pool->capacity) {
+                connect_now(sp, rec);
+                return;
+        }
+        sp->delayed[sp->n_delayed++] = rec;
+        rate_timer_arm(sp);
+}
+
+static void on_ping_done(void *conn, int error, const char *text, void *userdata)
+{
+        struct fp_record *rec = userdata;
+        (void)conn;
+        if (error < 0)
+                log_info("pool %s: pre-ping of backend %d failed: %s", rec->pool->params.name,
+                         rec->backend_pid, text);
+        fp_pool_ping_done(rec->pool, rec, error, text);
+}
+
+static void op_ping(struct fp_pool *pool, struct fp_record *rec)
+{
+        struct fp_sup_pool *sp = sup_pool_of(pool);
+        sp->driver->exec(rec->conn, NULL, pool->params.connect_timeout_ms, on_ping_done, rec);
 }
 
 static void on_reset(void *conn, bool ok, void *userdata)
@@ -74,11 +179,18 @@ static void op_reset(struct fp_pool *pool, struct fp_record *rec,
                                          pool->params.connect_timeout_ms, on_reset, rec);
 }
 
-static void op_close(struct fp_pool *pool, struct fp_record *rec, bool hard)
+static void op_close(struct fp_pool *pool, struct fp_record *rec, enum fp_close_mode mode)
 {
+        const struct fp_db_driver *driver = sup_pool_of(pool)->driver;
+        static const char *const how[] = {
+                [FP_CLOSE_CLEAN] = "", [FP_CLOSE_HARD] = " (shut down)",
+                [FP_CLOSE_FORGET] = " (detached)"};
         log_debug("pool %s: closing backend %d%s", pool->params.name, rec->backend_pid,
-                  hard ? " (shut down)" : "");
-        sup_pool_of(pool)->driver->close(rec->conn, hard);
+                  how[mode]);
+        if (mode == FP_CLOSE_FORGET && driver->forget)
+                driver->forget(rec->conn);
+        else
+                driver->close(rec->conn, mode == FP_CLOSE_HARD);
 }
 
 static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
@@ -89,6 +201,8 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         fp_msg_init(&msg.hdr, FP_OP_LEASE, sizeof(msg), w->request_id);
         msg.lease_id = fp_record_lease_id(pool, rec);
         driver->describe(rec->conn, &msg);
+        msg.flags = (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
+                    (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
         int r = fp_control_send_lease(w->client, w->request_id, &msg, sizeof(msg),
                                       driver->socket(rec->conn));
         if (r < 0)
@@ -101,6 +215,57 @@ static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, 
 {
         (void)pool;
         fp_control_send_error(w->client, w->request_id, error, text);
+}
+
+static uint64_t op_now(struct fp_pool *pool)
+{
+        return fp_supervisor_now(sup_pool_of(pool)->sup);
+}
+
+static uint32_t op_random(struct fp_pool *pool)
+{
+        (void)pool;
+        return (uint32_t)random();
+}
+
+/* Events worth a line at echo_pool = true; the rest only at debug. */
+static bool event_is_notable(enum fp_event_type type)
+{
+        return type != FP_EV_CHECKOUT && type != FP_EV_CHECKIN && type != FP_EV_RESET;
+}
+
+static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct fp_record *rec,
+                     pid_t pid, uint64_t duration_usec, int error)
+{
+        struct fp_sup_pool *sp = sup_pool_of(pool);
+        struct fp_segment *seg = &sp->sup->seg;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct fp_shm_event ev = {
+                .time_usec = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u,
+                .duration_usec = duration_usec,
+                .type = (uint16_t)type,
+                .pool = (uint16_t)pool->id,
+                .slot = rec ? rec->index : UINT32_MAX,
+                .pid = pid,
+                .backend_pid = rec ? rec->backend_pid : 0,
+                .error = error,
+        };
+        if (seg->hdr)
+                fp_segment_event_write(seg, &ev);
+
+        int echo = sp->cfg.echo;
+        bool leak = type == FP_EV_LEAK || type == FP_EV_REVOKE;
+        if (leak || (echo == 1 && event_is_notable(type)) || echo == 2) {
+                enum fp_log_level level = leak ? FP_LOG_WARNING : FP_LOG_INFO;
+                fp_log(level, "pool %s: %s slot %d pid %d backend %d%s%s%s (%.3f ms)%s%s",
+                       pool->params.name, fp_event_type_name(type), rec ? (int)rec->index : -1,
+                       (int)pid, rec ? rec->backend_pid : 0, rec && rec->label[0] ? " label '" : "",
+                       rec && rec->label[0] ? rec->label : "", rec && rec->label[0] ? "'" : "",
+                       (double)duration_usec / 1000.0, error ? ": " : "",
+                       error ? strerror(-error) : "");
+        }
 }
 
 static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
@@ -135,11 +300,15 @@ static void op_deadline_changed(struct fp_pool *pool, uint64_t deadline_usec)
 
 static const struct fp_pool_ops pool_ops = {
         .connect = op_connect,
+        .ping = op_ping,
         .reset = op_reset,
         .close = op_close,
         .send_lease = op_send_lease,
         .send_error = op_send_error,
         .deadline_changed = op_deadline_changed,
+        .now = op_now,
+        .event = op_event,
+        .random = op_random,
 };
 
 /* --- pools --- */
@@ -147,11 +316,17 @@ static const struct fp_pool_ops pool_ops = {
 static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_pool_params *ret)
 {
         *ret = (struct fp_pool_params){
+                .pool_class = cfg->pool_class,
                 .pool_size = cfg->pool_size,
                 .max_overflow = cfg->max_overflow,
                 .timeout_ms = cfg->timeout_ms,
                 .connect_timeout_ms = cfg->connect_timeout_ms,
                 .reset_mode = cfg->reset_mode,
+                .recycle_ms = cfg->recycle_ms,
+                .pre_ping = cfg->pre_ping,
+                .use_lifo = cfg->use_lifo,
+                .leak_timeout_ms = cfg->leak_timeout_ms,
+                .max_lease_time_ms = cfg->max_lease_time_ms,
         };
         snprintf(ret->name, sizeof(ret->name), "%s", cfg->name);
 }
@@ -159,6 +334,8 @@ static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_
 /* Frees a pool configuration's URL, wiping the password. */
 static void pool_config_release(struct fp_pool_config *cfg)
 {
+        free(cfg->on_connect);
+        cfg->on_connect = NULL;
         fp_url_free(&cfg->url);
         if (cfg->url_text) {
                 explicit_bzero(cfg->url_text, strlen(cfg->url_text));
@@ -224,6 +401,8 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
 static void sup_pool_free(struct fp_sup_pool *sp)
 {
         sd_event_source_disable_unref(sp->deadline);
+        sd_event_source_disable_unref(sp->rate_timer);
+        free(sp->delayed);
         for (uint32_t i = 0; i < sp->pool.capacity; i++) {
                 struct fp_record *rec = &sp->pool.records[i];
                 if (rec->conn)
@@ -247,6 +426,30 @@ struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const cha
 struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id)
 {
         return id < sup->n_pools ? sup->pools[id] : NULL;
+}
+
+static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
+{
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                        return true;
+        return false;
+}
+
+bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
+                               const gid_t *groups, size_t n_groups)
+{
+        const struct fp_pool_config *c = &sp->cfg;
+
+        if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+                return true;
+        if (uid == 0 || uid == geteuid() || id_in(c->allow_uids, c->n_allow_uids, uid) ||
+            id_in(c->allow_gids, c->n_allow_gids, gid))
+                return true;
+        for (size_t i = 0; i < n_groups; i++)
+                if (id_in(c->allow_gids, c->n_allow_gids, groups[i]))
+                        return true;
+        return false;
 }
 
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client)
@@ -290,6 +493,20 @@ static int publish_segment(struct fp_supervisor *sup)
                 fp_pool_attach_shm(&sp->pool, shm, fp_segment_slot(&seg, shm->slot_base));
         }
         fp_segment_close(&old);
+        return 0;
+}
+
+/* --- leak control --- */
+
+#define LEASE_CHECK_USEC (250 * 1000)
+
+static int on_lease_check(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        for (size_t i = 0; i < sup->n_pools; i++)
+                fp_pool_check_leases(&sup->pools[i]->pool);
+        sd_event_source_set_time(s, usec + LEASE_CHECK_USEC);
+        sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
 
@@ -407,7 +624,7 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
                                 log_info("reload: pool %s has a new URL; existing connections "
                                          "close as they come back",
                                          params.name);
-                                fp_pool_dispose(&sp->pool);
+                                fp_pool_invalidate_all(&sp->pool);
                         }
                         continue;
                 }
@@ -523,6 +740,12 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         r = fp_control_listen(sup);
         if (r < 0)
                 return r;
+        r = sd_event_add_time_relative(sup->event, &sup->lease_check, CLOCK_MONOTONIC,
+                                       LEASE_CHECK_USEC, 10000, on_lease_check, sup);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sup->lease_check, SD_EVENT_ON);
+        if (r < 0)
+                return log_error_errno(r, "cannot arm the lease checks");
 
         for (size_t i = 0; i < sup->n_pools; i++) {
                 char status[160];
@@ -563,6 +786,7 @@ void fp_supervisor_done(struct fp_supervisor *sup)
         }
         sd_event_source_disable_unref(sup->grace_timer);
         sd_event_source_disable_unref(sup->drain_check);
+        sd_event_source_disable_unref(sup->lease_check);
         sup->event = sd_event_unref(sup->event);
         fp_config_free(&sup->cfg);
 }

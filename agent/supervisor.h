@@ -8,6 +8,7 @@
 #define FORKPOOL_SUPERVISOR_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <sys/queue.h>
 #include <systemd/sd-event.h>
 
@@ -24,6 +25,11 @@ struct fp_sup_pool {
         void *prepared; /* the driver's connect parameters, pointing into cfg.url */
         sd_event_source *deadline; /* the earliest waiter's timeout */
         bool removed; /* gone from the configuration: draining */
+        /* connect_rate: connects wait here until the next start time. */
+        uint64_t next_connect_usec;
+        struct fp_record **delayed;  /* records whose connect waits for its turn */
+        uint32_t n_delayed;
+        sd_event_source *rate_timer;
 };
 
 struct fp_client;
@@ -41,6 +47,7 @@ struct fp_supervisor {
         bool stopping;
         sd_event_source *grace_timer;
         sd_event_source *drain_check;
+        sd_event_source *lease_check; /* leak_timeout and max_lease_time */
 };
 
 /*
@@ -65,6 +72,13 @@ struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t
 
 /* Current CLOCK_MONOTONIC time in microseconds, as the loop sees it. */
 uint64_t fp_supervisor_now(struct fp_supervisor *sup);
+
+/*
+ * Whether a client with these credentials may lease from sp (its own allow
+ * lists; an empty list means the global ones, already checked at connect).
+ */
+bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
+                               const gid_t *groups, size_t n_groups);
 
 /* Called by control.c when a client is gone: reclaims its leases in every pool. */
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);

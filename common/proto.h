@@ -35,10 +35,12 @@ enum fp_op {
         FP_OP_LEASE,       /* supervisor → worker, carries the connection's fd */
         FP_OP_RELEASE,     /* worker → supervisor; no reply */
         FP_OP_ERROR,       /* supervisor → worker */
+        FP_OP_CANCEL,      /* worker → supervisor: cancel the lease's running query; no reply */
 };
 
 enum fp_db_kind {
         FP_DB_POSTGRES = 1,
+        FP_DB_MYSQL,       /* MySQL and MariaDB */
 };
 
 /* Transaction status as libpq reports it (PGTransactionStatusType values). */
@@ -55,6 +57,25 @@ enum fp_release_flags {
         FP_RELEASE_INVALIDATE = 1u << 0, /* close it, do not reuse */
         FP_RELEASE_NOT_AT_BOUNDARY = 1u << 1, /* returned mid-protocol: close it */
         FP_RELEASE_UNUSED = 1u << 2,     /* a lease the worker never used (stale reply) */
+        FP_RELEASE_SOFT_INVALIDATE = 1u << 3, /* usable, but close it now that it is back */
+        FP_RELEASE_DISCONNECTED = 1u << 4, /* the worker saw the server go away */
+        FP_RELEASE_DETACH = 1u << 5,     /* the worker keeps the session: forget it */
+};
+
+/* What the worker saw change in the session (for reset_on_return = auto). */
+enum fp_session_dirty {
+        FP_DIRTY_PARAMS = 1u << 0,   /* a reported parameter differs from the hand-over */
+        FP_DIRTY_SET = 1u << 1,      /* SET / RESET / set_config-like commands ran */
+        FP_DIRTY_LISTEN = 1u << 2,   /* LISTEN */
+        FP_DIRTY_PREPARE = 1u << 3,  /* PREPARE or a protocol-level named statement */
+        FP_DIRTY_OBJECTS = 1u << 4,  /* CREATE (temporary objects), DECLARE, LOAD, … */
+        FP_DIRTY_UNKNOWN = 1u << 5,  /* not tracked (raw descriptor use) */
+};
+
+/* Flags of a lease. */
+enum fp_lease_flags {
+        FP_LEASE_TRACK_DIRTY = 1u << 0, /* the pool resets by what changed: report it */
+        FP_LEASE_STICKY = 1u << 1,      /* process pool: keep it across releases */
 };
 
 struct fp_msg_hdr {
@@ -106,12 +127,59 @@ struct fp_lease_pg {
         char params[FP_PARAMS_MAX]; /* "name\0value\0" … */
 };
 
+#define FP_MY_VERSION_MAX 64  /* server version string, including the NUL */
+#define FP_MY_IDENT_MAX 256   /* MySQL user (80 characters) and database (64) names, UTF-8 */
+#define FP_MY_CHARSET_MAX 32  /* character set name, including the NUL */
+#define FP_MY_SCRAMBLE_LEN 20 /* the session's authentication scramble */
+
+/*
+ * What a worker needs to adopt a MySQL/MariaDB connection: the real session's
+ * handshake values, mirrored in the greeting its client library reads
+ * (research/adoption.md §B).
+ */
+struct fp_lease_mysql {
+        uint32_t thread_id;
+        uint32_t protocol_version;
+        uint32_t server_capabilities;     /* the greeting's 32 capability bits */
+        uint32_t server_ext_capabilities; /* MariaDB's extended capabilities (greeting) */
+        uint32_t client_flag;             /* what the session negotiated */
+        uint32_t client_ext_flag;         /* MariaDB extended capabilities negotiated */
+        uint32_t server_language;         /* the server's default collation id */
+        uint32_t server_status;           /* current, as the session last reported it */
+        uint32_t charset_nr;              /* the connection's collation id */
+        uint32_t reserved;
+        char server_version[FP_MY_VERSION_MAX];
+        char charset[FP_MY_CHARSET_MAX]; /* the connection's character set name */
+        char user[FP_MY_IDENT_MAX];
+        char db[FP_MY_IDENT_MAX]; /* the current database, "" if none */
+        uint8_t scramble[FP_MY_SCRAMBLE_LEN];
+};
+
+/*
+ * Keys of a MySQL release's session report (in fp_msg_release.params):
+ * server_status in decimal, the current database and character set.
+ */
+#define FP_MY_PARAM_STATUS "server_status"
+#define FP_MY_PARAM_DATABASE "database"
+#define FP_MY_PARAM_CHARSET "charset"
+
 struct fp_msg_lease {
         struct fp_msg_hdr hdr;
-        uint64_t lease_id; /* slot index << 32 | lease generation */
+        uint64_t lease_id; /* pool id << 48 | slot index << 32 | lease generation */
         uint32_t db_kind;  /* enum fp_db_kind */
         uint32_t txn;      /* enum fp_txn at hand-over */
-        struct fp_lease_pg pg;
+        uint32_t flags;    /* enum fp_lease_flags */
+        uint32_t reserved;
+        union {            /* by db_kind */
+                struct fp_lease_pg pg;
+                struct fp_lease_mysql my;
+        };
+};
+
+/* Asks the supervisor to cancel the query running on a lease the sender holds. */
+struct fp_msg_cancel {
+        struct fp_msg_hdr hdr;
+        uint64_t lease_id;
 };
 
 struct fp_msg_release {
@@ -120,13 +188,16 @@ struct fp_msg_release {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
-        uint32_t reserved;
+        uint32_t dirty; /* enum fp_session_dirty */
         char params[FP_PARAMS_MAX]; /* the session parameters the worker saw */
 };
 
 _Static_assert(sizeof(struct fp_msg_hdr) == 16, "header layout");
 _Static_assert(sizeof(struct fp_msg_lease) <= FP_MSG_MAX, "lease fits a message");
 _Static_assert(sizeof(struct fp_msg_release) <= FP_MSG_MAX, "release fits a message");
+_Static_assert(sizeof(struct fp_lease_mysql) <= sizeof(struct fp_lease_pg),
+               "a MySQL lease does not grow the lease message");
+_Static_assert(sizeof(struct fp_msg_cancel) == 24, "cancel layout");
 
 /* Fills a header for a message of the given op and size. */
 void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t request_id);

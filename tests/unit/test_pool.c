@@ -31,9 +31,13 @@ struct recorder {
         int error_code[MAX_EVENTS];
         char error_text[MAX_EVENTS][160];
         int n_errors;
-        int n_closed, n_hard_closed, n_resets;
+        int n_closed, n_hard_closed, n_forgotten, n_resets;
+        struct fp_record *pinging[MAX_EVENTS];
+        int n_pinging;
         int fail_sends;
         int fake_conn;
+        uint64_t clock;                 /* the fake CLOCK_MONOTONIC, µs */
+        char events[2048];              /* "connect checkout checkin …" */
 };
 
 static struct recorder rec_log;
@@ -52,11 +56,33 @@ static void fake_reset(struct fp_pool *pool, struct fp_record *rec,
         fp_pool_reset_done(pool, rec, true);
 }
 
-static void fake_close(struct fp_pool *pool, struct fp_record *rec, bool hard)
+static void fake_close(struct fp_pool *pool, struct fp_record *rec, enum fp_close_mode mode)
 {
         (void)pool, (void)rec;
         rec_log.n_closed++;
-        rec_log.n_hard_closed += hard;
+        rec_log.n_hard_closed += mode == FP_CLOSE_HARD;
+        rec_log.n_forgotten += mode == FP_CLOSE_FORGET;
+}
+
+static void fake_ping(struct fp_pool *pool, struct fp_record *rec)
+{
+        (void)pool;
+        rec_log.pinging[rec_log.n_pinging++] = rec;
+}
+
+static uint64_t fake_now(struct fp_pool *pool)
+{
+        (void)pool;
+        return rec_log.clock;
+}
+
+static void fake_event(struct fp_pool *pool, enum fp_event_type type, const struct fp_record *rec,
+                       pid_t pid, uint64_t duration_usec, int error)
+{
+        (void)pool, (void)rec, (void)pid, (void)duration_usec, (void)error;
+        size_t n = strlen(rec_log.events);
+        snprintf(rec_log.events + n, sizeof(rec_log.events) - n, "%s%s", n ? " " : "",
+                 fp_event_type_name(type));
 }
 
 static int fake_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
@@ -80,25 +106,42 @@ static void fake_send_error(struct fp_pool *pool, struct fp_waiter *w, int error
 
 static const struct fp_pool_ops fake_ops = {
         .connect = fake_connect,
+        .ping = fake_ping,
         .reset = fake_reset,
         .close = fake_close,
         .send_lease = fake_send_lease,
         .send_error = fake_send_error,
+        .now = fake_now,
+        .event = fake_event,
 };
 
 static int client_a, client_b; /* their addresses identify two control connections */
 
+static struct fp_pool pool_storage;
+
+static struct fp_pool *pool_new_params(struct fp_pool_params params)
+{
+        memset(&rec_log, 0, sizeof(rec_log));
+        rec_log.clock = 1000000;
+        snprintf(params.name, sizeof(params.name), "test");
+        if (params.connect_timeout_ms == 0)
+                params.connect_timeout_ms = 1000;
+        assert_int_equal(fp_pool_init(&pool_storage, &params, &fake_ops, NULL), 0);
+        return &pool_storage;
+}
+
 static struct fp_pool *pool_new(int size, int overflow, int timeout_ms)
 {
-        static struct fp_pool pool;
-        struct fp_pool_params params = {.pool_size = size,
-                                        .max_overflow = overflow,
-                                        .timeout_ms = timeout_ms,
-                                        .connect_timeout_ms = 1000};
-        memset(&rec_log, 0, sizeof(rec_log));
-        snprintf(params.name, sizeof(params.name), "test");
-        assert_int_equal(fp_pool_init(&pool, &params, &fake_ops, NULL), 0);
-        return &pool;
+        return pool_new_params((struct fp_pool_params){.pool_size = size,
+                                                       .max_overflow = overflow,
+                                                       .timeout_ms = timeout_ms,
+                                                       .recycle_ms = -1});
+}
+
+/* Acquire with the fake clock as the start time. */
+static void acquire(struct fp_pool *pool, void *client, uint32_t request_id, int timeout_ms)
+{
+        assert_int_equal(fp_pool_acquire(pool, client, 100, request_id, timeout_ms, NULL), 0);
 }
 
 /* Completes every pending connect successfully (in order). */
@@ -146,14 +189,14 @@ static void test_lazy_and_overflow(void **state)
         (void)state;
         struct fp_pool *pool = pool_new(2, 1, 1000);
         for (uint32_t i = 1; i <= 3; i++)
-                assert_int_equal(fp_pool_acquire(pool, &client_a, 100, i, -1, 0), 0);
+                acquire(pool, &client_a, i, -1);
         assert_int_equal(rec_log.n_connecting, 3);
         connects_succeed(pool);
         assert_int_equal(rec_log.n_leased, 3);
         assert_status(pool, "Pool size: 2  Connections in pool: 0 Current Overflow: 1 Current "
                             "Checked out connections: 3");
         /* At the limit: a fourth waits; with timeout 0 it fails at once. */
-        assert_int_equal(fp_pool_acquire(pool, &client_a, 100, 4, 0, 0), 0);
+        acquire(pool, &client_a, 4, 0);
         assert_int_equal(rec_log.n_errors, 1);
         assert_int_equal(rec_log.error_code[0], -ETIMEDOUT);
         assert_string_equal(rec_log.error_text[0], "QueuePool limit of size 2 overflow 1 reached, "
@@ -174,8 +217,8 @@ static void test_discard_only_when_queue_full(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(1, 1, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
-        fp_pool_acquire(pool, &client_a, 100, 2, -1, 0);
+        acquire(pool, &client_a, 1, -1);
+        acquire(pool, &client_a, 2, -1);
         connects_succeed(pool);
         uint64_t a = lease_id_of(pool, 0), b = lease_id_of(pool, 1);
         release(pool, &client_a, b);
@@ -193,15 +236,15 @@ static void test_reuse_fifo(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(2, 0, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
-        fp_pool_acquire(pool, &client_a, 100, 2, -1, 0);
+        acquire(pool, &client_a, 1, -1);
+        acquire(pool, &client_a, 2, -1);
         connects_succeed(pool);
         struct fp_record *first = rec_log.leased_rec[0], *second = rec_log.leased_rec[1];
         release(pool, &client_a, lease_id_of(pool, 0));
         release(pool, &client_a, lease_id_of(pool, 1));
         /* FIFO: the one returned first is handed out first; no new connect. */
-        fp_pool_acquire(pool, &client_a, 100, 3, -1, 0);
-        fp_pool_acquire(pool, &client_a, 100, 4, -1, 0);
+        acquire(pool, &client_a, 3, -1);
+        acquire(pool, &client_a, 4, -1);
         assert_int_equal(rec_log.n_connecting, 0);
         assert_ptr_equal(rec_log.leased_rec[2], first);
         assert_ptr_equal(rec_log.leased_rec[3], second);
@@ -213,16 +256,20 @@ static void test_waiters_fifo_and_deadlines(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(1, 0, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
+        acquire(pool, &client_a, 1, -1);
         connects_succeed(pool);
-        fp_pool_acquire(pool, &client_a, 100, 2, 500, 10);
-        fp_pool_acquire(pool, &client_b, 200, 3, 5000, 20);
-        fp_pool_acquire(pool, &client_b, 200, 4, 5000, 30);
+        uint64_t t0 = rec_log.clock;
+        rec_log.clock = t0 + 10;
+        acquire(pool, &client_a, 2, 500);
+        rec_log.clock = t0 + 20;
+        acquire(pool, &client_b, 3, 5000);
+        rec_log.clock = t0 + 30;
+        acquire(pool, &client_b, 4, 5000);
         assert_int_equal(pool->n_waiting, 3);
-        assert_int_equal(fp_pool_next_deadline(pool), 10 + 500 * 1000);
+        assert_int_equal(fp_pool_next_deadline(pool), t0 + 10 + 500 * 1000);
 
         /* The first waiter times out; the others keep their places. */
-        fp_pool_expire(pool, 10 + 500 * 1000);
+        fp_pool_expire(pool, t0 + 10 + 500 * 1000);
         assert_int_equal(rec_log.n_errors, 1);
         assert_int_equal(rec_log.error_request[0], 2);
         assert_int_equal(pool->n_waiting, 2);
@@ -241,8 +288,8 @@ static void test_failed_connect_wakes_next(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(1, 0, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
-        fp_pool_acquire(pool, &client_b, 200, 2, -1, 0);
+        acquire(pool, &client_a, 1, -1);
+        acquire(pool, &client_b, 2, -1);
         assert_int_equal(rec_log.n_connecting, 1);
         assert_int_equal(pool->n_waiting, 1);
 
@@ -268,7 +315,7 @@ static void test_pool_size_zero_unbounded(void **state)
         (void)state;
         struct fp_pool *pool = pool_new(0, 5, 1000);
         for (uint32_t i = 1; i <= 6; i++)
-                fp_pool_acquire(pool, &client_a, 100, i, 0, 0);
+                acquire(pool, &client_a, i, 0);
         connects_succeed(pool);
         assert_int_equal(rec_log.n_leased, 6);
         assert_int_equal(rec_log.n_errors, 0);
@@ -287,7 +334,7 @@ static void test_max_overflow_unlimited(void **state)
         (void)state;
         struct fp_pool *pool = pool_new(2, -1, 1000);
         for (uint32_t i = 1; i <= 5; i++)
-                fp_pool_acquire(pool, &client_a, 100, i, 0, 0);
+                acquire(pool, &client_a, i, 0);
         connects_succeed(pool);
         assert_int_equal(fp_pool_overflow(pool), 3);
         for (int i = 0; i < 5; i++)
@@ -301,11 +348,11 @@ static void test_client_gone_reclaims(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(2, 0, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
-        fp_pool_acquire(pool, &client_a, 100, 2, -1, 0);
+        acquire(pool, &client_a, 1, -1);
+        acquire(pool, &client_a, 2, -1);
         connects_succeed(pool);
-        fp_pool_acquire(pool, &client_b, 200, 3, -1, 0); /* waits */
-        fp_pool_acquire(pool, &client_a, 100, 4, -1, 0); /* waits, dies */
+        acquire(pool, &client_b, 3, -1); /* waits */
+        acquire(pool, &client_a, 4, -1); /* waits, dies */
 
         assert_int_equal(fp_pool_client_gone(pool, &client_a), 2);
         assert_int_equal(rec_log.n_hard_closed, 2);
@@ -329,7 +376,7 @@ static void test_undeliverable_lease_goes_back(void **state)
         (void)state;
         struct fp_pool *pool = pool_new(1, 0, 1000);
         rec_log.fail_sends = 1;
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
+        acquire(pool, &client_a, 1, -1);
         connects_succeed(pool);
         assert_int_equal(fp_pool_checkedin(pool), 1);
         assert_int_equal(fp_pool_checkedout(pool), 0);
@@ -341,8 +388,8 @@ static void test_invalidate_and_dispose(void **state)
 {
         (void)state;
         struct fp_pool *pool = pool_new(2, 0, 1000);
-        fp_pool_acquire(pool, &client_a, 100, 1, -1, 0);
-        fp_pool_acquire(pool, &client_a, 100, 2, -1, 0);
+        acquire(pool, &client_a, 1, -1);
+        acquire(pool, &client_a, 2, -1);
         connects_succeed(pool);
         struct fp_release_info inval = {.flags = FP_RELEASE_INVALIDATE};
         assert_int_equal(fp_pool_release(pool, &client_a, lease_id_of(pool, 0), &inval), 0);
@@ -351,12 +398,306 @@ static void test_invalidate_and_dispose(void **state)
         assert_int_equal(fp_pool_checkedin(pool), 1);
         assert_int_equal(pool->n_live, 1);
 
-        fp_pool_dispose(pool);
+        fp_pool_invalidate_all(pool);
         release(pool, &client_a, lease_id_of(pool, 1));
         /* The leased one was closed on return; counters stay truthful. */
         assert_int_equal(pool->n_live, 0);
         assert_status(pool, "Pool size: 2  Connections in pool: 2 Current Overflow: 0 Current "
                             "Checked out connections: 0");
+        fp_pool_done(pool);
+}
+
+static void release_flags(struct fp_pool *pool, void *client, uint64_t lease_id, uint32_t flags)
+{
+        struct fp_release_info info = {.flags = flags};
+        assert_int_equal(fp_pool_release(pool, client, lease_id, &info), 0);
+}
+
+/* Checks out n connections one by one (connecting each), returning nothing. */
+static void checkout_new(struct fp_pool *pool, int n)
+{
+        for (int i = 0; i < n; i++) {
+                acquire(pool, &client_a, (uint32_t)(100 + i), -1);
+                connects_succeed(pool);
+        }
+}
+
+static void test_lifo(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_size = 3, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
+                .use_lifo = true});
+        checkout_new(pool, 3);
+        for (int i = 0; i < 3; i++)
+                release(pool, &client_a, lease_id_of(pool, i));
+        acquire(pool, &client_a, 7, -1);
+        /* LIFO: the one returned last comes back first. */
+        assert_ptr_equal(rec_log.leased_rec[3], rec_log.leased_rec[2]);
+        fp_pool_done(pool);
+}
+
+static void test_event_sequences(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 1, 1000);
+        checkout_new(pool, 2);
+        /* §5 sequence A, twice: the first connect of the pool also fires first_connect. */
+        assert_string_equal(rec_log.events,
+                            "first_connect connect checkout connect checkout");
+        rec_log.events[0] = '\0';
+        release(pool, &client_a, lease_id_of(pool, 0));
+        assert_string_equal(rec_log.events, "reset checkin"); /* C: slot kept */
+        rec_log.events[0] = '\0';
+        release(pool, &client_a, lease_id_of(pool, 1));
+        assert_string_equal(rec_log.events, "reset checkin close"); /* D: queue full */
+        rec_log.events[0] = '\0';
+        acquire(pool, &client_a, 9, -1);
+        release_flags(pool, &client_a, lease_id_of(pool, 2), FP_RELEASE_INVALIDATE);
+        assert_string_equal(rec_log.events, "checkout invalidate close checkin"); /* E */
+        fp_pool_done(pool);
+}
+
+static void test_recycle(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_size = 1, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = 10000});
+        checkout_new(pool, 1);
+        struct fp_record *first = rec_log.leased_rec[0];
+        release(pool, &client_a, lease_id_of(pool, 0));
+        rec_log.clock += 5 * 1000000u;
+        acquire(pool, &client_a, 2, -1);
+        assert_int_equal(rec_log.n_connecting, 0); /* younger than pool_recycle: reused */
+        release(pool, &client_a, lease_id_of(pool, 1));
+        rec_log.clock += 6 * 1000000u;
+        rec_log.events[0] = '\0';
+        acquire(pool, &client_a, 3, -1);
+        /* Older: closed and replaced in place before it is handed out (§5 G). */
+        assert_string_equal(rec_log.events, "recycle close");
+        assert_int_equal(rec_log.n_connecting, 1);
+        connects_succeed(pool);
+        assert_ptr_equal(rec_log.leased_rec[2], first); /* the same slot */
+        assert_int_equal(pool->counters.recycles, 1);
+        assert_int_equal(fp_pool_checkedout(pool), 1);
+        fp_pool_done(pool);
+}
+
+static uint32_t max_random(struct fp_pool *pool)
+{
+        (void)pool;
+        return UINT32_MAX;
+}
+
+static void test_recycle_jitter_bounded(void **state)
+{
+        (void)state;
+        struct fp_pool_ops ops = fake_ops;
+        ops.random = max_random;
+        struct fp_pool pool;
+        struct fp_pool_params params = {.pool_size = 1, .timeout_ms = 1000, .recycle_ms = 40000,
+                                        .connect_timeout_ms = 1000};
+        memset(&rec_log, 0, sizeof(rec_log));
+        rec_log.clock = 1000000;
+        assert_int_equal(fp_pool_init(&pool, &params, &ops, NULL), 0);
+        acquire(&pool, &client_a, 1, -1);
+        connects_succeed(&pool);
+        uint64_t life = rec_log.leased_rec[0]->recycle_at - rec_log.leased_rec[0]->connected_at;
+        /* Shortened by at most 2.5 %: 40 s less at most 1 s. */
+        assert_true(life <= 40000000u && life >= 39000000u);
+        fp_pool_done(&pool);
+}
+
+static void test_pre_ping(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_size = 3, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
+                .pre_ping = true});
+        checkout_new(pool, 3);
+        assert_int_equal(rec_log.n_pinging, 0); /* brand-new connections are never pinged */
+        for (int i = 0; i < 3; i++)
+                release(pool, &client_a, lease_id_of(pool, i));
+
+        /* A used connection is pinged; alive, it is handed out. */
+        acquire(pool, &client_a, 10, -1);
+        assert_int_equal(rec_log.n_pinging, 1);
+        assert_int_equal(rec_log.n_leased, 3);
+        fp_pool_ping_done(pool, rec_log.pinging[0], 0, NULL);
+        assert_int_equal(rec_log.n_leased, 4);
+        release(pool, &client_a, lease_id_of(pool, 3));
+
+        /* Dead: it and every connection as old are invalidated, one reconnect serves. */
+        rec_log.events[0] = '\0';
+        acquire(pool, &client_a, 11, -1);
+        assert_int_equal(rec_log.n_pinging, 2);
+        fp_pool_ping_done(pool, rec_log.pinging[1], -ECONNRESET, "server closed the connection");
+        assert_string_equal(rec_log.events,
+                            "ping_failed invalidate close pool_invalidate close close");
+        assert_int_equal(rec_log.n_connecting, 1);
+        connects_succeed(pool);
+        assert_int_equal(rec_log.n_leased, 5);
+        assert_int_equal(pool->n_live, 1);
+        /* The others reconnect when used, fresh, so they are not pinged. */
+        acquire(pool, &client_a, 12, -1);
+        assert_int_equal(rec_log.n_pinging, 2);
+        assert_int_equal(rec_log.n_connecting, 1);
+        assert_int_equal(pool->counters.ping_failures, 1);
+        assert_int_equal(pool->counters.pool_invalidations, 1);
+        fp_pool_done(pool);
+}
+
+static void test_pre_ping_reconnect_fails(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_size = 1, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
+                .pre_ping = true});
+        checkout_new(pool, 1);
+        release(pool, &client_a, lease_id_of(pool, 0));
+        acquire(pool, &client_a, 2, -1);
+        fp_pool_ping_done(pool, rec_log.pinging[0], -ECONNRESET, "gone");
+        struct fp_record *rec = rec_log.connecting[0];
+        rec_log.n_connecting = 0;
+        fp_pool_connect_done(pool, rec, -EHOSTUNREACH, "the database system is shutting down");
+        /* The caller gets the connect error; the slot is back, empty (§2.4). */
+        assert_int_equal(rec_log.n_errors, 1);
+        assert_int_equal(rec_log.error_code[0], -EHOSTUNREACH);
+        assert_string_equal(rec_log.error_text[0], "the database system is shutting down");
+        assert_int_equal(fp_pool_checkedout(pool), 0);
+        assert_int_equal(fp_pool_checkedin(pool), 1);
+        fp_pool_done(pool);
+}
+
+static void test_soft_invalidate(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        checkout_new(pool, 1);
+        rec_log.events[0] = '\0';
+        release_flags(pool, &client_a, lease_id_of(pool, 0), FP_RELEASE_SOFT_INVALIDATE);
+        assert_string_equal(rec_log.events, "soft_invalidate close checkin");
+        assert_int_equal(rec_log.n_hard_closed, 0);
+        assert_int_equal(rec_log.n_resets, 0);
+        acquire(pool, &client_a, 2, -1);
+        assert_int_equal(rec_log.n_connecting, 1); /* replaced at the next checkout */
+        fp_pool_done(pool);
+}
+
+static void test_disconnect_invalidates_older(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(3, 0, 1000);
+        checkout_new(pool, 3);
+        release(pool, &client_a, lease_id_of(pool, 0));
+        /* A worker saw the server go away: every connection as old is done. */
+        release_flags(pool, &client_a, lease_id_of(pool, 1), FP_RELEASE_DISCONNECTED);
+        assert_int_equal(pool->counters.pool_invalidations, 1);
+        assert_int_equal(pool->n_live, 1); /* only the one still leased */
+        /* A new connection, then a stale report from the old leased one: no new generation. */
+        acquire(pool, &client_a, 20, -1);
+        connects_succeed(pool);
+        release_flags(pool, &client_a, lease_id_of(pool, 2), FP_RELEASE_DISCONNECTED);
+        assert_int_equal(pool->counters.pool_invalidations, 1);
+        assert_int_equal(pool->n_live, 1); /* the new one survives */
+        fp_pool_done(pool);
+}
+
+static void test_detach(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        checkout_new(pool, 1);
+        acquire(pool, &client_b, 2, -1); /* waits */
+        release_flags(pool, &client_a, lease_id_of(pool, 0), FP_RELEASE_DETACH);
+        /* Our copy is dropped without a byte; the capacity serves the waiter at once. */
+        assert_int_equal(rec_log.n_forgotten, 1);
+        assert_int_equal(pool->counters.detaches, 1);
+        assert_int_equal(rec_log.n_connecting, 1);
+        connects_succeed(pool);
+        assert_int_equal(rec_log.leased_request[1], 2);
+        fp_pool_done(pool);
+}
+
+static void test_null_pool(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_class = FP_POOL_NULL, .pool_size = 5, .max_overflow = 10,
+                .timeout_ms = 1000, .recycle_ms = -1});
+        checkout_new(pool, 2);
+        release(pool, &client_a, lease_id_of(pool, 0));
+        release(pool, &client_a, lease_id_of(pool, 1));
+        assert_int_equal(rec_log.n_closed, 2);
+        assert_int_equal(rec_log.n_resets, 0);
+        assert_int_equal(fp_pool_checkedin(pool), 0);
+        acquire(pool, &client_a, 3, -1);
+        assert_int_equal(rec_log.n_connecting, 1); /* every acquire connects */
+        assert_status(pool, "NullPool");
+        fp_pool_done(pool);
+}
+
+static void test_static_pool(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_class = FP_POOL_STATIC, .pool_size = 5, .max_overflow = 10,
+                .timeout_ms = 1000, .recycle_ms = -1});
+        checkout_new(pool, 1);
+        acquire(pool, &client_b, 2, 0);
+        assert_int_equal(rec_log.error_code[0], -ETIMEDOUT); /* exactly one, exclusive */
+        release(pool, &client_a, lease_id_of(pool, 0));
+        acquire(pool, &client_b, 3, 0);
+        assert_ptr_equal(rec_log.leased_rec[1], rec_log.leased_rec[0]);
+        assert_status(pool, "StaticPool");
+        fp_pool_done(pool);
+}
+
+static void test_assertion_pool(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_class = FP_POOL_ASSERTION, .pool_size = 5, .timeout_ms = 30000,
+                .recycle_ms = -1});
+        checkout_new(pool, 1);
+        acquire(pool, &client_b, 2, -1);
+        /* At once, naming the holder, without waiting for the timeout. */
+        assert_int_equal(rec_log.n_errors, 1);
+        assert_int_equal(rec_log.error_code[0], -EBUSY);
+        assert_string_equal(rec_log.error_text[0], "connection is already checked out by pid 100");
+        assert_int_equal(pool->n_waiting, 0);
+        release(pool, &client_a, lease_id_of(pool, 0));
+        acquire(pool, &client_b, 3, -1);
+        assert_int_equal(rec_log.n_leased, 2);
+        assert_status(pool, "AssertionPool");
+        fp_pool_done(pool);
+}
+
+static void test_leak_and_revoke(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
+                .pool_size = 1, .timeout_ms = 1000, .recycle_ms = -1, .leak_timeout_ms = 1000,
+                .max_lease_time_ms = 3000});
+        checkout_new(pool, 1);
+        rec_log.events[0] = '\0';
+        rec_log.clock += 500000;
+        fp_pool_check_leases(pool);
+        assert_string_equal(rec_log.events, "");
+        rec_log.clock += 1000000;
+        fp_pool_check_leases(pool);
+        fp_pool_check_leases(pool);
+        assert_string_equal(rec_log.events, "leak"); /* once */
+        assert_int_equal(pool->counters.leaks, 1);
+        rec_log.clock += 2000000;
+        fp_pool_check_leases(pool);
+        assert_string_equal(rec_log.events, "leak revoke close checkin");
+        assert_int_equal(rec_log.n_hard_closed, 1);
+        assert_int_equal(pool->counters.revokes, 1);
+        assert_int_equal(fp_pool_checkedout(pool), 0);
+        /* The holder's late release of the revoked lease changes nothing. */
+        struct fp_release_info info = {0};
+        assert_int_equal(fp_pool_release(pool, &client_a, lease_id_of(pool, 0), &info), -ESRCH);
         fp_pool_done(pool);
 }
 
@@ -374,6 +715,19 @@ int main(void)
                 cmocka_unit_test(test_client_gone_reclaims),
                 cmocka_unit_test(test_undeliverable_lease_goes_back),
                 cmocka_unit_test(test_invalidate_and_dispose),
+                cmocka_unit_test(test_lifo),
+                cmocka_unit_test(test_event_sequences),
+                cmocka_unit_test(test_recycle),
+                cmocka_unit_test(test_recycle_jitter_bounded),
+                cmocka_unit_test(test_pre_ping),
+                cmocka_unit_test(test_pre_ping_reconnect_fails),
+                cmocka_unit_test(test_soft_invalidate),
+                cmocka_unit_test(test_disconnect_invalidates_older),
+                cmocka_unit_test(test_detach),
+                cmocka_unit_test(test_null_pool),
+                cmocka_unit_test(test_static_pool),
+                cmocka_unit_test(test_assertion_pool),
+                cmocka_unit_test(test_leak_and_revoke),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
