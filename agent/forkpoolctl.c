@@ -141,7 +141,7 @@ static bool ctl_pid_alive(pid_t pid)
 
 static const char *ctl_db_kind_name(uint32_t kind)
 {
-        return kind == FP_DB_POSTGRES ? "postgresql" : "unknown";
+        return kind == FP_DB_POSTGRES ? "postgresql" : kind == FP_DB_MYSQL ? "mysql" : "unknown";
 }
 
 static const char *ctl_reset_mode_name(uint32_t mode)
@@ -153,8 +153,36 @@ static const char *ctl_reset_mode_name(uint32_t mode)
                 return "commit";
         case FP_RESET_NONE:
                 return "none";
+        case FP_RESET_DISCARD:
+                return "discard";
+        case FP_RESET_AUTO:
+                return "auto";
         default:
                 return "unknown";
+        }
+}
+
+/* SQLAlchemy's status() line for the pool's class (QueuePool's character for character). */
+static void ctl_print_status_line(const struct fp_shm_pool *p)
+{
+        switch (p->pool_class) {
+        case FP_POOL_NULL:
+                printf("NullPool\n");
+                break;
+        case FP_POOL_STATIC:
+                printf("StaticPool\n");
+                break;
+        case FP_POOL_ASSERTION:
+                printf("AssertionPool\n");
+                break;
+        case FP_POOL_PROCESS:
+                printf("ProcessPool size: %d\n", (int)p->checked_out);
+                break;
+        default:
+                printf("Pool size: %d  Connections in pool: %d Current Overflow: %d "
+                       "Current Checked out connections: %d\n",
+                       (int)p->pool_size, (int)p->checked_in,
+                       p->pool_size != 0 ? (int)p->overflow : 0, (int)p->checked_out);
         }
 }
 
@@ -371,14 +399,10 @@ static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec
         const struct fp_shm_pool *p = &v->pool;
         const struct fp_shm_counters *c = &p->counters;
 
-        printf("pool %s (%s, max_overflow %" PRId32 ", timeout %g s, reset %s)\n", p->name,
-               ctl_db_kind_name(p->db_kind), p->max_overflow, p->timeout_ms / 1000.0,
-               ctl_reset_mode_name(p->reset_mode));
-        /* SQLAlchemy's QueuePool.status(), character for character. */
-        printf("Pool size: %d  Connections in pool: %d Current Overflow: %d "
-               "Current Checked out connections: %d\n",
-               (int)p->pool_size, (int)p->checked_in, p->pool_size != 0 ? (int)p->overflow : 0,
-               (int)p->checked_out);
+        printf("pool %s (%s, %s, max_overflow %" PRId32 ", timeout %g s, reset %s)\n", p->name,
+               ctl_db_kind_name(p->db_kind), fp_pool_class_name(p->pool_class), p->max_overflow,
+               p->timeout_ms / 1000.0, ctl_reset_mode_name(p->reset_mode));
+        ctl_print_status_line(p);
         printf("acquires=%" PRIu64 " releases=%" PRIu64 " timeouts=%" PRIu64 " connects=%" PRIu64
                " connect_failures=%" PRIu64 " invalidations=%" PRIu64 " reclaims=%" PRIu64
                " closes=%" PRIu64 " waiting=%" PRId32 "\n",
@@ -505,6 +529,8 @@ static struct json_object *ctl_pool_json(const struct ctl_pool_view *v, uint64_t
         bool ok = obj != NULL;
 
         ok = ok && ctl_json_add(obj, "name", json_object_new_string(p->name));
+        ok = ok && ctl_json_add(obj, "poolclass",
+                                json_object_new_string(fp_pool_class_name(p->pool_class)));
         ok = ok && ctl_json_add(obj, "pool_size", json_object_new_int(p->pool_size));
         ok = ok && ctl_json_add(obj, "max_overflow", json_object_new_int(p->max_overflow));
         ok = ok && ctl_json_add(obj, "timeout", ctl_json_seconds((int64_t)p->timeout_ms * 1000));

@@ -88,6 +88,15 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
                                      forkpool_lease **ret);
 
 /*
+ * Like forkpool_acquire(), with a label for the lease (at most 63 bytes; NULL
+ * for none): forkpoolctl shows it, and leak_timeout warnings name it.
+ * Errors as forkpool_acquire(), plus -EBUSY (an assertion pool's connection is
+ * already out; forkpool_last_error() names the holder's pid).
+ */
+FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int timeout_ms,
+                                             const char *label, forkpool_lease **ret);
+
+/*
  * The text of the last error the supervisor sent this thread (for example the
  * database's own connect error), or "" if none. Valid until the next call on
  * the same thread.
@@ -124,6 +133,22 @@ FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease);
  * unknown state). Same returns.
  */
 FORKPOOL_EXPORT int forkpool_invalidate(forkpool_lease *lease);
+
+/*
+ * Marks the lease to be closed when it comes back instead of reused (a soft
+ * invalidation): it stays usable until forkpool_release(). Returns 0, -ECHILD.
+ */
+FORKPOOL_EXPORT int forkpool_soft_invalidate(forkpool_lease *lease);
+
+/*
+ * Takes the connection out of the pool for good: the lease is freed and the
+ * session belongs to the caller — the PGconn returned by forkpool_lease_pg()
+ * (finish it with PQfinish(), which ends the session normally), or, if it was
+ * never adopted, the descriptor of forkpool_lease_fd() — outside every limit
+ * and count. The supervisor drops its own copy without a byte. Returns 0 or
+ * -ECHILD.
+ */
+FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease);
 
 /*
  * Asks the real database server to cancel the query running on the leased

@@ -23,6 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <libpq-events.h>
+
 #include "internal.h"
 
 #define FAKE_PORT "5432"
@@ -311,6 +313,60 @@ void fp_abandon_pg(struct forkpool_lease *lease)
                 close(lease->fd);
         }
         lease->fd = -1;
+}
+
+/* The session-changing commands, by their command tag (PQcmdStatus). */
+static uint32_t dirty_from_tag(const char *tag)
+{
+        static const struct {
+                const char *prefix;
+                uint32_t dirty;
+        } tags[] = {
+                {"SET", FP_DIRTY_SET},         {"RESET", FP_DIRTY_SET},
+                {"LISTEN", FP_DIRTY_LISTEN},   {"PREPARE", FP_DIRTY_PREPARE},
+                {"CREATE", FP_DIRTY_OBJECTS},  {"DECLARE", FP_DIRTY_OBJECTS},
+                {"LOAD", FP_DIRTY_OBJECTS},    {"ALTER", FP_DIRTY_OBJECTS},
+                {"DROP", FP_DIRTY_OBJECTS},    {"SELECT", 0},
+        };
+        for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+                if (strncmp(tag, tags[i].prefix, strlen(tags[i].prefix)) == 0)
+                        return tags[i].dirty;
+        return 0;
+}
+
+static int track_event(PGEventId id, void *info, void *pass_through)
+{
+        struct fp_session_tracker *tracker = pass_through;
+
+        if (id == PGEVT_CONNDESTROY) {
+                if (tracker->lease)
+                        tracker->lease->tracker = NULL;
+                free(tracker);
+                return 1;
+        }
+        if (id != PGEVT_RESULTCREATE || !tracker->lease)
+                return 1;
+        const PGresult *res = ((PGEventResultCreate *)info)->result;
+        const char *tag = PQcmdStatus((PGresult *)res);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK && (!tag || !*tag))
+                tracker->lease->dirty |= FP_DIRTY_PREPARE; /* PQprepare: a named statement */
+        else if (tag)
+                tracker->lease->dirty |= dirty_from_tag(tag);
+        return 1;
+}
+
+int fp_track_pg_session(struct forkpool_lease *lease)
+{
+        struct fp_session_tracker *tracker = malloc(sizeof(*tracker));
+        if (!tracker)
+                return -ENOMEM;
+        tracker->lease = lease;
+        if (!PQregisterEventProc(lease->pg, track_event, "forkpool", tracker)) {
+                free(tracker);
+                return -ENOMEM;
+        }
+        lease->tracker = tracker;
+        return 0;
 }
 
 int fp_cancel_pg(const struct forkpool_lease *lease)

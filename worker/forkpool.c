@@ -235,6 +235,8 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         return 0;
 }
 
+static void describe_release(const forkpool_lease *lease, struct fp_msg_release *rel);
+
 FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
 {
         if (!fp)
@@ -254,7 +256,17 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         struct forkpool_lease *l = fp->leases;
         while (l) {
                 struct forkpool_lease *next = l->next;
-                if (l->pid == getpid()) {
+                if (l->pid == getpid() && (l->flags & FP_LEASE_STICKY) && !l->in_use &&
+                    fp->fd >= 0) {
+                        /* A process pool's idle connection goes back for reuse. */
+                        struct fp_msg_release rel;
+                        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
+                        rel.lease_id = l->lease_id;
+                        describe_release(l, &rel);
+                        fp_abandon_pg(l);
+                        (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
+                        free(l);
+                } else if (l->pid == getpid()) {
                         fp_abandon_pg(l);
                         free(l);
                 } else {
@@ -286,7 +298,7 @@ static void return_unused(int control_fd, const struct fp_msg_lease *msg, int le
         (void)fp_send_msg(control_fd, &rel, sizeof(rel), -1, MSG_DONTWAIT);
 }
 
-static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd,
+static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const char *pool,
                      forkpool_lease **ret)
 {
         forkpool_lease *lease = calloc(1, sizeof(*lease));
@@ -298,8 +310,11 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd,
                 .lease_id = msg->lease_id,
                 .fd = fd,
                 .txn = msg->txn,
+                .flags = msg->flags,
+                .in_use = true,
                 .info = msg->pg,
         };
+        snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
         lease->info.user[sizeof(lease->info.user) - 1] = '\0';
         lease->info.dbname[sizeof(lease->info.dbname) - 1] = '\0';
         if (lease->info.params_len > sizeof(lease->info.params) ||
@@ -322,7 +337,7 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd,
  * control connection is dead.
  */
 static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms,
-                        forkpool_lease **ret)
+                        const char *label, forkpool_lease **ret)
 {
         union {
                 struct fp_msg_hdr hdr;
@@ -337,6 +352,8 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms,
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
         req.timeout_ms = timeout_ms;
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        if (label)
+                snprintf(req.label, sizeof(req.label), "%s", label);
         r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
         if (r < 0)
                 return r;
@@ -365,7 +382,7 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms,
                                 close(lease_fd);
                         return -EPROTO;
                 }
-                r = lease_new(fp, &reply.lease, lease_fd, ret);
+                r = lease_new(fp, &reply.lease, lease_fd, pool, ret);
                 if (r < 0)
                         return_unused(fd, &reply.lease, lease_fd);
                 return r;
@@ -399,8 +416,28 @@ static int64_t elapsed_ms(const struct timespec *start)
         return ms < 0 ? 0 : ms;
 }
 
-FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
-                                     forkpool_lease **ret)
+/*
+ * A process pool's connection this process already holds and is not using,
+ * or NULL (handed out again without asking the supervisor).
+ */
+static forkpool_lease *sticky_take(forkpool *fp, const char *pool)
+{
+        forkpool_lease *found = NULL;
+        pthread_mutex_lock(&fp->io_lock);
+        handle_check_fork(fp);
+        for (forkpool_lease *l = fp->leases; l; l = l->next)
+                if ((l->flags & FP_LEASE_STICKY) && !l->in_use && l->pid == getpid() &&
+                    strcmp(l->pool, pool) == 0) {
+                        l->in_use = true;
+                        found = l;
+                        break;
+                }
+        pthread_mutex_unlock(&fp->io_lock);
+        return found;
+}
+
+FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int timeout_ms,
+                                             const char *label, forkpool_lease **ret)
 {
         int r;
 
@@ -409,6 +446,12 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
         if (strlen(pool) >= FP_NAME_MAX)
                 return -ENOENT;
         set_last_error(NULL);
+
+        forkpool_lease *sticky = sticky_take(fp, pool);
+        if (sticky) {
+                *ret = sticky;
+                return 0;
+        }
 
         /* Another thread's acquire may be waiting: that wait counts against ours. */
         if (timeout_ms >= 0) {
@@ -431,16 +474,22 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
                 pthread_mutex_lock(&fp->acquire_lock);
         }
         int fd = control_fd(fp, false);
-        r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, ret);
+        r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
         if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
                 /* The supervisor went away (a restart?): one fresh connection, one retry. */
                 fd = control_fd(fp, true);
-                r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, ret);
+                r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
                 if (r == -EPIPE || r == -ENOTCONN)
                         r = -ECONNRESET;
         }
         pthread_mutex_unlock(&fp->acquire_lock);
         return r;
+}
+
+FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
+                                     forkpool_lease **ret)
+{
+        return forkpool_acquire_labeled(fp, pool, timeout_ms, NULL, ret);
 }
 
 /* --- using and returning a lease --- */
@@ -458,6 +507,8 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
         }
         if (!lease->pg) {
                 int r = fp_adopt_pg(lease);
+                if (r >= 0 && (lease->flags & FP_LEASE_TRACK_DIRTY))
+                        r = fp_track_pg_session(lease);
                 if (r < 0) {
                         errno = -r;
                         return NULL;
@@ -496,6 +547,7 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
         if (!c) {
                 /* Used through the raw fd (or not at all): state unknown to us. */
                 rel->txn = FP_TXN_UNKNOWN;
+                rel->dirty = FP_DIRTY_UNKNOWN;
                 return;
         }
         PGTransactionStatusType ts = PQtransactionStatus(c);
@@ -509,14 +561,52 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
         bool boundary = (ts == PQTRANS_IDLE || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) &&
                         !PQisBusy(c) && PQpipelineStatus(c) == PQ_PIPELINE_OFF &&
                         PQflush(c) == 0;
-        if (!boundary)
+        if (PQstatus(c) == CONNECTION_BAD)
+                rel->flags |= FP_RELEASE_DISCONNECTED;
+        else if (!boundary)
                 rel->flags |= FP_RELEASE_NOT_AT_BOUNDARY;
+        rel->dirty = lease->dirty;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
                 const char *v = PQparameterStatus(c, fp_pg_reported_params[i]);
-                if (v)
-                        (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
-                                            fp_pg_reported_params[i], v);
+                if (!v)
+                        continue;
+                (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                    fp_pg_reported_params[i], v);
+                const char *was = fp_params_get(lease->info.params, lease->info.params_len,
+                                                fp_pg_reported_params[i]);
+                if (!was || strcmp(was, v) != 0)
+                        rel->dirty |= FP_DIRTY_PARAMS;
         }
+}
+
+/*
+ * A process pool's release: the connection stays with this process, cleaned
+ * here (an open transaction rolled back) instead of by the supervisor.
+ * Returns true if the lease was kept.
+ */
+static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
+{
+        PGconn *c = lease->pg;
+        if (!(lease->flags & FP_LEASE_STICKY) || flags || lease->soft_invalidated)
+                return false;
+        if (!c) {
+                /* Never adopted (or used raw): it stays this process's as it is. */
+                lease->in_use = false;
+                return true;
+        }
+        if (PQstatus(c) != CONNECTION_OK || PQisBusy(c) || PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+                return false;
+        if (PQtransactionStatus(c) == PQTRANS_INTRANS || PQtransactionStatus(c) == PQTRANS_INERROR) {
+                PGresult *res = PQexec(c, "ROLLBACK");
+                bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+                PQclear(res);
+                if (!ok)
+                        return false;
+        }
+        if (PQtransactionStatus(c) != PQTRANS_IDLE)
+                return false;
+        lease->in_use = false;
+        return true;
 }
 
 static int lease_give_back(forkpool_lease *lease, uint32_t flags)
@@ -527,13 +617,25 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
                 return -EINVAL;
         if (!lease_is_ours(lease))
                 return -ECHILD;
+        if (!(flags & FP_RELEASE_DETACH) && sticky_keep(lease, flags))
+                return 0;
 
         fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
         rel.lease_id = lease->lease_id;
         rel.flags = flags;
         describe_release(lease, &rel);
-        /* First make sure no byte of ours can reach the server any more. */
-        fp_abandon_pg(lease);
+        if (lease->soft_invalidated)
+                rel.flags |= FP_RELEASE_SOFT_INVALIDATE;
+        if (flags & FP_RELEASE_DETACH) {
+                /* The session is the caller's now: the PGconn (or the fd) stays open. */
+                if (lease->tracker)
+                        lease->tracker->lease = NULL;
+                lease->pg = NULL;
+                lease->fd = -1;
+        } else {
+                /* First make sure no byte of ours can reach the server any more. */
+                fp_abandon_pg(lease);
+        }
 
         forkpool *fp = lease->fp;
         if (fp) {
@@ -560,6 +662,25 @@ FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease)
 FORKPOOL_EXPORT int forkpool_invalidate(forkpool_lease *lease)
 {
         return lease_give_back(lease, FP_RELEASE_INVALIDATE);
+}
+
+FORKPOOL_EXPORT int forkpool_soft_invalidate(forkpool_lease *lease)
+{
+        if (!lease)
+                return -EINVAL;
+        if (!lease_is_ours(lease))
+                return -ECHILD;
+        lease->soft_invalidated = true;
+        return 0;
+}
+
+FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease)
+{
+        if (!lease)
+                return -EINVAL;
+        if (!lease_is_ours(lease))
+                return -ECHILD;
+        return lease_give_back(lease, FP_RELEASE_DETACH);
 }
 
 FORKPOOL_EXPORT const char *forkpool_strerror(int err)

@@ -25,6 +25,14 @@ struct forkpool {
         struct forkpool_lease *leases; /* held by this process */
 };
 
+/*
+ * The link between an adopted PGconn's event procedure and its lease; owned by
+ * the PGconn (freed when it is finished), cut when the lease goes away first.
+ */
+struct fp_session_tracker {
+        struct forkpool_lease *lease;
+};
+
 struct forkpool_lease {
         struct forkpool_lease *prev, *next;
         forkpool *fp;
@@ -33,6 +41,12 @@ struct forkpool_lease {
         int fd;             /* the leased socket (PQsocket(pg) once adopted) */
         PGconn *pg;         /* the adopted connection, or NULL */
         uint32_t txn;       /* transaction status at hand-over */
+        uint32_t flags;     /* enum fp_lease_flags */
+        uint32_t dirty;     /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
+        struct fp_session_tracker *tracker; /* TRACK_DIRTY leases once adopted */
+        bool soft_invalidated;
+        bool in_use;        /* a sticky lease between acquire and release */
+        char pool[FP_NAME_MAX]; /* for the sticky cache */
         struct fp_lease_pg info;
 };
 
@@ -50,6 +64,13 @@ int fp_adopt_pg(struct forkpool_lease *lease);
  * libpq's Terminate never reaches the server, and closes the real socket.
  */
 void fp_abandon_pg(struct forkpool_lease *lease);
+
+/*
+ * Watches the results of an adopted PGconn for commands that change the
+ * session (SET, LISTEN, PREPARE, CREATE, …) and records them in lease->dirty,
+ * for reset_on_return = auto. Costs one string test per result.
+ */
+int fp_track_pg_session(struct forkpool_lease *lease);
 
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);
