@@ -197,6 +197,66 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
                             client->pid, (unsigned long long)msg->lease_id);
 }
 
+/*
+ * Cancels the query running on a lease the client holds, from the
+ * supervisor's side (MySQL: KILL QUERY from the pool's admin connection). No
+ * reply: a cancel that cannot be sent is logged.
+ */
+static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *msg)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup,
+                                                          fp_lease_id_pool(msg->lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
+
+        if (!rec || rec->holder != client) {
+                log_warning("worker pid %d cancelled lease %#llx, which it does not hold: ignored",
+                            client->pid, (unsigned long long)msg->lease_id);
+                return;
+        }
+        if (!sp->driver->cancel) {
+                log_debug("pool %s: %s connections are cancelled by the worker itself",
+                          sp->cfg.name, sp->driver->name);
+                return;
+        }
+        int r = sp->driver->cancel(rec->conn);
+        if (r < 0)
+                log_warning_errno(r, "pool %s: cannot cancel the query of backend %d for pid %d",
+                                  sp->cfg.name, rec->backend_pid, client->pid);
+        else
+                log_debug("pool %s: cancelling the query of backend %d for pid %d", sp->cfg.name,
+                          rec->backend_pid, client->pid);
+}
+
+static void handle_admin(struct fp_client *client, const struct fp_msg_admin *msg)
+{
+        struct fp_msg_admin_ok reply;
+        char text[FP_ERRTEXT_MAX];
+        uint32_t id = msg->hdr.request_id;
+
+        if (!fp_str_terminated(msg->pool, sizeof(msg->pool))) {
+                fp_control_send_error(client, id, -EBADMSG, "unterminated pool name");
+                return;
+        }
+        if (!fp_supervisor_is_admin(client->sup, client->uid, client->gid, client->groups,
+                                    client->n_groups)) {
+                log_warning("refused admin command %u from pid %d (uid %u): not in admin_users "
+                            "or admin_groups",
+                            msg->command, client->pid, client->uid);
+                snprintf(text, sizeof(text), "uid %u may not run admin commands", client->uid);
+                fp_control_send_error(client, id, -EPERM, text);
+                return;
+        }
+        int r = fp_supervisor_admin(client->sup, msg->command, msg->pool, msg->arg, text,
+                                    sizeof(text));
+        if (r < 0) {
+                fp_control_send_error(client, id, r, text);
+                return;
+        }
+        fp_msg_init(&reply.hdr, FP_OP_ADMIN_OK, sizeof(reply), id);
+        snprintf(reply.text, sizeof(reply.text), "%s", text);
+        (void)fp_send_msg(client->fd, &reply, sizeof(reply), -1, MSG_DONTWAIT);
+}
+
 static void handle_message(struct fp_client *client, const void *buf, size_t len)
 {
         struct fp_msg_hdr hdr;
@@ -228,6 +288,12 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 break;
         case FP_OP_RELEASE:
                 handle_release(client, buf);
+                break;
+        case FP_OP_ADMIN:
+                handle_admin(client, buf);
+                break;
+        case FP_OP_CANCEL:
+                handle_cancel(client, buf);
                 break;
         default:
                 log_warning("worker pid %d sent a '%s' message, which only the supervisor sends",

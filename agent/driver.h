@@ -76,9 +76,17 @@ struct fp_db_driver {
         int (*backend_id)(const void *conn);
         /* Fills the driver's part of a lease message and its transaction status. */
         void (*describe)(const void *conn, struct fp_msg_lease *msg);
+        /*
+         * Asks the server, from the supervisor's side, to cancel what the
+         * leased session is running (FP_OP_CANCEL); never blocks, never reads
+         * the leased connection. Returns 0 when the request is on its way, or
+         * a negative errno. NULL if the driver's workers cancel by themselves.
+         */
+        int (*cancel)(void *conn);
 };
 
 extern const struct fp_db_driver fp_pg_driver;
+extern const struct fp_db_driver fp_my_driver;
 
 /* The driver for a URL's scheme, or NULL. */
 const struct fp_db_driver *fp_db_driver_for(const struct fp_url *url);

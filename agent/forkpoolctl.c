@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "ctl_commands.h"
 #include "forkpool.h"
 #include "proto.h"
 #include "segment.h"
@@ -61,6 +62,8 @@ struct ctl_status {
         struct ctl_pool_view *pools; /* owned; n_pools records */
         uint32_t n_pools;
         uint64_t now_usec;
+        pid_t supervisor_pid;  /* from the segment's header */
+        uint64_t started_usec; /* CLOCK_REALTIME when the supervisor started, 0 if unknown */
 };
 
 /* Which supervisor a command talks about, and what is known of it so far (for messages). */
@@ -84,7 +87,15 @@ static void ctl_usage(FILE *f)
                 "  --version       show the version and exit\n"
                 "\n"
                 "Commands:\n"
-                "  status [--json] [POOL]   pools, their accounting, counters and connections\n",
+                "  status [--json] [POOL]   pools, their accounting, counters and connections\n"
+                "  events [--follow] [--json] [--last N]\n"
+                "                           the pool events (connect, checkout, reclaim, …)\n"
+                "  url-check URL            how a database URL is understood (password masked)\n"
+                "Admin commands (sent to forkpoold; root, its user or admin_users/groups):\n"
+                "  dispose POOL             close idle connections, leased ones on return\n"
+                "  pause POOL, resume POOL  stop and restart handing out connections\n"
+                "  reload                   re-read the configuration file\n"
+                "  kill-lease POOL SLOT     revoke one lease (its holder's next query fails)\n",
                 FORKPOOL_DEFAULT_SOCKET);
 }
 
@@ -282,6 +293,10 @@ static int ctl_status_load_once(struct ctl_target *target, struct ctl_status *re
         if (r == 0 && ctl_segment_obsolete(&seg)) {
                 ctl_status_free(&st);
                 r = -ESTALE;
+        }
+        if (r == 0) {
+                st.supervisor_pid = target->supervisor_pid;
+                st.started_usec = seg.hdr->started_usec;
         }
         fp_segment_close(&seg);
         if (r < 0)
@@ -718,7 +733,14 @@ int main(int argc, char *argv[])
                 fprintf(stderr, "forkpoolctl: missing command\n%s", ctl_usage_hint);
                 return CTL_EXIT_USAGE;
         }
-        if (strcmp(argv[optind], "status") == 0)
+        const char *cmd = argv[optind];
+        if (strcmp(cmd, "status") == 0)
                 return ctl_cmd_status(argc - optind, argv + optind, ctl_socket_path(socket_option));
-        return ctl_usage_error("unknown command", argv[optind]);
+        if (strcmp(cmd, "events") == 0)
+                return ctl_cmd_events(argc - optind, argv + optind, ctl_socket_path(socket_option));
+        if (strcmp(cmd, "url-check") == 0)
+                return ctl_cmd_url_check(argc - optind, argv + optind);
+        if (ctl_is_extra_command(cmd))
+                return ctl_cmd_admin(argc - optind, argv + optind, ctl_socket_path(socket_option));
+        return ctl_usage_error("unknown command", cmd);
 }

@@ -360,7 +360,7 @@ static void dispatch(struct fp_pool *pool)
 {
         struct fp_waiter *w;
 
-        while (!pool->closing && (w = TAILQ_FIRST(&pool->waiters))) {
+        while (!pool->closing && !pool->paused && (w = TAILQ_FIRST(&pool->waiters))) {
                 struct fp_record *rec = queue_pop(pool);
                 if (rec) {
                         waiter_remove(pool, w);
@@ -662,6 +662,8 @@ void fp_pool_expire(struct fp_pool *pool, uint64_t now_usec)
         }
 }
 
+static void revoke(struct fp_pool *pool, struct fp_record *rec, int why);
+
 void fp_pool_check_leases(struct fp_pool *pool)
 {
         const struct fp_pool_params *p = &pool->params;
@@ -675,11 +677,7 @@ void fp_pool_check_leases(struct fp_pool *pool)
                         continue;
                 uint64_t held = t - rec->leased_at;
                 if (p->max_lease_time_ms > 0 && held >= (uint64_t)p->max_lease_time_ms * 1000u) {
-                        /* Revoked: shut down under the holder, whose next query fails. */
-                        pool->counters.revokes++;
-                        emit(pool, FP_EV_REVOKE, rec, rec->holder_pid, held, -ETIMEDOUT);
-                        record_close(pool, rec, FP_CLOSE_HARD);
-                        checkin(pool, rec);
+                        revoke(pool, rec, -ETIMEDOUT);
                         continue;
                 }
                 if (p->leak_timeout_ms > 0 && !rec->leak_reported &&
@@ -747,18 +745,37 @@ int fp_pool_busy(const struct fp_pool *pool)
         return n;
 }
 
+/* Takes a lease back under its holder: shut down, so its next query fails. */
+static void revoke(struct fp_pool *pool, struct fp_record *rec, int why)
+{
+        pool->counters.revokes++;
+        emit(pool, FP_EV_REVOKE, rec, rec->holder_pid, now(pool) - rec->leased_at, why);
+        record_close(pool, rec, FP_CLOSE_HARD);
+        checkin(pool, rec);
+}
+
 void fp_pool_revoke_all(struct fp_pool *pool)
 {
-        for (uint32_t i = 0; i < pool->capacity; i++) {
-                struct fp_record *rec = &pool->records[i];
-                if (rec->state == FP_SLOT_LEASED) {
-                        pool->counters.revokes++;
-                        emit(pool, FP_EV_REVOKE, rec, rec->holder_pid,
-                             now(pool) - rec->leased_at, -ESHUTDOWN);
-                        record_close(pool, rec, FP_CLOSE_HARD);
-                        checkin(pool, rec);
-                }
-        }
+        for (uint32_t i = 0; i < pool->capacity; i++)
+                if (pool->records[i].state == FP_SLOT_LEASED)
+                        revoke(pool, &pool->records[i], -ESHUTDOWN);
+        fp_pool_publish(pool);
+}
+
+int fp_pool_revoke(struct fp_pool *pool, uint32_t slot)
+{
+        if (slot >= pool->capacity || pool->records[slot].state != FP_SLOT_LEASED)
+                return -ESRCH;
+        revoke(pool, &pool->records[slot], -ECANCELED);
+        fp_pool_publish(pool);
+        return 0;
+}
+
+void fp_pool_set_paused(struct fp_pool *pool, bool paused)
+{
+        pool->paused = paused;
+        if (!paused)
+                dispatch(pool);
         fp_pool_publish(pool);
 }
 
@@ -817,7 +834,7 @@ void fp_pool_publish(struct fp_pool *pool)
         shm->leak_timeout_ms = p->leak_timeout_ms;
         shm->max_lease_time_ms = p->max_lease_time_ms;
         shm->flags = (p->pre_ping ? FP_SHM_POOL_PRE_PING : 0) |
-                     (p->use_lifo ? FP_SHM_POOL_LIFO : 0);
+                     (p->use_lifo ? FP_SHM_POOL_LIFO : 0) | (pool->paused ? FP_SHM_POOL_PAUSED : 0);
         shm->generation = (uint32_t)pool->generation;
         shm->checked_in = fp_pool_checkedin(pool);
         shm->checked_out = fp_pool_checkedout(pool);

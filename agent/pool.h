@@ -158,6 +158,7 @@ struct fp_pool {
         struct fp_waiter_list waiters;
         int n_waiting;
         bool closing;       /* removed or shutting down: nothing is reused */
+        bool paused;        /* an admin paused it: nothing is handed out */
         bool connected_once; /* first_connect has fired */
         uint64_t generation; /* records connected before it are replaced */
 
@@ -241,6 +242,18 @@ void fp_pool_drain(struct fp_pool *pool, int error, const char *text);
  * is new. Counters stay truthful. This is dispose, and what a disconnect does.
  */
 void fp_pool_invalidate_all(struct fp_pool *pool);
+
+/*
+ * Pauses (nothing handed out; waiters wait, leases drain as they come back)
+ * or resumes the pool.
+ */
+void fp_pool_set_paused(struct fp_pool *pool, bool paused);
+
+/*
+ * Revokes the lease in slot (hard close: the holder's next query fails).
+ * Returns 0, or -ESRCH if that slot holds no lease.
+ */
+int fp_pool_revoke(struct fp_pool *pool, uint32_t slot);
 
 /* Records that are leased, resetting, being checked or connecting. */
 int fp_pool_busy(const struct fp_pool *pool);

@@ -646,28 +646,95 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
                 (void)publish_segment(sup);
 }
 
+/* Re-reads the configuration file. Returns 0, or -EINVAL with the reason in err. */
+static int reload(struct fp_supervisor *sup, char *err, size_t len)
+{
+        struct fp_config cfg;
+
+        if (!sup->cfg.path) {
+                snprintf(err, len, "started without --config, nothing to reload");
+                return -EINVAL;
+        }
+        fp_config_init(&cfg);
+        if (fp_config_load(&cfg, sup->cfg.path, err, len) < 0 ||
+            fp_config_validate(&cfg, err, len) < 0) {
+                fp_config_free(&cfg);
+                return -EINVAL;
+        }
+        apply_config(sup, &cfg);
+        fp_config_free(&cfg);
+        snprintf(err, len, "configuration reloaded from %s", sup->cfg.path);
+        return 0;
+}
+
 static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                             void *userdata)
 {
         struct fp_supervisor *sup = userdata;
-        struct fp_config cfg;
-        char err[FP_CONFIG_ERR_MAX];
+        char text[FP_CONFIG_ERR_MAX];
         (void)s, (void)si;
 
-        if (!sup->cfg.path) {
-                log_warning("SIGHUP: started without --config, nothing to reload");
-                return 0;
+        if (reload(sup, text, sizeof(text)) < 0)
+                log_error("reload rejected, keeping the running configuration: %s", text);
+        else
+                log_info("%s", text);
+        return 0;
+}
+
+/* --- admin commands --- */
+
+bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
+                            const gid_t *groups, size_t n_groups)
+{
+        const struct fp_config *c = &sup->cfg;
+        if (uid == 0 || uid == geteuid() || id_in(c->admin_uids, c->n_admin_uids, uid) ||
+            id_in(c->admin_gids, c->n_admin_gids, gid))
+                return true;
+        for (size_t i = 0; i < n_groups; i++)
+                if (id_in(c->admin_gids, c->n_admin_gids, groups[i]))
+                        return true;
+        return false;
+}
+
+int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool,
+                        uint32_t arg, char *text, size_t len)
+{
+        if (command == FP_ADMIN_RELOAD) {
+                int r = reload(sup, text, len);
+                fp_log(r < 0 ? FP_LOG_ERROR : FP_LOG_INFO, "admin reload: %s", text);
+                return r;
         }
-        fp_config_init(&cfg);
-        if (fp_config_load(&cfg, sup->cfg.path, err, sizeof(err)) < 0 ||
-            fp_config_validate(&cfg, err, sizeof(err)) < 0) {
-                log_error("reload rejected, keeping the running configuration: %s", err);
-                fp_config_free(&cfg);
-                return 0;
+        struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, pool);
+        if (!sp) {
+                snprintf(text, len, "no pool named '%s'", pool);
+                return -ENOENT;
         }
-        apply_config(sup, &cfg);
-        fp_config_free(&cfg);
-        log_info("configuration reloaded from %s", sup->cfg.path);
+        switch (command) {
+        case FP_ADMIN_DISPOSE:
+                fp_pool_invalidate_all(&sp->pool);
+                snprintf(text, len, "pool %s disposed: idle connections closed, leased ones "
+                                    "close when they come back", pool);
+                break;
+        case FP_ADMIN_PAUSE:
+                fp_pool_set_paused(&sp->pool, true);
+                snprintf(text, len, "pool %s paused: nothing is handed out, leases drain", pool);
+                break;
+        case FP_ADMIN_RESUME:
+                fp_pool_set_paused(&sp->pool, false);
+                snprintf(text, len, "pool %s resumed", pool);
+                break;
+        case FP_ADMIN_KILL_LEASE:
+                if (fp_pool_revoke(&sp->pool, arg) < 0) {
+                        snprintf(text, len, "pool %s has no lease in slot %u", pool, arg);
+                        return -ESRCH;
+                }
+                snprintf(text, len, "pool %s: lease in slot %u revoked", pool, arg);
+                break;
+        default:
+                snprintf(text, len, "unknown admin command %u", command);
+                return -EINVAL;
+        }
+        log_info("admin: %s", text);
         return 0;
 }
 

@@ -80,6 +80,22 @@ uint64_t fp_supervisor_now(struct fp_supervisor *sup);
 bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
                                const gid_t *groups, size_t n_groups);
 
+/*
+ * Whether a peer may run admin commands: root, forkpoold's own uid, or a
+ * listed admin uid/gid.
+ */
+bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
+                            const gid_t *groups, size_t n_groups);
+
+/*
+ * Runs an admin command (enum fp_admin_command) on pool (ignored by reload)
+ * with arg. Returns 0 with a one-line account in text, or a negative errno
+ * with the reason in text (-ENOENT no such pool, -ESRCH no such lease,
+ * -EINVAL bad command or a rejected reload).
+ */
+int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool,
+                        uint32_t arg, char *text, size_t len);
+
 /* Called by control.c when a client is gone: reclaims its leases in every pool. */
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);
 

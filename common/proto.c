@@ -33,6 +33,12 @@ static size_t msg_expected_size(uint32_t op)
                 return sizeof(struct fp_msg_release);
         case FP_OP_ERROR:
                 return sizeof(struct fp_msg_error);
+        case FP_OP_CANCEL:
+                return sizeof(struct fp_msg_cancel);
+        case FP_OP_ADMIN:
+                return sizeof(struct fp_msg_admin);
+        case FP_OP_ADMIN_OK:
+                return sizeof(struct fp_msg_admin_ok);
         default:
                 return 0;
         }
@@ -63,6 +69,8 @@ const char *fp_op_name(uint32_t op)
                 [FP_OP_HELLO] = "hello",     [FP_OP_HELLO_OK] = "hello-ok",
                 [FP_OP_ACQUIRE] = "acquire", [FP_OP_LEASE] = "lease",
                 [FP_OP_RELEASE] = "release", [FP_OP_ERROR] = "error",
+                [FP_OP_CANCEL] = "cancel",   [FP_OP_ADMIN] = "admin",
+                [FP_OP_ADMIN_OK] = "admin-ok",
         };
         if (op < sizeof(names) / sizeof(names[0]) && names[op])
                 return names[op];

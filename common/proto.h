@@ -36,6 +36,17 @@ enum fp_op {
         FP_OP_RELEASE,     /* worker → supervisor; no reply */
         FP_OP_ERROR,       /* supervisor → worker */
         FP_OP_CANCEL,      /* worker → supervisor: cancel the lease's running query; no reply */
+        FP_OP_ADMIN,       /* forkpoolctl → supervisor; reply FP_OP_ADMIN_OK or FP_OP_ERROR */
+        FP_OP_ADMIN_OK,    /* supervisor → forkpoolctl */
+};
+
+/* Admin commands (FP_OP_ADMIN); only admin uids/gids may send them. */
+enum fp_admin_command {
+        FP_ADMIN_DISPOSE = 1, /* pool: close idle connections, leased ones on return */
+        FP_ADMIN_PAUSE,       /* pool: hand out nothing; leases drain */
+        FP_ADMIN_RESUME,      /* pool */
+        FP_ADMIN_RELOAD,      /* re-read the configuration file (as SIGHUP) */
+        FP_ADMIN_KILL_LEASE,  /* pool, arg = slot: revoke that lease */
 };
 
 enum fp_db_kind {
@@ -198,6 +209,18 @@ _Static_assert(sizeof(struct fp_msg_release) <= FP_MSG_MAX, "release fits a mess
 _Static_assert(sizeof(struct fp_lease_mysql) <= sizeof(struct fp_lease_pg),
                "a MySQL lease does not grow the lease message");
 _Static_assert(sizeof(struct fp_msg_cancel) == 24, "cancel layout");
+
+struct fp_msg_admin {
+        struct fp_msg_hdr hdr;
+        uint32_t command; /* enum fp_admin_command */
+        uint32_t arg;     /* e.g. the slot of FP_ADMIN_KILL_LEASE */
+        char pool[FP_NAME_MAX];
+};
+
+struct fp_msg_admin_ok {
+        struct fp_msg_hdr hdr;
+        char text[FP_ERRTEXT_MAX]; /* what was done, one line */
+};
 
 /* Fills a header for a message of the given op and size. */
 void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t request_id);

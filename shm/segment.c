@@ -231,7 +231,10 @@ int fp_segment_snapshot(const struct fp_segment *seg, uint32_t i, struct fp_shm_
                         continue;
                 if (!in_range)
                         return -EBADMSG;
+                /* Readers print these strings: a damaged segment must not run them off. */
                 copy.name[sizeof(copy.name) - 1] = '\0';
+                for (uint32_t k = 0; ret_slots && k < n; k++)
+                        ret_slots[k].label[sizeof(ret_slots[k].label) - 1] = '\0';
                 *ret_pool = copy;
                 return ret_slots ? (int)n : 0;
         }

@@ -149,6 +149,7 @@ struct fp_shm_pool {
 
 #define FP_SHM_POOL_PRE_PING 1u
 #define FP_SHM_POOL_LIFO 2u
+#define FP_SHM_POOL_PAUSED 4u
 
 struct fp_shm_slot {
         uint32_t state; /* enum fp_slot_state */
@@ -237,9 +238,12 @@ void fp_segment_write_end(struct fp_shm_pool *pool);
 
 /*
  * Reader side: copies a consistent snapshot of pool record i and its slots
- * into *ret_pool and ret_slots (room for max_slots). Returns the number of
- * slots copied, or -ERANGE (no such pool), -EAGAIN (the writer kept writing
- * for too long; try later). Never blocks.
+ * into *ret_pool and ret_slots (room for max_slots). The strings in the copies
+ * (the pool's name, the slots' labels) are NUL-terminated whatever the
+ * segment holds. Returns the number of slots copied, or -ERANGE (no such
+ * pool), -EAGAIN (the writer kept writing for too long; try later), -EBADMSG
+ * (the pool's slots lie outside the segment). On failure *ret_pool is
+ * untouched but ret_slots may have been written. Never blocks.
  */
 int fp_segment_snapshot(const struct fp_segment *seg, uint32_t i, struct fp_shm_pool *ret_pool,
                         struct fp_shm_slot *ret_slots, uint32_t max_slots);

@@ -244,9 +244,118 @@ static void test_database_down(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* Runs forkpoolctl with the test supervisor's socket; output (both streams) in out. */
+static int ctl(const struct itest_sup *s, char *out, size_t len, const char *args)
+{
+        return itest_sh(out, len, "%s --socket %s %s 2>&1", FP_FORKPOOLCTL_PATH, s->socket, args);
+}
+
+static void test_admin_commands(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *a, *b;
+        char out[8192];
+
+        itest_sup_start(&s, "it_adm", "pool_size = 2\nmax_overflow = 0\npool_timeout = 0.3\n",
+                        "allow_users = root, nobody\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &b));
+        CHECK(forkpool_lease_pg(a) && forkpool_lease_pg(b));
+        CHECK_OK(forkpool_release(a));
+        usleep(50000);
+
+        /* dispose: the idle one closes now, the leased one when it comes back. */
+        CHECK_MSG(ctl(&s, out, sizeof(out), "dispose main") == 0, "%s", out);
+        CHECK(strstr(out, "disposed"));
+        struct fp_shm_pool st = itest_pool(&s);
+        CHECK(st.live == 1 && st.checked_out == 1 && st.checked_in == 1);
+        CHECK_OK(forkpool_release(b));
+        usleep(50000);
+        st = itest_pool(&s);
+        CHECK(st.live == 0 && st.checked_out == 0 && st.checked_in == 2 && st.overflow == 0);
+
+        /* pause: nothing is handed out; resume. */
+        CHECK(ctl(&s, out, sizeof(out), "pause main") == 0);
+        CHECK(forkpool_acquire(fp, "main", 300, &a) == -ETIMEDOUT);
+        CHECK(ctl(&s, out, sizeof(out), "resume main") == 0);
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
+
+        /* kill-lease: the holder's next query fails; the slot is free and counted. */
+        PGconn *c = forkpool_lease_pg(a);
+        char args[64];
+        int slot = -1;
+        for (int i = 0; i < 2 && slot < 0; i++) {
+                snprintf(args, sizeof(args), "kill-lease main %d", i);
+                if (ctl(&s, out, sizeof(out), args) == 0)
+                        slot = i;
+        }
+        CHECK_MSG(slot >= 0, "kill-lease: %s", out);
+        PGresult *res = PQexec(c, "SELECT 1");
+        CHECK(PQresultStatus(res) != PGRES_TUPLES_OK);
+        PQclear(res);
+        CHECK(itest_pool(&s).counters.revokes == 1);
+        CHECK_OK(forkpool_release(a));
+        CHECK(ctl(&s, out, sizeof(out), "kill-lease main 7") == 1 && strstr(out, "no lease"));
+
+        /* Errors are one line; reload works through the socket too. */
+        CHECK(ctl(&s, out, sizeof(out), "dispose nope") == 1 && strstr(out, "no pool"));
+        CHECK(ctl(&s, out, sizeof(out), "dispose") == 2);
+        CHECK(ctl(&s, out, sizeof(out), "reload") == 0 && strstr(out, "reloaded"));
+
+        /* Only admins: nobody (gid 0 kept, so it can reach the socket) is refused. */
+        CHECK(itest_sh(out, sizeof(out),
+                       "setpriv --reuid=65534 --regid=0 --clear-groups %s --socket %s dispose "
+                       "main 2>&1",
+                       FP_FORKPOOLCTL_PATH, s.socket) == 1);
+        CHECK_MSG(strstr(out, "may not run admin commands"), "%s", out);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+static void test_events_and_url_check(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *a;
+        char out[16384];
+
+        itest_sup_start(&s, "it_events", NULL, NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
+        CHECK_OK(forkpool_release(a));
+        forkpool_close(fp);
+        usleep(50000);
+        CHECK(ctl(&s, out, sizeof(out), "events") == 0);
+        CHECK_MSG(strstr(out, "first_connect") && strstr(out, "checkout") &&
+                          strstr(out, "checkin") && strstr(out, "pool main"),
+                  "events:\n%s", out);
+        CHECK(itest_sh(NULL, 0,
+                       "%s --socket %s events --json | python3 -c 'import json,sys; "
+                       "e=[json.loads(l) for l in sys.stdin]; "
+                       "assert [x[\"type\"] for x in e][:3]==[\"first_connect\",\"connect\","
+                       "\"checkout\"], e'",
+                       FP_FORKPOOLCTL_PATH, s.socket) == 0);
+        CHECK(itest_sup_stop(&s) == 0);
+
+        CHECK(itest_sh(out, sizeof(out),
+                       "%s url-check 'postgresql://app:kx%%25jj5%%2Fg@db.example:6432/appdb"
+                       "?application_name=web' 2>&1",
+                       FP_FORKPOOLCTL_PATH) == 0);
+        CHECK_MSG(strstr(out, "app:***@db.example:6432/appdb") && !strstr(out, "kx%") &&
+                          strstr(out, "application_name = web") && strstr(out, "sslmode=disable"),
+                  "url-check:\n%s", out);
+        CHECK(itest_sh(out, sizeof(out), "%s url-check 'postgresql://u@h/db?sslmode=require' 2>&1",
+                       FP_FORKPOOLCTL_PATH) == 1);
+        CHECK(strstr(out, "TLS"));
+}
+
 ITEST_MAIN({"bad_config_refused", test_bad_config_refused, 60},
            {"reload", test_reload, 60},
            {"sigterm_waits_for_leases", test_sigterm_waits_for_leases, 60},
            {"sigterm_grace_revokes", test_sigterm_grace_revokes, 60},
            {"forkpoolctl_status", test_forkpoolctl_status, 60},
-           {"database_down", test_database_down, 60})
+           {"database_down", test_database_down, 60},
+           {"admin_commands", test_admin_commands, 60},
+           {"events_and_url_check", test_events_and_url_check, 60})
