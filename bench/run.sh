@@ -69,14 +69,41 @@ trap 'exit 130' INT TERM
 # shellcheck source=/dev/null
 source "$TOP/pg/env"
 
-"$BUILD/agent/forkpoold" --url "$FORKPOOL_TEST_PG_URL" --pool-size "$PROCS" --max-overflow 0 \
-  --socket "$SOCK" 2>"$TOP/forkpoold.log" &
-FORKPOOLD_PID=$!
-for ((i = 0; i < 100; i++)); do
-  [[ -S $SOCK ]] && break
-  kill -0 "$FORKPOOLD_PID" 2>/dev/null || die "forkpoold exited at start"
-  sleep 0.1
-done
-[[ -S $SOCK ]] || die "forkpoold did not create $SOCK within 10 s"
+# Starts forkpoold on the scratch server with the given extra pool options.
+start_forkpoold() {
+  "$BUILD/agent/forkpoold" --url "$FORKPOOL_TEST_PG_URL" --pool-size "$PROCS" --max-overflow 0 \
+    --socket "$SOCK" "$@" 2>>"$TOP/forkpoold.log" &
+  FORKPOOLD_PID=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ -S $SOCK ]] && return 0
+    kill -0 "$FORKPOOLD_PID" 2>/dev/null || die "forkpoold exited at start"
+    sleep 0.1
+  done
+  die "forkpoold did not create $SOCK within 10 s"
+}
 
+stop_forkpoold() {
+  kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
+  FORKPOOLD_PID=''
+}
+
+start_forkpoold
 "$BUILD/bench/forkpool-bench" --socket "$SOCK" "$@"
+stop_forkpoold
+
+# What the pool options cost or save, lease per transaction, same processes and time:
+# reset_on_return discard (DISCARD ALL on every release) against auto (only what the
+# session changed: nothing for these clean sessions), and the process pool class (one
+# sticky connection per process: no round trip to forkpoold after the first acquire).
+echo
+echo "| pool options (throughput, $PROCS processes) | transactions/s |"
+echo "|---|---|"
+for variant in "--reset-on-return rollback" "--reset-on-return discard" \
+               "--reset-on-return auto" "--poolclass process"; do
+  # shellcheck disable=SC2086
+  start_forkpoold $variant
+  tps=$("$BUILD/bench/forkpool-bench" --socket "$SOCK" --mode throughput "$@" |
+        awk -F'|' '/acquire → SELECT 1 → release/ { gsub(/ /, "", $3); print $3; exit }')
+  echo "| $variant | ${tps:-?} |"
+  stop_forkpoold
+done
