@@ -520,6 +520,40 @@ static void test_echo_and_events(void)
         stop();
 }
 
+/* Several pools in one supervisor: separate accounting, separate allow lists. */
+static void test_multiple_pools(void)
+{
+        char lines[1024], out[8192];
+        forkpool_lease *a, *b;
+        PGconn *admin = itest_admin();
+
+        snprintf(lines, sizeof(lines),
+                 "pool_size = 1\nmax_overflow = 0\n\n[pool reports]\nurl = %s\n"
+                 "pool_size = 2\nmax_overflow = 0\npool_use_lifo = true\n",
+                 itest_url("it_multi_reports"));
+        start("it_multi_main", lines);
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
+        CHECK_OK(forkpool_acquire(fp, "reports", 2000, &b));
+        CHECK(strcmp(itest_query(forkpool_lease_pg(a), "SHOW application_name"),
+                     "it_multi_main") == 0);
+        CHECK(strcmp(itest_query(forkpool_lease_pg(b), "SHOW application_name"),
+                     "it_multi_reports") == 0);
+        /* main is full; reports is not. */
+        forkpool_lease *c;
+        CHECK(forkpool_acquire(fp, "main", 0, &c) == -ETIMEDOUT);
+        CHECK_OK(forkpool_acquire(fp, "reports", 0, &c));
+        CHECK_OK(forkpool_release(c));
+        CHECK_OK(forkpool_release(a));
+        CHECK_OK(forkpool_release(b));
+        CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH,
+                       sup.socket) == 0);
+        CHECK_MSG(strstr(out, "pool main") && strstr(out, "pool reports") &&
+                          strstr(out, "Pool size: 2  Connections in pool: 2"),
+                  "status:\n%s", out);
+        stop();
+        PQfinish(admin);
+}
+
 ITEST_MAIN({"recycle", test_recycle, 30},
            {"lifo_and_fifo", test_lifo_and_fifo, 30},
            {"pre_ping_hides_dead_connections", test_pre_ping_hides_dead_connections, 30},
@@ -535,4 +569,5 @@ ITEST_MAIN({"recycle", test_recycle, 30},
            {"leak_timeout_and_revoke", test_leak_timeout_and_revoke, 30},
            {"connect_rate", test_connect_rate, 30},
            {"pool_allow_lists", test_pool_allow_lists, 30},
-           {"echo_and_events", test_echo_and_events, 30})
+           {"echo_and_events", test_echo_and_events, 30},
+           {"multiple_pools", test_multiple_pools, 30})
