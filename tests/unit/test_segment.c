@@ -145,7 +145,12 @@ static void test_create_then_open_checks_header(void **state)
         assert_int_equal(h->slot_count, TEST_SLOTS);
         assert_int_equal(h->pool_size, sizeof(struct fp_shm_pool));
         assert_int_equal(h->slot_size, sizeof(struct fp_shm_slot));
-        assert_int_equal(h->total_size, 256 + TEST_POOLS * 256 + TEST_SLOTS * 64);
+        assert_int_equal(h->total_size,
+                         sizeof(struct fp_shm_header) + TEST_POOLS * sizeof(struct fp_shm_pool) +
+                                 TEST_SLOTS * sizeof(struct fp_shm_slot) +
+                                 FP_SHM_EVENTS * sizeof(struct fp_shm_event));
+        assert_int_equal(h->events_offset,
+                         h->total_size - FP_SHM_EVENTS * sizeof(struct fp_shm_event));
         assert_int_equal(f->reader.size, h->total_size);
         assert_int_equal(h->supervisor_pid, getpid());
         assert_int_equal(h->obsolete, 0);
@@ -647,6 +652,39 @@ static void test_slot_state_names(void **state)
         assert_string_equal(fp_slot_state_name(UINT32_MAX), "unknown");
 }
 
+/* The event ring: in order, readable by another mapping, and overwritten oldest first. */
+static void test_event_ring(void **state)
+{
+        struct fixture *f = *state;
+        struct fp_shm_event ev = {0}, got;
+
+        create_default(f);
+        assert_int_equal(fp_segment_open(&f->reader, f->name), 0);
+        assert_int_equal(fp_segment_event_last(&f->reader), 0);
+        assert_int_equal(fp_segment_event_read(&f->reader, 1, &got), -EAGAIN);
+
+        for (uint32_t i = 1; i <= FP_SHM_EVENTS + 10; i++) {
+                ev.type = FP_EV_CHECKOUT;
+                ev.slot = i;
+                ev.pid = (int32_t)(1000 + i);
+                fp_segment_event_write(&f->writer, &ev);
+        }
+        uint64_t last = fp_segment_event_last(&f->reader);
+        assert_int_equal(last, FP_SHM_EVENTS + 10);
+        assert_int_equal(fp_segment_event_read(&f->reader, last, &got), 0);
+        assert_int_equal(got.seq, last);
+        assert_int_equal(got.slot, last);
+        assert_int_equal(got.pid, 1000 + (int32_t)last);
+        /* The first ten were overwritten; the oldest still there is 11. */
+        assert_int_equal(fp_segment_event_read(&f->reader, 10, &got), -ESTALE);
+        assert_int_equal(fp_segment_event_read(&f->reader, 11, &got), 0);
+        assert_int_equal(got.slot, 11);
+        assert_int_equal(fp_segment_event_read(&f->reader, last + 1, &got), -EAGAIN);
+        assert_string_equal(fp_event_type_name(FP_EV_CHECKOUT), "checkout");
+        assert_string_equal(fp_event_type_name(0), "unknown");
+        assert_string_equal(fp_pool_class_name(FP_POOL_PROCESS), "process");
+}
+
 #define SEG_TEST(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -669,6 +707,7 @@ int main(void)
             SEG_TEST(test_created_mode_ignores_umask),
             SEG_TEST(test_readonly_mapping_cannot_be_written),
             cmocka_unit_test(test_slot_state_names),
+            SEG_TEST(test_event_ring),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
