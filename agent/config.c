@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -623,6 +624,28 @@ static int config_parse_seconds_or_off(const char *v, int *ret_ms, char *reason,
         return config_parse_seconds(v, ret_ms, reason, len);
 }
 
+static int key_user(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+        struct passwd pw, *found = NULL;
+        char buf[4096];
+
+        if (getpwnam_r(v, &pw, buf, sizeof(buf), &found) != 0 || !found) {
+                config_err(reason, len, "unknown user '%s'", config_quote(v, q));
+                return -ENOENT;
+        }
+        char *copy = strdup(v);
+        if (!copy) {
+                config_err(reason, len, "out of memory");
+                return -ENOMEM;
+        }
+        free(ld->cfg->run_user);
+        ld->cfg->run_user = copy;
+        ld->cfg->run_uid = found->pw_uid;
+        ld->cfg->run_gid = found->pw_gid;
+        return 0;
+}
+
 static int key_admin_users(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         unsigned long ids[FP_CONFIG_MAX_IDS];
@@ -768,6 +791,7 @@ static const struct config_key config_forkpool_keys[] = {
         {"log_level", key_log_level},
         {"shutdown_grace", key_shutdown_grace},
         {"admin_users", key_admin_users},
+        {"user", key_user},
         {"admin_groups", key_admin_groups},
 };
 
@@ -1010,6 +1034,26 @@ static int config_handler(void *user, const char *section, const char *name, con
 
 /* --- the API --- */
 
+/*
+ * A file that holds a password must not be readable by everyone: refused
+ * (not merely warned about), since anyone on the host could read it.
+ */
+static void config_check_secret_mode(struct config_loader *ld)
+{
+        struct stat st;
+
+        if (fstat(fileno(ld->f), &st) < 0 || !(st.st_mode & S_IROTH))
+                return;
+        for (size_t i = 0; i < ld->cfg->n_pools; i++)
+                if (ld->cfg->pools[i].url.password) {
+                        loader_fail(ld, ld->cfg->pools[i].line, -EPERM,
+                                    "url: holds a password, but the file is readable by everyone "
+                                    "(mode %04o): chmod o-r it",
+                                    (unsigned)(st.st_mode & 07777));
+                        return;
+                }
+}
+
 int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *key,
                            const char *value, char *err, size_t errlen)
 {
@@ -1082,6 +1126,8 @@ int fp_config_load(struct fp_config *cfg, const char *path, char *err, size_t er
         }
         if (!ld.error)
                 loader_end_section(&ld);
+        if (!ld.error)
+                config_check_secret_mode(&ld);
 
         fclose(ld.f);
         if (ld.line) {
@@ -1248,6 +1294,7 @@ void fp_config_free(struct fp_config *cfg)
                 config_pool_free(&cfg->pools[i]);
         free(cfg->path);
         free(cfg->socket_path);
+        free(cfg->run_user);
         /* Defaults again, but no allocation: socket_path stays NULL (see config.h). */
         memset(cfg, 0, sizeof(*cfg));
         cfg->log_level = FP_LOG_INFO;

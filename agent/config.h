@@ -79,6 +79,9 @@ struct fp_config {
         uid_t admin_uids[FP_CONFIG_MAX_IDS];
         size_t n_admin_gids;
         gid_t admin_gids[FP_CONFIG_MAX_IDS];
+        char *run_user;        /* user = NAME: started as root, forkpoold becomes NAME */
+        uid_t run_uid;
+        gid_t run_gid;
         enum fp_log_level log_level; /* default info */
         int shutdown_grace_ms; /* default 10 s */
         size_t n_pools;

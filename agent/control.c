@@ -22,6 +22,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 #include "proto.h"
 #include "sockio.h"
@@ -467,11 +469,40 @@ static void ensure_parent_dir(const char *path)
         (void)mkdir(dir, 0755);
 }
 
+/*
+ * The control socket systemd passed (socket activation), or -1: a listening
+ * SOCK_SEQPACKET socket bound to our path among sd_listen_fds().
+ */
+static int activated_socket(const char *path)
+{
+        int n = sd_listen_fds(1);
+        for (int fd = SD_LISTEN_FDS_START; n > 0 && fd < SD_LISTEN_FDS_START + n; fd++)
+                if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, path, 0) > 0)
+                        return fd;
+        if (n > 0)
+                log_warning("systemd passed %d socket%s, none a listening SOCK_SEQPACKET socket "
+                            "on %s: binding our own",
+                            n, n == 1 ? "" : "s", path);
+        return -1;
+}
+
 int fp_control_listen(struct fp_supervisor *sup)
 {
         const char *path = sup->cfg.socket_path;
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
         int fd, r;
+
+        fd = activated_socket(path);
+        if (fd >= 0) {
+                (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+                (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+                r = sd_event_add_io(sup->event, &sup->listen_src, fd, EPOLLIN, on_listen, sup);
+                if (r < 0)
+                        return log_error_errno(r, "cannot watch the control socket");
+                sup->listen_fd = fd;
+                sup->socket_activated = true;
+                return 0;
+        }
 
         if (strlen(path) >= sizeof(addr.sun_path))
                 return log_error_errno(-ENAMETOOLONG, "control socket path %s", path);
@@ -518,7 +549,9 @@ void fp_control_stop_listening(struct fp_supervisor *sup)
         sup->listen_src = sd_event_source_disable_unref(sup->listen_src);
         close(sup->listen_fd);
         sup->listen_fd = -1;
-        (void)unlink(sup->cfg.socket_path);
+        /* systemd's socket stays for the next start; ours goes. */
+        if (!sup->socket_activated)
+                (void)unlink(sup->cfg.socket_path);
 }
 
 void fp_control_close_all(struct fp_supervisor *sup)

@@ -8,6 +8,7 @@
 
 static const struct fp_db_driver *const drivers[] = {
         &fp_pg_driver,
+        &fp_my_driver,
 };
 
 const struct fp_db_driver *fp_db_driver_for(const struct fp_url *url)

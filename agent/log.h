@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * log.h — forkpoold's log: one line per event on stderr, prefixed with its
- * level. Errors are logged once, where they are handled. Never log a secret.
+ * log.h — forkpoold's log: one line per event, in the journal (with
+ * structured fields) when stderr is the journal, on stderr prefixed with its
+ * level otherwise. Errors are logged once, where they are handled. Never log
+ * a secret.
  */
 #ifndef FORKPOOL_LOG_H
 #define FORKPOOL_LOG_H
@@ -20,6 +22,22 @@ void fp_log(enum fp_log_level level, const char *fmt, ...) __attribute__((format
 /* Logs at error level and returns error (a negative errno), for `return log_error_errno(r, …)`. */
 int fp_log_errno(enum fp_log_level level, int error, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+
+/* The structured fields of a pool event, for the journal. */
+struct fp_log_fields {
+        const char *pool;
+        const char *event;
+        int slot; /* -1: none */
+        int holder_pid;
+        int backend_pid;
+};
+
+/*
+ * Like fp_log(), for a pool event: in the journal the fields POOL=, EVENT=,
+ * SLOT=, HOLDER_PID= and BACKEND_PID= go with the message.
+ */
+void fp_log_event(enum fp_log_level level, const struct fp_log_fields *fields, const char *fmt,
+                  ...) __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) fp_log(FP_LOG_ERROR, __VA_ARGS__)
 #define log_warning(...) fp_log(FP_LOG_WARNING, __VA_ARGS__)

@@ -119,6 +119,15 @@ void fp_pool_attach_shm(struct fp_pool *pool, struct fp_shm_pool *shm, struct fp
         fp_pool_publish(pool);
 }
 
+static void histogram_add(struct fp_shm_histogram *h, uint64_t usec)
+{
+        size_t i = 0;
+        while (i < FP_SHM_HIST_BOUNDS && usec > fp_shm_hist_bounds_usec[i])
+                i++;
+        h->count[i]++;
+        h->sum_usec += usec;
+}
+
 /* --- the idle queue Q: a ring of record indexes, taken FIFO or LIFO --- */
 
 static void queue_push(struct fp_pool *pool, struct fp_record *rec)
@@ -305,6 +314,7 @@ static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_wait
 
         /* Readers of the segment see the lease by the time the worker has it. */
         pool->counters.acquires++;
+        histogram_add(&pool->wait_hist, rec->leased_at - w->start_usec);
         emit(pool, FP_EV_CHECKOUT, rec, w->pid, rec->leased_at - w->start_usec, 0);
         fp_pool_publish(pool);
         int r = pool->ops->send_lease(pool, rec, w);
@@ -379,8 +389,10 @@ static void dispatch(struct fp_pool *pool)
 /* Puts rec back into Q, or discards it when Q is full (§2.3); then serves waiters. */
 static void checkin(struct fp_pool *pool, struct fp_record *rec)
 {
-        emit(pool, FP_EV_CHECKIN, rec, rec->holder_pid, rec->holder ? now(pool) - rec->leased_at : 0,
-             0);
+        uint64_t held = rec->holder ? now(pool) - rec->leased_at : 0;
+        if (rec->holder)
+                histogram_add(&pool->hold_hist, held);
+        emit(pool, FP_EV_CHECKIN, rec, rec->holder_pid, held, 0);
         rec->holder = NULL;
         rec->holder_pid = 0;
         rec->label[0] = '\0';
@@ -425,8 +437,13 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
                 .start_usec = start,
                 .deadline_usec = start + (uint64_t)timeout_ms * 1000u,
         };
-        if (label)
+        if (label) {
+                /* The label goes into logs and forkpoolctl: no control characters. */
                 snprintf(w->label, sizeof(w->label), "%s", label);
+                for (char *c = w->label; *c; c++)
+                        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                                *c = '?';
+        }
 
         /* AssertionPool: a second checkout is an error at once, naming the holder. */
         const struct fp_record *held;
@@ -843,6 +860,8 @@ void fp_pool_publish(struct fp_pool *pool)
         shm->live = pool->n_live;
         shm->oldest_wait_start_usec = first ? first->start_usec : 0;
         shm->counters = pool->counters;
+        shm->wait_hist = pool->wait_hist;
+        shm->hold_hist = pool->hold_hist;
         for (uint32_t d = 0; d < pool->n_dirty; d++) {
                 struct fp_record *rec = &pool->records[pool->dirty[d]];
                 rec->dirty = false;

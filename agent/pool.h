@@ -163,6 +163,8 @@ struct fp_pool {
         uint64_t generation; /* records connected before it are replaced */
 
         struct fp_shm_counters counters;
+        struct fp_shm_histogram wait_hist; /* acquire waits */
+        struct fp_shm_histogram hold_hist; /* lease hold times */
         struct fp_shm_pool *shm;       /* NULL: not published */
         struct fp_shm_slot *shm_slots; /* capacity entries */
 };

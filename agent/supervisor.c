@@ -6,6 +6,9 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <sys/stat.h>
+#include <grp.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,8 @@
 #include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "log.h"
 
@@ -259,12 +264,20 @@ static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct
         bool leak = type == FP_EV_LEAK || type == FP_EV_REVOKE;
         if (leak || (echo == 1 && event_is_notable(type)) || echo == 2) {
                 enum fp_log_level level = leak ? FP_LOG_WARNING : FP_LOG_INFO;
-                fp_log(level, "pool %s: %s slot %d pid %d backend %d%s%s%s (%.3f ms)%s%s",
-                       pool->params.name, fp_event_type_name(type), rec ? (int)rec->index : -1,
-                       (int)pid, rec ? rec->backend_pid : 0, rec && rec->label[0] ? " label '" : "",
-                       rec && rec->label[0] ? rec->label : "", rec && rec->label[0] ? "'" : "",
-                       (double)duration_usec / 1000.0, error ? ": " : "",
-                       error ? strerror(-error) : "");
+                struct fp_log_fields fields = {
+                        .pool = pool->params.name,
+                        .event = fp_event_type_name(type),
+                        .slot = rec ? (int)rec->index : -1,
+                        .holder_pid = (int)pid,
+                        .backend_pid = rec ? rec->backend_pid : 0,
+                };
+                bool labeled = rec && rec->label[0];
+                fp_log_event(level, &fields, "pool %s: %s slot %d pid %d backend %d%s%s%s (%.3f ms)%s%s",
+                             pool->params.name, fp_event_type_name(type), fields.slot, (int)pid,
+                             fields.backend_pid, labeled ? " label '" : "",
+                             labeled ? rec->label : "", labeled ? "'" : "",
+                             (double)duration_usec / 1000.0, error ? ": " : "",
+                             error ? strerror(-error) : "");
         }
 }
 
@@ -500,11 +513,33 @@ static int publish_segment(struct fp_supervisor *sup)
 
 #define LEASE_CHECK_USEC (250 * 1000)
 
+/* Tells systemd (if it listens) one line about every pool, when that line changes. */
+static void notify_status(struct fp_supervisor *sup)
+{
+        char status[512];
+        size_t n = 0;
+
+        for (size_t i = 0; i < sup->n_pools && n < sizeof(status); i++) {
+                const struct fp_pool *p = &sup->pools[i]->pool;
+                if (sup->pools[i]->removed)
+                        continue;
+                n += (size_t)snprintf(status + n, sizeof(status) - n,
+                                      "%s%s: %d out, %d idle, %d waiting%s", n ? "; " : "",
+                                      p->params.name, fp_pool_checkedout(p), fp_pool_checkedin(p),
+                                      p->n_waiting, p->paused ? " (paused)" : "");
+        }
+        if (strcmp(status, sup->last_status) == 0)
+                return;
+        snprintf(sup->last_status, sizeof(sup->last_status), "%s", status);
+        (void)sd_notifyf(0, "STATUS=%s", status);
+}
+
 static int on_lease_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_check_leases(&sup->pools[i]->pool);
+        notify_status(sup);
         sd_event_source_set_time(s, usec + LEASE_CHECK_USEC);
         sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
@@ -546,6 +581,7 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
         if (sup->stopping)
                 return;
         sup->stopping = true;
+        (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
         log_info("%s: stopping (leases held: waiting up to %d ms)", why,
                  sup->cfg.shutdown_grace_ms);
         fp_control_stop_listening(sup);
@@ -655,14 +691,18 @@ static int reload(struct fp_supervisor *sup, char *err, size_t len)
                 snprintf(err, len, "started without --config, nothing to reload");
                 return -EINVAL;
         }
+        (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, fp_supervisor_now(sup));
         fp_config_init(&cfg);
         if (fp_config_load(&cfg, sup->cfg.path, err, len) < 0 ||
             fp_config_validate(&cfg, err, len) < 0) {
                 fp_config_free(&cfg);
+                (void)sd_notify(0, "READY=1");
                 return -EINVAL;
         }
         apply_config(sup, &cfg);
         fp_config_free(&cfg);
+        sup->last_status[0] = '\0';
+        (void)sd_notify(0, "READY=1");
         snprintf(err, len, "configuration reloaded from %s", sup->cfg.path);
         return 0;
 }
@@ -755,6 +795,43 @@ static bool socket_is_live(const char *path)
         return live;
 }
 
+/*
+ * user = NAME, started as root: becomes NAME (its groups included) before
+ * anything is created, so that the socket, the segment and every connection
+ * belong to it. The socket's directory is created for it if missing.
+ */
+static int drop_privileges(struct fp_supervisor *sup)
+{
+        const struct fp_config *c = &sup->cfg;
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        struct stat st;
+
+        if (!c->run_user)
+                return 0;
+        if (geteuid() != 0) {
+                if (geteuid() != c->run_uid)
+                        log_warning("user = %s ignored: not started as root", c->run_user);
+                return 0;
+        }
+        snprintf(dir, sizeof(dir), "%s", c->socket_path);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                if (stat(dir, &st) < 0 && errno == ENOENT) {
+                        if (mkdir(dir, 0755) < 0 || chown(dir, c->run_uid, c->run_gid) < 0)
+                                return log_error_errno(-errno, "cannot create %s for user %s",
+                                                       dir, c->run_user);
+                }
+        }
+        if (initgroups(c->run_user, c->run_gid) < 0 || setgid(c->run_gid) < 0 ||
+            setuid(c->run_uid) < 0)
+                return log_error_errno(-errno, "cannot become user %s", c->run_user);
+        if (setuid(0) == 0)
+                return log_error_errno(-EPERM, "still root after becoming %s", c->run_user);
+        log_info("running as user %s (uid %u)", c->run_user, (unsigned)c->run_uid);
+        return 0;
+}
+
 int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
 {
         sigset_t mask;
@@ -767,7 +844,11 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
 
-        if (socket_is_live(sup->cfg.socket_path)) {
+        r = drop_privileges(sup);
+        if (r < 0)
+                return r;
+
+        if (sd_listen_fds(0) <= 0 && socket_is_live(sup->cfg.socket_path)) {
                 log_error("another forkpoold is already listening on %s", sup->cfg.socket_path);
                 return -EADDRINUSE;
         }
@@ -824,7 +905,14 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
                          url, sp->cfg.max_overflow, fp_reset_mode_name(sp->cfg.reset_mode),
                          status);
         }
-        log_info("listening on %s (segment %s)", sup->cfg.socket_path, sup->seg.name);
+        /* WatchdogSec=: sd-event sends WATCHDOG=1 at half the interval while the loop runs. */
+        r = sd_event_set_watchdog(sup->event, true);
+        if (r < 0)
+                log_warning_errno(r, "cannot arm the systemd watchdog");
+        log_info("listening on %s%s (segment %s)", sup->cfg.socket_path,
+                 sup->socket_activated ? " (socket activation)" : "", sup->seg.name);
+        (void)sd_notify(0, "READY=1");
+        notify_status(sup);
         return 0;
 }
 

@@ -48,6 +48,8 @@ struct fp_supervisor {
         sd_event_source *grace_timer;
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
+        bool socket_activated; /* the control socket came from systemd: not ours to remove */
+        char last_status[512];   /* the last STATUS= sent to systemd */
 };
 
 /*

@@ -51,6 +51,19 @@ static const char *const url_allowed_params[] = {
 
 #define URL_SHAPE "postgresql://user:password@host:port/database?key=value"
 
+/* The query keys a mysql:// URL may set. TLS and compression are refused apart. */
+static const char *const url_mysql_allowed_params[] = {
+        "unix_socket", "charset", "connect_timeout", "init_command", "multi_statements",
+        "found_rows",
+};
+
+#define URL_MYSQL_ALLOWED_LIST                                                                     \
+        "unix_socket, charset, connect_timeout, init_command, multi_statements, found_rows"
+
+#define URL_MYSQL_COMPRESS_REASON                                                                  \
+        "compression cannot be used on leased connections (the compressed stream's state "        \
+        "cannot move between processes)"
+
 #define URL_ENCODE_HINT                                                                            \
         "if the password contains '/', '?' or '@', percent-encode them as %2F, %3F and %40"
 
@@ -196,9 +209,13 @@ err_nul:
         return url_fail(p, -EINVAL, "%%00 in the %s: NUL bytes are not allowed", what);
 }
 
-/* Checks the scheme text[0..n) and accepts postgresql, postgres and postgresql+DRIVER. */
+/*
+ * Checks the scheme text[0..n) and accepts postgresql, postgres, mysql and
+ * mariadb, each optionally +DRIVER.
+ */
 static int url_parse_scheme(struct url_parser *p, const char *s, size_t n, struct fp_url *url)
 {
+        const char *scheme = "postgresql";
         const char *plus = memchr(s, '+', n);
         size_t base_len = plus ? (size_t)(plus - s) : n;
         bool valid = n > 0 && ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'));
@@ -210,9 +227,14 @@ static int url_parse_scheme(struct url_parser *p, const char *s, size_t n, struc
                 /* Not quoted: without a valid scheme, this may be anything. */
                 return url_fail(p, -EINVAL, "not a URL: expected " URL_SHAPE);
 
-        if (!((base_len == 10 && strncasecmp(s, "postgresql", 10) == 0) ||
-              (base_len == 8 && strncasecmp(s, "postgres", 8) == 0)))
-                return url_fail(p, -EINVAL, "unsupported scheme '%s' (expected postgresql://)",
+        if ((base_len == 5 && strncasecmp(s, "mysql", 5) == 0) ||
+            (base_len == 7 && strncasecmp(s, "mariadb", 7) == 0))
+                scheme = "mysql";
+        else if (!((base_len == 10 && strncasecmp(s, "postgresql", 10) == 0) ||
+                   (base_len == 8 && strncasecmp(s, "postgres", 8) == 0)))
+                return url_fail(p, -EINVAL,
+                                "unsupported scheme '%s' (expected postgresql://, mysql:// or "
+                                "mariadb://)",
                                 url_quote(p, s, n));
         if (plus) {
                 size_t dlen = n - base_len - 1;
@@ -223,10 +245,11 @@ static int url_parse_scheme(struct url_parser *p, const char *s, size_t n, struc
                 if (!ok)
                         return url_fail(p, -EINVAL,
                                         "invalid driver name in the scheme '%s' (expected "
-                                        "postgresql+DRIVER, e.g. postgresql+psycopg2)",
+                                        "NAME+DRIVER, e.g. postgresql+psycopg2 or "
+                                        "mysql+pymysql)",
                                         url_quote(p, s, n));
         }
-        url->scheme = strdup("postgresql");
+        url->scheme = strdup(scheme);
         if (!url->scheme)
                 return url_fail(p, -ENOMEM, "out of memory");
         return 0;
@@ -332,11 +355,97 @@ static const char *url_param(const struct fp_url *url, const char *key)
         return NULL;
 }
 
+static bool url_is_mysql(const struct fp_url *url)
+{
+        return url->scheme && strcmp(url->scheme, "mysql") == 0;
+}
+
+/* Parses a boolean query value: 1/0, true/false, yes/no, on/off. */
+static int url_parse_bool(const char *value, int *ret)
+{
+        static const char *const yes[] = {"1", "true", "yes", "on"};
+        static const char *const no[] = {"0", "false", "no", "off"};
+
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcasecmp(value, yes[i]) == 0) {
+                        *ret = 1;
+                        return 0;
+                }
+                if (strcasecmp(value, no[i]) == 0) {
+                        *ret = 0;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/* Checks the value of an allowed mysql:// query key. */
+static int url_check_mysql_value(struct url_parser *p, const char *key, const char *value)
+{
+        int b;
+
+        if (strcmp(key, "unix_socket") == 0) {
+                if (value[0] != '/' || strlen(value) >= 108)
+                        return url_fail(p, -EINVAL,
+                                        "unix_socket=%s: expected an absolute path to the "
+                                        "server's socket file (at most 107 bytes)",
+                                        url_quote(p, value, strlen(value)));
+        } else if (strcmp(key, "charset") == 0) {
+                size_t len = strlen(value);
+                bool ok = len > 0 && len < 32;
+                for (size_t i = 0; i < len && ok; i++)
+                        ok = value[i] == '_' || (value[i] >= '0' && value[i] <= '9') ||
+                             (value[i] >= 'a' && value[i] <= 'z') ||
+                             (value[i] >= 'A' && value[i] <= 'Z');
+                if (!ok)
+                        return url_fail(p, -EINVAL,
+                                        "charset=%s: expected a character set name such as "
+                                        "utf8mb4",
+                                        url_quote(p, value, strlen(value)));
+        } else if (strcmp(key, "connect_timeout") == 0) {
+                char *end;
+                long v = strtol(value, &end, 10);
+                if (end == value || *end || v < 1 || v > 3600)
+                        return url_fail(p, -EINVAL,
+                                        "connect_timeout=%s: expected whole seconds from 1 to "
+                                        "3600",
+                                        url_quote(p, value, strlen(value)));
+        } else if (strcmp(key, "multi_statements") == 0 || strcmp(key, "found_rows") == 0) {
+                if (url_parse_bool(value, &b) < 0)
+                        return url_fail(p, -EINVAL, "%s=%s: expected true or false", key,
+                                        url_quote(p, value, strlen(value)));
+        }
+        return 0;
+}
+
+/* Checks one decoded query parameter of a mysql:// URL: whitelisted, no TLS. */
+static int url_check_mysql_param(struct url_parser *p, const char *key, const char *value)
+{
+        if (strncasecmp(key, "ssl", 3) == 0 || strncasecmp(key, "tls", 3) == 0)
+                return url_fail(p, -EINVAL,
+                                "%s: " URL_TLS_REASON "; remove it (forkpoold connects to "
+                                "MySQL/MariaDB without TLS)",
+                                url_quote(p, key, strlen(key)));
+        if (strncasecmp(key, "compress", 8) == 0)
+                return url_fail(p, -EINVAL, "%s: " URL_MYSQL_COMPRESS_REASON "; remove it",
+                                url_quote(p, key, strlen(key)));
+        size_t n = sizeof(url_mysql_allowed_params) / sizeof(url_mysql_allowed_params[0]);
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(key, url_mysql_allowed_params[i]) == 0)
+                        return url_check_mysql_value(p, key, value);
+        return url_fail(p, -EINVAL, "unknown query parameter '%s' (allowed: %s)",
+                        url_quote(p, key, strlen(key)), URL_MYSQL_ALLOWED_LIST);
+}
+
 /* Checks one decoded query parameter: whitelisted, no TLS, given once. */
 static int url_check_param(struct url_parser *p, const struct fp_url *url, const char *key,
                            const char *value)
 {
-        if (strcmp(key, "sslmode") == 0) {
+        if (url_is_mysql(url)) {
+                int r = url_check_mysql_param(p, key, value);
+                if (r < 0)
+                        return r;
+        } else if (strcmp(key, "sslmode") == 0) {
                 if (strcmp(value, "disable") != 0)
                         return url_fail(p, -EINVAL,
                                         "sslmode=%s: " URL_TLS_REASON
@@ -541,6 +650,34 @@ void fp_url_free(struct fp_url *url)
                 free(url->param_values[i]);
         }
         memset(url, 0, sizeof(*url));
+}
+
+int fp_url_mysql_options(const struct fp_url *url, struct fp_url_mysql *ret)
+{
+        const char *v;
+
+        if (!url_is_mysql(url))
+                return -EINVAL;
+        *ret = (struct fp_url_mysql){
+                .host = url->host,
+                .port = url->port ? (unsigned int)strtoul(url->port, NULL, 10) : 0,
+                .user = url->user,
+                .password = url->password,
+                .database = url->database,
+                .unix_socket = url_param(url, "unix_socket"),
+                .charset = url_param(url, "charset"),
+                .init_command = url_param(url, "init_command"),
+        };
+        v = url_param(url, "connect_timeout");
+        if (v)
+                ret->connect_timeout_s = (int)strtol(v, NULL, 10);
+        v = url_param(url, "multi_statements");
+        if (v)
+                (void)url_parse_bool(v, &ret->multi_statements);
+        v = url_param(url, "found_rows");
+        if (v)
+                (void)url_parse_bool(v, &ret->found_rows);
+        return 0;
 }
 
 /* Whether query parameter i goes into libpq's keywords (not the forced ones). */

@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * url.h — database URLs in SQLAlchemy's form, turned into libpq keywords.
+ * url.h — database URLs in SQLAlchemy's form, turned into libpq keywords or
+ * MariaDB Connector/C connect arguments.
  *
  *   postgresql://user:password@host:port/database?key=value&key=value
  *   postgresql+psycopg2://…, postgres://… are accepted too.
+ *   mysql://user:password@host:port/database?unix_socket=/path&charset=utf8mb4
+ *   mysql+pymysql://…, mariadb://…, mariadb+mariadbconnector://… too (one
+ *   driver, scheme "mysql"). Query keys: unix_socket, charset,
+ *   connect_timeout, init_command, multi_statements, found_rows. TLS keys
+ *   (ssl*, tls*) and compression (compress) are refused, with the reason.
  *
  * Every component is percent-decoded ('+' is a space in the query only, as in
  * SQLAlchemy). A Unix-socket directory is given as ?host=/path (then the
@@ -19,7 +25,7 @@
 #define FP_URL_MAX_PARAMS 32
 
 struct fp_url {
-        char *scheme;   /* "postgresql" (the driver suffix is dropped) */
+        char *scheme;   /* "postgresql" or "mysql" (the driver suffix is dropped) */
         char *user;     /* NULL if absent */
         char *password; /* NULL if absent; a secret: never log or publish it */
         char *host;     /* NULL if absent (libpq default, or ?host=) */
@@ -51,6 +57,27 @@ void fp_url_free(struct fp_url *url);
  */
 int fp_url_pg_keywords(const struct fp_url *url, const char **keys, const char **values,
                        size_t cap);
+
+/* A mysql:// URL as MariaDB Connector/C connect arguments (fp_url_mysql_options()). */
+struct fp_url_mysql {
+        const char *host;         /* NULL: local (the Unix socket) */
+        unsigned int port;        /* 0: the default */
+        const char *user;         /* NULL: the login name */
+        const char *password;     /* NULL if absent */
+        const char *database;     /* NULL if absent */
+        const char *unix_socket;  /* ?unix_socket=, or NULL */
+        const char *charset;      /* ?charset=, or NULL (the driver's default) */
+        const char *init_command; /* ?init_command=, or NULL */
+        int connect_timeout_s;    /* ?connect_timeout=, 0 if absent */
+        int multi_statements;     /* ?multi_statements=true: CLIENT_MULTI_STATEMENTS */
+        int found_rows;           /* ?found_rows=true: CLIENT_FOUND_ROWS */
+};
+
+/*
+ * Fills *ret from a parsed mysql:// URL. The strings point into url (valid
+ * while url lives). Returns 0, or -EINVAL if url is not a mysql:// URL.
+ */
+int fp_url_mysql_options(const struct fp_url *url, struct fp_url_mysql *ret);
 
 /*
  * Writes the URL back as text with the password replaced by "***" (for logs

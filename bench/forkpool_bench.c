@@ -4,7 +4,7 @@
  *
  *   forkpool-bench [--mode all|lease|connect|throughput] [--socket PATH] [--pool NAME]
  *                  [--iterations N] [--connect-iterations N] [--procs N] [--seconds T]
- *                  [--direct CONNINFO]
+ *                  [--direct CONNINFO] [--db postgresql|mysql]
  *
  * lease       median and p99 of forkpool_acquire + forkpool_lease_pg + forkpool_release
  * connect     median and p99 of PQconnectdb + PQfinish against the same server, and
@@ -14,6 +14,12 @@
  *
  * The direct conninfo comes from --direct, else libpq's PG* environment. The
  * results are a markdown table on stdout; progress and errors go to stderr.
+ *
+ * --db mysql measures a MySQL/MariaDB pool the same way: forkpool_lease_mysql,
+ * mysql_real_connect + mysql_close (the goal is at least 5: a MariaDB connect
+ * is cheap), persistent MYSQL handles. --direct is then a Connector/C
+ * connection string, e.g. "socket=/run/mysqld/mysqld.sock;user=app;
+ * password=secret;database=appdb".
  * Compare ratios taken in one run: on a small VM the absolute numbers move
  * with CPU placement (see research/perf_anchors.md).
  */
@@ -34,6 +40,7 @@
 #include <unistd.h>
 
 #include <forkpool.h>
+#include <mysql.h>
 
 #define WARMUP_ITERATIONS 200
 #define CONNECT_WARMUP    5
@@ -45,6 +52,7 @@ struct options {
         const char *socket_path;
         const char *pool;
         const char *direct;
+        bool mysql; /* --db mysql */
         int iterations;
         int connect_iterations;
         int procs;
@@ -104,8 +112,36 @@ static const char *fmt_us(char *buf, size_t len, double us)
         return buf;
 }
 
-/* One acquire + lease_pg + release. Returns 0 or a negative errno (message on stderr). */
-static int lease_once(forkpool *fp, const char *pool, const char *sql)
+/* Runs sql on a MySQL handle and frees its result. Returns 0 or -EIO. */
+static int mysql_run(MYSQL *m, const char *sql)
+{
+        if (mysql_query(m, sql) != 0)
+                return -EIO;
+        MYSQL_RES *res = mysql_store_result(m);
+        if (!res)
+                return -EIO;
+        mysql_free_result(res);
+        return 0;
+}
+
+/* The --db mysql half of lease_once(). */
+static int lease_once_mysql(forkpool_lease *lease, const char *sql)
+{
+        MYSQL *m = forkpool_lease_mysql(lease);
+        if (!m) {
+                int r = errno > 0 ? -errno : -EIO;
+                forkpool_invalidate(lease);
+                return r;
+        }
+        if (sql && mysql_run(m, sql) < 0) {
+                forkpool_invalidate(lease);
+                return -EIO;
+        }
+        return forkpool_release(lease);
+}
+
+/* One acquire + lease_pg (lease_mysql) + release. Returns 0 or a negative errno. */
+static int lease_once(const struct options *opt, forkpool *fp, const char *pool, const char *sql)
 {
         forkpool_lease *lease;
         PGresult *res;
@@ -115,6 +151,8 @@ static int lease_once(forkpool *fp, const char *pool, const char *sql)
         r = forkpool_acquire(fp, pool, -1, &lease);
         if (r < 0)
                 return r;
+        if (opt->mysql)
+                return lease_once_mysql(lease, sql);
         conn = forkpool_lease_pg(lease);
         if (!conn) {
                 r = errno > 0 ? -errno : -EIO;
@@ -154,7 +192,7 @@ static int bench_lease(const struct options *opt, struct stats *ret)
         for (int i = -WARMUP_ITERATIONS; i < opt->iterations; i++) {
                 uint64_t t0 = now_ns();
 
-                r = lease_once(fp, opt->pool, NULL);
+                r = lease_once(opt, fp, opt->pool, NULL);
                 if (r < 0) {
                         fprintf(stderr, "lease: iteration %d: %s %s\n", i, forkpool_strerror(r),
                                 forkpool_last_error());
@@ -182,6 +220,21 @@ static int bench_connect(const struct options *opt, struct stats *ret)
                 opt->connect_iterations);
         for (int i = -CONNECT_WARMUP; i < opt->connect_iterations; i++) {
                 uint64_t t0 = now_ns();
+                if (opt->mysql) {
+                        MYSQL *m = mysql_init(NULL);
+                        if (!m || !mysql_real_connect(m, opt->direct, NULL, NULL, NULL, 0, NULL,
+                                                      0)) {
+                                fprintf(stderr, "mysql_real_connect: %s\n",
+                                        m ? mysql_error(m) : "out of memory");
+                                mysql_close(m);
+                                r = -ECONNREFUSED;
+                                goto out;
+                        }
+                        mysql_close(m);
+                        if (i >= 0)
+                                samples[i] = now_ns() - t0;
+                        continue;
+                }
                 PGconn *conn = PQconnectdb(opt->direct);
 
                 if (PQstatus(conn) != CONNECTION_OK) {
@@ -217,6 +270,7 @@ static int throughput_child(const struct options *opt, bool pooled, struct run_s
         struct proc_result *res = &shared->procs[idx];
         forkpool *fp = NULL;
         PGconn *conn = NULL;
+        MYSQL *my = NULL;
         uint64_t deadline;
         char byte = 'r';
         int r;
@@ -225,6 +279,14 @@ static int throughput_child(const struct options *opt, bool pooled, struct run_s
                 r = forkpool_open(opt->socket_path, &fp);
                 if (r < 0) {
                         record_error(res, "forkpool_open", forkpool_strerror(r));
+                        return 1;
+                }
+        } else if (opt->mysql) {
+                my = mysql_init(NULL);
+                if (!my || !mysql_real_connect(my, opt->direct, NULL, NULL, NULL, 0, NULL, 0)) {
+                        record_error(res, "mysql_real_connect",
+                                     my ? mysql_error(my) : "out of memory");
+                        mysql_close(my);
                         return 1;
                 }
         } else {
@@ -237,11 +299,13 @@ static int throughput_child(const struct options *opt, bool pooled, struct run_s
         }
         /* One transaction first, so that the pool has grown and caches are warm. */
         if (pooled) {
-                r = lease_once(fp, opt->pool, "SELECT 1");
+                r = lease_once(opt, fp, opt->pool, "SELECT 1");
                 if (r < 0) {
                         record_error(res, forkpool_strerror(r), forkpool_last_error());
                         return 1;
                 }
+        } else if (my) {
+                (void)mysql_run(my, "SELECT 1");
         } else {
                 PQclear(PQexec(conn, "SELECT 1"));
         }
@@ -253,9 +317,16 @@ static int throughput_child(const struct options *opt, bool pooled, struct run_s
         deadline = shared->deadline_ns;
         while (now_ns() < deadline) {
                 if (pooled) {
-                        r = lease_once(fp, opt->pool, "SELECT 1");
+                        r = lease_once(opt, fp, opt->pool, "SELECT 1");
                         if (r < 0) {
                                 record_error(res, forkpool_strerror(r), forkpool_last_error());
+                                continue;
+                        }
+                } else if (my) {
+                        if (mysql_run(my, "SELECT 1") < 0) {
+                                record_error(res, "SELECT 1", mysql_error(my));
+                                if (mysql_errno(my) >= 2000)
+                                        break;
                                 continue;
                         }
                 } else {
@@ -274,6 +345,7 @@ static int throughput_child(const struct options *opt, bool pooled, struct run_s
         }
         forkpool_close(fp);
         PQfinish(conn);
+        mysql_close(my);
         return 0;
 }
 
@@ -358,7 +430,8 @@ static void print_machine(void)
         printf("| nproc | %ld |\n", sysconf(_SC_NPROCESSORS_ONLN));
         printf("| cpu | %s |\n", model);
         printf("| kernel | %s %s %s |\n", u.sysname, u.release, u.machine);
-        printf("| forkpool / libpq | %s / %d |\n\n", forkpool_version(), PQlibVersion());
+        printf("| forkpool / libpq / Connector/C | %s / %d / %s |\n\n", forkpool_version(),
+               PQlibVersion(), mysql_get_client_info());
 }
 
 static void usage(FILE *f)
@@ -366,9 +439,12 @@ static void usage(FILE *f)
         fprintf(f, "usage: forkpool-bench [--mode all|lease|connect|throughput] [--socket PATH]\n"
                    "         [--pool NAME] [--iterations N] [--connect-iterations N]\n"
                    "         [--procs N] [--seconds T] [--direct CONNINFO]\n"
+                   "         [--db postgresql|mysql]\n"
                    "defaults: --mode all --pool default --iterations 5000\n"
                    "          --connect-iterations 500 --procs 8 --seconds 5\n"
-                   "          --direct '' (libpq's PG* environment)\n");
+                   "          --direct '' (libpq's PG* environment) --db postgresql\n"
+                   "--db mysql: --direct is a Connector/C connection string\n"
+                   "          (\"socket=PATH;user=U;password=P;database=D\")\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *opt)
@@ -382,11 +458,12 @@ static int parse_options(int argc, char **argv, struct options *opt)
             {"procs", required_argument, NULL, 'P'},
             {"seconds", required_argument, NULL, 't'},
             {"direct", required_argument, NULL, 'd'},
+            {"db", required_argument, NULL, 'D'},
             {"help", no_argument, NULL, 'h'},
             {}};
         int c;
 
-        *opt = (struct options){"all", NULL, "default", "", 5000, 500, 8, 5};
+        *opt = (struct options){"all", NULL, "default", "", false, 5000, 500, 8, 5};
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'm':
@@ -412,6 +489,12 @@ static int parse_options(int argc, char **argv, struct options *opt)
                         break;
                 case 'd':
                         opt->direct = optarg;
+                        break;
+                case 'D':
+                        if (strcmp(optarg, "mysql") != 0 && strcmp(optarg, "mariadb") != 0 &&
+                            strcmp(optarg, "postgresql") != 0)
+                                return -EINVAL;
+                        opt->mysql = strcmp(optarg, "postgresql") != 0;
                         break;
                 case 'h':
                         usage(stdout);
@@ -459,29 +542,36 @@ int main(int argc, char **argv)
         if (lease.n || connect.n) {
                 printf("| latency | n | median | p99 |\n|---|---|---|---|\n");
                 if (lease.n)
-                        printf("| forkpool_acquire + forkpool_lease_pg + forkpool_release | %d | "
+                        printf("| forkpool_acquire + forkpool_lease_%s + forkpool_release | %d | "
                                "%s | %s |\n",
-                               lease.n, fmt_us(b1, sizeof(b1), lease.median_us),
+                               opt.mysql ? "mysql" : "pg", lease.n,
+                               fmt_us(b1, sizeof(b1), lease.median_us),
                                fmt_us(b2, sizeof(b2), lease.p99_us));
                 if (connect.n)
-                        printf("| PQconnectdb + PQfinish (direct) | %d | %s | %s |\n", connect.n,
-                               fmt_us(b1, sizeof(b1), connect.median_us),
+                        printf("| %s (direct) | %d | %s | %s |\n",
+                               opt.mysql ? "mysql_real_connect + mysql_close"
+                                         : "PQconnectdb + PQfinish",
+                               connect.n, fmt_us(b1, sizeof(b1), connect.median_us),
                                fmt_us(b2, sizeof(b2), connect.p99_us));
                 if (lease.n && connect.n)
                         printf("| **connect / lease** | | **%.1f×** | %.1f× |\n",
                                connect.median_us / lease.median_us, connect.p99_us / lease.p99_us);
                 printf("\n");
-                if (lease.n && connect.n)
-                        printf("Goal: a lease is at least 20× cheaper than a new connection "
+                if (lease.n && connect.n) {
+                        double goal = opt.mysql ? 5 : 20;
+                        bool met = connect.median_us / lease.median_us >= goal;
+                        printf("Goal: a lease is at least %.0f× cheaper than a new connection "
                                "(median): %s.\n\n",
-                               connect.median_us / lease.median_us >= 20 ? "met" : "NOT met");
+                               goal, met ? "met" : "NOT met");
+                }
         }
         if (tps_pool > 0 || tps_direct > 0) {
                 printf("| throughput, %d processes, %d s, SELECT 1 | transactions/s |\n"
                        "|---|---|\n",
                        opt.procs, opt.seconds);
                 printf("| forkpool: acquire → SELECT 1 → release | %.0f |\n", tps_pool);
-                printf("| direct: persistent PGconn per process | %.0f |\n", tps_direct);
+                printf("| direct: persistent %s per process | %.0f |\n",
+                       opt.mysql ? "MYSQL" : "PGconn", tps_direct);
                 if (tps_pool > 0 && tps_direct > 0)
                         printf("| **forkpool / direct** | **%.2f×** |\n", tps_pool / tps_direct);
                 printf("\n");

@@ -44,6 +44,7 @@ struct options {
         const char *pool;
         const char *socket_path;
         const char *query;
+        double max_wait_s; /* shed load when the oldest waiter has waited this long */
 };
 
 static volatile sig_atomic_t worker_stop;
@@ -167,6 +168,13 @@ static void serve_query(int fd, forkpool **fpp, const struct options *opt)
         if (r < 0) {
                 snprintf(body, sizeof(body), "forkpool_open: %s\n", forkpool_strerror(r));
                 respond(fd, 503, "Service Unavailable", true, body);
+                return;
+        }
+        /* Backpressure: if acquires already queue for too long, answer 503 before queueing. */
+        forkpool_pool_stats st;
+        if (forkpool_pool_state(*fpp, opt->pool, &st) == 0 && st.waiting > 0 &&
+            st.oldest_wait_s > opt->max_wait_s) {
+                respond(fd, 503, "Service Unavailable", true, "the database pool is saturated\n");
                 return;
         }
         r = forkpool_acquire(*fpp, opt->pool, -1, &lease);
@@ -385,9 +393,11 @@ out:
 static void usage(FILE *f)
 {
         fprintf(f, "usage: forkpool-demo-server [--listen HOST:PORT] [--workers N] [--pool NAME]\n"
-                   "                            [--socket PATH] [--query SQL]\n"
+                   "                            [--socket PATH] [--query SQL] [--max-wait SEC]\n"
                    "defaults: --listen 127.0.0.1:8080 --workers 4 --pool default\n"
-                   "          --query 'SELECT pg_backend_pid(), now()'\n");
+                   "          --query 'SELECT pg_backend_pid(), now()' --max-wait 1\n"
+                   "--max-wait: answer 503 at once while the pool's oldest waiter has waited\n"
+                   "longer than this (read from forkpoold's segment, no round trip)\n");
 }
 
 int main(int argc, char **argv)
@@ -397,10 +407,11 @@ int main(int argc, char **argv)
                                                  {"pool", required_argument, NULL, 'p'},
                                                  {"socket", required_argument, NULL, 's'},
                                                  {"query", required_argument, NULL, 'q'},
+                                                 {"max-wait", required_argument, NULL, 'm'},
                                                  {"help", no_argument, NULL, 'h'},
                                                  {}};
         struct options opt = {"127.0.0.1:8080", 4, "default", NULL,
-                              "SELECT pg_backend_pid(), now()"};
+                              "SELECT pg_backend_pid(), now()", 1.0};
         struct sockaddr_storage addr;
         socklen_t addrlen = sizeof(addr);
         char host[NI_MAXHOST], port[NI_MAXSERV];
@@ -417,6 +428,8 @@ int main(int argc, char **argv)
                         opt.socket_path = optarg;
                 else if (c == 'q')
                         opt.query = optarg;
+                else if (c == 'm')
+                        opt.max_wait_s = atof(optarg);
                 else {
                         usage(c == 'h' ? stdout : stderr);
                         return c == 'h' ? 0 : 2;

@@ -4,8 +4,9 @@
  *
  * A process links libforkpool to lease a real database connection from the
  * forkpoold supervisor: the connection's socket arrives by descriptor passing
- * and becomes a real PGconn * in this process. Queries go straight to the
- * database; the supervisor only sees acquire and release.
+ * and becomes a real PGconn * (PostgreSQL) or MYSQL * (MySQL/MariaDB, with
+ * MariaDB Connector/C) in this process. Queries go straight to the database;
+ * the supervisor only sees acquire and release.
  *
  * Conventions: every function that can fail returns 0 or a positive value on
  * success and a negative errno on failure; out parameters (ret_*) are written
@@ -29,6 +30,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Connector/C's MYSQL (include <mysql.h> to use it; this header does not need it). */
+struct st_mysql;
 
 #if defined(FORKPOOL_BUILDING)
 #define FORKPOOL_EXPORT __attribute__((visibility("default")))
@@ -111,17 +115,37 @@ FORKPOOL_EXPORT const char *forkpool_last_error(void);
  */
 FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease);
 
+/*
+ * A real MariaDB Connector/C handle (MYSQL *) on the leased socket of a
+ * MySQL/MariaDB pool, made on first call and owned by the lease: do not
+ * mysql_close() it, do not reconnect it (reconnect is off), do not use
+ * mariadb_cancel() (it would shut the shared socket down), use
+ * forkpool_cancel(). Its character set, status and capabilities mirror the
+ * real session, so escaping, prepared statements, multi-statements (if the
+ * pool's URL enables them) and mysql_change_user() work as usual. Returns
+ * NULL with errno set: EOPNOTSUPP (not a MySQL lease), ECHILD (another
+ * process), EPROTO (this process's client library would negotiate other
+ * capabilities than the session has; forkpool_last_error() says which), or
+ * the adoption's error.
+ */
+FORKPOOL_EXPORT struct st_mysql *forkpool_lease_mysql(forkpool_lease *lease);
+
 /* The leased socket's descriptor (owned by the lease), or -ECHILD. */
 FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease);
 
-/* The database backend's process id of the leased connection, or -ECHILD. */
+/*
+ * The database backend's process id of the leased connection (MySQL: its
+ * thread id, CONNECTION_ID()), or -ECHILD.
+ */
 FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease);
 
 /*
- * Gives the connection back and frees the lease and its PGconn. The caller
- * must be at a protocol boundary (no query running, all results read, not in
- * COPY or pipeline mode); a connection returned elsewhere is closed by the
- * supervisor instead of reused. No reply is awaited. Returns 0, or -ECHILD
+ * Gives the connection back and frees the lease and its PGconn or MYSQL. The
+ * caller must be at a protocol boundary (no query running, all results read,
+ * not in COPY or pipeline mode); a connection returned elsewhere is closed by
+ * the supervisor instead of reused. MySQL statements still prepared are
+ * closed on the server (their MYSQL_STMT handles only need
+ * mysql_stmt_close() to be freed). No reply is awaited. Returns 0, or -ECHILD
  * (another process: nothing is touched and the lease stays allocated), or
  * -EINVAL (NULL).
  */
@@ -143,7 +167,8 @@ FORKPOOL_EXPORT int forkpool_soft_invalidate(forkpool_lease *lease);
 /*
  * Takes the connection out of the pool for good: the lease is freed and the
  * session belongs to the caller — the PGconn returned by forkpool_lease_pg()
- * (finish it with PQfinish(), which ends the session normally), or, if it was
+ * (finish it with PQfinish(), which ends the session normally) or the MYSQL
+ * of forkpool_lease_mysql() (mysql_close()), or, if it was
  * never adopted, the descriptor of forkpool_lease_fd() — outside every limit
  * and count. The supervisor drops its own copy without a byte. Returns 0 or
  * -ECHILD.
@@ -152,16 +177,40 @@ FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease);
 
 /*
  * Asks the real database server to cancel the query running on the leased
- * connection (PostgreSQL CancelRequest to the server's own address). May be
- * called from another thread of the acquiring process while one waits for
- * the result. Returns 0 when the request was delivered (the query may have
+ * connection. May be called from another thread of the acquiring process
+ * while one waits for the result. PostgreSQL: a CancelRequest to the
+ * server's own address; returns 0 when it was delivered (the query may have
  * finished already), -ECHILD, -EOPNOTSUPP (no cancel key known), or the
- * connect/send error. Blocks for at most about 5 s.
+ * connect/send error; blocks for at most about 5 s. MySQL: forkpoold sends
+ * KILL QUERY from a connection of its own; returns 0 once the request is on
+ * its way (no reply is awaited; a later holder's query is never hit by it),
+ * -ECHILD, or -ECONNRESET (forkpoold is gone).
  */
 FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease);
 
 /* A static text for a negative errno returned by this library. Never NULL. */
 FORKPOOL_EXPORT const char *forkpool_strerror(int err);
+
+/* A pool's load, read from the supervisor's shared segment (forkpool_pool_state()). */
+typedef struct forkpool_pool_stats {
+        int pool_size;        /* connections kept open */
+        int max_overflow;     /* -1: no limit */
+        int checked_out;      /* leased, being reset, checked or connecting */
+        int idle;             /* in the pool, ready (or empty slots that reconnect) */
+        int waiting;          /* acquires queued right now */
+        double oldest_wait_s; /* how long the first of them has waited; 0 if none */
+        int paused;           /* 1 while an admin has paused the pool */
+} forkpool_pool_stats;
+
+/*
+ * Reads pool's current load straight from the shared segment, without asking
+ * the supervisor (so a web server can answer 503 before it queues). Never
+ * blocks; about a microsecond. Returns 0, -ENOENT (no such pool, or no
+ * segment: no supervisor), -EACCES (the segment is not readable by this
+ * user), -EAGAIN (the supervisor kept writing; try again), -ECHILD.
+ */
+FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool,
+                                        forkpool_pool_stats *ret);
 
 #ifdef __cplusplus
 }

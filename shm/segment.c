@@ -6,10 +6,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Readers give up after this many torn reads; the writer holds the lock for microseconds. */
@@ -102,6 +104,9 @@ int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_co
         hdr->event_count = FP_SHM_EVENTS;
         hdr->event_size = sizeof(struct fp_shm_event);
         hdr->supervisor_pid = getpid();
+        struct timespec now;
+        if (clock_gettime(CLOCK_REALTIME, &now) == 0)
+                hdr->started_usec = (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
         /* The magic goes last: a reader that sees it sees a complete header. */
         __atomic_store_n(&hdr->magic, FP_SHM_MAGIC, __ATOMIC_RELEASE);
 
@@ -214,8 +219,12 @@ int fp_segment_snapshot(const struct fp_segment *seg, uint32_t i, struct fp_shm_
 
         for (int attempt = 0; attempt < SNAPSHOT_RETRIES; attempt++) {
                 uint64_t before = __atomic_load_n(&pool->seq, __ATOMIC_ACQUIRE);
-                if (before & 1)
+                if (before & 1) {
+                        /* The writer may have been preempted mid-write: let it run. */
+                        if (attempt % 64 == 63)
+                                sched_yield();
                         continue;
+                }
 
                 struct fp_shm_pool copy;
                 memcpy(&copy, pool, sizeof(copy));

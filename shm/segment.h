@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define FP_SHM_MAGIC 0x4c4f4f504b524f46ull /* "FORKPOOL" little-endian */
-#define FP_SHM_LAYOUT_VERSION 2u
+#define FP_SHM_LAYOUT_VERSION 3u
 #define FP_SHM_NAME_MAX 64
 #define FP_SHM_POOL_NAME_MAX 64
 #define FP_SHM_MAX_POOLS 64
@@ -96,6 +96,22 @@ struct fp_shm_counters {
         uint64_t revokes;          /* leases taken back at max_lease_time */
 };
 
+/*
+ * A histogram of durations: count[i] counts durations <= fp_shm_hist_bounds_usec[i]
+ * (not cumulative); the last bucket counts the rest.
+ */
+#define FP_SHM_HIST_BOUNDS 16
+struct fp_shm_histogram {
+        uint64_t count[FP_SHM_HIST_BOUNDS + 1];
+        uint64_t sum_usec;
+};
+
+/* The histograms' upper bounds in microseconds: 100 µs … 10 s. */
+static const uint64_t fp_shm_hist_bounds_usec[FP_SHM_HIST_BOUNDS] = {
+        100,    250,    500,     1000,    2500,    5000,    10000,   25000,
+        50000,  100000, 250000,  500000,  1000000, 2500000, 5000000, 10000000,
+};
+
 struct fp_shm_header {
         uint64_t magic;
         uint32_t layout_version;
@@ -145,6 +161,9 @@ struct fp_shm_pool {
         int32_t max_lease_time_ms;
         uint32_t generation;
         uint8_t reserved[32];
+        struct fp_shm_histogram wait_hist; /* how long acquires waited for their lease */
+        struct fp_shm_histogram hold_hist; /* how long leases were held */
+        uint8_t reserved2[32];
 };
 
 #define FP_SHM_POOL_PRE_PING 1u
@@ -179,7 +198,8 @@ struct fp_shm_event {
 
 _Static_assert(sizeof(struct fp_shm_header) == 256, "header ABI");
 _Static_assert(sizeof(struct fp_shm_pool) % 64 == 0, "pool on its own cache lines");
-_Static_assert(sizeof(struct fp_shm_pool) == 320, "pool ABI");
+_Static_assert(sizeof(struct fp_shm_pool) == 640, "pool ABI");
+_Static_assert(sizeof(struct fp_shm_histogram) == 144, "histogram ABI");
 _Static_assert(sizeof(struct fp_shm_slot) == 128, "slot ABI");
 _Static_assert(sizeof(struct fp_shm_event) == 64, "event ABI");
 _Static_assert((FP_SHM_EVENTS & (FP_SHM_EVENTS - 1)) == 0, "event ring size a power of two");

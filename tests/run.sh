@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016,SC2317  # literal quotes around $ONLY; trap handlers
 # tests/run.sh — the test command of forkpool.
 #
-#   ./tests/run.sh [--no-asan] [--only REGEX]
+#   ./tests/run.sh [--no-asan] [--no-fuzz] [--only REGEX]
 #
 # 1. Installs the Debian packages the build and the tests need (only the
 #    missing ones; needs root when something is missing).
@@ -12,14 +12,25 @@
 # 3. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
-#    FORKPOOL_TEST_PG_SOCKET_DIR, FORKPOOL_TEST_PG_PORT) to the tests.
+#    FORKPOOL_TEST_PG_SOCKET_DIR, FORKPOOL_TEST_PG_PORT) to the tests, and a
+#    throwaway MariaDB with contrib/scratch-mariadb.sh (FORKPOOL_TEST_MY_URL,
+#    FORKPOOL_TEST_MY_TCP_URL, FORKPOOL_TEST_MY_SOCKET, FORKPOOL_TEST_MY_PORT,
+#    FORKPOOL_TEST_MY_USER, FORKPOOL_TEST_MY_PASSWORD,
+#    FORKPOOL_TEST_MY_DATABASE). Both are stopped on exit, even on a signal.
 # 4. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
 #    all other tests (label "integration") serially. Tests without a TIMEOUT
 #    property get 300 s.
+# 5. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
+#    ASan, UBSan), and runs each fuzz target (fuzz/fuzz_proto,
+#    fuzz/fuzz_segment) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
+#    fresh seeds and tests/fuzz/corpus/<target>/. A crash fails the run and
+#    leaves the input in build-fuzz/fuzz-work/<target>/artifacts/.
 #
 # Options:
 #   --no-asan       skip the sanitizer build and its test run
-#   --only REGEX    run only the tests whose name matches REGEX (ctest -R)
+#   --no-fuzz       skip the fuzzing tree and its runs
+#   --only REGEX    run only the tests whose name matches REGEX (ctest -R;
+#                   fuzz targets are named fuzz/<target>)
 #
 # Exits non-zero if anything failed; the last line is a summary.
 set -euo pipefail
@@ -33,10 +44,12 @@ usage() {
 }
 
 ASAN=1
+FUZZ=1
 ONLY=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --no-asan) ASAN=0 ;;
+    --no-fuzz) FUZZ=0 ;;
     --only)
       [[ $# -ge 2 && -n $2 ]] || { echo "$PROG: --only needs a REGEX" >&2; exit 2; }
       ONLY=$2
@@ -60,6 +73,7 @@ say() { echo "==> $*"; }
 PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev postgresql postgresql-contrib
+  libmariadb-dev mariadb-server
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
   clang libclang-rt-14-dev
   python3 procps iproute2 util-linux curl
@@ -161,6 +175,7 @@ on_exit() {
   local rc=$?
   set +e
   stop_pg
+  stop_my
   exit "$rc"
 }
 trap on_exit EXIT
@@ -197,6 +212,36 @@ start_pg() {
   . "$PG_DIR/env"
 }
 
+# ---------------------------------------------------------------- MariaDB
+MY_DIR=
+stop_my() {
+  if [[ -n $MY_DIR ]]; then
+    "$REPO/contrib/scratch-mariadb.sh" stop "$MY_DIR" ||
+      echo "$PROG: warning: could not stop the scratch MariaDB in $MY_DIR" >&2
+    rm -rf -- "$MY_DIR"
+    MY_DIR=
+  fi
+}
+
+start_my() {
+  local base
+  base=$(pg_tmp_base)
+  # As root the server runs as "mysql": it must reach the directory too.
+  if [[ $base != /tmp && $(id -u) -eq 0 ]] && getent passwd mysql >/dev/null &&
+     ! runuser -u mysql -- test -x "$base" -a -w "$base" 2>/dev/null; then
+    base=/tmp
+  fi
+  MY_DIR=$(mktemp -d "$base/forkpool-my.XXXXXX")
+  chmod 0755 "$MY_DIR"
+  say "starting scratch MariaDB"
+  run "$REPO/contrib/scratch-mariadb.sh" start "$MY_DIR" || return 1
+  # Tests see only the scratch server's settings, never the caller's client
+  # environment.
+  unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD
+  # shellcheck disable=SC1091
+  . "$MY_DIR/env"
+}
+
 # ---------------------------------------------------------------- tests
 # run_ctest NAME [ENV=VALUE...]
 run_ctest() {
@@ -227,6 +272,44 @@ run_ctest() {
   fi
 }
 
+# ---------------------------------------------------------------- fuzzing
+FUZZ_TARGETS=(fuzz_proto fuzz_segment)
+FUZZ_SECONDS=${FORKPOOL_FUZZ_SECONDS:-20}
+[[ $FUZZ_SECONDS =~ ^[1-9][0-9]*$ ]] ||
+  { echo "$PROG: FORKPOOL_FUZZ_SECONDS must be a whole number of seconds >= 1" >&2; exit 2; }
+
+# fuzz_selected TARGET: whether --only (if given) selects fuzz/TARGET.
+fuzz_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"fuzz/$1"; }
+
+# Runs every selected fuzz target of build-fuzz for FUZZ_SECONDS. Inputs that
+# add coverage accumulate in build-fuzz/fuzz-work/<target>/corpus.
+run_fuzz() {
+  local dir=$BUILD_ROOT/build-fuzz t work max_len
+  rm -rf -- "$dir/fuzz-seeds"
+  if ! run "$dir/tests/fuzz/fuzz_seeds" "$dir/fuzz-seeds"; then
+    fail "build-fuzz: fuzz_seeds"
+    return
+  fi
+  for t in "${FUZZ_TARGETS[@]}"; do
+    fuzz_selected "$t" || continue
+    work=$dir/fuzz-work/$t
+    mkdir -p "$work/corpus" "$work/artifacts"
+    # Room for oversized messages; segment images are compressed (fuzz_segment.c).
+    case $t in fuzz_proto) max_len=8192 ;; *) max_len=65536 ;; esac
+    say "build-fuzz: fuzz/$t for ${FUZZ_SECONDS}s"
+    if run "$dir/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+         -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1 \
+         -artifact_prefix="$work/artifacts/" \
+         "$work/corpus" "$dir/fuzz-seeds/$t" "$REPO/tests/fuzz/corpus/$t" \
+         >"$work/log" 2>&1; then
+      grep -E '^Done [0-9]+ runs' "$work/log" || true
+    else
+      tail -n 40 "$work/log" >&2
+      fail "fuzz/$t: crash; input in $work/artifacts/ (replay: $dir/tests/fuzz/$t FILE)"
+    fi
+  done
+}
+
 # ---------------------------------------------------------------- main
 install_packages
 
@@ -240,9 +323,22 @@ if [[ $ASAN -eq 1 ]]; then
   fi
 fi
 
+FUZZ_BUILT=0
+if [[ $FUZZ -eq 1 ]]; then
+  any=0
+  for t in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$t" && any=1; done
+  if [[ $any -eq 1 ]] &&
+     build_tree build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+       -DFORKPOOL_FUZZ=ON; then
+    FUZZ_BUILT=1
+  fi
+fi
+
 if [[ ${#BUILT[@]} -gt 0 ]]; then
   if ! start_pg; then
     fail "scratch PostgreSQL did not start"
+  elif ! start_my; then
+    fail "scratch MariaDB did not start"
   else
     for tree in "${BUILT[@]}"; do
       if [[ $tree == build-asan ]]; then
@@ -255,11 +351,14 @@ if [[ ${#BUILT[@]} -gt 0 ]]; then
     done
   fi
   stop_pg
+  stop_my
 fi
+[[ $FUZZ_BUILT -eq 1 ]] && run_fuzz
 
 elapsed=$((SECONDS - START_TIME))
 trees="build"
 [[ $ASAN -eq 1 ]] && trees+=" + build-asan"
+[[ $FUZZ -eq 1 ]] && trees+=" + build-fuzz"
 if [[ ${#FAILURES[@]} -eq 0 ]]; then
   echo "$PROG: PASS ($trees${ONLY:+, only '$ONLY'}) in ${elapsed}s"
   exit 0

@@ -51,6 +51,20 @@ static void set_last_error(const char *text)
         snprintf(last_error, sizeof(last_error), "%s", text ? text : "");
 }
 
+void fp_set_last_error(const char *text)
+{
+        set_last_error(text);
+}
+
+/* Gives up the adopted connection (or the raw fd) so that no byte reaches the server. */
+static void lease_abandon(struct forkpool_lease *lease)
+{
+        if (lease->db_kind == FP_DB_MYSQL)
+                fp_abandon_mysql(lease);
+        else
+                fp_abandon_pg(lease);
+}
+
 /* --- fork handling --- */
 
 /*
@@ -263,11 +277,11 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
                         fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
                         rel.lease_id = l->lease_id;
                         describe_release(l, &rel);
-                        fp_abandon_pg(l);
+                        lease_abandon(l);
                         (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
                         free(l);
                 } else if (l->pid == getpid()) {
-                        fp_abandon_pg(l);
+                        lease_abandon(l);
                         free(l);
                 } else {
                         l->fp = NULL;
@@ -280,6 +294,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         pthread_mutex_unlock(&fp->io_lock);
         pthread_mutex_destroy(&fp->io_lock);
         pthread_mutex_destroy(&fp->acquire_lock);
+        fp_segment_close(&fp->segment);
         free(fp);
 }
 
@@ -312,9 +327,20 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 .txn = msg->txn,
                 .flags = msg->flags,
                 .in_use = true,
-                .info = msg->pg,
+                .db_kind = msg->db_kind,
         };
         snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
+        if (msg->db_kind == FP_DB_MYSQL) {
+                struct fp_lease_mysql *my = &lease->my_info;
+                *my = msg->my;
+                my->server_version[sizeof(my->server_version) - 1] = '\0';
+                my->charset[sizeof(my->charset) - 1] = '\0';
+                my->user[sizeof(my->user) - 1] = '\0';
+                my->db[sizeof(my->db) - 1] = '\0';
+                lease->info.backend_pid = (int32_t)my->thread_id;
+        } else {
+                lease->info = msg->pg;
+        }
         lease->info.user[sizeof(lease->info.user) - 1] = '\0';
         lease->info.dbname[sizeof(lease->info.dbname) - 1] = '\0';
         if (lease->info.params_len > sizeof(lease->info.params) ||
@@ -505,6 +531,12 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
                 errno = ECHILD;
                 return NULL;
         }
+        if (lease->db_kind == FP_DB_MYSQL) {
+                set_last_error("forkpool_lease_pg() on a lease of a MySQL pool: use "
+                               "forkpool_lease_mysql()");
+                errno = EOPNOTSUPP;
+                return NULL;
+        }
         if (!lease->pg) {
                 int r = fp_adopt_pg(lease);
                 if (r >= 0 && (lease->flags & FP_LEASE_TRACK_DIRTY))
@@ -515,6 +547,28 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
                 }
         }
         return lease->pg;
+}
+
+FORKPOOL_EXPORT struct st_mysql *forkpool_lease_mysql(forkpool_lease *lease)
+{
+        if (!lease || !lease_is_ours(lease)) {
+                errno = ECHILD;
+                return NULL;
+        }
+        if (lease->db_kind != FP_DB_MYSQL) {
+                set_last_error("forkpool_lease_mysql() on a lease of a PostgreSQL pool: use "
+                               "forkpool_lease_pg()");
+                errno = EOPNOTSUPP;
+                return NULL;
+        }
+        if (!lease->my) {
+                int r = fp_adopt_mysql(lease);
+                if (r < 0) {
+                        errno = -r;
+                        return NULL;
+                }
+        }
+        return lease->my;
 }
 
 FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease)
@@ -531,12 +585,35 @@ FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease)
         return lease_is_ours(lease) ? lease->info.backend_pid : -ECHILD;
 }
 
+/*
+ * Asks the supervisor to cancel the lease's query (MySQL: it sends KILL QUERY
+ * from its own connection). No reply is awaited.
+ */
+static int lease_send_cancel(const forkpool_lease *lease)
+{
+        struct fp_msg_cancel msg;
+        forkpool *fp = lease->fp;
+        int r = -ECONNRESET;
+
+        if (!fp)
+                return r;
+        fp_msg_init(&msg.hdr, FP_OP_CANCEL, sizeof(msg), 0);
+        msg.lease_id = lease->lease_id;
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->fd >= 0 && fp->pid == getpid())
+                r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
+        pthread_mutex_unlock(&fp->io_lock);
+        return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
+}
+
 FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease)
 {
         if (!lease)
                 return -EINVAL;
         if (!lease_is_ours(lease))
                 return -ECHILD;
+        if (lease->db_kind == FP_DB_MYSQL)
+                return lease_send_cancel(lease);
         return fp_cancel_pg(lease);
 }
 
@@ -544,6 +621,10 @@ FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease)
 static void describe_release(const forkpool_lease *lease, struct fp_msg_release *rel)
 {
         PGconn *c = lease->pg;
+        if (lease->db_kind == FP_DB_MYSQL) {
+                fp_describe_release_mysql(lease, rel);
+                return;
+        }
         if (!c) {
                 /* Used through the raw fd (or not at all): state unknown to us. */
                 rel->txn = FP_TXN_UNKNOWN;
@@ -589,8 +670,14 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
         PGconn *c = lease->pg;
         if (!(lease->flags & FP_LEASE_STICKY) || flags || lease->soft_invalidated)
                 return false;
-        if (!c) {
+        if (!c && !lease->my) {
                 /* Never adopted (or used raw): it stays this process's as it is. */
+                lease->in_use = false;
+                return true;
+        }
+        if (lease->db_kind == FP_DB_MYSQL) {
+                if (!fp_sticky_keep_mysql(lease))
+                        return false;
                 lease->in_use = false;
                 return true;
         }
@@ -627,14 +714,15 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
         if (lease->soft_invalidated)
                 rel.flags |= FP_RELEASE_SOFT_INVALIDATE;
         if (flags & FP_RELEASE_DETACH) {
-                /* The session is the caller's now: the PGconn (or the fd) stays open. */
+                /* The session is the caller's now: the PGconn or MYSQL (or the fd) stays open. */
                 if (lease->tracker)
                         lease->tracker->lease = NULL;
+                fp_forget_mysql(lease);
                 lease->pg = NULL;
                 lease->fd = -1;
         } else {
                 /* First make sure no byte of ours can reach the server any more. */
-                fp_abandon_pg(lease);
+                lease_abandon(lease);
         }
 
         forkpool *fp = lease->fp;

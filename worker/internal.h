@@ -13,6 +13,7 @@
 
 #include "forkpool.h"
 #include "proto.h"
+#include "segment.h"
 
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
@@ -23,6 +24,8 @@ struct forkpool {
         pid_t pid;   /* the process the control connection belongs to */
         uint32_t next_request_id;
         struct forkpool_lease *leases; /* held by this process */
+        struct fp_segment segment;     /* forkpool_pool_state()'s read-only mapping */
+        pid_t segment_pid;             /* the process that mapped it */
 };
 
 /*
@@ -47,7 +50,10 @@ struct forkpool_lease {
         bool soft_invalidated;
         bool in_use;        /* a sticky lease between acquire and release */
         char pool[FP_NAME_MAX]; /* for the sticky cache */
-        struct fp_lease_pg info;
+        uint32_t db_kind;   /* enum fp_db_kind */
+        struct fp_lease_pg info; /* PostgreSQL leases; info.backend_pid for every kind */
+        struct st_mysql *my;     /* the adopted MySQL connection, or NULL */
+        struct fp_lease_mysql my_info; /* MySQL leases */
 };
 
 /*
@@ -77,5 +83,40 @@ int fp_cancel_pg(const struct forkpool_lease *lease);
 
 /* Replaces fd with an unconnected socket (same number), closing the original. */
 int fp_neutralize_fd(int fd);
+
+/*
+ * Makes a real MYSQL on lease->fd as research/adoption.md §B describes: a
+ * private listener plays the server's part of the handshake with the real
+ * session's values and checks the client's capabilities against the
+ * session's, then the real socket is dup3'ed over the library's. Returns 0
+ * (lease->my set, lease->fd now its socket) or a negative errno (-EPROTO: a
+ * mismatch, its reason in forkpool_last_error()). Serialised process-wide.
+ */
+int fp_adopt_mysql(struct forkpool_lease *lease);
+
+/*
+ * Swaps an unconnected socket in under lease->my and closes the handle, so
+ * that no COM_QUIT reaches the server; closes the real socket.
+ */
+void fp_abandon_mysql(struct forkpool_lease *lease);
+
+/* Detach: the caller keeps lease->my; the lease lets go of it. */
+void fp_forget_mysql(struct forkpool_lease *lease);
+
+/*
+ * Fills a MySQL release: the transaction status, the session report
+ * (server_status, database, charset), what changed, and a NOT_AT_BOUNDARY or
+ * DISCONNECTED flag. Statements left prepared are closed on the server.
+ */
+void fp_describe_release_mysql(const struct forkpool_lease *lease, struct fp_msg_release *rel);
+
+/*
+ * A process pool's release of an adopted MySQL lease: true if the handle is
+ * at a boundary and outside a transaction (rolled back here if needed).
+ */
+bool fp_sticky_keep_mysql(struct forkpool_lease *lease);
+
+/* Sets the text forkpool_last_error() returns on this thread. */
+void fp_set_last_error(const char *text);
 
 #endif /* FORKPOOL_INTERNAL_H */

@@ -239,6 +239,46 @@ static void test_reset_on_return(void)
         PQfinish(admin);
 }
 
+/* forkpool_pool_state(): the load straight from the segment, for 503-before-queueing. */
+static void test_pool_state(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *held;
+        forkpool_pool_stats st;
+
+        itest_sup_start(&s, "it_state", "pool_size = 1\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_pool_state(fp, "main", &st));
+        CHECK(st.pool_size == 1 && st.max_overflow == 0 && st.checked_out == 0 &&
+              st.waiting == 0 && st.oldest_wait_s == 0 && !st.paused);
+        CHECK_OK(forkpool_acquire(fp, "main", 2000, &held));
+        pid_t pid = fork();
+        if (pid == 0) {
+                forkpool *mine;
+                forkpool_lease *l;
+                CHECK_OK(forkpool_open(s.socket, &mine));
+                CHECK_OK(forkpool_acquire(mine, "main", 10000, &l));
+                CHECK_OK(forkpool_release(l));
+                _exit(0);
+        }
+        int64_t end = itest_now_ms() + 5000;
+        do
+                CHECK_OK(forkpool_pool_state(fp, "main", &st));
+        while (st.waiting == 0 && itest_now_ms() < end);
+        usleep(200000);
+        CHECK_OK(forkpool_pool_state(fp, "main", &st));
+        CHECK_MSG(st.waiting == 1 && st.checked_out == 1 && st.idle == 0 &&
+                          st.oldest_wait_s >= 0.15 && st.oldest_wait_s < 5,
+                  "waiting %d out %d idle %d oldest %.3f", st.waiting, st.checked_out, st.idle,
+                  st.oldest_wait_s);
+        CHECK(forkpool_pool_state(fp, "nope", &st) == -ENOENT);
+        CHECK_OK(forkpool_release(held));
+        CHECK(itest_wait_child(pid, 10000) == 0);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 static forkpool *shared_fp;
 
 static void *thread_loop(void *arg)
@@ -283,4 +323,5 @@ ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60},
            {"timeout", test_timeout, 60},
            {"fifo", test_fifo, 60},
            {"reset_on_return", test_reset_on_return, 60},
-           {"threads", test_threads, 60})
+           {"threads", test_threads, 60},
+           {"pool_state", test_pool_state, 60})

@@ -226,8 +226,49 @@ static void test_tls_refused(void)
         CHECK(strstr(out, "sslmode") && strstr(out, "TLS"));
 }
 
+/* Started as root with user = nobody: it runs as nobody, and so do its socket and segment. */
+static void test_drops_privileges(void)
+{
+        struct itest_sup s;
+        struct stat st;
+        char status[4096], line[64];
+
+        memset(&s, 0, sizeof(s));
+        snprintf(s.dir, sizeof(s.dir), "/tmp/fp-it-user.XXXXXX");
+        CHECK(mkdtemp(s.dir));
+        chmod(s.dir, 0755);
+        snprintf(s.socket, sizeof(s.socket), "%s/run/forkpool.sock", s.dir);
+        snprintf(s.config, sizeof(s.config), "%s/forkpool.conf", s.dir);
+        snprintf(s.log, sizeof(s.log), "%s/forkpoold.log", s.dir);
+        FILE *f = fopen(s.config, "w");
+        CHECK(f);
+        fprintf(f, "[forkpool]\nsocket = %s\nuser = nobody\n[pool main]\nurl = %s\n", s.socket,
+                itest_url("it_user"));
+        fclose(f);
+        itest_sup_restart(&s);
+
+        snprintf(line, sizeof(line), "grep '^Uid:' /proc/%d/status", s.pid);
+        itest_sh(status, sizeof(status), "%s", line);
+        CHECK_MSG(strstr(status, "65534"), "forkpoold still runs as: %s", status);
+        CHECK(stat(s.socket, &st) == 0 && st.st_uid == 65534);
+        char shm_name[FP_SHM_NAME_MAX], shm_path[128];
+        fp_segment_name(s.socket, shm_name);
+        snprintf(shm_path, sizeof(shm_path), "/dev/shm%s", shm_name);
+        CHECK(stat(shm_path, &st) == 0 && st.st_uid == 65534);
+
+        forkpool *fp;
+        forkpool_lease *l;
+        CHECK_OK(forkpool_open(s.socket, &fp)); /* root may always connect */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        CHECK(strcmp(itest_query(forkpool_lease_pg(l), "SELECT 1"), "1") == 0);
+        CHECK_OK(forkpool_release(l));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"disallowed_uid_refused", test_disallowed_uid_refused, 60},
            {"allowed_uid_served", test_allowed_uid_served, 60},
            {"malformed_messages", test_malformed_messages, 60},
            {"modes_and_secrets", test_modes_and_secrets, 60},
-           {"tls_refused", test_tls_refused, 30})
+           {"tls_refused", test_tls_refused, 30},
+           {"drops_privileges", test_drops_privileges, 30})

@@ -96,6 +96,12 @@ static void sup_spawn(struct itest_sup *s)
 void itest_sup_start(struct itest_sup *s, const char *app, const char *pool_lines,
                      const char *global_lines)
 {
+        itest_sup_start_url(s, itest_url(app), pool_lines, global_lines);
+}
+
+void itest_sup_start_url(struct itest_sup *s, const char *url, const char *pool_lines,
+                         const char *global_lines)
+{
         char text[4096];
 
         memset(s, 0, sizeof(*s));
@@ -107,9 +113,11 @@ void itest_sup_start(struct itest_sup *s, const char *app, const char *pool_line
         snprintf(s->log, sizeof(s->log), "%s/forkpoold.log", s->dir);
         snprintf(text, sizeof(text),
                  "[forkpool]\nsocket = %s\nshutdown_grace = 5\n%s\n[pool main]\nurl = %s\n%s",
-                 s->socket, global_lines ? global_lines : "", itest_url(app),
+                 s->socket, global_lines ? global_lines : "", url,
                  pool_lines ? pool_lines : "");
         write_file(s->config, text);
+        /* It may hold a password: forkpoold refuses such a file if everyone may read it. */
+        chmod(s->config, 0600);
         sup_spawn(s);
 }
 
@@ -250,7 +258,13 @@ struct fp_shm_pool itest_pool(const struct itest_sup *s)
         fp_segment_name(s->socket, name);
         int r = fp_segment_open(&seg, name);
         CHECK_MSG(r >= 0, "cannot open segment %s: %s", name, strerror(-r));
-        r = fp_segment_snapshot(&seg, 0, &pool, NULL, 0);
+        /* A busy writer can outlast one snapshot's retries: try again a little later. */
+        for (int attempt = 0; attempt < 100; attempt++) {
+                r = fp_segment_snapshot(&seg, 0, &pool, NULL, 0);
+                if (r != -EAGAIN)
+                        break;
+                usleep(1000);
+        }
         fp_segment_close(&seg);
         CHECK_MSG(r >= 0, "cannot snapshot pool 0: %s", strerror(-r));
         return pool;
@@ -290,4 +304,97 @@ int itest_run(const struct itest_case *cases, size_t n)
         }
         printf("%d passed, %d failed\n", passed, failed);
         return failed ? 1 : 0;
+}
+
+/* --- MySQL/MariaDB --- */
+
+static const char *my_env(const char *name)
+{
+        const char *v = getenv(name);
+        CHECK_MSG(v && *v, "%s is not set: run the tests with tests/run.sh", name);
+        return v;
+}
+
+const char *itest_my_url(const char *db, const char *extra)
+{
+        static char buf[1024];
+        const char *url = my_env("FORKPOOL_TEST_MY_URL");
+        const char *auth_end = strstr(url, "://");
+        CHECK(auth_end);
+        const char *path = strchr(auth_end + 3, '/');
+        CHECK_MSG(path, "FORKPOOL_TEST_MY_URL has no database: %s", url);
+        const char *query = strchr(path, '?');
+        snprintf(buf, sizeof(buf), "%.*s/%s%s%s%s", (int)(path - url), url, db,
+                 query ? query : "", extra ? (query ? "&" : "?") : "", extra ? extra : "");
+        return buf;
+}
+
+MYSQL *itest_my_admin(const char *db)
+{
+        MYSQL *m = mysql_init(NULL);
+        CHECK(m);
+        if (!mysql_real_connect(m, NULL, my_env("FORKPOOL_TEST_MY_USER"),
+                                my_env("FORKPOOL_TEST_MY_PASSWORD"), db, 0,
+                                my_env("FORKPOOL_TEST_MY_SOCKET"), CLIENT_MULTI_STATEMENTS))
+                itest_fail(__FILE__, __LINE__, "MariaDB admin connection: %s", mysql_error(m));
+        return m;
+}
+
+char *itest_my_query(MYSQL *m, const char *sql)
+{
+        static char value[1024];
+        bool first = true;
+
+        value[0] = '\0';
+        CHECK_MSG(mysql_query(m, sql) == 0, "%s: %s", sql, mysql_error(m));
+        do {
+                MYSQL_RES *res = mysql_store_result(m);
+                CHECK_MSG(res || mysql_field_count(m) == 0, "%s: %s", sql, mysql_error(m));
+                if (res && first) {
+                        MYSQL_ROW row = mysql_fetch_row(res);
+                        if (row && mysql_num_fields(res) > 0)
+                                snprintf(value, sizeof(value), "%s", row[0] ? row[0] : "NULL");
+                }
+                if (res) {
+                        first = false;
+                        mysql_free_result(res);
+                }
+        } while (mysql_next_result(m) == 0);
+        CHECK_MSG(mysql_errno(m) == 0, "%s: %s", sql, mysql_error(m));
+        return value;
+}
+
+long itest_my_long(MYSQL *m, const char *sql)
+{
+        return atol(itest_my_query(m, sql));
+}
+
+void itest_my_create_db(const char *db)
+{
+        char sql[256];
+        MYSQL *m = itest_my_admin(NULL);
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS `%s`", db);
+        itest_my_query(m, sql);
+        snprintf(sql, sizeof(sql), "CREATE DATABASE `%s`", db);
+        itest_my_query(m, sql);
+        mysql_close(m);
+}
+
+int itest_my_backends(MYSQL *admin, const char *db)
+{
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '%s' "
+                 "AND ID <> CONNECTION_ID()",
+                 db);
+        return (int)itest_my_long(admin, sql);
+}
+
+int itest_my_wait_backends(MYSQL *admin, const char *db, int n, int timeout_ms)
+{
+        int64_t end = itest_now_ms() + timeout_ms;
+        int count;
+        while ((count = itest_my_backends(admin, db)) != n && itest_now_ms() < end)
+                usleep(20000);
+        return count;
 }

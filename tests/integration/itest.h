@@ -8,11 +8,15 @@
  * Environment (set by tests/run.sh from contrib/scratch-pg.sh):
  *   FORKPOOL_TEST_PG_URL  postgresql:// URL of the test database (Unix socket)
  *   PGHOST, PGPORT, PGUSER, PGDATABASE for direct libpq connections
+ * and from contrib/scratch-mariadb.sh:
+ *   FORKPOOL_TEST_MY_URL  mysql:// URL of the test database (Unix socket)
+ *   FORKPOOL_TEST_MY_SOCKET, _USER, _PASSWORD, _DATABASE for direct connections
  */
 #ifndef FORKPOOL_ITEST_H
 #define FORKPOOL_ITEST_H
 
 #include <libpq-fe.h>
+#include <mysql.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -111,6 +115,43 @@ int itest_status_json(const struct itest_sup *s, char *buf, size_t len);
  * segment cannot be read.
  */
 struct fp_shm_pool itest_pool(const struct itest_sup *s);
+
+/* --- MySQL/MariaDB --- */
+
+/*
+ * Like itest_sup_start(), with pool "main" on url as given (e.g. from
+ * itest_my_url()).
+ */
+void itest_sup_start_url(struct itest_sup *s, const char *url, const char *pool_lines,
+                         const char *global_lines);
+
+/*
+ * The MariaDB test URL with its database replaced by db and the query
+ * parameters extra (e.g. "multi_statements=true", or NULL) appended (static
+ * buffer).
+ */
+const char *itest_my_url(const char *db, const char *extra);
+
+/* A direct connection to the test MariaDB, in database db (NULL: none). */
+MYSQL *itest_my_admin(const char *db);
+
+/*
+ * Runs sql on m (every result consumed), failing the test unless it succeeds;
+ * returns row 0 column 0 of the first result set ("" if none, "NULL" for NULL).
+ */
+char *itest_my_query(MYSQL *m, const char *sql);
+
+/* itest_my_query() as a number. */
+long itest_my_long(MYSQL *m, const char *sql);
+
+/* Drops and creates database db (tests count their sessions by database). */
+void itest_my_create_db(const char *db);
+
+/* Number of sessions whose current database is db (the KILL sender has none). */
+int itest_my_backends(MYSQL *admin, const char *db);
+
+/* Waits up to timeout_ms for itest_my_backends() to equal n; returns the last count. */
+int itest_my_wait_backends(MYSQL *admin, const char *db, int n, int timeout_ms);
 
 struct itest_case {
         const char *name;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,11 +46,13 @@ static int teardown_dir(void **state)
         return rmdir(test_dir);
 }
 
+/* Writes the configuration file, readable by its owner only (it may hold passwords). */
 static void write_conf(const char *text)
 {
         FILE *f = fopen(conf_path, "w");
 
         assert_non_null(f);
+        assert_int_equal(fchmod(fileno(f), 0600), 0);
         assert_int_equal(fputs(text, f) >= 0, 1);
         assert_int_equal(fclose(f), 0);
 }
@@ -315,8 +318,9 @@ static void test_bad_values(void **state)
 static void test_bad_urls(void **state)
 {
         (void)state;
-        load_fails("[pool main]\nurl = mysql://app:" SECRET "@h/db\n", 2,
-                   "url: unsupported scheme 'mysql' (expected postgresql://)");
+        load_fails("[pool main]\nurl = sqlite://app:" SECRET "@h/db\n", 2,
+                   "url: unsupported scheme 'sqlite' (expected postgresql://, mysql:// or "
+                   "mariadb://)");
         load_fails_prefix("[pool main]\npool_size = 3\nurl = postgresql://app:" SECRET
                           "@h/db?sslmode=require\n",
                           3, "url: sslmode=require: TLS cannot be used on leased connections");
@@ -668,6 +672,36 @@ static void test_validate(void **state)
         fp_config_free(&cfg);
 }
 
+/* A password in a file everyone may read: refused, naming the fix. */
+static void test_password_file_mode(void **state)
+{
+        char err[FP_CONFIG_ERR_MAX], want[FP_CONFIG_ERR_MAX + 64];
+        struct fp_config cfg;
+
+        (void)state;
+        write_conf("[pool main]\nurl = postgresql://app:s3cret@db/app\n");
+        assert_int_equal(chmod(conf_path, 0644), 0);
+        fp_config_init(&cfg);
+        assert_int_equal(fp_config_load(&cfg, conf_path, err, sizeof(err)), -EPERM);
+        snprintf(want, sizeof(want),
+                 "%s:1: url: holds a password, but the file is readable by everyone (mode 0644): "
+                 "chmod o-r it",
+                 conf_path);
+        assert_string_equal(err, want);
+        assert_null(strstr(err, "s3cret"));
+
+        /* Group-readable is fine (forkpoold's group), and so is a URL without a password. */
+        assert_int_equal(chmod(conf_path, 0640), 0);
+        fp_config_init(&cfg);
+        assert_int_equal(fp_config_load(&cfg, conf_path, err, sizeof(err)), 0);
+        fp_config_free(&cfg);
+        write_conf("[pool main]\nurl = postgresql://app@db/app\n");
+        assert_int_equal(chmod(conf_path, 0644), 0);
+        fp_config_init(&cfg);
+        assert_int_equal(fp_config_load(&cfg, conf_path, err, sizeof(err)), 0);
+        fp_config_free(&cfg);
+}
+
 static void test_reset_mode(void **state)
 {
         enum fp_reset_mode m;
@@ -709,6 +743,7 @@ int main(void)
                 cmocka_unit_test(test_quick_pool),
                 cmocka_unit_test(test_validate),
                 cmocka_unit_test(test_reset_mode),
+                cmocka_unit_test(test_password_file_mode),
         };
 
         return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

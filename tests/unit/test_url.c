@@ -155,9 +155,12 @@ static void test_schemes(void **state)
 static void test_bad_scheme(void **state)
 {
         (void)state;
-        parse_fails("http://h/db", "unsupported scheme 'http' (expected postgresql://)");
-        parse_fails("mysql://u@h/db", "unsupported scheme 'mysql'");
-        parse_fails("mysql+pymysql://u@h/db", "unsupported scheme 'mysql+pymysql'");
+        parse_fails("http://h/db",
+                    "unsupported scheme 'http' (expected postgresql://, mysql:// or mariadb://)");
+        parse_fails("sqlite://u@h/db", "unsupported scheme 'sqlite'");
+        parse_fails("mssql+pyodbc://u@h/db", "unsupported scheme 'mssql+pyodbc'");
+        parse_fails("mysqlx://u@h/db", "unsupported scheme 'mysqlx'");
+        parse_fails("mysql+://h/db", "invalid driver name");
         parse_fails("postgresqlx://h/db", "unsupported scheme 'postgresqlx'");
         parse_fails("postgresql+://h/db", "invalid driver name");
         parse_fails("postgresql+a-b://h/db", "invalid driver name");
@@ -410,7 +413,11 @@ static void test_password_never_in_errors(void **state)
                 "postgresql://u:%00" SECRET "@h/db",
                 "postgresql://u:" SECRET "@[::1/db",
                 "http://u:" SECRET "@h/db",
-                "mysql://u:" SECRET "@h/db",
+                "sqlite://u:" SECRET "@h/db",
+                "mysql://u:" SECRET "@h/db?ssl_ca=/x",
+                "mysql://u:" SECRET "@h/db?compress=true",
+                "mysql://u:" SECRET "@h/db?nope=1",
+                "mariadb://u:" SECRET "@h:0/db",
                 "u:" SECRET "@h/db",
                 "postgresql:u:" SECRET "@h/db",
                 "postgresql://u:" SECRET "@h/db\t",
@@ -547,6 +554,109 @@ static void test_keywords(void **state)
         fp_url_free(&u);
 }
 
+/* mysql:// and mariadb:// (with or without +DRIVER) are one driver, "mysql". */
+static void test_mysql_schemes(void **state)
+{
+        static const char *const ok[] = {
+                "mysql://h/db",
+                "mariadb://h/db",
+                "mysql+pymysql://h/db",
+                "mysql+mysqldb://h/db",
+                "MySQL://h/db",
+                "mariadb+mariadbconnector://h/db",
+                "mysql+mysqlconnector://h/db",
+        };
+        struct fp_url u;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                parse_ok(ok[i], &u);
+                assert_string_equal(u.scheme, "mysql");
+                assert_string_equal(u.host, "h");
+                assert_string_equal(u.database, "db");
+                fp_url_free(&u);
+        }
+}
+
+static void test_mysql_options(void **state)
+{
+        struct fp_url u;
+        struct fp_url_mysql o;
+
+        (void)state;
+        parse_ok("mysql+pymysql://app:kx%25jj5%2Fg@db.example.com:3307/shop%20db"
+                 "?charset=utf8mb4&connect_timeout=5&multi_statements=true&found_rows=1"
+                 "&init_command=SET+sql_mode%3D%27ANSI%27",
+                 &u);
+        assert_int_equal(fp_url_mysql_options(&u, &o), 0);
+        assert_string_equal(o.host, "db.example.com");
+        assert_int_equal(o.port, 3307);
+        assert_string_equal(o.user, "app");
+        assert_string_equal(o.password, "kx%jj5/g");
+        assert_string_equal(o.database, "shop db");
+        assert_null(o.unix_socket);
+        assert_string_equal(o.charset, "utf8mb4");
+        assert_string_equal(o.init_command, "SET sql_mode='ANSI'");
+        assert_int_equal(o.connect_timeout_s, 5);
+        assert_int_equal(o.multi_statements, 1);
+        assert_int_equal(o.found_rows, 1);
+        fp_url_free(&u);
+
+        /* A Unix socket with an empty host, SQLAlchemy's spelling. */
+        parse_ok("mariadb://app@/appdb?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock"
+                 "&multi_statements=off",
+                 &u);
+        assert_int_equal(fp_url_mysql_options(&u, &o), 0);
+        assert_null(o.host);
+        assert_int_equal(o.port, 0);
+        assert_null(o.password);
+        assert_string_equal(o.unix_socket, "/run/mysqld/mysqld.sock");
+        assert_null(o.charset);
+        assert_int_equal(o.connect_timeout_s, 0);
+        assert_int_equal(o.multi_statements, 0);
+        assert_int_equal(o.found_rows, 0);
+        fp_url_free(&u);
+
+        /* Not a mysql:// URL. */
+        parse_ok("postgresql://h/db", &u);
+        assert_int_equal(fp_url_mysql_options(&u, &o), -EINVAL);
+        fp_url_free(&u);
+}
+
+static void test_mysql_refused(void **state)
+{
+        (void)state;
+        parse_fails("mysql://u@h/db?ssl=true", "ssl: TLS cannot be used on leased connections");
+        parse_fails("mysql://u@h/db?ssl_ca=/etc/ca.pem", "ssl_ca: TLS cannot be used");
+        parse_fails("mysql://u@h/db?ssl_mode=REQUIRED", "ssl_mode: TLS cannot be used");
+        parse_fails("mariadb://u@h/db?tls_version=TLSv1.3", "tls_version: TLS cannot be used");
+        parse_fails("mysql://u@h/db?compress=1", "compress: compression cannot be used on "
+                                                 "leased connections");
+        parse_fails("mysql://u@h/db?sslmode=disable", "sslmode: TLS cannot be used");
+        parse_fails("mysql://u@h/db?application_name=x",
+                    "unknown query parameter 'application_name' (allowed: unix_socket, charset");
+        parse_fails("mysql://u@h/db?unix_socket=relative.sock", "unix_socket=relative.sock: "
+                                                                "expected an absolute path");
+        parse_fails("mysql://u@h/db?charset=utf8%3Bx", "charset=utf8;x: expected a character set");
+        parse_fails("mysql://u@h/db?connect_timeout=0",
+                    "connect_timeout=0: expected whole seconds");
+        parse_fails("mysql://u@h/db?multi_statements=maybe",
+                    "multi_statements=maybe: expected true or false");
+        parse_fails("mysql://u@h/db?charset=latin1&charset=utf8mb4", "'charset' is given twice");
+}
+
+static void test_mysql_masked(void **state)
+{
+        struct fp_url u;
+        char buf[256];
+
+        (void)state;
+        parse_ok("mariadb+pymysql://app:" SECRET "@h:3306/db?unix_socket=/tmp/my.sock", &u);
+        assert_true(fp_url_format_masked(&u, buf, sizeof(buf)) > 0);
+        assert_string_equal(buf, "mysql://app:***@h:3306/db?unix_socket=/tmp/my.sock");
+        fp_url_free(&u);
+}
+
 static void test_null_and_errbuf(void **state)
 {
         struct fp_url u;
@@ -579,6 +689,10 @@ int main(void)
                 cmocka_unit_test(test_password_never_in_errors),
                 cmocka_unit_test(test_masked),
                 cmocka_unit_test(test_keywords),
+                cmocka_unit_test(test_mysql_schemes),
+                cmocka_unit_test(test_mysql_options),
+                cmocka_unit_test(test_mysql_refused),
+                cmocka_unit_test(test_mysql_masked),
                 cmocka_unit_test(test_null_and_errbuf),
         };
 
