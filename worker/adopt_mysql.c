@@ -46,27 +46,10 @@ static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
 static int listener_fd = -1;
 static pid_t listener_pid;
 static char listener_name[64]; /* "@forkpool-my.<pid>.<random>" for the unix_socket argument */
-/*
- * An unconnected socket swapped in under a released handle (dup3 shares it):
- * made once, so that a release costs one dup3 instead of three calls.
- */
-static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;
-static int dummy_fd = -1;
-
-/* Makes fd an unconnected socket (same number), closing what it was. */
-static int neutralize(int fd)
+void fp_adopt_mysql_atfork_child(void)
 {
-        int r = 0;
-
-        pthread_mutex_lock(&dummy_lock);
-        if (dummy_fd < 0)
-                dummy_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (dummy_fd < 0)
-                r = -errno;
-        else if (dup3(dummy_fd, fd, O_CLOEXEC) < 0)
-                r = -errno;
-        pthread_mutex_unlock(&dummy_lock);
-        return r < 0 ? fp_neutralize_fd(fd) : 0;
+        /* A thread of the parent may have held it at fork; it is not here. */
+        pthread_mutex_init(&adopt_lock, NULL);
 }
 
 /* Creates the abstract listener Connector/C connects to as unix_socket=@name. */
@@ -475,7 +458,7 @@ void fp_abandon_mysql(struct forkpool_lease *lease)
 {
         if (lease->my) {
                 /* mysql_close()'s COM_QUIT goes to the unconnected dummy and fails quietly. */
-                (void)neutralize(mysql_get_socket(lease->my));
+                (void)fp_release_socket(mysql_get_socket(lease->my));
                 mysql_close(lease->my);
                 lease->my = NULL;
         } else if (lease->fd >= 0) {

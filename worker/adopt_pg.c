@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,6 +49,48 @@ int fp_neutralize_fd(int fd)
         int r = dup3(dummy, fd, O_CLOEXEC) < 0 ? -errno : 0;
         close(dummy);
         return r;
+}
+
+/*
+ * The process's unconnected socket for releases, made once; its identity is
+ * checked before each use, in case the application closed our descriptor
+ * (a daemon closing every fd) and the number now means something else.
+ */
+static pthread_mutex_t dummy_lock = PTHREAD_MUTEX_INITIALIZER;
+static int dummy_fd = -1;
+static dev_t dummy_dev;
+static ino_t dummy_ino;
+
+void fp_adopt_pg_atfork_child(void)
+{
+        /* A thread of the parent may have held these at fork; it is not here. */
+        pthread_mutex_init(&adopt_lock, NULL);
+        pthread_mutex_init(&dummy_lock, NULL);
+}
+
+int fp_release_socket(int fd)
+{
+        struct stat st;
+        int r = -EBADF;
+
+        pthread_mutex_lock(&dummy_lock);
+        if (dummy_fd >= 0 && (fstat(dummy_fd, &st) < 0 || st.st_dev != dummy_dev ||
+                              st.st_ino != dummy_ino))
+                dummy_fd = -1; /* not ours any more: never close it, just forget it */
+        if (dummy_fd < 0) {
+                int d = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (d >= 0 && fstat(d, &st) == 0) {
+                        dummy_fd = d;
+                        dummy_dev = st.st_dev;
+                        dummy_ino = st.st_ino;
+                } else if (d >= 0) {
+                        close(d);
+                }
+        }
+        if (dummy_fd >= 0)
+                r = dup3(dummy_fd, fd, O_CLOEXEC) < 0 ? -errno : 0;
+        pthread_mutex_unlock(&dummy_lock);
+        return r < 0 ? fp_neutralize_fd(fd) : 0;
 }
 
 /* Creates the abstract listener libpq will connect to as host=@name port=5432. */
@@ -306,7 +349,7 @@ void fp_abandon_pg(struct forkpool_lease *lease)
 {
         if (lease->pg) {
                 /* PQfinish's Terminate goes to the unconnected dummy and fails quietly. */
-                (void)fp_neutralize_fd(PQsocket(lease->pg));
+                (void)fp_release_socket(PQsocket(lease->pg));
                 PQfinish(lease->pg);
                 lease->pg = NULL;
         } else if (lease->fd >= 0) {

@@ -99,6 +99,9 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+        fp_adopt_pg_atfork_child();
+        fp_adopt_mysql_atfork_child();
+        fp_pool_state_atfork_child();
         for (forkpool *fp = handles; fp; fp = fp->next_handle) {
                 handle_forget_parent(fp);
                 /* Another thread may have held it mid-acquire; that thread is not here. */

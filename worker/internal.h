@@ -81,8 +81,22 @@ int fp_track_pg_session(struct forkpool_lease *lease);
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);
 
-/* Replaces fd with an unconnected socket (same number), closing the original. */
+/*
+ * Replaces fd with an unconnected socket (same number), closing the original.
+ * Async-signal-safe (used in the fork child handler).
+ */
 int fp_neutralize_fd(int fd);
+
+/*
+ * The same for a release: one dup3 of a cached unconnected socket (checked to
+ * still be ours), falling back to fp_neutralize_fd().
+ */
+int fp_release_socket(int fd);
+
+/* In a child after fork: the modules' process-wide locks start unlocked. */
+void fp_adopt_pg_atfork_child(void);
+void fp_adopt_mysql_atfork_child(void);
+void fp_pool_state_atfork_child(void);
 
 /*
  * Makes a real MYSQL on lease->fd as research/adoption.md §B describes: a

@@ -15,6 +15,11 @@
 
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void fp_pool_state_atfork_child(void)
+{
+        pthread_mutex_init(&map_lock, NULL);
+}
+
 /* The handle's mapping of its supervisor's segment, (re)opened when needed. */
 static int segment_for(forkpool *fp, struct fp_segment **ret)
 {
