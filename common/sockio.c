@@ -5,6 +5,7 @@
 #include "sockio.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -89,4 +90,31 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags)
         if (ret_fd)
                 *ret_fd = fd;
         return n;
+}
+
+int fp_wait_fd(int fd, short events, int timeout_ms)
+{
+        struct pollfd p = {.fd = fd, .events = events};
+        int n;
+        do
+                n = poll(&p, 1, timeout_ms);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        return n == 0 ? -ETIMEDOUT : 0;
+}
+
+int fp_write_full(int fd, const char *buf, size_t len)
+{
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                done += (size_t)n;
+        }
+        return 0;
 }
