@@ -194,9 +194,14 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         }
         if (info.txn > FP_TXN_UNKNOWN)
                 info.flags |= FP_RELEASE_INVALIDATE;
-        if (!sp || fp_pool_release(&sp->pool, client, msg->lease_id, &info) < 0)
-                log_warning("worker pid %d released lease %#llx, which it does not hold: ignored",
-                            client->pid, (unsigned long long)msg->lease_id);
+        if (sp && fp_pool_release(&sp->pool, client, client->pid, msg->lease_id, &info) == 0)
+                return;
+        /* A lease restored from systemd's fd store may carry its pool's old id. */
+        if (fp_supervisor_release_orphan(client->sup, client, client->pid, msg->lease_id,
+                                         &info) == 0)
+                return;
+        log_warning("worker pid %d released lease %#llx, which it does not hold: ignored",
+                    client->pid, (unsigned long long)msg->lease_id);
 }
 
 /*
@@ -437,6 +442,7 @@ static void accept_one(struct fp_supervisor *sup, int fd)
                 client_free(client);
                 return;
         }
+        fp_supervisor_client_arrived(sup, client, cred.pid);
         log_debug("worker pid %d (uid %u) connected", cred.pid, cred.uid);
 }
 
@@ -480,9 +486,9 @@ static int activated_socket(const char *path)
                 if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, path, 0) > 0)
                         return fd;
         if (n > 0)
-                log_warning("systemd passed %d socket%s, none a listening SOCK_SEQPACKET socket "
-                            "on %s: binding our own",
-                            n, n == 1 ? "" : "s", path);
+                log_debug("none of the %d descriptors from systemd is a listening "
+                          "SOCK_SEQPACKET socket on %s: binding our own",
+                          n, path);
         return -1;
 }
 

@@ -421,6 +421,39 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *info, uint32_t txn,
+                      struct fp_pgconn **ret)
+{
+        struct fp_pgconn *pc = calloc(1, sizeof(*pc));
+        if (!pc)
+                return -ENOMEM;
+        pc->event = event;
+        pc->phase = PGCONN_READY;
+        if (sd_event_add_io(event, &pc->io, PQsocket(conn), EPOLLIN, on_io, pc) < 0 ||
+            sd_event_source_set_enabled(pc->io, SD_EVENT_OFF) < 0) {
+                sd_event_source_disable_unref(pc->io);
+                free(pc);
+                return -ENOMEM;
+        }
+        pc->conn = conn;
+        PQsetNoticeProcessor(conn, notice_ignore, NULL);
+        pc->backend_pid = info->backend_pid;
+        pc->cancel_key = info->cancel_key;
+        pc->has_cancel_key = info->has_cancel_key;
+        if (info->server_addr_len > 0 && info->server_addr_len <= sizeof(pc->server_addr)) {
+                memcpy(&pc->server_addr, &info->server_addr, info->server_addr_len);
+                pc->server_addr_len = info->server_addr_len;
+        }
+        pc->txn = txn;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
+                pc->params[i] = param_dup(fp_params_check(info->params, info->params_len) >= 0
+                                                  ? fp_params_get(info->params, info->params_len,
+                                                                  fp_pg_reported_params[i])
+                                                  : NULL);
+        *ret = pc;
+        return 0;
+}
+
 /* --- reset --- */
 
 static void free_param_array(char **values)

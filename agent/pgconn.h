@@ -46,6 +46,14 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
                      void *userdata);
 
 /*
+ * Wraps conn, a PGconn adopted on a session a previous supervisor opened (the
+ * fd store), with that session's saved values (info, txn). Returns 0 and the
+ * connection in *ret, or -ENOMEM (conn untouched).
+ */
+int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *info, uint32_t txn,
+                      struct fp_pgconn **ret);
+
+/*
  * Runs one statement (sql NULL: the empty query, a ping) on the idle
  * supervisor handle without blocking; cb runs from the event loop with 0,
  * -EIO (the statement failed, text says why), -ECONNRESET (the connection is

@@ -486,12 +486,38 @@ static void invalidate_pool_from(struct fp_pool *pool, const struct fp_record *r
                 fp_pool_invalidate_all(pool);
 }
 
-int fp_pool_release(struct fp_pool *pool, void *client, uint64_t lease_id,
+/*
+ * A lease restored from the fd store, by slot and generation (its pool's id
+ * may have changed), held by client or, if no control connection claimed it
+ * yet, by process pid.
+ */
+static struct fp_record *find_restored(struct fp_pool *pool, uint64_t lease_id, void *client,
+                                       pid_t pid)
+{
+        uint32_t index = (uint32_t)(lease_id >> 32) & 0xffff;
+        if (index >= pool->capacity)
+                return NULL;
+        struct fp_record *rec = &pool->records[index];
+        if (!rec->restored || rec->state != FP_SLOT_LEASED ||
+            (uint32_t)rec->lease_generation != (uint32_t)lease_id)
+                return NULL;
+        if (rec->holder != client && !(rec->holder == NULL && rec->holder_pid == pid))
+                return NULL;
+        return rec;
+}
+
+int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t lease_id,
                     const struct fp_release_info *info)
 {
         struct fp_record *rec = fp_pool_find_lease(pool, lease_id);
-        if (!rec || rec->holder != client)
+        if (rec && rec->holder != client && !(rec->restored && !rec->holder && rec->holder_pid == pid))
+                rec = NULL;
+        if (!rec)
+                rec = find_restored(pool, lease_id, client, pid);
+        if (!rec)
                 return -ESRCH;
+        rec->restored = false;
+        rec->holder = client;
 
         pool->counters.releases++;
         uint32_t f = info->flags;
@@ -786,6 +812,62 @@ int fp_pool_revoke(struct fp_pool *pool, uint32_t slot)
         revoke(pool, &pool->records[slot], -ECANCELED);
         fp_pool_publish(pool);
         return 0;
+}
+
+int fp_pool_restore(struct fp_pool *pool, uint32_t index, void *conn, int backend_pid, bool leased,
+                    pid_t holder_pid, uint64_t lease_generation)
+{
+        if (index >= pool->capacity || pool->records[index].state != FP_SLOT_UNUSED)
+                return -EBUSY;
+        struct fp_record *rec = &pool->records[index];
+        bool dirty = rec->dirty;
+        *rec = (struct fp_record){.pool = pool, .index = index, .dirty = dirty};
+        rec->conn = conn;
+        rec->backend_pid = backend_pid;
+        rec->generation = pool->generation;
+        rec->connected_at = now(pool);
+        rec->recycle_at = recycle_deadline(pool, rec->connected_at);
+        rec->connect_usec = realtime_usec();
+        rec->lease_generation = lease_generation;
+        pool->n_live++;
+        pool->overflow++;
+        if (leased) {
+                rec->restored = true;
+                rec->holder_pid = holder_pid;
+                rec->leased_at = rec->connected_at;
+                rec->last_checkout_usec = rec->connect_usec;
+                record_set_state(pool, rec, FP_SLOT_LEASED);
+        } else {
+                record_set_state(pool, rec, FP_SLOT_IDLE);
+                queue_push(pool, rec);
+        }
+        fp_pool_publish(pool);
+        return 0;
+}
+
+void fp_pool_attach_orphans(struct fp_pool *pool, void *client, pid_t pid)
+{
+        for (uint32_t i = 0; i < pool->capacity; i++) {
+                struct fp_record *rec = &pool->records[i];
+                if (rec->state == FP_SLOT_LEASED && !rec->holder && rec->holder_pid == pid)
+                        rec->holder = client;
+        }
+}
+
+bool fp_pool_reclaim_orphan(struct fp_pool *pool, uint32_t index, pid_t pid)
+{
+        if (index >= pool->capacity)
+                return false;
+        struct fp_record *rec = &pool->records[index];
+        if (!rec->restored || rec->state != FP_SLOT_LEASED || rec->holder ||
+            rec->holder_pid != pid)
+                return false;
+        pool->counters.reclaims++;
+        emit(pool, FP_EV_RECLAIM, rec, pid, now(pool) - rec->leased_at, 0);
+        record_close(pool, rec, FP_CLOSE_HARD);
+        checkin(pool, rec);
+        fp_pool_publish(pool);
+        return true;
 }
 
 void fp_pool_set_paused(struct fp_pool *pool, bool paused)

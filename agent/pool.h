@@ -63,6 +63,8 @@ struct fp_record {
         bool new_record;      /* created for this connect: a failure un-counts it */
         bool fresh;           /* connected and not yet handed out: never pinged */
         bool leak_reported;
+        bool in_fdstore;      /* its socket is in systemd's fd store (fdstore.c) */
+        bool restored;        /* a lease restored from the fd store, not yet returned */
         bool dirty;           /* to be published */
         bool in_queue;
 };
@@ -195,10 +197,13 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
                     int timeout_ms, const char *label);
 
 /*
- * Takes back the record leased to client with lease_id. Returns 0, or
- * -ESRCH if no such lease is held by that client (nothing changes).
+ * Takes back the record leased to client (process pid) with lease_id. A lease
+ * restored from systemd's fd store matches by slot and generation only (its
+ * pool may have another id now) and is released by its holder's process from
+ * any new control connection. Returns 0, or -ESRCH if no such lease is held
+ * by that client (nothing changes).
  */
-int fp_pool_release(struct fp_pool *pool, void *client, uint64_t lease_id,
+int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t lease_id,
                     const struct fp_release_info *info);
 
 /* The driver finished connecting rec: error 0 (rec->conn set) or a negative errno. */
@@ -256,6 +261,25 @@ void fp_pool_set_paused(struct fp_pool *pool, bool paused);
  * Returns 0, or -ESRCH if that slot holds no lease.
  */
 int fp_pool_revoke(struct fp_pool *pool, uint32_t slot);
+
+/*
+ * Puts a connection a previous supervisor left (systemd's fd store) back in
+ * slot index: idle (into Q), or leased to holder_pid with the lease
+ * generation its holder knows. A restored lease has no control connection
+ * until its holder's process reconnects (fp_pool_attach_orphans()). Returns 0
+ * or -EBUSY (the slot is in use).
+ */
+int fp_pool_restore(struct fp_pool *pool, uint32_t index, void *conn, int backend_pid, bool leased,
+                    pid_t holder_pid, uint64_t lease_generation);
+
+/* A process reconnected: its restored leases are held by client from now on. */
+void fp_pool_attach_orphans(struct fp_pool *pool, void *client, pid_t pid);
+
+/*
+ * The holder (pid) of a restored lease died: reclaims it if it is still that
+ * process's restored lease. Returns true if it did.
+ */
+bool fp_pool_reclaim_orphan(struct fp_pool *pool, uint32_t index, pid_t pid);
 
 /* Records that are leased, resetting, being checked or connecting. */
 int fp_pool_busy(const struct fp_pool *pool);

@@ -14,12 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
+#include "fdstore.h"
 #include "log.h"
 
 static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
@@ -259,6 +262,12 @@ static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct
         };
         if (seg->hdr)
                 fp_segment_event_write(seg, &ev);
+        if (rec && fp_fdstore_active(sp->sup)) {
+                if (type == FP_EV_CLOSE)
+                        fp_fdstore_forget(sp->sup, pool, rec);
+                else if (type == FP_EV_CONNECT || type == FP_EV_CHECKOUT || type == FP_EV_CHECKIN)
+                        fp_fdstore_save(sp->sup, pool, rec);
+        }
 
         int echo = sp->cfg.echo;
         bool leak = type == FP_EV_LEAK || type == FP_EV_REVOKE;
@@ -418,7 +427,9 @@ static void sup_pool_free(struct fp_sup_pool *sp)
         free(sp->delayed);
         for (uint32_t i = 0; i < sp->pool.capacity; i++) {
                 struct fp_record *rec = &sp->pool.records[i];
-                if (rec->conn)
+                if (rec->conn && rec->in_fdstore && sp->driver->forget)
+                        sp->driver->forget(rec->conn); /* lives on in the fd store */
+                else if (rec->conn)
                         sp->driver->close(rec->conn, true);
                 free(rec->connecting_for);
         }
@@ -463,6 +474,77 @@ bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gi
                 if (id_in(c->allow_gids, c->n_allow_gids, groups[i]))
                         return true;
         return false;
+}
+
+/* The holder of a restored lease, watched until it reconnects or dies. */
+struct orphan_watch {
+        LIST_ENTRY(orphan_watch) link;
+        struct fp_supervisor *sup;
+        struct fp_sup_pool *sp;
+        uint32_t index;
+        pid_t pid;
+        int pidfd;
+        sd_event_source *src;
+};
+
+static void orphan_watch_free(struct orphan_watch *w)
+{
+        LIST_REMOVE(w, link);
+        sd_event_source_disable_unref(w->src);
+        if (w->pidfd >= 0)
+                close(w->pidfd);
+        free(w);
+}
+
+static int on_orphan_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        struct orphan_watch *w = userdata;
+        (void)s, (void)fd, (void)revents;
+        if (fp_pool_reclaim_orphan(&w->sp->pool, w->index, w->pid))
+                log_info("pool %s: pid %d, holder of slot %u before the restart, died: "
+                         "reclaimed",
+                         w->sp->cfg.name, (int)w->pid, w->index);
+        orphan_watch_free(w);
+        return 0;
+}
+
+void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *sp, uint32_t index,
+                                pid_t pid)
+{
+        struct orphan_watch *w = calloc(1, sizeof(*w));
+        if (!w) {
+                fp_pool_reclaim_orphan(&sp->pool, index, pid);
+                return;
+        }
+        *w = (struct orphan_watch){.sup = sup, .sp = sp, .index = index, .pid = pid};
+        LIST_INSERT_HEAD(&sup->orphans, w, link);
+        w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (w->pidfd < 0 ||
+            sd_event_add_io(sup->event, &w->src, w->pidfd, EPOLLIN, on_orphan_exit, w) < 0) {
+                /* Already gone (or unwatchable): take it back now. */
+                log_info("pool %s: pid %d, holder of slot %u before the restart, is gone: "
+                         "reclaimed",
+                         sp->cfg.name, (int)pid, index);
+                fp_pool_reclaim_orphan(&sp->pool, index, pid);
+                orphan_watch_free(w);
+        }
+}
+
+int fp_supervisor_release_orphan(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                                 uint64_t lease_id, const struct fp_release_info *info)
+{
+        for (size_t i = 0; i < sup->n_pools; i++)
+                if (fp_pool_release(&sup->pools[i]->pool, client, pid, lease_id, info) == 0)
+                        return 0;
+        return -ESRCH;
+}
+
+void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid)
+{
+        if (LIST_EMPTY(&sup->orphans))
+                return;
+        for (size_t i = 0; i < sup->n_pools; i++)
+                fp_pool_attach_orphans(&sup->pools[i]->pool, client, pid);
 }
 
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client)
@@ -581,6 +663,18 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
         if (sup->stopping)
                 return;
         sup->stopping = true;
+        if (fp_fdstore_active(sup)) {
+                /*
+                 * The connections stay in systemd's fd store for the next start;
+                 * leased ones go on under their holders, who give them back to it.
+                 */
+                (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: connections kept in the fd "
+                                   "store");
+                log_info("%s: stopping; connections kept in systemd's fd store", why);
+                fp_control_stop_listening(sup);
+                sd_event_exit(sup->event, 0);
+                return;
+        }
         (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
         log_info("%s: stopping (leases held: waiting up to %d ms)", why,
                  sup->cfg.shutdown_grace_ms);
@@ -839,7 +933,9 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
 
         memset(sup, 0, sizeof(*sup));
         sup->listen_fd = -1;
+        sup->fdstore_fd = -1;
         LIST_INIT(&sup->clients);
+        LIST_INIT(&sup->orphans);
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
@@ -870,6 +966,13 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         r = publish_segment(sup);
         if (r < 0)
                 return r;
+        r = fp_fdstore_init(sup);
+        if (r < 0)
+                return r;
+        /* Before the control socket: it takes $LISTEN_FDS away from the environment. */
+        r = fp_fdstore_restore(sup);
+        if (r > 0)
+                log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");
 
         signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
@@ -930,8 +1033,11 @@ void fp_supervisor_done(struct fp_supervisor *sup)
 {
         fp_control_stop_listening(sup);
         fp_control_close_all(sup);
+        while (!LIST_EMPTY(&sup->orphans))
+                orphan_watch_free(LIST_FIRST(&sup->orphans));
         for (size_t i = 0; i < sup->n_pools; i++)
                 sup_pool_free(sup->pools[i]);
+        fp_fdstore_done(sup);
         sup->n_pools = 0;
         if (sup->seg.hdr) {
                 char name[FP_SHM_NAME_MAX];

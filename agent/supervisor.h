@@ -34,6 +34,8 @@ struct fp_sup_pool {
 
 struct fp_client;
 LIST_HEAD(fp_client_list, fp_client);
+struct orphan_watch;
+LIST_HEAD(fp_orphan_list, orphan_watch);
 
 struct fp_supervisor {
         sd_event *event;
@@ -49,6 +51,8 @@ struct fp_supervisor {
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
         bool socket_activated; /* the control socket came from systemd: not ours to remove */
+        int fdstore_fd;        /* the fd store's state memfd, -1 when not in use (fdstore.c) */
+        struct fp_orphan_list orphans; /* holders of restored leases, not reconnected yet */
         char last_status[512];   /* the last STATUS= sent to systemd */
 };
 
@@ -97,6 +101,23 @@ bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gi
  */
 int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool,
                         uint32_t arg, char *text, size_t len);
+
+/*
+ * Releases a lease restored from the fd store whose id names another pool
+ * (ids can change across restarts): tried in every pool. Returns 0 or -ESRCH.
+ */
+int fp_supervisor_release_orphan(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                                 uint64_t lease_id, const struct fp_release_info *info);
+
+/* A process connected: it becomes the holder of the restored leases it had. */
+void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid);
+
+/*
+ * Watches the holder of a restored lease until its process reconnects; if it
+ * dies first, the lease is reclaimed.
+ */
+void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *sp, uint32_t index,
+                                pid_t pid);
 
 /* Called by control.c when a client is gone: reclaims its leases in every pool. */
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);

@@ -210,7 +210,33 @@ static int control_connect(forkpool *fp)
         }
         fp->fd = fd;
         fp->pid = getpid();
+        /* Releases that found no supervisor go to this one (a restart kept their leases). */
+        while (fp->n_pending > 0 &&
+               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) ==
+                       0)
+                fp->n_pending--;
         return 0;
+}
+
+/*
+ * Sends a release. If the supervisor went away (a restart), the release goes
+ * to the next one: now, over a new control connection, or, if none answers
+ * yet, with the next connection this process makes. Called with io_lock held.
+ */
+static void send_release(forkpool *fp, const struct fp_msg_release *rel)
+{
+        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
+                return;
+        if (fp->fd >= 0) {
+                close(fp->fd);
+                fp->fd = -1;
+        }
+        if (control_connect(fp) == 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
+                return;
+        if (!fp->pending)
+                fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
+        if (fp->pending && fp->n_pending < FP_PENDING_RELEASES_MAX)
+                fp->pending[fp->n_pending++] = *rel;
 }
 
 FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
@@ -298,6 +324,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         pthread_mutex_destroy(&fp->io_lock);
         pthread_mutex_destroy(&fp->acquire_lock);
         fp_segment_close(&fp->segment);
+        free(fp->pending);
         free(fp);
 }
 
@@ -731,8 +758,8 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
         forkpool *fp = lease->fp;
         if (fp) {
                 pthread_mutex_lock(&fp->io_lock);
-                if (fp->fd >= 0 && fp->pid == getpid())
-                        (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
+                if (fp->pid == getpid())
+                        send_release(fp, &rel);
                 if (lease->prev)
                         lease->prev->next = lease->next;
                 else

@@ -15,6 +15,8 @@
 #include "proto.h"
 #include "segment.h"
 
+#define FP_PENDING_RELEASES_MAX 64
+
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
         pthread_mutex_t acquire_lock; /* one acquire round trip at a time */
@@ -24,6 +26,8 @@ struct forkpool {
         pid_t pid;   /* the process the control connection belongs to */
         uint32_t next_request_id;
         struct forkpool_lease *leases; /* held by this process */
+        struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */
+        size_t n_pending;
         struct fp_segment segment;     /* forkpool_pool_state()'s read-only mapping */
         pid_t segment_pid;             /* the process that mapped it */
 };

@@ -165,7 +165,7 @@ static uint64_t lease_id_of(struct fp_pool *pool, int n)
 static void release(struct fp_pool *pool, void *client, uint64_t lease_id)
 {
         struct fp_release_info info = {0};
-        assert_int_equal(fp_pool_release(pool, client, lease_id, &info), 0);
+        assert_int_equal(fp_pool_release(pool, client, 100, lease_id, &info), 0);
 }
 
 static void assert_status(struct fp_pool *pool, const char *expected)
@@ -366,7 +366,7 @@ static void test_client_gone_reclaims(void **state)
         assert_int_equal(fp_pool_checkedin(pool), 1);
         /* A release naming a lease the client does not hold changes nothing. */
         struct fp_release_info info = {0};
-        assert_int_equal(fp_pool_release(pool, &client_a, lease_id_of(pool, 2), &info), -ESRCH);
+        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 2), &info), -ESRCH);
         assert_int_equal(fp_pool_checkedout(pool), 1);
         fp_pool_done(pool);
 }
@@ -392,7 +392,7 @@ static void test_invalidate_and_dispose(void **state)
         acquire(pool, &client_a, 2, -1);
         connects_succeed(pool);
         struct fp_release_info inval = {.flags = FP_RELEASE_INVALIDATE};
-        assert_int_equal(fp_pool_release(pool, &client_a, lease_id_of(pool, 0), &inval), 0);
+        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 0), &inval), 0);
         assert_int_equal(pool->counters.invalidations, 1);
         /* The empty slot is back in the queue (§3.1). */
         assert_int_equal(fp_pool_checkedin(pool), 1);
@@ -410,7 +410,7 @@ static void test_invalidate_and_dispose(void **state)
 static void release_flags(struct fp_pool *pool, void *client, uint64_t lease_id, uint32_t flags)
 {
         struct fp_release_info info = {.flags = flags};
-        assert_int_equal(fp_pool_release(pool, client, lease_id, &info), 0);
+        assert_int_equal(fp_pool_release(pool, client, 100, lease_id, &info), 0);
 }
 
 /* Checks out n connections one by one (connecting each), returning nothing. */
@@ -697,7 +697,7 @@ static void test_leak_and_revoke(void **state)
         assert_int_equal(fp_pool_checkedout(pool), 0);
         /* The holder's late release of the revoked lease changes nothing. */
         struct fp_release_info info = {0};
-        assert_int_equal(fp_pool_release(pool, &client_a, lease_id_of(pool, 0), &info), -ESRCH);
+        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 0), &info), -ESRCH);
         fp_pool_done(pool);
 }
 
