@@ -223,8 +223,8 @@ static int config_parse_seconds(const char *v, int *ret_ms, char *reason, size_t
                 return -EINVAL;
         }
         if (ms > INT_MAX) {
-                config_err(reason, len, "too large (at most %d.%03d seconds): '%s'",
-                           INT_MAX / 1000, INT_MAX % 1000, config_quote(v, q));
+                config_err(reason, len, "too large (at most %d.%03d seconds): '%s'", INT_MAX / 1000,
+                           INT_MAX % 1000, config_quote(v, q));
                 return -ERANGE;
         }
         *ret_ms = (int)ms;
@@ -409,8 +409,8 @@ static int config_resolve_id(const char *name, bool group, unsigned long *ret, c
                         config_err(reason, len, "unknown %s '%s'", what, config_quote(name, q));
                         return -ENOENT;
                 }
-                config_err(reason, len, "cannot look up %s '%s': %s", what,
-                           config_quote(name, q), strerror(r));
+                config_err(reason, len, "cannot look up %s '%s': %s", what, config_quote(name, q),
+                           strerror(r));
                 return -r;
         }
 }
@@ -460,8 +460,7 @@ static int config_parse_ids(const char *v, bool group, unsigned long *ids, size_
         return 0;
 }
 
-static int config_parse_log_level(const char *v, enum fp_log_level *ret, char *reason,
-                                  size_t len)
+static int config_parse_log_level(const char *v, enum fp_log_level *ret, char *reason, size_t len)
 {
         static const char *const names[] = {
                 [FP_LOG_ERROR] = "error",
@@ -672,8 +671,7 @@ static int key_admin_groups(struct config_loader *ld, const char *v, char *reaso
         return 0;
 }
 
-static int key_pool_allow_users(struct config_loader *ld, const char *v, char *reason,
-                                size_t len)
+static int key_pool_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         unsigned long ids[FP_CONFIG_MAX_IDS];
         size_t n;
@@ -686,8 +684,7 @@ static int key_pool_allow_users(struct config_loader *ld, const char *v, char *r
         return 0;
 }
 
-static int key_pool_allow_groups(struct config_loader *ld, const char *v, char *reason,
-                                 size_t len)
+static int key_pool_allow_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         unsigned long ids[FP_CONFIG_MAX_IDS];
         size_t n;
@@ -736,8 +733,10 @@ static int key_connect_rate(struct config_loader *ld, const char *v, char *reaso
         if (r < 0)
                 return r;
         if (n < 0) {
-                config_err(reason, len, "must be 0 (no limit) or more connections per second: "
-                           "'%s'", config_quote(v, q));
+                config_err(reason, len,
+                           "must be 0 (no limit) or more connections per second: "
+                           "'%s'",
+                           config_quote(v, q));
                 return -EINVAL;
         }
         ld->pool->connect_rate = n;

@@ -42,48 +42,48 @@ enum fp_log_level {
 
 struct fp_pool_config {
         char name[FP_SHM_POOL_NAME_MAX];
-        char *url_text;        /* as written; holds the password: never log it */
-        struct fp_url url;     /* parsed */
-        int pool_size;         /* default 5; 0 = no limit */
-        int max_overflow;      /* default 10; -1 = no limit; < -1 rejected */
-        int timeout_ms;        /* pool_timeout, default 30 s; seconds with decimals allowed */
+        char *url_text;         /* as written; holds the password: never log it */
+        struct fp_url url;      /* parsed */
+        int pool_size;          /* default 5; 0 = no limit */
+        int max_overflow;       /* default 10; -1 = no limit; < -1 rejected */
+        int timeout_ms;         /* pool_timeout, default 30 s; seconds with decimals allowed */
         int connect_timeout_ms; /* default 10 s */
         enum fp_reset_mode reset_mode; /* default rollback */
         enum fp_pool_class pool_class; /* poolclass, default queue */
-        int recycle_ms;        /* pool_recycle, default -1 (off) */
-        bool pre_ping;         /* pool_pre_ping, default false */
-        bool use_lifo;         /* pool_use_lifo, default false */
-        int connect_rate;      /* new connections per second, 0 = no limit */
-        int echo;              /* echo_pool: 0 off, 1 true, 2 debug */
-        char *on_connect;      /* SQL run on every new connection, or NULL */
-        int leak_timeout_ms;   /* 0 = off */
-        int max_lease_time_ms; /* 0 = off */
-        size_t n_allow_uids;   /* who may lease from this pool (besides root and ourselves); */
+        int recycle_ms;                /* pool_recycle, default -1 (off) */
+        bool pre_ping;                 /* pool_pre_ping, default false */
+        bool use_lifo;                 /* pool_use_lifo, default false */
+        int connect_rate;              /* new connections per second, 0 = no limit */
+        int echo;                      /* echo_pool: 0 off, 1 true, 2 debug */
+        char *on_connect;              /* SQL run on every new connection, or NULL */
+        int leak_timeout_ms;           /* 0 = off */
+        int max_lease_time_ms;         /* 0 = off */
+        size_t n_allow_uids; /* who may lease from this pool (besides root and ourselves); */
         uid_t allow_uids[FP_CONFIG_MAX_IDS]; /* empty: the global allow lists decide */
         size_t n_allow_gids;
         gid_t allow_gids[FP_CONFIG_MAX_IDS];
-        int line;              /* where the section starts (0 for the command line) */
+        int line; /* where the section starts (0 for the command line) */
 };
 
 struct fp_config {
-        char *path;            /* the file, or NULL for the command line */
-        char *socket_path;     /* default FORKPOOL_DEFAULT_SOCKET; malloc'd (replace it with
-                                * free() + strdup()); NULL only after fp_config_free() or if
-                                * fp_config_init() ran out of memory (fp_config_validate()
-                                * reports that) */
+        char *path;        /* the file, or NULL for the command line */
+        char *socket_path; /* default FORKPOOL_DEFAULT_SOCKET; malloc'd (replace it with
+                            * free() + strdup()); NULL only after fp_config_free() or if
+                            * fp_config_init() ran out of memory (fp_config_validate()
+                            * reports that) */
         size_t n_allow_uids;
         uid_t allow_uids[FP_CONFIG_MAX_IDS];
         size_t n_allow_gids;
         gid_t allow_gids[FP_CONFIG_MAX_IDS];
-        size_t n_admin_uids;   /* who may run admin commands (besides root and ourselves) */
+        size_t n_admin_uids; /* who may run admin commands (besides root and ourselves) */
         uid_t admin_uids[FP_CONFIG_MAX_IDS];
         size_t n_admin_gids;
         gid_t admin_gids[FP_CONFIG_MAX_IDS];
-        char *run_user;        /* user = NAME: started as root, forkpoold becomes NAME */
+        char *run_user; /* user = NAME: started as root, forkpoold becomes NAME */
         uid_t run_uid;
         gid_t run_gid;
         enum fp_log_level log_level; /* default info */
-        int shutdown_grace_ms; /* default 10 s */
+        int shutdown_grace_ms;       /* default 10 s */
         size_t n_pools;
         struct fp_pool_config pools[FP_SHM_MAX_POOLS];
 };

@@ -30,7 +30,7 @@
 #include "supervisor.h"
 
 #define MESSAGES_PER_WAKEUP 64
-#define MAX_PEER_GROUPS 256
+#define MAX_PEER_GROUPS     256
 #define REFUSED_LINGER_USEC (2 * 1000 * 1000)
 
 struct fp_client {
@@ -166,16 +166,15 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -EACCES, text);
                 return;
         }
-        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms,
-                                msg->label);
+        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms, msg->label);
         if (r < 0)
                 fp_control_send_error(client, id, r, "out of memory");
 }
 
 static void handle_release(struct fp_client *client, const struct fp_msg_release *msg)
 {
-        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup,
-                                                          fp_lease_id_pool(msg->lease_id));
+        struct fp_sup_pool *sp =
+                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
         struct fp_release_info info = {
                 .flags = msg->flags,
                 .txn = msg->txn,
@@ -197,8 +196,8 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         if (sp && fp_pool_release(&sp->pool, client, client->pid, msg->lease_id, &info) == 0)
                 return;
         /* A lease restored from systemd's fd store may carry its pool's old id. */
-        if (fp_supervisor_release_orphan(client->sup, client, client->pid, msg->lease_id,
-                                         &info) == 0)
+        if (fp_supervisor_release_orphan(client->sup, client, client->pid, msg->lease_id, &info) ==
+            0)
                 return;
         log_warning("worker pid %d released lease %#llx, which it does not hold: ignored",
                     client->pid, (unsigned long long)msg->lease_id);
@@ -211,8 +210,8 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
  */
 static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *msg)
 {
-        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup,
-                                                          fp_lease_id_pool(msg->lease_id));
+        struct fp_sup_pool *sp =
+                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
         struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
 
         if (!rec || rec->holder != client) {
@@ -272,7 +271,7 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
         memcpy(&hdr, buf, len < sizeof(hdr) ? len : sizeof(hdr));
         uint32_t request_id = len >= sizeof(hdr) ? hdr.request_id : 0;
         if (r < 0) {
-                const char *why = r == -EPROTO        ? "protocol magic or version mismatch"
+                const char *why = r == -EPROTO       ? "protocol magic or version mismatch"
                                   : r == -EOPNOTSUPP ? "unknown operation"
                                                      : "wrong message size";
                 log_warning("worker pid %d sent a malformed message (%zu bytes, op %u): %s",
@@ -328,7 +327,8 @@ static bool client_read_messages(struct fp_client *client, int max)
                         return true;
                 if (n == -EBADMSG) {
                         log_warning("worker pid %d sent descriptors or an oversized message: "
-                                    "rejected", client->pid);
+                                    "rejected",
+                                    client->pid);
                         fp_control_send_error(client, 0, -EBADMSG,
                                               "descriptors and oversized messages are not "
                                               "accepted");

@@ -23,21 +23,20 @@
 #include "sockio.h"
 #include "url.h"
 
-#define EXIT_FAILED 1
-#define EXIT_USAGE 2
-#define ADMIN_TIMEOUT_MS 10000
+#define EXIT_FAILED        1
+#define EXIT_USAGE         2
+#define ADMIN_TIMEOUT_MS   10000
 #define FOLLOW_INTERVAL_MS 200
 
 static int usage_error(const char *what)
 {
-        fprintf(stderr, "forkpoolctl: %s\nTry 'forkpoolctl --help' for more information.\n",
-                what);
+        fprintf(stderr, "forkpoolctl: %s\nTry 'forkpoolctl --help' for more information.\n", what);
         return EXIT_USAGE;
 }
 
 int ctl_is_extra_command(const char *name)
 {
-        static const char *const names[] = {"dispose", "pause",  "resume",   "reload",
+        static const char *const names[] = {"dispose",    "pause",  "resume",   "reload",
                                             "kill-lease", "events", "url-check"};
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(name, names[i]) == 0)
@@ -65,8 +64,8 @@ static int admin_send(const char *socket_path, uint32_t command, const char *poo
         memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                fprintf(stderr, "forkpoolctl: no forkpoold is listening on %s: %s\n",
-                        socket_path, strerror(errno));
+                fprintf(stderr, "forkpoolctl: no forkpoold is listening on %s: %s\n", socket_path,
+                        strerror(errno));
                 if (fd >= 0)
                         close(fd);
                 return EXIT_FAILED;
@@ -83,7 +82,9 @@ static int admin_send(const char *socket_path, uint32_t command, const char *poo
         close(fd);
         if (n <= 0 || fp_msg_check(reply.bytes, (size_t)n) < 0) {
                 fprintf(stderr, "forkpoolctl: forkpoold did not answer (%s)\n",
-                        strerror(n < 0 ? (int)-n : sent < 0 ? -sent : EPROTO));
+                        strerror(n < 0      ? (int)-n
+                                 : sent < 0 ? -sent
+                                            : EPROTO));
                 return EXIT_FAILED;
         }
         if (reply.hdr.op == FP_OP_ERROR) {
@@ -107,8 +108,8 @@ int ctl_cmd_admin(int argc, char *argv[], const char *socket_path)
                 uint32_t command;
                 int args; /* after the command */
         } commands[] = {
-                {"dispose", FP_ADMIN_DISPOSE, 1}, {"pause", FP_ADMIN_PAUSE, 1},
-                {"resume", FP_ADMIN_RESUME, 1},   {"reload", FP_ADMIN_RELOAD, 0},
+                {"dispose", FP_ADMIN_DISPOSE, 1},       {"pause", FP_ADMIN_PAUSE, 1},
+                {"resume", FP_ADMIN_RESUME, 1},         {"reload", FP_ADMIN_RELOAD, 0},
                 {"kill-lease", FP_ADMIN_KILL_LEASE, 2},
         };
         char what[160];
@@ -198,16 +199,15 @@ static void print_event(const struct fp_segment *seg, const struct fp_shm_event 
         json_object_object_add(o, "time_usec", json_object_new_int64((int64_t)ev->time_usec));
         json_object_object_add(o, "type", json_object_new_string(fp_event_type_name(ev->type)));
         json_object_object_add(o, "pool", json_object_new_string(pool));
-        json_object_object_add(o, "slot", ev->slot == UINT32_MAX
-                                                  ? NULL
-                                                  : json_object_new_int64(ev->slot));
+        json_object_object_add(o, "slot",
+                               ev->slot == UINT32_MAX ? NULL : json_object_new_int64(ev->slot));
         json_object_object_add(o, "pid", ev->pid ? json_object_new_int(ev->pid) : NULL);
         json_object_object_add(o, "backend_pid",
                                ev->backend_pid ? json_object_new_int(ev->backend_pid) : NULL);
         json_object_object_add(o, "duration_usec",
                                json_object_new_int64((int64_t)ev->duration_usec));
-        json_object_object_add(o, "error", ev->error ? json_object_new_string(strerror(-ev->error))
-                                                     : NULL);
+        json_object_object_add(o, "error",
+                               ev->error ? json_object_new_string(strerror(-ev->error)) : NULL);
         printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
 }

@@ -32,7 +32,7 @@ typedef void (*fp_db_reset_cb)(void *conn, bool ok, void *userdata);
 typedef void (*fp_db_exec_cb)(void *conn, int error, const char *text, void *userdata);
 
 struct fp_db_driver {
-        const char *name;      /* as in URLs and forkpoolctl: "postgresql" */
+        const char *name; /* as in URLs and forkpoolctl: "postgresql" */
         enum fp_db_kind kind;
 
         /*
@@ -68,8 +68,7 @@ struct fp_db_driver {
          * the driver's cheapest liveness check, for pool_pre_ping); cb may not
          * run from inside this call. NULL if the driver cannot.
          */
-        void (*exec)(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb,
-                     void *userdata);
+        void (*exec)(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb, void *userdata);
         /* The socket to hand to a worker. */
         int (*socket)(const void *conn);
         /* The server's id of the session (backend pid, thread id). */

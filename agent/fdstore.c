@@ -27,8 +27,8 @@
 #include "supervisor.h"
 
 #define FP_SAVED_SLOT_MAGIC 0x464b5053u /* "SPKF" */
-#define STATE_NAME "state"
-#define STATE_RECORDS ((size_t)FP_SHM_MAX_POOLS * FP_SHM_MAX_SLOTS_PER_POOL)
+#define STATE_NAME          "state"
+#define STATE_RECORDS       ((size_t)FP_SHM_MAX_POOLS * FP_SHM_MAX_SLOTS_PER_POOL)
 
 bool fp_fdstore_active(const struct fp_supervisor *sup)
 {
@@ -104,8 +104,7 @@ void fp_fdstore_save(struct fp_supervisor *sup, struct fp_pool *pool, const stru
                 ((struct fp_record *)rec)->in_fdstore = true;
 }
 
-void fp_fdstore_forget(struct fp_supervisor *sup, struct fp_pool *pool,
-                       const struct fp_record *rec)
+void fp_fdstore_forget(struct fp_supervisor *sup, struct fp_pool *pool, const struct fp_record *rec)
 {
         uint32_t zero = 0;
 
@@ -197,8 +196,9 @@ int fp_fdstore_restore(struct fp_supervisor *sup)
                 /* It leaves the store under its old name; restored, it comes back under its new. */
                 (void)sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name);
                 const struct fp_saved_slot *s =
-                        old == MAP_FAILED ? NULL
-                                          : &old[(size_t)pool_id * FP_SHM_MAX_SLOTS_PER_POOL + index];
+                        old == MAP_FAILED
+                                ? NULL
+                                : &old[(size_t)pool_id * FP_SHM_MAX_SLOTS_PER_POOL + index];
                 if (!s || s->magic != FP_SAVED_SLOT_MAGIC || s->index != index ||
                     s->db_kind != FP_DB_POSTGRES) {
                         log_warning("fd store: nothing saved for connection %s: closed", name);

@@ -27,13 +27,13 @@ struct fp_supervisor;
 
 /* What was saved of one slot. */
 struct fp_saved_slot {
-        uint32_t magic;  /* FP_SAVED_SLOT_MAGIC when the record is in use */
-        uint32_t index;  /* slot index in its pool */
+        uint32_t magic; /* FP_SAVED_SLOT_MAGIC when the record is in use */
+        uint32_t index; /* slot index in its pool */
         char pool[FP_SHM_POOL_NAME_MAX];
         uint32_t db_kind;
-        uint32_t state;  /* FP_SLOT_IDLE or FP_SLOT_LEASED; anything else is not restored */
+        uint32_t state; /* FP_SLOT_IDLE or FP_SLOT_LEASED; anything else is not restored */
         int32_t holder_pid;
-        uint32_t txn;    /* enum fp_txn at the next hand-over */
+        uint32_t txn; /* enum fp_txn at the next hand-over */
         uint64_t lease_generation;
         struct fp_lease_pg pg;
 };

@@ -492,7 +492,7 @@ static struct json_object *ctl_slot_json(uint32_t index, const struct fp_shm_slo
         if (s->state == FP_SLOT_LEASED && s->last_checkout_usec != 0)
                 ok = ok && ctl_json_add(obj, "held_for",
                                         ctl_json_seconds((int64_t)ctl_elapsed_usec(
-                                            s->last_checkout_usec, now_usec)));
+                                                s->last_checkout_usec, now_usec)));
         else
                 ok = ok && ctl_json_add_null(obj, "held_for");
         if (!ok) {
@@ -592,8 +592,8 @@ static int ctl_print_status_json(const struct ctl_status *st, const char *only_p
                         goto out;
                 }
         }
-        const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+        const char *text = json_object_to_json_string_ext(
+                root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         if (text) {
                 puts(text);
                 r = 0;
@@ -646,9 +646,9 @@ static int ctl_finish_output(void)
 static int ctl_cmd_status(int argc, char *argv[], const char *socket_path)
 {
         static const struct option options[] = {
-            {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},
-            {0},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
         };
         const char *only_pool = NULL;
         struct ctl_status st;
@@ -727,31 +727,32 @@ struct ctl_metric {
 /* clang-format on */
 
 static const struct ctl_metric ctl_metrics[] = {
-    CTL_GAUGE(pool_size, "Connections the pool keeps open (pool_size; 0 means no limit)."),
-    CTL_GAUGE(max_overflow, "Connections allowed beyond pool_size (-1 means no limit)."),
-    CTL_GAUGE(checked_in, "Idle connections in the pool's queue."),
-    CTL_GAUGE(checked_out, "Connections leased to worker processes."),
-    CTL_GAUGE(overflow,
-              "SQLAlchemy's overflow counter: connections beyond pool_size, negative below it."),
-    CTL_GAUGE(waiting, "Acquires queued for a connection."),
-    CTL_GAUGE(connecting, "Database connects in progress."),
-    CTL_GAUGE(live, "Live database connections."),
-    CTL_COUNTER(acquires, "Leases handed out."),
-    CTL_COUNTER(releases, "Leases given back."),
-    CTL_COUNTER(timeouts, "Acquires that timed out waiting for a connection."),
-    CTL_COUNTER(connects, "Successful database connects."),
-    CTL_COUNTER(connect_failures, "Failed database connects."),
-    CTL_COUNTER(invalidations, "Connections closed instead of reused."),
-    CTL_COUNTER(reclaims, "Leases taken back from worker processes that died."),
-    CTL_COUNTER(closes, "Database connections closed, for any reason."),
-    CTL_COUNTER(soft_invalidations, "Connections marked to be closed when they return."),
-    CTL_COUNTER(detaches, "Connections that left the pool with their worker."),
-    CTL_COUNTER(recycles, "Connections replaced at checkout (age or invalidation)."),
-    CTL_COUNTER(pings, "Pre-pings run before a checkout."),
-    CTL_COUNTER(ping_failures, "Pre-pings that found a dead connection."),
-    CTL_COUNTER(pool_invalidations, "Pool-wide invalidations (disconnects, dispose)."),
-    CTL_COUNTER(leaks, "Leases held past leak_timeout."),
-    CTL_COUNTER(revokes, "Leases taken back at max_lease_time."),
+        CTL_GAUGE(pool_size, "Connections the pool keeps open (pool_size; 0 means no limit)."),
+        CTL_GAUGE(max_overflow, "Connections allowed beyond pool_size (-1 means no limit)."),
+        CTL_GAUGE(checked_in, "Idle connections in the pool's queue."),
+        CTL_GAUGE(checked_out, "Connections leased to worker processes."),
+        CTL_GAUGE(
+                overflow,
+                "SQLAlchemy's overflow counter: connections beyond pool_size, negative below it."),
+        CTL_GAUGE(waiting, "Acquires queued for a connection."),
+        CTL_GAUGE(connecting, "Database connects in progress."),
+        CTL_GAUGE(live, "Live database connections."),
+        CTL_COUNTER(acquires, "Leases handed out."),
+        CTL_COUNTER(releases, "Leases given back."),
+        CTL_COUNTER(timeouts, "Acquires that timed out waiting for a connection."),
+        CTL_COUNTER(connects, "Successful database connects."),
+        CTL_COUNTER(connect_failures, "Failed database connects."),
+        CTL_COUNTER(invalidations, "Connections closed instead of reused."),
+        CTL_COUNTER(reclaims, "Leases taken back from worker processes that died."),
+        CTL_COUNTER(closes, "Database connections closed, for any reason."),
+        CTL_COUNTER(soft_invalidations, "Connections marked to be closed when they return."),
+        CTL_COUNTER(detaches, "Connections that left the pool with their worker."),
+        CTL_COUNTER(recycles, "Connections replaced at checkout (age or invalidation)."),
+        CTL_COUNTER(pings, "Pre-pings run before a checkout."),
+        CTL_COUNTER(ping_failures, "Pre-pings that found a dead connection."),
+        CTL_COUNTER(pool_invalidations, "Pool-wide invalidations (disconnects, dispose)."),
+        CTL_COUNTER(leaks, "Leases held past leak_timeout."),
+        CTL_COUNTER(revokes, "Leases taken back at max_lease_time."),
 };
 
 /* Prints s as the value of a label: backslash, double quote and newline escaped. */
@@ -922,8 +923,8 @@ static void ctl_print_metrics(const struct ctl_status *st, const char *only_pool
 static int ctl_parse_pool_arg(int argc, char *argv[], const char *cmd, const char **ret_pool)
 {
         static const struct option options[] = {
-            {"help", no_argument, NULL, 'h'},
-            {0},
+                {"help", no_argument, NULL, 'h'},
+                {0},
         };
         int c;
 
@@ -1167,10 +1168,10 @@ static bool ctl_parse_count(const char *text, long *ret)
 static int ctl_cmd_top(int argc, char *argv[], const char *socket_path)
 {
         static const struct option options[] = {
-            {"interval", required_argument, NULL, 'i'},
-            {"count", required_argument, NULL, 'n'},
-            {"help", no_argument, NULL, 'h'},
-            {0},
+                {"interval", required_argument, NULL, 'i'},
+                {"count", required_argument, NULL, 'n'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
         };
         long interval_usec = CTL_TOP_DEFAULT_INTERVAL_USEC, count = 0;
         const char *only_pool = NULL;
@@ -1184,7 +1185,7 @@ static int ctl_cmd_top(int argc, char *argv[], const char *socket_path)
                 case 'i':
                         if (!ctl_parse_interval(optarg, &interval_usec))
                                 return ctl_usage_error(
-                                    "--interval takes seconds from 0.01 to 86400, not", optarg);
+                                        "--interval takes seconds from 0.01 to 86400, not", optarg);
                         break;
                 case 'n':
                         if (!ctl_parse_count(optarg, &count))
@@ -1265,10 +1266,10 @@ static const char *ctl_socket_path(const char *option)
 int main(int argc, char *argv[])
 {
         static const struct option options[] = {
-            {"socket", required_argument, NULL, 's'},
-            {"help", no_argument, NULL, 'h'},
-            {"version", no_argument, NULL, 'V'},
-            {0},
+                {"socket", required_argument, NULL, 's'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {0},
         };
         const char *socket_option = NULL;
         int c;

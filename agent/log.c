@@ -33,8 +33,7 @@ static bool stderr_is_journal(void)
         unsigned long long dev, ino;
         struct stat st;
         to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
-                     (unsigned long long)st.st_dev == dev &&
-                     (unsigned long long)st.st_ino == ino;
+                     (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
         return to_journal;
 }
 

@@ -36,18 +36,18 @@ struct fp_log_fields {
  * Like fp_log(), for a pool event: in the journal the fields POOL=, EVENT=,
  * SLOT=, HOLDER_PID= and BACKEND_PID= go with the message.
  */
-void fp_log_event(enum fp_log_level level, const struct fp_log_fields *fields, const char *fmt,
-                  ...) __attribute__((format(printf, 3, 4)));
+void fp_log_event(enum fp_log_level level, const struct fp_log_fields *fields, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
-#define log_error(...) fp_log(FP_LOG_ERROR, __VA_ARGS__)
+#define log_error(...)   fp_log(FP_LOG_ERROR, __VA_ARGS__)
 #define log_warning(...) fp_log(FP_LOG_WARNING, __VA_ARGS__)
-#define log_info(...) fp_log(FP_LOG_INFO, __VA_ARGS__)
+#define log_info(...)    fp_log(FP_LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
         do {                                                                                       \
                 if (fp_log_enabled(FP_LOG_DEBUG))                                                  \
                         fp_log(FP_LOG_DEBUG, __VA_ARGS__);                                         \
         } while (0)
-#define log_error_errno(r, ...) fp_log_errno(FP_LOG_ERROR, (r), __VA_ARGS__)
+#define log_error_errno(r, ...)   fp_log_errno(FP_LOG_ERROR, (r), __VA_ARGS__)
 #define log_warning_errno(r, ...) fp_log_errno(FP_LOG_WARNING, (r), __VA_ARGS__)
 
 #endif /* FORKPOOL_LOG_H */

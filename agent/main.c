@@ -21,7 +21,7 @@
 #include "log.h"
 #include "supervisor.h"
 
-#define EXIT_USAGE 64
+#define EXIT_USAGE  64
 #define EXIT_CONFIG 78
 
 static void usage(FILE *out)
@@ -78,11 +78,11 @@ static int parse_log_level(const char *text, enum fp_log_level *ret)
 
 /* Command-line options that set a key of the quick-start pool, named like the key. */
 static const char *const pool_key_options[] = {
-        "connect-timeout", "reset-on-return", "poolclass",   "pool-recycle",
-        "pool-pre-ping",   "pool-use-lifo",   "connect-rate", "echo-pool",
+        "connect-timeout", "reset-on-return", "poolclass",      "pool-recycle",
+        "pool-pre-ping",   "pool-use-lifo",   "connect-rate",   "echo-pool",
         "on-connect",      "leak-timeout",    "max-lease-time",
 };
-#define N_POOL_KEY_OPTIONS (sizeof(pool_key_options) / sizeof(pool_key_options[0]))
+#define N_POOL_KEY_OPTIONS   (sizeof(pool_key_options) / sizeof(pool_key_options[0]))
 #define POOL_KEY_OPTION_BASE 1000
 
 /* "pool-recycle" → "pool_recycle" */
@@ -190,8 +190,8 @@ int main(int argc, char **argv)
                 option_to_key(pool_key_options[i], key, sizeof(key));
                 r = fp_config_set_pool_key(&cfg, "default", key, pool_key_values[i], reason,
                                            sizeof(reason));
-                if (r < 0 && snprintf(err, sizeof(err), "--%s: %s", pool_key_options[i],
-                                      reason) >= (int)sizeof(err))
+                if (r < 0 && snprintf(err, sizeof(err), "--%s: %s", pool_key_options[i], reason) >=
+                                     (int)sizeof(err))
                         err[sizeof(err) - 1] = '\0';
         }
         if (url_copy) {
@@ -207,8 +207,10 @@ int main(int argc, char **argv)
                 }
         }
         if (r >= 0 && log_level && parse_log_level(log_level, &cfg.log_level) < 0) {
-                snprintf(err, sizeof(err), "--log-level: expected error, warning, info or debug, "
-                                           "not '%s'", log_level);
+                snprintf(err, sizeof(err),
+                         "--log-level: expected error, warning, info or debug, "
+                         "not '%s'",
+                         log_level);
                 r = -EINVAL;
         }
         if (r >= 0)

@@ -44,8 +44,8 @@
  * so that a worker can tell whether its session needs a reset (auto).
  */
 #define MY_TRACK_STATE "SET SESSION session_track_state_change = ON"
-#define MY_MAX_STEPS 4
-#define MY_SQL_MAX 64
+#define MY_MAX_STEPS   4
+#define MY_SQL_MAX     64
 /* The admin connection closes after this long without a KILL to send. */
 #define MY_ADMIN_IDLE_USEC (10u * 1000 * 1000)
 /* Bits of a lease's status that describe one reply, not the session. */
@@ -62,12 +62,12 @@ struct my_conn;
 
 enum my_op {
         MY_OP_CONNECT,
-        MY_OP_QUERY,     /* then its result sets are read and freed */
-        MY_OP_STORE,     /* internal: reading a result set */
-        MY_OP_NEXT,      /* internal: moving to the next result set */
+        MY_OP_QUERY, /* then its result sets are read and freed */
+        MY_OP_STORE, /* internal: reading a result set */
+        MY_OP_NEXT,  /* internal: moving to the next result set */
         MY_OP_ROLLBACK,
         MY_OP_COMMIT,
-        MY_OP_RESET,     /* COM_RESET_CONNECTION */
+        MY_OP_RESET, /* COM_RESET_CONNECTION */
         MY_OP_SELECT_DB,
         MY_OP_PING,
 };
@@ -96,7 +96,7 @@ struct my_async {
         bool defer_immediate; /* the owner's callback must not run inside async_run() */
         struct my_step steps[MY_MAX_STEPS];
         int n_steps, step;
-        enum my_op op; /* the library call in progress */
+        enum my_op op;                    /* the library call in progress */
         const struct my_pool *connect_to; /* MY_OP_CONNECT: host, port, user, password */
         const char *connect_db;           /* MY_OP_CONNECT: NULL for none */
         unsigned long connect_flag;       /* MY_OP_CONNECT: client flags */
@@ -310,9 +310,9 @@ static int async_call_start(struct my_async *a, enum my_op op, const struct my_s
         a->op = op;
         switch (op) {
         case MY_OP_CONNECT:
-                return mysql_real_connect_start(&a->ret_mysql, a->m, p->host, p->user,
-                                                p->password, a->connect_db, p->port,
-                                                p->unix_socket, a->connect_flag);
+                return mysql_real_connect_start(&a->ret_mysql, a->m, p->host, p->user, p->password,
+                                                a->connect_db, p->port, p->unix_socket,
+                                                a->connect_flag);
         case MY_OP_QUERY: {
                 const char *sql = step->text ? step->text : step->sql;
                 return mysql_real_query_start(&a->ret_int, a->m, sql, (unsigned long)strlen(sql));
@@ -679,7 +679,7 @@ static void admin_connected(struct my_async *a, int error, const char *text)
                 int n = 0;
                 struct my_kill *k;
                 TAILQ_FOREACH(k, &p->kills, link)
-                        n++;
+                n++;
                 log_warning("cannot open the MySQL connection that sends KILL (%d KILL%s "
                             "dropped): %s",
                             n, n == 1 ? "" : "s", text);
@@ -724,11 +724,11 @@ static void admin_kick(struct my_pool *p)
         if (TAILQ_EMPTY(&p->kills)) {
                 if (!a->m)
                         return;
-                r = p->admin_idle ? sd_event_source_set_time_relative(p->admin_idle,
-                                                                      MY_ADMIN_IDLE_USEC)
-                                  : sd_event_add_time_relative(p->event, &p->admin_idle,
-                                                               CLOCK_MONOTONIC, MY_ADMIN_IDLE_USEC,
-                                                               1000000, on_admin_idle, p);
+                r = p->admin_idle
+                            ? sd_event_source_set_time_relative(p->admin_idle, MY_ADMIN_IDLE_USEC)
+                            : sd_event_add_time_relative(p->event, &p->admin_idle, CLOCK_MONOTONIC,
+                                                         MY_ADMIN_IDLE_USEC, 1000000, on_admin_idle,
+                                                         p);
                 if (r >= 0)
                         r = sd_event_source_set_enabled(p->admin_idle, SD_EVENT_ONESHOT);
                 if (r < 0)
@@ -799,8 +799,8 @@ static void conn_free(struct my_conn *c)
 
         /* Queued KILLs for it go on (the thread id stays valid); nobody waits for them. */
         TAILQ_FOREACH(k, &p->kills, link)
-                if (k->target == c)
-                        k->target = NULL;
+        if (k->target == c)
+                k->target = NULL;
         if (p->admin_current && p->admin_current->target == c)
                 p->admin_current->target = NULL;
         async_free(&c->a);

@@ -25,7 +25,7 @@ enum pgconn_phase {
 };
 
 #define PG_MAX_STEPS 4
-#define PG_SQL_MAX 2048
+#define PG_SQL_MAX   2048
 
 struct fp_pgconn;
 
@@ -187,8 +187,9 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
 
         /* Connected. A TLS session cannot move between processes (adoption.md §0). */
         if (PQsslInUse(pc->conn)) {
-                pgconn_fail_connect(pc, -EPROTO, "the server negotiated TLS, which forkpool "
-                                                 "cannot lease; set sslmode=disable");
+                pgconn_fail_connect(pc, -EPROTO,
+                                    "the server negotiated TLS, which forkpool "
+                                    "cannot lease; set sslmode=disable");
                 return 0;
         }
         sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
@@ -252,8 +253,7 @@ static int on_connect_failed_at_once(sd_event_source *s, void *userdata)
 }
 
 int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
-                      int timeout_ms, fp_db_connect_cb cb, void *userdata,
-                      struct fp_pgconn **ret)
+                      int timeout_ms, fp_db_connect_cb cb, void *userdata, struct fp_pgconn **ret)
 {
         struct fp_pgconn *pc = calloc(1, sizeof(*pc));
         int r;
@@ -520,8 +520,8 @@ static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *inf
         if (info->params_len == 0 || fp_params_check(info->params, info->params_len) < 0)
                 return;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
-                const char *v = fp_params_get(info->params, info->params_len,
-                                              fp_pg_reported_params[i]);
+                const char *v =
+                        fp_params_get(info->params, info->params_len, fp_pg_reported_params[i]);
                 if (v) {
                         free(pc->params[i]);
                         pc->params[i] = strdup(v);
@@ -754,8 +754,7 @@ static void pg_forget(void *conn)
         pgconn_free(pc);
 }
 
-static void pg_exec(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb,
-                    void *userdata)
+static void pg_exec(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb cb, void *userdata)
 {
         fp_pgconn_exec(conn, sql, timeout_ms, cb, userdata);
 }

@@ -31,8 +31,7 @@ struct fp_pgconn;
  * -ENOMEM.
  */
 int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *const *values,
-                      int timeout_ms, fp_db_connect_cb cb, void *userdata,
-                      struct fp_pgconn **ret);
+                      int timeout_ms, fp_db_connect_cb cb, void *userdata, struct fp_pgconn **ret);
 
 /*
  * Brings the cached session state up to date with the worker's report and

@@ -158,8 +158,7 @@ static struct fp_record *queue_pop(struct fp_pool *pool)
 
 /* --- records --- */
 
-static void record_set_state(struct fp_pool *pool, struct fp_record *rec,
-                             enum fp_slot_state state)
+static void record_set_state(struct fp_pool *pool, struct fp_record *rec, enum fp_slot_state state)
 {
         rec->state = state;
         record_mark_dirty(pool, rec);
@@ -250,8 +249,8 @@ static bool waiter_queued(const struct fp_pool *pool, const struct fp_waiter *w)
 {
         const struct fp_waiter *it;
         TAILQ_FOREACH(it, &pool->waiters, link)
-                if (it == w)
-                        return true;
+        if (it == w)
+                return true;
         return false;
 }
 
@@ -260,8 +259,8 @@ uint64_t fp_pool_next_deadline(const struct fp_pool *pool)
         uint64_t next = UINT64_MAX;
         struct fp_waiter *w;
         TAILQ_FOREACH(w, &pool->waiters, link)
-                if (w->deadline_usec < next)
-                        next = w->deadline_usec;
+        if (w->deadline_usec < next)
+                next = w->deadline_usec;
         return next;
 }
 
@@ -510,7 +509,8 @@ int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t leas
                     const struct fp_release_info *info)
 {
         struct fp_record *rec = fp_pool_find_lease(pool, lease_id);
-        if (rec && rec->holder != client && !(rec->restored && !rec->holder && rec->holder_pid == pid))
+        if (rec && rec->holder != client &&
+            !(rec->restored && !rec->holder && rec->holder_pid == pid))
                 rec = NULL;
         if (!rec)
                 rec = find_restored(pool, lease_id, client, pid);
@@ -562,8 +562,7 @@ void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok)
         fp_pool_publish(pool);
 }
 
-void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error,
-                          const char *text)
+void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error, const char *text)
 {
         struct fp_waiter *w = rec->connecting_for;
         rec->connecting_for = NULL;
@@ -675,8 +674,8 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
                 }
                 if (rec->state == FP_SLOT_LEASED && rec->holder == client) {
                         pool->counters.reclaims++;
-                        emit(pool, FP_EV_RECLAIM, rec, rec->holder_pid,
-                             now(pool) - rec->leased_at, 0);
+                        emit(pool, FP_EV_RECLAIM, rec, rec->holder_pid, now(pool) - rec->leased_at,
+                             0);
                         record_close(pool, rec, FP_CLOSE_HARD);
                         checkin(pool, rec);
                         reclaimed++;
@@ -859,8 +858,7 @@ bool fp_pool_reclaim_orphan(struct fp_pool *pool, uint32_t index, pid_t pid)
         if (index >= pool->capacity)
                 return false;
         struct fp_record *rec = &pool->records[index];
-        if (!rec->restored || rec->state != FP_SLOT_LEASED || rec->holder ||
-            rec->holder_pid != pid)
+        if (!rec->restored || rec->state != FP_SLOT_LEASED || rec->holder || rec->holder_pid != pid)
                 return false;
         pool->counters.reclaims++;
         emit(pool, FP_EV_RECLAIM, rec, pid, now(pool) - rec->leased_at, 0);

@@ -47,31 +47,31 @@ struct fp_record {
         struct fp_pool *pool; /* the pool this record belongs to */
         uint32_t index;       /* slot index within the pool */
         enum fp_slot_state state;
-        void *conn;           /* the driver's connection object, NULL when empty */
+        void *conn;                       /* the driver's connection object, NULL when empty */
         struct fp_waiter *connecting_for; /* the waiter a connect or ping serves, if any */
-        void *holder;         /* the control connection holding the lease */
+        void *holder;                     /* the control connection holding the lease */
         pid_t holder_pid;
-        uint64_t lease_generation; /* incremented for every lease */
-        int backend_pid;      /* set by the driver when a connect succeeds */
-        uint64_t connect_usec;       /* CLOCK_REALTIME, for display */
-        uint64_t last_checkout_usec; /* CLOCK_REALTIME, for display */
-        uint64_t connected_at;   /* CLOCK_MONOTONIC of the connect */
-        uint64_t recycle_at;     /* CLOCK_MONOTONIC; UINT64_MAX: never */
-        uint64_t leased_at;      /* CLOCK_MONOTONIC of the current lease */
-        uint64_t generation;     /* the pool's generation when it connected */
+        uint64_t lease_generation;    /* incremented for every lease */
+        int backend_pid;              /* set by the driver when a connect succeeds */
+        uint64_t connect_usec;        /* CLOCK_REALTIME, for display */
+        uint64_t last_checkout_usec;  /* CLOCK_REALTIME, for display */
+        uint64_t connected_at;        /* CLOCK_MONOTONIC of the connect */
+        uint64_t recycle_at;          /* CLOCK_MONOTONIC; UINT64_MAX: never */
+        uint64_t leased_at;           /* CLOCK_MONOTONIC of the current lease */
+        uint64_t generation;          /* the pool's generation when it connected */
         char label[FP_SHM_LABEL_MAX]; /* the holder's label */
-        bool new_record;      /* created for this connect: a failure un-counts it */
-        bool fresh;           /* connected and not yet handed out: never pinged */
+        bool new_record;              /* created for this connect: a failure un-counts it */
+        bool fresh;                   /* connected and not yet handed out: never pinged */
         bool leak_reported;
-        bool in_fdstore;      /* its socket is in systemd's fd store (fdstore.c) */
-        bool restored;        /* a lease restored from the fd store, not yet returned */
-        bool dirty;           /* to be published */
+        bool in_fdstore; /* its socket is in systemd's fd store (fdstore.c) */
+        bool restored;   /* a lease restored from the fd store, not yet returned */
+        bool dirty;      /* to be published */
         bool in_queue;
 };
 
 struct fp_waiter {
         TAILQ_ENTRY(fp_waiter) link;
-        void *client;         /* the control connection that asked */
+        void *client; /* the control connection that asked */
         pid_t pid;
         uint32_t request_id;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX: wait forever */
@@ -109,8 +109,7 @@ struct fp_pool_ops {
         /* Sends the lease of rec to waiter w. Returns 0 or a negative errno. */
         int (*send_lease)(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w);
         /* Answers waiter w with an error. */
-        void (*send_error)(struct fp_pool *pool, struct fp_waiter *w, int error,
-                           const char *text);
+        void (*send_error)(struct fp_pool *pool, struct fp_waiter *w, int error, const char *text);
         /* The earliest waiter deadline changed (UINT64_MAX: none). May be NULL. */
         void (*deadline_changed)(struct fp_pool *pool, uint64_t deadline_usec);
         /* CLOCK_MONOTONIC now, in microseconds. */
@@ -134,7 +133,7 @@ struct fp_pool_params {
         int timeout_ms;
         int connect_timeout_ms;
         enum fp_reset_mode reset_mode;
-        int recycle_ms;        /* -1: off */
+        int recycle_ms; /* -1: off */
         bool pre_ping;
         bool use_lifo;
         int leak_timeout_ms;   /* 0: off */
@@ -146,29 +145,29 @@ struct fp_pool {
         const struct fp_pool_ops *ops;
         void *userdata;
 
-        int pool_size;      /* effective: the pool class may force it */
-        int overflow;       /* O */
-        int max_overflow;   /* M: -1 when unlimited (pool_size == 0 too) */
-        uint32_t capacity;  /* records this pool can ever hold: FP_SHM_MAX_SLOTS_PER_POOL */
-        uint32_t id;        /* index among the supervisor's pools (in lease ids) */
-        int n_live;         /* records with a live connection */
-        uint32_t *dirty;    /* records changed since the last publish */
+        int pool_size;     /* effective: the pool class may force it */
+        int overflow;      /* O */
+        int max_overflow;  /* M: -1 when unlimited (pool_size == 0 too) */
+        uint32_t capacity; /* records this pool can ever hold: FP_SHM_MAX_SLOTS_PER_POOL */
+        uint32_t id;       /* index among the supervisor's pools (in lease ids) */
+        int n_live;        /* records with a live connection */
+        uint32_t *dirty;   /* records changed since the last publish */
         uint32_t n_dirty;
         struct fp_record *records;
-        uint32_t *queue;    /* ring of record indexes: Q */
+        uint32_t *queue; /* ring of record indexes: Q */
         uint32_t queue_head, queue_len;
         struct fp_waiter_list waiters;
         int n_waiting;
-        bool closing;       /* removed or shutting down: nothing is reused */
-        bool paused;        /* an admin paused it: nothing is handed out */
+        bool closing;        /* removed or shutting down: nothing is reused */
+        bool paused;         /* an admin paused it: nothing is handed out */
         bool connected_once; /* first_connect has fired */
         uint64_t generation; /* records connected before it are replaced */
 
         struct fp_shm_counters counters;
         struct fp_shm_histogram wait_hist; /* acquire waits */
         struct fp_shm_histogram hold_hist; /* lease hold times */
-        struct fp_shm_pool *shm;       /* NULL: not published */
-        struct fp_shm_slot *shm_slots; /* capacity entries */
+        struct fp_shm_pool *shm;           /* NULL: not published */
+        struct fp_shm_slot *shm_slots;     /* capacity entries */
 };
 
 /*
@@ -207,8 +206,7 @@ int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t leas
                     const struct fp_release_info *info);
 
 /* The driver finished connecting rec: error 0 (rec->conn set) or a negative errno. */
-void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error,
-                          const char *text);
+void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error, const char *text);
 
 /* The driver finished pinging rec: error 0 (alive) or a negative errno. */
 void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, const char *text);

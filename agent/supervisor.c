@@ -190,11 +190,10 @@ static void op_reset(struct fp_pool *pool, struct fp_record *rec,
 static void op_close(struct fp_pool *pool, struct fp_record *rec, enum fp_close_mode mode)
 {
         const struct fp_db_driver *driver = sup_pool_of(pool)->driver;
-        static const char *const how[] = {
-                [FP_CLOSE_CLEAN] = "", [FP_CLOSE_HARD] = " (shut down)",
-                [FP_CLOSE_FORGET] = " (detached)"};
-        log_debug("pool %s: closing backend %d%s", pool->params.name, rec->backend_pid,
-                  how[mode]);
+        static const char *const how[] = {[FP_CLOSE_CLEAN] = "",
+                                          [FP_CLOSE_HARD] = " (shut down)",
+                                          [FP_CLOSE_FORGET] = " (detached)"};
+        log_debug("pool %s: closing backend %d%s", pool->params.name, rec->backend_pid, how[mode]);
         if (mode == FP_CLOSE_FORGET && driver->forget)
                 driver->forget(rec->conn);
         else
@@ -281,12 +280,12 @@ static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct
                         .backend_pid = rec ? rec->backend_pid : 0,
                 };
                 bool labeled = rec && rec->label[0];
-                fp_log_event(level, &fields, "pool %s: %s slot %d pid %d backend %d%s%s%s (%.3f ms)%s%s",
-                             pool->params.name, fp_event_type_name(type), fields.slot, (int)pid,
-                             fields.backend_pid, labeled ? " label '" : "",
-                             labeled ? rec->label : "", labeled ? "'" : "",
-                             (double)duration_usec / 1000.0, error ? ": " : "",
-                             error ? strerror(-error) : "");
+                fp_log_event(
+                        level, &fields, "pool %s: %s slot %d pid %d backend %d%s%s%s (%.3f ms)%s%s",
+                        pool->params.name, fp_event_type_name(type), fields.slot, (int)pid,
+                        fields.backend_pid, labeled ? " label '" : "", labeled ? rec->label : "",
+                        labeled ? "'" : "", (double)duration_usec / 1000.0, error ? ": " : "",
+                        error ? strerror(-error) : "");
         }
 }
 
@@ -309,8 +308,8 @@ static void op_deadline_changed(struct fp_pool *pool, uint64_t deadline_usec)
                 return;
         }
         if (!sp->deadline)
-                r = sd_event_add_time(sp->sup->event, &sp->deadline, CLOCK_MONOTONIC,
-                                      deadline_usec, 1000, on_deadline, sp);
+                r = sd_event_add_time(sp->sup->event, &sp->deadline, CLOCK_MONOTONIC, deadline_usec,
+                                      1000, on_deadline, sp);
         else {
                 r = sd_event_source_set_time(sp->deadline, deadline_usec);
                 if (r >= 0)
@@ -801,8 +800,7 @@ static int reload(struct fp_supervisor *sup, char *err, size_t len)
         return 0;
 }
 
-static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si,
-                            void *userdata)
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         char text[FP_CONFIG_ERR_MAX];
@@ -830,8 +828,8 @@ bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gi
         return false;
 }
 
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool,
-                        uint32_t arg, char *text, size_t len)
+int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
+                        char *text, size_t len)
 {
         if (command == FP_ADMIN_RELOAD) {
                 int r = reload(sup, text, len);
@@ -846,8 +844,10 @@ int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char 
         switch (command) {
         case FP_ADMIN_DISPOSE:
                 fp_pool_invalidate_all(&sp->pool);
-                snprintf(text, len, "pool %s disposed: idle connections closed, leased ones "
-                                    "close when they come back", pool);
+                snprintf(text, len,
+                         "pool %s disposed: idle connections closed, leased ones "
+                         "close when they come back",
+                         pool);
                 break;
         case FP_ADMIN_PAUSE:
                 fp_pool_set_paused(&sp->pool, true);
@@ -913,8 +913,8 @@ static int drop_privileges(struct fp_supervisor *sup)
                 *slash = '\0';
                 if (stat(dir, &st) < 0 && errno == ENOENT) {
                         if (mkdir(dir, 0755) < 0 || chown(dir, c->run_uid, c->run_gid) < 0)
-                                return log_error_errno(-errno, "cannot create %s for user %s",
-                                                       dir, c->run_user);
+                                return log_error_errno(-errno, "cannot create %s for user %s", dir,
+                                                       c->run_user);
                 }
         }
         if (initgroups(c->run_user, c->run_gid) < 0 || setgid(c->run_gid) < 0 ||
@@ -957,8 +957,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
                 struct fp_sup_pool *sp;
                 r = sup_pool_new(sup, &sup->cfg.pools[i], &sp);
                 if (r < 0)
-                        return log_error_errno(r, "cannot set up pool %s",
-                                               sup->cfg.pools[i].name);
+                        return log_error_errno(r, "cannot set up pool %s", sup->cfg.pools[i].name);
                 sup->pools[sup->n_pools++] = sp;
         }
         sup->cfg.n_pools = 0; /* the pools own their configuration now */
@@ -1005,8 +1004,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
                 fp_url_format_masked(&sp->cfg.url, url, sizeof(url));
                 fp_pool_status(&sp->pool, status, sizeof(status));
                 log_info("pool %s: %s (max_overflow %d, reset_on_return %s) — %s", sp->cfg.name,
-                         url, sp->cfg.max_overflow, fp_reset_mode_name(sp->cfg.reset_mode),
-                         status);
+                         url, sp->cfg.max_overflow, fp_reset_mode_name(sp->cfg.reset_mode), status);
         }
         /* WatchdogSec=: sd-event sends WATCHDOG=1 at half the interval while the loop runs. */
         r = sd_event_set_watchdog(sup->event, true);

@@ -22,12 +22,12 @@ struct fp_sup_pool {
         struct fp_supervisor *sup;
         struct fp_pool_config cfg; /* owns the URL (and its password) */
         const struct fp_db_driver *driver;
-        void *prepared; /* the driver's connect parameters, pointing into cfg.url */
+        void *prepared;            /* the driver's connect parameters, pointing into cfg.url */
         sd_event_source *deadline; /* the earliest waiter's timeout */
-        bool removed; /* gone from the configuration: draining */
+        bool removed;              /* gone from the configuration: draining */
         /* connect_rate: connects wait here until the next start time. */
         uint64_t next_connect_usec;
-        struct fp_record **delayed;  /* records whose connect waits for its turn */
+        struct fp_record **delayed; /* records whose connect waits for its turn */
         uint32_t n_delayed;
         sd_event_source *rate_timer;
 };
@@ -50,10 +50,10 @@ struct fp_supervisor {
         sd_event_source *grace_timer;
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
-        bool socket_activated; /* the control socket came from systemd: not ours to remove */
-        int fdstore_fd;        /* the fd store's state memfd, -1 when not in use (fdstore.c) */
+        bool socket_activated;        /* the control socket came from systemd: not ours to remove */
+        int fdstore_fd; /* the fd store's state memfd, -1 when not in use (fdstore.c) */
         struct fp_orphan_list orphans; /* holders of restored leases, not reconnected yet */
-        char last_status[512];   /* the last STATUS= sent to systemd */
+        char last_status[512];         /* the last STATUS= sent to systemd */
 };
 
 /*
@@ -99,8 +99,8 @@ bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gi
  * with the reason in text (-ENOENT no such pool, -ESRCH no such lease,
  * -EINVAL bad command or a rejected reload).
  */
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool,
-                        uint32_t arg, char *text, size_t len);
+int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
+                        char *text, size_t len);
 
 /*
  * Releases a lease restored from the fd store whose id names another pool

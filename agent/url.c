@@ -53,15 +53,15 @@ static const char *const url_allowed_params[] = {
 
 /* The query keys a mysql:// URL may set. TLS and compression are refused apart. */
 static const char *const url_mysql_allowed_params[] = {
-        "unix_socket", "charset", "connect_timeout", "init_command", "multi_statements",
-        "found_rows",
+        "unix_socket",  "charset",          "connect_timeout",
+        "init_command", "multi_statements", "found_rows",
 };
 
 #define URL_MYSQL_ALLOWED_LIST                                                                     \
         "unix_socket, charset, connect_timeout, init_command, multi_statements, found_rows"
 
 #define URL_MYSQL_COMPRESS_REASON                                                                  \
-        "compression cannot be used on leased connections (the compressed stream's state "        \
+        "compression cannot be used on leased connections (the compressed stream's state "         \
         "cannot move between processes)"
 
 #define URL_ENCODE_HINT                                                                            \
@@ -264,8 +264,9 @@ static int url_parse_port(struct url_parser *p, const char *s, size_t n, char **
         int r;
 
         if (n == 0)
-                return url_fail(p, -EINVAL, "empty port after ':' (leave the ':' out to use the "
-                                            "default port)");
+                return url_fail(p, -EINVAL,
+                                "empty port after ':' (leave the ':' out to use the "
+                                "default port)");
         r = url_decode(p, s, n, false, false, false, "port", &text);
         if (r < 0)
                 return r;
@@ -298,8 +299,9 @@ static int url_parse_hostport(struct url_parser *p, const char *s, size_t n, str
         if (n > 0 && s[0] == '[') {
                 const char *close = memchr(s, ']', n);
                 if (!close)
-                        return url_fail(p, -EINVAL, "unterminated '[' in the host (an IPv6 "
-                                                    "address is written [::1] or [::1]:5432)");
+                        return url_fail(p, -EINVAL,
+                                        "unterminated '[' in the host (an IPv6 "
+                                        "address is written [::1] or [::1]:5432)");
                 host = s + 1;
                 host_len = (size_t)(close - host);
                 if (host_len == 0)
@@ -308,8 +310,9 @@ static int url_parse_hostport(struct url_parser *p, const char *s, size_t n, str
                         return url_fail(p, -EINVAL, "unexpected '[' in the IPv6 address");
                 if (close + 1 < s + n) {
                         if (close[1] != ':')
-                                return url_fail(p, -EINVAL, "unexpected text after ']' in the "
-                                                            "host (expected ':PORT')");
+                                return url_fail(p, -EINVAL,
+                                                "unexpected text after ']' in the "
+                                                "host (expected ':PORT')");
                         port = close + 2;
                         port_len = (size_t)(s + n - port);
                 }
@@ -326,8 +329,9 @@ static int url_parse_hostport(struct url_parser *p, const char *s, size_t n, str
                                                 "[::1]:5432");
                 }
                 if (memchr(host, '[', host_len) || memchr(host, ']', host_len))
-                        return url_fail(p, -EINVAL, "unexpected '[' or ']' in the host (an IPv6 "
-                                                    "address is written [::1] or [::1]:5432)");
+                        return url_fail(p, -EINVAL,
+                                        "unexpected '[' or ']' in the host (an IPv6 "
+                                        "address is written [::1] or [::1]:5432)");
         }
 
         r = url_decode(p, host, host_len, false, true, false, "host", &url->host);
@@ -586,8 +590,7 @@ static int url_parse_all(struct url_parser *p, const char *text, struct fp_url *
                 const char *colon = memchr(authority, ':', ui_len);
                 size_t user_len = colon ? (size_t)(colon - authority) : ui_len;
 
-                r = url_decode(p, authority, user_len, false, true, false, "user name",
-                               &url->user);
+                r = url_decode(p, authority, user_len, false, true, false, "user name", &url->user);
                 if (r < 0)
                         return r;
                 if (colon) {
@@ -687,8 +690,7 @@ static bool url_param_passed(const struct fp_url *url, size_t i)
                strcmp(url->param_keys[i], "gssencmode") != 0;
 }
 
-int fp_url_pg_keywords(const struct fp_url *url, const char **keys, const char **values,
-                       size_t cap)
+int fp_url_pg_keywords(const struct fp_url *url, const char **keys, const char **values, size_t cap)
 {
         /* ?host= and ?port= take precedence, as in SQLAlchemy's psycopg2 dialect. */
         const struct {

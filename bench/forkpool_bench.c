@@ -222,8 +222,8 @@ static int bench_connect(const struct options *opt, struct stats *ret)
                 uint64_t t0 = now_ns();
                 if (opt->mysql) {
                         MYSQL *m = mysql_init(NULL);
-                        if (!m || !mysql_real_connect(m, opt->direct, NULL, NULL, NULL, 0, NULL,
-                                                      0)) {
+                        if (!m ||
+                            !mysql_real_connect(m, opt->direct, NULL, NULL, NULL, 0, NULL, 0)) {
                                 fprintf(stderr, "mysql_real_connect: %s\n",
                                         m ? mysql_error(m) : "out of memory");
                                 mysql_close(m);
@@ -362,8 +362,8 @@ static double run_throughput(const struct options *opt, bool pooled)
         double tps = -EIO;
         char byte;
 
-        shared =
-            mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                      0);
         if (shared == MAP_FAILED)
                 return -errno;
         if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) {
@@ -450,17 +450,17 @@ static void usage(FILE *f)
 static int parse_options(int argc, char **argv, struct options *opt)
 {
         static const struct option longopts[] = {
-            {"mode", required_argument, NULL, 'm'},
-            {"socket", required_argument, NULL, 's'},
-            {"pool", required_argument, NULL, 'p'},
-            {"iterations", required_argument, NULL, 'n'},
-            {"connect-iterations", required_argument, NULL, 'c'},
-            {"procs", required_argument, NULL, 'P'},
-            {"seconds", required_argument, NULL, 't'},
-            {"direct", required_argument, NULL, 'd'},
-            {"db", required_argument, NULL, 'D'},
-            {"help", no_argument, NULL, 'h'},
-            {}};
+                {"mode", required_argument, NULL, 'm'},
+                {"socket", required_argument, NULL, 's'},
+                {"pool", required_argument, NULL, 'p'},
+                {"iterations", required_argument, NULL, 'n'},
+                {"connect-iterations", required_argument, NULL, 'c'},
+                {"procs", required_argument, NULL, 'P'},
+                {"seconds", required_argument, NULL, 't'},
+                {"direct", required_argument, NULL, 'd'},
+                {"db", required_argument, NULL, 'D'},
+                {"help", no_argument, NULL, 'h'},
+                {}};
         int c;
 
         *opt = (struct options){"all", NULL, "default", "", false, 5000, 500, 8, 5};

@@ -27,10 +27,10 @@
 
 #include "sockio.h"
 
-#define FAKE_PORT "5432"
+#define FAKE_PORT         "5432"
 #define ACCEPT_TIMEOUT_MS 2000
-#define STARTUP_MAX 10000
-#define PROTOCOL_3_0 196608
+#define STARTUP_MAX       10000
+#define PROTOCOL_3_0      196608
 
 /* The process's private listener; recreated in a child after fork. */
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -210,12 +210,11 @@ static int finish_connect(PGconn *conn)
 
 static int adopt_locked(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
 {
-        const char *keys[] = {"host",       "port",       "user",
-                              "dbname",     "password",   "sslmode",
-                              "gssencmode", "target_session_attrs", NULL};
-        const char *values[] = {listener_host, FAKE_PORT, info->user,
-                                info->dbname, "unused", "disable",
-                                "disable", "any", NULL};
+        const char *keys[] = {"host",     "port",    "user",       "dbname",
+                              "password", "sslmode", "gssencmode", "target_session_attrs",
+                              NULL};
+        const char *values[] = {listener_host, FAKE_PORT, info->user, info->dbname, "unused",
+                                "disable",     "disable", "any",      NULL};
         char reply[FP_PARAMS_MAX + 256];
         int srv = -1, r;
 

@@ -10,12 +10,21 @@
 #define FORKPOOL_PGPARAMS_H
 
 static const char *const fp_pg_reported_params[] = {
-        "application_name", "client_encoding",   "DateStyle",
-        "default_transaction_read_only",         "in_hot_standby",
-        "integer_datetimes", "IntervalStyle",    "is_superuser",
-        "server_encoding",  "server_version",    "session_authorization",
-        "standard_conforming_strings",           "TimeZone",
-        "scram_iterations", "search_path",
+        "application_name",
+        "client_encoding",
+        "DateStyle",
+        "default_transaction_read_only",
+        "in_hot_standby",
+        "integer_datetimes",
+        "IntervalStyle",
+        "is_superuser",
+        "server_encoding",
+        "server_version",
+        "session_authorization",
+        "standard_conforming_strings",
+        "TimeZone",
+        "scram_iterations",
+        "search_path",
 };
 
 #define FP_PG_N_REPORTED (sizeof(fp_pg_reported_params) / sizeof(fp_pg_reported_params[0]))

@@ -66,10 +66,10 @@ int fp_msg_check(const void *buf, size_t len)
 const char *fp_op_name(uint32_t op)
 {
         static const char *const names[] = {
-                [FP_OP_HELLO] = "hello",     [FP_OP_HELLO_OK] = "hello-ok",
-                [FP_OP_ACQUIRE] = "acquire", [FP_OP_LEASE] = "lease",
-                [FP_OP_RELEASE] = "release", [FP_OP_ERROR] = "error",
-                [FP_OP_CANCEL] = "cancel",   [FP_OP_ADMIN] = "admin",
+                [FP_OP_HELLO] = "hello",       [FP_OP_HELLO_OK] = "hello-ok",
+                [FP_OP_ACQUIRE] = "acquire",   [FP_OP_LEASE] = "lease",
+                [FP_OP_RELEASE] = "release",   [FP_OP_ERROR] = "error",
+                [FP_OP_CANCEL] = "cancel",     [FP_OP_ADMIN] = "admin",
                 [FP_OP_ADMIN_OK] = "admin-ok",
         };
         if (op < sizeof(names) / sizeof(names[0]) && names[op])

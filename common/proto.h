@@ -18,26 +18,26 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define FP_PROTO_MAGIC 0x46504331u /* "FPC1" */
+#define FP_PROTO_MAGIC   0x46504331u /* "FPC1" */
 #define FP_PROTO_VERSION 1u
 
-#define FP_NAME_MAX 64      /* pool names, including the NUL */
-#define FP_IDENT_MAX 64     /* database user and database names, including the NUL */
-#define FP_LABEL_MAX 64     /* the caller's label for a lease */
+#define FP_NAME_MAX    64   /* pool names, including the NUL */
+#define FP_IDENT_MAX   64   /* database user and database names, including the NUL */
+#define FP_LABEL_MAX   64   /* the caller's label for a lease */
 #define FP_ERRTEXT_MAX 256  /* error text in an error reply */
-#define FP_PARAMS_MAX 2048  /* packed "name\0value\0" session parameters */
-#define FP_MSG_MAX 4096     /* no message is larger */
+#define FP_PARAMS_MAX  2048 /* packed "name\0value\0" session parameters */
+#define FP_MSG_MAX     4096 /* no message is larger */
 
 enum fp_op {
-        FP_OP_HELLO = 1,   /* worker → supervisor; reply FP_OP_HELLO_OK or FP_OP_ERROR */
-        FP_OP_HELLO_OK,    /* supervisor → worker */
-        FP_OP_ACQUIRE,     /* worker → supervisor; reply FP_OP_LEASE or FP_OP_ERROR */
-        FP_OP_LEASE,       /* supervisor → worker, carries the connection's fd */
-        FP_OP_RELEASE,     /* worker → supervisor; no reply */
-        FP_OP_ERROR,       /* supervisor → worker */
-        FP_OP_CANCEL,      /* worker → supervisor: cancel the lease's running query; no reply */
-        FP_OP_ADMIN,       /* forkpoolctl → supervisor; reply FP_OP_ADMIN_OK or FP_OP_ERROR */
-        FP_OP_ADMIN_OK,    /* supervisor → forkpoolctl */
+        FP_OP_HELLO = 1, /* worker → supervisor; reply FP_OP_HELLO_OK or FP_OP_ERROR */
+        FP_OP_HELLO_OK,  /* supervisor → worker */
+        FP_OP_ACQUIRE,   /* worker → supervisor; reply FP_OP_LEASE or FP_OP_ERROR */
+        FP_OP_LEASE,     /* supervisor → worker, carries the connection's fd */
+        FP_OP_RELEASE,   /* worker → supervisor; no reply */
+        FP_OP_ERROR,     /* supervisor → worker */
+        FP_OP_CANCEL,    /* worker → supervisor: cancel the lease's running query; no reply */
+        FP_OP_ADMIN,     /* forkpoolctl → supervisor; reply FP_OP_ADMIN_OK or FP_OP_ERROR */
+        FP_OP_ADMIN_OK,  /* supervisor → forkpoolctl */
 };
 
 /* Admin commands (FP_OP_ADMIN); only admin uids/gids may send them. */
@@ -51,7 +51,7 @@ enum fp_admin_command {
 
 enum fp_db_kind {
         FP_DB_POSTGRES = 1,
-        FP_DB_MYSQL,       /* MySQL and MariaDB */
+        FP_DB_MYSQL, /* MySQL and MariaDB */
 };
 
 /* Transaction status as libpq reports it (PGTransactionStatusType values). */
@@ -65,22 +65,22 @@ enum fp_txn {
 
 /* Flags of a release. */
 enum fp_release_flags {
-        FP_RELEASE_INVALIDATE = 1u << 0, /* close it, do not reuse */
+        FP_RELEASE_INVALIDATE = 1u << 0,      /* close it, do not reuse */
         FP_RELEASE_NOT_AT_BOUNDARY = 1u << 1, /* returned mid-protocol: close it */
-        FP_RELEASE_UNUSED = 1u << 2,     /* a lease the worker never used (stale reply) */
+        FP_RELEASE_UNUSED = 1u << 2,          /* a lease the worker never used (stale reply) */
         FP_RELEASE_SOFT_INVALIDATE = 1u << 3, /* usable, but close it now that it is back */
-        FP_RELEASE_DISCONNECTED = 1u << 4, /* the worker saw the server go away */
-        FP_RELEASE_DETACH = 1u << 5,     /* the worker keeps the session: forget it */
+        FP_RELEASE_DISCONNECTED = 1u << 4,    /* the worker saw the server go away */
+        FP_RELEASE_DETACH = 1u << 5,          /* the worker keeps the session: forget it */
 };
 
 /* What the worker saw change in the session (for reset_on_return = auto). */
 enum fp_session_dirty {
-        FP_DIRTY_PARAMS = 1u << 0,   /* a reported parameter differs from the hand-over */
-        FP_DIRTY_SET = 1u << 1,      /* SET / RESET / set_config-like commands ran */
-        FP_DIRTY_LISTEN = 1u << 2,   /* LISTEN */
-        FP_DIRTY_PREPARE = 1u << 3,  /* PREPARE or a protocol-level named statement */
-        FP_DIRTY_OBJECTS = 1u << 4,  /* CREATE (temporary objects), DECLARE, LOAD, … */
-        FP_DIRTY_UNKNOWN = 1u << 5,  /* not tracked (raw descriptor use) */
+        FP_DIRTY_PARAMS = 1u << 0,  /* a reported parameter differs from the hand-over */
+        FP_DIRTY_SET = 1u << 1,     /* SET / RESET / set_config-like commands ran */
+        FP_DIRTY_LISTEN = 1u << 2,  /* LISTEN */
+        FP_DIRTY_PREPARE = 1u << 3, /* PREPARE or a protocol-level named statement */
+        FP_DIRTY_OBJECTS = 1u << 4, /* CREATE (temporary objects), DECLARE, LOAD, … */
+        FP_DIRTY_UNKNOWN = 1u << 5, /* not tracked (raw descriptor use) */
 };
 
 /* Flags of a lease. */
@@ -138,10 +138,10 @@ struct fp_lease_pg {
         char params[FP_PARAMS_MAX]; /* "name\0value\0" … */
 };
 
-#define FP_MY_VERSION_MAX 64  /* server version string, including the NUL */
-#define FP_MY_IDENT_MAX 256   /* MySQL user (80 characters) and database (64) names, UTF-8 */
-#define FP_MY_CHARSET_MAX 32  /* character set name, including the NUL */
-#define FP_MY_SCRAMBLE_LEN 20 /* the session's authentication scramble */
+#define FP_MY_VERSION_MAX  64  /* server version string, including the NUL */
+#define FP_MY_IDENT_MAX    256 /* MySQL user (80 characters) and database (64) names, UTF-8 */
+#define FP_MY_CHARSET_MAX  32  /* character set name, including the NUL */
+#define FP_MY_SCRAMBLE_LEN 20  /* the session's authentication scramble */
 
 /*
  * What a worker needs to adopt a MySQL/MariaDB connection: the real session's
@@ -170,9 +170,9 @@ struct fp_lease_mysql {
  * Keys of a MySQL release's session report (in fp_msg_release.params):
  * server_status in decimal, the current database and character set.
  */
-#define FP_MY_PARAM_STATUS "server_status"
+#define FP_MY_PARAM_STATUS   "server_status"
 #define FP_MY_PARAM_DATABASE "database"
-#define FP_MY_PARAM_CHARSET "charset"
+#define FP_MY_PARAM_CHARSET  "charset"
 
 struct fp_msg_lease {
         struct fp_msg_hdr hdr;
@@ -181,7 +181,7 @@ struct fp_msg_lease {
         uint32_t txn;      /* enum fp_txn at hand-over */
         uint32_t flags;    /* enum fp_lease_flags */
         uint32_t reserved;
-        union {            /* by db_kind */
+        union { /* by db_kind */
                 struct fp_lease_pg pg;
                 struct fp_lease_mysql my;
         };
@@ -199,7 +199,7 @@ struct fp_msg_release {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
-        uint32_t dirty; /* enum fp_session_dirty */
+        uint32_t dirty;             /* enum fp_session_dirty */
         char params[FP_PARAMS_MAX]; /* the session parameters the worker saw */
 };
 

@@ -142,8 +142,8 @@ static void append_result(char *body, size_t cap, const PGresult *res)
         for (int row = 0; row < PQntuples(res) && len < cap; row++) {
                 for (int col = 0; col < PQnfields(res) && len < cap; col++)
                         len += (size_t)snprintf(
-                            body + len, cap - len, "%s%s", col ? "\t" : "",
-                            PQgetisnull(res, row, col) ? "NULL" : PQgetvalue(res, row, col));
+                                body + len, cap - len, "%s%s", col ? "\t" : "",
+                                PQgetisnull(res, row, col) ? "NULL" : PQgetvalue(res, row, col));
                 if (len < cap)
                         len += (size_t)snprintf(body + len, cap - len, "\n");
         }
@@ -371,10 +371,12 @@ static void supervise(int listen_fd, const struct options *opt)
                         for (int i = 0; i < opt->workers; i++) {
                                 if (workers[i].pid != pid)
                                         continue;
-                                fprintf(
-                                    stderr, "forkpool-demo-server: worker %d %s %d, restarting\n",
-                                    (int)pid, WIFSIGNALED(status) ? "killed by signal" : "exited",
-                                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                                fprintf(stderr,
+                                        "forkpool-demo-server: worker %d %s %d, restarting\n",
+                                        (int)pid,
+                                        WIFSIGNALED(status) ? "killed by signal" : "exited",
+                                        WIFSIGNALED(status) ? WTERMSIG(status)
+                                                            : WEXITSTATUS(status));
                                 /* One that dies at once (no forkpoold?) must not be respawned in a
                                  * tight loop: wait a second, or for the stop signal. */
                                 if (now_sec() - workers[i].started < 1 &&
@@ -410,8 +412,8 @@ int main(int argc, char **argv)
                                                  {"max-wait", required_argument, NULL, 'm'},
                                                  {"help", no_argument, NULL, 'h'},
                                                  {}};
-        struct options opt = {"127.0.0.1:8080", 4, "default", NULL,
-                              "SELECT pg_backend_pid(), now()", 1.0};
+        struct options opt = {
+                "127.0.0.1:8080", 4, "default", NULL, "SELECT pg_backend_pid(), now()", 1.0};
         struct sockaddr_storage addr;
         socklen_t addrlen = sizeof(addr);
         char host[NI_MAXHOST], port[NI_MAXSERV];

@@ -40,9 +40,9 @@ struct st_mysql;
 #define FORKPOOL_EXPORT
 #endif
 
-#define FORKPOOL_VERSION_MAJOR 0
-#define FORKPOOL_VERSION_MINOR 1
-#define FORKPOOL_VERSION_PATCH 0
+#define FORKPOOL_VERSION_MAJOR  0
+#define FORKPOOL_VERSION_MINOR  1
+#define FORKPOOL_VERSION_PATCH  0
 #define FORKPOOL_VERSION_STRING "0.1.0"
 
 /* Where forkpoold listens when neither an argument nor $FORKPOOL_SOCKET says. */
@@ -209,8 +209,7 @@ typedef struct forkpool_pool_stats {
  * segment: no supervisor), -EACCES (the segment is not readable by this
  * user), -EAGAIN (the supervisor kept writing; try again), -ECHILD.
  */
-FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool,
-                                        forkpool_pool_stats *ret);
+FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool_pool_stats *ret);
 
 #ifdef __cplusplus
 }

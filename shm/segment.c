@@ -128,8 +128,7 @@ static int segment_header_check(const struct fp_shm_header *hdr, size_t size)
                 return -EPROTO;
         if (hdr->header_size != sizeof(*hdr) || hdr->pool_size != sizeof(struct fp_shm_pool) ||
             hdr->slot_size != sizeof(struct fp_shm_slot) || hdr->total_size != size ||
-            hdr->pool_count > FP_SHM_MAX_POOLS ||
-            hdr->pools_offset != sizeof(*hdr) ||
+            hdr->pool_count > FP_SHM_MAX_POOLS || hdr->pools_offset != sizeof(*hdr) ||
             hdr->slots_offset != sizeof(*hdr) + hdr->pool_count * sizeof(struct fp_shm_pool) ||
             hdr->slot_count > FP_SHM_MAX_POOLS * FP_SHM_MAX_SLOTS_PER_POOL ||
             hdr->events_offset != segment_events_offset(hdr->pool_count, hdr->slot_count) ||
@@ -264,8 +263,8 @@ const char *fp_slot_state_name(uint32_t state)
 const char *fp_pool_class_name(uint32_t pool_class)
 {
         static const char *const names[FP_POOL_CLASS_MAX] = {
-                [FP_POOL_QUEUE] = "queue",         [FP_POOL_NULL] = "null",
-                [FP_POOL_STATIC] = "static",       [FP_POOL_ASSERTION] = "assertion",
+                [FP_POOL_QUEUE] = "queue",     [FP_POOL_NULL] = "null",
+                [FP_POOL_STATIC] = "static",   [FP_POOL_ASSERTION] = "assertion",
                 [FP_POOL_PROCESS] = "process",
         };
         return pool_class < FP_POOL_CLASS_MAX ? names[pool_class] : "unknown";

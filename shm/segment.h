@@ -19,23 +19,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FP_SHM_MAGIC 0x4c4f4f504b524f46ull /* "FORKPOOL" little-endian */
-#define FP_SHM_LAYOUT_VERSION 3u
-#define FP_SHM_NAME_MAX 64
-#define FP_SHM_POOL_NAME_MAX 64
-#define FP_SHM_MAX_POOLS 64
+#define FP_SHM_MAGIC              0x4c4f4f504b524f46ull /* "FORKPOOL" little-endian */
+#define FP_SHM_LAYOUT_VERSION     3u
+#define FP_SHM_NAME_MAX           64
+#define FP_SHM_POOL_NAME_MAX      64
+#define FP_SHM_MAX_POOLS          64
 #define FP_SHM_MAX_SLOTS_PER_POOL 1024
-#define FP_SHM_EVENTS 4096 /* ring entries, a power of two */
-#define FP_SHM_LABEL_MAX 64
+#define FP_SHM_EVENTS             4096 /* ring entries, a power of two */
+#define FP_SHM_LABEL_MAX          64
 
 enum fp_slot_state {
-        FP_SLOT_UNUSED = 0,  /* no record in this slot */
-        FP_SLOT_EMPTY,       /* a record without a live connection (in the idle queue) */
-        FP_SLOT_CONNECTING,  /* the supervisor is connecting */
-        FP_SLOT_IDLE,        /* live, in the idle queue */
-        FP_SLOT_LEASED,      /* in a worker's hands */
-        FP_SLOT_RESETTING,   /* returned, reset running on the supervisor's handle */
-        FP_SLOT_CHECKING,    /* being pinged before a checkout (pool_pre_ping) */
+        FP_SLOT_UNUSED = 0, /* no record in this slot */
+        FP_SLOT_EMPTY,      /* a record without a live connection (in the idle queue) */
+        FP_SLOT_CONNECTING, /* the supervisor is connecting */
+        FP_SLOT_IDLE,       /* live, in the idle queue */
+        FP_SLOT_LEASED,     /* in a worker's hands */
+        FP_SLOT_RESETTING,  /* returned, reset running on the supervisor's handle */
+        FP_SLOT_CHECKING,   /* being pinged before a checkout (pool_pre_ping) */
         FP_SLOT_STATE_MAX,
 };
 
@@ -78,22 +78,22 @@ enum fp_reset_mode {
 };
 
 struct fp_shm_counters {
-        uint64_t acquires;         /* leases handed out */
-        uint64_t releases;         /* leases given back */
-        uint64_t timeouts;         /* acquires that ended in -ETIMEDOUT */
-        uint64_t connects;         /* successful connects */
-        uint64_t connect_failures; /* failed connects */
-        uint64_t invalidations;    /* connections closed instead of reused */
-        uint64_t reclaims;         /* leases taken back from dead holders */
-        uint64_t closes;           /* connections closed, for any reason */
+        uint64_t acquires;           /* leases handed out */
+        uint64_t releases;           /* leases given back */
+        uint64_t timeouts;           /* acquires that ended in -ETIMEDOUT */
+        uint64_t connects;           /* successful connects */
+        uint64_t connect_failures;   /* failed connects */
+        uint64_t invalidations;      /* connections closed instead of reused */
+        uint64_t reclaims;           /* leases taken back from dead holders */
+        uint64_t closes;             /* connections closed, for any reason */
         uint64_t soft_invalidations; /* connections marked to close on return */
-        uint64_t detaches;         /* connections that left the pool with their worker */
-        uint64_t recycles;         /* connections replaced at checkout (age, invalidation) */
-        uint64_t pings;            /* pre-pings run */
-        uint64_t ping_failures;    /* pre-pings that found a dead connection */
+        uint64_t detaches;           /* connections that left the pool with their worker */
+        uint64_t recycles;           /* connections replaced at checkout (age, invalidation) */
+        uint64_t pings;              /* pre-pings run */
+        uint64_t ping_failures;      /* pre-pings that found a dead connection */
         uint64_t pool_invalidations; /* generation moves (disconnects, dispose) */
-        uint64_t leaks;            /* leases held past leak_timeout */
-        uint64_t revokes;          /* leases taken back at max_lease_time */
+        uint64_t leaks;              /* leases held past leak_timeout */
+        uint64_t revokes;            /* leases taken back at max_lease_time */
 };
 
 /*
@@ -108,8 +108,8 @@ struct fp_shm_histogram {
 
 /* The histograms' upper bounds in microseconds: 100 µs … 10 s. */
 static const uint64_t fp_shm_hist_bounds_usec[FP_SHM_HIST_BOUNDS] = {
-        100,    250,    500,     1000,    2500,    5000,    10000,   25000,
-        50000,  100000, 250000,  500000,  1000000, 2500000, 5000000, 10000000,
+        100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+        50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
 struct fp_shm_header {
@@ -120,17 +120,17 @@ struct fp_shm_header {
         uint32_t pool_count;
         uint32_t slot_count;
         uint32_t pools_offset;
-        uint32_t pool_size;   /* sizeof(struct fp_shm_pool) */
+        uint32_t pool_size; /* sizeof(struct fp_shm_pool) */
         uint32_t slots_offset;
-        uint32_t slot_size;   /* sizeof(struct fp_shm_slot) */
+        uint32_t slot_size; /* sizeof(struct fp_shm_slot) */
         int32_t supervisor_pid;
-        uint32_t obsolete;    /* 1: replaced by a newer segment, reopen it */
+        uint32_t obsolete;     /* 1: replaced by a newer segment, reopen it */
         uint64_t started_usec; /* CLOCK_REALTIME when the supervisor started */
         uint32_t events_offset;
-        uint32_t event_count;  /* FP_SHM_EVENTS */
-        uint32_t event_size;   /* sizeof(struct fp_shm_event) */
+        uint32_t event_count; /* FP_SHM_EVENTS */
+        uint32_t event_size;  /* sizeof(struct fp_shm_event) */
         uint32_t reserved0;
-        uint64_t event_seq;    /* events written so far; the next one gets this number + 1 */
+        uint64_t event_seq; /* events written so far; the next one gets this number + 1 */
         uint8_t reserved[168];
 };
 
@@ -141,17 +141,17 @@ struct fp_shm_pool {
         uint32_t reset_mode; /* enum fp_reset_mode */
         int32_t pool_size;
         int32_t max_overflow;
-        int32_t timeout_ms;  /* pool_timeout */
+        int32_t timeout_ms; /* pool_timeout */
         int32_t connect_timeout_ms;
         uint32_t slot_base;  /* index of this pool's first slot */
         uint32_t slot_count; /* slots reserved for this pool */
         /* SQLAlchemy's accounting (research/sqlalchemy_pool.md §2.1). */
-        int32_t checked_in;  /* len(Q) */
+        int32_t checked_in; /* len(Q) */
         int32_t checked_out;
-        int32_t overflow;    /* the raw counter O */
-        int32_t waiting;     /* acquirers queued */
+        int32_t overflow; /* the raw counter O */
+        int32_t waiting;  /* acquirers queued */
         int32_t connecting;
-        int32_t live;        /* live connections */
+        int32_t live;                    /* live connections */
         uint64_t oldest_wait_start_usec; /* CLOCK_MONOTONIC; 0 when nobody waits */
         struct fp_shm_counters counters;
         uint32_t pool_class; /* enum fp_pool_class */
@@ -167,8 +167,8 @@ struct fp_shm_pool {
 };
 
 #define FP_SHM_POOL_PRE_PING 1u
-#define FP_SHM_POOL_LIFO 2u
-#define FP_SHM_POOL_PAUSED 4u
+#define FP_SHM_POOL_LIFO     2u
+#define FP_SHM_POOL_PAUSED   4u
 
 struct fp_shm_slot {
         uint32_t state; /* enum fp_slot_state */
@@ -176,8 +176,8 @@ struct fp_shm_slot {
         uint64_t lease_generation;
         int32_t backend_pid;
         uint32_t reserved0;
-        uint64_t connect_usec;       /* CLOCK_REALTIME of the connect */
-        uint64_t last_checkout_usec; /* CLOCK_REALTIME of the last lease */
+        uint64_t connect_usec;        /* CLOCK_REALTIME of the connect */
+        uint64_t last_checkout_usec;  /* CLOCK_REALTIME of the last lease */
         char label[FP_SHM_LABEL_MAX]; /* the holder's label for the lease, "" if none */
         uint8_t reserved[24];
 };
@@ -190,9 +190,9 @@ struct fp_shm_event {
         uint16_t type;          /* enum fp_event_type */
         uint16_t pool;          /* pool index */
         uint32_t slot;
-        int32_t pid;            /* the worker concerned, or 0 */
+        int32_t pid; /* the worker concerned, or 0 */
         int32_t backend_pid;
-        int32_t error;          /* negative errno, or 0 */
+        int32_t error; /* negative errno, or 0 */
         uint8_t reserved[20];
 };
 

@@ -31,13 +31,13 @@
 
 #include "internal.h"
 
-#define STEP_TIMEOUT_MS 2000
-#define RESPONSE_MAX 8192
-#define PLUGIN_NAME "mysql_native_password"
-#define COM_STMT_CLOSE_CODE 0x19
+#define STEP_TIMEOUT_MS              2000
+#define RESPONSE_MAX                 8192
+#define PLUGIN_NAME                  "mysql_native_password"
+#define COM_STMT_CLOSE_CODE          0x19
 #define COM_STMT_SEND_LONG_DATA_CODE 0x18
-#define COM_QUIT_CODE 0x01
-#define ER_HANDSHAKE_ERROR_CODE 1043
+#define COM_QUIT_CODE                0x01
+#define ER_HANDSHAKE_ERROR_CODE      1043
 /* Capability bits that may differ between the two handshakes without meaning anything. */
 #define CAPS_IGNORED (CLIENT_REMEMBER_OPTIONS | CLIENT_CONNECT_WITH_DB)
 
@@ -382,9 +382,9 @@ static int adopt_locked(struct forkpool_lease *lease)
 
         /* The library adds CLIENT_REMEMBER_OPTIONS itself (a client-local bit). */
         uint32_t flags = info->client_flag & ~(uint32_t)CLIENT_REMEMBER_OPTIONS;
-        int status = mysql_real_connect_start(&ret, m, NULL, info->user, "",
-                                              info->db[0] ? info->db : NULL, 0, listener_name,
-                                              flags);
+        int status =
+                mysql_real_connect_start(&ret, m, NULL, info->user, "",
+                                         info->db[0] ? info->db : NULL, 0, listener_name, flags);
         while (status != 0) {
                 if ((status & MYSQL_WAIT_READ) && step == 0) {
                         /* It waits for the greeting: accept its connection and greet it. */
@@ -552,8 +552,8 @@ void fp_describe_release_mysql(const struct forkpool_lease *lease, struct fp_msg
         const char *db = m->db ? m->db : "";
         const char *charset = mysql_character_set_name(m);
         snprintf(status, sizeof(status), "%u", m->server_status);
-        (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
-                            FP_MY_PARAM_STATUS, status);
+        (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len, FP_MY_PARAM_STATUS,
+                            status);
         (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
                             FP_MY_PARAM_DATABASE, db);
         if (charset)

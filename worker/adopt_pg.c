@@ -26,8 +26,7 @@
 #include "sockio.h"
 
 #define CANCEL_REQUEST_CODE 80877102
-#define CANCEL_TIMEOUT_MS 5000
-
+#define CANCEL_TIMEOUT_MS   5000
 
 int fp_neutralize_fd(int fd)
 {
@@ -62,8 +61,8 @@ int fp_release_socket(int fd)
         int r = -EBADF;
 
         pthread_mutex_lock(&dummy_lock);
-        if (dummy_fd >= 0 && (fstat(dummy_fd, &st) < 0 || st.st_dev != dummy_dev ||
-                              st.st_ino != dummy_ino))
+        if (dummy_fd >= 0 &&
+            (fstat(dummy_fd, &st) < 0 || st.st_dev != dummy_dev || st.st_ino != dummy_ino))
                 dummy_fd = -1; /* not ours any more: never close it, just forget it */
         if (dummy_fd < 0) {
                 int d = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -113,11 +112,11 @@ static uint32_t dirty_from_tag(const char *tag)
                 const char *prefix;
                 uint32_t dirty;
         } tags[] = {
-                {"SET", FP_DIRTY_SET},         {"RESET", FP_DIRTY_SET},
-                {"LISTEN", FP_DIRTY_LISTEN},   {"PREPARE", FP_DIRTY_PREPARE},
-                {"CREATE", FP_DIRTY_OBJECTS},  {"DECLARE", FP_DIRTY_OBJECTS},
-                {"LOAD", FP_DIRTY_OBJECTS},    {"ALTER", FP_DIRTY_OBJECTS},
-                {"DROP", FP_DIRTY_OBJECTS},    {"SELECT", 0},
+                {"SET", FP_DIRTY_SET},        {"RESET", FP_DIRTY_SET},
+                {"LISTEN", FP_DIRTY_LISTEN},  {"PREPARE", FP_DIRTY_PREPARE},
+                {"CREATE", FP_DIRTY_OBJECTS}, {"DECLARE", FP_DIRTY_OBJECTS},
+                {"LOAD", FP_DIRTY_OBJECTS},   {"ALTER", FP_DIRTY_OBJECTS},
+                {"DROP", FP_DIRTY_OBJECTS},   {"SELECT", 0},
         };
         for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
                 if (strncmp(tag, tags[i].prefix, strlen(tags[i].prefix)) == 0)

@@ -212,8 +212,7 @@ static int control_connect(forkpool *fp)
         fp->pid = getpid();
         /* Releases that found no supervisor go to this one (a restart kept their leases). */
         while (fp->n_pending > 0 &&
-               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) ==
-                       0)
+               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
                 fp->n_pending--;
         return 0;
 }
@@ -392,8 +391,8 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
  * lease, a negative errno from the supervisor, or -EPIPE/-ECONNRESET when the
  * control connection is dead.
  */
-static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms,
-                        const char *label, forkpool_lease **ret)
+static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, const char *label,
+                        forkpool_lease **ret)
 {
         union {
                 struct fp_msg_hdr hdr;
@@ -670,8 +669,7 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
         /* Read what has arrived, so that whole notifications leave the socket with us. */
         (void)PQconsumeInput(c);
         bool boundary = (ts == PQTRANS_IDLE || ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) &&
-                        !PQisBusy(c) && PQpipelineStatus(c) == PQ_PIPELINE_OFF &&
-                        PQflush(c) == 0;
+                        !PQisBusy(c) && PQpipelineStatus(c) == PQ_PIPELINE_OFF && PQflush(c) == 0;
         if (PQstatus(c) == CONNECTION_BAD)
                 rel->flags |= FP_RELEASE_DISCONNECTED;
         else if (!boundary)
@@ -713,7 +711,8 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
         }
         if (PQstatus(c) != CONNECTION_OK || PQisBusy(c) || PQpipelineStatus(c) != PQ_PIPELINE_OFF)
                 return false;
-        if (PQtransactionStatus(c) == PQTRANS_INTRANS || PQtransactionStatus(c) == PQTRANS_INERROR) {
+        if (PQtransactionStatus(c) == PQTRANS_INTRANS ||
+            PQtransactionStatus(c) == PQTRANS_INERROR) {
                 PGresult *res = PQexec(c, "ROLLBACK");
                 bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
                 PQclear(res);

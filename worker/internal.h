@@ -22,14 +22,14 @@ struct forkpool {
         pthread_mutex_t acquire_lock; /* one acquire round trip at a time */
         pthread_mutex_t io_lock;      /* fd, pid, the lease list; held briefly */
         char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        int fd;      /* control connection, -1 when not connected */
-        pid_t pid;   /* the process the control connection belongs to */
+        int fd;    /* control connection, -1 when not connected */
+        pid_t pid; /* the process the control connection belongs to */
         uint32_t next_request_id;
-        struct forkpool_lease *leases; /* held by this process */
+        struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */
         size_t n_pending;
-        struct fp_segment segment;     /* forkpool_pool_state()'s read-only mapping */
-        pid_t segment_pid;             /* the process that mapped it */
+        struct fp_segment segment; /* forkpool_pool_state()'s read-only mapping */
+        pid_t segment_pid;         /* the process that mapped it */
 };
 
 /*
@@ -43,20 +43,20 @@ struct fp_session_tracker {
 struct forkpool_lease {
         struct forkpool_lease *prev, *next;
         forkpool *fp;
-        pid_t pid;          /* the acquiring process */
+        pid_t pid; /* the acquiring process */
         uint64_t lease_id;
-        int fd;             /* the leased socket (PQsocket(pg) once adopted) */
-        PGconn *pg;         /* the adopted connection, or NULL */
-        uint32_t txn;       /* transaction status at hand-over */
-        uint32_t flags;     /* enum fp_lease_flags */
-        uint32_t dirty;     /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
+        int fd;         /* the leased socket (PQsocket(pg) once adopted) */
+        PGconn *pg;     /* the adopted connection, or NULL */
+        uint32_t txn;   /* transaction status at hand-over */
+        uint32_t flags; /* enum fp_lease_flags */
+        uint32_t dirty; /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
         struct fp_session_tracker *tracker; /* TRACK_DIRTY leases once adopted */
         bool soft_invalidated;
-        bool in_use;        /* a sticky lease between acquire and release */
-        char pool[FP_NAME_MAX]; /* for the sticky cache */
-        uint32_t db_kind;   /* enum fp_db_kind */
-        struct fp_lease_pg info; /* PostgreSQL leases; info.backend_pid for every kind */
-        struct st_mysql *my;     /* the adopted MySQL connection, or NULL */
+        bool in_use;                   /* a sticky lease between acquire and release */
+        char pool[FP_NAME_MAX];        /* for the sticky cache */
+        uint32_t db_kind;              /* enum fp_db_kind */
+        struct fp_lease_pg info;       /* PostgreSQL leases; info.backend_pid for every kind */
+        struct st_mysql *my;           /* the adopted MySQL connection, or NULL */
         struct fp_lease_mysql my_info; /* MySQL leases */
 };
 

@@ -25,8 +25,8 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
 {
         struct fp_segment *seg = &fp->segment;
 
-        if (seg->hdr && (fp->segment_pid != getpid() ||
-                         __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE)))
+        if (seg->hdr &&
+            (fp->segment_pid != getpid() || __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
                 char name[FP_SHM_NAME_MAX];

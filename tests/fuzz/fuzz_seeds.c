@@ -46,8 +46,8 @@ static int seeds_write(const char *dir, const char *file, const void *buf, size_
 static void seeds_params(char *buf, size_t cap, uint32_t *len)
 {
         static const char *const values[] = {
-            "app",  "UTF8", "ISO, MDY", "off", "off", "on",   "postgres",         "off",
-            "UTF8", "15.8", "app",      "on",  "UTC", "4096", "\"$user\", public"};
+                "app",  "UTF8", "ISO, MDY", "off", "off", "on",   "postgres",         "off",
+                "UTF8", "15.8", "app",      "on",  "UTC", "4096", "\"$user\", public"};
         _Static_assert(sizeof(values) / sizeof(values[0]) == FP_PG_N_REPORTED, "one per name");
 
         *len = 0;

@@ -113,7 +113,7 @@ static void fuzz_read_events(const struct fp_segment *seg)
 {
         uint64_t last = fp_segment_event_last(seg);
         const uint64_t probes[] = {
-            0, last - 2, last - 1, last, last + 1, UINT64_MAX, last - FP_SHM_EVENTS};
+                0, last - 2, last - 1, last, last + 1, UINT64_MAX, last - FP_SHM_EVENTS};
 
         for (size_t k = 0; k < sizeof(probes) / sizeof(probes[0]); k++) {
                 struct fp_shm_event ev;

@@ -179,8 +179,8 @@ static void test_forkpoolctl_status(void)
         CHECK_OK(forkpool_release(a));
         usleep(100000);
 
-        CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH,
-                       s.socket) == 0);
+        CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH, s.socket) ==
+              0);
         CHECK_MSG(strstr(out, "Pool size: 5  Connections in pool: 1 Current Overflow: -3 "
                               "Current Checked out connections: 1"),
                   "status:\n%s", out);
@@ -193,18 +193,20 @@ static void test_forkpoolctl_status(void)
                           strstr(out, "\"checked_out\"") && strstr(out, "\"holder_pid\"") &&
                           strstr(out, "\"counters\"") && strstr(out, "\"backend_pid\""),
                   "json:\n%s", out);
-        CHECK(itest_sh(NULL, 0, "%s --socket %s status --json | python3 -c "
-                       "'import json,sys; d=json.load(sys.stdin); p=d[\"pools\"][0]; "
-                       "assert p[\"checked_out\"]==1 and p[\"checked_in\"]==1 and "
-                       "p[\"overflow\"]==-3 and p[\"pool_size\"]==5 and p[\"max_overflow\"]==10, p'",
-                       FP_FORKPOOLCTL_PATH, s.socket) == 0);
+        CHECK(itest_sh(
+                      NULL, 0,
+                      "%s --socket %s status --json | python3 -c "
+                      "'import json,sys; d=json.load(sys.stdin); p=d[\"pools\"][0]; "
+                      "assert p[\"checked_out\"]==1 and p[\"checked_in\"]==1 and "
+                      "p[\"overflow\"]==-3 and p[\"pool_size\"]==5 and p[\"max_overflow\"]==10, p'",
+                      FP_FORKPOOLCTL_PATH, s.socket) == 0);
         CHECK_OK(forkpool_release(b));
         forkpool_close(fp);
         CHECK(itest_sup_stop(&s) == 0);
 
         /* Gone: forkpoolctl says so. */
-        int status = itest_sh(out, sizeof(out), "%s --socket %s status 2>&1",
-                              FP_FORKPOOLCTL_PATH, s.socket);
+        int status = itest_sh(out, sizeof(out), "%s --socket %s status 2>&1", FP_FORKPOOLCTL_PATH,
+                              s.socket);
         CHECK(status != 0 && strstr(out, "no forkpoold"));
 }
 
@@ -351,11 +353,9 @@ static void test_events_and_url_check(void)
         CHECK(strstr(out, "TLS"));
 }
 
-ITEST_MAIN({"bad_config_refused", test_bad_config_refused, 60},
-           {"reload", test_reload, 60},
+ITEST_MAIN({"bad_config_refused", test_bad_config_refused, 60}, {"reload", test_reload, 60},
            {"sigterm_waits_for_leases", test_sigterm_waits_for_leases, 60},
            {"sigterm_grace_revokes", test_sigterm_grace_revokes, 60},
            {"forkpoolctl_status", test_forkpoolctl_status, 60},
-           {"database_down", test_database_down, 60},
-           {"admin_commands", test_admin_commands, 60},
+           {"database_down", test_database_down, 60}, {"admin_commands", test_admin_commands, 60},
            {"events_and_url_check", test_events_and_url_check, 60})

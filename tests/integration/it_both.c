@@ -24,8 +24,8 @@
 /* One database, as the scenarios see it. */
 struct db {
         const char *name;
-        const char *session_id_sql;  /* the session's id, as forkpool_lease_backend_pid() */
-        const char *sleep_sql_fmt;   /* sleeps %s seconds */
+        const char *session_id_sql;   /* the session's id, as forkpool_lease_backend_pid() */
+        const char *sleep_sql_fmt;    /* sleeps %s seconds */
         const char *backends_sql_fmt; /* sessions of test %s */
         /* Prepares app's namespace and returns the pool URL for it (static buffer). */
         const char *(*url)(const char *app);
@@ -252,7 +252,10 @@ static void acquire_query_release(const struct db *db)
 /* 20 processes on a 3+2 pool: never more than 5 sessions, all work done. */
 static void cap_across_processes(const struct db *db)
 {
-        enum { PROCS = 20, ROUNDS = 15 };
+        enum {
+                PROCS = 20,
+                ROUNDS = 15
+        };
         struct itest_sup s;
         const char *app = "itb_cap";
         int *done = mmap(NULL, sizeof(int) * PROCS, PROT_READ | PROT_WRITE,
@@ -316,7 +319,9 @@ static void cap_across_processes(const struct db *db)
 /* A waiter gives up at its own timeout; waiters are served first come, first served. */
 static void timeout_and_fifo(const struct db *db)
 {
-        enum { WAITERS = 4 };
+        enum {
+                WAITERS = 4
+        };
         struct itest_sup s;
         forkpool *fp;
         forkpool_lease *held, *other;
@@ -599,6 +604,6 @@ BOTH(supervisor_killed)
         }
 
 ITEST_MAIN(CASES(acquire_query_release, 60), CASES(cap_across_processes, 150),
-           CASES(timeout_and_fifo, 60), CASES(reset_on_return, 60),
-           CASES(fork_after_acquire, 60), CASES(holder_killed_mid_transaction, 60),
-           CASES(holder_killed_mid_query, 60), CASES(supervisor_killed, 60))
+           CASES(timeout_and_fifo, 60), CASES(reset_on_return, 60), CASES(fork_after_acquire, 60),
+           CASES(holder_killed_mid_transaction, 60), CASES(holder_killed_mid_query, 60),
+           CASES(supervisor_killed, 60))

@@ -31,7 +31,8 @@ static void test_acquire_query_release(void)
         CHECK(PQstatus(c) == CONNECTION_OK);
         CHECK(atoi(itest_query(c, "SELECT pg_backend_pid()")) == forkpool_lease_backend_pid(lease));
         CHECK(PQbackendPID(c) == forkpool_lease_backend_pid(lease));
-        CHECK(strcmp(itest_query(c, "SELECT current_setting('application_name')"), "it_basic") == 0);
+        CHECK(strcmp(itest_query(c, "SELECT current_setting('application_name')"), "it_basic") ==
+              0);
         int backend = PQbackendPID(c);
 
         struct fp_shm_pool st = itest_pool(&s);
@@ -63,15 +64,17 @@ static void test_acquire_query_release(void)
 /* 20 processes on a 3+2 pool: never more than 5 backends, all work done. */
 static void test_cap_across_processes(void)
 {
-        enum { PROCS = 20, ROUNDS = 15 };
+        enum {
+                PROCS = 20,
+                ROUNDS = 15
+        };
         struct itest_sup s;
         PGconn *admin = itest_admin();
         int *done = mmap(NULL, sizeof(int) * PROCS, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         pid_t pids[PROCS];
 
-        itest_sup_start(&s, "it_cap", "pool_size = 3\nmax_overflow = 2\npool_timeout = 30\n",
-                        NULL);
+        itest_sup_start(&s, "it_cap", "pool_size = 3\nmax_overflow = 2\npool_timeout = 30\n", NULL);
         for (int i = 0; i < PROCS; i++) {
                 pids[i] = fork();
                 CHECK(pids[i] >= 0);
@@ -167,7 +170,9 @@ static void test_timeout(void)
 /* Waiters are served first come, first served. */
 static void test_fifo(void)
 {
-        enum { WAITERS = 4 };
+        enum {
+                WAITERS = 4
+        };
         struct itest_sup s;
         forkpool *fp;
         forkpool_lease *held;
@@ -250,8 +255,8 @@ static void test_pool_state(void)
         itest_sup_start(&s, "it_state", "pool_size = 1\nmax_overflow = 0\n", NULL);
         CHECK_OK(forkpool_open(s.socket, &fp));
         CHECK_OK(forkpool_pool_state(fp, "main", &st));
-        CHECK(st.pool_size == 1 && st.max_overflow == 0 && st.checked_out == 0 &&
-              st.waiting == 0 && st.oldest_wait_s == 0 && !st.paused);
+        CHECK(st.pool_size == 1 && st.max_overflow == 0 && st.checked_out == 0 && st.waiting == 0 &&
+              st.oldest_wait_s == 0 && !st.paused);
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &held));
         pid_t pid = fork();
         if (pid == 0) {
@@ -301,7 +306,9 @@ static void *thread_loop(void *arg)
 /* One handle shared by the threads of a process. */
 static void test_threads(void)
 {
-        enum { THREADS = 4 };
+        enum {
+                THREADS = 4
+        };
         struct itest_sup s;
         pthread_t threads[THREADS];
 
@@ -319,9 +326,6 @@ static void test_threads(void)
 }
 
 ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60},
-           {"cap_across_processes", test_cap_across_processes, 120},
-           {"timeout", test_timeout, 60},
-           {"fifo", test_fifo, 60},
-           {"reset_on_return", test_reset_on_return, 60},
-           {"threads", test_threads, 60},
-           {"pool_state", test_pool_state, 60})
+           {"cap_across_processes", test_cap_across_processes, 120}, {"timeout", test_timeout, 60},
+           {"fifo", test_fifo, 60}, {"reset_on_return", test_reset_on_return, 60},
+           {"threads", test_threads, 60}, {"pool_state", test_pool_state, 60})

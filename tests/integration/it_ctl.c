@@ -93,7 +93,7 @@ static int check_prom_format(const char *text)
                         p += 7;
                         size_t n = prom_name(&p);
                         CHECK_MSG(n == strlen(family) && strncmp(p - n, family, n) == 0 &&
-                                      *p == ' ',
+                                          *p == ' ',
                                   "line %d: TYPE of another family: %.*s", lineno, len, line);
                         snprintf(type, sizeof(type), "%.*s", (int)(end - p - 1), p + 1);
                         CHECK_MSG(strcmp(type, "gauge") == 0 || strcmp(type, "counter") == 0 ||
@@ -101,7 +101,7 @@ static int check_prom_format(const char *text)
                                   "line %d: type %s", lineno, type);
                         size_t fl = strlen(family);
                         CHECK_MSG(strcmp(type, "counter") != 0 ||
-                                      (fl > 6 && strcmp(family + fl - 6, "_total") == 0),
+                                          (fl > 6 && strcmp(family + fl - 6, "_total") == 0),
                                   "line %d: counter %s does not end in _total", lineno, family);
                         want_type = false;
                         continue;
@@ -211,8 +211,8 @@ static void test_metrics(void)
         static const char *const gauges[] = {"checked_in", "checked_out", "overflow",    "waiting",
                                              "live",       "pool_size",   "max_overflow"};
         static const char *const counters[] = {
-            "acquires_total",         "releases_total",      "timeouts_total", "connects_total",
-            "connect_failures_total", "invalidations_total", "reclaims_total", "closes_total"};
+                "acquires_total",         "releases_total",      "timeouts_total", "connects_total",
+                "connect_failures_total", "invalidations_total", "reclaims_total", "closes_total"};
         for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
                 check_family(out, gauges[i], "gauge");
         for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
@@ -347,9 +347,10 @@ static void test_top_bad_arguments(void)
         CHECK(out);
         itest_sup_start(&s, "it_ctl_args", NULL, NULL);
         static const char *const bad[] = {
-            "top --interval 0", "top --interval abc", "top --interval 1e9", "top --interval nan",
-            "top --count 0",    "top --count -1",     "top --count 2x",     "top --bogus",
-            "top main other",   "top --interval",
+                "top --interval 0",   "top --interval abc", "top --interval 1e9",
+                "top --interval nan", "top --count 0",      "top --count -1",
+                "top --count 2x",     "top --bogus",        "top main other",
+                "top --interval",
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 int status = ctl(out, &s, bad[i]);

@@ -157,8 +157,8 @@ static void holder_killed(const char *what)
         forkpool_lease *lease;
         CHECK_OK(forkpool_open(s.socket, &fp));
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
-        CHECK(strcmp(itest_query(forkpool_lease_pg(lease), "SELECT count(*) FROM it_death"),
-                     "0") == 0);
+        CHECK(strcmp(itest_query(forkpool_lease_pg(lease), "SELECT count(*) FROM it_death"), "0") ==
+              0);
         CHECK_OK(forkpool_release(lease));
         forkpool_close(fp);
         CHECK(itest_sup_stop(&s) == 0);
@@ -277,8 +277,7 @@ static void test_release_then_exit(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
-ITEST_MAIN({"fork_after_acquire", test_fork_after_acquire, 60},
-           {"raw_clone", test_raw_fork, 60},
+ITEST_MAIN({"fork_after_acquire", test_fork_after_acquire, 60}, {"raw_clone", test_raw_fork, 60},
            {"holder_killed_mid_transaction", test_holder_killed_mid_transaction, 60},
            {"holder_killed_mid_query", test_holder_killed_mid_query, 60},
            {"waiter_killed", test_waiter_killed, 60},

@@ -80,8 +80,7 @@ static void test_pipeline(void)
                 char v[8];
                 const char *values[1] = {v};
                 snprintf(v, sizeof(v), "%d", i);
-                CHECK(PQsendQueryParams(c, "SELECT $1::int + 100", 1, NULL, values, NULL, NULL,
-                                        0));
+                CHECK(PQsendQueryParams(c, "SELECT $1::int + 100", 1, NULL, values, NULL, NULL, 0));
         }
         CHECK(PQpipelineSync(c));
         for (int i = 0; i < 5; i++) {
@@ -219,8 +218,8 @@ static void test_parameter_status_across_leases(void)
                 CHECK_OK(forkpool_acquire(mine, "main", 5000, &l));
                 PGconn *mc = forkpool_lease_pg(l);
                 CHECK(PQbackendPID(mc) == backend);
-                CHECK(strcmp(PQparameterStatus(mc, "TimeZone"),
-                             itest_query(mc, "SHOW TimeZone")) == 0);
+                CHECK(strcmp(PQparameterStatus(mc, "TimeZone"), itest_query(mc, "SHOW TimeZone")) ==
+                      0);
                 CHECK(strcmp(PQparameterStatus(mc, "TimeZone"), "Asia/Tokyo") == 0);
                 CHECK_OK(forkpool_release(l));
                 _exit(0);
@@ -272,8 +271,7 @@ static void test_release_mid_protocol(void)
         usleep(100000);
         CHECK(itest_pool(&sup).counters.invalidations == 1);
         char sql[128];
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
-                 backend);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", backend);
         int64_t end = itest_now_ms() + 5000;
         while (itest_admin_long(admin, sql) != 0 && itest_now_ms() < end)
                 usleep(20000);
@@ -299,10 +297,8 @@ static void test_invalidate(void)
         stop();
 }
 
-ITEST_MAIN({"exec_params_prepared", test_exec_params_prepared, 60},
-           {"pipeline", test_pipeline, 60},
-           {"copy_in_out", test_copy, 60},
-           {"listen_notify", test_listen_notify, 60},
+ITEST_MAIN({"exec_params_prepared", test_exec_params_prepared, 60}, {"pipeline", test_pipeline, 60},
+           {"copy_in_out", test_copy, 60}, {"listen_notify", test_listen_notify, 60},
            {"cancel", test_cancel, 60},
            {"parameter_status_across_leases", test_parameter_status_across_leases, 60},
            {"release_mid_protocol", test_release_mid_protocol, 60},

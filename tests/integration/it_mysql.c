@@ -305,12 +305,11 @@ static void test_change_user(void)
                 /* The real scramble in the greeting makes the server accept it. */
                 CHECK_MSG(mysql_change_user(m, "itm_other", "other-pw", "itm_chuser") == 0,
                           "round %d: %s", round, mysql_error(m));
-                CHECK(strcmp(itest_my_query(m, "SELECT CURRENT_USER()"),
-                             "itm_other@localhost") == 0);
+                CHECK(strcmp(itest_my_query(m, "SELECT CURRENT_USER()"), "itm_other@localhost") ==
+                      0);
                 CHECK(session_id(m) == id);
                 CHECK(mysql_change_user(m, user, password, "itm_chuser") == 0);
-                CHECK(strncmp(itest_my_query(m, "SELECT CURRENT_USER()"), user, strlen(user)) ==
-                      0);
+                CHECK(strncmp(itest_my_query(m, "SELECT CURRENT_USER()"), user, strlen(user)) == 0);
                 CHECK_OK(forkpool_release(lease));
         }
         forkpool_close(fp);
@@ -359,8 +358,7 @@ static void fake_supervisor(const char *path, int mode, int result_fd)
                         lease.db_kind = FP_DB_MYSQL;
                         lease.txn = FP_TXN_IDLE;
                         mariadb_get_infov(m, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps);
-                        mariadb_get_infov(m, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES,
-                                          &ext);
+                        mariadb_get_infov(m, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES, &ext);
                         mysql_get_character_set_info(m, &cs);
                         my->thread_id = (uint32_t)mysql_thread_id(m);
                         my->protocol_version = 10;
@@ -385,8 +383,7 @@ static void fake_supervisor(const char *path, int mode, int result_fd)
                                 my->client_ext_flag ^= 1u << 4; /* MARIADB_CLIENT_CACHE_METADATA */
                         else
                                 my->charset_nr = 8; /* latin1, for a utf8mb4 session */
-                        CHECK(fp_send_msg(cfd, &lease, sizeof(lease), mysql_get_socket(m), 0) ==
-                              0);
+                        CHECK(fp_send_msg(cfd, &lease, sizeof(lease), mysql_get_socket(m), 0) == 0);
                 } else if (in.hdr.op == FP_OP_RELEASE) {
                         /* The real session never saw a byte of the refused adoption. */
                         bool ok = mysql_query(m, "SELECT 1") == 0;
@@ -502,8 +499,8 @@ static void test_cancel(void)
         pthread_join(thread, NULL);
         CHECK_MSG(sl.took_ms < 5000, "the query ran %lld ms", (long long)sl.took_ms);
         /* SLEEP() interrupted by KILL QUERY returns 1, or the statement fails with 1317. */
-        CHECK_MSG(strcmp(sl.value, "1") == 0 || sl.error == 1317,
-                  "result %d, error %u, value %s", sl.result, sl.error, sl.value);
+        CHECK_MSG(strcmp(sl.value, "1") == 0 || sl.error == 1317, "result %d, error %u, value %s",
+                  sl.result, sl.error, sl.value);
         CHECK(session_id(m) == id);
         CHECK_OK(forkpool_release(lease));
 
@@ -883,9 +880,7 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"escape_charset", test_escape_charset, 60}, {"change_user", test_change_user, 60},
            {"capability_mismatch", test_capability_mismatch, 60}, {"cancel", test_cancel, 60},
            {"reset_modes", test_reset_modes, 60}, {"reset_auto", test_reset_auto, 60},
-           {"init_command", test_init_command, 60},
-           {"process_pool", test_process_pool, 60},
-           {"pre_ping_on_connect", test_pre_ping_on_connect, 60},
-           {"detach", test_detach, 60},
-           {"not_at_boundary", test_not_at_boundary, 60},
-           {"tcp", test_tcp, 60}, {"url_refused", test_url_refused, 60})
+           {"init_command", test_init_command, 60}, {"process_pool", test_process_pool, 60},
+           {"pre_ping_on_connect", test_pre_ping_on_connect, 60}, {"detach", test_detach, 60},
+           {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
+           {"url_refused", test_url_refused, 60})

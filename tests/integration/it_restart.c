@@ -98,8 +98,8 @@ static void *notify_loop(void *arg)
                 int fds[16], n_fds = 0;
                 for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
                         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-                                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) &&
-                                                   n_fds < 16;
+                                for (size_t i = 0;
+                                     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < 16;
                                      i++)
                                         memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int),
                                                sizeof(int));

@@ -269,6 +269,5 @@ static void test_drops_privileges(void)
 ITEST_MAIN({"disallowed_uid_refused", test_disallowed_uid_refused, 60},
            {"allowed_uid_served", test_allowed_uid_served, 60},
            {"malformed_messages", test_malformed_messages, 60},
-           {"modes_and_secrets", test_modes_and_secrets, 60},
-           {"tls_refused", test_tls_refused, 30},
+           {"modes_and_secrets", test_modes_and_secrets, 60}, {"tls_refused", test_tls_refused, 30},
            {"drops_privileges", test_drops_privileges, 30})

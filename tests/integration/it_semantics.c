@@ -186,8 +186,7 @@ static void check_clean(PGconn *c)
         CHECK(strcmp(itest_query(c, "SHOW work_mem"), "4MB") == 0);
         CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_prepared_statements"), "0") == 0);
         CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_listening_channels()"), "0") == 0);
-        CHECK(strcmp(itest_query(c, "SELECT to_regclass('pg_temp.dirty_tmp') IS NULL"), "t") ==
-              0);
+        CHECK(strcmp(itest_query(c, "SELECT to_regclass('pg_temp.dirty_tmp') IS NULL"), "t") == 0);
 }
 
 static void test_reset_discard(void)
@@ -304,8 +303,7 @@ static void test_static_and_assertion_pools(void)
                 CHECK_MSG(r == -EBUSY, "second checkout: %d", r);
                 char want[64];
                 snprintf(want, sizeof(want), "checked out by pid %d", (int)getppid());
-                CHECK_MSG(strstr(forkpool_last_error(), want), "text: %s",
-                          forkpool_last_error());
+                CHECK_MSG(strstr(forkpool_last_error(), want), "text: %s", forkpool_last_error());
                 _exit(0);
         }
         CHECK(itest_wait_child(pid, 10000) == 0);
@@ -432,8 +430,8 @@ static void test_leak_timeout_and_revoke(void)
         itest_sh(log, sizeof(log), "cat %s", sup.log);
         char pid[32];
         snprintf(pid, sizeof(pid), "pid %d", getpid());
-        CHECK_MSG(strstr(log, "leak") && strstr(log, "GET /slow") && strstr(log, pid),
-                  "log:\n%s", log);
+        CHECK_MSG(strstr(log, "leak") && strstr(log, "GET /slow") && strstr(log, pid), "log:\n%s",
+                  log);
         CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0); /* only warned so far */
         usleep(800000);
         /* Revoked: the next query fails cleanly, the slot is free and counted. */
@@ -480,8 +478,7 @@ static void test_pool_allow_lists(void)
 {
         char text[2048];
         /* Everyone may connect; pool "main" is root's only. */
-        itest_sup_start(&sup, "it_poolacl", "allow_users = root\n",
-                        "allow_users = root, nobody\n");
+        itest_sup_start(&sup, "it_poolacl", "allow_users = root\n", "allow_users = root, nobody\n");
         CHECK(try_as_nobody(sup.socket, "main") == 13);
         CHECK(itest_sup_stop(&sup) == 0);
         snprintf(text, sizeof(text), "allow_users = nobody\n");
@@ -515,8 +512,8 @@ static void test_echo_and_events(void)
                 strcat(seen, " ");
         }
         fp_segment_close(&seg);
-        CHECK_MSG(strcmp(seen, "first_connect connect checkout reset checkin ") == 0,
-                  "events: %s", seen);
+        CHECK_MSG(strcmp(seen, "first_connect connect checkout reset checkin ") == 0, "events: %s",
+                  seen);
         stop();
 }
 
@@ -534,8 +531,8 @@ static void test_multiple_pools(void)
         start("it_multi_main", lines);
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &a));
         CHECK_OK(forkpool_acquire(fp, "reports", 2000, &b));
-        CHECK(strcmp(itest_query(forkpool_lease_pg(a), "SHOW application_name"),
-                     "it_multi_main") == 0);
+        CHECK(strcmp(itest_query(forkpool_lease_pg(a), "SHOW application_name"), "it_multi_main") ==
+              0);
         CHECK(strcmp(itest_query(forkpool_lease_pg(b), "SHOW application_name"),
                      "it_multi_reports") == 0);
         /* main is full; reports is not. */
@@ -554,20 +551,15 @@ static void test_multiple_pools(void)
         PQfinish(admin);
 }
 
-ITEST_MAIN({"recycle", test_recycle, 30},
-           {"lifo_and_fifo", test_lifo_and_fifo, 30},
+ITEST_MAIN({"recycle", test_recycle, 30}, {"lifo_and_fifo", test_lifo_and_fifo, 30},
            {"pre_ping_hides_dead_connections", test_pre_ping_hides_dead_connections, 30},
            {"disconnect_invalidates_pool", test_disconnect_invalidates_pool, 30},
-           {"soft_invalidate", test_soft_invalidate, 30},
-           {"reset_discard", test_reset_discard, 30},
-           {"reset_auto", test_reset_auto, 30},
-           {"null_pool", test_null_pool, 30},
+           {"soft_invalidate", test_soft_invalidate, 30}, {"reset_discard", test_reset_discard, 30},
+           {"reset_auto", test_reset_auto, 30}, {"null_pool", test_null_pool, 30},
            {"static_and_assertion_pools", test_static_and_assertion_pools, 30},
-           {"process_pool", test_process_pool, 30},
-           {"detach", test_detach, 30},
+           {"process_pool", test_process_pool, 30}, {"detach", test_detach, 30},
            {"on_connect", test_on_connect, 30},
            {"leak_timeout_and_revoke", test_leak_timeout_and_revoke, 30},
-           {"connect_rate", test_connect_rate, 30},
-           {"pool_allow_lists", test_pool_allow_lists, 30},
+           {"connect_rate", test_connect_rate, 30}, {"pool_allow_lists", test_pool_allow_lists, 30},
            {"echo_and_events", test_echo_and_events, 30},
            {"multiple_pools", test_multiple_pools, 30})

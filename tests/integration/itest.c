@@ -73,8 +73,8 @@ static void sup_spawn(struct itest_sup *s)
         if (pid == 0) {
                 FILE *log = freopen(s->log, "a", stderr);
                 (void)log;
-                execl(FP_FORKPOOLD_PATH, "forkpoold", "--config", s->config, "--log-level",
-                      "debug", (char *)NULL);
+                execl(FP_FORKPOOLD_PATH, "forkpoold", "--config", s->config, "--log-level", "debug",
+                      (char *)NULL);
                 _exit(127);
         }
         s->pid = pid;
@@ -113,8 +113,7 @@ void itest_sup_start_url(struct itest_sup *s, const char *url, const char *pool_
         snprintf(s->log, sizeof(s->log), "%s/forkpoold.log", s->dir);
         snprintf(text, sizeof(text),
                  "[forkpool]\nsocket = %s\nshutdown_grace = 5\n%s\n[pool main]\nurl = %s\n%s",
-                 s->socket, global_lines ? global_lines : "", url,
-                 pool_lines ? pool_lines : "");
+                 s->socket, global_lines ? global_lines : "", url, pool_lines ? pool_lines : "");
         write_file(s->config, text);
         /* It may hold a password: forkpoold refuses such a file if everyone may read it. */
         chmod(s->config, 0600);
@@ -158,8 +157,7 @@ PGconn *itest_admin(void)
 long itest_admin_long(PGconn *admin, const char *sql)
 {
         PGresult *res = PQexec(admin, sql);
-        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQresultErrorMessage(res));
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(res));
         long v = PQntuples(res) > 0 ? atol(PQgetvalue(res, 0, 0)) : -1;
         PQclear(res);
         return v;
@@ -245,8 +243,7 @@ int itest_wait_child(pid_t pid, int timeout_ms)
 
 int itest_status_json(const struct itest_sup *s, char *buf, size_t len)
 {
-        return itest_sh(buf, len, "%s --socket %s status --json", FP_FORKPOOLCTL_PATH,
-                        s->socket);
+        return itest_sh(buf, len, "%s --socket %s status --json", FP_FORKPOOLCTL_PATH, s->socket);
 }
 
 struct fp_shm_pool itest_pool(const struct itest_sup *s)
@@ -324,8 +321,8 @@ const char *itest_my_url(const char *db, const char *extra)
         const char *path = strchr(auth_end + 3, '/');
         CHECK_MSG(path, "FORKPOOL_TEST_MY_URL has no database: %s", url);
         const char *query = strchr(path, '?');
-        snprintf(buf, sizeof(buf), "%.*s/%s%s%s%s", (int)(path - url), url, db,
-                 query ? query : "", extra ? (query ? "&" : "?") : "", extra ? extra : "");
+        snprintf(buf, sizeof(buf), "%.*s/%s%s%s%s", (int)(path - url), url, db, query ? query : "",
+                 extra ? (query ? "&" : "?") : "", extra ? extra : "");
         return buf;
 }
 

@@ -20,7 +20,7 @@
 #include "config.h"
 #include "forkpool.h"
 
-#define SECRET "S3cr3tPw"
+#define SECRET   "S3cr3tPw"
 #define GOOD_URL "postgresql://app:" SECRET "@127.0.0.1:5432/appdb"
 
 static char test_dir[256];
@@ -257,8 +257,9 @@ static void test_bad_values(void **state)
                 {"pool_timeout", ".", "not a number of seconds: '.'"},
                 {"pool_timeout", "1e3", "not a number of seconds: '1e3'"},
                 {"pool_timeout", "-1", "must not be negative: '-1'"},
-                {"pool_timeout", "0.0001", "more than 3 decimals (the resolution is a "
-                                           "millisecond): '0.0001'"},
+                {"pool_timeout", "0.0001",
+                 "more than 3 decimals (the resolution is a "
+                 "millisecond): '0.0001'"},
                 {"pool_timeout", "9999999", "too large (at most 2147483 seconds): '9999999'"},
                 {"pool_timeout", "2147483.648",
                  "too large (at most 2147483.647 seconds): '2147483.648'"},
@@ -297,10 +298,9 @@ static void test_bad_values(void **state)
                 load_fails(text, 5, want);
         }
         for (size_t i = 0; i < sizeof(global_cases) / sizeof(global_cases[0]); i++) {
-                snprintf(text, sizeof(text), "[forkpool]\n; line 2\n%s = %s\n",
-                         global_cases[i].key, global_cases[i].value);
-                snprintf(want, sizeof(want), "%s: %s", global_cases[i].key,
-                         global_cases[i].reason);
+                snprintf(text, sizeof(text), "[forkpool]\n; line 2\n%s = %s\n", global_cases[i].key,
+                         global_cases[i].value);
+                snprintf(want, sizeof(want), "%s: %s", global_cases[i].key, global_cases[i].reason);
                 load_fails(text, 3, want);
         }
 
@@ -460,9 +460,16 @@ static void test_decimals(void **state)
                 const char *text;
                 int ms;
         } cases[] = {
-                {"30", 30000}, {"2.5", 2500}, {"0.25", 250}, {".5", 500},
-                {"1.000", 1000}, {"0.001", 1}, {"0", 0}, {"007", 7000},
-                {"2147483", 2147483000}, {"2147483.647", INT_MAX},
+                {"30", 30000},
+                {"2.5", 2500},
+                {"0.25", 250},
+                {".5", 500},
+                {"1.000", 1000},
+                {"0.001", 1},
+                {"0", 0},
+                {"007", 7000},
+                {"2147483", 2147483000},
+                {"2147483.647", INT_MAX},
         };
         char text[256];
         struct fp_config cfg;
@@ -617,8 +624,7 @@ static void test_validate(void **state)
         fp_config_free(&cfg);
 
         /* A file with only [forkpool]. */
-        assert_int_equal(load_text("[forkpool]\nlog_level = warning\n", &cfg, err, sizeof(err)),
-                         0);
+        assert_int_equal(load_text("[forkpool]\nlog_level = warning\n", &cfg, err, sizeof(err)), 0);
         assert_int_equal(cfg.log_level, FP_LOG_WARNING);
         assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
         assert_string_equal(err, "no pool configured: add a [pool NAME] section or use --url");
@@ -664,9 +670,8 @@ static void test_validate(void **state)
 
         /* More connections than a pool can hold. */
         fp_config_init(&cfg);
-        assert_int_equal(fp_config_quick_pool(&cfg, GOOD_URL, "1000", "100", NULL, err,
-                                              sizeof(err)),
-                         0);
+        assert_int_equal(
+                fp_config_quick_pool(&cfg, GOOD_URL, "1000", "100", NULL, err, sizeof(err)), 0);
         assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "pool_size + max_overflow"));
         fp_config_free(&cfg);
@@ -729,20 +734,13 @@ static void test_reset_mode(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_full_file),
-                cmocka_unit_test(test_defaults),
-                cmocka_unit_test(test_bad_values),
-                cmocka_unit_test(test_bad_urls),
-                cmocka_unit_test(test_structure_errors),
-                cmocka_unit_test(test_crlf_and_indent),
-                cmocka_unit_test(test_pool_names),
-                cmocka_unit_test(test_long_line),
-                cmocka_unit_test(test_decimals),
-                cmocka_unit_test(test_allow_ids),
-                cmocka_unit_test(test_missing_file),
-                cmocka_unit_test(test_quick_pool),
-                cmocka_unit_test(test_validate),
-                cmocka_unit_test(test_reset_mode),
+                cmocka_unit_test(test_full_file),          cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_bad_values),         cmocka_unit_test(test_bad_urls),
+                cmocka_unit_test(test_structure_errors),   cmocka_unit_test(test_crlf_and_indent),
+                cmocka_unit_test(test_pool_names),         cmocka_unit_test(test_long_line),
+                cmocka_unit_test(test_decimals),           cmocka_unit_test(test_allow_ids),
+                cmocka_unit_test(test_missing_file),       cmocka_unit_test(test_quick_pool),
+                cmocka_unit_test(test_validate),           cmocka_unit_test(test_reset_mode),
                 cmocka_unit_test(test_password_file_mode),
         };
 

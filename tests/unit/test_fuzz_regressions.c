@@ -116,7 +116,7 @@ static int replay_segment(const char *path)
 
         for (uint32_t s = 0; s < seg.hdr->slot_count; s++)
                 raw_unterminated +=
-                    !memchr(fp_segment_slot(&seg, s)->label, '\0', FP_SHM_LABEL_MAX);
+                        !memchr(fp_segment_slot(&seg, s)->label, '\0', FP_SHM_LABEL_MAX);
         for (uint32_t i = 0; i < seg.hdr->pool_count; i++) {
                 struct fp_shm_slot *slots = calloc(seg.hdr->slot_count + 1, sizeof(*slots));
                 struct fp_shm_pool pool;
@@ -130,7 +130,7 @@ static int replay_segment(const char *path)
                         memcpy(exact, slots, (size_t)r * sizeof(*exact));
                         for (int j = 0; j < r; j++) {
                                 assert_non_null(
-                                    memchr(exact[j].label, '\0', sizeof(exact[j].label)));
+                                        memchr(exact[j].label, '\0', sizeof(exact[j].label)));
                                 assert_true(strlen(exact[j].label) < sizeof(exact[j].label));
                         }
                         free(exact);
@@ -213,8 +213,8 @@ static void test_segment_corpus(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_segment_unterminated_label),
-            cmocka_unit_test(test_segment_corpus),
+                cmocka_unit_test(test_segment_unterminated_label),
+                cmocka_unit_test(test_segment_corpus),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,8 +36,8 @@ struct recorder {
         int n_pinging;
         int fail_sends;
         int fake_conn;
-        uint64_t clock;                 /* the fake CLOCK_MONOTONIC, µs */
-        char events[2048];              /* "connect checkout checkin …" */
+        uint64_t clock;    /* the fake CLOCK_MONOTONIC, µs */
+        char events[2048]; /* "connect checkout checkin …" */
 };
 
 static struct recorder rec_log;
@@ -366,7 +366,8 @@ static void test_client_gone_reclaims(void **state)
         assert_int_equal(fp_pool_checkedin(pool), 1);
         /* A release naming a lease the client does not hold changes nothing. */
         struct fp_release_info info = {0};
-        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 2), &info), -ESRCH);
+        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 2), &info),
+                         -ESRCH);
         assert_int_equal(fp_pool_checkedout(pool), 1);
         fp_pool_done(pool);
 }
@@ -425,9 +426,11 @@ static void checkout_new(struct fp_pool *pool, int n)
 static void test_lifo(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_size = 3, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
-                .use_lifo = true});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_size = 3,
+                                                                       .max_overflow = 0,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1,
+                                                                       .use_lifo = true});
         checkout_new(pool, 3);
         for (int i = 0; i < 3; i++)
                 release(pool, &client_a, lease_id_of(pool, i));
@@ -443,8 +446,7 @@ static void test_event_sequences(void **state)
         struct fp_pool *pool = pool_new(1, 1, 1000);
         checkout_new(pool, 2);
         /* §5 sequence A, twice: the first connect of the pool also fires first_connect. */
-        assert_string_equal(rec_log.events,
-                            "first_connect connect checkout connect checkout");
+        assert_string_equal(rec_log.events, "first_connect connect checkout connect checkout");
         rec_log.events[0] = '\0';
         release(pool, &client_a, lease_id_of(pool, 0));
         assert_string_equal(rec_log.events, "reset checkin"); /* C: slot kept */
@@ -495,7 +497,9 @@ static void test_recycle_jitter_bounded(void **state)
         struct fp_pool_ops ops = fake_ops;
         ops.random = max_random;
         struct fp_pool pool;
-        struct fp_pool_params params = {.pool_size = 1, .timeout_ms = 1000, .recycle_ms = 40000,
+        struct fp_pool_params params = {.pool_size = 1,
+                                        .timeout_ms = 1000,
+                                        .recycle_ms = 40000,
                                         .connect_timeout_ms = 1000};
         memset(&rec_log, 0, sizeof(rec_log));
         rec_log.clock = 1000000;
@@ -511,9 +515,11 @@ static void test_recycle_jitter_bounded(void **state)
 static void test_pre_ping(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_size = 3, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
-                .pre_ping = true});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_size = 3,
+                                                                       .max_overflow = 0,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1,
+                                                                       .pre_ping = true});
         checkout_new(pool, 3);
         assert_int_equal(rec_log.n_pinging, 0); /* brand-new connections are never pinged */
         for (int i = 0; i < 3; i++)
@@ -550,9 +556,11 @@ static void test_pre_ping(void **state)
 static void test_pre_ping_reconnect_fails(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_size = 1, .max_overflow = 0, .timeout_ms = 1000, .recycle_ms = -1,
-                .pre_ping = true});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_size = 1,
+                                                                       .max_overflow = 0,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1,
+                                                                       .pre_ping = true});
         checkout_new(pool, 1);
         release(pool, &client_a, lease_id_of(pool, 0));
         acquire(pool, &client_a, 2, -1);
@@ -622,9 +630,11 @@ static void test_detach(void **state)
 static void test_null_pool(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_class = FP_POOL_NULL, .pool_size = 5, .max_overflow = 10,
-                .timeout_ms = 1000, .recycle_ms = -1});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_class = FP_POOL_NULL,
+                                                                       .pool_size = 5,
+                                                                       .max_overflow = 10,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1});
         checkout_new(pool, 2);
         release(pool, &client_a, lease_id_of(pool, 0));
         release(pool, &client_a, lease_id_of(pool, 1));
@@ -640,9 +650,11 @@ static void test_null_pool(void **state)
 static void test_static_pool(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_class = FP_POOL_STATIC, .pool_size = 5, .max_overflow = 10,
-                .timeout_ms = 1000, .recycle_ms = -1});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_class = FP_POOL_STATIC,
+                                                                       .pool_size = 5,
+                                                                       .max_overflow = 10,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1});
         checkout_new(pool, 1);
         acquire(pool, &client_b, 2, 0);
         assert_int_equal(rec_log.error_code[0], -ETIMEDOUT); /* exactly one, exclusive */
@@ -656,9 +668,11 @@ static void test_static_pool(void **state)
 static void test_assertion_pool(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_class = FP_POOL_ASSERTION, .pool_size = 5, .timeout_ms = 30000,
-                .recycle_ms = -1});
+        struct fp_pool *pool =
+                pool_new_params((struct fp_pool_params){.pool_class = FP_POOL_ASSERTION,
+                                                        .pool_size = 5,
+                                                        .timeout_ms = 30000,
+                                                        .recycle_ms = -1});
         checkout_new(pool, 1);
         acquire(pool, &client_b, 2, -1);
         /* At once, naming the holder, without waiting for the timeout. */
@@ -676,9 +690,11 @@ static void test_assertion_pool(void **state)
 static void test_leak_and_revoke(void **state)
 {
         (void)state;
-        struct fp_pool *pool = pool_new_params((struct fp_pool_params){
-                .pool_size = 1, .timeout_ms = 1000, .recycle_ms = -1, .leak_timeout_ms = 1000,
-                .max_lease_time_ms = 3000});
+        struct fp_pool *pool = pool_new_params((struct fp_pool_params){.pool_size = 1,
+                                                                       .timeout_ms = 1000,
+                                                                       .recycle_ms = -1,
+                                                                       .leak_timeout_ms = 1000,
+                                                                       .max_lease_time_ms = 3000});
         checkout_new(pool, 1);
         rec_log.events[0] = '\0';
         rec_log.clock += 500000;
@@ -697,7 +713,8 @@ static void test_leak_and_revoke(void **state)
         assert_int_equal(fp_pool_checkedout(pool), 0);
         /* The holder's late release of the revoked lease changes nothing. */
         struct fp_release_info info = {0};
-        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 0), &info), -ESRCH);
+        assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 0), &info),
+                         -ESRCH);
         fp_pool_done(pool);
 }
 

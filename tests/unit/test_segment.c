@@ -145,10 +145,10 @@ static void test_create_then_open_checks_header(void **state)
         assert_int_equal(h->slot_count, TEST_SLOTS);
         assert_int_equal(h->pool_size, sizeof(struct fp_shm_pool));
         assert_int_equal(h->slot_size, sizeof(struct fp_shm_slot));
-        assert_int_equal(h->total_size,
-                         sizeof(struct fp_shm_header) + TEST_POOLS * sizeof(struct fp_shm_pool) +
-                                 TEST_SLOTS * sizeof(struct fp_shm_slot) +
-                                 FP_SHM_EVENTS * sizeof(struct fp_shm_event));
+        assert_int_equal(h->total_size, sizeof(struct fp_shm_header) +
+                                                TEST_POOLS * sizeof(struct fp_shm_pool) +
+                                                TEST_SLOTS * sizeof(struct fp_shm_slot) +
+                                                FP_SHM_EVENTS * sizeof(struct fp_shm_event));
         assert_int_equal(h->events_offset,
                          h->total_size - FP_SHM_EVENTS * sizeof(struct fp_shm_event));
         assert_int_equal(f->reader.size, h->total_size);
@@ -197,12 +197,12 @@ static void test_records_out_of_range(void **state)
 static struct fp_shm_slot expected_slot(uint32_t i, int v)
 {
         return (struct fp_shm_slot){
-            .state = v == 1 ? FP_SLOT_IDLE : FP_SLOT_LEASED,
-            .holder_pid = v == 1 ? 0 : 900 + (int32_t)i,
-            .lease_generation = (uint64_t)v * 10 + i,
-            .backend_pid = 4100 + (int32_t)i,
-            .connect_usec = 1700000000000000ull + i,
-            .last_checkout_usec = v == 1 ? 0 : 1700000001000000ull + i,
+                .state = v == 1 ? FP_SLOT_IDLE : FP_SLOT_LEASED,
+                .holder_pid = v == 1 ? 0 : 900 + (int32_t)i,
+                .lease_generation = (uint64_t)v * 10 + i,
+                .backend_pid = 4100 + (int32_t)i,
+                .connect_usec = 1700000000000000ull + i,
+                .last_checkout_usec = v == 1 ? 0 : 1700000001000000ull + i,
         };
 }
 
@@ -690,24 +690,24 @@ static void test_event_ring(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_name_stable_and_distinct),
-            SEG_TEST(test_create_then_open_checks_header),
-            SEG_TEST(test_open_missing_is_enoent),
-            SEG_TEST(test_create_rejects_bad_arguments),
-            SEG_TEST(test_records_out_of_range),
-            SEG_TEST(test_snapshot_returns_written_values),
-            SEG_TEST(test_snapshot_rejects_slots_outside_segment),
-            SEG_TEST(test_snapshot_waits_for_torn_write_in_other_process),
-            SEG_TEST(test_snapshot_eagain_while_write_never_ends),
-            SEG_TEST(test_snapshot_never_torn_under_concurrent_writes),
-            SEG_TEST(test_open_wrong_layout_version_is_eproto),
-            SEG_TEST(test_open_wrong_magic_is_ebadmsg),
-            SEG_TEST(test_open_inconsistent_sizes_is_ebadmsg),
-            SEG_TEST(test_create_replaces_and_marks_old_obsolete),
-            SEG_TEST(test_created_mode_ignores_umask),
-            SEG_TEST(test_readonly_mapping_cannot_be_written),
-            cmocka_unit_test(test_slot_state_names),
-            SEG_TEST(test_event_ring),
+                cmocka_unit_test(test_name_stable_and_distinct),
+                SEG_TEST(test_create_then_open_checks_header),
+                SEG_TEST(test_open_missing_is_enoent),
+                SEG_TEST(test_create_rejects_bad_arguments),
+                SEG_TEST(test_records_out_of_range),
+                SEG_TEST(test_snapshot_returns_written_values),
+                SEG_TEST(test_snapshot_rejects_slots_outside_segment),
+                SEG_TEST(test_snapshot_waits_for_torn_write_in_other_process),
+                SEG_TEST(test_snapshot_eagain_while_write_never_ends),
+                SEG_TEST(test_snapshot_never_torn_under_concurrent_writes),
+                SEG_TEST(test_open_wrong_layout_version_is_eproto),
+                SEG_TEST(test_open_wrong_magic_is_ebadmsg),
+                SEG_TEST(test_open_inconsistent_sizes_is_ebadmsg),
+                SEG_TEST(test_create_replaces_and_marks_old_obsolete),
+                SEG_TEST(test_created_mode_ignores_umask),
+                SEG_TEST(test_readonly_mapping_cannot_be_written),
+                cmocka_unit_test(test_slot_state_names),
+                SEG_TEST(test_event_ring),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

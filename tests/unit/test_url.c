@@ -134,12 +134,8 @@ static void test_unencoded_at_in_password(void **state)
 static void test_schemes(void **state)
 {
         static const char *const ok[] = {
-                "postgresql://h/db",
-                "postgres://h/db",
-                "postgresql+psycopg2://h/db",
-                "postgresql+asyncpg://h/db",
-                "postgres+pg8000://h/db",
-                "PostgreSQL://h/db",
+                "postgresql://h/db",         "postgres://h/db",        "postgresql+psycopg2://h/db",
+                "postgresql+asyncpg://h/db", "postgres+pg8000://h/db", "PostgreSQL://h/db",
         };
         struct fp_url u;
 
@@ -374,9 +370,19 @@ static void test_tls_refused(void **state)
 static void test_query_params(void **state)
 {
         static const char *const allowed[] = {
-                "host", "port", "application_name", "options", "client_encoding",
-                "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-                "keepalives_count", "tcp_user_timeout", "target_session_attrs", "passfile",
+                "host",
+                "port",
+                "application_name",
+                "options",
+                "client_encoding",
+                "connect_timeout",
+                "keepalives",
+                "keepalives_idle",
+                "keepalives_interval",
+                "keepalives_count",
+                "tcp_user_timeout",
+                "target_session_attrs",
+                "passfile",
         };
         struct fp_url u;
         char text[256];
@@ -521,8 +527,8 @@ static void test_keywords(void **state)
         n = fp_url_pg_keywords(&u, keys, values, 16);
         assert_int_equal(n, 9);
         static const char *const want_keys[] = {
-                "host", "port", "user", "password", "dbname", "application_name", "keepalives",
-                "sslmode", "gssencmode",
+                "host",       "port",    "user",       "password", "dbname", "application_name",
+                "keepalives", "sslmode", "gssencmode",
         };
         static const char *const want_values[] = {
                 "db", "6432", "app", SECRET, "appdb", "web", "1", "disable", "disable",
