@@ -597,11 +597,11 @@ BOTH(holder_killed_mid_transaction)
 BOTH(holder_killed_mid_query)
 BOTH(supervisor_killed)
 
-#define CASES(scenario, timeout_s)                                                                 \
-        {"postgresql/" #scenario, pg_##scenario, timeout_s},                                       \
-        {                                                                                          \
-                "mariadb/" #scenario, my_##scenario, timeout_s                                     \
-        }
+/* clang-format off */
+#define CASES(scenario, timeout_s)                                                         \
+        {"postgresql/" #scenario, pg_##scenario, timeout_s},                               \
+        {"mariadb/" #scenario, my_##scenario, timeout_s}
+/* clang-format on */
 
 ITEST_MAIN(CASES(acquire_query_release, 60), CASES(cap_across_processes, 150),
            CASES(timeout_and_fifo, 60), CASES(reset_on_return, 60), CASES(fork_after_acquire, 60),

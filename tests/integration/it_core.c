@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * it_core.c — the basic lease path and the cap, with real processes against
- * a real PostgreSQL: acquire → adopt → query → release; many processes never
- * hold more than pool_size + max_overflow backends; FIFO order of waiters and
- * -ETIMEDOUT timing; reset on return.
+ * it_core.c — the lease path's PostgreSQL-specific parts against a real
+ * PostgreSQL (it_both.c runs the scenarios shared with MariaDB: the cap,
+ * FIFO and timeouts, reset on return): lazy connects and the counters, the
+ * session's application_name, one handle shared by threads, and
+ * forkpool_pool_state().
  */
 #include <errno.h>
 #include <pthread.h>
@@ -58,189 +59,6 @@ static void test_acquire_query_release(void)
         forkpool_close(fp);
         CHECK(itest_sup_stop(&s) == 0);
         CHECK(itest_wait_backends(admin, "it_basic", 0, 5000) == 0);
-        PQfinish(admin);
-}
-
-/* 20 processes on a 3+2 pool: never more than 5 backends, all work done. */
-static void test_cap_across_processes(void)
-{
-        enum {
-                PROCS = 20,
-                ROUNDS = 15
-        };
-        struct itest_sup s;
-        PGconn *admin = itest_admin();
-        int *done = mmap(NULL, sizeof(int) * PROCS, PROT_READ | PROT_WRITE,
-                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        pid_t pids[PROCS];
-
-        itest_sup_start(&s, "it_cap", "pool_size = 3\nmax_overflow = 2\npool_timeout = 30\n", NULL);
-        for (int i = 0; i < PROCS; i++) {
-                pids[i] = fork();
-                CHECK(pids[i] >= 0);
-                if (pids[i] == 0) {
-                        forkpool *fp;
-                        CHECK_OK(forkpool_open(s.socket, &fp));
-                        for (int round = 0; round < ROUNDS; round++) {
-                                forkpool_lease *lease;
-                                CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
-                                PGconn *c = forkpool_lease_pg(lease);
-                                CHECK(c);
-                                itest_query(c, "SELECT pg_sleep(0.01)");
-                                CHECK_OK(forkpool_release(lease));
-                                done[i]++;
-                        }
-                        forkpool_close(fp);
-                        _exit(0);
-                }
-        }
-
-        int max_seen = 0, max_out = 0;
-        for (;;) {
-                int n = itest_backends(admin, "it_cap");
-                struct fp_shm_pool st = itest_pool(&s);
-                max_seen = n > max_seen ? n : max_seen;
-                max_out = st.checked_out > max_out ? st.checked_out : max_out;
-                int total = 0;
-                for (int i = 0; i < PROCS; i++)
-                        total += done[i];
-                if (total == PROCS * ROUNDS)
-                        break;
-                usleep(5000);
-        }
-        for (int i = 0; i < PROCS; i++) {
-                int status = itest_wait_child(pids[i], 30000);
-                CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        }
-        CHECK_MSG(max_seen <= 5, "saw %d backends for a 3+2 pool", max_seen);
-        CHECK_MSG(max_seen >= 3, "saw only %d backends: no concurrency?", max_seen);
-        CHECK(max_out <= 5);
-        usleep(100000);
-        struct fp_shm_pool st = itest_pool(&s);
-        CHECK(st.checked_out == 0);
-        CHECK(st.counters.acquires == PROCS * ROUNDS);
-        /* Only pool_size connections stay: overflow ones closed when the queue was full. */
-        CHECK_MSG(st.checked_in == 3, "checked_in %d", st.checked_in);
-        CHECK(itest_wait_backends(admin, "it_cap", 3, 5000) == 3);
-        CHECK(itest_sup_stop(&s) == 0);
-        PQfinish(admin);
-}
-
-/* A waiter gives up at its own timeout, with SQLAlchemy's message. */
-static void test_timeout(void)
-{
-        struct itest_sup s;
-        forkpool *fp;
-        forkpool_lease *held, *other;
-
-        itest_sup_start(&s, "it_timeout", "pool_size = 1\nmax_overflow = 0\npool_timeout = 0.4\n",
-                        NULL);
-        CHECK_OK(forkpool_open(s.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", -1, &held));
-        /* Adopted, so that its release reports an idle session and needs no reset. */
-        CHECK(forkpool_lease_pg(held));
-
-        int64_t t0 = itest_now_ms();
-        CHECK(forkpool_acquire(fp, "main", 300, &other) == -ETIMEDOUT);
-        int64_t waited = itest_now_ms() - t0;
-        CHECK_MSG(waited >= 250 && waited < 2000, "waited %lld ms for a 300 ms timeout",
-                  (long long)waited);
-        CHECK(strstr(forkpool_last_error(), "QueuePool limit of size 1 overflow 0 reached"));
-
-        /* The pool's own pool_timeout (0.4 s) applies when the caller passes -1. */
-        t0 = itest_now_ms();
-        CHECK(forkpool_acquire(fp, "main", -1, &other) == -ETIMEDOUT);
-        waited = itest_now_ms() - t0;
-        CHECK_MSG(waited >= 350 && waited < 2000, "waited %lld ms for 0.4 s", (long long)waited);
-
-        /* Timeout 0: try once, no wait. */
-        t0 = itest_now_ms();
-        CHECK(forkpool_acquire(fp, "main", 0, &other) == -ETIMEDOUT);
-        CHECK(itest_now_ms() - t0 < 200);
-
-        CHECK(itest_pool(&s).counters.timeouts == 3);
-        CHECK_OK(forkpool_release(held));
-        /* Now it is free: timeout 0 succeeds. */
-        CHECK_OK(forkpool_acquire(fp, "main", 0, &other));
-        CHECK_OK(forkpool_release(other));
-        forkpool_close(fp);
-        CHECK(itest_sup_stop(&s) == 0);
-}
-
-/* Waiters are served first come, first served. */
-static void test_fifo(void)
-{
-        enum {
-                WAITERS = 4
-        };
-        struct itest_sup s;
-        forkpool *fp;
-        forkpool_lease *held;
-        int order[2];
-        pid_t pids[WAITERS];
-
-        itest_sup_start(&s, "it_fifo", "pool_size = 1\nmax_overflow = 0\n", NULL);
-        CHECK_OK(forkpool_open(s.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", -1, &held));
-        CHECK(pipe(order) == 0);
-
-        for (int i = 0; i < WAITERS; i++) {
-                pids[i] = fork();
-                if (pids[i] == 0) {
-                        forkpool *mine;
-                        forkpool_lease *lease;
-                        CHECK_OK(forkpool_open(s.socket, &mine));
-                        CHECK_OK(forkpool_acquire(mine, "main", 20000, &lease));
-                        char c = (char)('0' + i);
-                        CHECK(write(order[1], &c, 1) == 1);
-                        usleep(50000);
-                        CHECK_OK(forkpool_release(lease));
-                        _exit(0);
-                }
-                /* Let each one queue before the next starts. */
-                int64_t end = itest_now_ms() + 5000;
-                while (itest_pool(&s).waiting < i + 1 && itest_now_ms() < end)
-                        usleep(2000);
-                CHECK(itest_pool(&s).waiting == i + 1);
-        }
-        CHECK_OK(forkpool_release(held));
-        char got[WAITERS + 1] = {0};
-        for (int i = 0; i < WAITERS; i++)
-                CHECK(read(order[0], &got[i], 1) == 1);
-        CHECK_MSG(strcmp(got, "0123") == 0, "served in order %s", got);
-        for (int i = 0; i < WAITERS; i++)
-                CHECK(itest_wait_child(pids[i], 10000) == 0);
-        forkpool_close(fp);
-        CHECK(itest_sup_stop(&s) == 0);
-}
-
-/* An open transaction's row never becomes visible; the next holder starts clean. */
-static void test_reset_on_return(void)
-{
-        struct itest_sup s;
-        forkpool *fp;
-        forkpool_lease *lease;
-        PGconn *admin = itest_admin();
-
-        itest_query(admin, "DROP TABLE IF EXISTS it_reset; CREATE TABLE it_reset (v int)");
-        itest_sup_start(&s, "it_reset", "pool_size = 1\nmax_overflow = 0\n", NULL);
-        CHECK_OK(forkpool_open(s.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
-        PGconn *c = forkpool_lease_pg(lease);
-        itest_query(c, "BEGIN");
-        itest_query(c, "INSERT INTO it_reset VALUES (1)");
-        CHECK(PQtransactionStatus(c) == PQTRANS_INTRANS);
-        CHECK_OK(forkpool_release(lease));
-
-        CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
-        c = forkpool_lease_pg(lease);
-        CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
-        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM it_reset"), "0") == 0);
-        CHECK(strcmp(itest_query(c, "SELECT now() = statement_timestamp()"), "t") == 0);
-        CHECK_OK(forkpool_release(lease));
-        CHECK(itest_admin_long(admin, "SELECT count(*) FROM it_reset") == 0);
-        forkpool_close(fp);
-        CHECK(itest_sup_stop(&s) == 0);
         PQfinish(admin);
 }
 
@@ -326,6 +144,4 @@ static void test_threads(void)
 }
 
 ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60},
-           {"cap_across_processes", test_cap_across_processes, 120}, {"timeout", test_timeout, 60},
-           {"fifo", test_fifo, 60}, {"reset_on_return", test_reset_on_return, 60},
            {"threads", test_threads, 60}, {"pool_state", test_pool_state, 60})

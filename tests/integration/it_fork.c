@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * it_fork.c — fork safety and death: a child never reuses its parent's lease;
- * a holder killed mid-transaction or mid-query has its lease reclaimed
- * within a second and nothing it left uncommitted becomes visible; a killed
- * supervisor leaves the current lease working, makes new acquires fail fast,
- * and a restarted one serves the same handle again.
+ * it_fork.c — fork safety and death, the PostgreSQL-specific parts (it_both.c
+ * runs the scenarios shared with MariaDB: holders and supervisors killed): a
+ * child never reuses its parent's lease, even through a stray PQexec or a
+ * raw clone; a waiter that dies leaves the queue; a release sent just before
+ * exit is a release.
  */
 #include <errno.h>
 #include <signal.h>
@@ -102,79 +102,6 @@ static void test_raw_fork(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
-/* Waits until the pool has no lease out; returns the milliseconds it took. */
-static int64_t wait_reclaimed(const struct itest_sup *s, int64_t start)
-{
-        while (itest_pool(s).checked_out != 0 && itest_now_ms() - start < 5000)
-                usleep(2000);
-        return itest_now_ms() - start;
-}
-
-static void holder_killed(const char *what)
-{
-        struct itest_sup s;
-        PGconn *admin = itest_admin();
-        int ready[2];
-
-        itest_query(admin, "DROP TABLE IF EXISTS it_death; CREATE TABLE it_death (v int)");
-        itest_sup_start(&s, "it_death", "pool_size = 1\nmax_overflow = 0\n", NULL);
-        CHECK(pipe(ready) == 0);
-        pid_t pid = fork();
-        if (pid == 0) {
-                forkpool *fp;
-                forkpool_lease *lease;
-                CHECK_OK(forkpool_open(s.socket, &fp));
-                CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
-                PGconn *c = forkpool_lease_pg(lease);
-                itest_query(c, "BEGIN");
-                itest_query(c, "INSERT INTO it_death VALUES (1)");
-                if (strcmp(what, "query") == 0) {
-                        CHECK(PQsendQuery(c, "SELECT pg_sleep(60)"));
-                        CHECK(PQflush(c) == 0);
-                }
-                CHECK(write(ready[1], "x", 1) == 1);
-                pause();
-                _exit(0);
-        }
-        char x;
-        CHECK(read(ready[0], &x, 1) == 1);
-        usleep(100000);
-        CHECK(itest_pool(&s).checked_out == 1);
-        int64_t start = itest_now_ms();
-        kill(pid, SIGKILL);
-        int64_t took = wait_reclaimed(&s, start);
-        CHECK_MSG(took < 1000, "reclaimed after %lld ms", (long long)took);
-        waitpid(pid, NULL, 0);
-
-        struct fp_shm_pool st = itest_pool(&s);
-        CHECK(st.counters.reclaims == 1 && st.checked_out == 0);
-        /* Its backend is gone (never reused) and nothing was committed. */
-        CHECK(itest_wait_backends(admin, "it_death", 0, 5000) == 0);
-        CHECK(itest_admin_long(admin, "SELECT count(*) FROM it_death") == 0);
-
-        /* The pool serves the next worker with a new connection. */
-        forkpool *fp;
-        forkpool_lease *lease;
-        CHECK_OK(forkpool_open(s.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
-        CHECK(strcmp(itest_query(forkpool_lease_pg(lease), "SELECT count(*) FROM it_death"), "0") ==
-              0);
-        CHECK_OK(forkpool_release(lease));
-        forkpool_close(fp);
-        CHECK(itest_sup_stop(&s) == 0);
-        PQfinish(admin);
-}
-
-static void test_holder_killed_mid_transaction(void)
-{
-        holder_killed("transaction");
-}
-
-static void test_holder_killed_mid_query(void)
-{
-        holder_killed("query");
-}
-
 /* A waiter that dies leaves the queue; the next one is served. */
 static void test_waiter_killed(void)
 {
@@ -211,45 +138,6 @@ static void test_waiter_killed(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
-static void test_supervisor_killed(void)
-{
-        struct itest_sup s;
-        forkpool *fp;
-        forkpool_lease *lease, *other;
-        PGconn *admin = itest_admin();
-
-        itest_query(admin, "DROP TABLE IF EXISTS it_supkill; CREATE TABLE it_supkill (v int)");
-        itest_sup_start(&s, "it_supkill", "pool_size = 2\nmax_overflow = 0\n", NULL);
-        CHECK_OK(forkpool_open(s.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
-        PGconn *c = forkpool_lease_pg(lease);
-        itest_query(c, "BEGIN");
-        itest_query(c, "INSERT INTO it_supkill VALUES (1)");
-
-        itest_sup_kill(&s);
-        /* The lease keeps working: the socket is ours. */
-        itest_query(c, "INSERT INTO it_supkill VALUES (2)");
-        itest_query(c, "COMMIT");
-        CHECK(itest_admin_long(admin, "SELECT count(*) FROM it_supkill") == 2);
-
-        /* New acquires fail fast and say why. */
-        int64_t t0 = itest_now_ms();
-        int r = forkpool_acquire(fp, "main", 5000, &other);
-        CHECK_MSG(r == -ECONNREFUSED || r == -ECONNRESET, "acquire gave %d", r);
-        CHECK(itest_now_ms() - t0 < 1000);
-        CHECK_OK(forkpool_release(lease));
-
-        /* A restarted supervisor replaces the stale socket and segment and serves again. */
-        itest_sup_restart(&s);
-        CHECK_OK(forkpool_acquire(fp, "main", 5000, &other));
-        itest_query(forkpool_lease_pg(other), "SELECT 1");
-        CHECK_OK(forkpool_release(other));
-        CHECK(itest_pool(&s).counters.acquires == 1);
-        forkpool_close(fp);
-        CHECK(itest_sup_stop(&s) == 0);
-        PQfinish(admin);
-}
-
 /* A release sent just before the process exits is a release, not a lease to reclaim. */
 static void test_release_then_exit(void)
 {
@@ -278,8 +166,5 @@ static void test_release_then_exit(void)
 }
 
 ITEST_MAIN({"fork_after_acquire", test_fork_after_acquire, 60}, {"raw_clone", test_raw_fork, 60},
-           {"holder_killed_mid_transaction", test_holder_killed_mid_transaction, 60},
-           {"holder_killed_mid_query", test_holder_killed_mid_query, 60},
            {"waiter_killed", test_waiter_killed, 60},
-           {"supervisor_killed", test_supervisor_killed, 60},
            {"release_then_exit", test_release_then_exit, 60})
