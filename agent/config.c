@@ -518,34 +518,34 @@ static int key_socket(struct config_loader *ld, const char *v, char *reason, siz
         return 0;
 }
 
-static int key_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
+/*
+ * Parses a list of users or groups into ids (FP_CONFIG_MAX_IDS entries) and
+ * its length into *ret_n; on failure neither changes.
+ */
+static int config_set_ids(const char *v, bool group, uint32_t *ids, size_t *ret_n, char *reason,
+                          size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
+        _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+                       "ids are 32 bits");
+        unsigned long parsed[FP_CONFIG_MAX_IDS];
         size_t n;
-        int r;
-
-        r = config_parse_ids(v, false, ids, &n, reason, len);
+        int r = config_parse_ids(v, group, parsed, &n, reason, len);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++)
-                ld->cfg->allow_uids[i] = (uid_t)ids[i];
-        ld->cfg->n_allow_uids = n;
+                ids[i] = (uint32_t)parsed[i];
+        *ret_n = n;
         return 0;
+}
+
+static int key_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_set_ids(v, false, ld->cfg->allow_uids, &ld->cfg->n_allow_uids, reason, len);
 }
 
 static int key_allow_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r;
-
-        r = config_parse_ids(v, true, ids, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ld->cfg->allow_gids[i] = (gid_t)ids[i];
-        ld->cfg->n_allow_gids = n;
-        return 0;
+        return config_set_ids(v, true, ld->cfg->allow_gids, &ld->cfg->n_allow_gids, reason, len);
 }
 
 static int key_log_level(struct config_loader *ld, const char *v, char *reason, size_t len)
@@ -647,54 +647,22 @@ static int key_user(struct config_loader *ld, const char *v, char *reason, size_
 
 static int key_admin_users(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r = config_parse_ids(v, false, ids, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ld->cfg->admin_uids[i] = (uid_t)ids[i];
-        ld->cfg->n_admin_uids = n;
-        return 0;
+        return config_set_ids(v, false, ld->cfg->admin_uids, &ld->cfg->n_admin_uids, reason, len);
 }
 
 static int key_admin_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r = config_parse_ids(v, true, ids, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ld->cfg->admin_gids[i] = (gid_t)ids[i];
-        ld->cfg->n_admin_gids = n;
-        return 0;
+        return config_set_ids(v, true, ld->cfg->admin_gids, &ld->cfg->n_admin_gids, reason, len);
 }
 
 static int key_pool_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r = config_parse_ids(v, false, ids, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ld->pool->allow_uids[i] = (uid_t)ids[i];
-        ld->pool->n_allow_uids = n;
-        return 0;
+        return config_set_ids(v, false, ld->pool->allow_uids, &ld->pool->n_allow_uids, reason, len);
 }
 
 static int key_pool_allow_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        unsigned long ids[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r = config_parse_ids(v, true, ids, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ld->pool->allow_gids[i] = (gid_t)ids[i];
-        ld->pool->n_allow_gids = n;
-        return 0;
+        return config_set_ids(v, true, ld->pool->allow_gids, &ld->pool->n_allow_gids, reason, len);
 }
 
 static int key_poolclass(struct config_loader *ld, const char *v, char *reason, size_t len)

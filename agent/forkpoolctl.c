@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctl_commands.h"
 #include "forkpool.h"
 #include "proto.h"
@@ -163,20 +164,7 @@ static const char *ctl_db_kind_name(uint32_t kind)
 
 static const char *ctl_reset_mode_name(uint32_t mode)
 {
-        switch (mode) {
-        case FP_RESET_ROLLBACK:
-                return "rollback";
-        case FP_RESET_COMMIT:
-                return "commit";
-        case FP_RESET_NONE:
-                return "none";
-        case FP_RESET_DISCARD:
-                return "discard";
-        case FP_RESET_AUTO:
-                return "auto";
-        default:
-                return "unknown";
-        }
+        return mode <= FP_RESET_AUTO ? fp_reset_mode_name((enum fp_reset_mode)mode) : "unknown";
 }
 
 /* SQLAlchemy's status() line for the pool's class (QueuePool's character for character). */

@@ -30,6 +30,7 @@
 #include <mysql.h>
 
 #include "internal.h"
+#include "sockio.h"
 
 #define STEP_TIMEOUT_MS              2000
 #define RESPONSE_MAX                 8192
@@ -123,21 +124,6 @@ static int read_full(int fd, void *buf, size_t len)
         return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
-{
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                done += (size_t)n;
-        }
-        return 0;
-}
-
 /*
  * Accepts the library's connection on the listener. Anything that is not
  * this process (a stale connection left in the backlog) is closed and skipped.
@@ -199,7 +185,7 @@ static int send_packet(int fd, unsigned char seq, const unsigned char *payload, 
         buf[2] = (unsigned char)((len >> 16) & 0xff);
         buf[3] = seq;
         memcpy(buf + 4, payload, len);
-        return write_full(fd, buf, len + 4);
+        return fp_write_full(fd, buf, len + 4);
 }
 
 /* The server greeting (HandshakeV10) of the real session. */
@@ -523,7 +509,7 @@ static void close_left_statements(MYSQL *m)
                 uint32_t id = (uint32_t)stmt->stmt_id;
                 unsigned char *p = pkt + 5;
                 put_u32(&p, id);
-                (void)write_full(fd, pkt, sizeof(pkt));
+                (void)fp_write_full(fd, pkt, sizeof(pkt));
         }
 }
 

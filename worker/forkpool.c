@@ -125,18 +125,6 @@ static void handle_check_fork(forkpool *fp)
 
 /* --- the control connection --- */
 
-static int wait_readable(int fd, int timeout_ms)
-{
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n;
-        do
-                n = poll(&p, 1, timeout_ms);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : 0;
-}
-
 /* Turns an error reply into its negative errno (bounded) and remembers its text. */
 static int error_reply(const struct fp_msg_error *msg)
 {
@@ -193,7 +181,7 @@ static int control_connect(forkpool *fp)
         hello.pid = getpid();
         /* A refusal may already be waiting even if this send fails: read it anyway. */
         int sent = fp_send_msg(fd, &hello, sizeof(hello), -1, 0);
-        r = wait_readable(fd, HELLO_TIMEOUT_MS);
+        r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
         if (r >= 0) {
                 int rfd = -1;
                 ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd);
@@ -416,7 +404,7 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
         int wait_ms = timeout_ms < 0 ? -1 : timeout_ms + REPLY_SLACK_MS;
         for (;;) {
                 int lease_fd = -1;
-                r = wait_readable(fd, wait_ms);
+                r = fp_wait_fd(fd, POLLIN, wait_ms);
                 if (r < 0)
                         return r;
                 ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &lease_fd);
