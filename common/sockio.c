@@ -104,11 +104,11 @@ int fp_wait_fd(int fd, short events, int timeout_ms)
         return n == 0 ? -ETIMEDOUT : 0;
 }
 
-int fp_write_full(int fd, const char *buf, size_t len)
+int fp_write_full(int fd, const void *buf, size_t len)
 {
         size_t done = 0;
         while (done < len) {
-                ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
+                ssize_t n = send(fd, (const char *)buf + done, len - done, MSG_NOSIGNAL);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;

@@ -34,6 +34,6 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags);
 int fp_wait_fd(int fd, short events, int timeout_ms);
 
 /* Writes all of buf to a (blocking) socket, without SIGPIPE. Returns 0 or a negative errno. */
-int fp_write_full(int fd, const char *buf, size_t len);
+int fp_write_full(int fd, const void *buf, size_t len);
 
 #endif /* FORKPOOL_SOCKIO_H */
