@@ -3,11 +3,11 @@
  * fdstore.c — connections kept in systemd's file-descriptor store across
  * restarts and crashes (fdstore.h).
  *
- * The state memfd is an array of struct fp_saved_slot, one per (pool id,
- * slot index) of the supervisor that wrote it; a connection's FDNAME,
- * "c<pool id>.<slot index>", says where its record is. Records are written
- * with pwrite() as slots change (connect, lease, return), so a crash leaves
- * them true.
+ * The state memfd is an array of struct fp_saved_slot (PostgreSQL and MySQL
+ * alike, at a fixed stride), one per (pool id, slot index) of the supervisor
+ * that wrote it; a connection's FDNAME, "c<pool id>.<slot index>", says
+ * where its record is. Records are written with pwrite() as slots change
+ * (connect, lease, return), so a crash leaves them true.
  */
 #include "fdstore.h"
 
@@ -22,6 +22,8 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "myadopt.h"
+#include "myconn.h"
 #include "pgadopt.h"
 #include "pgconn.h"
 #include "supervisor.h"
@@ -74,22 +76,30 @@ static void store_state_memfd(struct fp_supervisor *sup)
 void fp_fdstore_save(struct fp_supervisor *sup, struct fp_pool *pool, const struct fp_record *rec)
 {
         struct fp_sup_pool *sp = pool->userdata;
-        struct fp_saved_slot s = {0};
-        struct fp_msg_lease desc;
+        struct fp_saved_slot s;
+        enum fp_db_kind kind = sp->driver->kind;
 
-        if (!fp_fdstore_active(sup) || !rec->conn || sp->driver->kind != FP_DB_POSTGRES)
+        if (!fp_fdstore_active(sup) || !rec->conn ||
+            (kind != FP_DB_POSTGRES && kind != FP_DB_MYSQL))
                 return;
-        memset(&desc, 0, sizeof(desc));
-        sp->driver->describe(rec->conn, &desc);
+        memset(&s, 0, sizeof(s));
+        if (kind == FP_DB_POSTGRES) {
+                struct fp_msg_lease desc;
+                memset(&desc, 0, sizeof(desc));
+                sp->driver->describe(rec->conn, &desc);
+                s.txn = desc.txn;
+                s.pg = desc.pg;
+        } else {
+                /* Not the driver's describe(): that one counts as handing the connection out. */
+                fp_myconn_describe(rec->conn, &s.my, &s.txn);
+        }
         s.magic = FP_SAVED_SLOT_MAGIC;
         s.index = rec->index;
         snprintf(s.pool, sizeof(s.pool), "%s", pool->params.name);
-        s.db_kind = FP_DB_POSTGRES;
+        s.db_kind = kind;
         s.state = rec->state == FP_SLOT_LEASED ? FP_SLOT_LEASED : FP_SLOT_IDLE;
         s.holder_pid = rec->state == FP_SLOT_LEASED ? rec->holder_pid : 0;
-        s.txn = desc.txn;
         s.lease_generation = rec->lease_generation;
-        s.pg = desc.pg;
         if (pwrite(sup->fdstore_fd, &s, sizeof(s), record_offset(pool->id, rec->index)) !=
             (ssize_t)sizeof(s))
                 log_warning_errno(-errno, "pool %s: cannot save slot %u", pool->params.name,
@@ -128,46 +138,89 @@ static bool parse_conn_name(const char *name, uint32_t *ret_pool, uint32_t *ret_
         return true;
 }
 
+/* The saved session's id (backend pid, thread id), for messages. */
+static int saved_backend_id(const struct fp_saved_slot *s)
+{
+        return s->db_kind == FP_DB_MYSQL ? (int)s->my.thread_id : s->pg.backend_pid;
+}
+
+/*
+ * Adopts fd as a connection of sp's driver with s's saved values. Takes fd in
+ * every case (closed on failure, never shut down: a worker may still hold
+ * it). Returns 0 and the driver's connection in *ret, or a negative errno.
+ */
+static int adopt_saved(struct fp_supervisor *sup, struct fp_sup_pool *sp, int fd,
+                       const struct fp_saved_slot *s, void **ret)
+{
+        char why[FP_ERRTEXT_MAX];
+        int r;
+
+        if (s->db_kind == FP_DB_POSTGRES) {
+                PGconn *conn;
+                struct fp_pgconn *pc;
+                r = fp_pg_adopt(fd, &s->pg, s->txn, &conn);
+                if (r < 0) {
+                        close(fd);
+                        return r;
+                }
+                r = fp_pgconn_restore(sup->event, conn, &s->pg, s->txn, &pc);
+                if (r < 0) {
+                        PQfinish(conn);
+                        return r;
+                }
+                *ret = pc;
+                return 0;
+        }
+
+        MYSQL *m;
+        r = fp_my_adopt(fd, &s->my, NULL, NULL, &m, why, sizeof(why));
+        if (r < 0) {
+                if (why[0])
+                        log_warning("fd store: pool %s: thread %u: %s", s->pool, s->my.thread_id,
+                                    why);
+                close(fd);
+                return r;
+        }
+        r = fp_myconn_restore(sup->event, sp->prepared, m, &s->my, s->state == FP_SLOT_LEASED, ret);
+        if (r < 0)
+                mysql_close(m);
+        return r;
+}
+
 /* Adopts one saved connection into its pool. Takes fd in every case. */
 static bool restore_one(struct fp_supervisor *sup, int fd, const struct fp_saved_slot *s)
 {
         struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, s->pool);
-        PGconn *conn;
-        struct fp_pgconn *pc;
+        int backend = saved_backend_id(s);
+        void *conn;
 
-        if (!sp || sp->driver->kind != FP_DB_POSTGRES) {
+        if (!sp || sp->driver->kind != s->db_kind) {
                 log_warning("fd store: pool %s is gone: its backend %d is closed", s->pool,
-                            s->pg.backend_pid);
+                            backend);
                 close(fd); /* never shut down: a worker may still hold it */
                 return false;
         }
-        int r = fp_pg_adopt(fd, &s->pg, s->txn, &conn);
+        int r = adopt_saved(sup, sp, fd, s, &conn);
         if (r < 0) {
                 log_warning_errno(r, "fd store: pool %s: cannot adopt backend %d", s->pool,
-                                  s->pg.backend_pid);
-                close(fd);
-                return false;
-        }
-        r = fp_pgconn_restore(sup->event, conn, &s->pg, s->txn, &pc);
-        if (r < 0) {
-                PQfinish(conn);
+                                  backend);
                 return false;
         }
         bool leased = s->state == FP_SLOT_LEASED;
-        r = fp_pool_restore(&sp->pool, s->index, pc, s->pg.backend_pid, leased, s->holder_pid,
+        r = fp_pool_restore(&sp->pool, s->index, conn, backend, leased, s->holder_pid,
                             s->lease_generation);
         if (r < 0) {
                 log_warning("fd store: pool %s: slot %u is taken: backend %d closed", s->pool,
-                            s->index, s->pg.backend_pid);
-                fp_pgconn_close(pc, false);
+                            s->index, backend);
+                sp->driver->close(conn, false);
                 return false;
         }
         if (leased)
                 log_info("fd store: pool %s: slot %u back, backend %d, leased to pid %d", s->pool,
-                         s->index, s->pg.backend_pid, (int)s->holder_pid);
+                         s->index, backend, (int)s->holder_pid);
         else
                 log_info("fd store: pool %s: slot %u back, backend %d, idle", s->pool, s->index,
-                         s->pg.backend_pid);
+                         backend);
         fp_fdstore_save(sup, &sp->pool, &sp->pool.records[s->index]);
         if (leased)
                 fp_supervisor_watch_orphan(sup, sp, s->index, s->holder_pid);
@@ -200,13 +253,19 @@ int fp_fdstore_restore(struct fp_supervisor *sup)
                                 ? NULL
                                 : &old[(size_t)pool_id * FP_SHM_MAX_SLOTS_PER_POOL + index];
                 if (!s || s->magic != FP_SAVED_SLOT_MAGIC || s->index != index ||
-                    s->db_kind != FP_DB_POSTGRES) {
+                    (s->db_kind != FP_DB_POSTGRES && s->db_kind != FP_DB_MYSQL)) {
                         log_warning("fd store: nothing saved for connection %s: closed", name);
                         close(fd);
                         continue;
                 }
                 struct fp_saved_slot copy = *s;
                 copy.pool[sizeof(copy.pool) - 1] = '\0';
+                if (copy.db_kind == FP_DB_MYSQL) {
+                        copy.my.server_version[sizeof(copy.my.server_version) - 1] = '\0';
+                        copy.my.charset[sizeof(copy.my.charset) - 1] = '\0';
+                        copy.my.user[sizeof(copy.my.user) - 1] = '\0';
+                        copy.my.db[sizeof(copy.my.db) - 1] = '\0';
+                }
                 restored += restore_one(sup, fd, &copy);
         }
         if (old != MAP_FAILED)

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fdstore.h — restarts that drop nothing: every PostgreSQL connection's
- * socket is kept in systemd's file-descriptor store (FDSTORE=1, one FDNAME
- * per slot), and what the next supervisor needs to adopt it — the session's
- * BackendKeyData and ParameterStatus values, the slot's state and holder — in
- * a memfd kept there too ("state"). A crash or a restart leaves both with
- * systemd; the next forkpoold gets them back ($LISTEN_FDS, $LISTEN_FDNAMES)
- * and adopts the connections: idle ones return to their pools, leased ones
- * wait for their holders' releases, holders that died meanwhile are
- * reclaimed.
+ * fdstore.h — restarts that drop nothing: every connection's socket
+ * (PostgreSQL and MySQL/MariaDB) is kept in systemd's file-descriptor store
+ * (FDSTORE=1, one FDNAME per slot), and what the next supervisor needs to
+ * adopt it — the session's BackendKeyData and ParameterStatus values
+ * (PostgreSQL) or its handshake values and scramble (MySQL), the slot's state
+ * and holder — in a memfd kept there too ("state"). A crash or a restart
+ * leaves both with systemd; the next forkpoold gets them back ($LISTEN_FDS,
+ * $LISTEN_FDNAMES) and adopts the connections: idle ones return to their
+ * pools, leased ones wait for their holders' releases, holders that died
+ * meanwhile are reclaimed.
  *
  * Active when $FDSTORE (the unit's FileDescriptorStoreMax=, which systemd 254+
  * sets by itself) is more than 0 and $NOTIFY_SOCKET is set. The state memfd
- * holds session secrets (cancel keys): it never leaves forkpoold and systemd.
+ * holds session secrets (cancel keys, scrambles): it never leaves forkpoold
+ * and systemd.
  */
 #ifndef FORKPOOL_FDSTORE_H
 #define FORKPOOL_FDSTORE_H
@@ -25,18 +27,32 @@
 
 struct fp_supervisor;
 
+/* The size of a saved record: the stride of the state memfd. */
+#define FP_SAVED_SLOT_SIZE 2424
+
 /* What was saved of one slot. */
 struct fp_saved_slot {
         uint32_t magic; /* FP_SAVED_SLOT_MAGIC when the record is in use */
         uint32_t index; /* slot index in its pool */
         char pool[FP_SHM_POOL_NAME_MAX];
-        uint32_t db_kind;
-        uint32_t state; /* FP_SLOT_IDLE or FP_SLOT_LEASED; anything else is not restored */
+        uint32_t db_kind; /* enum fp_db_kind: which of pg and my is set */
+        uint32_t state;   /* FP_SLOT_IDLE or FP_SLOT_LEASED; anything else is not restored */
         int32_t holder_pid;
         uint32_t txn; /* enum fp_txn at the next hand-over */
         uint64_t lease_generation;
-        struct fp_lease_pg pg;
+        union {
+                struct fp_lease_pg pg;    /* FP_DB_POSTGRES */
+                struct fp_lease_mysql my; /* FP_DB_MYSQL */
+        };
 };
+
+/*
+ * Records are written at a fixed stride into a memfd the next forkpoold
+ * reads: the layout must not change (a MySQL record fits the PostgreSQL one).
+ */
+_Static_assert(sizeof(struct fp_lease_mysql) <= sizeof(struct fp_lease_pg),
+               "a MySQL record does not grow the saved slot");
+_Static_assert(sizeof(struct fp_saved_slot) == FP_SAVED_SLOT_SIZE, "saved slot layout");
 
 /* Sets up the store (a new state memfd, given to systemd). Returns 0 or a negative errno. */
 int fp_fdstore_init(struct fp_supervisor *sup);

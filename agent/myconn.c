@@ -36,6 +36,7 @@
 
 #include "driver.h"
 #include "log.h"
+#include "myconn.h"
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
 /*
@@ -909,6 +910,49 @@ static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_
         return 0;
 }
 
+int fp_myconn_restore(sd_event *event, void *prepared, MYSQL *m, const struct fp_lease_mysql *info,
+                      bool leased, void **ret)
+{
+        struct my_pool *p = prepared;
+        struct my_conn *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        /* The admin connection (KILL) is opened on the pool's loop when first needed. */
+        p->event = event;
+        p->refs++;
+        c->pool = p;
+        c->phase = MY_READY;
+        c->handed_out = leased;
+        c->a.event = event;
+        c->a.owner = c;
+        c->a.connect_to = p;
+        c->a.connect_db = p->database;
+        c->a.connect_flag = p->client_flag;
+        c->a.m = m;
+        (void)fcntl(mysql_get_socket(m), F_SETFD, FD_CLOEXEC);
+        c->thread_id = info->thread_id;
+        c->protocol_version = info->protocol_version;
+        c->server_caps = info->server_capabilities;
+        c->server_ext_caps = info->server_ext_capabilities;
+        c->client_flag = info->client_flag;
+        c->client_ext_flag = info->client_ext_flag;
+        c->server_language = info->server_language;
+        c->server_status = info->server_status & ~MY_STATUS_TRANSIENT;
+        c->charset_nr = info->charset_nr;
+        snprintf(c->server_version, sizeof(c->server_version), "%.*s",
+                 (int)strnlen(info->server_version, sizeof(info->server_version)),
+                 info->server_version);
+        snprintf(c->charset, sizeof(c->charset), "%.*s",
+                 (int)strnlen(info->charset, sizeof(info->charset)), info->charset);
+        snprintf(c->user, sizeof(c->user), "%.*s", (int)strnlen(info->user, sizeof(info->user)),
+                 info->user);
+        snprintf(c->db, sizeof(c->db), "%.*s", (int)strnlen(info->db, sizeof(info->db)), info->db);
+        memcpy(c->scramble, info->scramble, sizeof(c->scramble));
+        *ret = c;
+        return 0;
+}
+
 /* --- reset --- */
 
 static uint32_t txn_of(uint32_t server_status)
@@ -1165,30 +1209,36 @@ static int my_backend_id(const void *conn)
         return (int)c->thread_id;
 }
 
+void fp_myconn_describe(const void *conn, struct fp_lease_mysql *ret, uint32_t *ret_txn)
+{
+        const struct my_conn *c = conn;
+
+        *ret_txn = txn_of(c->server_status);
+        memset(ret, 0, sizeof(*ret));
+        ret->thread_id = c->thread_id;
+        ret->protocol_version = c->protocol_version;
+        ret->server_capabilities = c->server_caps;
+        ret->server_ext_capabilities = c->server_ext_caps;
+        ret->client_flag = c->client_flag;
+        ret->client_ext_flag = c->client_ext_flag;
+        ret->server_language = c->server_language;
+        ret->server_status = c->server_status;
+        ret->charset_nr = c->charset_nr;
+        snprintf(ret->server_version, sizeof(ret->server_version), "%s", c->server_version);
+        snprintf(ret->charset, sizeof(ret->charset), "%s", c->charset);
+        snprintf(ret->user, sizeof(ret->user), "%s", c->user);
+        snprintf(ret->db, sizeof(ret->db), "%s", c->db);
+        memcpy(ret->scramble, c->scramble, sizeof(ret->scramble));
+}
+
 static void my_describe(const void *conn, struct fp_msg_lease *msg)
 {
         /* handed_out is the driver's bookkeeping of the lease, not session state. */
         struct my_conn *c = (struct my_conn *)conn;
-        struct fp_lease_mysql *my = &msg->my;
 
         c->handed_out = true;
         msg->db_kind = FP_DB_MYSQL;
-        msg->txn = txn_of(c->server_status);
-        memset(my, 0, sizeof(*my));
-        my->thread_id = c->thread_id;
-        my->protocol_version = c->protocol_version;
-        my->server_capabilities = c->server_caps;
-        my->server_ext_capabilities = c->server_ext_caps;
-        my->client_flag = c->client_flag;
-        my->client_ext_flag = c->client_ext_flag;
-        my->server_language = c->server_language;
-        my->server_status = c->server_status;
-        my->charset_nr = c->charset_nr;
-        snprintf(my->server_version, sizeof(my->server_version), "%s", c->server_version);
-        snprintf(my->charset, sizeof(my->charset), "%s", c->charset);
-        snprintf(my->user, sizeof(my->user), "%s", c->user);
-        snprintf(my->db, sizeof(my->db), "%s", c->db);
-        memcpy(my->scramble, c->scramble, sizeof(my->scramble));
+        fp_myconn_describe(c, &msg->my, &msg->txn);
 }
 
 static int my_cancel(void *conn)

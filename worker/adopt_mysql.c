@@ -1,302 +1,43 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * adopt_mysql.c — turning a leased MySQL/MariaDB socket into a real MYSQL *,
- * and giving it back without a COM_QUIT.
- *
- * The method (research/adoption.md §B): Connector/C connects, with its
- * non-blocking API, to a private abstract Unix socket of this process; we
- * play the server's part of the handshake with the real session's values —
- * version, thread id, capabilities (MariaDB's extended ones too), collation,
- * status and the real scramble (so that mysql_change_user works) — check
- * that the client's HandshakeResponse asks for exactly what the real session
- * negotiated, answer OK, and then dup3 the real socket over the library's.
- * From then on every byte the library sends goes to the real server.
+ * adopt_mysql.c — turning a leased MySQL/MariaDB socket into a real MYSQL *
+ * (common/myadopt.c plays the server's part of the handshake), tracking what
+ * the holder changes in the session, and giving the socket back without a
+ * COM_QUIT.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <errmsg.h>
 #include <mysql.h>
 
 #include "internal.h"
+#include "myadopt.h"
 #include "sockio.h"
 
-#define STEP_TIMEOUT_MS              2000
-#define RESPONSE_MAX                 8192
-#define PLUGIN_NAME                  "mysql_native_password"
 #define COM_STMT_CLOSE_CODE          0x19
 #define COM_STMT_SEND_LONG_DATA_CODE 0x18
 #define COM_QUIT_CODE                0x01
-#define ER_HANDSHAKE_ERROR_CODE      1043
-/* Capability bits that may differ between the two handshakes without meaning anything. */
-#define CAPS_IGNORED (CLIENT_REMEMBER_OPTIONS | CLIENT_CONNECT_WITH_DB)
 
-/* The process's private listener; recreated in a child after fork. */
-static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static int listener_fd = -1;
-static pid_t listener_pid;
-static char listener_name[64]; /* "@forkpool-my.<pid>.<random>" for the unix_socket argument */
 void fp_adopt_mysql_atfork_child(void)
 {
-        /* A thread of the parent may have held it at fork; it is not here. */
-        pthread_mutex_init(&adopt_lock, NULL);
-}
-
-/* Creates the abstract listener Connector/C connects to as unix_socket=@name. */
-static int listener_open(void)
-{
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        uint64_t rnd;
-        int fd, r = -EADDRINUSE;
-
-        if (listener_fd >= 0 && listener_pid == getpid())
-                return 0;
-        if (listener_fd >= 0)
-                close(listener_fd); /* inherited from the parent: ours is a copy */
-        listener_fd = -1;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        for (int attempt = 0; attempt < 8 && r == -EADDRINUSE; attempt++) {
-                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                        rnd = (uint64_t)getpid() * 2654435761u + (uint64_t)attempt;
-                int n = snprintf(listener_name, sizeof(listener_name), "@forkpool-my.%d.%016llx",
-                                 (int)getpid(), (unsigned long long)rnd);
-                /* Connector/C maps "@name" to the abstract address "\0name", exact length. */
-                memcpy(addr.sun_path + 1, listener_name + 1, (size_t)n - 1);
-                socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n);
-                r = bind(fd, (struct sockaddr *)&addr, len) < 0 ? -errno : 0;
-        }
-        if (r == 0 && listen(fd, 16) < 0)
-                r = -errno;
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        listener_fd = fd;
-        listener_pid = getpid();
-        return 0;
-}
-
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-        struct pollfd p = {.fd = fd, .events = events};
-        int n;
-        do
-                n = poll(&p, 1, timeout_ms);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : (int)p.revents;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
-                if (n > 0) {
-                        done += (size_t)n;
-                        continue;
-                }
-                if (n == 0)
-                        return -ECONNRESET;
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return -errno;
-                int r = wait_fd(fd, POLLIN, STEP_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/*
- * Accepts the library's connection on the listener. Anything that is not
- * this process (a stale connection left in the backlog) is closed and skipped.
- */
-static int accept_client(void)
-{
-        for (int skipped = 0; skipped < 16; skipped++) {
-                /* The library's connect() to a Unix socket is done: usually no wait. */
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EAGAIN) {
-                                int r = wait_fd(listener_fd, POLLIN, STEP_TIMEOUT_MS);
-                                if (r < 0)
-                                        return r;
-                                continue;
-                        }
-                        if (errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return -errno;
-                }
-                struct ucred cred;
-                socklen_t clen = sizeof(cred);
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid()) {
-                        close(fd);
-                        continue;
-                }
-                return fd;
-        }
-        return -EPROTO;
-}
-
-static void put_u16(unsigned char **p, uint32_t v)
-{
-        (*p)[0] = (unsigned char)(v & 0xff);
-        (*p)[1] = (unsigned char)((v >> 8) & 0xff);
-        *p += 2;
+        fp_my_adopt_atfork_child();
 }
 
 static void put_u32(unsigned char **p, uint32_t v)
 {
-        put_u16(p, v & 0xffff);
-        put_u16(p, v >> 16);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Frames payload[0..len) as one packet with sequence number seq and sends it. */
-static int send_packet(int fd, unsigned char seq, const unsigned char *payload, size_t len)
-{
-        unsigned char buf[512];
-        if (len + 4 > sizeof(buf))
-                return -EMSGSIZE;
-        buf[0] = (unsigned char)(len & 0xff);
-        buf[1] = (unsigned char)((len >> 8) & 0xff);
-        buf[2] = (unsigned char)((len >> 16) & 0xff);
-        buf[3] = seq;
-        memcpy(buf + 4, payload, len);
-        return fp_write_full(fd, buf, len + 4);
-}
-
-/* The server greeting (HandshakeV10) of the real session. */
-static int send_greeting(int fd, const struct fp_lease_mysql *info)
-{
-        unsigned char buf[256], *p = buf;
-        /* TLS cannot be leased: never offer it (Connector/C 3.4 would take it). */
-        uint32_t caps = info->server_capabilities & ~(uint32_t)CLIENT_SSL;
-        size_t vlen = strnlen(info->server_version, sizeof(info->server_version) - 1);
-
-        *p++ = (unsigned char)(info->protocol_version ? info->protocol_version : 10);
-        memcpy(p, info->server_version, vlen);
-        p += vlen;
-        *p++ = '\0';
-        put_u32(&p, info->thread_id);
-        memcpy(p, info->scramble, 8);
-        p += 8;
-        *p++ = '\0';
-        put_u16(&p, caps & 0xffff);
-        *p++ = (unsigned char)info->server_language;
-        put_u16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
-        put_u16(&p, caps >> 16);
-        *p++ = FP_MY_SCRAMBLE_LEN + 1;
-        memset(p, 0, 6);
-        p += 6;
-        /* MariaDB's extended capabilities, read when CLIENT_MYSQL is clear. */
-        put_u32(&p, (caps & CLIENT_MYSQL) ? 0 : info->server_ext_capabilities);
-        memcpy(p, info->scramble + 8, FP_MY_SCRAMBLE_LEN - 8);
-        p += FP_MY_SCRAMBLE_LEN - 8;
-        *p++ = '\0';
-        memcpy(p, PLUGIN_NAME, sizeof(PLUGIN_NAME));
-        p += sizeof(PLUGIN_NAME);
-        return send_packet(fd, 0, buf, (size_t)(p - buf));
-}
-
-/*
- * Reads the client's HandshakeResponse and checks that it negotiates what the
- * real session did. Returns 0, -EPROTO with a reason in why, or an I/O error.
- */
-static int check_response(int fd, const struct fp_lease_mysql *info, char *why, size_t whylen)
-{
-        unsigned char head[4], body[RESPONSE_MAX];
-        int r = read_full(fd, head, sizeof(head));
-        if (r < 0)
-                return r;
-        size_t len = (size_t)head[0] | (size_t)head[1] << 8 | (size_t)head[2] << 16;
-        if (head[3] != 1 || len < 32 || len > sizeof(body)) {
-                snprintf(why, whylen, "unexpected handshake response from the client library");
-                return -EPROTO;
-        }
-        r = read_full(fd, body, len);
-        if (r < 0)
-                return r;
-
-        uint32_t got = get_u32(body) & ~(uint32_t)CAPS_IGNORED;
-        uint32_t want = info->client_flag & ~(uint32_t)CAPS_IGNORED;
-        if (got != want) {
-                snprintf(why, whylen,
-                         "capability mismatch: this process's MySQL client library asks for "
-                         "capabilities 0x%08x, the leased session negotiated 0x%08x (differing "
-                         "bits 0x%08x); forkpoold and its workers need compatible client "
-                         "libraries",
-                         got, want, got ^ want);
-                return -EPROTO;
-        }
-        if (!(info->server_capabilities & CLIENT_MYSQL)) {
-                uint32_t got_ext = get_u32(body + 28);
-                if (got_ext != info->client_ext_flag) {
-                        snprintf(why, whylen,
-                                 "capability mismatch: this process's MySQL client library asks "
-                                 "for MariaDB extended capabilities 0x%08x, the leased session "
-                                 "negotiated 0x%08x; forkpoold and its workers need compatible "
-                                 "client libraries",
-                                 got_ext, info->client_ext_flag);
-                        return -EPROTO;
-                }
-        }
-        if (body[8] != (unsigned char)(info->charset_nr & 0xff)) {
-                snprintf(why, whylen,
-                         "character set mismatch: this process's MySQL client library uses "
-                         "collation %u for '%s', the leased session %u",
-                         body[8], info->charset, info->charset_nr);
-                return -EPROTO;
-        }
-        return 0;
-}
-
-static int send_ok(int fd, const struct fp_lease_mysql *info)
-{
-        unsigned char buf[7], *p = buf;
-        *p++ = 0x00; /* OK */
-        *p++ = 0x00; /* affected rows */
-        *p++ = 0x00; /* insert id */
-        put_u16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
-        put_u16(&p, 0); /* warnings */
-        return send_packet(fd, 2, buf, sizeof(buf));
-}
-
-static void send_refusal(int fd, const char *why)
-{
-        unsigned char buf[300], *p = buf;
-        size_t n = strlen(why);
-        if (n > sizeof(buf) - 16)
-                n = sizeof(buf) - 16;
-        *p++ = 0xff;
-        put_u16(&p, ER_HANDSHAKE_ERROR_CODE);
-        memcpy(p, "#08S01", 6);
-        p += 6;
-        memcpy(p, why, n);
-        p += n;
-        (void)send_packet(fd, 2, buf, (size_t)(p - buf));
+        (*p)[0] = (unsigned char)(v & 0xff);
+        (*p)[1] = (unsigned char)((v >> 8) & 0xff);
+        (*p)[2] = (unsigned char)((v >> 16) & 0xff);
+        (*p)[3] = (unsigned char)((v >> 24) & 0xff);
+        *p += 4;
 }
 
 /* What a status callback of a TRACK_DIRTY lease records (reset_on_return = auto). */
@@ -330,114 +71,21 @@ static void track_status(void *data, enum enum_mariadb_status_info type, ...)
         va_end(ap);
 }
 
-/* A new handle with the lease's character set and the options adoption needs. */
-static int handle_new(const struct forkpool_lease *lease, MYSQL **ret)
+int fp_adopt_mysql(struct forkpool_lease *lease)
 {
-        my_bool off = 0;
-        MYSQL *m = mysql_init(NULL);
-
-        if (!m)
-                return -ENOMEM;
-        if (mysql_optionsv(m, MYSQL_OPT_NONBLOCK, 0) ||
-            mysql_optionsv(m, MYSQL_SET_CHARSET_NAME, lease->my_info.charset) ||
-            mysql_optionsv(m, MYSQL_OPT_RECONNECT, &off) ||
-            mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &off) ||
-            mysql_optionsv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off) ||
-            ((lease->flags & FP_LEASE_TRACK_DIRTY) &&
-             mysql_optionsv(m, MARIADB_OPT_STATUS_CALLBACK, track_status, (void *)lease))) {
-                mysql_close(m);
-                return -ENOMEM;
-        }
-        *ret = m;
-        return 0;
-}
-
-static int adopt_locked(struct forkpool_lease *lease)
-{
-        const struct fp_lease_mysql *info = &lease->my_info;
-        char why[FP_ERRTEXT_MAX] = "";
-        MYSQL *m, *ret = NULL;
-        int srv = -1, step = 0, r;
-
-        r = listener_open();
-        if (r < 0)
-                return r;
-        r = handle_new(lease, &m);
-        if (r < 0)
-                return r;
-
-        /* The library adds CLIENT_REMEMBER_OPTIONS itself (a client-local bit). */
-        uint32_t flags = info->client_flag & ~(uint32_t)CLIENT_REMEMBER_OPTIONS;
-        int status =
-                mysql_real_connect_start(&ret, m, NULL, info->user, "",
-                                         info->db[0] ? info->db : NULL, 0, listener_name, flags);
-        while (status != 0) {
-                if ((status & MYSQL_WAIT_READ) && step == 0) {
-                        /* It waits for the greeting: accept its connection and greet it. */
-                        srv = accept_client();
-                        r = srv < 0 ? srv : send_greeting(srv, info);
-                        if (r < 0)
-                                break;
-                        step = 1;
-                        status = mysql_real_connect_cont(&ret, m, MYSQL_WAIT_READ);
-                } else if ((status & MYSQL_WAIT_READ) && step == 1) {
-                        /* It sent its HandshakeResponse and waits for the verdict. */
-                        r = check_response(srv, info, why, sizeof(why));
-                        if (r == -EPROTO)
-                                send_refusal(srv, why);
-                        else if (r >= 0)
-                                r = send_ok(srv, info);
-                        if (r < 0)
-                                break;
-                        step = 2;
-                        status = mysql_real_connect_cont(&ret, m, MYSQL_WAIT_READ);
-                } else {
-                        /* Anything else the library waits for: let it. */
-                        short events = (short)((status & MYSQL_WAIT_READ ? POLLIN : 0) |
-                                               (status & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
-                                               (status & MYSQL_WAIT_EXCEPT ? POLLPRI : 0));
-                        int rev = wait_fd(mysql_get_socket(m), events, STEP_TIMEOUT_MS);
-                        if (rev < 0) {
-                                r = rev;
-                                break;
-                        }
-                        status = mysql_real_connect_cont(
-                                &ret, m,
-                                (rev & (POLLIN | POLLHUP | POLLERR) ? MYSQL_WAIT_READ : 0) |
-                                        (rev & (POLLOUT | POLLHUP | POLLERR) ? MYSQL_WAIT_WRITE
-                                                                             : 0) |
-                                        (rev & POLLPRI ? MYSQL_WAIT_EXCEPT : 0));
-                }
-        }
-        if (r >= 0 && (step != 2 || ret != m)) {
-                if (!why[0])
-                        snprintf(why, sizeof(why), "adopting the connection failed: %s",
-                                 mysql_error(m));
-                r = -EPROTO;
-        }
-        if (r >= 0 && dup3(lease->fd, mysql_get_socket(m), O_CLOEXEC) < 0)
-                r = -errno;
-        if (srv >= 0)
-                close(srv);
+        char why[FP_ERRTEXT_MAX];
+        MYSQL *m;
+        int r = fp_my_adopt(lease->fd, &lease->my_info,
+                            (lease->flags & FP_LEASE_TRACK_DIRTY) ? track_status : NULL, lease, &m,
+                            why, sizeof(why));
         if (r < 0) {
-                /* The library still talks to our listener here, never to the real server. */
-                mysql_close(m);
                 if (why[0])
                         fp_set_last_error(why);
                 return r;
         }
-        close(lease->fd);
         lease->fd = mysql_get_socket(m);
         lease->my = m;
         return 0;
-}
-
-int fp_adopt_mysql(struct forkpool_lease *lease)
-{
-        pthread_mutex_lock(&adopt_lock);
-        int r = adopt_locked(lease);
-        pthread_mutex_unlock(&adopt_lock);
-        return r;
 }
 
 void fp_abandon_mysql(struct forkpool_lease *lease)

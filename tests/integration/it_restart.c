@@ -5,9 +5,11 @@
  * keeps the descriptors forkpoold stores (FDSTORE=1, FDNAME=, FDSTOREREMOVE=1)
  * and hands them to the next forkpoold ($LISTEN_FDS, $LISTEN_PID,
  * $LISTEN_FDNAMES). Across a restart (SIGTERM) and a crash (SIGKILL) the
- * backends in pg_stat_activity stay the same, an idle connection goes back to
- * its pool, a transaction open across the restart commits, and a holder that
- * died meanwhile is reclaimed.
+ * sessions on the server stay the same, an idle connection goes back to its
+ * pool, a transaction open across the restart commits, and a holder that
+ * died meanwhile is reclaimed. Every scenario runs once per database (the
+ * real PostgreSQL and the real MariaDB that tests/run.sh starts), through a
+ * small description of each, as in it_both.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,7 +110,7 @@ static void *notify_loop(void *arg)
         return NULL;
 }
 
-static void fake_systemd_init(struct fake_systemd *sd, const char *app, const char *pool_lines)
+static void fake_systemd_init(struct fake_systemd *sd, const char *url, const char *pool_lines)
 {
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
 
@@ -123,9 +125,10 @@ static void fake_systemd_init(struct fake_systemd *sd, const char *app, const ch
         snprintf(sd->log, sizeof(sd->log), "%s/log", sd->dir);
         FILE *f = fopen(sd->config, "w");
         CHECK(f);
-        fprintf(f, "[forkpool]\nsocket = %s\n[pool main]\nurl = %s\n%s", sd->socket, itest_url(app),
+        fprintf(f, "[forkpool]\nsocket = %s\n[pool main]\nurl = %s\n%s", sd->socket, url,
                 pool_lines);
         fclose(f);
+        chmod(sd->config, 0600); /* a URL with a password must not be readable by everyone */
         sd->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         CHECK(sd->sock >= 0);
         memcpy(addr.sun_path, sd->notify, strlen(sd->notify) + 1);
@@ -217,32 +220,165 @@ static void fake_systemd_done(struct fake_systemd *sd)
                 itest_sh(NULL, 0, "rm -rf %s", sd->dir);
 }
 
-static bool backend_alive(PGconn *admin, int pid)
+/* One database, as the scenarios see it. */
+struct db {
+        const char *name;
+        const char *session_id_sql; /* the session's id, as forkpool_lease_backend_pid() */
+        const char *alive_sql_fmt;  /* 1 if session %d exists, else 0 */
+        /* Prepares app's namespace and returns the pool URL for it (static buffer). */
+        const char *(*url)(const char *app);
+        void *(*admin)(const char *app);
+        void (*admin_close)(void *admin);
+        /* Runs sql; fails the test unless it succeeds; returns row 0 column 0. */
+        char *(*query)(void *conn, const char *sql);
+        void *(*adopt)(forkpool_lease *lease);
+};
+
+/* --- PostgreSQL --- */
+
+static const char *pg_url(const char *app)
 {
-        char sql[128];
-        snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
-        return itest_admin_long(admin, sql) == 1;
+        return itest_url(app);
 }
 
+static void *pg_admin(const char *app)
+{
+        (void)app;
+        PGconn *admin = itest_admin();
+        itest_query(admin, "SET client_min_messages = warning"); /* no "does not exist" notices */
+        return admin;
+}
+
+static void pg_admin_close(void *admin)
+{
+        PQfinish(admin);
+}
+
+static char *pg_query(void *conn, const char *sql)
+{
+        return itest_query(conn, sql);
+}
+
+static void *pg_adopt(forkpool_lease *lease)
+{
+        return forkpool_lease_pg(lease);
+}
+
+static const struct db pg_db = {
+        .name = "postgresql",
+        .session_id_sql = "SELECT pg_backend_pid()",
+        .alive_sql_fmt = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
+        .url = pg_url,
+        .admin = pg_admin,
+        .admin_close = pg_admin_close,
+        .query = pg_query,
+        .adopt = pg_adopt,
+};
+
+/* --- MariaDB: each test has its own database --- */
+
+static const char *my_url(const char *app)
+{
+        itest_my_create_db(app);
+        return itest_my_url(app, NULL);
+}
+
+static void *my_admin(const char *app)
+{
+        return itest_my_admin(app);
+}
+
+static void my_admin_close(void *admin)
+{
+        mysql_close(admin);
+}
+
+static char *my_query(void *conn, const char *sql)
+{
+        return itest_my_query(conn, sql);
+}
+
+static void *my_adopt(forkpool_lease *lease)
+{
+        return forkpool_lease_mysql(lease);
+}
+
+static const struct db my_db = {
+        .name = "mariadb",
+        .session_id_sql = "SELECT CONNECTION_ID()",
+        .alive_sql_fmt = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %d",
+        .url = my_url,
+        .admin = my_admin,
+        .admin_close = my_admin_close,
+        .query = my_query,
+        .adopt = my_adopt,
+};
+
+/* --- helpers over a description --- */
+
+static long query_long(const struct db *db, void *conn, const char *sql)
+{
+        return atol(db->query(conn, sql));
+}
+
+static bool backend_alive(const struct db *db, void *admin, int id)
+{
+        char sql[160];
+        snprintf(sql, sizeof(sql), db->alive_sql_fmt, id);
+        return query_long(db, admin, sql) == 1;
+}
+
+static void *adopt(const struct db *db, forkpool_lease *lease)
+{
+        void *conn = db->adopt(lease);
+        CHECK_MSG(conn, "%s: adoption failed: %s (%s)", db->name, strerror(errno),
+                  forkpool_last_error());
+        return conn;
+}
+
+/* The session's id as the server says, checked against the lease's. */
+static int session_id(const struct db *db, forkpool_lease *lease)
+{
+        int id = (int)query_long(db, adopt(db, lease), db->session_id_sql);
+        CHECK_MSG(id == forkpool_lease_backend_pid(lease), "%s: session %d, lease says %d",
+                  db->name, id, forkpool_lease_backend_pid(lease));
+        return id;
+}
+
+static void create_table(const struct db *db, void *admin, const char *table)
+{
+        char sql[128];
+        snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", table);
+        db->query(admin, sql);
+        snprintf(sql, sizeof(sql), "CREATE TABLE %s (v int)", table);
+        db->query(admin, sql);
+}
+
+/* --- the scenarios --- */
+
 /* SIGTERM (systemctl restart) or SIGKILL (a crash, then Restart=on-failure). */
-static void restart_keeps_sessions(int sig)
+static void restart_keeps_sessions(const struct db *db, int sig)
 {
         struct fake_systemd sd;
-        PGconn *admin = itest_admin();
         int go[2], ready[2];
         forkpool *fp;
         forkpool_lease *l;
         char app[32];
 
         snprintf(app, sizeof(app), "it_restart_%d", sig);
-        itest_query(admin, "DROP TABLE IF EXISTS it_restart; CREATE TABLE it_restart (v int)");
-        fake_systemd_init(&sd, app, "pool_size = 2\nmax_overflow = 0\n");
+        const char *url = db->url(app);
+        void *admin = db->admin(app);
+        create_table(db, admin, "it_restart");
+        /* Restored connections are reset and pinged like any other. */
+        fake_systemd_init(&sd, url,
+                          "pool_size = 2\nmax_overflow = 0\nreset_on_return = discard\n"
+                          "pool_pre_ping = true\n");
         fake_systemd_start(&sd);
 
         /* An idle connection in the pool. */
         CHECK_OK(forkpool_open(sd.socket, &fp));
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
-        int idle_backend = PQbackendPID(forkpool_lease_pg(l));
+        int idle_backend = session_id(db, l);
 
         /* A worker holding the other one, in the middle of a transaction. */
         CHECK(pipe(go) == 0 && pipe(ready) == 0);
@@ -253,14 +389,14 @@ static void restart_keeps_sessions(int sig)
                 char x;
                 CHECK_OK(forkpool_open(sd.socket, &mine));
                 CHECK_OK(forkpool_acquire(mine, "main", 5000, &held));
-                PGconn *c = forkpool_lease_pg(held);
-                int backend = PQbackendPID(c);
-                itest_query(c, "BEGIN");
-                itest_query(c, "INSERT INTO it_restart VALUES (1)");
+                int backend = session_id(db, held);
+                void *c = adopt(db, held);
+                db->query(c, "BEGIN");
+                db->query(c, "INSERT INTO it_restart VALUES (1)");
                 CHECK(write(ready[1], &backend, sizeof(backend)) == sizeof(backend));
                 CHECK(read(go[0], &x, 1) == 1); /* the supervisor restarts meanwhile */
-                itest_query(c, "INSERT INTO it_restart VALUES (2)");
-                itest_query(c, "COMMIT");
+                db->query(c, "INSERT INTO it_restart VALUES (2)");
+                db->query(c, "COMMIT");
                 CHECK_OK(forkpool_release(held)); /* to the new supervisor */
                 _exit(0);
         }
@@ -273,7 +409,7 @@ static void restart_keeps_sessions(int sig)
 
         fake_systemd_stop(&sd, sig);
         /* The sessions outlive the supervisor: systemd holds them. */
-        CHECK(backend_alive(admin, idle_backend) && backend_alive(admin, leased_backend));
+        CHECK(backend_alive(db, admin, idle_backend) && backend_alive(db, admin, leased_backend));
 
         fake_systemd_start(&sd);
         char name[FP_SHM_NAME_MAX];
@@ -287,15 +423,17 @@ static void restart_keeps_sessions(int sig)
                   "after the restart: out %d in %d live %d", pool.checked_out, pool.checked_in,
                   pool.live);
 
-        /* The idle one is handed out again: the same backend. */
+        /* The idle one is handed out again: the same session, and it works. */
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
-        CHECK(PQbackendPID(forkpool_lease_pg(l)) == idle_backend);
+        CHECK(session_id(db, l) == idle_backend);
+        CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+        db->query(adopt(db, l), "CREATE TEMPORARY TABLE it_restart_tmp (v int)");
         CHECK_OK(forkpool_release(l));
 
         /* The transaction open across the restart commits; its release reaches the new one. */
         CHECK(write(go[1], "x", 1) == 1);
         CHECK(itest_wait_child(worker, 10000) == 0);
-        CHECK(itest_admin_long(admin, "SELECT count(*) FROM it_restart") == 2);
+        CHECK(query_long(db, admin, "SELECT count(*) FROM it_restart") == 2);
         int64_t end = itest_now_ms() + 3000;
         do {
                 CHECK(fp_segment_open(&seg, name) == 0);
@@ -305,32 +443,34 @@ static void restart_keeps_sessions(int sig)
         CHECK_MSG(pool.checked_out == 0 && pool.live == 2 && pool.counters.reclaims == 0,
                   "out %d live %d reclaims %llu", pool.checked_out, pool.live,
                   (unsigned long long)pool.counters.reclaims);
-        CHECK(backend_alive(admin, idle_backend) && backend_alive(admin, leased_backend));
+        CHECK(backend_alive(db, admin, idle_backend) && backend_alive(db, admin, leased_backend));
+
+        /* Both restored sessions were reset (discard: no temporary table left) and work. */
+        forkpool_lease *a, *b;
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &a));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &b));
+        CHECK(query_long(db, adopt(db, a), "SELECT count(*) FROM it_restart") == 2);
+        CHECK(query_long(db, adopt(db, b), "SELECT count(*) FROM it_restart") == 2);
+        db->query(adopt(db, a), "CREATE TEMPORARY TABLE it_restart_tmp (v int)");
+        db->query(adopt(db, b), "CREATE TEMPORARY TABLE it_restart_tmp (v int)");
+        CHECK_OK(forkpool_release(a));
+        CHECK_OK(forkpool_release(b));
 
         forkpool_close(fp);
         fake_systemd_done(&sd);
-        PQfinish(admin);
-}
-
-static void test_restart_keeps_sessions(void)
-{
-        restart_keeps_sessions(SIGTERM);
-}
-
-static void test_crash_keeps_sessions(void)
-{
-        restart_keeps_sessions(SIGKILL);
+        db->admin_close(admin);
 }
 
 /* A holder that dies while no supervisor runs is reclaimed by the next one. */
-static void test_holder_died_meanwhile(void)
+static void holder_died_meanwhile(const struct db *db)
 {
         struct fake_systemd sd;
-        PGconn *admin = itest_admin();
         int ready[2];
 
-        itest_query(admin, "DROP TABLE IF EXISTS it_restart2; CREATE TABLE it_restart2 (v int)");
-        fake_systemd_init(&sd, "it_restart_dead", "pool_size = 1\nmax_overflow = 0\n");
+        const char *url = db->url("it_restart_dead");
+        void *admin = db->admin("it_restart_dead");
+        create_table(db, admin, "it_restart2");
+        fake_systemd_init(&sd, url, "pool_size = 1\nmax_overflow = 0\n");
         fake_systemd_start(&sd);
         CHECK(pipe(ready) == 0);
         pid_t worker = fork();
@@ -339,10 +479,10 @@ static void test_holder_died_meanwhile(void)
                 forkpool_lease *held;
                 CHECK_OK(forkpool_open(sd.socket, &mine));
                 CHECK_OK(forkpool_acquire(mine, "main", 5000, &held));
-                PGconn *c = forkpool_lease_pg(held);
-                int backend = PQbackendPID(c);
-                itest_query(c, "BEGIN");
-                itest_query(c, "INSERT INTO it_restart2 VALUES (1)");
+                int backend = session_id(db, held);
+                void *c = adopt(db, held);
+                db->query(c, "BEGIN");
+                db->query(c, "INSERT INTO it_restart2 VALUES (1)");
                 CHECK(write(ready[1], &backend, sizeof(backend)) == sizeof(backend));
                 pause();
                 _exit(0);
@@ -356,21 +496,54 @@ static void test_holder_died_meanwhile(void)
         fake_systemd_start(&sd);
         /* Reclaimed: shut down, never reused; nothing it left uncommitted is visible. */
         int64_t end = itest_now_ms() + 5000;
-        while (backend_alive(admin, backend) && itest_now_ms() < end)
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
                 usleep(20000);
-        CHECK(!backend_alive(admin, backend));
-        CHECK(itest_admin_long(admin, "SELECT count(*) FROM it_restart2") == 0);
+        CHECK(!backend_alive(db, admin, backend));
+        CHECK(query_long(db, admin, "SELECT count(*) FROM it_restart2") == 0);
         forkpool *fp;
         forkpool_lease *l;
         CHECK_OK(forkpool_open(sd.socket, &fp));
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
-        CHECK(PQbackendPID(forkpool_lease_pg(l)) != backend);
+        CHECK(session_id(db, l) != backend);
         CHECK_OK(forkpool_release(l));
         forkpool_close(fp);
         fake_systemd_done(&sd);
-        PQfinish(admin);
+        db->admin_close(admin);
 }
 
-ITEST_MAIN({"restart_keeps_sessions", test_restart_keeps_sessions, 60},
-           {"crash_keeps_sessions", test_crash_keeps_sessions, 60},
-           {"holder_died_meanwhile", test_holder_died_meanwhile, 60})
+static void pg_restart_keeps_sessions(void)
+{
+        restart_keeps_sessions(&pg_db, SIGTERM);
+}
+
+static void pg_crash_keeps_sessions(void)
+{
+        restart_keeps_sessions(&pg_db, SIGKILL);
+}
+
+static void pg_holder_died_meanwhile(void)
+{
+        holder_died_meanwhile(&pg_db);
+}
+
+static void my_restart_keeps_sessions(void)
+{
+        restart_keeps_sessions(&my_db, SIGTERM);
+}
+
+static void my_crash_keeps_sessions(void)
+{
+        restart_keeps_sessions(&my_db, SIGKILL);
+}
+
+static void my_holder_died_meanwhile(void)
+{
+        holder_died_meanwhile(&my_db);
+}
+
+ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
+           {"postgresql/crash_keeps_sessions", pg_crash_keeps_sessions, 60},
+           {"postgresql/holder_died_meanwhile", pg_holder_died_meanwhile, 60},
+           {"mariadb/restart_keeps_sessions", my_restart_keeps_sessions, 60},
+           {"mariadb/crash_keeps_sessions", my_crash_keeps_sessions, 60},
+           {"mariadb/holder_died_meanwhile", my_holder_died_meanwhile, 60})
