@@ -143,5 +143,5 @@ static void test_threads(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
-ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60},
-           {"threads", test_threads, 60}, {"pool_state", test_pool_state, 60})
+ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60}, {"threads", test_threads, 60},
+           {"pool_state", test_pool_state, 60})
