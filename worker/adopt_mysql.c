@@ -71,10 +71,104 @@ static void track_status(void *data, enum enum_mariadb_status_info type, ...)
         va_end(ap);
 }
 
+/*
+ * Whether cached handle c may stand for a fresh adoption on lease info now:
+ * the same session (slot, thread id, scramble), adopted with the same
+ * handshake values, and the handle's own view of the mutable state (status,
+ * database, character set, user) is what the supervisor mirrors.
+ */
+static bool cached_matches(const struct fp_my_cached *c, uint64_t slot,
+                           const struct fp_lease_mysql *now)
+{
+        const struct fp_lease_mysql *was = &c->was;
+        MYSQL *m = c->my;
+        MY_CHARSET_INFO cs;
+
+        if (c->slot != slot || was->thread_id != now->thread_id ||
+            was->protocol_version != now->protocol_version ||
+            was->server_capabilities != now->server_capabilities ||
+            was->server_ext_capabilities != now->server_ext_capabilities ||
+            was->client_flag != now->client_flag || was->client_ext_flag != now->client_ext_flag ||
+            was->server_language != now->server_language ||
+            memcmp(was->scramble, now->scramble, sizeof(now->scramble)) != 0 ||
+            strncmp(was->server_version, now->server_version, sizeof(now->server_version)) != 0 ||
+            strncmp(was->user, now->user, sizeof(now->user)) != 0)
+                return false;
+        if (mysql_thread_id(m) != now->thread_id || m->server_status != now->server_status ||
+            memcmp(m->scramble_buff, now->scramble, sizeof(now->scramble)) != 0 ||
+            strcmp(m->user ? m->user : "", now->user) != 0 ||
+            strcmp(m->db ? m->db : "", now->db) != 0)
+                return false;
+        mysql_get_character_set_info(m, &cs);
+        return cs.number == now->charset_nr && cs.csname && strcmp(cs.csname, now->charset) == 0;
+}
+
+/*
+ * Takes from lease->fp's cache the handle for lease's session, if it still
+ * matches; a cached handle of the same slot that does not is closed (its
+ * socket is the dummy: the COM_QUIT goes nowhere). NULL if none.
+ */
+static MYSQL *cache_take(struct forkpool_lease *lease)
+{
+        forkpool *fp = lease->fp;
+        uint64_t slot = lease->lease_id >> 32;
+        MYSQL *hit = NULL, *stale = NULL;
+
+        if (!fp)
+                return NULL;
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->pid == getpid()) {
+                for (size_t i = 0; i < fp->n_my_cache; i++) {
+                        struct fp_my_cached *c = &fp->my_cache[i];
+                        if (c->slot != slot)
+                                continue;
+                        if (cached_matches(c, slot, &lease->my_info))
+                                hit = c->my;
+                        else
+                                stale = c->my;
+                        memmove(c, c + 1, (fp->n_my_cache - i - 1) * sizeof(*c));
+                        fp->n_my_cache--;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&fp->io_lock);
+        if (stale)
+                mysql_close(stale);
+        return hit;
+}
+
+/*
+ * Puts the leased socket under cached handle m and readies it for lease.
+ * Returns 0, or a negative errno with m closed (through its dummy) and
+ * lease->fd untouched, for the caller to adopt as usual.
+ */
+static int cache_reuse(struct forkpool_lease *lease, MYSQL *m)
+{
+        if (((lease->flags & FP_LEASE_TRACK_DIRTY) &&
+             mysql_optionsv(m, MARIADB_OPT_STATUS_CALLBACK, track_status, lease) != 0) ||
+            dup3(lease->fd, mysql_get_socket(m), O_CLOEXEC) < 0) {
+                int r = errno ? -errno : -ENOMEM;
+                mysql_close(m); /* its socket is still the dummy */
+                return r;
+        }
+        close(lease->fd);
+        /* What a fresh handle would report before its first command. */
+        m->affected_rows = 0;
+        m->insert_id = 0;
+        m->warning_count = 0;
+        m->field_count = 0;
+        m->info = NULL;
+        lease->fd = mysql_get_socket(m);
+        lease->my = m;
+        return 0;
+}
+
 int fp_adopt_mysql(struct forkpool_lease *lease)
 {
         char why[FP_ERRTEXT_MAX];
-        MYSQL *m;
+        MYSQL *m = cache_take(lease);
+        if (m && cache_reuse(lease, m) == 0)
+                return 0;
         int r = fp_my_adopt(lease->fd, &lease->my_info,
                             (lease->flags & FP_LEASE_TRACK_DIRTY) ? track_status : NULL, lease, &m,
                             why, sizeof(why));
@@ -86,6 +180,69 @@ int fp_adopt_mysql(struct forkpool_lease *lease)
         lease->fd = mysql_get_socket(m);
         lease->my = m;
         return 0;
+}
+
+void fp_release_mysql_cached(struct forkpool_lease *lease)
+{
+        MYSQL *m = lease->my, *evict = NULL;
+        forkpool *fp = lease->fp;
+
+        if (!m || !fp || lease->pid != getpid() || mysql_errno(m) != 0 || m->stmts ||
+            m->status != MYSQL_STATUS_READY || m->net.error) {
+                fp_abandon_mysql(lease);
+                return;
+        }
+        /* First the dummy: from here no byte of ours can reach the server. */
+        if (fp_release_socket(mysql_get_socket(m)) < 0) {
+                fp_abandon_mysql(lease);
+                return;
+        }
+        (void)mysql_optionsv(m, MARIADB_OPT_STATUS_CALLBACK, NULL, NULL);
+        lease->my = NULL;
+        lease->fd = -1;
+
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->pid != getpid()) {
+                evict = m;
+        } else {
+                if (fp->n_my_cache == FP_MY_CACHE_MAX) {
+                        evict = fp->my_cache[0].my;
+                        memmove(fp->my_cache, fp->my_cache + 1,
+                                (FP_MY_CACHE_MAX - 1) * sizeof(fp->my_cache[0]));
+                        fp->n_my_cache--;
+                }
+                struct fp_my_cached *c = &fp->my_cache[fp->n_my_cache++];
+                c->my = m;
+                c->slot = lease->lease_id >> 32;
+                c->was = lease->my_info;
+        }
+        pthread_mutex_unlock(&fp->io_lock);
+        if (evict)
+                mysql_close(evict);
+}
+
+void fp_my_cache_close(forkpool *fp)
+{
+        struct fp_my_cached all[FP_MY_CACHE_MAX];
+        size_t n = 0;
+
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->pid == getpid()) {
+                n = fp->n_my_cache;
+                memcpy(all, fp->my_cache, n * sizeof(all[0]));
+        }
+        fp->n_my_cache = 0;
+        pthread_mutex_unlock(&fp->io_lock);
+        for (size_t i = 0; i < n; i++)
+                mysql_close(all[i].my);
+}
+
+void fp_my_cache_forget(forkpool *fp)
+{
+        /* Our copies of the dummies only; close() is async-signal-safe, mysql_close() is not. */
+        for (size_t i = 0; i < fp->n_my_cache; i++)
+                close(mysql_get_socket(fp->my_cache[i].my));
+        fp->n_my_cache = 0;
 }
 
 void fp_abandon_mysql(struct forkpool_lease *lease)

@@ -80,6 +80,7 @@ static void handle_forget_parent(forkpool *fp)
         if (fp->fd >= 0)
                 close(fp->fd); /* our copy only: closing sends nothing */
         fp->fd = -1;
+        fp_my_cache_forget(fp);
         fp->pid = getpid();
 }
 
@@ -308,6 +309,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         if (fp->fd >= 0)
                 close(fp->fd);
         pthread_mutex_unlock(&fp->io_lock);
+        fp_my_cache_close(fp);
         pthread_mutex_destroy(&fp->io_lock);
         pthread_mutex_destroy(&fp->acquire_lock);
         fp_segment_close(&fp->segment);
@@ -737,6 +739,10 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
                 fp_forget_mysql(lease);
                 lease->pg = NULL;
                 lease->fd = -1;
+        } else if (lease->db_kind == FP_DB_MYSQL && !flags && !lease->soft_invalidated &&
+                   !(rel.flags & (FP_RELEASE_NOT_AT_BOUNDARY | FP_RELEASE_DISCONNECTED))) {
+                /* The same, keeping the handle for this session's next lease here. */
+                fp_release_mysql_cached(lease);
         } else {
                 /* First make sure no byte of ours can reach the server any more. */
                 lease_abandon(lease);

@@ -16,6 +16,18 @@
 #include "segment.h"
 
 #define FP_PENDING_RELEASES_MAX 64
+#define FP_MY_CACHE_MAX         8
+
+/*
+ * A released MySQL handle kept for the next lease of the same session in the
+ * same process (fp_my_cache_put): its socket is an unconnected dummy, it has
+ * no statement, no result and no status callback.
+ */
+struct fp_my_cached {
+        struct st_mysql *my;
+        uint64_t slot;             /* lease_id >> 32: pool id and slot index */
+        struct fp_lease_mysql was; /* the lease it was adopted for */
+};
 
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
@@ -30,6 +42,8 @@ struct forkpool {
         size_t n_pending;
         struct fp_segment segment; /* forkpool_pool_state()'s read-only mapping */
         pid_t segment_pid;         /* the process that mapped it */
+        struct fp_my_cached my_cache[FP_MY_CACHE_MAX]; /* oldest first; this process's */
+        size_t n_my_cache;
 };
 
 /*
@@ -106,7 +120,12 @@ void fp_pool_state_atfork_child(void);
  * Makes a real MYSQL on lease->fd as research/adoption.md §B describes: a
  * private listener plays the server's part of the handshake with the real
  * session's values and checks the client's capabilities against the
- * session's, then the real socket is dup3'ed over the library's. Returns 0
+ * session's, then the real socket is dup3'ed over the library's. A handle
+ * this process released for the same session (lease_id's pool and slot,
+ * thread id, scramble) whose state is still the lease's (server_status,
+ * database, character set, user, capabilities, version) is taken from
+ * lease->fp's cache instead: lease->fd is dup3'ed over its socket, no
+ * handshake. Returns 0
  * (lease->my set, lease->fd now its socket) or a negative errno (-EPROTO: a
  * mismatch, its reason in forkpool_last_error()). Serialised process-wide.
  */
@@ -117,6 +136,31 @@ int fp_adopt_mysql(struct forkpool_lease *lease);
  * that no COM_QUIT reaches the server; closes the real socket.
  */
 void fp_abandon_mysql(struct forkpool_lease *lease);
+
+/*
+ * Release of an adopted MySQL lease at a boundary (describe_release said so,
+ * no invalidation, no detach): swaps the dummy socket in under lease->my and
+ * keeps the handle in lease->fp's cache instead of closing it, if it is
+ * clean (no error, no statement, ready); the oldest is closed when the cache
+ * is full. Otherwise abandons it as fp_abandon_mysql(). Either way no byte
+ * can reach the server through it afterwards and lease->my is NULL.
+ * Takes fp->io_lock.
+ */
+void fp_release_mysql_cached(struct forkpool_lease *lease);
+
+/*
+ * Closes the handles of fp's cache (this process's; a child's inherited ones
+ * are only forgotten, see fp_my_cache_forget). Takes fp->io_lock.
+ */
+void fp_my_cache_close(forkpool *fp);
+
+/*
+ * In a child after fork (fp->io_lock held or the atfork child handler): the
+ * parent's cached handles are forgotten, never reused nor mysql_close()d
+ * (their memory is left to the child's exit); only the child's copies of
+ * their dummy sockets are closed. Writes nothing. Async-signal-safe.
+ */
+void fp_my_cache_forget(forkpool *fp);
 
 /* Detach: the caller keeps lease->my; the lease lets go of it. */
 void fp_forget_mysql(struct forkpool_lease *lease);

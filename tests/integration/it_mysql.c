@@ -7,7 +7,9 @@
  * mysql_change_user(), a capability mismatch refused with a clear error,
  * KILL QUERY through forkpool_cancel(), the reset modes (rollback keeps
  * session state, discard and auto clear it), releases that are not at a
- * protocol boundary, statements left prepared, TCP, and URLs refused.
+ * protocol boundary, statements left prepared, TCP, URLs refused, and the
+ * per-process cache of released handles (reused only by the process that
+ * released them, only while the session is as the handle believes).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -875,6 +877,133 @@ static void test_url_refused(void)
         }
 }
 
+/*
+ * The handle cache: the same connection back to the same process reuses the
+ * handle (no handshake), and it works as a fresh one would.
+ */
+static void test_cache_reuse(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+
+        start(&s, "itm_cache", NULL, "pool_size = 1\nmax_overflow = 0\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m1 = adopt(lease);
+        long id = session_id(m1);
+        itest_my_query(m1, "CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY)");
+        itest_my_query(m1, "INSERT INTO t VALUES (NULL)");
+        CHECK(mysql_insert_id(m1) == 1);
+        CHECK_OK(forkpool_release(lease));
+        /* Had the handle been freed, this would likely take its memory. */
+        void *block = malloc(sizeof(MYSQL));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m2 = adopt(lease);
+        CHECK_MSG(m2 == m1, "the cached handle was not reused");
+        CHECK(mysql_insert_id(m2) == 0 && mysql_affected_rows(m2) == 0);
+        CHECK(session_id(m2) == id);
+        CHECK(strcmp(itest_my_query(m2, "SELECT DATABASE()"), "itm_cache") == 0);
+        itest_my_query(m2, "INSERT INTO t VALUES (NULL)");
+        CHECK(mysql_insert_id(m2) == 2);
+        CHECK_OK(forkpool_release(lease));
+        free(block);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/*
+ * A session another process changed (database, character set; kept by
+ * reset_on_return = none) is adopted afresh, not taken from the cache.
+ */
+static void test_cache_changed_elsewhere(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+        const char raw[] = "\xbf\x27 OR 1=1 -- \xe4\xb8\x80";
+        char esc[2 * sizeof(raw) + 1], sql[256], hex[2 * sizeof(raw) + 1];
+
+        itest_my_create_db("itm_cache_other");
+        start(&s, "itm_cache_mine", NULL,
+              "pool_size = 1\nmax_overflow = 0\nreset_on_return = none\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m = adopt(lease);
+        long id = session_id(m);
+        CHECK_OK(forkpool_release(lease));
+
+        pid_t pid = fork();
+        if (pid == 0) {
+                forkpool *cfp;
+                forkpool_lease *cl;
+                CHECK_OK(forkpool_open(s.socket, &cfp));
+                CHECK_OK(forkpool_acquire(cfp, "main", 5000, &cl));
+                MYSQL *cm = adopt(cl);
+                CHECK(session_id(cm) == id);
+                itest_my_query(cm, "USE itm_cache_other");
+                itest_my_query(cm, "SET NAMES gbk");
+                CHECK_OK(forkpool_release(cl));
+                forkpool_close(cfp);
+                _exit(0);
+        }
+        CHECK(itest_wait_child(pid, 10000) == 0);
+
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        m = adopt(lease);
+        CHECK(session_id(m) == id);
+        CHECK(strcmp(m->db ? m->db : "", "itm_cache_other") == 0);
+        CHECK(strcmp(itest_my_query(m, "SELECT DATABASE()"), "itm_cache_other") == 0);
+        CHECK(strcmp(mysql_character_set_name(m), "gbk") == 0);
+        mysql_real_escape_string(m, esc, raw, sizeof(raw) - 1);
+        snprintf(sql, sizeof(sql), "SELECT HEX('%s')", esc);
+        for (size_t i = 0; i < sizeof(raw) - 1; i++)
+                snprintf(hex + 2 * i, 3, "%02X", (unsigned char)raw[i]);
+        CHECK_MSG(strcmp(itest_my_query(m, sql), hex) == 0, "escaped under the wrong charset");
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/* A forked child never gets its parent's cached handle, even through the inherited pool. */
+static void test_cache_fork(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+
+        start(&s, "itm_cache_fork", NULL, "pool_size = 1\nmax_overflow = 0\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m = adopt(lease);
+        long id = session_id(m);
+        CHECK_OK(forkpool_release(lease));
+        /* Cached here: from now on the handle stays allocated, in the child too. */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        CHECK(adopt(lease) == m);
+        CHECK_OK(forkpool_release(lease));
+
+        pid_t pid = fork();
+        if (pid == 0) {
+                forkpool_lease *cl;
+                CHECK_OK(forkpool_acquire(fp, "main", 5000, &cl));
+                MYSQL *cm = adopt(cl);
+                CHECK_MSG(cm != m, "the child got its parent's cached handle");
+                CHECK(session_id(cm) == id);
+                CHECK_OK(forkpool_release(cl));
+                forkpool_close(fp);
+                _exit(0);
+        }
+        CHECK(itest_wait_child(pid, 10000) == 0);
+        /* The parent's own cache is untouched by the child. */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m2 = adopt(lease);
+        CHECK(session_id(m2) == id);
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_statements, 60},
            {"multi_statements", test_multi_statements, 60},
            {"escape_charset", test_escape_charset, 60}, {"change_user", test_change_user, 60},
@@ -883,4 +1012,6 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"init_command", test_init_command, 60}, {"process_pool", test_process_pool, 60},
            {"pre_ping_on_connect", test_pre_ping_on_connect, 60}, {"detach", test_detach, 60},
            {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
-           {"url_refused", test_url_refused, 60})
+           {"url_refused", test_url_refused, 60}, {"cache_reuse", test_cache_reuse, 60},
+           {"cache_changed_elsewhere", test_cache_changed_elsewhere, 60},
+           {"cache_fork", test_cache_fork, 60})
