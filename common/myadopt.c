@@ -98,28 +98,6 @@ static int wait_fd(int fd, short events, int timeout_ms)
         return n == 0 ? -ETIMEDOUT : (int)p.revents;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
-                if (n > 0) {
-                        done += (size_t)n;
-                        continue;
-                }
-                if (n == 0)
-                        return -ECONNRESET;
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return -errno;
-                int r = wait_fd(fd, POLLIN, STEP_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /*
  * Accepts the library's connection on the listener. Anything that is not
  * this process (a stale connection left in the backlog) is closed and skipped.
@@ -224,7 +202,7 @@ static int send_greeting(int fd, const struct fp_lease_mysql *info)
 static int check_response(int fd, const struct fp_lease_mysql *info, char *why, size_t whylen)
 {
         unsigned char head[4], body[RESPONSE_MAX];
-        int r = read_full(fd, head, sizeof(head));
+        int r = fp_read_full(fd, head, sizeof(head), STEP_TIMEOUT_MS);
         if (r < 0)
                 return r;
         size_t len = (size_t)head[0] | (size_t)head[1] << 8 | (size_t)head[2] << 16;
@@ -232,7 +210,7 @@ static int check_response(int fd, const struct fp_lease_mysql *info, char *why, 
                 snprintf(why, whylen, "unexpected handshake response from the client library");
                 return -EPROTO;
         }
-        r = read_full(fd, body, len);
+        r = fp_read_full(fd, body, len, STEP_TIMEOUT_MS);
         if (r < 0)
                 return r;
 

@@ -82,28 +82,6 @@ static int listener_open(void)
         return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-        size_t done = 0;
-        while (done < len) {
-                ssize_t n = recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
-                if (n > 0) {
-                        done += (size_t)n;
-                        continue;
-                }
-                if (n == 0)
-                        return -ECONNRESET;
-                if (errno == EINTR)
-                        continue;
-                if (errno != EAGAIN)
-                        return -errno;
-                int r = fp_wait_fd(fd, POLLIN, ACCEPT_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 /*
  * Accepts libpq's connection on the listener and reads its StartupMessage.
  * Anything that is not this process speaking protocol 3.0 is closed and
@@ -125,14 +103,15 @@ static int accept_startup(void)
                 socklen_t clen = sizeof(cred);
                 uint32_t head[2];
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid() || read_full(fd, head, sizeof(head)) < 0 ||
+                    cred.pid != getpid() ||
+                    fp_read_full(fd, head, sizeof(head), ACCEPT_TIMEOUT_MS) < 0 ||
                     ntohl(head[1]) != PROTOCOL_3_0 || ntohl(head[0]) < 8 ||
                     ntohl(head[0]) > STARTUP_MAX) {
                         close(fd);
                         continue;
                 }
                 char rest[STARTUP_MAX];
-                if (read_full(fd, rest, ntohl(head[0]) - 8) < 0) {
+                if (fp_read_full(fd, rest, ntohl(head[0]) - 8, ACCEPT_TIMEOUT_MS) < 0) {
                         close(fd);
                         continue;
                 }

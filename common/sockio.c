@@ -118,3 +118,25 @@ int fp_write_full(int fd, const void *buf, size_t len)
         }
         return 0;
 }
+
+int fp_read_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = recv(fd, (char *)buf + done, len - done, MSG_DONTWAIT);
+                if (n > 0) {
+                        done += (size_t)n;
+                        continue;
+                }
+                if (n == 0)
+                        return -ECONNRESET;
+                if (errno == EINTR)
+                        continue;
+                if (errno != EAGAIN)
+                        return -errno;
+                int r = fp_wait_fd(fd, POLLIN, timeout_ms);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

@@ -33,6 +33,12 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags);
  */
 int fp_wait_fd(int fd, short events, int timeout_ms);
 
+/*
+ * Reads exactly len bytes from a socket, waiting up to timeout_ms for each
+ * part. Returns 0, -ECONNRESET (end of stream), -ETIMEDOUT or a negative errno.
+ */
+int fp_read_full(int fd, void *buf, size_t len, int timeout_ms);
+
 /* Writes all of buf to a (blocking) socket, without SIGPIPE. Returns 0 or a negative errno. */
 int fp_write_full(int fd, const void *buf, size_t len);
 
