@@ -7,8 +7,9 @@
 # 1. Installs the Debian packages the build and the tests need (only the
 #    missing ones; needs root when something is missing).
 # 2. Configures and builds two trees: build/ (RelWithDebInfo) and build-asan/
-#    (Debug, -DFORKPOOL_SANITIZE=ON). They live in the repository (gitignored),
-#    or under $FORKPOOL_BUILD_DIR when that is set.
+#    (Debug, -DFORKPOOL_SANITIZE=ON), both with -DFORKPOOL_WERROR=ON. They live
+#    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
+#    set.
 # 3. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
@@ -314,11 +315,12 @@ run_fuzz() {
 install_packages
 
 BUILT=()
-if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF; then
+# The project's own runs treat warnings as errors (users' builds do not).
+if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF -DFORKPOOL_WERROR=ON; then
   BUILT+=(build)
 fi
 if [[ $ASAN -eq 1 ]]; then
-  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON; then
+  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON -DFORKPOOL_WERROR=ON; then
     BUILT+=(build-asan)
   fi
 fi
@@ -329,7 +331,7 @@ if [[ $FUZZ -eq 1 ]]; then
   for t in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$t" && any=1; done
   if [[ $any -eq 1 ]] &&
      build_tree build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-       -DFORKPOOL_FUZZ=ON; then
+       -DFORKPOOL_FUZZ=ON -DFORKPOOL_WERROR=ON; then
     FUZZ_BUILT=1
   fi
 fi
