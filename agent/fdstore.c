@@ -124,8 +124,8 @@ void fp_fdstore_forget(struct fp_supervisor *sup, struct fp_pool *pool, const st
         /* The record goes too, so that the next forkpoold does not look for this connection. */
         if (pwrite(sup->fdstore_fd, &zero, sizeof(zero), record_offset(pool->id, rec->index)) !=
             (ssize_t)sizeof(zero))
-                log_warning_errno(-errno, "pool %s: cannot clear saved slot %u",
-                                  pool->params.name, rec->index);
+                log_warning_errno(-errno, "pool %s: cannot clear saved slot %u", pool->params.name,
+                                  rec->index);
         ((struct fp_record *)rec)->in_fdstore = false;
 }
 

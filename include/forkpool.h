@@ -256,7 +256,9 @@ typedef struct forkpool_pool_stats {
 } forkpool_pool_stats;
 
 /* An initialiser: forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT; */
+/* clang-format off */
 #define FORKPOOL_POOL_STATS_INIT {.struct_size = sizeof(forkpool_pool_stats)}
+/* clang-format on */
 
 /* Whether forkpool_pool_state() filled field of *stats (a pointer). */
 #define FORKPOOL_POOL_STATS_HAS(stats, field)                                                      \

@@ -46,20 +46,20 @@ done <<<"$nodes"
 
 # The header's FORKPOOL_EXPORT declarations and the exports are the same set.
 declared=$(sed -n 's/^FORKPOOL_EXPORT.*[^a-z_]\(forkpool_[a-z_]*\)(.*/\1/p' "$header" | sort -u)
-names=$(sed 's/@.*//' <<<"$exported" | sort -u)
+names=$(cut -d@ -f1 <<<"$exported" | sort -u)
 missing=$(comm -23 <(echo "$declared") <(echo "$names"))
 extra=$(comm -13 <(echo "$declared") <(echo "$names"))
 if [[ -n $missing ]]; then
-  echo "$lib: declared in $(basename "$header") but not exported:" $missing >&2
+  echo "$lib: declared in $(basename "$header") but not exported: ${missing//$'\n'/ }" >&2
   status=1
 fi
 if [[ -n $extra ]]; then
-  echo "$lib: exported but not declared in $(basename "$header"):" $extra >&2
+  echo "$lib: exported but not declared in $(basename "$header"): ${extra//$'\n'/ }" >&2
   status=1
 fi
 
 if [[ $status -eq 0 ]]; then
   echo "$lib: exports exactly the $(wc -l <<<"$names") functions of $(basename "$header")" \
-       "(versions: $(echo $nodes))"
+       "(versions: ${nodes//$'\n'/ })"
 fi
 exit "$status"

@@ -44,10 +44,9 @@ static void test_version(void **state)
 
 /* Every code a forkpool function documents in forkpool.h. */
 static const int documented[] = {
-        -ETIMEDOUT,   -ECHILD,       -ENOENT,       -ECONNREFUSED, -ECONNRESET, -EACCES,
-        -EPERM,       -EPROTO,       -ESHUTDOWN,    -EHOSTUNREACH, -ECONNABORTED,
-        -EBUSY,       -EAGAIN,       -EOPNOTSUPP,   -EINVAL,       -ENOMEM,     -ENAMETOOLONG,
-        -EBADMSG,
+        -ETIMEDOUT, -ECHILD,     -ENOENT,    -ECONNREFUSED, -ECONNRESET,   -EACCES,
+        -EPERM,     -EPROTO,     -ESHUTDOWN, -EHOSTUNREACH, -ECONNABORTED, -EBUSY,
+        -EAGAIN,    -EOPNOTSUPP, -EINVAL,    -ENOMEM,       -ENAMETOOLONG, -EBADMSG,
 };
 
 static void test_strerror_documented(void **state)
@@ -58,7 +57,8 @@ static void test_strerror_documented(void **state)
                 const char *text = forkpool_strerror(documented[i]);
                 assert_non_null(text);
                 /* Its own text: neither the generic fallback nor the C library's. */
-                if (strcmp(text, "unknown error") == 0 || strcmp(text, strerror(-documented[i])) == 0)
+                if (strcmp(text, "unknown error") == 0 ||
+                    strcmp(text, strerror(-documented[i])) == 0)
                         fail_msg("forkpool_strerror(%d) has no text of its own: '%s'",
                                  documented[i], text);
                 for (size_t k = 0; k < i; k++)
