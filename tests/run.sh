@@ -7,7 +7,8 @@
 # 1. Installs the Debian packages the build and the tests need (only the
 #    missing ones; needs root when something is missing).
 # 2. Configures and builds two trees: build/ (RelWithDebInfo) and build-asan/
-#    (Debug, -DFORKPOOL_SANITIZE=ON), both with -DFORKPOOL_WERROR=ON. They live
+#    (Debug, -DFORKPOOL_SANITIZE=ON), both with -DFORKPOOL_WERROR=ON; build/
+#    has the install prefix /usr, as a distribution's package. They live
 #    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
 #    set.
 # 3. Runs the static checks (static/clang-format, static/cppcheck,
@@ -375,7 +376,10 @@ install_packages
 
 BUILT=()
 # The project's own runs treat warnings as errors (users' builds do not).
-if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF -DFORKPOOL_WERROR=ON; then
+# build/ is configured as a distribution would (prefix /usr), for the tests of
+# its install tree and its Debian package (tests/package/).
+if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF -DFORKPOOL_WERROR=ON \
+     -DCMAKE_INSTALL_PREFIX=/usr; then
   BUILT+=(build)
 fi
 if [[ $ASAN -eq 1 ]]; then
