@@ -339,7 +339,7 @@ project_c_files() {
   find agent bench common contrib include shm tests worker -type f -name '*.[ch]' | sort
 }
 project_shell_files() {
-  find bench contrib tests -type f -name '*.sh' | sort
+  { find bench contrib tests -type f -name '*.sh'; find contrib/debian -type f -perm -u+x; } | sort
 }
 
 run_static_checks() {
