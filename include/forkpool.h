@@ -270,8 +270,9 @@ typedef struct forkpool_pool_stats {
  * the supervisor (so a web server can answer 503 before it queues). ret's
  * struct_size must be set (see forkpool_pool_stats). Never blocks; about a
  * microsecond. Works in a forked child too (it maps the segment again).
- * Returns 0, -ENOENT (no such pool, or no complete segment: no supervisor, or
- * one still starting), -EPROTO (the segment has another layout version: the
+ * Returns 0, -ENOENT (no such pool, or no complete segment: no supervisor —
+ * the segment of one that has exited counts as none — or one still
+ * starting), -EPROTO (the segment has another layout version: the
  * running forkpoold is of another version than this library), -EACCES (the
  * segment is not readable by this user), -EAGAIN (the supervisor kept
  * writing; try again), -EINVAL (a NULL argument, or a struct_size smaller

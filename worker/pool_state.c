@@ -2,10 +2,12 @@
 /*
  * pool_state.c — forkpool_pool_state(): a pool's load, read straight from the
  * supervisor's shared segment (mapped read-only, once per process and
- * segment; remapped when the supervisor replaced it).
+ * segment; remapped when the supervisor replaced it or has exited).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -26,13 +28,28 @@ void fp_pool_state_atfork_child(void)
         pthread_mutex_init(&map_lock, NULL);
 }
 
+/*
+ * Whether the supervisor that made the segment has exited. A supervisor that
+ * stops cleanly removes its segment without marking it obsolete, so a
+ * mapping made before would otherwise go on showing its last state.
+ */
+static bool segment_orphaned(const struct fp_shm_header *hdr)
+{
+        pid_t pid = hdr->supervisor_pid;
+        int saved = errno;
+        bool gone = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+        errno = saved;
+        return gone;
+}
+
 /* The handle's mapping of its supervisor's segment, (re)opened when needed. */
 static int segment_for(forkpool *fp, struct fp_segment **ret)
 {
         struct fp_segment *seg = &fp->segment;
 
         if (seg->hdr &&
-            (fp->segment_pid != getpid() || __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE)))
+            (fp->segment_pid != getpid() ||
+             __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_orphaned(seg->hdr)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
                 char name[FP_SHM_NAME_MAX];

@@ -120,6 +120,20 @@ static void test_pool_state(void)
 
         CHECK_OK(forkpool_release(held));
         CHECK(itest_wait_child(pid, 10000) == 0);
+
+        /*
+         * A supervisor that stopped cleanly removed its segment: the handle's
+         * mapping of it must not go on answering, and the next supervisor's
+         * segment is found again.
+         */
+        kill(s.pid, SIGTERM);
+        CHECK(itest_wait_child(s.pid, 15000) >= 0);
+        s.pid = 0;
+        CHECK(forkpool_pool_state(fp, "main", &st) == -ENOENT);
+        itest_sup_restart(&s);
+        CHECK_OK(forkpool_pool_state(fp, "main", &st));
+        CHECK(st.pool_size == 1 && st.checked_out == 0 && st.waiting == 0);
+
         /* A handle that has not mapped the segment yet, for the fake ones below. */
         forkpool *unmapped;
         CHECK_OK(forkpool_open(s.socket, &unmapped));
