@@ -12,8 +12,8 @@
 #    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
 #    set.
 # 3. Runs the static checks (static/clang-format, static/cppcheck,
-#    static/shellcheck) on the project's C files and shell scripts; a finding
-#    fails the run.
+#    static/shellcheck, static/man) on the project's C files, shell scripts
+#    and manual pages; a finding fails the run.
 # 4. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
@@ -82,7 +82,7 @@ PACKAGES=(
   libmariadb-dev mariadb-server
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
   clang libclang-rt-14-dev
-  clang-format cppcheck shellcheck
+  clang-format cppcheck shellcheck groff-base
   python3 procps iproute2 util-linux curl
 )
 
@@ -296,7 +296,7 @@ fuzz_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"fuzz/$1"; }
 # checks_selected: whether --only selects a static check or a fuzz target.
 checks_selected() {
   local c
-  for c in clang-format cppcheck shellcheck; do static_selected "$c" && return 0; done
+  for c in clang-format cppcheck shellcheck man; do static_selected "$c" && return 0; done
   for c in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$c" && return 0; done
   return 1
 }
@@ -368,6 +368,19 @@ run_static_checks() {
   if static_selected shellcheck; then
     say "static/shellcheck (${#sh_files[@]} scripts)"
     run shellcheck "${sh_files[@]}" || fail "static/shellcheck"
+  fi
+  # The manual pages: groff's warnings (-ww) are findings.
+  if static_selected man; then
+    local page out warnings=
+    say "static/man"
+    for page in man/*.[1-8]; do
+      out=$(LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$page" 2>&1) || out+=" (groff failed)"
+      [[ -z $out ]] || warnings+="$page: $out"$'\n'
+    done
+    if [[ -n $warnings ]]; then
+      printf '%s' "$warnings" >&2
+      fail "static/man"
+    fi
   fi
 }
 
