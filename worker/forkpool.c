@@ -834,8 +834,8 @@ FORKPOOL_EXPORT const char *forkpool_strerror(int err)
         case -EPERM:
                 return "this user may not run forkpoold's admin commands";
         case -EPROTO:
-                return "forkpoold, the segment or the session speaks another protocol "
-                       "(see forkpool_last_error())";
+                return "protocol mismatch: another version of forkpoold, or a session "
+                       "forkpool cannot lease (see forkpool_last_error())";
         case -ESHUTDOWN:
                 return "forkpoold is shutting down";
         case -EHOSTUNREACH:
