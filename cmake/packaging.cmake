@@ -38,9 +38,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # libforkpool's own shlibs file (contrib/debian/triggers runs ldconfig).
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY "=")
-# forkpool.pc names them (Requires.private): a program built with pkg-config
-# needs their .pc files.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libpq-dev, libmariadb-dev, systemd")
+# forkpoold is a systemd service (it runs without systemd too).
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS systemd)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/contrib/debian/postinst
     ${PROJECT_SOURCE_DIR}/contrib/debian/prerm

@@ -109,13 +109,19 @@ check_run() {
   echo "$what: $(tr '\n' ';' <<<"$out")"
 }
 
-# pkg-config, with the staged tree as the sysroot of forkpool.pc's paths.
+# pkg-config, with the staged tree as the sysroot of forkpool.pc's paths: the
+# library alone, and with libpq as a program that uses the PGconn of a lease.
 flags=$(PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$root \
         pkg-config --cflags --libs forkpool)
 # shellcheck disable=SC2086  # $flags is a list of compiler arguments
 cc -std=c11 -Wall -Wextra -pedantic -Werror -o "$work/consumer-pkgconfig" \
    "$here/consumer/consumer.c" $flags
 check_run pkg-config "$work/consumer-pkgconfig" || status=1
+libpq_flags=$(pkg-config --cflags --libs libpq)
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Wextra -pedantic -Werror -DWITH_LIBPQ -o "$work/consumer-libpq" \
+   "$here/consumer/consumer.c" $flags $libpq_flags
+check_run "pkg-config with libpq" "$work/consumer-libpq" || status=1
 
 # CMake, through find_package(forkpool) and the imported target forkpool::forkpool.
 if ! cmake -S "$here/consumer" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$root$FP_PREFIX" \
