@@ -11,6 +11,8 @@
  * -ECHILD. The child's next acquire opens its own control connection.
  */
 #include <errno.h>
+#include <libpq-fe.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -891,8 +893,26 @@ FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease)
         return lease_give_back(lease, FP_RELEASE_DETACH);
 }
 
+/*
+ * The C library's static description of a positive errno, or NULL:
+ * strerrordesc_np() (glibc 2.32+) is thread-safe and needs no buffer, unlike
+ * strerror() (which may use one per thread or be overwritten) and
+ * strerror_r() (whose buffer would have to be ours, and static).
+ */
+static const char *errno_description(int errnum)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+        return strerrordesc_np(errnum);
+#else
+        (void)errnum;
+        return NULL;
+#endif
+}
+
 FORKPOOL_EXPORT const char *forkpool_strerror(int err)
 {
+        if (err > 0)
+                err = -err;
         switch (err) {
         case 0:
                 return "success";
@@ -908,12 +928,23 @@ FORKPOOL_EXPORT const char *forkpool_strerror(int err)
                 return "forkpoold went away during the call";
         case -EACCES:
                 return "this user is not allowed to lease from forkpoold";
+        case -EPERM:
+                return "this user may not run forkpoold's admin commands";
         case -EPROTO:
-                return "forkpoold speaks another protocol version";
+                return "protocol mismatch: another version of forkpoold, or a session "
+                       "forkpool cannot lease (see forkpool_last_error())";
         case -ESHUTDOWN:
                 return "forkpoold is shutting down";
         case -EHOSTUNREACH:
                 return "the database could not be reached (see forkpool_last_error())";
+        case -ECONNABORTED:
+                return "the pool's on_connect hook failed on a new connection (see "
+                       "forkpool_last_error())";
+        case -EBUSY:
+                return "the pool's connection is already leased (assertion pool; see "
+                       "forkpool_last_error())";
+        case -EAGAIN:
+                return "forkpoold kept updating the pool's state; try again";
         case -EOPNOTSUPP:
                 return "not supported for this connection";
         case -EINVAL:
@@ -925,6 +956,8 @@ FORKPOOL_EXPORT const char *forkpool_strerror(int err)
         case -EBADMSG:
                 return "malformed message";
         default:
-                return "unexpected error";
+                break;
         }
+        const char *text = err > INT_MIN ? errno_description(-err) : NULL;
+        return text ? text : "unknown error";
 }
