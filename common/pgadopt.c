@@ -4,11 +4,12 @@
  * socket (pgadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §A): libpq connects to a private abstract
- * Unix socket of this process; we answer its StartupMessage with the real
- * session's AuthenticationOk, ParameterStatus values, BackendKeyData and
- * ReadyForQuery; then the real socket is dup3'ed over libpq's, so every byte
- * libpq sends from then on goes to the real backend.
+ * The method (research/adoption.md §A): libpq connects to a private Unix
+ * socket of this process (adoptsock.c: a socket file in a fresh 0700
+ * directory, which no other uid can reach); we answer its StartupMessage with
+ * the real session's AuthenticationOk, ParameterStatus values, BackendKeyData
+ * and ReadyForQuery; then the real socket is dup3'ed over libpq's, so every
+ * byte libpq sends from then on goes to the real backend.
  */
 #include "pgadopt.h"
 
@@ -20,11 +21,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "adoptsock.h"
 #include "sockio.h"
 
 #define FAKE_PORT         "5432"
@@ -34,9 +34,7 @@
 
 /* The process's private listener; recreated in a child after fork. */
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static int listener_fd = -1;
-static pid_t listener_pid;
-static char listener_host[64]; /* "@forkpool.<pid>.<random>" for libpq's host= */
+static struct fp_adopt_listener listener = FP_ADOPT_LISTENER_INIT(".s.PGSQL." FAKE_PORT);
 
 void fp_pg_adopt_atfork_child(void)
 {
@@ -44,67 +42,20 @@ void fp_pg_adopt_atfork_child(void)
         pthread_mutex_init(&adopt_lock, NULL);
 }
 
-/* Creates the abstract listener libpq will connect to as host=@name port=5432. */
-static int listener_open(void)
-{
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        uint64_t rnd;
-        int fd, r = -EADDRINUSE;
-
-        if (listener_fd >= 0 && listener_pid == getpid())
-                return 0;
-        if (listener_fd >= 0)
-                close(listener_fd); /* inherited from the parent: ours is a copy */
-        listener_fd = -1;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        for (int attempt = 0; attempt < 8 && r == -EADDRINUSE; attempt++) {
-                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                        rnd = (uint64_t)getpid() * 2654435761u + (uint64_t)attempt;
-                snprintf(listener_host, sizeof(listener_host), "@forkpool.%d.%016llx",
-                         (int)getpid(), (unsigned long long)rnd);
-                /* libpq maps "@name" to the abstract address "\0name/.s.PGSQL.<port>". */
-                int n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
-                                 "%s/.s.PGSQL." FAKE_PORT, listener_host + 1);
-                socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-                r = bind(fd, (struct sockaddr *)&addr, len) < 0 ? -errno : 0;
-        }
-        if (r == 0 && listen(fd, 16) < 0)
-                r = -errno;
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        listener_fd = fd;
-        listener_pid = getpid();
-        return 0;
-}
-
 /*
  * Accepts libpq's connection on the listener and reads its StartupMessage.
- * Anything that is not this process speaking protocol 3.0 is closed and
- * skipped (research/adoption.md §A pitfall 3). Returns the accepted fd.
+ * Anything that is not this process speaking protocol 3.0 (a CancelRequest
+ * of an earlier PQcancel, a stale connection) is closed and skipped
+ * (research/adoption.md §A pitfall 3). Returns the accepted fd.
  */
 static int accept_startup(void)
 {
         for (int skipped = 0; skipped < 16; skipped++) {
-                int r = fp_wait_fd(listener_fd, POLLIN, ACCEPT_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return -errno;
-                }
-                struct ucred cred;
-                socklen_t clen = sizeof(cred);
+                int fd = fp_adopt_listener_accept(&listener, ACCEPT_TIMEOUT_MS);
+                if (fd < 0)
+                        return fd;
                 uint32_t head[2];
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid() ||
-                    fp_read_full(fd, head, sizeof(head), ACCEPT_TIMEOUT_MS) < 0 ||
+                if (fp_read_full(fd, head, sizeof(head), ACCEPT_TIMEOUT_MS) < 0 ||
                     ntohl(head[1]) != PROTOCOL_3_0 || ntohl(head[0]) < 8 ||
                     ntohl(head[0]) > STARTUP_MAX) {
                         close(fd);
@@ -187,20 +138,21 @@ static int finish_connect(PGconn *conn)
         }
 }
 
-static int adopt_locked(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
+/* One attempt on the listener as it is. On failure real_fd is untouched. */
+static int adopt_once(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
 {
         const char *keys[] = {"host",     "port",    "user",       "dbname",
                               "password", "sslmode", "gssencmode", "target_session_attrs",
                               NULL};
-        const char *values[] = {listener_host, FAKE_PORT, info->user, info->dbname, "unused",
-                                "disable",     "disable", "any",      NULL};
+        const char *values[] = {NULL,      FAKE_PORT, info->user, info->dbname, "unused",
+                                "disable", "disable", "any",      NULL};
         char reply[FP_PARAMS_MAX + 256];
         int srv = -1, r;
 
-        r = listener_open();
+        r = fp_adopt_listener_open(&listener);
         if (r < 0)
                 return r;
-        values[0] = listener_host;
+        values[0] = listener.dir;
 
         PGconn *conn = PQconnectStartParams(keys, values, 0);
         if (!conn)
@@ -236,6 +188,20 @@ err_finish:
         /* libpq still talks to our listener here, never to the real server. */
         PQfinish(conn);
         return r;
+}
+
+/*
+ * Adoption recovers from whatever happened to the listener (its directory
+ * removed by a tmp cleaner, its backlog flooded, the socket broken): after a
+ * failure the listener is recreated and the adoption tried once more.
+ */
+static int adopt_locked(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
+{
+        int r = adopt_once(real_fd, info, txn, ret);
+        if (r >= 0 || r == -ENOMEM)
+                return r;
+        fp_adopt_listener_reset(&listener);
+        return adopt_once(real_fd, info, txn, ret);
 }
 
 int fp_pg_adopt(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * it_adopt.c — the private listener that adoption lets libpq / Connector/C
+ * connect to: another uid can neither reach nor disturb it (flooding every
+ * forkpool listener listed in /proc/net/unix changes nothing), connections
+ * of our own uid waiting in its backlog are skipped, it recovers when its
+ * directory is removed, and it leaves nothing behind when a process exits
+ * (and a SIGKILLed process's directory is removed by the next one).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+/* Runs fn as uid `nobody` (gid 0) in a child; returns its exit status. */
+static int as_nobody(int (*fn)(void))
+{
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct passwd *pw = getpwnam("nobody");
+                CHECK(pw);
+                CHECK(setgroups(0, NULL) == 0);
+                CHECK(setgid(0) == 0);
+                CHECK(setuid(pw->pw_uid) == 0);
+                _exit(fn());
+        }
+        int status = itest_wait_child(pid, 30000);
+        CHECK(status >= 0 && WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/*
+ * Calls fn(address, len, data) for every listening stream socket in
+ * /proc/net/unix whose name contains "forkpool" and, if pid > 0, names that
+ * process (forkpool<...>.<pid>.). Abstract names come as "@name".
+ */
+static int each_forkpool_listener(pid_t pid, int (*fn)(const char *name, void *data), void *data)
+{
+        FILE *f = fopen("/proc/net/unix", "r");
+        char line[512], want[64];
+        int total = 0;
+
+        CHECK(f);
+        snprintf(want, sizeof(want), ".%d.", (int)pid);
+        while (fgets(line, sizeof(line), f)) {
+                char name[256] = "";
+                unsigned flags, type, st;
+                if (sscanf(line, "%*s %*s %*s %x %x %x %*s %255s", &flags, &type, &st, name) < 4)
+                        continue;
+                if (type != SOCK_STREAM || !(flags & 0x10000) || !strstr(name, "forkpool"))
+                        continue;
+                if (pid > 0 && !strstr(name, want))
+                        continue;
+                total += fn(name, data);
+        }
+        fclose(f);
+        return total;
+}
+
+/* A non-blocking connect to a listener name from /proc/net/unix; -errno on failure. */
+static int connect_name(const char *name)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        size_t n = strlen(name);
+        socklen_t len;
+
+        CHECK(n < sizeof(addr.sun_path));
+        memcpy(addr.sun_path, name, n);
+        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        if (name[0] == '@')
+                addr.sun_path[0] = '\0'; /* abstract: exact length, no NUL */
+        else
+                len++;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        CHECK(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&addr, len) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+/* Fills one listener's backlog until connect fails; returns how many got in. */
+static int flood_one(const char *name, void *data)
+{
+        (void)data;
+        int n = 0;
+        while (n < 4096) {
+                int fd = connect_name(name);
+                if (fd < 0)
+                        break;
+                n++; /* left open: exit closes them, the backlog keeps the entries */
+        }
+        return n;
+}
+
+/*
+ * As the attacker: flood every forkpool listener of the worker (our parent;
+ * only its, so as not to disturb other forkpool processes on the machine).
+ * Exits 0 if none could be reached.
+ */
+static int flood_worker(void)
+{
+        int n = each_forkpool_listener(getppid(), flood_one, NULL);
+        return n == 0 ? 0 : 1;
+}
+
+static void lease_pg_ok(forkpool *fp, const char *pool)
+{
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_acquire(fp, pool, 5000, &lease));
+        PGconn *c = forkpool_lease_pg(lease);
+        CHECK_MSG(c, "forkpool_lease_pg failed: %s", forkpool_last_error());
+        CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0);
+        CHECK_OK(forkpool_release(lease));
+}
+
+static void lease_my_ok(forkpool *fp, const char *pool)
+{
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_acquire(fp, pool, 5000, &lease));
+        MYSQL *m = forkpool_lease_mysql(lease);
+        CHECK_MSG(m, "forkpool_lease_mysql failed: %s", forkpool_last_error());
+        CHECK(itest_my_long(m, "SELECT 1") == 1);
+        CHECK_OK(forkpool_release(lease));
+}
+
+/* Another uid, outside every allow list, floods our listener: our leases keep working. */
+static void test_pg_flood_by_other_uid(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+
+        itest_sup_start(&s, "it_adopt_flood", NULL, "allow_users = root\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_pg_ok(fp, "main"); /* the listener exists from now on */
+        int reached = as_nobody(flood_worker);
+        for (int i = 0; i < 3; i++)
+                lease_pg_ok(fp, "main");
+        CHECK_MSG(reached == 0, "nobody could connect to a forkpool listener");
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+static void test_my_flood_by_other_uid(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+
+        itest_my_create_db("ita_flood");
+        itest_sup_start_url(&s, itest_my_url("ita_flood", NULL), NULL, "allow_users = root\n");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_my_ok(fp, "main");
+        int reached = as_nobody(flood_worker);
+        for (int i = 0; i < 3; i++)
+                lease_my_ok(fp, "main");
+        CHECK_MSG(reached == 0, "nobody could connect to a forkpool listener");
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/* Connects to the listener n times from this process; the fds are left open. */
+static int stale_connect(const char *name, void *data)
+{
+        int n = *(int *)data, done = 0;
+        for (int i = 0; i < n; i++) {
+                int fd = connect_name(name);
+                if (fd < 0)
+                        continue;
+                /* Something that looks like a start: a CancelRequest, then nothing. */
+                uint32_t cancel[4] = {htonl(16), htonl(80877102), htonl(1), htonl(2)};
+                (void)!write(fd, cancel, i % 2 ? sizeof(cancel) : 4);
+                done++;
+        }
+        return done;
+}
+
+/*
+ * Connections of our own uid waiting in the backlog — from another process,
+ * and from this one (a stale connection of an earlier failure) — are skipped.
+ */
+static void test_stale_backlog_skipped(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        int pipefd[2];
+        pid_t me = getpid();
+
+        itest_sup_start(&s, "it_adopt_stale", NULL, NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_pg_ok(fp, "main");
+
+        /* Another process of our uid connects and holds its connections open. */
+        CHECK(pipe(pipefd) == 0);
+        pid_t child = fork();
+        if (child == 0) {
+                int n = 8;
+                close(pipefd[0]);
+                int done = each_forkpool_listener(me, stale_connect, &n);
+                (void)!write(pipefd[1], &done, sizeof(done));
+                pause();
+                _exit(0);
+        }
+        close(pipefd[1]);
+        int done = 0;
+        CHECK(read(pipefd[0], &done, sizeof(done)) == sizeof(done));
+        close(pipefd[0]);
+        CHECK_MSG(done > 0, "the same uid could not reach the listener (test broken?)");
+        /* And this process leaves some of its own. */
+        int n = 4;
+        CHECK(each_forkpool_listener(me, stale_connect, &n) > 0);
+
+        for (int i = 0; i < 3; i++)
+                lease_pg_ok(fp, "main");
+        kill(child, SIGKILL);
+        CHECK(itest_wait_child(child, 5000) >= 0);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/* The number of forkpool.<pid>.* directories in /tmp and $XDG_RUNTIME_DIR. */
+static int dirs_of(pid_t pid)
+{
+        const char *bases[] = {"/tmp", getenv("XDG_RUNTIME_DIR")};
+        int n = 0;
+        for (size_t i = 0; i < 2; i++) {
+                char pat[256];
+                glob_t g;
+                if (!bases[i] || !*bases[i])
+                        continue;
+                snprintf(pat, sizeof(pat), "%s/forkpool.%d.*", bases[i], (int)pid);
+                if (glob(pat, GLOB_NOSORT, NULL, &g) == 0)
+                        n += (int)g.gl_pathc;
+                globfree(&g);
+        }
+        return n;
+}
+
+/* A tmp cleaner removes the directory: the next adoption recreates it. */
+static void test_recovers_when_dir_removed(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+
+        itest_sup_start(&s, "it_adopt_rm", NULL, NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_pg_ok(fp, "main");
+        CHECK(dirs_of(getpid()) == 1);
+        CHECK(itest_sh(NULL, 0,
+                       "rm -rf /tmp/forkpool.%d.* ${XDG_RUNTIME_DIR:-/nonexistent}/"
+                       "forkpool.%d.*",
+                       (int)getpid(), (int)getpid()) == 0);
+        CHECK(dirs_of(getpid()) == 0);
+        lease_pg_ok(fp, "main");
+        lease_pg_ok(fp, "main");
+        CHECK(dirs_of(getpid()) == 1);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/* A child that leases, then exits normally or is killed. */
+static pid_t leasing_child(const struct itest_sup *s, bool die)
+{
+        pid_t pid = fork();
+        if (pid == 0) {
+                forkpool *fp;
+                CHECK_OK(forkpool_open(s->socket, &fp));
+                lease_pg_ok(fp, "main");
+                if (die)
+                        raise(SIGKILL);
+                forkpool_close(fp);
+                exit(0);
+        }
+        return pid;
+}
+
+/* Nothing is left after a normal exit; a SIGKILLed process's directory goes with the next. */
+static void test_no_leftovers(void)
+{
+        struct itest_sup s;
+
+        itest_sup_start(&s, "it_adopt_left", NULL, NULL);
+        pid_t a = leasing_child(&s, false);
+        CHECK(itest_wait_child(a, 10000) == 0);
+        CHECK_MSG(dirs_of(a) == 0, "a normal exit left its directory");
+
+        pid_t b = leasing_child(&s, true);
+        int status = itest_wait_child(b, 10000);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        CHECK(dirs_of(b) == 1); /* the documented leftover */
+        pid_t c = leasing_child(&s, false);
+        CHECK(itest_wait_child(c, 10000) == 0);
+        CHECK_MSG(dirs_of(b) == 0, "the next process did not remove a dead one's directory");
+        CHECK(dirs_of(c) == 0);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+ITEST_MAIN({"pg_flood_by_other_uid", test_pg_flood_by_other_uid, 90},
+           {"my_flood_by_other_uid", test_my_flood_by_other_uid, 90},
+           {"stale_backlog_skipped", test_stale_backlog_skipped, 60},
+           {"recovers_when_dir_removed", test_recovers_when_dir_removed, 60},
+           {"no_leftovers", test_no_leftovers, 60})
