@@ -562,15 +562,17 @@ void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *clie
 /* (Re)creates the segment for the current pools and attaches every pool to it. */
 static int publish_segment(struct fp_supervisor *sup)
 {
-        char name[FP_SHM_NAME_MAX];
+        char prefix[FP_SHM_NAME_MAX];
         struct fp_segment seg;
         uint32_t n = (uint32_t)sup->n_pools;
         int gid = sup->cfg.n_allow_gids > 0 ? (int)sup->cfg.allow_gids[0] : -1;
 
-        fp_segment_name(sup->cfg.socket_path, name);
-        int r = fp_segment_create(&seg, name, n, n * FP_SHM_MAX_SLOTS_PER_POOL, 0640, gid);
-        if (r < 0)
-                return log_error_errno(r, "cannot create the shared segment %s", name);
+        int r = fp_segment_publish(&seg, sup->cfg.socket_path, n, n * FP_SHM_MAX_SLOTS_PER_POOL,
+                                   0640, gid);
+        if (r < 0) {
+                fp_segment_name(sup->cfg.socket_path, prefix);
+                return log_error_errno(r, "cannot create the shared segment /dev/shm%s.*", prefix);
+        }
 
         struct fp_segment old = sup->seg;
         sup->seg = seg;

@@ -29,9 +29,8 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
             (fp->segment_pid != getpid() || __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
-                char name[FP_SHM_NAME_MAX];
-                fp_segment_name(fp->socket_path, name);
-                int r = fp_segment_open(seg, name);
+                /* Only a segment of the socket's owner (or root): segment.c says why. */
+                int r = fp_segment_find(seg, fp->socket_path);
                 if (r < 0)
                         return r == -EBADMSG || r == -EPROTO ? -ENOENT : r;
                 fp->segment_pid = getpid();
