@@ -6,6 +6,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -914,7 +915,9 @@ static int drop_privileges(struct fp_supervisor *sup)
         if (slash && slash != dir) {
                 *slash = '\0';
                 if (stat(dir, &st) < 0 && errno == ENOENT) {
-                        if (mkdir(dir, 0755) < 0 || chown(dir, c->run_uid, c->run_gid) < 0)
+                        /* Never chown what a symlink planted after mkdir points to. */
+                        if (mkdir(dir, 0755) < 0 || fchownat(AT_FDCWD, dir, c->run_uid, c->run_gid,
+                                                             AT_SYMLINK_NOFOLLOW) < 0)
                                 return log_error_errno(-errno, "cannot create %s for user %s", dir,
                                                        c->run_user);
                 }

@@ -31,6 +31,12 @@
 #define ACCEPT_TIMEOUT_MS 2000
 #define STARTUP_MAX       10000
 #define PROTOCOL_3_0      196608
+/*
+ * libpq's StartupMessage is in the socket before we accept (PQconnectPoll
+ * wrote it): a connection that has not sent its first bytes by then is
+ * another one, not worth more than a moment.
+ */
+#define HEADER_TIMEOUT_MS 100
 
 /* The process's private listener; recreated in a child after fork. */
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,7 +61,7 @@ static int accept_startup(void)
                 if (fd < 0)
                         return fd;
                 uint32_t head[2];
-                if (fp_read_full(fd, head, sizeof(head), ACCEPT_TIMEOUT_MS) < 0 ||
+                if (fp_read_full(fd, head, sizeof(head), HEADER_TIMEOUT_MS) < 0 ||
                     ntohl(head[1]) != PROTOCOL_3_0 || ntohl(head[0]) < 8 ||
                     ntohl(head[0]) > STARTUP_MAX) {
                         close(fd);
@@ -138,14 +144,52 @@ static int finish_connect(PGconn *conn)
         }
 }
 
+/*
+ * Which of the options that would make libpq refuse our AuthenticationOk this
+ * libpq knows (an unknown keyword fails the connect): the environment may ask
+ * for them (PGCHANNELBINDING=require, PGREQUIREAUTH=scram-sha-256), and they
+ * mean nothing here, where the real session is authenticated already. Looked
+ * up once (with adopt_lock held).
+ */
+static int auth_options_known = -1; /* bit 0: channel_binding, bit 1: require_auth */
+
+static int auth_options(void)
+{
+        if (auth_options_known >= 0)
+                return auth_options_known;
+        PQconninfoOption *opts = PQconndefaults();
+        if (!opts)
+                return 0; /* out of memory: try again next time */
+        int known = 0;
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (strcmp(o->keyword, "channel_binding") == 0)
+                        known |= 1;
+                else if (strcmp(o->keyword, "require_auth") == 0)
+                        known |= 2;
+        }
+        PQconninfoFree(opts);
+        auth_options_known = known;
+        return known;
+}
+
 /* One attempt on the listener as it is. On failure real_fd is untouched. */
 static int adopt_once(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
 {
-        const char *keys[] = {"host",     "port",    "user",       "dbname",
-                              "password", "sslmode", "gssencmode", "target_session_attrs",
-                              NULL};
-        const char *values[] = {NULL,      FAKE_PORT, info->user, info->dbname, "unused",
-                                "disable", "disable", "any",      NULL};
+        const char *keys[12] = {"host",     "port",    "user",       "dbname",
+                                "password", "sslmode", "gssencmode", "target_session_attrs"};
+        const char *values[12] = {NULL,     FAKE_PORT, info->user, info->dbname,
+                                  "unused", "disable", "disable",  "any"};
+        size_t n = 8;
+        int known = auth_options();
+        if (known & 1) {
+                keys[n] = "channel_binding";
+                values[n++] = "disable";
+        }
+        if (known & 2) {
+                keys[n] = "require_auth";
+                values[n++] = "none";
+        }
+        keys[n] = values[n] = NULL;
         char reply[FP_PARAMS_MAX + 256];
         int srv = -1, r;
 

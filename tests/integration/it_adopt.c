@@ -224,8 +224,12 @@ static void test_stale_backlog_skipped(void)
         int n = 4;
         CHECK(each_forkpool_listener(me, stale_connect, &n) > 0);
 
+        int64_t start = itest_now_ms();
         for (int i = 0; i < 3; i++)
                 lease_pg_ok(fp, "main");
+        /* Skipped at once, not after a timeout each. */
+        CHECK_MSG(itest_now_ms() - start < 1500, "3 leases took %lld ms",
+                  (long long)(itest_now_ms() - start));
         kill(child, SIGKILL);
         CHECK(itest_wait_child(child, 5000) >= 0);
         forkpool_close(fp);
@@ -272,6 +276,28 @@ static void test_recovers_when_dir_removed(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/*
+ * The worker's environment may ask libpq for things our part of the startup
+ * cannot give (channel binding, an authentication method): they do not apply
+ * to an adopted session, and adoption ignores them.
+ */
+static void test_environment_cannot_break_adoption(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+
+        itest_sup_start(&s, "it_adopt_env", NULL, NULL);
+        /* Only the worker's: forkpoold (started above) has its own environment. */
+        setenv("PGCHANNELBINDING", "require", 1);
+        setenv("PGREQUIREAUTH", "scram-sha-256", 1);
+        setenv("PGSSLMODE", "verify-full", 1);
+        setenv("PGTARGETSESSIONATTRS", "read-write", 1);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_pg_ok(fp, "main");
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 /* A child that leases, then exits normally or is killed. */
 static pid_t leasing_child(const struct itest_sup *s, bool die)
 {
@@ -313,4 +339,5 @@ ITEST_MAIN({"pg_flood_by_other_uid", test_pg_flood_by_other_uid, 90},
            {"my_flood_by_other_uid", test_my_flood_by_other_uid, 90},
            {"stale_backlog_skipped", test_stale_backlog_skipped, 60},
            {"recovers_when_dir_removed", test_recovers_when_dir_removed, 60},
-           {"no_leftovers", test_no_leftovers, 60})
+           {"no_leftovers", test_no_leftovers, 60},
+           {"environment_cannot_break_adoption", test_environment_cannot_break_adoption, 60})
