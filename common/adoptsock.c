@@ -25,7 +25,9 @@
  *   operations per lease; measured on ext4 /tmp that is about 165 µs instead
  *   of 12 µs for the connect/accept pair. Once per process, the
  *   per-adoption cost is the same as the abstract socket's (fp_pg_adopt:
- *   median 22.5–23.5 µs before and after, n=3000, 3 runs).
+ *   median 22.5–23.5 µs before and after, n=3000, 3 runs; fp_my_adopt: 23–24.5
+ *   µs before, 24.6–24.9 after, the path lookup on ext4 being a little
+ *   dearer than the abstract name's hash).
  *
  * - It must not pile up. The directory and socket are removed when the
  *   process exits normally (a destructor) and when an adoption failed (the

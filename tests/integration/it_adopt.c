@@ -320,6 +320,11 @@ static void test_no_leftovers(void)
         struct itest_sup s;
 
         itest_sup_start(&s, "it_adopt_left", NULL, NULL);
+        /* The parent's listener exists before the children fork: they make their own. */
+        forkpool *fp;
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        lease_pg_ok(fp, "main");
+        CHECK(dirs_of(getpid()) == 1);
         pid_t a = leasing_child(&s, false);
         CHECK(itest_wait_child(a, 10000) == 0);
         CHECK_MSG(dirs_of(a) == 0, "a normal exit left its directory");
@@ -332,6 +337,46 @@ static void test_no_leftovers(void)
         CHECK(itest_wait_child(c, 10000) == 0);
         CHECK_MSG(dirs_of(b) == 0, "the next process did not remove a dead one's directory");
         CHECK(dirs_of(c) == 0);
+        /* Nothing of the parent's was touched by its children. */
+        CHECK(dirs_of(getpid()) == 1);
+        lease_pg_ok(fp, "main");
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/* $XDG_RUNTIME_DIR holds the directory only when it is private to us. */
+static void test_xdg_runtime_dir_only_if_private(void)
+{
+        struct itest_sup s;
+        char priv[] = "/tmp/fp-it-xdg.XXXXXX", open_dir[] = "/tmp/fp-it-xdg-open.XXXXXX", pat[256];
+        forkpool *fp;
+
+        CHECK(mkdtemp(priv) && mkdtemp(open_dir) && chmod(open_dir, 0777) == 0);
+        itest_sup_start(&s, "it_adopt_xdg", NULL, NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+                setenv("XDG_RUNTIME_DIR", priv, 1);
+                CHECK_OK(forkpool_open(s.socket, &fp));
+                lease_pg_ok(fp, "main");
+                snprintf(pat, sizeof(pat), "ls -d %s/forkpool.%d.* >/dev/null", priv,
+                         (int)getpid());
+                CHECK_MSG(itest_sh(NULL, 0, "%s", pat) == 0, "not in the private XDG dir");
+                forkpool_close(fp);
+                exit(0);
+        }
+        CHECK(itest_wait_child(pid, 10000) == 0);
+        pid = fork();
+        if (pid == 0) {
+                setenv("XDG_RUNTIME_DIR", open_dir, 1);
+                CHECK_OK(forkpool_open(s.socket, &fp));
+                lease_pg_ok(fp, "main");
+                snprintf(pat, sizeof(pat), "ls -d /tmp/forkpool.%d.* >/dev/null", (int)getpid());
+                CHECK_MSG(itest_sh(NULL, 0, "%s", pat) == 0, "a 0777 XDG dir was used");
+                forkpool_close(fp);
+                exit(0);
+        }
+        CHECK(itest_wait_child(pid, 10000) == 0);
+        CHECK(itest_sh(NULL, 0, "rmdir %s %s", priv, open_dir) == 0); /* left empty */
         CHECK(itest_sup_stop(&s) == 0);
 }
 
@@ -340,4 +385,5 @@ ITEST_MAIN({"pg_flood_by_other_uid", test_pg_flood_by_other_uid, 90},
            {"stale_backlog_skipped", test_stale_backlog_skipped, 60},
            {"recovers_when_dir_removed", test_recovers_when_dir_removed, 60},
            {"no_leftovers", test_no_leftovers, 60},
-           {"environment_cannot_break_adoption", test_environment_cannot_break_adoption, 60})
+           {"environment_cannot_break_adoption", test_environment_cannot_break_adoption, 60},
+           {"xdg_runtime_dir_only_if_private", test_xdg_runtime_dir_only_if_private, 60})
