@@ -39,6 +39,13 @@
  *   adopts. (A process of our uid in another pid namespace may have its
  *   directory removed early: its next adoption fails once, recreates it and
  *   succeeds.)
+ *
+ * - Where: $XDG_RUNTIME_DIR when it is private to us, else /tmp/forkpool-<uid>
+ *   (0700, ours; it stays, one per uid), so that the sweep reads a
+ *   directory of ours alone and not all of /tmp. That name is predictable:
+ *   if it is not a directory of ours with mode 0700, /tmp itself is used
+ *   (still safe, as the per-process directory is 0700; only the sweep is
+ *   skipped), so another user taking it changes nothing but that.
  */
 #include "adoptsock.h"
 
@@ -47,6 +54,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -131,8 +139,16 @@ static void sweep_stale(const char *base)
         close(bfd);
 }
 
-/* $XDG_RUNTIME_DIR if it is a private directory of ours, else /tmp if it is safe to use. */
-static int base_dir(const char **ret)
+/*
+ * Where this process's directory goes, into buf (FP_ADOPT_SOCK_PATH_MAX):
+ * $XDG_RUNTIME_DIR if it is a private directory of ours; else our own
+ * /tmp/forkpool-<uid> (0700, created if missing), so that sweeping reads
+ * only our own entries and not all of /tmp (think of PHP's session files);
+ * else, if someone else has taken that name, /tmp itself. Returns 1 if buf
+ * is a directory of ours alone (worth sweeping), 0 for /tmp, or a negative
+ * errno.
+ */
+static int parent_dir(char *buf)
 {
         const char *x = secure_getenv("XDG_RUNTIME_DIR");
         struct stat st;
@@ -140,8 +156,8 @@ static int base_dir(const char **ret)
         /* Room for "/forkpool.<pid>.XXXXXX/.s.PGSQL.5432" within sun_path. */
         if (x && x[0] == '/' && strlen(x) < 64 && stat(x, &st) == 0 && S_ISDIR(st.st_mode) &&
             st.st_uid == geteuid() && !(st.st_mode & 0077)) {
-                *ret = x;
-                return 0;
+                snprintf(buf, FP_ADOPT_SOCK_PATH_MAX, "%s", x);
+                return 1;
         }
         if (stat("/tmp", &st) < 0)
                 return -errno;
@@ -149,7 +165,20 @@ static int base_dir(const char **ret)
         if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
             ((st.st_mode & 0022) && !(st.st_mode & S_ISVTX)))
                 return -EPERM;
-        *ret = "/tmp";
+
+        /* A predictable name: trusted only if it is, without a doubt, ours. */
+        snprintf(buf, FP_ADOPT_SOCK_PATH_MAX, "/tmp/forkpool-%u", (unsigned)geteuid());
+        if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        int fd = open(buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        bool ours = fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
+                    st.st_uid == geteuid() &&
+                    ((st.st_mode & 07777) == 0700 || fchmod(fd, 0700) == 0);
+        if (fd >= 0)
+                close(fd);
+        if (ours)
+                return 1;
+        snprintf(buf, FP_ADOPT_SOCK_PATH_MAX, "/tmp");
         return 0;
 }
 
@@ -177,17 +206,17 @@ int fp_adopt_listener_open(struct fp_adopt_listener *l)
 {
         pid_t pid = getpid();
         uid_t uid = geteuid();
-        const char *base = NULL;
+        char base[FP_ADOPT_SOCK_PATH_MAX];
         int fd, r;
 
         if (l->fd >= 0 && l->pid == pid && l->uid == uid)
                 return 0;
         fp_adopt_listener_reset(l);
 
-        r = base_dir(&base);
+        r = parent_dir(base);
         if (r < 0)
                 return r;
-        if (__atomic_load_n(&swept_pid, __ATOMIC_RELAXED) != pid) {
+        if (r > 0 && __atomic_load_n(&swept_pid, __ATOMIC_RELAXED) != pid) {
                 __atomic_store_n(&swept_pid, pid, __ATOMIC_RELAXED);
                 sweep_stale(base);
         }

@@ -38,11 +38,13 @@ struct fp_adopt_listener {
  * Makes sure l is a listening socket of this process at l->path. The first
  * call in a process (or after a uid change, or after fp_adopt_listener_reset)
  * creates a directory forkpool.<pid>.XXXXXX (mode 0700) under
- * $XDG_RUNTIME_DIR when that is a private directory of ours, else /tmp, binds
- * the socket in it and, once per process, removes such directories that our
- * uid left behind for processes that no longer exist. Later calls cost one
- * getpid() and one geteuid(). Returns 0 or a negative errno; on failure
- * nothing is left behind and l is closed.
+ * $XDG_RUNTIME_DIR when that is a private directory of ours, else under
+ * /tmp/forkpool-<uid> (0700, created if missing; /tmp itself if that name is
+ * not ours), binds the socket in it and, once per process, removes such
+ * directories that our uid left there for processes that no longer exist.
+ * Later calls cost one getpid() and one geteuid(). Returns 0 or a negative
+ * errno; on failure nothing is left behind (but /tmp/forkpool-<uid>) and l
+ * is closed.
  */
 int fp_adopt_listener_open(struct fp_adopt_listener *l);
 

@@ -25,12 +25,12 @@
 
 #include "itest.h"
 
-/* Runs fn as uid `nobody` (gid 0) in a child; returns its exit status. */
-static int as_nobody(int (*fn)(void))
+/* Runs fn as user (gid 0, so the 0660 control socket is reachable) in a child. */
+static int as_user(const char *user, int (*fn)(void))
 {
         pid_t pid = fork();
         if (pid == 0) {
-                struct passwd *pw = getpwnam("nobody");
+                struct passwd *pw = getpwnam(user);
                 CHECK(pw);
                 CHECK(setgroups(0, NULL) == 0);
                 CHECK(setgid(0) == 0);
@@ -40,6 +40,11 @@ static int as_nobody(int (*fn)(void))
         int status = itest_wait_child(pid, 30000);
         CHECK(status >= 0 && WIFEXITED(status));
         return WEXITSTATUS(status);
+}
+
+static int as_nobody(int (*fn)(void))
+{
+        return as_user("nobody", fn);
 }
 
 /*
@@ -236,12 +241,14 @@ static void test_stale_backlog_skipped(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
-/* The number of forkpool.<pid>.* directories in /tmp and $XDG_RUNTIME_DIR. */
+/* The number of forkpool.<pid>.* directories in /tmp[/forkpool-<uid>] and $XDG_RUNTIME_DIR. */
 static int dirs_of(pid_t pid)
 {
-        const char *bases[] = {"/tmp", getenv("XDG_RUNTIME_DIR")};
+        char own[64];
+        snprintf(own, sizeof(own), "/tmp/forkpool-%u", (unsigned)geteuid());
+        const char *bases[] = {own, "/tmp", getenv("XDG_RUNTIME_DIR")};
         int n = 0;
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < 3; i++) {
                 char pat[256];
                 glob_t g;
                 if (!bases[i] || !*bases[i])
@@ -265,9 +272,9 @@ static void test_recovers_when_dir_removed(void)
         lease_pg_ok(fp, "main");
         CHECK(dirs_of(getpid()) == 1);
         CHECK(itest_sh(NULL, 0,
-                       "rm -rf /tmp/forkpool.%d.* ${XDG_RUNTIME_DIR:-/nonexistent}/"
-                       "forkpool.%d.*",
-                       (int)getpid(), (int)getpid()) == 0);
+                       "rm -rf /tmp/forkpool-%u/forkpool.%d.* /tmp/forkpool.%d.* "
+                       "${XDG_RUNTIME_DIR:-/nonexistent}/forkpool.%d.*",
+                       (unsigned)geteuid(), (int)getpid(), (int)getpid(), (int)getpid()) == 0);
         CHECK(dirs_of(getpid()) == 0);
         lease_pg_ok(fp, "main");
         lease_pg_ok(fp, "main");
@@ -370,7 +377,8 @@ static void test_xdg_runtime_dir_only_if_private(void)
                 setenv("XDG_RUNTIME_DIR", open_dir, 1);
                 CHECK_OK(forkpool_open(s.socket, &fp));
                 lease_pg_ok(fp, "main");
-                snprintf(pat, sizeof(pat), "ls -d /tmp/forkpool.%d.* >/dev/null", (int)getpid());
+                snprintf(pat, sizeof(pat), "ls -d /tmp/forkpool-%u/forkpool.%d.* >/dev/null",
+                         (unsigned)geteuid(), (int)getpid());
                 CHECK_MSG(itest_sh(NULL, 0, "%s", pat) == 0, "a 0777 XDG dir was used");
                 forkpool_close(fp);
                 exit(0);
@@ -380,10 +388,51 @@ static void test_xdg_runtime_dir_only_if_private(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+static const char *squat_socket;
+
+/* As daemon: a lease works, its directory is right in /tmp, nothing went into the squat. */
+static int lease_as_daemon(void)
+{
+        forkpool *fp;
+        CHECK_OK(forkpool_open(squat_socket, &fp));
+        lease_pg_ok(fp, "main");
+        if (itest_sh(NULL, 0, "ls -d /tmp/forkpool.%d.* >/dev/null", (int)getpid()) != 0)
+                return 2;
+        if (itest_sh(NULL, 0, "test -z \"$(ls -A /tmp/forkpool-%u)\"", (unsigned)geteuid()) != 0)
+                return 3;
+        /* Nobody can reach it from the squatted directory either. */
+        forkpool_close(fp);
+        exit(0); /* the destructor removes the directory */
+}
+
+static int squat_daemon_dir(void)
+{
+        return itest_sh(NULL, 0, "mkdir /tmp/forkpool-1 && chmod 0777 /tmp/forkpool-1");
+}
+
+/* Another user takes /tmp/forkpool-<uid> first: adoption does not use it, and works. */
+static void test_parent_dir_taken_by_other_uid(void)
+{
+        struct itest_sup s;
+
+        itest_sh(NULL, 0, "rm -rf /tmp/forkpool-1"); /* daemon: no process of it adopts here */
+        CHECK(as_nobody(squat_daemon_dir) == 0);
+        itest_sup_start(&s, "it_adopt_squat", NULL, "allow_users = root, daemon\n");
+        squat_socket = s.socket;
+        int r = as_user("daemon", lease_as_daemon);
+        CHECK_MSG(r == 0, "lease as daemon: %d", r);
+        CHECK(itest_sh(NULL, 0,
+                       "ls -d /tmp/forkpool.*.* 2>/dev/null | xargs -r stat -c %%U | "
+                       "grep -qx daemon") != 0);
+        itest_sh(NULL, 0, "rm -rf /tmp/forkpool-1");
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"pg_flood_by_other_uid", test_pg_flood_by_other_uid, 90},
            {"my_flood_by_other_uid", test_my_flood_by_other_uid, 90},
            {"stale_backlog_skipped", test_stale_backlog_skipped, 60},
            {"recovers_when_dir_removed", test_recovers_when_dir_removed, 60},
            {"no_leftovers", test_no_leftovers, 60},
            {"environment_cannot_break_adoption", test_environment_cannot_break_adoption, 60},
-           {"xdg_runtime_dir_only_if_private", test_xdg_runtime_dir_only_if_private, 60})
+           {"xdg_runtime_dir_only_if_private", test_xdg_runtime_dir_only_if_private, 60},
+           {"parent_dir_taken_by_other_uid", test_parent_dir_taken_by_other_uid, 60})
