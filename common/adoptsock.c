@@ -23,11 +23,10 @@
  *   a directory and a socket per adoption and removing both once the library
  *   has connected leaves nothing behind ever, but costs three metadata
  *   operations per lease; measured on ext4 /tmp that is about 165 µs instead
- *   of 12 µs for the connect/accept pair. Once per process, the
- *   per-adoption cost is the same as the abstract socket's (fp_pg_adopt:
- *   median 22.5–23.5 µs before and after, n=3000, 3 runs; fp_my_adopt: 23–24.5
- *   µs before, 24.6–24.9 after, the path lookup on ext4 being a little
- *   dearer than the abstract name's hash).
+ *   of 12 µs for the connect/accept pair. Once per process, what an
+ *   adoption pays is the path lookup instead of the abstract name's hash:
+ *   fp_pg_adopt median 22.4–22.8 µs before, 23.1–23.2 after; fp_my_adopt
+ *   22.8–25.6 before, 24.3–24.5 after (n=3000, 3 runs each, ext4 /tmp).
  *
  * - It must not pile up. The directory and socket are removed when the
  *   process exits normally (a destructor) and when an adoption failed (the
