@@ -173,7 +173,8 @@ static void test_nonblocking_connect_waits_without_blocking(void)
 
         /* A pending connect given up: its acquire is dropped, nothing stays leased. */
         PGconn *pending = PQconnectStart(conninfo);
-        CHECK(pending && PQconnectPoll(pending) == PGRES_POLLING_READING);
+        CHECK(pending);
+        CHECK_MSG(PQconnectPoll(pending) == PGRES_POLLING_READING, "%s", PQerrorMessage(pending));
         PQfinish(pending);
         PQfinish(c);
         CHECK(wait_checked_out(0) == 0);
