@@ -224,6 +224,12 @@ static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, 
         fp_control_send_error(w->client, w->request_id, error, text);
 }
 
+static void op_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
+{
+        (void)pool;
+        fp_control_acquire_done(w->client);
+}
+
 static uint64_t op_now(struct fp_pool *pool)
 {
         return fp_supervisor_now(sup_pool_of(pool)->sup);
@@ -330,6 +336,7 @@ static const struct fp_pool_ops pool_ops = {
         .now = op_now,
         .event = op_event,
         .random = op_random,
+        .waiter_done = op_waiter_done,
 };
 
 /* --- pools --- */
@@ -719,6 +726,11 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
         memcpy(sup->cfg.allow_uids, cfg->allow_uids, sizeof(cfg->allow_uids));
         sup->cfg.n_allow_gids = cfg->n_allow_gids;
         memcpy(sup->cfg.allow_gids, cfg->allow_gids, sizeof(cfg->allow_gids));
+        /* Peer limits apply to new connections and new acquires. */
+        sup->cfg.max_connections_per_uid = cfg->max_connections_per_uid;
+        sup->cfg.max_connections_per_pid = cfg->max_connections_per_pid;
+        sup->cfg.max_waiting_per_connection = cfg->max_waiting_per_connection;
+        sup->cfg.hello_timeout_ms = cfg->hello_timeout_ms;
 
         /* Pools that are gone drain: no new leases, the rest close as they come back. */
         for (size_t i = 0; i < sup->n_pools; i++) {

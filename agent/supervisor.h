@@ -44,6 +44,8 @@ struct fp_supervisor {
         int listen_fd;
         sd_event_source *listen_src;
         struct fp_client_list clients;
+        unsigned n_refused;            /* refused clients waiting to read their answer */
+        sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;
         struct fp_sup_pool *pools[FP_SHM_MAX_POOLS];
         bool stopping;
@@ -140,6 +142,12 @@ int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const v
 /* Sends an error reply to a client (failures are handled by dropping the client later). */
 void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
                            const char *text);
+
+/*
+ * An acquire the client queued (fp_pool_acquire() accepted it) was answered
+ * or dropped: it no longer counts against max_waiting_per_connection.
+ */
+void fp_control_acquire_done(struct fp_client *client);
 
 /* The pid the kernel reported for the client (SO_PEERCRED). */
 pid_t fp_client_pid(const struct fp_client *client);
