@@ -726,6 +726,11 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
         memcpy(sup->cfg.allow_uids, cfg->allow_uids, sizeof(cfg->allow_uids));
         sup->cfg.n_allow_gids = cfg->n_allow_gids;
         memcpy(sup->cfg.allow_gids, cfg->allow_gids, sizeof(cfg->allow_gids));
+        /* Who is an admin is checked per command: a removed admin is refused from now on. */
+        sup->cfg.n_admin_uids = cfg->n_admin_uids;
+        memcpy(sup->cfg.admin_uids, cfg->admin_uids, sizeof(cfg->admin_uids));
+        sup->cfg.n_admin_gids = cfg->n_admin_gids;
+        memcpy(sup->cfg.admin_gids, cfg->admin_gids, sizeof(cfg->admin_gids));
         /* Peer limits apply to new connections and new acquires. */
         sup->cfg.max_connections_per_uid = cfg->max_connections_per_uid;
         sup->cfg.max_connections_per_pid = cfg->max_connections_per_pid;
