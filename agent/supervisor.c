@@ -1057,6 +1057,12 @@ void fp_supervisor_done(struct fp_supervisor *sup)
         if (sup->seg.hdr) {
                 char name[FP_SHM_NAME_MAX];
                 snprintf(name, sizeof(name), "%s", sup->seg.name);
+                /*
+                 * Readers that keep the old mapping (a long-lived handle's
+                 * forkpool_pool_state()) see at once that it is dead and map
+                 * the next supervisor's segment instead of counters frozen here.
+                 */
+                __atomic_store_n(&sup->seg.hdr->obsolete, 1, __ATOMIC_RELEASE);
                 fp_segment_close(&sup->seg);
                 (void)fp_segment_unlink(name);
         }

@@ -166,7 +166,11 @@ int fp_segment_open(struct fp_segment *seg, const char *name)
                 munmap(p, (size_t)st.st_size);
                 return r;
         }
-        *seg = (struct fp_segment){.hdr = p, .size = (size_t)st.st_size, .writable = false};
+        *seg = (struct fp_segment){.hdr = p,
+                                   .size = (size_t)st.st_size,
+                                   .writable = false,
+                                   .dev = (uint64_t)st.st_dev,
+                                   .ino = (uint64_t)st.st_ino};
         snprintf(seg->name, sizeof(seg->name), "%s", name);
         return 0;
 }
