@@ -219,11 +219,11 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -ENOENT, text);
                 return;
         }
-        if (!fp_supervisor_pool_allows(sp, client->uid, client->gid, client->groups,
+        if (!fp_supervisor_pool_allows(sup, sp, client->uid, client->gid, client->groups,
                                        client->n_groups)) {
                 warn_limited(sup, WARN_REFUSED,
-                             "pool %s: refused pid %d (uid %u, gid %u): not in the pool's "
-                             "allow_users or allow_groups",
+                             "pool %s: refused pid %d (uid %u, gid %u): not in allow_users or "
+                             "allow_groups (the pool's or the global ones)",
                              msg->pool, client->pid, client->uid, client->gid);
                 snprintf(text, sizeof(text), "uid %u may not lease from pool '%s'", client->uid,
                          msg->pool);

@@ -466,20 +466,34 @@ static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
         return false;
 }
 
-bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
-                               const gid_t *groups, size_t n_groups)
+/* Whether uid, gid or one of groups is listed (no list: nobody is). */
+static bool ids_allow(const uint32_t *uids, size_t n_uids, const uint32_t *gids, size_t n_gids,
+                      uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
 {
-        const struct fp_pool_config *c = &sp->cfg;
-
-        if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+        if (id_in(uids, n_uids, uid) || id_in(gids, n_gids, gid))
                 return true;
-        if (uid == 0 || uid == geteuid() || id_in(c->allow_uids, c->n_allow_uids, uid) ||
-            id_in(c->allow_gids, c->n_allow_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups; i++)
-                if (id_in(c->allow_gids, c->n_allow_gids, groups[i]))
+        for (size_t i = 0; i < n_groups && n_gids > 0; i++)
+                if (id_in(gids, n_gids, groups[i]))
                         return true;
         return false;
+}
+
+bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
+                               uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
+{
+        const struct fp_config *g = &sup->cfg;
+        const struct fp_pool_config *c = &sp->cfg;
+
+        if (uid == 0 || uid == geteuid())
+                return true;
+        /* The global lists, as at connect: a reload may have removed this peer since. */
+        if (!ids_allow(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid, gid,
+                       groups, n_groups))
+                return false;
+        if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+                return true;
+        return ids_allow(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid, gid,
+                         groups, n_groups);
 }
 
 /* The holder of a restored lease, watched until it reconnects or dies. */

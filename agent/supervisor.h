@@ -82,11 +82,14 @@ struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t
 uint64_t fp_supervisor_now(struct fp_supervisor *sup);
 
 /*
- * Whether a client with these credentials may lease from sp (its own allow
- * lists; an empty list means the global ones, already checked at connect).
+ * Whether a client with these credentials may lease from sp now: root and
+ * forkpoold's own uid always; others must be in the global allow lists (as
+ * checked at connect: they are checked again because a reload may have
+ * removed the peer since) and, if the pool has allow lists of its own, in
+ * those too. O(length of the lists).
  */
-bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
-                               const gid_t *groups, size_t n_groups);
+bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
+                               uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
 
 /*
  * Whether a peer may run admin commands: root, forkpoold's own uid, or a

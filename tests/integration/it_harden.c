@@ -139,6 +139,62 @@ static void test_reload_applies_admin_users(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+static int go_pipe[2], done_pipe[2];
+
+/* As nobody: leases, says so, waits for the reload, then tries again on the same handle. */
+static int lease_before_and_after(const struct itest_sup *s)
+{
+        forkpool *fp;
+        forkpool_lease *lease;
+        char c = 'x';
+
+        if (forkpool_open(s->socket, &fp) < 0 || forkpool_acquire(fp, "main", 5000, &lease) < 0 ||
+            forkpool_release(lease) < 0)
+                c = 'F';
+        (void)!write(done_pipe[1], &c, 1);
+        if (c == 'F' || read(go_pipe[0], &c, 1) != 1)
+                return 2;
+        int r = forkpool_acquire(fp, "main", 5000, &lease);
+        forkpool_close(fp);
+        return r == -EACCES ? 0 : 1;
+}
+
+static int run_lease_before_and_after(const struct itest_sup *s)
+{
+        return as_nobody(s, lease_before_and_after);
+}
+
+/*
+ * In the same spirit: a uid removed from allow_users by a reload can no
+ * longer lease over the connection it already had.
+ */
+static void test_reload_applies_allow_users(void)
+{
+        struct itest_sup s;
+        char cfg[4096], c;
+
+        itest_sup_start(&s, "it_h_allow", NULL, "allow_users = root, nobody\n");
+        CHECK(pipe(go_pipe) == 0 && pipe(done_pipe) == 0);
+        pid_t kid = fork();
+        if (kid == 0)
+                _exit(run_lease_before_and_after(&s));
+        CHECK(read(done_pipe[0], &c, 1) == 1 && c == 'x');
+        itest_sh(cfg, sizeof(cfg), "sed 's/^allow_users = root, nobody$/allow_users = root/' %s",
+                 s.config);
+        write_text(s.config, cfg);
+        int before = count_in_log(&s, "configuration reloaded");
+        CHECK(kill(s.pid, SIGHUP) == 0);
+        int64_t end = itest_now_ms() + 10000;
+        while (count_in_log(&s, "configuration reloaded") == before && itest_now_ms() < end)
+                usleep(20000);
+        CHECK(count_in_log(&s, "configuration reloaded") > before);
+        CHECK(write(go_pipe[1], "g", 1) == 1);
+        int status = itest_wait_child(kid, 30000);
+        CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "nobody still leased after its removal from allow_users (%d)", status);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 /* Opens handles until one fails; returns 100 + that many opened, or 200 + -error. */
 static int open_many(int n, int *ret_error)
 {
@@ -537,6 +593,7 @@ static void test_pool_state_after_restart(void)
 }
 
 ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
+           {"reload_applies_allow_users", test_reload_applies_allow_users, 60},
            {"connection_limits", test_connection_limits, 90},
            {"hello_timeout", test_hello_timeout, 60},
            {"fd_exhaustion_no_spin", test_fd_exhaustion_no_spin, 90},
