@@ -62,8 +62,11 @@ FORKPOOL_EXPORT const char *forkpool_version(void);
  * socket_path NULL means $FORKPOOL_SOCKET, else FORKPOOL_DEFAULT_SOCKET.
  * Returns 0 and a new handle in *ret, owned by the caller (forkpool_close()).
  * Errors: -ECONNREFUSED / -ENOENT (no supervisor at that path), -EACCES
- * (this uid/gid is not allowed), -EPROTO (protocol version mismatch),
- * -ENAMETOOLONG, -ENOMEM. Blocks for one round trip to the supervisor.
+ * (this uid/gid is not allowed), -EUSERS / -EMFILE (this uid / this process
+ * already has max_connections_per_uid / _per_pid control connections, or
+ * -EMFILE: forkpoold is out of descriptors; forkpool_last_error() says
+ * which), -EPROTO (protocol version mismatch), -ENAMETOOLONG, -ENOMEM.
+ * Blocks for one round trip to the supervisor.
  */
 FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret);
 
@@ -86,7 +89,9 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp);
  * the call), -ECHILD (handle opened by another process and reopening failed),
  * -EPROTO, -ESHUTDOWN (the supervisor is stopping), -EHOSTUNREACH (the
  * database could not be reached; forkpool_last_error() has its message),
- * -ENOMEM. Blocks until a connection is leased or the timeout passes.
+ * -EAGAIN (max_waiting_per_connection acquires are already queued on this
+ * handle's connection, e.g. earlier ones that gave up waiting), -ENOMEM.
+ * Blocks until a connection is leased or the timeout passes.
  */
 FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
                                      forkpool_lease **ret);
