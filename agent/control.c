@@ -77,7 +77,8 @@ struct fp_client {
         sd_event_source *hello_timer;   /* until its first message: closes a silent peer */
         int refused_error;              /* why it is refused (negative errno) */
         char refused_text[FP_ERRTEXT_MAX];
-        uint32_t n_waiting; /* its acquires queued in the pools */
+        uint32_t n_waiting;            /* its acquires queued in the pools */
+        struct fp_waiter_list waiters; /* the same, in every pool (pool.c's) */
 };
 
 static void warn_limited(struct fp_supervisor *sup, enum warn_kind kind, const char *fmt, ...)
@@ -105,6 +106,11 @@ static void warn_limited(struct fp_supervisor *sup, enum warn_kind kind, const c
 pid_t fp_client_pid(const struct fp_client *client)
 {
         return client->pid;
+}
+
+struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client)
+{
+        return &client->waiters;
 }
 
 void fp_control_acquire_done(struct fp_client *client)
@@ -615,6 +621,7 @@ static void accept_one(struct fp_supervisor *sup, int fd)
         }
         *client = (struct fp_client){
                 .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+        TAILQ_INIT(&client->waiters);
         socklen_t glen = sizeof(client->groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, client->groups, &glen) == 0)
                 client->n_groups = glen / sizeof(gid_t);

@@ -260,6 +260,8 @@ static uint64_t recycle_deadline(struct fp_pool *pool, uint64_t connected_at)
 /* Frees w, which is no longer queued nor anyone's connecting_for. */
 static void waiter_free(struct fp_pool *pool, struct fp_waiter *w)
 {
+        if (w->client_list)
+                TAILQ_REMOVE(w->client_list, w, client_link);
         if (pool->ops->waiter_done)
                 pool->ops->waiter_done(pool, w);
         free(w);
@@ -472,12 +474,18 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
         if (timeout_ms < 0)
                 timeout_ms = pool->params.timeout_ms;
         *w = (struct fp_waiter){
+                .pool = pool,
                 .client = client,
                 .pid = pid,
                 .request_id = request_id,
                 .start_usec = start,
                 .deadline_usec = start + (uint64_t)timeout_ms * 1000u,
+                .heap_index = FP_HEAP_NONE,
         };
+        if (pool->ops->client_waiters) {
+                w->client_list = pool->ops->client_waiters(pool, client);
+                TAILQ_INSERT_TAIL(w->client_list, w, client_link);
+        }
         if (label) {
                 /* The label goes into logs and forkpoolctl: no control characters. */
                 snprintf(w->label, sizeof(w->label), "%s", label);
@@ -709,11 +717,24 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
         struct fp_waiter *w, *next;
         int reclaimed = 0;
 
-        for (w = TAILQ_FIRST(&pool->waiters); w; w = next) {
-                next = TAILQ_NEXT(w, link);
-                if (w->client == client) {
-                        waiter_remove(pool, w);
-                        waiter_free(pool, w);
+        if (pool->ops->client_waiters) {
+                /* Its own waiters only; those of other pools, or connecting, are not queued here.
+                 */
+                struct fp_waiter_list *list = pool->ops->client_waiters(pool, client);
+                for (w = TAILQ_FIRST(list); w; w = next) {
+                        next = TAILQ_NEXT(w, client_link);
+                        if (w->pool == pool && w->heap_index != FP_HEAP_NONE) {
+                                waiter_remove(pool, w);
+                                waiter_free(pool, w);
+                        }
+                }
+        } else {
+                for (w = TAILQ_FIRST(&pool->waiters); w; w = next) {
+                        next = TAILQ_NEXT(w, link);
+                        if (w->client == client) {
+                                waiter_remove(pool, w);
+                                waiter_free(pool, w);
+                        }
                 }
         }
         for (uint32_t i = 0; i < pool->capacity; i++) {

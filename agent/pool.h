@@ -70,15 +70,20 @@ struct fp_record {
         bool in_queue;
 };
 
+struct fp_waiter_list;
+
 struct fp_waiter {
-        TAILQ_ENTRY(fp_waiter) link;
+        TAILQ_ENTRY(fp_waiter) link;        /* in its pool's queue, while queued */
+        TAILQ_ENTRY(fp_waiter) client_link; /* in its client's list (ops->client_waiters) */
+        struct fp_waiter_list *client_list; /* that list, or NULL */
+        struct fp_pool *pool;
         void *client; /* the control connection that asked */
         pid_t pid;
         uint32_t request_id;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX: wait forever */
         uint64_t start_usec;
         uint64_t seq;      /* arrival order in its pool: breaks deadline ties */
-        size_t heap_index; /* position in the pool's deadline heap */
+        size_t heap_index; /* position in the pool's deadline heap; FP_HEAP_NONE: not queued */
         char label[FP_SHM_LABEL_MAX];
 };
 
@@ -132,6 +137,14 @@ struct fp_pool_ops {
          * fp_pool_acquire() accepted, never from fp_pool_done(). May be NULL.
          */
         void (*waiter_done)(struct fp_pool *pool, struct fp_waiter *w);
+        /*
+         * The list, owned by the caller, that holds every waiter of client in
+         * every pool, from acquire to waiter_done, so that
+         * fp_pool_client_gone() costs the client's waiters, not all of them.
+         * Initialised (TAILQ_INIT) by the caller; must outlive the waiters,
+         * except that fp_pool_done() does not touch it. May be NULL.
+         */
+        struct fp_waiter_list *(*client_waiters)(struct fp_pool *pool, void *client);
 };
 
 struct fp_pool_params {
@@ -230,7 +243,8 @@ void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok);
 /*
  * The control connection client is gone (its process died or closed it): its
  * waiters are dropped, its leases reclaimed (hard close, never reused).
- * Returns the number of leases reclaimed.
+ * Returns the number of leases reclaimed. O(pool capacity + the client's
+ * waiters) with ops->client_waiters, O(capacity + all waiters) without.
  */
 int fp_pool_client_gone(struct fp_pool *pool, void *client);
 

@@ -230,6 +230,12 @@ static void op_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
         fp_control_acquire_done(w->client);
 }
 
+static struct fp_waiter_list *op_client_waiters(struct fp_pool *pool, void *client)
+{
+        (void)pool;
+        return fp_control_client_waiters(client);
+}
+
 static uint64_t op_now(struct fp_pool *pool)
 {
         return fp_supervisor_now(sup_pool_of(pool)->sup);
@@ -337,6 +343,7 @@ static const struct fp_pool_ops pool_ops = {
         .event = op_event,
         .random = op_random,
         .waiter_done = op_waiter_done,
+        .client_waiters = op_client_waiters,
 };
 
 /* --- pools --- */

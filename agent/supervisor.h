@@ -152,6 +152,9 @@ void fp_control_send_error(struct fp_client *client, uint32_t request_id, int er
  */
 void fp_control_acquire_done(struct fp_client *client);
 
+/* The list of the client's waiters in every pool (struct fp_pool_ops.client_waiters). */
+struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client);
+
 /* The pid the kernel reported for the client (SO_PEERCRED). */
 pid_t fp_client_pid(const struct fp_client *client);
 

@@ -460,6 +460,62 @@ static void test_timeouts_in_deadline_order(void **state)
         fp_pool_done(pool);
 }
 
+static struct fp_waiter_list waiters_a, waiters_b;
+
+static struct fp_waiter_list *fake_client_waiters(struct fp_pool *pool, void *client)
+{
+        (void)pool;
+        return client == &client_a ? &waiters_a : &waiters_b;
+}
+
+static int list_length(const struct fp_waiter_list *list)
+{
+        int n = 0;
+        const struct fp_waiter *w;
+        TAILQ_FOREACH(w, list, client_link)
+        n++;
+        return n;
+}
+
+/*
+ * With client_waiters, each client's waiters are on its own list from
+ * acquire to done, and a client that goes drops exactly its own.
+ */
+static void test_client_waiter_lists(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        struct fp_pool_ops ops = fake_ops;
+        ops.client_waiters = fake_client_waiters;
+        pool->ops = &ops;
+        TAILQ_INIT(&waiters_a);
+        TAILQ_INIT(&waiters_b);
+
+        acquire(pool, &client_a, 1, -1);
+        assert_int_equal(list_length(&waiters_a), 1); /* connecting for it */
+        connects_succeed(pool);
+        assert_int_equal(list_length(&waiters_a), 0);
+        /* 40 each: the recorder keeps at most MAX_EVENTS answers. */
+        for (uint32_t i = 0; i < 40; i++) {
+                acquire(pool, &client_a, 100 + i, 5000);
+                acquire(pool, &client_b, 5000 + i, 5000);
+        }
+        assert_int_equal(list_length(&waiters_a), 40);
+        assert_int_equal(list_length(&waiters_b), 40);
+        fp_pool_client_gone(pool, &client_b);
+        assert_int_equal(list_length(&waiters_b), 0);
+        assert_int_equal(pool->n_waiting, 40);
+        /* a's waiters kept their order: the next lease goes to its first. */
+        release(pool, &client_a, lease_id_of(pool, 0));
+        assert_int_equal(rec_log.leased_request[1], 100);
+        assert_int_equal(list_length(&waiters_a), 39);
+        /* Timeouts take them off the list too. */
+        fp_pool_expire(pool, rec_log.clock + 5000 * 1000);
+        assert_int_equal(list_length(&waiters_a), 0);
+        assert_int_equal(pool->n_waiting, 0);
+        fp_pool_done(pool);
+}
+
 static void test_invalidate_and_dispose(void **state)
 {
         (void)state;
@@ -807,6 +863,7 @@ int main(void)
                 cmocka_unit_test(test_client_gone_reclaims),
                 cmocka_unit_test(test_many_undeliverable_leases),
                 cmocka_unit_test(test_timeouts_in_deadline_order),
+                cmocka_unit_test(test_client_waiter_lists),
                 cmocka_unit_test(test_undeliverable_lease_goes_back),
                 cmocka_unit_test(test_invalidate_and_dispose),
                 cmocka_unit_test(test_lifo),
