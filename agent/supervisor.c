@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <sys/un.h>
@@ -964,6 +965,33 @@ static int drop_privileges(struct fp_supervisor *sup)
         return 0;
 }
 
+/*
+ * Every control connection costs two descriptors (its socket and a pidfd),
+ * so the usual soft limit of 1024 would let max_connections_per_uid
+ * connections of one uid exhaust them: take up to FD_LIMIT_WANTED, as far
+ * as the hard limit allows (forkpoold uses epoll and poll, never select, and
+ * starts no children).
+ */
+#define FD_LIMIT_WANTED 65536
+
+static void raise_fd_limit(void)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        rlim_t want = rl.rlim_max < FD_LIMIT_WANTED ? rl.rlim_max : FD_LIMIT_WANTED;
+        if (rl.rlim_cur >= want)
+                return;
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug("cannot raise the descriptor limit from %llu: %s",
+                          (unsigned long long)old, strerror(errno));
+        else
+                log_debug("descriptor limit raised from %llu to %llu", (unsigned long long)old,
+                          (unsigned long long)rl.rlim_cur);
+}
+
 int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
 {
         sigset_t mask;
@@ -977,6 +1005,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
+        raise_fd_limit();
 
         r = drop_privileges(sup);
         if (r < 0)
