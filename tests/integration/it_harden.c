@@ -592,10 +592,67 @@ static void test_pool_state_after_restart(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* Starts `forkpoolctl events --follow` on s in a child (output discarded). */
+static pid_t spawn_follow(const struct itest_sup *s)
+{
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+                        _exit(126);
+                execl(FP_FORKPOOLCTL_PATH, "forkpoolctl", "--socket", s->socket, "events",
+                      "--follow", (char *)NULL);
+                _exit(127);
+        }
+        /* Until it has the segment mapped. */
+        char name[FP_SHM_NAME_MAX], out[64];
+        fp_segment_name(s->socket, name);
+        int64_t end = itest_now_ms() + 10000;
+        while (itest_sh(out, sizeof(out), "grep -q '/dev/shm%s' /proc/%d/maps", name, (int)pid) !=
+                       0 &&
+               itest_now_ms() < end)
+                usleep(20000);
+        CHECK_MSG(waitpid(pid, NULL, WNOHANG) == 0, "events --follow exited at once");
+        CHECK(itest_sh(out, sizeof(out), "grep -q '/dev/shm%s' /proc/%d/maps", name, (int)pid) ==
+              0);
+        return pid;
+}
+
+/*
+ * Item 11, forkpoolctl's side: `events --follow` ends when its supervisor
+ * stops gracefully, and when one killed with SIGKILL has its segment's name
+ * removed, instead of following a dead segment forever.
+ */
+static void test_events_follow_ends(void)
+{
+        struct itest_sup s;
+
+        itest_sup_start(&s, "it_h_follow", NULL, NULL);
+        pid_t follower = spawn_follow(&s);
+        CHECK(kill(s.pid, SIGTERM) == 0);
+        int status = itest_wait_child(s.pid, 15000);
+        CHECK(status >= 0 && WIFEXITED(status));
+        s.pid = 0;
+        status = itest_wait_child(follower, 5000);
+        CHECK_MSG(status >= 0, "events --follow kept following a stopped supervisor");
+
+        itest_sup_restart(&s);
+        follower = spawn_follow(&s);
+        itest_sup_kill(&s);
+        char name[FP_SHM_NAME_MAX];
+        fp_segment_name(s.socket, name);
+        CHECK(fp_segment_unlink(name) == 0);
+        status = itest_wait_child(follower, 5000);
+        CHECK_MSG(status >= 0, "events --follow kept following a killed supervisor");
+        itest_sup_restart(&s);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"reload_applies_allow_users", test_reload_applies_allow_users, 60},
            {"connection_limits", test_connection_limits, 90},
            {"hello_timeout", test_hello_timeout, 60},
            {"fd_exhaustion_no_spin", test_fd_exhaustion_no_spin, 90},
            {"waiting_cap", test_waiting_cap, 60}, {"many_waiters", test_many_waiters, 180},
-           {"pool_state_after_restart", test_pool_state_after_restart, 90})
+           {"pool_state_after_restart", test_pool_state_after_restart, 90},
+           {"events_follow_ends", test_events_follow_ends, 60})
