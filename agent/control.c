@@ -77,6 +77,7 @@ struct fp_client {
         sd_event_source *hello_timer;   /* until its first message: closes a silent peer */
         int refused_error;              /* why it is refused (negative errno) */
         char refused_text[FP_ERRTEXT_MAX];
+        bool counted;                  /* in sup->conns_by_uid and conns_by_pid */
         uint32_t n_waiting;            /* its acquires queued in the pools */
         struct fp_waiter_list waiters; /* the same, in every pool (pool.c's) */
 };
@@ -124,6 +125,10 @@ static void client_free(struct fp_client *client)
         LIST_REMOVE(client, link);
         if (client->refused_timer)
                 client->sup->n_refused--;
+        if (client->counted) {
+                fp_peercount_sub(&client->sup->conns_by_uid, client->uid);
+                fp_peercount_sub(&client->sup->conns_by_pid, (uint32_t)client->pid);
+        }
         sd_event_source_disable_unref(client->io);
         sd_event_source_disable_unref(client->pid_src);
         sd_event_source_disable_unref(client->refused_timer);
@@ -495,25 +500,16 @@ static int on_hello_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 
 /*
  * Why a new connection from (pid, uid) is refused by the per-peer limits
- * (-EUSERS per uid, -EMFILE per pid, with the reason in text), or 0. Refused
- * connections do not count.
+ * (-EUSERS per uid, -EMFILE per pid, with the reason in text), or 0. Only
+ * served connections count (O(1): sup->conns_by_uid and conns_by_pid).
  */
 static int peer_over_limits(const struct fp_supervisor *sup, pid_t pid, uid_t uid, char *text,
                             size_t len)
 {
         const struct fp_config *cfg = &sup->cfg;
-        const struct fp_client *c;
-        int by_uid = 0, by_pid = 0;
+        int by_uid = (int)fp_peercount_get(&sup->conns_by_uid, uid);
+        int by_pid = (int)fp_peercount_get(&sup->conns_by_pid, (uint32_t)pid);
 
-        if (cfg->max_connections_per_uid <= 0 && cfg->max_connections_per_pid <= 0)
-                return 0;
-        LIST_FOREACH(c, &sup->clients, link)
-        {
-                if (c->refused_timer)
-                        continue;
-                by_uid += c->uid == uid;
-                by_pid += c->pid == pid;
-        }
         if (cfg->max_connections_per_pid > 0 && by_pid >= cfg->max_connections_per_pid) {
                 snprintf(text, len,
                          "too many control connections from pid %d (%d; "
@@ -657,7 +653,15 @@ static void accept_one(struct fp_supervisor *sup, int fd)
                 client_free(client);
                 return;
         }
-        r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
+        r = fp_peercount_add(&sup->conns_by_uid, cred.uid);
+        if (r >= 0) {
+                r = fp_peercount_add(&sup->conns_by_pid, (uint32_t)cred.pid);
+                if (r < 0)
+                        fp_peercount_sub(&sup->conns_by_uid, cred.uid);
+        }
+        client->counted = r >= 0;
+        if (r >= 0)
+                r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
         if (r >= 0)
                 r = sd_event_add_io(sup->event, &client->pid_src, client->pidfd, EPOLLIN,
                                     on_client_exit, client);
@@ -801,4 +805,6 @@ void fp_control_close_all(struct fp_supervisor *sup)
         struct fp_client *client;
         while ((client = LIST_FIRST(&sup->clients)))
                 client_free(client);
+        fp_peercount_done(&sup->conns_by_uid);
+        fp_peercount_done(&sup->conns_by_pid);
 }

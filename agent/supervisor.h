@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "driver.h"
+#include "peercount.h"
 #include "pool.h"
 
 /* One pool with what it needs to open connections. */
@@ -44,7 +45,8 @@ struct fp_supervisor {
         int listen_fd;
         sd_event_source *listen_src;
         struct fp_client_list clients;
-        unsigned n_refused;            /* refused clients waiting to read their answer */
+        unsigned n_refused; /* refused clients waiting to read their answer */
+        struct fp_peercount conns_by_uid, conns_by_pid; /* served clients (control.c) */
         sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;
         struct fp_sup_pool *pools[FP_SHM_MAX_POOLS];
