@@ -56,10 +56,11 @@ struct dropin_conn {
         PGconn *conn;
         pid_t pid; /* the process that made it */
         enum dropin_state state;
-        forkpool_lease *lease; /* while READY */
-        forkpool *own_handle;  /* a control connection of its own (non-blocking connects) */
-        uint32_t request_id;   /* the pending acquire's, on own_handle */
-        int libpq_fd;          /* libpq's own socket while PQsocket() shows own_handle's */
+        forkpool_lease *lease;    /* while READY */
+        struct wait_handle *wait; /* the control connection a non-blocking connect waited on */
+        bool wait_leased;         /* its lease came on it (and is counted there) */
+        uint32_t request_id;      /* the pending acquire's, on wait */
+        int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
         struct fp_pg_adoption adoption; /* while PENDING */
         bool foreign_events;            /* the application registered an event procedure */
         struct dropin_target target;
@@ -164,6 +165,130 @@ static forkpool *main_handle(const char *socket, int *ret_error)
         return h ? h->fp : NULL;
 }
 
+/*
+ * Control connections for non-blocking connects that must wait: each carries
+ * at most one pending acquire (its descriptor is what PQsocket() shows
+ * meanwhile), and keeps the leases that came on it, since a lease goes back
+ * on the connection it came on. One is reused once its acquire is answered,
+ * so a process needs as many as it has connects waiting at once, not one per
+ * lease; one with neither is closed.
+ */
+struct wait_handle {
+        struct wait_handle *next;
+        char socket[sizeof(((struct dropin_target *)0)->socket)];
+        forkpool *fp;
+        pid_t pid;
+        unsigned leases;       /* leases that came on it, still held */
+        bool waiting;          /* an acquire is pending on it */
+        uint32_t abandoned_id; /* the request of a connect given up while it waited; 0: none */
+};
+static struct wait_handle *wait_handles; /* under handles_lock */
+
+/* Closes h if nothing needs it any more. Called with handles_lock held. */
+static void wait_handle_maybe_close(struct wait_handle *h)
+{
+        if (h->leases || h->waiting || h->abandoned_id)
+                return;
+        for (struct wait_handle **p = &wait_handles; *p; p = &(*p)->next)
+                if (*p == h) {
+                        *p = h->next;
+                        break;
+                }
+        forkpool_close(h->fp);
+        free(h);
+}
+
+/*
+ * Answers that came for connects given up are collected: a lease goes back
+ * unused. Never blocks. Called with handles_lock held.
+ */
+static void wait_handles_reap(void)
+{
+        struct wait_handle *next;
+        for (struct wait_handle *h = wait_handles; h; h = next) {
+                next = h->next;
+                if (!h->abandoned_id || h->pid != getpid())
+                        continue;
+                forkpool_lease *lease;
+                int r = fp_acquire_recv(h->fp, h->abandoned_id, "", &lease);
+                if (r == -EAGAIN)
+                        continue;
+                if (r == 0)
+                        (void)fp_release_unused(lease);
+                h->abandoned_id = 0;
+                wait_handle_maybe_close(h);
+        }
+}
+
+/* A control connection to socket with no acquire pending, marked waiting; NULL on error. */
+static struct wait_handle *wait_handle_get(const char *socket, int *ret_error)
+{
+        struct wait_handle *h;
+        int r = 0;
+
+        pthread_mutex_lock(&handles_lock);
+        wait_handles_reap();
+        for (h = wait_handles; h; h = h->next)
+                if (h->pid == getpid() && !h->waiting && !h->abandoned_id &&
+                    strcmp(h->socket, socket) == 0)
+                        break;
+        if (!h) {
+                h = calloc(1, sizeof(*h));
+                r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
+                if (r < 0) {
+                        free(h);
+                        h = NULL;
+                } else {
+                        snprintf(h->socket, sizeof(h->socket), "%s", socket);
+                        h->pid = getpid();
+                        h->next = wait_handles;
+                        wait_handles = h;
+                }
+        }
+        if (h)
+                h->waiting = true;
+        pthread_mutex_unlock(&handles_lock);
+        *ret_error = r;
+        return h;
+}
+
+/* h's acquire was answered: with a lease (now counted on h) or not. */
+static void wait_handle_answered(struct wait_handle *h, bool leased)
+{
+        pthread_mutex_lock(&handles_lock);
+        h->waiting = false;
+        if (leased)
+                h->leases++;
+        wait_handle_maybe_close(h);
+        pthread_mutex_unlock(&handles_lock);
+}
+
+/* A lease that came on h has gone back (on h). */
+static void wait_handle_lease_done(struct wait_handle *h)
+{
+        pthread_mutex_lock(&handles_lock);
+        if (h->leases)
+                h->leases--;
+        wait_handle_maybe_close(h);
+        wait_handles_reap();
+        pthread_mutex_unlock(&handles_lock);
+}
+
+/*
+ * The connect waiting on h (request id) is given up. With no lease on h the
+ * connection is closed (forkpoold drops the acquire with it); otherwise its
+ * answer is collected later and a lease in it goes back unused.
+ */
+static void wait_handle_abandon(struct wait_handle *h, uint32_t id)
+{
+        pthread_mutex_lock(&handles_lock);
+        h->waiting = false;
+        if (h->leases)
+                h->abandoned_id = id;
+        wait_handle_maybe_close(h);
+        pthread_mutex_unlock(&handles_lock);
+}
+
 static void atfork_child(void)
 {
         /* Threads of the parent may have held these at fork; they are not here. */
@@ -259,9 +384,12 @@ static void drop_lease(struct dropin_conn *d)
         if (d->lease)
                 (void)forkpool_release(d->lease);
         d->lease = NULL;
-        if (d->own_handle)
-                forkpool_close(d->own_handle); /* a pending acquire with it: forkpoold drops it */
-        d->own_handle = NULL;
+        if (d->wait && d->wait_leased)
+                wait_handle_lease_done(d->wait);
+        else if (d->wait)
+                wait_handle_abandon(d->wait, d->request_id);
+        d->wait = NULL;
+        d->wait_leased = false;
 }
 
 /*
@@ -399,12 +527,15 @@ static void lease_nonblocking(struct dropin_conn *d)
                 return;
         }
 
-        /* It must wait: its own control connection, watched through PQsocket(). */
-        r = forkpool_open(d->target.socket, &d->own_handle);
-        int control = r < 0 ? r
-                            : fp_acquire_send(d->own_handle, d->target.pool, d->target.timeout_ms,
-                                              &d->request_id);
+        /* It must wait: on a control connection of its own, watched through PQsocket(). */
+        d->wait = wait_handle_get(d->target.socket, &r);
+        int control = !d->wait ? r
+                               : fp_acquire_send(d->wait->fp, d->target.pool, d->target.timeout_ms,
+                                                 &d->request_id);
         if (control < 0) {
+                if (d->wait)
+                        wait_handle_answered(d->wait, false);
+                d->wait = NULL;
                 acquire_error_text(&d->target, fp, control, text, sizeof(text));
                 fail_conn(d, text);
                 return;
@@ -441,7 +572,7 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
 
         if (d->pid != getpid())
                 return PGRES_POLLING_FAILED;
-        int r = fp_acquire_recv(d->own_handle, d->request_id, d->target.pool, &lease);
+        int r = fp_acquire_recv(d->wait->fp, d->request_id, d->target.pool, &lease);
         if (r == -EAGAIN)
                 return PGRES_POLLING_READING;
         /* libpq's socket goes back under the PGconn before anything else. */
@@ -449,12 +580,14 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
         close(d->libpq_fd);
         d->libpq_fd = -1;
         if (r < 0) {
-                acquire_error_text(&d->target, d->own_handle, r, text, sizeof(text));
-                forkpool_close(d->own_handle);
-                d->own_handle = NULL;
+                acquire_error_text(&d->target, d->wait->fp, r, text, sizeof(text));
+                wait_handle_answered(d->wait, false);
+                d->wait = NULL;
                 fail_conn(d, text);
                 return PGRES_POLLING_FAILED;
         }
+        wait_handle_answered(d->wait, true);
+        d->wait_leased = true;
         return adopt_lease(d, lease) == 0 ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
 }
 
@@ -601,8 +734,8 @@ static void disown_in_child(struct dropin_conn *d)
         if (d->adoption.srv >= 0)
                 close(d->adoption.srv);
         d->libpq_fd = d->adoption.srv = -1;
-        d->lease = NULL;      /* the parent's; libforkpool made our copy inert at fork */
-        d->own_handle = NULL; /* likewise */
+        d->lease = NULL; /* the parent's; libforkpool made our copy inert at fork */
+        d->wait = NULL;  /* likewise */
 }
 
 DROPIN_EXPORT void PQfinish(PGconn *conn)

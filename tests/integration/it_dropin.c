@@ -186,6 +186,49 @@ static void test_nonblocking_connect_waits_without_blocking(void)
         stop();
 }
 
+/* Drives a non-blocking connect to its end; returns the final poll status. */
+static PostgresPollingStatusType finish_async(PGconn *c)
+{
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+                struct pollfd p = {.fd = PQsocket(c),
+                                   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+                CHECK_MSG(poll(&p, 1, 5000) == 1, "the connect did not wake its socket");
+                st = PQconnectPoll(c);
+        }
+        return st;
+}
+
+static void test_waiting_connects_share_control_connections(void)
+{
+        /*
+         * 40 connects that each had to wait, all holding their leases at the end:
+         * more than forkpoold lets one process have control connections
+         * (max_connections_per_pid, 32), so they must share them.
+         */
+        enum {
+                N = 40
+        };
+        PGconn *blocking[N], *waited[N];
+        start("it_dropin_waits", "pool_size = 40\nmax_overflow = 0\npool_timeout = 10\n");
+        for (int i = 0; i < N; i++)
+                blocking[i] = connect_ok(NULL);
+        for (int i = 0; i < N; i++) {
+                waited[i] = PQconnectStart(conninfo);
+                CHECK(waited[i] && PQconnectPoll(waited[i]) == PGRES_POLLING_READING);
+                PQfinish(blocking[i]); /* its connection goes to the one waiting */
+                CHECK_MSG(finish_async(waited[i]) == PGRES_POLLING_OK, "connect %d: %s", i,
+                          PQerrorMessage(waited[i]));
+        }
+        CHECK(checked_out() == N);
+        for (int i = 0; i < N; i++) {
+                CHECK(strcmp(itest_query(waited[i], "SELECT 1"), "1") == 0);
+                PQfinish(waited[i]);
+        }
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
 static void test_timeout_is_a_clean_error(void)
 {
         start("it_dropin_timeout", "pool_size = 1\nmax_overflow = 0\n");
@@ -522,6 +565,7 @@ int main(int argc, char **argv)
         test_connect_is_a_lease();
         test_other_connections_pass_through();
         test_nonblocking_connect_waits_without_blocking();
+        test_waiting_connects_share_control_connections();
         test_timeout_is_a_clean_error();
         test_refusals_name_their_reason();
         test_no_supervisor();

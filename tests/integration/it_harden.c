@@ -368,7 +368,7 @@ static void test_fd_exhaustion_no_spin(void)
         CHECK_MSG(open_fds >= 38, "forkpoold has only %d descriptors open", open_fds);
         long t0 = cpu_ticks(s.pid);
         int64_t m0 = itest_now_ms();
-        usleep(2000000);
+        sleep(2);
         long used = cpu_ticks(s.pid) - t0;
         long hz = sysconf(_SC_CLK_TCK);
         int64_t wall = itest_now_ms() - m0;
@@ -555,10 +555,19 @@ static void test_many_waiters(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* Removes the name of the segment the supervisor at socket made (as RemoveIPC= would). */
+static void unlink_segment(const char *socket)
+{
+        struct fp_segment seg;
+        CHECK_OK(fp_segment_find(&seg, socket));
+        CHECK_OK(fp_segment_unlink(seg.name));
+        fp_segment_close(&seg);
+}
+
 /* Waits until the handle's forkpool_pool_state() shows checked_out == n. */
 static bool wait_state_checked_out(forkpool *fp, int n, int timeout_ms)
 {
-        forkpool_pool_stats st = {0};
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
         int64_t end = itest_now_ms() + timeout_ms;
         do {
                 if (forkpool_pool_state(fp, "main", &st) == 0 && st.checked_out == n)
@@ -598,9 +607,7 @@ static void test_pool_state_after_restart(void)
                          * start (as RemoveIPC= would): nobody marks the old one
                          * obsolete, only the name's new inode tells.
                          */
-                        char name[FP_SHM_NAME_MAX];
-                        fp_segment_name(s.socket, name);
-                        CHECK(fp_segment_unlink(name) == 0);
+                        unlink_segment(s.socket);
                 }
                 itest_sup_restart(&s);
                 CHECK_OK(forkpool_open(s.socket, &fp));
@@ -662,9 +669,7 @@ static void test_events_follow_ends(void)
         itest_sup_restart(&s);
         follower = spawn_follow(&s);
         itest_sup_kill(&s);
-        char name[FP_SHM_NAME_MAX];
-        fp_segment_name(s.socket, name);
-        CHECK(fp_segment_unlink(name) == 0);
+        unlink_segment(s.socket);
         status = itest_wait_child(follower, 5000);
         CHECK_MSG(status >= 0, "events --follow kept following a killed supervisor");
         itest_sup_restart(&s);
