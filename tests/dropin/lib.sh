@@ -35,6 +35,7 @@
 #   dt_run CMD...                 run a client (drop-in loaded in --dropin mode;
 #                                 no PGHOST/PGPORT/PGDATABASE/PGUSER in its environment)
 #   dt_client_env                 the environment assignments dt_run adds (one a line)
+#   dt_spawn LOG CMD...           start a server in the background like dt_run; DT_PID
 #   dt_sampler_start APP...       count the server's backends with these
 #                                 application_names every 20 ms, directly
 #   dt_sampler_stop               stop it; sets DT_SAMPLER_MAX and DT_SAMPLER_SAMPLES
@@ -351,6 +352,22 @@ dt_run() {
   env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER -u PGAPPNAME "${e[@]}" "$@"
 }
 
+# Start a client server in the background, drop-in loaded, its output
+# appended to LOG: dt_spawn LOG CMD...; sets DT_PID to the command's own pid
+# (stopped at exit).
+DT_PID=
+dt_spawn() {
+  local log=$1
+  local -a e=()
+  shift
+  mapfile -t e < <(dt_client_env)
+  # Its own session: Apache's parent signals its whole process group on SIGTERM.
+  (exec setsid env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER -u PGAPPNAME "${e[@]}" "$@" \
+    </dev/null >>"$log" 2>&1) &
+  DT_PID=$!
+  dt_bg "$DT_PID"
+}
+
 dt_psql_direct() { env -u LD_PRELOAD -u LD_LIBRARY_PATH psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 dt_backends() {
@@ -416,4 +433,23 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$
     sleep 0.1
   done
   return 1
+}
+
+# Check a loadgen.py result: dt_check_load FILE REQUESTS APP CAP
+# Every request answered 200 with a good body, by sessions of the pool (its
+# application_name); --dropin: by at most CAP backends.
+dt_check_load() {
+  local file=$1 want=$2 app=$3 cap=$4 good pids apps bad
+  read -r good pids apps < <("$DT_PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["good"], len(d["pids"]), ",".join(d["apps"]) or "-")' "$file")
+  bad=$("$DT_PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["codes"], d["bodies_bad"][:3])' "$file")
+  dt_check "all $want requests answered 200 with a result ($good did; $bad)" test "$good" -eq "$want"
+  dt_check "every answer came from a session of the pool (application_name $apps)" test "$apps" = "$app"
+  if dt_dropin; then
+    dt_check "by at most $cap backends ($pids)" test "$pids" -le "$cap"
+  else
+    dt_log "direct: $pids backends answered"
+  fi
 }
