@@ -35,6 +35,7 @@
 #   dt_run CMD...                 run a client (drop-in loaded in --dropin mode;
 #                                 no PGHOST/PGPORT/PGDATABASE/PGUSER in its environment)
 #   dt_client_env                 the environment assignments dt_run adds (one a line)
+#   dt_run_as USER CMD...         dt_run as another user (runuser)
 #   dt_spawn LOG CMD...           start a server in the background like dt_run; DT_PID
 #   dt_sampler_start APP...       count the server's backends with these
 #                                 application_names every 20 ms, directly
@@ -110,8 +111,12 @@ dt_init() {
   fi
   if [[ $DT_MODE == dropin ]]; then
     [[ -f $DT_DROPIN ]] || dt_die "the drop-in is not there: $DT_DROPIN"
-    [[ $(basename "$DT_DROPIN") == libpq.so.5 ]] ||
-      dt_die "the drop-in must be named libpq.so.5 (it is $DT_DROPIN)"
+    # The loader must find it by libpq's soname (LD_LIBRARY_PATH, ctypes).
+    if [[ $(basename "$DT_DROPIN") != libpq.so.5 ]]; then
+      [[ -e $(dirname "$DT_DROPIN")/libpq.so.5 ]] ||
+        dt_die "the drop-in must be named libpq.so.5 (it is $DT_DROPIN)"
+      DT_DROPIN=$(dirname "$DT_DROPIN")/libpq.so.5
+    fi
   fi
   [[ -x $DT_PY ]] || dt_die "$DT_PY not found (Debian's python3 package)"
   : "${FORKPOOL_TEST_PG_URL:?not set: run the tests with tests/run.sh}"
@@ -350,6 +355,27 @@ dt_run() {
   local -a e=()
   mapfile -t e < <(dt_client_env)
   env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER -u PGAPPNAME "${e[@]}" "$@"
+}
+
+# dt_run as another user: dt_run_as USER CMD... (the drop-in must be readable
+# by USER: if it is not, a copy in the temp dir is used).
+dt_run_as() {
+  local user=$1 lib
+  shift
+  local -a e=()
+  if dt_dropin; then
+    lib=$DT_DROPIN
+    if ! runuser -u "$user" -- test -r "$lib"; then
+      mkdir -p "$DT_TMP/lib"
+      install -m 0755 "$DT_DROPIN" "$DT_TMP/lib/libpq.so.5"
+      lib=$DT_TMP/lib/libpq.so.5
+    fi
+    if [[ ${DT_LOAD:-preload} == libpath ]]; then e=("LD_LIBRARY_PATH=$(dirname "$lib")"); else
+      e=("LD_PRELOAD=$lib")
+    fi
+  fi
+  (cd "$DT_TMP" && runuser -u "$user" -- env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER \
+    -u PGAPPNAME "${e[@]}" "$@")
 }
 
 # Start a client server in the background, drop-in loaded, its output
