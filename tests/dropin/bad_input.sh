@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dropin/bad-input — what the drop-in refuses, and what it cannot reach, each
 # a clean connect error (psql: exit status 2; psycopg2: OperationalError)
-# whose message contains "forkpool" and names the reason; never a crash or a
+# whose message contains "forkpool:" and names the reason; never a crash or a
 # hang (every client runs under timeout):
 #   sslmode=require, sslmode=verify-full, gssencmode=require,
 #   replication=database, a user other than the pool's, a pool that does not
@@ -31,7 +31,7 @@ DIRECT_BASE="host=$FORKPOOL_TEST_PG_SOCKET_DIR port=$FORKPOOL_TEST_PG_PORT dbnam
 dt_global sup "allow_groups = $OTHER_GROUP"
 dt_pool sup main pool_size=1 max_overflow=0 pool_timeout=30
 dt_pool sup locked pool_size=1 max_overflow=0 allow_users=root
-dt_pool sup down --url "postgresql://$PGUSER@127.0.0.1:$DEADPORT/$PGDATABASE?application_name=$(dt_app sup down)" \
+dt_pool sup offline --url "postgresql://$PGUSER@127.0.0.1:$DEADPORT/$PGDATABASE?application_name=$(dt_app sup offline)" \
   --direct "host=127.0.0.1 port=$DEADPORT dbname=$PGDATABASE user=$PGUSER" \
   pool_size=1 max_overflow=0 pool_timeout=5 connect_timeout=3
 dt_start sup
@@ -92,10 +92,10 @@ refused() {
     dt_check "$desc: direct, the server accepts it" test "$PSQL_RC" -eq 0 -a "$PSQL_OUT" = 42
   fi
   if dt_dropin && [[ -n $re ]]; then
-    dt_check "$desc: psql's message says forkpool and /$re/" \
-      bash -c 'grep -q "forkpool" <<<"$1" && grep -qiE "$2" <<<"$1"' _ "$PSQL_OUT" "$re"
-    dt_check "$desc: psycopg2's message says forkpool and /$re/" \
-      bash -c 'grep -q "forkpool" <<<"$1" && grep -qiE "$2" <<<"$1"' _ "$PY_OUT" "$re"
+    dt_check "$desc: psql's message says forkpool: and /$re/" \
+      bash -c 'grep -q "forkpool:" <<<"$1" && grep -qiE "$2" <<<"$1"' _ "$PSQL_OUT" "$re"
+    dt_check "$desc: psycopg2's message says forkpool: and /$re/" \
+      bash -c 'grep -q "forkpool:" <<<"$1" && grep -qiE "$2" <<<"$1"' _ "$PY_OUT" "$re"
   fi
 }
 
@@ -129,8 +129,8 @@ refused "$OTHER not allowed by the pool (allow_users = root)" "$OTHER" "$(dt_con
   'not allowed|permission|denied' ok
 refused "$OTHER not allowed by forkpoold (allow_users = root)" "$OTHER" "$(dt_conninfo closed main)" \
   'not allowed|permission|denied' ok
-refused "the pool's database is down" root "$(dt_conninfo sup down)" \
-  'refused|could not connect|unreachable|reach|down' fail
+refused "the pool's database is down" root "$(dt_conninfo sup offline)" \
+  'refused|could not connect|unreachable|reach' fail
 
 # A directory with no forkpool.sock: not a forkpool address, plain libpq.
 try root "host=$EMPTY dbname=main user=$PGUSER"

@@ -27,6 +27,14 @@ env -u LD_PRELOAD -u LD_LIBRARY_PATH pgbench -i -q -s 1 -I dtgvp "$PGDATABASE" \
 out=$(dt_run timeout 30 psql -X -At -v ON_ERROR_STOP=1 "$CI" \
   -c "select 6 * 7, current_setting('application_name'), count(*) from pgbench_branches" 2>&1) || true
 dt_check "psql runs a query (got: $out)" test "$out" = "42|$APP|1"
+# PQhost/PQport report what the app asked for.
+# (With the drop-in, any port: it is not used.)
+if dt_dropin; then want_host=$(dt_dir sup) want_port=6543; else
+  want_host=$FORKPOOL_TEST_PG_SOCKET_DIR want_port=$FORKPOOL_TEST_PG_PORT
+fi
+out=$(dt_run timeout 30 psql -X "$CI port=$want_port" -c '\conninfo' 2>&1) || true
+dt_check "psql's \\conninfo names the socket directory and port it asked for ($out)" \
+  grep -qF "via socket in \"$want_host\" at port \"$want_port\"" <<<"$out"
 
 dt_sampler_start "$APP"
 rc=0
