@@ -11,7 +11,7 @@ my ($ok, %pids, %apps, @errs) = (0);
 for my $i (1 .. $n) {
     my $done = eval {
         my $dbh = DBI->connect($dsn, $user, '', {RaiseError => 1, PrintError => 0, AutoCommit => 1});
-        my $sth = $dbh->prepare('select pg_backend_pid(), current_setting(?), pg_sleep(0.002)');
+        my $sth = $dbh->prepare('select pg_backend_pid(), current_setting(?), pg_sleep(0.005)');
         for (1 .. 2) {
             $sth->execute('application_name');
             my @r = $sth->fetchrow_array;

@@ -37,11 +37,11 @@ dt_start sup
 APP=$(dt_app sup main)
 APP1=$(dt_app sup one)
 
-py() { # SCENARIO CI APP [ARGS...]
-  local sc=$1 ci=$2 app=$3 rc=0
-  shift 3
+py() { # SCENARIO SECONDS CI APP [ARGS...]
+  local sc=$1 secs=$2 ci=$3 app=$4 rc=0
+  shift 4
   dt_log "scenario $sc"
-  dt_run timeout 180 "$DT_PY" "$DT_HERE/pyclients.py" "$DRIVER" "$sc" --ci "$ci" --app "$app" \
+  dt_run timeout -k 5 "$secs" "$DT_PY" "$DT_HERE/pyclients.py" "$DRIVER" "$sc" --ci "$ci" --app "$app" \
     --mode "$DT_MODE" "$@" >"$DT_TMP/$sc.out" 2>&1 || rc=$?
   cat "$DT_TMP/$sc.out"
   DT_CHECKS=$((DT_CHECKS + $(grep -c '^ok - ' "$DT_TMP/$sc.out" || true)))
@@ -51,19 +51,23 @@ py() { # SCENARIO CI APP [ARGS...]
     n=$(grep -c '^FAIL - ' "$DT_TMP/$sc.out" || true)
     DT_CHECKS=$((DT_CHECKS + n))
     DT_FAILS=$((DT_FAILS + n))
-    [[ $n -gt 0 && $rc -eq 1 ]] || dt_fail "$sc: the client program exits 0 or 1 (status $rc)"
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+      dt_fail "$sc: the client program ends within $secs s (it hung)"
+    elif [[ $n -eq 0 || $rc -ne 1 ]]; then
+      dt_fail "$sc: the client program exits 0 or 1 (status $rc)"
+    fi
   fi
 }
 
 dt_sampler_start "$APP"
-py many "$(dt_conninfo sup main)" "$APP" --procs 16 --connects 50 --cap "$CAP"
+py many 150 "$(dt_conninfo sup main)" "$APP" --procs 16 --connects 50 --cap "$CAP"
 dt_sampler_stop
 dt_check_cap "$CAP" 16
 
-py fork "$(dt_conninfo sup main)" "$APP"
-py cancel "$(dt_conninfo sup main)" "$APP"
-py hygiene "$(dt_conninfo sup one)" "$APP1"
-py prepared "$(dt_conninfo sup one)" "$APP1" --procs 4 --connects 25 --cap 1
+py fork 60 "$(dt_conninfo sup main)" "$APP"
+py cancel 30 "$(dt_conninfo sup main)" "$APP"
+py hygiene 60 "$(dt_conninfo sup one)" "$APP1"
+py prepared 120 "$(dt_conninfo sup one)" "$APP1" --procs 4 --connects 25 --cap 1
 
 if dt_dropin; then
   for p in main one; do
