@@ -9,6 +9,7 @@ Scenarios:
   fork      a child that inherited a connection cannot use it (a clean error),
             closing it in the child harms nothing, the parent's keeps working
   cancel    conn.cancel() from another thread/task stops pg_sleep(10) at once
+            (and PQhost reports the host= asked for)
   hygiene   a transaction left open, then one aborted by a server error, each
             closed as is: the next lease of the same session is clean
   prepared  the same statements prepared in many connections (psycopg 3:
@@ -83,6 +84,14 @@ async def aq1(conn, sql, params=None):
     row = await cur.fetchone()
     await cur.close()
     return row
+
+
+def asked_host():
+    """The host= of --ci: what PQhost must report."""
+    for kv in args.ci.split():
+        if kv.startswith("host="):
+            return kv[5:]
+    return None
 
 
 PROBE = ("select pg_backend_pid(), current_setting('application_name'), "
@@ -299,6 +308,8 @@ def scenario_cancel():
     if ASYNC:
         async def run():
             conn = await drv.AsyncConnection.connect(args.ci)
+            check(conn.info.host == asked_host(), "PQhost reports the host asked for (%s)"
+                  % conn.info.host)
             pid0 = (await aq1(conn, "select pg_backend_pid()"))[0]
             await conn.rollback()
 
@@ -325,6 +336,7 @@ def scenario_cancel():
         pid0, msg, elapsed, row = asyncio.run(run())
     else:
         conn = connect(args.ci)
+        check(conn.info.host == asked_host(), "PQhost reports the host asked for (%s)" % conn.info.host)
         pid0 = q1(conn, "select pg_backend_pid()")[0]
         conn.rollback()
         th = threading.Thread(target=cancel_later, args=(conn,))
@@ -440,6 +452,7 @@ def prepared_worker(n):
     sqls = ["select %s::int + 1", "select %s::text || 'x'"]
     if args.driver == "psycopg2":
         for i in range(n):
+            c = None
             try:
                 c = connect(args.ci)
                 c.autocommit = True
@@ -448,36 +461,44 @@ def prepared_worker(n):
                 cur.execute("execute dt_p1 (%s)", (i,))
                 assert cur.fetchone()[0] == i + 1
                 res["pids"].append(q1(c, "select pg_backend_pid()")[0])
-                c.close()
                 res["ok"] += 1
             except Exception as e:
                 res["errors"].append("%s: %s" % (type(e).__name__, str(e).strip()))
+            finally:
+                if c is not None:
+                    c.close()
     elif ASYNC:
         async def run():
             for i in range(n):
+                c = None
                 try:
                     c = await drv.AsyncConnection.connect(args.ci, prepare_threshold=0)
                     for _ in range(2):
                         assert (await aq1(c, sqls[0], (i,)))[0] == i + 1
                         assert (await aq1(c, sqls[1], (str(i),)))[0] == "%dx" % i
                     res["pids"].append((await aq1(c, "select pg_backend_pid()"))[0])
-                    await c.close()
                     res["ok"] += 1
                 except Exception as e:
                     res["errors"].append("%s: %s" % (type(e).__name__, str(e).strip()))
+                finally:
+                    if c is not None:
+                        await c.close()
         asyncio.run(run())
     else:
         for i in range(n):
+            c = None
             try:
                 c = connect(args.ci, prepare_threshold=0)
                 for _ in range(2):
                     assert q1(c, sqls[0], (i,))[0] == i + 1
                     assert q1(c, sqls[1], (str(i),))[0] == "%dx" % i
                 res["pids"].append(q1(c, "select pg_backend_pid()")[0])
-                c.close()
                 res["ok"] += 1
             except Exception as e:
                 res["errors"].append("%s: %s" % (type(e).__name__, str(e).strip()))
+            finally:
+                if c is not None:
+                    c.close()
     return res
 
 

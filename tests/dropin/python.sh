@@ -7,7 +7,8 @@
 #   fork      a child that inherited a connection gets a clean error from it,
 #             closing it there is harmless, and the parent's keeps working
 #   cancel    conn.cancel() from another thread (task) returns at once and the
-#             pg_sleep(10) ends with "canceling statement" within 2 s
+#             pg_sleep(10) ends with "canceling statement" within 2 s; PQhost
+#             reports the host= the program asked for
 #   hygiene   a lease closed inside an open, then an aborted, transaction: the
 #             next lease of the same session has no transaction, no temp table,
 #             no SET left
