@@ -57,10 +57,10 @@ try() {
   [[ $user == root ]] || runner=(dt_run_as "$user")
   t0=$SECONDS
   PSQL_RC=0
-  PSQL_OUT=$("${runner[@]}" timeout 30 psql -X -At -c 'select 6 * 7' "$ci" 2>&1) || PSQL_RC=$?
+  PSQL_OUT=$("${runner[@]}" timeout 10 psql -X -At -c 'select 6 * 7' "$ci" 2>&1) || PSQL_RC=$?
   PSQL_S=$((SECONDS - t0))
   t0=$SECONDS
-  PY_OUT=$("${runner[@]}" timeout 30 "$DT_PY" -c '
+  PY_OUT=$("${runner[@]}" timeout 10 "$DT_PY" -c '
 import sys, psycopg2
 try:
     c = psycopg2.connect(sys.argv[1])
@@ -84,10 +84,10 @@ refused() {
   echo "  [$desc] psql ($PSQL_RC, ${PSQL_S}s): $PSQL_OUT"
   echo "  [$desc] psycopg2 (${PY_S}s): $PY_OUT"
   if dt_dropin || [[ $direct == fail ]]; then
-    dt_check "$desc: psql fails to connect (status 2, got $PSQL_RC) within 15 s" \
-      test "$PSQL_RC" -eq 2 -a "$PSQL_S" -lt 15
-    dt_check "$desc: psycopg2 raises OperationalError within 15 s" \
-      test "${PY_OUT#OperationalError: }" != "$PY_OUT" -a "$PY_S" -lt 15
+    dt_check "$desc: psql fails to connect (status 2, got $PSQL_RC) within 10 s" \
+      test "$PSQL_RC" -eq 2 -a "$PSQL_S" -lt 10
+    dt_check "$desc: psycopg2 raises OperationalError within 10 s" \
+      test "${PY_OUT#OperationalError: }" != "$PY_OUT" -a "$PY_S" -lt 10
   else
     dt_check "$desc: direct, the server accepts it" test "$PSQL_RC" -eq 0 -a "$PSQL_OUT" = 42
   fi

@@ -143,7 +143,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 dt_sampler_start "$APP"
-timeout 300 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
+timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "${TARGETS[@]}" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
 dt_sampler_stop
 dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP"

@@ -61,14 +61,14 @@ py() { # SCENARIO SECONDS CI APP [ARGS...]
 }
 
 dt_sampler_start "$APP"
-py many 150 "$(dt_conninfo sup main)" "$APP" --procs 16 --connects 50 --cap "$CAP"
+py many 100 "$(dt_conninfo sup main)" "$APP" --procs 16 --connects 50 --cap "$CAP"
 dt_sampler_stop
 dt_check_cap "$CAP" 16
 
-py fork 60 "$(dt_conninfo sup main)" "$APP"
+py fork 40 "$(dt_conninfo sup main)" "$APP"
 py cancel 30 "$(dt_conninfo sup main)" "$APP"
-py hygiene 60 "$(dt_conninfo sup one)" "$APP1"
-py prepared 120 "$(dt_conninfo sup one)" "$APP1" --procs 4 --connects 25 --cap 1
+py hygiene 40 "$(dt_conninfo sup one)" "$APP1"
+py prepared 60 "$(dt_conninfo sup one)" "$APP1" --procs 4 --connects 25 --cap 1
 
 if dt_dropin; then
   for p in main one; do

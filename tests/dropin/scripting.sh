@@ -39,7 +39,7 @@ dt_log "$PROCS x: ${CMD[*]}"
 dt_sampler_start "$APP"
 pids=()
 for ((i = 0; i < PROCS; i++)); do
-  dt_run timeout 180 "${CMD[@]}" >"$DT_TMP/out.$i" 2>&1 &
+  dt_run timeout 150 "${CMD[@]}" >"$DT_TMP/out.$i" 2>&1 &
   pids+=("$!")
 done
 for ((i = 0; i < PROCS; i++)); do

@@ -36,7 +36,7 @@ dt_log "gunicorn (pid $GPID) with $(grep -c 'Booting worker' "$DT_TMP/gunicorn.l
 curl -fsS "http://127.0.0.1:$PORT/" | sed 's/^/    one request: /' || true
 
 dt_sampler_start "$APP"
-timeout 300 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
+timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "http://127.0.0.1:$PORT/" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
 dt_sampler_stop
 dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP"
