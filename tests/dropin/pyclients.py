@@ -159,7 +159,8 @@ def scenario_many():
         check(len(pids) <= args.cap, "at most %d distinct backends served %d connects (got %d)"
               % (args.cap, total, len(pids)))
     else:
-        check(len(pids) == total, "direct: every connect had its own backend (%d)" % len(pids))
+        check(len(pids) > args.cap, "direct: more than %d backends served them (%d): the "
+              "cap check above can fail" % (args.cap, len(pids)))
 
 
 # ---------------------------------------------------------------- fork
