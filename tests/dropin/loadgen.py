@@ -4,7 +4,8 @@ Sends N requests from C threads, round-robin over the TARGETs, and prints one
 JSON line: {"codes": {...}, "bodies_bad": [...], "pids": [...], "apps": [...],
 "seconds": ...}. A TARGET is http://127.0.0.1:PORT/PATH, or
 fcgi:SOCKET:SCRIPT_FILENAME for a FastCGI server on a Unix socket (PHP-FPM).
-"good" counts the good answers: status 200 with a body "ok pid=<backend pid> app=<application_name>".
+"good" counts the good answers: status 200 with a body "ok pid=<backend pid>
+app=<application_name> [host=<what the client library reports as the host>] ...".
 """
 import argparse
 import collections
@@ -101,7 +102,7 @@ def fetch(target):
 
 lock = threading.Lock()
 codes = collections.Counter()
-bad, pids, apps = [], set(), set()
+bad, pids, apps, hosts = [], set(), set(), set()
 left = [args.requests]
 good = [0]
 
@@ -126,6 +127,8 @@ def worker():
                 good[0] += 1
                 pids.add(fields["pid"])
                 apps.add(fields.get("app"))
+                if "host" in fields:
+                    hosts.add(fields["host"])
             elif len(bad) < 5:
                 bad.append("%s %s: %s" % (code, target, body[:300]))
 
@@ -137,5 +140,5 @@ for t in threads:
 for t in threads:
     t.join()
 print(json.dumps({"good": good[0], "codes": codes, "bodies_bad": bad, "pids": sorted(pids),
-                  "apps": sorted(a for a in apps if a is not None),
+                  "apps": sorted(a for a in apps if a is not None), "hosts": sorted(hosts),
                   "seconds": round(time.monotonic() - t0, 2)}))

@@ -148,6 +148,10 @@ timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency 
 dt_sampler_stop
 dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP"
 dt_check_cap "$CAP" "$((CHILDREN * 2))"
+# pg_host() (PQhost) says what the page asked for.
+if dt_dropin; then want_host=$(dt_dir sup); else want_host=$FORKPOOL_TEST_PG_SOCKET_DIR; fi
+hosts=$("$DT_PY" -c 'import json, sys; print(",".join(json.load(open(sys.argv[1]))["hosts"]))' "$DT_TMP/load.json")
+dt_check "pg_host() reports the host the page asked for ($hosts)" test "$hosts" = "$want_host"
 
 # Stop the server; nothing may stay checked out, the server keeps only the
 # pool's idle connections (pool_size at most: the overflow ones are closed on return).

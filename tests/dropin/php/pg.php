@@ -22,5 +22,6 @@ if (pg_transaction_status($c) !== PGSQL_TRANSACTION_IDLE) {
     echo 'error: not idle: ', pg_transaction_status($c), "\n";
     exit;
 }
+$host = pg_host($c);
 pg_close($c);
-echo 'ok pid=', $row[0], ' app=', $row[1], ' worker=', getmypid(), "\n";
+echo 'ok pid=', $row[0], ' app=', $row[1], ' host=', $host, ' worker=', getmypid(), "\n";
