@@ -164,7 +164,7 @@ def scenario_many():
 
 
 # ---------------------------------------------------------------- fork
-def fork_child(conn, parent_pid, w):
+def fork_child(conn, w):
     """In the child: try the inherited connection, close it, open our own."""
     rep = {}
     # The default SIGALRM action ends the child: a hang becomes a failure.
@@ -217,7 +217,7 @@ def wait_child(pid, secs):
     return None
 
 
-def fork_common(parent_query, run_child):
+def fork_common(run_child):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -228,10 +228,10 @@ def fork_common(parent_query, run_child):
         except BaseException as e:
             print("child: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             code = 1
-        if DROPIN:
+        if DROPIN and code == 0:
             # A normal exit: finalizers and the library's own cleanup run in the child.
             sys.stdout.flush()
-            os._exit(code) if code else sys.exit(0)
+            sys.exit(0)
         os._exit(code)
     os.close(w)
     status = wait_child(pid, 30)
@@ -258,7 +258,7 @@ def scenario_fork():
             conn = await drv.AsyncConnection.connect(args.ci)
             await conn.set_autocommit(True)
             pid0 = (await aq1(conn, "select pg_backend_pid()"))[0]
-            rep = fork_common(None, lambda w: fork_child(conn, pid0, w))
+            rep = fork_common(lambda w: fork_child(conn, w))
             try:
                 row = await aq1(conn, "select pg_backend_pid(), txid_current_if_assigned()")
             except Exception as e:
@@ -270,7 +270,7 @@ def scenario_fork():
         conn = connect(args.ci)
         conn.autocommit = True
         pid0 = q1(conn, "select pg_backend_pid()")[0]
-        rep = fork_common(None, lambda w: fork_child(conn, pid0, w))
+        rep = fork_common(lambda w: fork_child(conn, w))
         try:
             row = q1(conn, "select pg_backend_pid(), txid_current_if_assigned()")
         except Exception as e:
@@ -367,7 +367,6 @@ def scenario_cancel():
 # ---------------------------------------------------------------- hygiene
 def scenario_hygiene():
     table = "dt_hyg_%s_%d" % (args.driver.replace("-", "_"), os.getpid())
-    steps = []
     if ASYNC:
         async def run():
             c = await drv.AsyncConnection.connect(args.ci, autocommit=True)
