@@ -54,6 +54,7 @@
 set -euo pipefail
 
 DT_PY=/usr/bin/python3 # Debian's, where the Debian client packages live
+export PYTHONDONTWRITEBYTECODE=1 # nothing written into the source tree
 DT_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 DT_NAME=$(basename "$0" .sh)
 DT_MODE=

@@ -22,7 +22,8 @@ fi
 dt_log "engine URL: $SA_URL"
 
 PORT=$(dt_free_port)
-DT_SA_URL=$SA_URL dt_spawn "$DT_TMP/gunicorn.log" "$DT_PY" -m gunicorn --chdir "$DT_HERE" \
+cp "$DT_HERE/sqlalchemy_app.py" "$DT_TMP/"
+DT_SA_URL=$SA_URL dt_spawn "$DT_TMP/gunicorn.log" "$DT_PY" -m gunicorn --chdir "$DT_TMP" \
   --bind "127.0.0.1:$PORT" --workers "$WORKERS" --worker-class sync --timeout 120 \
   --graceful-timeout 10 sqlalchemy_app:app
 GPID=$DT_PID
