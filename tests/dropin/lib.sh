@@ -462,18 +462,20 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$
   return 1
 }
 
-# Check a loadgen.py result: dt_check_load FILE REQUESTS APP CAP
+# Check a loadgen.py result: dt_check_load FILE REQUESTS APP CAP WORKERS
 # Every request answered 200 with a good body, by sessions of the pool (its
-# application_name); --dropin: by at most CAP backends.
+# application_name), from at least WORKERS server processes; --dropin: by at
+# most CAP backends.
 dt_check_load() {
-  local file=$1 want=$2 app=$3 cap=$4 good pids apps bad
-  read -r good pids apps < <("$DT_PY" -c '
+  local file=$1 want=$2 app=$3 cap=$4 min_workers=$5 good pids apps workers bad
+  read -r good pids apps workers < <("$DT_PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(d["good"], len(d["pids"]), ",".join(d["apps"]) or "-")' "$file")
+print(d["good"], len(d["pids"]), ",".join(d["apps"]) or "-", d["workers"])' "$file")
   bad=$("$DT_PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["codes"], d["bodies_bad"][:3])' "$file")
   dt_check "all $want requests answered 200 with a result ($good did; $bad)" test "$good" -eq "$want"
   dt_check "every answer came from a session of the pool (application_name $apps)" test "$apps" = "$app"
+  dt_check "at least $min_workers server processes answered ($workers did)" test "$workers" -ge "$min_workers"
   if dt_dropin; then
     dt_check "by at most $cap backends ($pids)" test "$pids" -le "$cap"
   else

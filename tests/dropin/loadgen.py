@@ -5,7 +5,8 @@ JSON line: {"codes": {...}, "bodies_bad": [...], "pids": [...], "apps": [...],
 "seconds": ...}. A TARGET is http://127.0.0.1:PORT/PATH, or
 fcgi:SOCKET:SCRIPT_FILENAME for a FastCGI server on a Unix socket (PHP-FPM).
 "good" counts the good answers: status 200 with a body "ok pid=<backend pid>
-app=<application_name> [host=<what the client library reports as the host>] ...".
+app=<application_name> [host=<what the client library reports as the host>]
+[worker=<the server process's pid>]"; "workers" counts the server processes that answered.
 """
 import argparse
 import collections
@@ -102,7 +103,7 @@ def fetch(target):
 
 lock = threading.Lock()
 codes = collections.Counter()
-bad, pids, apps, hosts = [], set(), set(), set()
+bad, pids, apps, hosts, workers = [], set(), set(), set(), set()
 left = [args.requests]
 good = [0]
 
@@ -129,6 +130,8 @@ def worker():
                 apps.add(fields.get("app"))
                 if "host" in fields:
                     hosts.add(fields["host"])
+                if "worker" in fields:
+                    workers.add(fields["worker"])
             elif len(bad) < 5:
                 bad.append("%s %s: %s" % (code, target, body[:300]))
 
@@ -141,4 +144,5 @@ for t in threads:
     t.join()
 print(json.dumps({"good": good[0], "codes": codes, "bodies_bad": bad, "pids": sorted(pids),
                   "apps": sorted(a for a in apps if a is not None), "hosts": sorted(hosts),
+                  "workers": len(workers),
                   "seconds": round(time.monotonic() - t0, 2)}))

@@ -14,7 +14,7 @@ def app(environ, start_response):
             pid, name = conn.execute(text(
                 "select pg_backend_pid(), current_setting('application_name'), "
                 "pg_sleep(0.005)")).one()[:2]
-        status, body = "200 OK", "ok pid=%d app=%s\n" % (pid, name)
+        status, body = "200 OK", "ok pid=%d app=%s worker=%d\n" % (pid, name, os.getpid())
     except Exception as e:  # the answer says why
         status, body = "500 Internal Server Error", "error %s: %s\n" % (type(e).__name__, e)
     data = body.encode()
