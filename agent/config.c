@@ -126,7 +126,7 @@ static const char *config_quote(const char *s, char *buf)
 {
         size_t i;
 
-        for (i = 0; s[i] && i < CONFIG_QUOTE_MAX; i++) {
+        for (i = 0; i < CONFIG_QUOTE_MAX && s[i]; i++) {
                 unsigned char c = (unsigned char)s[i];
                 buf[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
         }

@@ -134,7 +134,10 @@ void fp_config_free(struct fp_config *cfg);
 /* The pool configuration named name, or NULL. */
 const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, const char *name);
 
-/* Parses "rollback" | "commit" | "none". Returns 0 or -EINVAL. */
+/*
+ * Parses a reset_on_return value: "rollback" | "commit" | "none" | "discard"
+ * | "auto". Returns 0 (*ret set) or -EINVAL (*ret untouched).
+ */
 int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
 
 /* The config-file name of a reset mode ("rollback"). */

@@ -121,7 +121,11 @@ void fp_fdstore_forget(struct fp_supervisor *sup, struct fp_pool *pool, const st
         if (!fp_fdstore_active(sup) || !rec->in_fdstore)
                 return;
         (void)sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=c%u.%u", pool->id, rec->index);
-        (void)pwrite(sup->fdstore_fd, &zero, sizeof(zero), record_offset(pool->id, rec->index));
+        /* The record goes too, so that the next forkpoold does not look for this connection. */
+        if (pwrite(sup->fdstore_fd, &zero, sizeof(zero), record_offset(pool->id, rec->index)) !=
+            (ssize_t)sizeof(zero))
+                log_warning_errno(-errno, "pool %s: cannot clear saved slot %u", pool->params.name,
+                                  rec->index);
         ((struct fp_record *)rec)->in_fdstore = false;
 }
 

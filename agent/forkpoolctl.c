@@ -435,7 +435,8 @@ static struct json_object *ctl_json_seconds(int64_t usec)
 
         len = snprintf(text, sizeof(text), "%s%" PRIu64 ".%06" PRIu64, usec < 0 ? "-" : "",
                        abs_usec / 1000000u, abs_usec % 1000000u);
-        while (len > 0 && text[len - 1] == '0' && text[len - 2] != '.')
+        /* Trailing zeros go, down to one after the point ("1.0", never "1."). */
+        while (len > 2 && text[len - 1] == '0' && text[len - 2] != '.')
                 text[--len] = '\0';
         return json_object_new_double_s((double)usec / 1e6, text);
 }

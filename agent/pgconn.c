@@ -530,32 +530,39 @@ static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *inf
         }
 }
 
-/* The statements a reset needs: none when the session is already clean. */
+/*
+ * The statements a reset needs: none when the session is already clean. A
+ * release that asks for it (FP_RELEASE_CLEAN_DIRTY: the libpq drop-in, whose
+ * clients leave prepared statements, cursors and SETs behind) also gets
+ * DISCARD ALL when it reports a changed session, whatever the pool's mode.
+ */
 static int reset_plan(enum fp_reset_mode mode, const struct fp_release_info *info,
                       char steps[][PG_SQL_MAX])
 {
         bool in_txn = info->txn != FP_TXN_IDLE;
+        bool discard =
+                info->dirty && (mode == FP_RESET_AUTO || (info->flags & FP_RELEASE_CLEAN_DIRTY));
         int n = 0;
 
-        if (mode == FP_RESET_AUTO)
-                mode = info->dirty ? FP_RESET_DISCARD : FP_RESET_ROLLBACK;
         switch (mode) {
         case FP_RESET_NONE:
+                if (discard && in_txn)
+                        snprintf(steps[n++], PG_SQL_MAX, "ROLLBACK");
                 break;
         case FP_RESET_COMMIT:
                 if (in_txn)
                         snprintf(steps[n++], PG_SQL_MAX, "COMMIT");
                 break;
         case FP_RESET_DISCARD:
+                discard = true;
                 /* DISCARD ALL refuses to run inside a transaction block. */
-                if (in_txn)
-                        snprintf(steps[n++], PG_SQL_MAX, "ROLLBACK");
-                snprintf(steps[n++], PG_SQL_MAX, "DISCARD ALL");
-                break;
+                __attribute__((fallthrough));
         default:
                 if (in_txn)
                         snprintf(steps[n++], PG_SQL_MAX, "ROLLBACK");
         }
+        if (discard)
+                snprintf(steps[n++], PG_SQL_MAX, "DISCARD ALL");
         return n;
 }
 

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include <forkpool.h>
+#include <libpq-fe.h>
 #include <mysql.h>
 
 #define WARMUP_ITERATIONS 200

@@ -82,44 +82,6 @@ static int listener_open(void)
         return 0;
 }
 
-/*
- * Accepts libpq's connection on the listener and reads its StartupMessage.
- * Anything that is not this process speaking protocol 3.0 is closed and
- * skipped (research/adoption.md §A pitfall 3). Returns the accepted fd.
- */
-static int accept_startup(void)
-{
-        for (int skipped = 0; skipped < 16; skipped++) {
-                int r = fp_wait_fd(listener_fd, POLLIN, ACCEPT_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return -errno;
-                }
-                struct ucred cred;
-                socklen_t clen = sizeof(cred);
-                uint32_t head[2];
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid() ||
-                    fp_read_full(fd, head, sizeof(head), ACCEPT_TIMEOUT_MS) < 0 ||
-                    ntohl(head[1]) != PROTOCOL_3_0 || ntohl(head[0]) < 8 ||
-                    ntohl(head[0]) > STARTUP_MAX) {
-                        close(fd);
-                        continue;
-                }
-                char rest[STARTUP_MAX];
-                if (fp_read_full(fd, rest, ntohl(head[0]) - 8, ACCEPT_TIMEOUT_MS) < 0) {
-                        close(fd);
-                        continue;
-                }
-                return fd;
-        }
-        return -EPROTO;
-}
-
 static void put_u32(char **p, uint32_t v)
 {
         v = htonl(v);
@@ -187,61 +149,217 @@ static int finish_connect(PGconn *conn)
         }
 }
 
-static int adopt_locked(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
+/* Closes whatever waits in the listener's backlog: nothing there is ours now. */
+static void drain_backlog(void)
 {
-        const char *keys[] = {"host",     "port",    "user",       "dbname",
-                              "password", "sslmode", "gssencmode", "target_session_attrs",
-                              NULL};
-        const char *values[] = {listener_host, FAKE_PORT, info->user, info->dbname, "unused",
-                                "disable",     "disable", "any",      NULL};
-        char reply[FP_PARAMS_MAX + 256];
-        int srv = -1, r;
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0)
+                        return;
+                close(fd);
+        }
+}
 
-        r = listener_open();
+/*
+ * Accepts the connection libpq has just made to the listener (its connect
+ * completes at once on a Unix socket), checking that it comes from this
+ * process. Called with adopt_lock held after drain_backlog(), so the first
+ * connection of ours is libpq's.
+ */
+static int accept_libpq(void)
+{
+        for (int skipped = 0; skipped < 16; skipped++) {
+                int r = fp_wait_fd(listener_fd, POLLIN, ACCEPT_TIMEOUT_MS);
+                if (r < 0)
+                        return r;
+                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return -errno;
+                }
+                struct ucred cred;
+                socklen_t clen = sizeof(cred);
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+                    cred.pid != getpid()) {
+                        close(fd);
+                        continue;
+                }
+                return fd;
+        }
+        return -EPROTO;
+}
+
+/* Reads and checks libpq's StartupMessage on our side of the connection. */
+static int read_startup(int srv)
+{
+        uint32_t head[2];
+        char rest[STARTUP_MAX];
+        int r = fp_read_full(srv, head, sizeof(head), ACCEPT_TIMEOUT_MS);
         if (r < 0)
                 return r;
-        values[0] = listener_host;
+        if (ntohl(head[1]) != PROTOCOL_3_0 || ntohl(head[0]) < 8 || ntohl(head[0]) > STARTUP_MAX)
+                return -EPROTO;
+        return fp_read_full(srv, rest, ntohl(head[0]) - 8, ACCEPT_TIMEOUT_MS);
+}
 
-        PGconn *conn = PQconnectStartParams(keys, values, 0);
-        if (!conn)
-                return -ENOMEM;
-        if (PQstatus(conn) == CONNECTION_BAD) {
-                r = -ECONNREFUSED;
-                goto err_finish;
-        }
+/* Makes libpq send its StartupMessage and reads it. */
+static int exchange_startup(struct fp_pg_adoption *a)
+{
         /* The first poll sends the StartupMessage (the Unix connect is already done). */
-        if (PQconnectPoll(conn) == PGRES_POLLING_FAILED) {
-                r = -ECONNREFUSED;
-                goto err_finish;
+        if (PQconnectPoll(a->conn) == PGRES_POLLING_FAILED)
+                return -ECONNREFUSED;
+        return read_startup(a->srv);
+}
+
+int fp_pg_adopt_begin(const char *user, const char *dbname, struct fp_pg_adoption *ret)
+{
+        /* Every keyword given, so that no PG* variable or service file takes part. */
+        const char *keys[10], *values[10];
+        size_t n = 0;
+        int r;
+
+        pthread_mutex_lock(&adopt_lock);
+        r = listener_open();
+        if (r < 0)
+                goto out;
+#define KV(k, v) (keys[n] = (k), values[n++] = (v))
+        KV("host", listener_host);
+        KV("port", FAKE_PORT);
+        if (user && *user)
+                KV("user", user); /* else libpq's default (PGUSER, the login name) */
+        KV("dbname", dbname);
+        KV("password", "unused");
+        KV("sslmode", "disable");
+        KV("gssencmode", "disable");
+        KV("target_session_attrs", "any");
+        keys[n] = values[n] = NULL;
+#undef KV
+        drain_backlog();
+        PGconn *conn = PQconnectStartParams(keys, values, 0);
+        if (!conn) {
+                r = -ENOMEM;
+                goto out;
         }
-        srv = accept_startup();
+        if (PQstatus(conn) == CONNECTION_BAD) {
+                PQfinish(conn);
+                r = -ECONNREFUSED;
+                goto out;
+        }
+        int srv = accept_libpq();
+        if (srv < 0) {
+                PQfinish(conn);
+                r = srv;
+                goto out;
+        }
+        *ret = (struct fp_pg_adoption){.conn = conn, .srv = srv};
+        r = 0;
+out:
+        pthread_mutex_unlock(&adopt_lock);
+        return r;
+}
+
+int fp_pg_readopt_begin(PGconn *conn, struct fp_pg_adoption *ret)
+{
+        int r;
+
+        pthread_mutex_lock(&adopt_lock);
+        r = listener_open();
+        if (r < 0)
+                goto out;
+        drain_backlog();
+        /* Reconnects to the listener the connection was made for (it is this process's). */
+        if (!PQresetStart(conn)) {
+                r = -ECONNREFUSED;
+                goto out;
+        }
+        int srv = accept_libpq();
         if (srv < 0) {
                 r = srv;
-                goto err_finish;
+                goto out;
         }
-        r = fp_write_full(srv, reply, build_startup_reply(info, txn, reply, sizeof(reply)));
-        if (r >= 0)
-                r = finish_connect(conn);
-        if (r >= 0 && dup3(real_fd, PQsocket(conn), O_CLOEXEC) < 0)
-                r = -errno;
-        close(srv);
-        if (r < 0)
-                goto err_finish;
-
-        close(real_fd);
-        *ret = conn;
-        return 0;
-
-err_finish:
-        /* libpq still talks to our listener here, never to the real server. */
-        PQfinish(conn);
+        *ret = (struct fp_pg_adoption){.conn = conn, .srv = srv};
+        r = 0;
+out:
+        pthread_mutex_unlock(&adopt_lock);
         return r;
+}
+
+int fp_pg_adopt_complete(struct fp_pg_adoption *a, int real_fd, const struct fp_lease_pg *info,
+                         uint32_t txn)
+{
+        char reply[FP_PARAMS_MAX + 256];
+        int r = exchange_startup(a);
+        if (r >= 0)
+                r = fp_write_full(a->srv, reply,
+                                  build_startup_reply(info, txn, reply, sizeof(reply)));
+        if (r >= 0)
+                r = finish_connect(a->conn);
+        if (r >= 0 && dup3(real_fd, PQsocket(a->conn), O_CLOEXEC) < 0)
+                r = -errno;
+        if (r < 0)
+                return r;
+        close(a->srv);
+        a->srv = -1;
+        close(real_fd);
+        return 0;
+}
+
+/* Appends an ErrorResponse field: its type byte, then the text with its NUL. */
+static char *put_field(char *p, const char *end, char type, const char *text)
+{
+        size_t n = strnlen(text, (size_t)(end - p) - 2);
+        *p++ = type;
+        memcpy(p, text, n);
+        p += n;
+        *p++ = '\0';
+        return p;
+}
+
+int fp_pg_adopt_refuse(struct fp_pg_adoption *a, const char *message)
+{
+        char buf[1024];
+        char *p = buf + 5, *end = buf + sizeof(buf) - 1;
+        int r = exchange_startup(a);
+        if (r < 0)
+                return r;
+        p = put_field(p, end, 'S', "FATAL");
+        p = put_field(p, end, 'V', "FATAL");
+        p = put_field(p, end, 'C', "08004"); /* sqlserver_rejected_establishment_of_sqlconnection */
+        p = put_field(p, end, 'M', message);
+        *p++ = '\0';
+        buf[0] = 'E';
+        uint32_t len = htonl((uint32_t)(p - buf - 1));
+        memcpy(buf + 1, &len, 4);
+        r = fp_write_full(a->srv, buf, (size_t)(p - buf));
+        if (r >= 0)
+                r = finish_connect(a->conn) == -ECONNREFUSED ? 0 : -EPROTO;
+        close(a->srv);
+        a->srv = -1;
+        return r;
+}
+
+void fp_pg_adoption_abort(struct fp_pg_adoption *a)
+{
+        if (a->srv >= 0)
+                close(a->srv);
+        a->srv = -1;
+        if (a->conn)
+                PQfinish(a->conn); /* it talks to our listener, never to a server */
+        a->conn = NULL;
 }
 
 int fp_pg_adopt(int real_fd, const struct fp_lease_pg *info, uint32_t txn, PGconn **ret)
 {
-        pthread_mutex_lock(&adopt_lock);
-        int r = adopt_locked(real_fd, info, txn, ret);
-        pthread_mutex_unlock(&adopt_lock);
-        return r;
+        struct fp_pg_adoption a;
+        int r = fp_pg_adopt_begin(info->user, info->dbname, &a);
+        if (r < 0)
+                return r;
+        r = fp_pg_adopt_complete(&a, real_fd, info, txn);
+        if (r < 0) {
+                fp_pg_adoption_abort(&a);
+                return r;
+        }
+        *ret = a.conn;
+        return 0;
 }

@@ -71,6 +71,7 @@ enum fp_release_flags {
         FP_RELEASE_SOFT_INVALIDATE = 1u << 3, /* usable, but close it now that it is back */
         FP_RELEASE_DISCONNECTED = 1u << 4,    /* the worker saw the server go away */
         FP_RELEASE_DETACH = 1u << 5,          /* the worker keeps the session: forget it */
+        FP_RELEASE_CLEAN_DIRTY = 1u << 6,     /* whatever the pool's reset: clean what dirty says */
 };
 
 /* What the worker saw change in the session (for reset_on_return = auto). */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <forkpool.h>
+#include <libpq-fe.h>
 
 #define MAX_WORKERS 1024
 #define REQUEST_MAX 4096
@@ -171,7 +172,7 @@ static void serve_query(int fd, forkpool **fpp, const struct options *opt)
                 return;
         }
         /* Backpressure: if acquires already queue for too long, answer 503 before queueing. */
-        forkpool_pool_stats st;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
         if (forkpool_pool_state(*fpp, opt->pool, &st) == 0 && st.waiting > 0 &&
             st.oldest_wait_s > opt->max_wait_s) {
                 respond(fd, 503, "Service Unavailable", true, "the database pool is saturated\n");

@@ -14,9 +14,12 @@
  * signal handlers and never calls exit().
  *
  * Fork safety: a handle and its leases belong to the process that acquired
- * them. Any call from another process (for example a child made by fork())
- * returns -ECHILD and touches nothing; a child that keeps using the same
- * forkpool handle for new acquires gets its own control connection.
+ * them. Any call on a lease from another process (for example a child made
+ * by fork()) returns -ECHILD and touches nothing; a child that keeps using
+ * the same forkpool handle for new acquires gets its own control connection.
+ *
+ * Every function that returns an int returns -EINVAL for a NULL handle,
+ * lease, pool name or out parameter.
  *
  * Threads: one forkpool handle may be shared by the threads of a process;
  * concurrent acquires on it are served one after another. A lease (and its
@@ -25,13 +28,21 @@
 #ifndef FORKPOOL_H
 #define FORKPOOL_H
 
-#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "forkpool_version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Connector/C's MYSQL (include <mysql.h> to use it; this header does not need it). */
+/*
+ * libpq's PGconn and Connector/C's MYSQL, declared as <libpq-fe.h> and
+ * <mysql.h> declare them: this header needs neither. Include the client
+ * library's own header to use the connection (a repeated identical typedef
+ * is valid C11 and C++).
+ */
+typedef struct pg_conn PGconn;
 struct st_mysql;
 
 #if defined(FORKPOOL_BUILDING)
@@ -40,10 +51,13 @@ struct st_mysql;
 #define FORKPOOL_EXPORT
 #endif
 
-#define FORKPOOL_VERSION_MAJOR  0
-#define FORKPOOL_VERSION_MINOR  1
-#define FORKPOOL_VERSION_PATCH  0
-#define FORKPOOL_VERSION_STRING "0.1.0"
+/*
+ * forkpool_version.h (generated from the build's project version) defines
+ * FORKPOOL_VERSION_MAJOR, _MINOR, _PATCH, FORKPOOL_VERSION_STRING ("0.1.0")
+ * and FORKPOOL_VERSION_NUMBER (major * 10000 + minor * 100 + patch, for
+ * #if FORKPOOL_VERSION_NUMBER >= 100). forkpool_version() is the version of
+ * the library actually loaded.
+ */
 
 /* Where forkpoold listens when neither an argument nor $FORKPOOL_SOCKET says. */
 #define FORKPOOL_DEFAULT_SOCKET "/run/forkpool/forkpool.sock"
@@ -61,9 +75,13 @@ FORKPOOL_EXPORT const char *forkpool_version(void);
  * Connects to forkpoold and checks that it speaks this library's protocol.
  * socket_path NULL means $FORKPOOL_SOCKET, else FORKPOOL_DEFAULT_SOCKET.
  * Returns 0 and a new handle in *ret, owned by the caller (forkpool_close()).
- * Errors: -ECONNREFUSED / -ENOENT (no supervisor at that path), -EACCES
- * (this uid/gid is not allowed), -EPROTO (protocol version mismatch),
- * -ENAMETOOLONG, -ENOMEM. Blocks for one round trip to the supervisor.
+ * Errors: -ECONNREFUSED (no supervisor at that path: nothing listens there,
+ * or there is no socket at all), -EACCES (this uid/gid is not allowed, by
+ * forkpoold or by the socket's permissions), -EPROTO (protocol version
+ * mismatch), -ETIMEDOUT (the supervisor did not answer within 10 s),
+ * -ENAMETOOLONG (the path does not fit a Unix socket address), -ENOMEM,
+ * -EINVAL (ret is NULL), or another connect(2) error as a negative errno.
+ * Blocks for one round trip to the supervisor.
  */
 FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret);
 
@@ -81,12 +99,21 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp);
  * pool_timeout; 0 means "only if one is free or can be opened now".
  * Returns 0 and a new lease in *ret, owned by the caller until
  * forkpool_release() or forkpool_invalidate().
- * Errors: -ETIMEDOUT (none free in time), -ENOENT (no such pool), -EACCES,
- * -ECONNREFUSED (no supervisor), -ECONNRESET (the supervisor went away during
- * the call), -ECHILD (handle opened by another process and reopening failed),
- * -EPROTO, -ESHUTDOWN (the supervisor is stopping), -EHOSTUNREACH (the
- * database could not be reached; forkpool_last_error() has its message),
- * -ENOMEM. Blocks until a connection is leased or the timeout passes.
+ * Used from a forked child, the handle first opens the child's own control
+ * connection (never -ECHILD).
+ * Errors: -ETIMEDOUT (none free in time, or connecting to the database took
+ * longer than its connect_timeout), -ENOENT (no such pool, or a name longer
+ * than a pool name can be), -EACCES (this uid/gid may not lease from the
+ * pool), -ECONNREFUSED (no supervisor), -ECONNRESET (the supervisor went away
+ * during the call), -EPROTO (protocol mismatch, or the database negotiated
+ * TLS), -ESHUTDOWN (the supervisor is stopping), -EHOSTUNREACH (the database
+ * could not be reached), -ECONNABORTED (the pool's on_connect hook failed on
+ * a new connection), -EBADMSG (the supervisor could not read the request),
+ * -EINVAL (a NULL argument), -ENOMEM, or an error of forkpool_open() when the
+ * control connection had to be reopened. forkpool_last_error() has the
+ * supervisor's text for the errors it sent (the database's own message for
+ * -EHOSTUNREACH and -ECONNABORTED). Blocks until a connection is leased or
+ * the timeout passes.
  */
 FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout_ms,
                                      forkpool_lease **ret);
@@ -130,12 +157,12 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease);
  */
 FORKPOOL_EXPORT struct st_mysql *forkpool_lease_mysql(forkpool_lease *lease);
 
-/* The leased socket's descriptor (owned by the lease), or -ECHILD. */
+/* The leased socket's descriptor (owned by the lease), or -ECHILD, -EINVAL. */
 FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease);
 
 /*
  * The database backend's process id of the leased connection (MySQL: its
- * thread id, CONNECTION_ID()), or -ECHILD.
+ * thread id, CONNECTION_ID()), or -ECHILD, -EINVAL.
  */
 FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease);
 
@@ -148,6 +175,14 @@ FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease);
  * mysql_stmt_close() to be freed). No reply is awaited. Returns 0, or -ECHILD
  * (another process: nothing is touched and the lease stays allocated), or
  * -EINVAL (NULL).
+ *
+ * Blocking: normally one send on the control connection. If that connection
+ * was lost (forkpoold restarted), the release first reconnects, which waits
+ * for the new supervisor's hello — at most 10 s, and only while a socket
+ * (systemd's, during a restart) accepts the connection; if none answers, the
+ * release is kept and sent by the next control connection this handle makes.
+ * A process pool's (poolclass = process) release runs a blocking ROLLBACK
+ * itself when a transaction is open.
  */
 FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease);
 
@@ -188,11 +223,28 @@ FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease);
  */
 FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease);
 
-/* A static text for a negative errno returned by this library. Never NULL. */
+/*
+ * A static English text for err, a negative errno returned by this library:
+ * every code the functions above document has its own text, phrased for
+ * forkpool; any other errno gets the C library's description (as strerror()
+ * gives it, without a locale), anything else "unknown error". A positive
+ * errno is read as its negative. Never NULL, never to be freed; thread-safe.
+ */
 FORKPOOL_EXPORT const char *forkpool_strerror(int err);
 
-/* A pool's load, read from the supervisor's shared segment (forkpool_pool_state()). */
+/*
+ * A pool's load, read from the supervisor's shared segment
+ * (forkpool_pool_state()). The caller sets struct_size to
+ * sizeof(forkpool_pool_stats) (FORKPOOL_POOL_STATS_INIT does), so that later
+ * versions can add fields at the end without breaking programs built
+ * against this one: the library fills only the fields that fit in the
+ * caller's struct_size, and leaves in struct_size how many bytes it filled
+ * (less than the caller's size when the loaded library is older than the
+ * header the caller was built with; FORKPOOL_POOL_STATS_HAS() says whether a
+ * field was filled).
+ */
 typedef struct forkpool_pool_stats {
+        size_t struct_size;   /* in: sizeof(forkpool_pool_stats); out: bytes filled */
         int pool_size;        /* connections kept open */
         int max_overflow;     /* -1: no limit */
         int checked_out;      /* leased, being reset, checked or connecting */
@@ -200,14 +252,32 @@ typedef struct forkpool_pool_stats {
         int waiting;          /* acquires queued right now */
         double oldest_wait_s; /* how long the first of them has waited; 0 if none */
         int paused;           /* 1 while an admin has paused the pool */
+        /* Fields added by later versions go here, at the end. */
 } forkpool_pool_stats;
+
+/* An initialiser: forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT; */
+/* clang-format off */
+#define FORKPOOL_POOL_STATS_INIT {.struct_size = sizeof(forkpool_pool_stats)}
+/* clang-format on */
+
+/* Whether forkpool_pool_state() filled field of *stats (a pointer). */
+#define FORKPOOL_POOL_STATS_HAS(stats, field)                                                      \
+        ((stats)->struct_size >=                                                                   \
+         offsetof(forkpool_pool_stats, field) + sizeof(((forkpool_pool_stats *)0)->field))
 
 /*
  * Reads pool's current load straight from the shared segment, without asking
- * the supervisor (so a web server can answer 503 before it queues). Never
- * blocks; about a microsecond. Returns 0, -ENOENT (no such pool, or no
- * segment: no supervisor), -EACCES (the segment is not readable by this
- * user), -EAGAIN (the supervisor kept writing; try again), -ECHILD.
+ * the supervisor (so a web server can answer 503 before it queues). ret's
+ * struct_size must be set (see forkpool_pool_stats). Never blocks; about a
+ * microsecond. Works in a forked child too (it maps the segment again).
+ * Returns 0, -ENOENT (no such pool, or no complete segment: no supervisor —
+ * the segment of one that has exited counts as none — or one still
+ * starting), -EPROTO (the segment has another layout version: the
+ * running forkpoold is of another version than this library), -EACCES (the
+ * segment is not readable by this user), -EAGAIN (the supervisor kept
+ * writing; try again), -EINVAL (a NULL argument, or a struct_size smaller
+ * than this structure's first version), or another shm_open(3)/mmap(2)
+ * error as a negative errno.
  */
 FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool_pool_stats *ret);
 

@@ -7,9 +7,14 @@
 # 1. Installs the Debian packages the build and the tests need (only the
 #    missing ones; needs root when something is missing).
 # 2. Configures and builds two trees: build/ (RelWithDebInfo) and build-asan/
-#    (Debug, -DFORKPOOL_SANITIZE=ON). They live in the repository (gitignored),
-#    or under $FORKPOOL_BUILD_DIR when that is set.
-# 3. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
+#    (Debug, -DFORKPOOL_SANITIZE=ON), both with -DFORKPOOL_WERROR=ON; build/
+#    has the install prefix /usr, as a distribution's package. They live
+#    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
+#    set.
+# 3. Runs the static checks (static/clang-format, static/cppcheck,
+#    static/shellcheck, static/man) on the project's C files, shell scripts
+#    and manual pages; a finding fails the run.
+# 4. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
 #    FORKPOOL_TEST_PG_SOCKET_DIR, FORKPOOL_TEST_PG_PORT) to the tests, and a
@@ -17,10 +22,10 @@
 #    FORKPOOL_TEST_MY_TCP_URL, FORKPOOL_TEST_MY_SOCKET, FORKPOOL_TEST_MY_PORT,
 #    FORKPOOL_TEST_MY_USER, FORKPOOL_TEST_MY_PASSWORD,
 #    FORKPOOL_TEST_MY_DATABASE). Both are stopped on exit, even on a signal.
-# 4. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
+# 5. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
 #    all other tests (label "integration") serially. Tests without a TIMEOUT
 #    property get 300 s.
-# 5. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
+# 6. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
 #    ASan, UBSan), and runs each fuzz target (fuzz/fuzz_proto,
 #    fuzz/fuzz_segment) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
 #    fresh seeds and tests/fuzz/corpus/<target>/. A crash fails the run and
@@ -30,7 +35,8 @@
 #   --no-asan       skip the sanitizer build and its test run
 #   --no-fuzz       skip the fuzzing tree and its runs
 #   --only REGEX    run only the tests whose name matches REGEX (ctest -R;
-#                   fuzz targets are named fuzz/<target>)
+#                   fuzz targets are named fuzz/<target>, static checks
+#                   static/<tool>)
 #
 # Exits non-zero if anything failed; the last line is a summary.
 set -euo pipefail
@@ -76,6 +82,7 @@ PACKAGES=(
   libmariadb-dev mariadb-server
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
   clang libclang-rt-14-dev
+  clang-format cppcheck shellcheck groff-base
   python3 procps iproute2 util-linux curl
   # tests/dropin: unmodified libpq clients and the servers they run in
   python3-psycopg2 python3-psycopg python3-sqlalchemy gunicorn
@@ -257,7 +264,12 @@ run_ctest() {
   local total
   total=$(cd "$dir" && ctest -N "${sel[@]}" | sed -n 's/^Total Tests: *//p')
   if [[ ${total:-0} -eq 0 ]]; then
-    fail "$name: no tests found${ONLY:+ matching '$ONLY'}"
+    # --only may select only static checks or fuzz targets.
+    if [[ -n $ONLY ]] && checks_selected; then
+      say "$name: no tests match '$ONLY'"
+    else
+      fail "$name: no tests found${ONLY:+ matching '$ONLY'}"
+    fi
     return
   fi
 
@@ -284,6 +296,14 @@ FUZZ_SECONDS=${FORKPOOL_FUZZ_SECONDS:-20}
 
 # fuzz_selected TARGET: whether --only (if given) selects fuzz/TARGET.
 fuzz_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"fuzz/$1"; }
+
+# checks_selected: whether --only selects a static check or a fuzz target.
+checks_selected() {
+  local c
+  for c in clang-format cppcheck shellcheck man; do static_selected "$c" && return 0; done
+  for c in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$c" && return 0; done
+  return 1
+}
 
 # Runs every selected fuzz target of build-fuzz for FUZZ_SECONDS. Inputs that
 # add coverage accumulate in build-fuzz/fuzz-work/<target>/corpus.
@@ -314,18 +334,78 @@ run_fuzz() {
   done
 }
 
+# ---------------------------------------------------------------- static checks
+# On what the project owns: its C sources and headers, its shell scripts.
+# Each check is named static/<tool> for --only; a finding fails the run.
+static_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"static/$1"; }
+
+project_c_files() {
+  find agent bench common contrib include shm tests worker -type f -name '*.[ch]' | sort
+}
+project_shell_files() {
+  { find bench contrib tests -type f -name '*.sh'; find contrib/debian -type f -perm -u+x; } | sort
+}
+
+run_static_checks() {
+  local -a c_files sh_files
+  mapfile -t c_files < <(project_c_files)
+  mapfile -t sh_files < <(project_shell_files)
+
+  # .clang-format is the style; git clang-format applies it to a change.
+  if static_selected clang-format; then
+    say "static/clang-format (${#c_files[@]} files)"
+    run clang-format --dry-run --Werror "${c_files[@]}" ||
+      fail "static/clang-format: run clang-format -i on the files above"
+  fi
+  # tests/static/cppcheck.cfg describes what cppcheck cannot read (cmocka's
+  # macros, Linux's accept4 and mmap); tests/static/cppcheck-suppressions.txt
+  # lists, with reasons, what it gets wrong.
+  if static_selected cppcheck; then
+    say "static/cppcheck"
+    run cppcheck -q --std=c11 --enable=warning,portability,performance --error-exitcode=1 \
+      --inline-suppr --suppressions-list=tests/static/cppcheck-suppressions.txt \
+      --library=posix --library=tests/static/cppcheck.cfg \
+      -D_GNU_SOURCE '-D_Noreturn=__attribute__((noreturn))' \
+      -I include -I "$BUILD_ROOT/build/include" -I common -I shm -I agent -I worker \
+      -I tests/integration -j "$JOBS" "${c_files[@]}" || fail "static/cppcheck"
+  fi
+  if static_selected shellcheck; then
+    say "static/shellcheck (${#sh_files[@]} scripts)"
+    run shellcheck "${sh_files[@]}" || fail "static/shellcheck"
+  fi
+  # The manual pages: groff's warnings (-ww) are findings.
+  if static_selected man; then
+    local page out warnings=
+    say "static/man"
+    for page in man/*.[1-8]; do
+      out=$(LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$page" 2>&1) || out+=" (groff failed)"
+      [[ -z $out ]] || warnings+="$page: $out"$'\n'
+    done
+    if [[ -n $warnings ]]; then
+      printf '%s' "$warnings" >&2
+      fail "static/man"
+    fi
+  fi
+}
+
 # ---------------------------------------------------------------- main
 install_packages
 
 BUILT=()
-if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF; then
+# The project's own runs treat warnings as errors (users' builds do not).
+# build/ is configured as a distribution would (prefix /usr), for the tests of
+# its install tree and its Debian package (tests/package/).
+if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF -DFORKPOOL_WERROR=ON \
+     -DCMAKE_INSTALL_PREFIX=/usr; then
   BUILT+=(build)
 fi
 if [[ $ASAN -eq 1 ]]; then
-  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON; then
+  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON -DFORKPOOL_WERROR=ON; then
     BUILT+=(build-asan)
   fi
 fi
+
+run_static_checks
 
 FUZZ_BUILT=0
 if [[ $FUZZ -eq 1 ]]; then
@@ -333,7 +413,7 @@ if [[ $FUZZ -eq 1 ]]; then
   for t in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$t" && any=1; done
   if [[ $any -eq 1 ]] &&
      build_tree build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-       -DFORKPOOL_FUZZ=ON; then
+       -DFORKPOOL_FUZZ=ON -DFORKPOOL_WERROR=ON; then
     FUZZ_BUILT=1
   fi
 fi

@@ -23,10 +23,10 @@
 
 #include "internal.h"
 #include "pgadopt.h"
+#include "pgcancel.h"
 #include "sockio.h"
 
-#define CANCEL_REQUEST_CODE 80877102
-#define CANCEL_TIMEOUT_MS   5000
+#define CANCEL_TIMEOUT_MS 5000
 
 int fp_neutralize_fd(int fd)
 {
@@ -124,6 +124,28 @@ static uint32_t dirty_from_tag(const char *tag)
         return 0;
 }
 
+/*
+ * What a SELECT's result columns give away: session advisory locks and
+ * set_config() (unless the query renamed the column). A transaction-level
+ * lock (pg_advisory_xact_lock) ends with the transaction and does not count.
+ */
+static uint32_t dirty_from_columns(const PGresult *res)
+{
+        uint32_t dirty = 0;
+        int n = PQnfields(res);
+        for (int i = 0; i < n && i < 16; i++) {
+                const char *name = PQfname(res, i);
+                if (!name || (name[0] != 'p' && name[0] != 's'))
+                        continue;
+                if (strncmp(name, "pg_advisory_lock", 16) == 0 ||
+                    strncmp(name, "pg_try_advisory_lock", 20) == 0)
+                        dirty |= FP_DIRTY_OBJECTS;
+                else if (strcmp(name, "set_config") == 0)
+                        dirty |= FP_DIRTY_SET;
+        }
+        return dirty;
+}
+
 static int track_event(PGEventId id, void *info, void *pass_through)
 {
         struct fp_session_tracker *tracker = pass_through;
@@ -140,6 +162,8 @@ static int track_event(PGEventId id, void *info, void *pass_through)
         const char *tag = PQcmdStatus((PGresult *)res);
         if (PQresultStatus(res) == PGRES_COMMAND_OK && (!tag || !*tag))
                 tracker->lease->dirty |= FP_DIRTY_PREPARE; /* PQprepare: a named statement */
+        else if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                tracker->lease->dirty |= dirty_from_columns(res);
         else if (tag)
                 tracker->lease->dirty |= dirty_from_tag(tag);
         return 1;
@@ -155,6 +179,29 @@ int fp_track_pg_session(struct forkpool_lease *lease)
                 free(tracker);
                 return -ENOMEM;
         }
+        /* Found again by fp_attach_pg() when the PGconn serves another lease. */
+        (void)PQsetInstanceData(lease->pg, track_event, tracker);
+        lease->tracker = tracker;
+        return 0;
+}
+
+void fp_untrack_pg(struct forkpool_lease *lease)
+{
+        if (lease->tracker)
+                lease->tracker->lease = NULL;
+        lease->tracker = NULL;
+}
+
+int fp_attach_pg(struct forkpool_lease *lease, PGconn *conn)
+{
+        lease->pg = conn;
+        lease->fd = PQsocket(conn);
+        if (!(lease->flags & FP_LEASE_TRACK_DIRTY))
+                return 0;
+        struct fp_session_tracker *tracker = PQinstanceData(conn, track_event);
+        if (!tracker)
+                return fp_track_pg_session(lease);
+        tracker->lease = lease;
         lease->tracker = tracker;
         return 0;
 }
@@ -162,28 +209,11 @@ int fp_track_pg_session(struct forkpool_lease *lease)
 int fp_cancel_pg(const struct forkpool_lease *lease)
 {
         const struct fp_lease_pg *info = &lease->info;
-        uint32_t packet[4] = {htonl(16), htonl(CANCEL_REQUEST_CODE),
-                              htonl((uint32_t)info->backend_pid),
-                              htonl((uint32_t)info->cancel_key)};
-        int fd, r;
 
         if (!info->has_cancel_key || info->server_addr_len == 0 ||
             info->server_addr_len > sizeof(info->server_addr))
                 return -EOPNOTSUPP;
-        fd = socket(info->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        r = connect(fd, (const struct sockaddr *)&info->server_addr, info->server_addr_len) < 0
-                    ? -errno
-                    : 0;
-        if (r >= 0)
-                r = fp_write_full(fd, (const char *)packet, sizeof(packet));
-        if (r >= 0) {
-                /* The server closes the connection once it has handled the request. */
-                char byte;
-                if (fp_wait_fd(fd, POLLIN, CANCEL_TIMEOUT_MS) == 0)
-                        (void)recv(fd, &byte, 1, 0);
-        }
-        close(fd);
-        return r;
+        return fp_pg_cancel_request((const struct sockaddr *)&info->server_addr,
+                                    info->server_addr_len, info->backend_pid, info->cancel_key,
+                                    CANCEL_TIMEOUT_MS);
 }

@@ -11,6 +11,8 @@
  * -ECHILD. The child's next acquire opens its own control connection.
  */
 #include <errno.h>
+#include <libpq-fe.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -377,12 +379,13 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
 }
 
 /*
- * One acquire round trip on the current control connection. Returns 0 with a
- * lease, a negative errno from the supervisor, or -EPIPE/-ECONNRESET when the
- * control connection is dead.
+ * Reads the replies that have arrived on fd until the one for request id:
+ * returns 0 with a new lease in *ret, -EAGAIN if it has not arrived yet, the
+ * supervisor's negative errno, or -ECONNRESET/-EPIPE when the connection is
+ * dead. Leases for requests nobody waits for any more go back unused.
+ * Never blocks.
  */
-static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, const char *label,
-                        forkpool_lease **ret)
+static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, forkpool_lease **ret)
 {
         union {
                 struct fp_msg_hdr hdr;
@@ -390,28 +393,10 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
                 struct fp_msg_lease lease;
                 char bytes[FP_MSG_MAX];
         } reply;
-        struct fp_msg_acquire req;
-        uint32_t id = ++fp->next_request_id;
-        int r;
 
-        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
-        req.timeout_ms = timeout_ms;
-        snprintf(req.pool, sizeof(req.pool), "%s", pool);
-        if (label)
-                snprintf(req.label, sizeof(req.label), "%s", label);
-        r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
-        if (r < 0)
-                return r;
-
-        int wait_ms = timeout_ms < 0 ? -1 : timeout_ms + REPLY_SLACK_MS;
         for (;;) {
                 int lease_fd = -1;
-                r = fp_wait_fd(fd, POLLIN, wait_ms);
-                if (r < 0)
-                        return r;
                 ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &lease_fd);
-                if (n == -EAGAIN)
-                        continue;
                 if (n < 0)
                         return (int)n;
                 if (reply.hdr.request_id != id) {
@@ -427,10 +412,42 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
                                 close(lease_fd);
                         return -EPROTO;
                 }
-                r = lease_new(fp, &reply.lease, lease_fd, pool, ret);
+                int r = lease_new(fp, &reply.lease, lease_fd, pool, ret);
                 if (r < 0)
                         return_unused(fd, &reply.lease, lease_fd);
                 return r;
+        }
+}
+
+/*
+ * One acquire round trip on the current control connection. Returns 0 with a
+ * lease, a negative errno from the supervisor, or -EPIPE/-ECONNRESET when the
+ * control connection is dead.
+ */
+static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, const char *label,
+                        forkpool_lease **ret)
+{
+        struct fp_msg_acquire req;
+        uint32_t id = ++fp->next_request_id;
+        int r;
+
+        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.timeout_ms = timeout_ms;
+        snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        if (label)
+                snprintf(req.label, sizeof(req.label), "%s", label);
+        r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
+        if (r < 0)
+                return r;
+
+        int wait_ms = timeout_ms < 0 ? -1 : timeout_ms + REPLY_SLACK_MS;
+        for (;;) {
+                r = fp_wait_fd(fd, POLLIN, wait_ms);
+                if (r < 0)
+                        return r;
+                r = acquire_reply(fp, fd, id, pool, ret);
+                if (r != -EAGAIN)
+                        return r;
         }
 }
 
@@ -535,6 +552,41 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
                                      forkpool_lease **ret)
 {
         return forkpool_acquire_labeled(fp, pool, timeout_ms, NULL, ret);
+}
+
+int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *ret_request_id)
+{
+        struct fp_msg_acquire req;
+
+        if (!fp || !pool || !ret_request_id)
+                return -EINVAL;
+        if (strlen(pool) >= FP_NAME_MAX)
+                return -ENOENT;
+        int fd = control_fd(fp, false);
+        if (fd < 0)
+                return fd;
+        uint32_t id = ++fp->next_request_id;
+        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.timeout_ms = timeout_ms;
+        snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        int r = fp_send_msg(fd, &req, sizeof(req), -1, MSG_DONTWAIT);
+        if (r == -EPIPE || r == -ENOTCONN)
+                r = -ECONNRESET;
+        if (r < 0)
+                return r;
+        *ret_request_id = id;
+        return fd;
+}
+
+int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpool_lease **ret)
+{
+        if (!fp || !pool || !ret)
+                return -EINVAL;
+        if (fp->pid != getpid() || fp->fd < 0)
+                return -ECHILD;
+        set_last_error(NULL);
+        int r = acquire_reply(fp, fp->fd, request_id, pool, ret);
+        return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
 /* --- using and returning a lease --- */
@@ -644,6 +696,8 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
                 fp_describe_release_mysql(lease, rel);
                 return;
         }
+        if (lease->flags & FP_LEASE_LOCAL_CLEAN_DIRTY)
+                rel->flags |= FP_RELEASE_CLEAN_DIRTY;
         if (!c) {
                 /* Used through the raw fd (or not at all): state unknown to us. */
                 rel->txn = FP_TXN_UNKNOWN;
@@ -715,6 +769,25 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
         return true;
 }
 
+/* Sends the release (rel) and forgets the lease. */
+static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_release *rel)
+{
+        forkpool *fp = lease->fp;
+        if (fp) {
+                pthread_mutex_lock(&fp->io_lock);
+                if (fp->pid == getpid())
+                        send_release(fp, rel);
+                if (lease->prev)
+                        lease->prev->next = lease->next;
+                else
+                        fp->leases = lease->next;
+                if (lease->next)
+                        lease->next->prev = lease->prev;
+                pthread_mutex_unlock(&fp->io_lock);
+        }
+        free(lease);
+}
+
 static int lease_give_back(forkpool_lease *lease, uint32_t flags)
 {
         struct fp_msg_release rel;
@@ -734,8 +807,7 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
                 rel.flags |= FP_RELEASE_SOFT_INVALIDATE;
         if (flags & FP_RELEASE_DETACH) {
                 /* The session is the caller's now: the PGconn or MYSQL (or the fd) stays open. */
-                if (lease->tracker)
-                        lease->tracker->lease = NULL;
+                fp_untrack_pg(lease);
                 fp_forget_mysql(lease);
                 lease->pg = NULL;
                 lease->fd = -1;
@@ -748,21 +820,48 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
                 lease_abandon(lease);
         }
 
-        forkpool *fp = lease->fp;
-        if (fp) {
-                pthread_mutex_lock(&fp->io_lock);
-                if (fp->pid == getpid())
-                        send_release(fp, &rel);
-                if (lease->prev)
-                        lease->prev->next = lease->next;
-                else
-                        fp->leases = lease->next;
-                if (lease->next)
-                        lease->next->prev = lease->prev;
-                pthread_mutex_unlock(&fp->io_lock);
-        }
-        free(lease);
+        lease_send_and_free(lease, &rel);
         return 0;
+}
+
+int fp_release_unused(forkpool_lease *lease)
+{
+        struct fp_msg_release rel;
+
+        if (!lease_is_ours(lease))
+                return -ECHILD;
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
+        rel.lease_id = lease->lease_id;
+        rel.flags = FP_RELEASE_UNUSED;
+        rel.txn = lease->txn;
+        lease_abandon(lease);
+        lease_send_and_free(lease, &rel);
+        return 0;
+}
+
+PGconn *fp_release_keep_pg(forkpool_lease *lease)
+{
+        struct fp_msg_release rel;
+
+        if (!lease_is_ours(lease) || lease->db_kind == FP_DB_MYSQL)
+                return NULL;
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
+        rel.lease_id = lease->lease_id;
+        describe_release(lease, &rel);
+        if (lease->soft_invalidated)
+                rel.flags |= FP_RELEASE_SOFT_INVALIDATE;
+        PGconn *conn = lease->pg;
+        if (conn) {
+                /* No byte of ours reaches the session once it is given back. */
+                (void)fp_release_socket(PQsocket(conn));
+                fp_untrack_pg(lease);
+                lease->pg = NULL;
+                lease->fd = -1;
+        } else {
+                lease_abandon(lease);
+        }
+        lease_send_and_free(lease, &rel);
+        return conn;
 }
 
 FORKPOOL_EXPORT int forkpool_release(forkpool_lease *lease)
@@ -794,8 +893,26 @@ FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease)
         return lease_give_back(lease, FP_RELEASE_DETACH);
 }
 
+/*
+ * The C library's static description of a positive errno, or NULL:
+ * strerrordesc_np() (glibc 2.32+) is thread-safe and needs no buffer, unlike
+ * strerror() (which may use one per thread or be overwritten) and
+ * strerror_r() (whose buffer would have to be ours, and static).
+ */
+static const char *errno_description(int errnum)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+        return strerrordesc_np(errnum);
+#else
+        (void)errnum;
+        return NULL;
+#endif
+}
+
 FORKPOOL_EXPORT const char *forkpool_strerror(int err)
 {
+        if (err > 0)
+                err = -err;
         switch (err) {
         case 0:
                 return "success";
@@ -811,12 +928,23 @@ FORKPOOL_EXPORT const char *forkpool_strerror(int err)
                 return "forkpoold went away during the call";
         case -EACCES:
                 return "this user is not allowed to lease from forkpoold";
+        case -EPERM:
+                return "this user may not run forkpoold's admin commands";
         case -EPROTO:
-                return "forkpoold speaks another protocol version";
+                return "protocol mismatch: another version of forkpoold, or a session "
+                       "forkpool cannot lease (see forkpool_last_error())";
         case -ESHUTDOWN:
                 return "forkpoold is shutting down";
         case -EHOSTUNREACH:
                 return "the database could not be reached (see forkpool_last_error())";
+        case -ECONNABORTED:
+                return "the pool's on_connect hook failed on a new connection (see "
+                       "forkpool_last_error())";
+        case -EBUSY:
+                return "the pool's connection is already leased (assertion pool; see "
+                       "forkpool_last_error())";
+        case -EAGAIN:
+                return "forkpoold kept updating the pool's state; try again";
         case -EOPNOTSUPP:
                 return "not supported for this connection";
         case -EINVAL:
@@ -828,6 +956,8 @@ FORKPOOL_EXPORT const char *forkpool_strerror(int err)
         case -EBADMSG:
                 return "malformed message";
         default:
-                return "unexpected error";
+                break;
         }
+        const char *text = err > INT_MIN ? errno_description(-err) : NULL;
+        return text ? text : "unknown error";
 }

@@ -16,7 +16,15 @@
 #include "segment.h"
 
 #define FP_PENDING_RELEASES_MAX 64
-#define FP_MY_CACHE_MAX         8
+
+/*
+ * A lease flag of this library's own, beside the supervisor's enum
+ * fp_lease_flags: the releases of this lease ask for FP_RELEASE_CLEAN_DIRTY
+ * (its session is tracked and cleaned by what it did, whatever the pool's
+ * reset mode). The libpq drop-in sets it on every lease.
+ */
+#define FP_LEASE_LOCAL_CLEAN_DIRTY (1u << 16)
+#define FP_MY_CACHE_MAX            8
 
 /*
  * A released MySQL handle kept for the next lease of the same session in the
@@ -95,6 +103,47 @@ void fp_abandon_pg(struct forkpool_lease *lease);
  * for reset_on_return = auto. Costs one string test per result.
  */
 int fp_track_pg_session(struct forkpool_lease *lease);
+
+/* Cuts the link between the lease and its PGconn's session tracker (if any). */
+void fp_untrack_pg(struct forkpool_lease *lease);
+
+/*
+ * Makes conn, adopted by the caller on lease->fd's session (pgadopt.h), the
+ * lease's PGconn: lease->fd becomes PQsocket(conn), and for TRACK_DIRTY
+ * leases the session tracker (conn's own from an earlier lease, or a new one)
+ * records into this lease. Returns 0 or -ENOMEM (conn is the lease's anyway).
+ */
+int fp_attach_pg(struct forkpool_lease *lease, PGconn *conn);
+
+/*
+ * Gives the lease back like forkpool_release() but keeps its PGconn: an
+ * unconnected socket is put under it (nothing reaches the session any more)
+ * and the caller owns it (to adopt another session into it, or to
+ * PQfinish it). Returns the PGconn, or NULL (none adopted: the lease is
+ * released all the same; or not this process's lease: nothing is touched).
+ */
+PGconn *fp_release_keep_pg(struct forkpool_lease *lease);
+
+/*
+ * Gives back a lease that was never used (nothing was sent on its session):
+ * the supervisor makes it idle again without a reset. Returns 0 or -ECHILD.
+ */
+int fp_release_unused(struct forkpool_lease *lease);
+
+/*
+ * A non-blocking acquire: sends the request on fp's control connection
+ * (connecting it first if needed: one local round trip) and returns that
+ * connection's descriptor, readable once the answer is there, with the
+ * request's id in *ret_request_id; or a negative errno.
+ */
+int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *ret_request_id);
+
+/*
+ * Collects the answer to fp_acquire_send()'s request without blocking:
+ * returns 0 with the lease in *ret, -EAGAIN while it has not arrived, or the
+ * acquire's negative errno (forkpool_last_error() has the supervisor's text).
+ */
+int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpool_lease **ret);
 
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);

@@ -2,16 +2,24 @@
 /*
  * pool_state.c — forkpool_pool_state(): a pool's load, read straight from the
  * supervisor's shared segment (mapped read-only, once per process and
- * segment; remapped when the supervisor replaced it).
+ * segment; remapped when the supervisor replaced it or has exited).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "segment.h"
+
+/* The size of forkpool_pool_stats in its first version (0.1): the least a caller may pass. */
+#define FP_POOL_STATS_V1_SIZE                                                                      \
+        (offsetof(forkpool_pool_stats, paused) + sizeof(((forkpool_pool_stats *)0)->paused))
+_Static_assert(FP_POOL_STATS_V1_SIZE <= sizeof(forkpool_pool_stats), "stats shrank");
 
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -20,20 +28,37 @@ void fp_pool_state_atfork_child(void)
         pthread_mutex_init(&map_lock, NULL);
 }
 
+/*
+ * Whether the supervisor that made the segment has exited. A supervisor that
+ * stops cleanly removes its segment without marking it obsolete, so a
+ * mapping made before would otherwise go on showing its last state.
+ */
+static bool segment_orphaned(const struct fp_shm_header *hdr)
+{
+        pid_t pid = hdr->supervisor_pid;
+        int saved = errno;
+        bool gone = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+        errno = saved;
+        return gone;
+}
+
 /* The handle's mapping of its supervisor's segment, (re)opened when needed. */
 static int segment_for(forkpool *fp, struct fp_segment **ret)
 {
         struct fp_segment *seg = &fp->segment;
 
         if (seg->hdr &&
-            (fp->segment_pid != getpid() || __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE)))
+            (fp->segment_pid != getpid() ||
+             __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_orphaned(seg->hdr)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
                 char name[FP_SHM_NAME_MAX];
                 fp_segment_name(fp->socket_path, name);
                 int r = fp_segment_open(seg, name);
+                /* No complete segment (or one still being made) is no supervisor;
+                 * another layout version is a version mismatch, said as such. */
                 if (r < 0)
-                        return r == -EBADMSG || r == -EPROTO ? -ENOENT : r;
+                        return r == -EBADMSG ? -ENOENT : r;
                 fp->segment_pid = getpid();
         }
         *ret = seg;
@@ -53,7 +78,7 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
         struct fp_shm_pool p;
         int r;
 
-        if (!fp || !pool || !ret)
+        if (!fp || !pool || !ret || ret->struct_size < FP_POOL_STATS_V1_SIZE)
                 return -EINVAL;
         pthread_mutex_lock(&map_lock);
         r = segment_for(fp, &seg);
@@ -61,7 +86,7 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
                 r = fp_segment_snapshot(seg, i, &p, NULL, 0);
                 if (r < 0 || strcmp(p.name, pool) != 0)
                         continue;
-                *ret = (forkpool_pool_stats){
+                forkpool_pool_stats st = {
                         .pool_size = p.pool_size,
                         .max_overflow = p.max_overflow,
                         .checked_out = p.checked_out,
@@ -72,9 +97,13 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
                                                  : 0.0,
                         .paused = (p.flags & FP_SHM_POOL_PAUSED) != 0,
                 };
-                if (ret->oldest_wait_s < 0)
-                        ret->oldest_wait_s = 0;
+                if (st.oldest_wait_s < 0)
+                        st.oldest_wait_s = 0;
                 pthread_mutex_unlock(&map_lock);
+                /* Only what fits in the caller's structure (an older header's is smaller). */
+                size_t n = ret->struct_size < sizeof(st) ? ret->struct_size : sizeof(st);
+                st.struct_size = n;
+                memcpy(ret, &st, n);
                 return 0;
         }
         pthread_mutex_unlock(&map_lock);

@@ -4,11 +4,12 @@
  * PostgreSQL (it_both.c runs the scenarios shared with MariaDB: the cap,
  * FIFO and timeouts, reset on return): lazy connects and the counters, the
  * session's application_name, one handle shared by threads, and
- * forkpool_pool_state().
+ * forkpool_pool_state() (with its struct_size contract and its errors).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -68,7 +69,7 @@ static void test_pool_state(void)
         struct itest_sup s;
         forkpool *fp;
         forkpool_lease *held;
-        forkpool_pool_stats st;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
 
         itest_sup_start(&s, "it_state", "pool_size = 1\nmax_overflow = 0\n", NULL);
         CHECK_OK(forkpool_open(s.socket, &fp));
@@ -96,10 +97,65 @@ static void test_pool_state(void)
                   "waiting %d out %d idle %d oldest %.3f", st.waiting, st.checked_out, st.idle,
                   st.oldest_wait_s);
         CHECK(forkpool_pool_state(fp, "nope", &st) == -ENOENT);
+        CHECK(st.struct_size == sizeof(st));
+
+        /* A caller built with a later header passes a larger structure: only ours is filled. */
+        struct {
+                forkpool_pool_stats st;
+                int later_field;
+        } newer;
+        memset(&newer, 0x5a, sizeof(newer));
+        newer.st.struct_size = sizeof(newer);
+        CHECK_OK(forkpool_pool_state(fp, "main", &newer.st));
+        CHECK(newer.st.struct_size == sizeof(forkpool_pool_stats) && newer.st.pool_size == 1);
+        CHECK(FORKPOOL_POOL_STATS_HAS(&newer.st, paused) && newer.st.paused == 0);
+        int untouched;
+        memset(&untouched, 0x5a, sizeof(untouched));
+        CHECK(memcmp(&newer.later_field, &untouched, sizeof(untouched)) == 0);
+        /* No struct_size (or one below the first version's) is refused, nothing written. */
+        forkpool_pool_stats unset = {.struct_size = 0, .pool_size = -7};
+        CHECK(forkpool_pool_state(fp, "main", &unset) == -EINVAL && unset.pool_size == -7);
+        unset.struct_size = offsetof(forkpool_pool_stats, paused);
+        CHECK(forkpool_pool_state(fp, "main", &unset) == -EINVAL && unset.pool_size == -7);
+
         CHECK_OK(forkpool_release(held));
         CHECK(itest_wait_child(pid, 10000) == 0);
+
+        /*
+         * A supervisor that stopped cleanly removed its segment: the handle's
+         * mapping of it must not go on answering, and the next supervisor's
+         * segment is found again.
+         */
+        kill(s.pid, SIGTERM);
+        CHECK(itest_wait_child(s.pid, 15000) >= 0);
+        s.pid = 0;
+        CHECK(forkpool_pool_state(fp, "main", &st) == -ENOENT);
+        itest_sup_restart(&s);
+        CHECK_OK(forkpool_pool_state(fp, "main", &st));
+        CHECK(st.pool_size == 1 && st.checked_out == 0 && st.waiting == 0);
+
+        /* A handle that has not mapped the segment yet, for the fake ones below. */
+        forkpool *unmapped;
+        CHECK_OK(forkpool_open(s.socket, &unmapped));
         forkpool_close(fp);
         CHECK(itest_sup_stop(&s) == 0);
+
+        /*
+         * A segment of another layout version (a forkpoold of another version) is
+         * -EPROTO, not "no such pool"; one still being made (no magic yet) is -ENOENT.
+         */
+        char name[FP_SHM_NAME_MAX];
+        struct fp_segment fake;
+        fp_segment_name(s.socket, name);
+        CHECK_OK(fp_segment_create(&fake, name, 1, 1, 0600, -1));
+        fake.hdr->layout_version++;
+        CHECK(forkpool_pool_state(unmapped, "main", &st) == -EPROTO);
+        fake.hdr->layout_version--;
+        __atomic_store_n(&fake.hdr->magic, 0, __ATOMIC_RELEASE);
+        CHECK(forkpool_pool_state(unmapped, "main", &st) == -ENOENT);
+        CHECK_OK(fp_segment_unlink(name));
+        fp_segment_close(&fake);
+        forkpool_close(unmapped);
 }
 
 static forkpool *shared_fp;

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cancel.c — the arena of the drop-in's PGcancel objects (cancel.h).
+ */
+#include "cancel.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "pgcancel.h"
+
+#define ARENA_OBJECTS     4096
+#define CANCEL_TIMEOUT_MS 5000
+
+struct dropin_cancel {
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+        int32_t backend_pid;
+        int32_t cancel_key;
+        uint32_t next_free; /* index + 1 of the next free object, 0: none */
+};
+
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dropin_cancel *arena; /* ARENA_OBJECTS objects, mapped once, never unmapped */
+static uint32_t first_free;         /* index + 1, 0: none */
+static uint32_t never_used;         /* objects below this index have been handed out once */
+
+PGcancel *dropin_cancel_new(const struct fp_lease_pg *info)
+{
+        struct dropin_cancel *c = NULL;
+
+        if (!info->has_cancel_key || info->server_addr_len == 0 ||
+            info->server_addr_len > sizeof(info->server_addr))
+                return NULL;
+        pthread_mutex_lock(&arena_lock);
+        if (!arena) {
+                void *p = mmap(NULL, ARENA_OBJECTS * sizeof(*arena), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (p != MAP_FAILED)
+                        __atomic_store_n(&arena, (struct dropin_cancel *)p, __ATOMIC_RELEASE);
+        }
+        if (arena && first_free) {
+                c = &arena[first_free - 1];
+                first_free = c->next_free;
+        } else if (arena && never_used < ARENA_OBJECTS) {
+                c = &arena[never_used++];
+        }
+        if (c) {
+                memcpy(&c->addr, &info->server_addr, info->server_addr_len);
+                c->addr_len = info->server_addr_len;
+                c->backend_pid = info->backend_pid;
+                c->cancel_key = info->cancel_key;
+                c->next_free = 0;
+        }
+        pthread_mutex_unlock(&arena_lock);
+        return (PGcancel *)c;
+}
+
+bool dropin_cancel_is_ours(const PGcancel *cancel)
+{
+        const struct dropin_cancel *c = (const struct dropin_cancel *)cancel;
+        struct dropin_cancel *base = __atomic_load_n(&arena, __ATOMIC_ACQUIRE);
+        return base && c >= base && c < base + ARENA_OBJECTS;
+}
+
+/* Copies text into errbuf, truncated and terminated, without the C library's formatting. */
+static void put_error(char *errbuf, int errbufsize, const char *text)
+{
+        if (!errbuf || errbufsize <= 0)
+                return;
+        int i = 0;
+        for (; i < errbufsize - 1 && text[i]; i++)
+                errbuf[i] = text[i];
+        errbuf[i] = '\0';
+}
+
+int dropin_cancel_send(const PGcancel *cancel, char *errbuf, int errbufsize)
+{
+        const struct dropin_cancel *c = (const struct dropin_cancel *)cancel;
+        int r = fp_pg_cancel_request((const struct sockaddr *)&c->addr, c->addr_len, c->backend_pid,
+                                     c->cancel_key, CANCEL_TIMEOUT_MS);
+        if (r == 0)
+                return 1;
+        put_error(errbuf, errbufsize,
+                  r == -ECONNREFUSED || r == -ENOENT
+                          ? "forkpool: could not connect to the server to cancel"
+                          : "forkpool: could not send the cancel request to the server");
+        return 0;
+}
+
+void dropin_cancel_atfork_child(void)
+{
+        /* A thread of the parent may have held it at fork; it is not here. */
+        pthread_mutex_init(&arena_lock, NULL);
+}
+
+void dropin_cancel_free(PGcancel *cancel)
+{
+        struct dropin_cancel *c = (struct dropin_cancel *)cancel;
+        pthread_mutex_lock(&arena_lock);
+        c->next_free = first_free;
+        first_free = (uint32_t)(c - arena) + 1;
+        pthread_mutex_unlock(&arena_lock);
+}

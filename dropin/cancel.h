@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cancel.h — PGcancel objects for leased connections.
+ *
+ * libpq's PGcancel of an adopted connection would target the private
+ * adoption listener (research: psycopg2's cancel then hung the interpreter).
+ * The drop-in hands out its own objects instead, carrying the real server's
+ * address and the session's cancel key. They live in one arena, so that
+ * PQcancel() — which applications call from signal handlers — can tell ours
+ * from libpq's by address alone: no lock, no lookup, no allocation.
+ */
+#ifndef FORKPOOL_DROPIN_CANCEL_H
+#define FORKPOOL_DROPIN_CANCEL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "proto.h"
+
+/*
+ * A cancel object for the session described by info (its address and key are
+ * copied). Returns NULL if the arena is full or cannot be mapped. Thread-safe.
+ */
+PGcancel *dropin_cancel_new(const struct fp_lease_pg *info);
+
+/* Whether cancel is one of ours. Async-signal-safe. */
+bool dropin_cancel_is_ours(const PGcancel *cancel);
+
+/*
+ * Sends the CancelRequest (as PQcancel() does): returns 1, or 0 with a short
+ * reason in errbuf. Async-signal-safe.
+ */
+int dropin_cancel_send(const PGcancel *cancel, char *errbuf, int errbufsize);
+
+/* Gives the object back to the arena. Thread-safe. */
+void dropin_cancel_free(PGcancel *cancel);
+
+/* In a child after fork: the arena's lock starts unlocked. */
+void dropin_cancel_atfork_child(void);
+
+#endif /* FORKPOOL_DROPIN_CANCEL_H */

@@ -1,0 +1,825 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dropin.c — the libpq functions the drop-in replaces: a connection addressed
+ * to forkpool (target.h) is a lease, everything else goes to the real libpq
+ * untouched.
+ *
+ * A leased connection is a real PGconn of the real libpq, adopted on the
+ * leased socket (common/pgadopt.c), so every function the drop-in does not
+ * replace works on it as on any other. The drop-in keeps, per such PGconn,
+ * an entry (struct dropin_conn) in a hash table: what the application asked
+ * for (PQhost, PQport, PQconninfo report it), the lease, and the state of a
+ * connect in progress.
+ *
+ * A non-blocking connect (PQconnectStart) whose pool has a connection idle
+ * is leased at once, in about one local round trip. Otherwise the acquire is
+ * sent on a control connection of its own and the PGconn handed out at once,
+ * connected to the private adoption listener with its startup unanswered;
+ * its socket number shows the control connection meanwhile (dup3), so the
+ * application's event loop wakes when the lease arrives, and PQconnectPoll
+ * then puts libpq's own socket back and completes the adoption.
+ *
+ * Failures (refused parameters, timeouts, no supervisor, no such pool, a
+ * database that is down) are ordinary CONNECTION_BAD connections: libpq's
+ * startup is answered with a FATAL error carrying the reason, and
+ * PQerrorMessage() returns that reason as one line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "internal.h"
+#include "pgadopt.h"
+#include "realpq.h"
+#include "target.h"
+
+#define DROPIN_EXPORT __attribute__((visibility("default")))
+
+enum dropin_state {
+        DROPIN_ADOPTING, /* inside the drop-in's own calls into libpq: pass through */
+        DROPIN_PENDING,  /* an acquire is on its way; PQsocket() shows its control connection */
+        DROPIN_READY,    /* leased and adopted */
+        DROPIN_FAILED,   /* refused: CONNECTION_BAD, error says why */
+};
+
+struct dropin_conn {
+        struct dropin_conn *next; /* in its hash bucket */
+        PGconn *conn;
+        pid_t pid; /* the process that made it */
+        enum dropin_state state;
+        forkpool_lease *lease; /* while READY */
+        forkpool *own_handle;  /* a control connection of its own (non-blocking connects) */
+        uint32_t request_id;   /* the pending acquire's, on own_handle */
+        int libpq_fd;          /* libpq's own socket while PQsocket() shows own_handle's */
+        struct fp_pg_adoption adoption; /* while PENDING */
+        struct dropin_target target;
+        char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
+};
+
+/* --- the table of the drop-in's connections --- */
+
+#define BUCKETS 1024
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct dropin_conn *table[BUCKETS];
+static atomic_size_t table_count; /* lets the common case (no forkpool connection) skip the lock */
+
+static size_t bucket_of(const PGconn *conn)
+{
+        uintptr_t p = (uintptr_t)conn;
+        return (size_t)((p >> 4) ^ (p >> 14)) % BUCKETS;
+}
+
+static void table_add(struct dropin_conn *d)
+{
+        pthread_mutex_lock(&table_lock);
+        size_t b = bucket_of(d->conn);
+        d->next = table[b];
+        table[b] = d;
+        atomic_fetch_add(&table_count, 1);
+        pthread_mutex_unlock(&table_lock);
+}
+
+/* The entry of conn, or NULL. The entry stays valid while conn is the caller's. */
+static struct dropin_conn *table_find(const PGconn *conn)
+{
+        struct dropin_conn *d;
+        if (!conn || atomic_load_explicit(&table_count, memory_order_relaxed) == 0)
+                return NULL;
+        pthread_mutex_lock(&table_lock);
+        for (d = table[bucket_of(conn)]; d && d->conn != conn; d = d->next)
+                ;
+        pthread_mutex_unlock(&table_lock);
+        return d;
+}
+
+static struct dropin_conn *table_remove(const PGconn *conn)
+{
+        struct dropin_conn *d = NULL;
+        if (!conn || atomic_load_explicit(&table_count, memory_order_relaxed) == 0)
+                return NULL;
+        pthread_mutex_lock(&table_lock);
+        for (struct dropin_conn **p = &table[bucket_of(conn)]; *p; p = &(*p)->next)
+                if ((*p)->conn == conn) {
+                        d = *p;
+                        *p = d->next;
+                        atomic_fetch_sub(&table_count, 1);
+                        break;
+                }
+        pthread_mutex_unlock(&table_lock);
+        return d;
+}
+
+/* --- control connections --- */
+
+/*
+ * The process's control connection to the forkpoold at socket (one per
+ * supervisor; blocking acquires share it, one after another). NULL with the
+ * error in *ret_error if there is none.
+ */
+struct main_handle {
+        struct main_handle *next;
+        char socket[sizeof(((struct dropin_target *)0)->socket)];
+        forkpool *fp;
+};
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct main_handle *handles;
+
+static forkpool *main_handle(const char *socket, int *ret_error)
+{
+        struct main_handle *h;
+        int r = 0;
+
+        pthread_mutex_lock(&handles_lock);
+        for (h = handles; h && strcmp(h->socket, socket) != 0; h = h->next)
+                ;
+        if (!h) {
+                forkpool *fp;
+                r = forkpool_open(socket, &fp);
+                if (r >= 0) {
+                        h = calloc(1, sizeof(*h));
+                        if (h) {
+                                snprintf(h->socket, sizeof(h->socket), "%s", socket);
+                                h->fp = fp;
+                                h->next = handles;
+                                handles = h;
+                        } else {
+                                forkpool_close(fp);
+                                r = -ENOMEM;
+                        }
+                }
+        }
+        pthread_mutex_unlock(&handles_lock);
+        *ret_error = r;
+        return h ? h->fp : NULL;
+}
+
+static void atfork_child(void)
+{
+        /* Threads of the parent may have held these at fork; they are not here. */
+        pthread_mutex_init(&table_lock, NULL);
+        pthread_mutex_init(&handles_lock, NULL);
+        dropin_cancel_atfork_child();
+}
+
+__attribute__((constructor(102))) static void dropin_init(void)
+{
+        (void)pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* --- errors --- */
+
+/* One line saying why an acquire failed, for PQerrorMessage(). */
+static void acquire_error_text(const struct dropin_target *t, forkpool *fp, int err, char *buf,
+                               size_t cap)
+{
+        const char *detail = forkpool_last_error();
+        forkpool_pool_stats st;
+
+        switch (err) {
+        case -ETIMEDOUT:
+                if (fp && forkpool_pool_state(fp, t->pool, &st) == 0) {
+                        int base = st.checked_out < st.pool_size ? st.checked_out : st.pool_size;
+                        char within[32] = "its pool_timeout";
+                        if (t->timeout_ms > 0)
+                                snprintf(within, sizeof(within), "%g s", t->timeout_ms / 1000.0);
+                        snprintf(buf, cap,
+                                 "forkpool: pool \"%s\": no connection free within %s (%d + %d in "
+                                 "use, %d waiting)",
+                                 t->pool, within, base, st.checked_out - base, st.waiting);
+                } else {
+                        snprintf(buf, cap, "forkpool: pool \"%s\": no connection free in time",
+                                 t->pool);
+                }
+                return;
+        case -ENOENT:
+                snprintf(buf, cap, "forkpool: no pool \"%s\" in the forkpoold at %s", t->pool,
+                         t->socket);
+                return;
+        case -ECONNREFUSED:
+                snprintf(buf, cap, "forkpool: no forkpoold is running at %s", t->socket);
+                return;
+        case -EACCES:
+                snprintf(buf, cap,
+                         "forkpool: uid %u may not use the forkpoold at %s (allow_users, "
+                         "allow_groups)%s%s",
+                         (unsigned)geteuid(), t->socket, *detail ? ": " : "", detail);
+                return;
+        case -EHOSTUNREACH:
+                snprintf(buf, cap, "forkpool: pool \"%s\": the database cannot be reached%s%s",
+                         t->pool, *detail ? ": " : "", detail);
+                return;
+        default:
+                snprintf(buf, cap, "forkpool: pool \"%s\": %s%s%s", t->pool, forkpool_strerror(err),
+                         *detail ? ": " : "", detail);
+                return;
+        }
+}
+
+/*
+ * Makes d's PGconn a failed connection saying text: libpq's startup (begun
+ * on the listener, or begun here) is answered with a FATAL error.
+ */
+static void fail_conn(struct dropin_conn *d, const char *text)
+{
+        snprintf(d->error, sizeof(d->error), "%s\n", text);
+        d->state = DROPIN_FAILED;
+        if (!d->conn) {
+                if (fp_pg_adopt_begin(d->target.user, d->target.pool, &d->adoption) < 0)
+                        return;
+                d->conn = d->adoption.conn;
+        }
+        if (d->adoption.srv >= 0)
+                (void)fp_pg_adopt_refuse(&d->adoption, text);
+        d->adoption.srv = -1;
+}
+
+/* --- leasing --- */
+
+/* Gives up what d's acquire or lease holds, leaving its PGconn as it is. */
+static void drop_lease(struct dropin_conn *d)
+{
+        if (d->libpq_fd >= 0 && d->conn) {
+                /* libpq's own socket goes back under the PGconn. */
+                (void)dup3(d->libpq_fd, FP_REAL(PQsocket)(d->conn), O_CLOEXEC);
+                close(d->libpq_fd);
+        }
+        d->libpq_fd = -1;
+        if (d->lease)
+                (void)forkpool_release(d->lease);
+        d->lease = NULL;
+        if (d->own_handle)
+                forkpool_close(d->own_handle); /* a pending acquire with it: forkpoold drops it */
+        d->own_handle = NULL;
+}
+
+/*
+ * Checks a lease against what the application asked for and adopts it into
+ * d's PGconn (begun on the listener). Returns 0 (READY) or fails d.
+ */
+static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
+{
+        char text[512];
+        int r;
+
+        if (lease->db_kind != FP_DB_POSTGRES) {
+                (void)fp_release_unused(lease);
+                snprintf(text, sizeof(text), "forkpool: pool \"%s\" is not a PostgreSQL pool",
+                         d->target.pool);
+                fail_conn(d, text);
+                return -EPROTO;
+        }
+        if (*d->target.user && strcmp(d->target.user, lease->info.user) != 0) {
+                (void)fp_release_unused(lease);
+                snprintf(text, sizeof(text),
+                         "forkpool: pool \"%s\" connects as user \"%s\", not \"%s\"",
+                         d->target.pool, lease->info.user, d->target.user);
+                fail_conn(d, text);
+                return -EACCES;
+        }
+        if (lease->pg) {
+                /* A process pool's connection this process kept: it is adopted already. */
+                if (d->conn) {
+                        (void)forkpool_release(lease);
+                        fail_conn(d, "forkpool: a process pool (poolclass = process) serves "
+                                     "only blocking connects");
+                        return -EOPNOTSUPP;
+                }
+                d->conn = lease->pg;
+                d->lease = lease;
+                d->state = DROPIN_READY;
+                return 0;
+        }
+        if (!d->conn) {
+                /* A blocking connect: the PGconn is made for the session we now have. */
+                r = fp_pg_adopt_begin(lease->info.user, d->target.pool, &d->adoption);
+                if (r < 0) {
+                        (void)fp_release_unused(lease);
+                        snprintf(text, sizeof(text), "forkpool: pool \"%s\": adoption failed: %s",
+                                 d->target.pool, strerror(-r));
+                        snprintf(d->error, sizeof(d->error), "%s\n", text);
+                        d->state = DROPIN_FAILED;
+                        return r;
+                }
+                d->conn = d->adoption.conn;
+        }
+        r = fp_pg_adopt_complete(&d->adoption, lease->fd, &lease->info, lease->txn);
+        if (r < 0) {
+                (void)fp_release_unused(lease);
+                snprintf(text, sizeof(text), "forkpool: pool \"%s\": adoption failed: %s",
+                         d->target.pool, strerror(-r));
+                fail_conn(d, text);
+                return r;
+        }
+        /* Whatever the pool's reset mode, the next client gets a clean session. */
+        lease->flags |= FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY;
+        (void)fp_attach_pg(lease, d->conn);
+        d->lease = lease;
+        d->state = DROPIN_READY;
+        const char *enc = d->target.client_encoding;
+        const char *now = FP_REAL(PQparameterStatus)(d->conn, "client_encoding");
+        if (*enc && (!now || strcasecmp(now, enc) != 0) &&
+            FP_REAL(PQsetClientEncoding)(d->conn, enc) != 0) {
+                drop_lease(d);
+                snprintf(text, sizeof(text),
+                         "forkpool: pool \"%s\": invalid client_encoding \"%s\"", d->target.pool,
+                         enc);
+                snprintf(d->error, sizeof(d->error), "%s\n", text);
+                d->state = DROPIN_FAILED;
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* A blocking lease into d (its PGconn made now, or d->adoption begun on it). */
+static void lease_blocking(struct dropin_conn *d)
+{
+        char text[512];
+        forkpool_lease *lease;
+        int r;
+
+        forkpool *fp = main_handle(d->target.socket, &r);
+        if (fp)
+                r = forkpool_acquire(fp, d->target.pool, d->target.timeout_ms, &lease);
+        if (r < 0) {
+                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                fail_conn(d, text);
+                return;
+        }
+        (void)adopt_lease(d, lease);
+}
+
+/*
+ * A non-blocking lease into d: at once if the pool has a connection idle,
+ * else d is left PENDING on an acquire of its own control connection.
+ */
+static void lease_nonblocking(struct dropin_conn *d)
+{
+        char text[512];
+        forkpool_pool_stats st;
+        forkpool_lease *lease;
+        int r;
+
+        forkpool *fp = main_handle(d->target.socket, &r);
+        if (!fp) {
+                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                fail_conn(d, text);
+                return;
+        }
+        r = forkpool_pool_state(fp, d->target.pool, &st);
+        if (r >= 0 && st.idle > 0 && !st.paused) {
+                r = forkpool_acquire(fp, d->target.pool, 0, &lease);
+                if (r >= 0) {
+                        (void)adopt_lease(d, lease);
+                        return;
+                }
+        }
+        if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN) {
+                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                fail_conn(d, text);
+                return;
+        }
+
+        /* It must wait: its own control connection, watched through PQsocket(). */
+        r = forkpool_open(d->target.socket, &d->own_handle);
+        int control = r < 0 ? r
+                            : fp_acquire_send(d->own_handle, d->target.pool, d->target.timeout_ms,
+                                              &d->request_id);
+        if (control < 0) {
+                acquire_error_text(&d->target, fp, control, text, sizeof(text));
+                fail_conn(d, text);
+                return;
+        }
+        if (!d->conn) {
+                r = fp_pg_adopt_begin(d->target.user, d->target.pool, &d->adoption);
+                if (r < 0) {
+                        snprintf(text, sizeof(text), "forkpool: pool \"%s\": %s", d->target.pool,
+                                 strerror(-r));
+                        fail_conn(d, text);
+                        return;
+                }
+                d->conn = d->adoption.conn;
+        }
+        int sock = FP_REAL(PQsocket)(d->conn);
+        d->libpq_fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
+        if (d->libpq_fd < 0 || dup3(control, sock, O_CLOEXEC) < 0) {
+                if (d->libpq_fd >= 0)
+                        close(d->libpq_fd);
+                d->libpq_fd = -1;
+                snprintf(text, sizeof(text), "forkpool: pool \"%s\": %s", d->target.pool,
+                         strerror(errno));
+                fail_conn(d, text);
+                return;
+        }
+        d->state = DROPIN_PENDING;
+}
+
+/* PQconnectPoll() of a PENDING connection: has the lease arrived? */
+static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
+{
+        char text[512];
+        forkpool_lease *lease;
+
+        if (d->pid != getpid())
+                return PGRES_POLLING_FAILED;
+        int r = fp_acquire_recv(d->own_handle, d->request_id, d->target.pool, &lease);
+        if (r == -EAGAIN)
+                return PGRES_POLLING_READING;
+        /* libpq's socket goes back under the PGconn before anything else. */
+        (void)dup3(d->libpq_fd, FP_REAL(PQsocket)(d->conn), O_CLOEXEC);
+        close(d->libpq_fd);
+        d->libpq_fd = -1;
+        if (r < 0) {
+                acquire_error_text(&d->target, d->own_handle, r, text, sizeof(text));
+                forkpool_close(d->own_handle);
+                d->own_handle = NULL;
+                fail_conn(d, text);
+                return PGRES_POLLING_FAILED;
+        }
+        return adopt_lease(d, lease) == 0 ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
+}
+
+/* A new entry for target; NULL if out of memory. */
+static struct dropin_conn *dropin_new(const struct dropin_target *target)
+{
+        struct dropin_conn *d = calloc(1, sizeof(*d));
+        if (!d)
+                return NULL;
+        d->pid = getpid();
+        d->target = *target;
+        d->libpq_fd = -1;
+        d->adoption.srv = -1;
+        return d;
+}
+
+/*
+ * Connects d as asked (blocking or not) and returns its PGconn, registered;
+ * NULL only when not even a failed PGconn could be made.
+ */
+static PGconn *dropin_connect(struct dropin_conn *d, bool blocking)
+{
+        if (*d->target.refusal)
+                fail_conn(d, d->target.refusal);
+        else if (blocking)
+                lease_blocking(d);
+        else
+                lease_nonblocking(d);
+        if (!d->conn) {
+                free(d);
+                return NULL;
+        }
+        table_add(d);
+        return d->conn;
+}
+
+/*
+ * Whether parameters read with result r (1: they address forkpool) lease:
+ * the drop-in is on in this process and no other libpq copy is loaded (it
+ * would see half of the calls; then everything passes through, said once).
+ */
+static bool wants_lease(int r)
+{
+        if (r != 1 || !fp_dropin_enabled())
+                return false;
+        const char *other = fp_realpq_other_copy();
+        if (other) {
+                static atomic_flag warned = ATOMIC_FLAG_INIT;
+                if (!atomic_flag_test_and_set(&warned))
+                        fprintf(stderr,
+                                "forkpool: another libpq is loaded in this process (%s); the "
+                                "drop-in passes every connection through to the real libpq\n",
+                                other);
+                return false;
+        }
+        return true;
+}
+
+/* --- opening --- */
+
+DROPIN_EXPORT PGconn *PQconnectdb(const char *conninfo)
+{
+        struct dropin_target t;
+        struct dropin_conn *d;
+        if (!wants_lease(dropin_target_from_conninfo(conninfo, &t)) || !(d = dropin_new(&t)))
+                return FP_REAL(PQconnectdb)(conninfo);
+        return dropin_connect(d, true);
+}
+
+DROPIN_EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                        int expand_dbname)
+{
+        struct dropin_target t;
+        struct dropin_conn *d;
+        if (!wants_lease(dropin_target_from_params(keywords, values, expand_dbname, &t)) ||
+            !(d = dropin_new(&t)))
+                return FP_REAL(PQconnectdbParams)(keywords, values, expand_dbname);
+        return dropin_connect(d, true);
+}
+
+DROPIN_EXPORT PGconn *PQconnectStart(const char *conninfo)
+{
+        struct dropin_target t;
+        struct dropin_conn *d;
+        if (!wants_lease(dropin_target_from_conninfo(conninfo, &t)) || !(d = dropin_new(&t)))
+                return FP_REAL(PQconnectStart)(conninfo);
+        return dropin_connect(d, false);
+}
+
+DROPIN_EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                                           int expand_dbname)
+{
+        struct dropin_target t;
+        struct dropin_conn *d;
+        if (!wants_lease(dropin_target_from_params(keywords, values, expand_dbname, &t)) ||
+            !(d = dropin_new(&t)))
+                return FP_REAL(PQconnectStartParams)(keywords, values, expand_dbname);
+        return dropin_connect(d, false);
+}
+
+DROPIN_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+                                   const char *pgtty, const char *dbName, const char *login,
+                                   const char *pwd)
+{
+        /* As libpq does: dbName may be a whole conninfo string or URI. */
+        const char *keys[] = {"host", "port", "options", "dbname", "user", "password", NULL};
+        const char *vals[] = {pghost, pgport, pgoptions, dbName, login, pwd, NULL};
+        struct dropin_target t;
+        struct dropin_conn *d;
+        if (!wants_lease(dropin_target_from_params(keys, vals, 1, &t)) || !(d = dropin_new(&t)))
+                return FP_REAL(PQsetdbLogin)(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+        return dropin_connect(d, true);
+}
+
+DROPIN_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d || d->state == DROPIN_ADOPTING)
+                return FP_REAL(PQconnectPoll)(conn);
+        switch (d->state) {
+        case DROPIN_READY:
+                return PGRES_POLLING_OK;
+        case DROPIN_PENDING:
+                return pending_poll(d);
+        default:
+                return PGRES_POLLING_FAILED;
+        }
+}
+
+/* --- closing and resetting --- */
+
+/*
+ * In a process that did not make the connection (a child after fork): the
+ * session is the parent's. Its socket is replaced by an unconnected one, so
+ * nothing libpq does here can reach the parent's session or control
+ * connection; only memory is freed.
+ */
+static void disown_in_child(struct dropin_conn *d)
+{
+        if (d->conn)
+                (void)fp_neutralize_fd(FP_REAL(PQsocket)(d->conn));
+        if (d->libpq_fd >= 0)
+                close(d->libpq_fd); /* our copy of libpq's socket */
+        if (d->adoption.srv >= 0)
+                close(d->adoption.srv);
+        d->libpq_fd = d->adoption.srv = -1;
+        d->lease = NULL;      /* the parent's; libforkpool made our copy inert at fork */
+        d->own_handle = NULL; /* likewise */
+}
+
+DROPIN_EXPORT void PQfinish(PGconn *conn)
+{
+        struct dropin_conn *d = table_remove(conn);
+        if (!d) {
+                FP_REAL(PQfinish)(conn);
+                return;
+        }
+        if (d->pid != getpid()) {
+                disown_in_child(d);
+                FP_REAL(PQfinish)(conn);
+        } else if (d->state == DROPIN_READY && d->lease) {
+                /* forkpool_release() finishes the PGconn without a Terminate. */
+                drop_lease(d);
+        } else {
+                drop_lease(d);
+                if (d->adoption.srv >= 0)
+                        close(d->adoption.srv);
+                FP_REAL(PQfinish)(conn); /* it talks to our listener, never to a server */
+        }
+        free(d);
+}
+
+/*
+ * A fresh lease into the same PGconn: what it holds goes back first (the
+ * session is released as at PQfinish, the PGconn kept), then libpq's
+ * PQresetStart() reconnects it to the adoption listener and the new session
+ * is adopted into it.
+ */
+static void dropin_reset(struct dropin_conn *d)
+{
+        char text[512];
+
+        if (d->pid != getpid()) {
+                /* An inherited connection: the child gets a session of its own. */
+                disown_in_child(d);
+                d->pid = getpid();
+        }
+        if (d->state == DROPIN_READY && d->lease && d->lease->pg == d->conn) {
+                forkpool_lease *lease = d->lease;
+                d->lease = NULL;
+                (void)fp_release_keep_pg(lease);
+        } else {
+                (void)fp_neutralize_fd(FP_REAL(PQsocket)(d->conn));
+        }
+        drop_lease(d);
+        if (d->adoption.srv >= 0)
+                close(d->adoption.srv);
+        d->adoption.srv = -1;
+        d->error[0] = '\0';
+
+        d->state = DROPIN_ADOPTING; /* libpq's PQresetStart() calls PQconnectPoll() */
+        int r = fp_pg_readopt_begin(d->conn, &d->adoption);
+        if (r < 0) {
+                snprintf(text, sizeof(text), "forkpool: pool \"%s\": reset failed: %s",
+                         d->target.pool, strerror(-r));
+                fail_conn(d, text);
+                return;
+        }
+        lease_blocking(d);
+}
+
+DROPIN_EXPORT void PQreset(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d) {
+                FP_REAL(PQreset)(conn);
+                return;
+        }
+        dropin_reset(d);
+}
+
+DROPIN_EXPORT int PQresetStart(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d)
+                return FP_REAL(PQresetStart)(conn);
+        /* The lease is taken at once (a reset is rare); PQresetPoll() reports the outcome. */
+        dropin_reset(d);
+        return d->state == DROPIN_READY;
+}
+
+DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d)
+                return FP_REAL(PQresetPoll)(conn);
+        return d->state == DROPIN_READY ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
+}
+
+/* --- what the application asked for --- */
+
+DROPIN_EXPORT char *PQerrorMessage(const PGconn *conn)
+{
+        if (conn && FP_REAL(PQstatus)(conn) == CONNECTION_BAD) {
+                struct dropin_conn *d = table_find(conn);
+                if (d && d->error[0])
+                        return d->error;
+        }
+        return FP_REAL(PQerrorMessage)(conn);
+}
+
+DROPIN_EXPORT char *PQhost(const PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        return d ? d->target.host : FP_REAL(PQhost)(conn);
+}
+
+DROPIN_EXPORT char *PQhostaddr(const PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        return d ? d->target.hostaddr : FP_REAL(PQhostaddr)(conn);
+}
+
+DROPIN_EXPORT char *PQport(const PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        return d ? d->target.port : FP_REAL(PQport)(conn);
+}
+
+DROPIN_EXPORT char *PQpass(const PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        return d ? d->target.password : FP_REAL(PQpass)(conn);
+}
+
+/* Replaces opt->val (allocated by libpq with malloc) with a copy of value, or NULL for "". */
+static void option_set(PQconninfoOption *opt, const char *value)
+{
+        char *copy = value && *value ? strdup(value) : NULL;
+        if (value && *value && !copy)
+                return;
+        free(opt->val);
+        opt->val = copy;
+}
+
+DROPIN_EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
+{
+        PQconninfoOption *opts = FP_REAL(PQconninfo)(conn);
+        struct dropin_conn *d = table_find(conn);
+        if (!d || !opts)
+                return opts;
+        /* The adoption listener's values never show: what the application asked for does. */
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (strcmp(o->keyword, "host") == 0)
+                        option_set(o, d->target.host);
+                else if (strcmp(o->keyword, "port") == 0)
+                        option_set(o, d->target.port);
+                else if (strcmp(o->keyword, "hostaddr") == 0)
+                        option_set(o, d->target.hostaddr);
+                else if (strcmp(o->keyword, "dbname") == 0)
+                        option_set(o, d->target.pool);
+                else if (strcmp(o->keyword, "password") == 0)
+                        option_set(o, d->target.password);
+                else if (strcmp(o->keyword, "user") == 0 && *d->target.user)
+                        option_set(o, d->target.user);
+                else if (strcmp(o->keyword, "client_encoding") == 0)
+                        option_set(o, d->target.client_encoding);
+        }
+        return opts;
+}
+
+/* --- ping --- */
+
+static PGPing dropin_ping(const struct dropin_target *t)
+{
+        forkpool_pool_stats st;
+        int r;
+        if (*t->refusal)
+                return PQPING_NO_ATTEMPT;
+        forkpool *fp = main_handle(t->socket, &r);
+        if (!fp)
+                return r == -EACCES ? PQPING_REJECT : PQPING_NO_RESPONSE;
+        r = forkpool_pool_state(fp, t->pool, &st);
+        if (r == -ENOENT)
+                return PQPING_REJECT;
+        return r < 0 ? PQPING_NO_RESPONSE : PQPING_OK;
+}
+
+DROPIN_EXPORT PGPing PQping(const char *conninfo)
+{
+        struct dropin_target t;
+        if (!wants_lease(dropin_target_from_conninfo(conninfo, &t)))
+                return FP_REAL(PQping)(conninfo);
+        return dropin_ping(&t);
+}
+
+DROPIN_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values,
+                                  int expand_dbname)
+{
+        struct dropin_target t;
+        if (!wants_lease(dropin_target_from_params(keywords, values, expand_dbname, &t)))
+                return FP_REAL(PQpingParams)(keywords, values, expand_dbname);
+        return dropin_ping(&t);
+}
+
+/* --- cancel --- */
+
+DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d)
+                return FP_REAL(PQgetCancel)(conn);
+        if (d->state != DROPIN_READY || !d->lease || d->pid != getpid())
+                return NULL;
+        return dropin_cancel_new(&d->lease->info);
+}
+
+DROPIN_EXPORT void PQfreeCancel(PGcancel *cancel)
+{
+        if (dropin_cancel_is_ours(cancel))
+                dropin_cancel_free(cancel);
+        else
+                FP_REAL(PQfreeCancel)(cancel);
+}
+
+DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
+{
+        if (dropin_cancel_is_ours(cancel))
+                return dropin_cancel_send(cancel, errbuf, errbufsize);
+        return FP_REAL(PQcancel)(cancel, errbuf, errbufsize);
+}
+
+DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
+{
+        struct dropin_conn *d = table_find(conn);
+        if (!d)
+                return FP_REAL(PQrequestCancel)(conn);
+        return d->state == DROPIN_READY && d->lease && d->pid == getpid() &&
+               forkpool_cancel(d->lease) == 0;
+}

@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * it_dropin.c — the libpq drop-in, seen from a program that only knows
+ * libpq: run with the drop-in in front of the real libpq (ctest puts its
+ * directory on LD_LIBRARY_PATH, the way a service would), it checks that
+ * the drop-in exports exactly the real library's symbols; that a connection
+ * addressed to forkpool's socket directory is a lease (blocking, through
+ * each open function) and PQfinish a release; that a non-blocking connect to
+ * a busy pool hands out a pollable socket and finishes when a connection
+ * comes back; PQreset, cancel, ping, PQhost/PQport/PQconninfo; every refusal
+ * and failure as a clean CONNECTION_BAD with its reason; that other
+ * connections pass through untouched; fork safety; and the switch that
+ * turns it off.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+static struct itest_sup sup;
+static char conninfo[512];
+static PGconn *admin;
+
+static void start(const char *app, const char *lines)
+{
+        itest_sup_start(&sup, app, lines, NULL);
+        snprintf(conninfo, sizeof(conninfo), "host=%s dbname=main", sup.dir);
+}
+
+static void stop(void)
+{
+        CHECK(itest_sup_stop(&sup) == 0);
+}
+
+static PGconn *connect_ok(const char *extra)
+{
+        char info[768];
+        snprintf(info, sizeof(info), "%s %s", conninfo, extra ? extra : "");
+        PGconn *c = PQconnectdb(info);
+        CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s: %s", info, PQerrorMessage(c));
+        return c;
+}
+
+/* Connects with conninfo + extra, expects failure, returns the message (static). */
+static const char *connect_fails(const char *extra)
+{
+        static char message[1024];
+        char info[768];
+        snprintf(info, sizeof(info), "%s %s", conninfo, extra ? extra : "");
+        PGconn *c = PQconnectdb(info);
+        CHECK_MSG(PQstatus(c) == CONNECTION_BAD, "%s connected", info);
+        snprintf(message, sizeof(message), "%s", PQerrorMessage(c));
+        PQfinish(c);
+        CHECK_MSG(strchr(message, '\n') == message + strlen(message) - 1, "not one line: [%s]",
+                  message);
+        return message;
+}
+
+static int checked_out(void)
+{
+        return (int)itest_pool(&sup).checked_out;
+}
+
+static int wait_checked_out(int n)
+{
+        int64_t end = itest_now_ms() + 5000;
+        while (checked_out() != n && itest_now_ms() < end)
+                usleep(10000);
+        return checked_out();
+}
+
+static void test_exports_match_real_libpq(void)
+{
+        char ours[16384], real[16384];
+        CHECK(itest_sh(ours, sizeof(ours),
+                       "nm -D --defined-only %s | awk '{print $3}' | sort | tr '\\n' ' '",
+                       FP_DROPIN_PATH) == 0);
+        CHECK(itest_sh(real, sizeof(real),
+                       "nm -D --defined-only %s | awk '{print $3}' | sort | tr '\\n' ' '",
+                       FP_REAL_LIBPQ) == 0);
+        CHECK_MSG(strcmp(ours, real) == 0, "exports differ:\n%s\n%s", ours, real);
+        CHECK(strstr(ours, "PQconnectdb ") && !strstr(ours, "forkpool_") && !strstr(ours, "fp_"));
+        /* It carries no MySQL client and no libpq of its own. */
+        CHECK(itest_sh(ours, sizeof(ours), "readelf -d %s | grep NEEDED | tr '\\n' ' '",
+                       FP_DROPIN_PATH) == 0);
+        CHECK_MSG(!strstr(ours, "mariadb") && !strstr(ours, "mysql") && !strstr(ours, "libpq"),
+                  "%s", ours);
+}
+
+static void test_connect_is_a_lease(void)
+{
+        start("it_dropin_lease", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *a = connect_ok(NULL);
+        CHECK(strcmp(itest_query(a, "SELECT current_setting('application_name')"),
+                     "it_dropin_lease") == 0);
+        CHECK(strcmp(PQhost(a), sup.dir) == 0);
+        const char *port = getenv("PGPORT") ? getenv("PGPORT") : "5432"; /* as libpq's */
+        CHECK_MSG(strcmp(PQport(a), port) == 0, "PQport %s", PQport(a));
+        CHECK(strcmp(PQdb(a), "main") == 0);
+        CHECK(PQbackendPID(a) == atoi(itest_query(a, "SELECT pg_backend_pid()")));
+        PQconninfoOption *opts = PQconninfo(a);
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (strcmp(o->keyword, "host") == 0)
+                        CHECK_MSG(o->val && strcmp(o->val, sup.dir) == 0, "host=%s", o->val);
+        PQconninfoFree(opts);
+        CHECK(checked_out() == 1);
+
+        /* The other open functions lease too. */
+        const char *keys[] = {"host", "dbname", NULL};
+        const char *vals[] = {sup.dir, "main", NULL};
+        PGconn *b = PQconnectdbParams(keys, vals, 0);
+        CHECK_MSG(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+        CHECK(checked_out() == 2);
+        PQfinish(b);
+        CHECK(wait_checked_out(1) == 1);
+        b = PQsetdbLogin(sup.dir, "5432", NULL, NULL, "main", NULL, NULL);
+        CHECK_MSG(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+        PQfinish(b);
+        char uri[512];
+        snprintf(uri, sizeof(uri), "postgresql:///main?host=%s", sup.dir);
+        const char *ukeys[] = {"dbname", NULL};
+        const char *uvals[] = {uri, NULL};
+        b = PQconnectdbParams(ukeys, uvals, 1);
+        CHECK_MSG(PQstatus(b) == CONNECTION_OK, "%s", PQerrorMessage(b));
+        PQfinish(b);
+
+        PQfinish(a);
+        CHECK(wait_checked_out(0) == 0);
+        /* Never more than the pool's connections. */
+        CHECK(itest_backends(admin, "it_dropin_lease") <= 2);
+        stop();
+}
+
+static void test_other_connections_pass_through(void)
+{
+        /* The scratch server's own socket directory: no forkpool there. */
+        PGconn *c = PQconnectdb("");
+        CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+        CHECK(strcmp(PQhost(c), getenv("PGHOST")) == 0);
+        PQfinish(c);
+}
+
+static void test_nonblocking_connect_waits_without_blocking(void)
+{
+        start("it_dropin_async", "pool_size = 1\nmax_overflow = 0\npool_timeout = 10\n");
+        PGconn *holder = connect_ok(NULL);
+
+        int64_t t0 = itest_now_ms();
+        PGconn *c = PQconnectStart(conninfo);
+        CHECK(c && PQstatus(c) != CONNECTION_BAD);
+        CHECK_MSG(itest_now_ms() - t0 < 1000, "PQconnectStart blocked");
+        CHECK(PQconnectPoll(c) == PGRES_POLLING_READING);
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        CHECK(p.fd >= 0 && poll(&p, 1, 300) == 0); /* nothing yet: the pool is busy */
+
+        PQfinish(holder); /* the lease comes to us */
+        PostgresPollingStatusType st = PGRES_POLLING_READING;
+        while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+                p = (struct pollfd){.fd = PQsocket(c),
+                                    .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+                CHECK_MSG(poll(&p, 1, 5000) == 1, "the lease did not wake the socket");
+                st = PQconnectPoll(c);
+        }
+        CHECK_MSG(st == PGRES_POLLING_OK, "%s", PQerrorMessage(c));
+        CHECK(PQstatus(c) == CONNECTION_OK);
+        CHECK(strcmp(itest_query(c, "SELECT 41 + 1"), "42") == 0);
+
+        /* A pending connect given up: its acquire is dropped, nothing stays leased. */
+        PGconn *pending = PQconnectStart(conninfo);
+        CHECK(pending && PQconnectPoll(pending) == PGRES_POLLING_READING);
+        PQfinish(pending);
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        c = connect_ok(NULL);
+        PQfinish(c);
+        stop();
+}
+
+static void test_timeout_is_a_clean_error(void)
+{
+        start("it_dropin_timeout", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *holder = connect_ok(NULL);
+        int64_t t0 = itest_now_ms();
+        const char *msg = connect_fails("connect_timeout=2");
+        int64_t took = itest_now_ms() - t0;
+        CHECK_MSG(strstr(msg, "forkpool: pool \"main\": no connection free within 2 s (1 + 0 in "
+                              "use"),
+                  "%s", msg);
+        CHECK_MSG(took >= 1500 && took < 8000, "took %lld ms", (long long)took);
+        PQfinish(holder);
+        stop();
+}
+
+static void test_refusals_name_their_reason(void)
+{
+        static const struct {
+                const char *extra, *expect;
+        } cases[] = {
+                {"sslmode=require", "sslmode=require cannot be honoured"},
+                {"sslmode=verify-full", "sslmode=verify-full cannot be honoured"},
+                {"gssencmode=require", "gssencmode=require cannot be honoured"},
+                {"replication=database", "replication connections cannot be leased"},
+                {"options=-cwork_mem=1MB", "cannot be applied to a shared session"},
+                {"target_session_attrs=read-write", "target_session_attrs=read-write"},
+                {"user=somebody_else", "connects as user"},
+                {"dbname=nosuchpool", "no pool \"nosuchpool\""},
+                {"connect_timeout=soon", "invalid connect_timeout"},
+        };
+        start("it_dropin_refuse", NULL);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const char *msg = connect_fails(cases[i].extra);
+                CHECK_MSG(strncmp(msg, "forkpool: ", 10) == 0 && strstr(msg, cases[i].expect),
+                          "%s: %s", cases[i].extra, msg);
+        }
+        /* Ignored, not refused: what the leased session settles already. */
+        PGconn *c = connect_ok("sslmode=prefer password=x keepalives=1 hostaddr=127.0.0.1 "
+                               "application_name=mine target_session_attrs=any port=6000");
+        CHECK(strcmp(PQport(c), "6000") == 0);
+        PQfinish(c);
+        /* The non-blocking path says the same. */
+        char info[768];
+        snprintf(info, sizeof(info), "%s sslmode=require", conninfo);
+        c = PQconnectStart(info);
+        while (PQstatus(c) != CONNECTION_BAD && PQconnectPoll(c) != PGRES_POLLING_FAILED)
+                ;
+        CHECK_MSG(strstr(PQerrorMessage(c), "sslmode=require cannot be honoured"), "%s",
+                  PQerrorMessage(c));
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
+static void test_no_supervisor(void)
+{
+        /* A socket file nobody listens on: what a crashed forkpoold leaves. */
+        char dir[] = "/tmp/fp-it-dead.XXXXXX", path[64];
+        CHECK(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/forkpool.sock", dir);
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+        close(fd);
+        snprintf(conninfo, sizeof(conninfo), "host=%s dbname=main", dir);
+        const char *msg = connect_fails(NULL);
+        CHECK_MSG(strstr(msg, "forkpool: no forkpoold is running at"), "%s", msg);
+        CHECK(PQping(conninfo) == PQPING_NO_RESPONSE);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_database_down(void)
+{
+        /* A port where nothing listens. */
+        struct itest_sup s;
+        itest_sup_start_url(&s, "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2",
+                            "pool_size = 1\nmax_overflow = 0\npool_timeout = 3\n", NULL);
+        snprintf(conninfo, sizeof(conninfo), "host=%s dbname=main", s.dir);
+        const char *msg = connect_fails(NULL);
+        CHECK_MSG(strstr(msg, "forkpool: pool \"main\": the database cannot be reached"), "%s",
+                  msg);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+static void test_reset_gives_a_fresh_lease(void)
+{
+        start("it_dropin_reset", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok(NULL);
+        itest_query(c, "CREATE TEMP TABLE mine (x int)");
+        PQreset(c);
+        CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_class WHERE relname = 'mine' AND "
+                                    "relpersistence = 't'"),
+                     "0") == 0);
+        CHECK(PQbackendPID(c) == atoi(itest_query(c, "SELECT pg_backend_pid()")));
+        CHECK(checked_out() == 1);
+        CHECK(PQresetStart(c) == 1 && PQresetPoll(c) == PGRES_POLLING_OK);
+        CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0);
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
+static void test_cancel_reaches_the_server(void)
+{
+        start("it_dropin_cancel", NULL);
+        PGconn *c = connect_ok(NULL);
+        PGcancel *cancel = PQgetCancel(c);
+        CHECK(cancel);
+        CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
+        usleep(200000);
+        char err[256] = "";
+        int64_t t0 = itest_now_ms();
+        CHECK_MSG(PQcancel(cancel, err, sizeof(err)) == 1, "%s", err);
+        PGresult *res = PQgetResult(c);
+        CHECK(itest_now_ms() - t0 < 5000);
+        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR &&
+                          strstr(PQresultErrorMessage(res), "canceling statement"),
+                  "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        while ((res = PQgetResult(c)))
+                PQclear(res);
+        PQfreeCancel(cancel);
+
+        CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
+        usleep(200000);
+        CHECK(PQrequestCancel(c) == 1);
+        res = PQgetResult(c);
+        CHECK(strstr(PQresultErrorMessage(res), "canceling statement"));
+        PQclear(res);
+        while ((res = PQgetResult(c)))
+                PQclear(res);
+        PQfinish(c);
+        stop();
+}
+
+static void test_ping_answers_from_the_segment(void)
+{
+        start("it_dropin_ping", NULL);
+        CHECK(PQping(conninfo) == PQPING_OK);
+        char info[512];
+        snprintf(info, sizeof(info), "host=%s dbname=nosuchpool", sup.dir);
+        CHECK(PQping(info) == PQPING_REJECT);
+        CHECK(itest_pool(&sup).counters.acquires == 0); /* no lease was taken for it */
+        stop();
+}
+
+static void test_fork_child_cannot_use_parent_connection(void)
+{
+        start("it_dropin_fork", NULL);
+        PGconn *c = connect_ok(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+                PGresult *res = PQexec(c, "SELECT 1");
+                int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+                PQclear(res);
+                PQfinish(c); /* frees memory only */
+                _exit(ok ? 1 : 0);
+        }
+        int status = itest_wait_child(pid, 10000);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child used the parent's session");
+        CHECK(strcmp(itest_query(c, "SELECT 7"), "7") == 0);
+        CHECK(checked_out() == 1);
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
+static void test_switched_off(void)
+{
+        start("it_dropin_off", NULL);
+        char out[2048];
+        /* psql links libpq.so.5: the same LD_LIBRARY_PATH reaches it. */
+        itest_sh(out, sizeof(out), "FORKPOOL_DROPIN=off psql -Atc 'SELECT 1' '%s' 2>&1", conninfo);
+        CHECK_MSG(strstr(out, "/.s.PGSQL.") && !strstr(out, "forkpool:"), "%s", out);
+        itest_sh(out, sizeof(out), "psql -Atc 'SELECT 6 * 7' '%s' 2>&1", conninfo);
+        CHECK_MSG(strcmp(out, "42\n") == 0 || strcmp(out, "42") == 0, "%s", out);
+        stop();
+}
+
+int main(void)
+{
+        admin = itest_admin();
+        test_exports_match_real_libpq();
+        test_connect_is_a_lease();
+        test_other_connections_pass_through();
+        test_nonblocking_connect_waits_without_blocking();
+        test_timeout_is_a_clean_error();
+        test_refusals_name_their_reason();
+        test_no_supervisor();
+        test_database_down();
+        test_reset_gives_a_fresh_lease();
+        test_cancel_reaches_the_server();
+        test_ping_answers_from_the_segment();
+        test_fork_child_cannot_use_parent_connection();
+        test_switched_off();
+        PQfinish(admin);
+        printf("it_dropin: all passed\n");
+        return 0;
+}
