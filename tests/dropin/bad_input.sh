@@ -128,9 +128,9 @@ refused "a pool that does not exist" root "$NOPOOL" 'dt_no_such_pool' fail
 refused "forkpool.sock is dead" root "host=$DEAD dbname=main user=$PGUSER" \
   'no forkpoold|refused|not running' fail
 refused "$OTHER not allowed by the pool (allow_users = root)" "$OTHER" "$(dt_conninfo sup locked)" \
-  'not allowed|permission|denied' ok
+  'not allowed|may not|permission|denied' ok
 refused "$OTHER not allowed by forkpoold (allow_users = root)" "$OTHER" "$(dt_conninfo closed main)" \
-  'not allowed|permission|denied' ok
+  'not allowed|may not|permission|denied' ok
 refused "the pool's database is down" root "$(dt_conninfo sup offline)" \
   'refused|could not connect|unreachable|reach' fail
 
