@@ -148,9 +148,10 @@ static int open_segment(const char *socket_path, struct fp_segment *seg)
 {
         char name[FP_SHM_NAME_MAX];
         fp_segment_name(socket_path, name);
-        int r = fp_segment_open(seg, name);
+        int r = fp_segment_find(seg, socket_path);
         if (r < 0) {
-                fprintf(stderr, "forkpoolctl: no forkpoold is running for %s (segment %s: %s)\n",
+                fprintf(stderr,
+                        "forkpoolctl: no forkpoold is running for %s (segment /dev/shm%s.*: %s)\n",
                         socket_path, name, strerror(-r));
                 return EXIT_FAILED;
         }

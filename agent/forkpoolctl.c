@@ -265,7 +265,7 @@ static bool ctl_segment_obsolete(const struct fp_segment *seg)
  * it is current and its supervisor alive, copy every pool, unmap. Records the
  * supervisor's pid in target. Returns 0 with *ret filled (owned by the
  * caller), or -ESTALE (the segment was replaced: try again), -ESRCH (its
- * supervisor is gone), or an error of fp_segment_open() / ctl_status_read().
+ * supervisor is gone), or an error of fp_segment_find() / ctl_status_read().
  */
 static int ctl_status_load_once(struct ctl_target *target, struct ctl_status *ret)
 {
@@ -273,9 +273,10 @@ static int ctl_status_load_once(struct ctl_target *target, struct ctl_status *re
         struct ctl_status st;
         int r;
 
-        r = fp_segment_open(&seg, target->shm_name);
+        r = fp_segment_find(&seg, target->socket_path);
         if (r < 0)
                 return r;
+        snprintf(target->shm_name, sizeof(target->shm_name), "%s", seg.name);
         target->supervisor_pid = seg.hdr->supervisor_pid;
         if (ctl_segment_obsolete(&seg))
                 r = -ESTALE;
@@ -357,7 +358,9 @@ static int ctl_status_load(const char *socket_path, struct ctl_status *ret)
         struct ctl_target target = {.socket_path = socket_path};
         int r = 0;
 
+        /* For messages until a segment is found: the names it may have. */
         fp_segment_name(socket_path, target.shm_name);
+        strncat(target.shm_name, ".*", sizeof(target.shm_name) - strlen(target.shm_name) - 1);
         for (int attempt = 0; attempt < CTL_OPEN_TRIES; attempt++) {
                 if (attempt > 0)
                         ctl_sleep_usec(CTL_OPEN_DELAY_USEC);

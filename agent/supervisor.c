@@ -6,6 +6,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -562,15 +563,17 @@ void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *clie
 /* (Re)creates the segment for the current pools and attaches every pool to it. */
 static int publish_segment(struct fp_supervisor *sup)
 {
-        char name[FP_SHM_NAME_MAX];
+        char prefix[FP_SHM_NAME_MAX];
         struct fp_segment seg;
         uint32_t n = (uint32_t)sup->n_pools;
         int gid = sup->cfg.n_allow_gids > 0 ? (int)sup->cfg.allow_gids[0] : -1;
 
-        fp_segment_name(sup->cfg.socket_path, name);
-        int r = fp_segment_create(&seg, name, n, n * FP_SHM_MAX_SLOTS_PER_POOL, 0640, gid);
-        if (r < 0)
-                return log_error_errno(r, "cannot create the shared segment %s", name);
+        int r = fp_segment_publish(&seg, sup->cfg.socket_path, n, n * FP_SHM_MAX_SLOTS_PER_POOL,
+                                   0640, gid);
+        if (r < 0) {
+                fp_segment_name(sup->cfg.socket_path, prefix);
+                return log_error_errno(r, "cannot create the shared segment /dev/shm%s.*", prefix);
+        }
 
         struct fp_segment old = sup->seg;
         sup->seg = seg;
@@ -912,7 +915,9 @@ static int drop_privileges(struct fp_supervisor *sup)
         if (slash && slash != dir) {
                 *slash = '\0';
                 if (stat(dir, &st) < 0 && errno == ENOENT) {
-                        if (mkdir(dir, 0755) < 0 || chown(dir, c->run_uid, c->run_gid) < 0)
+                        /* Never chown what a symlink planted after mkdir points to. */
+                        if (mkdir(dir, 0755) < 0 || fchownat(AT_FDCWD, dir, c->run_uid, c->run_gid,
+                                                             AT_SYMLINK_NOFOLLOW) < 0)
                                 return log_error_errno(-errno, "cannot create %s for user %s", dir,
                                                        c->run_user);
                 }

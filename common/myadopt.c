@@ -5,7 +5,8 @@
  * connections alike.
  *
  * The method (research/adoption.md §B): Connector/C connects, with its
- * non-blocking API, to a private abstract Unix socket of this process; we
+ * non-blocking API, to a private Unix socket of this process (adoptsock.c: a
+ * socket file in a fresh 0700 directory, which no other uid can reach); we
  * play the server's part of the handshake with the real session's values —
  * version, thread id, capabilities (MariaDB's extended ones too), collation,
  * status and the real scramble (so that mysql_change_user works) — check
@@ -22,11 +23,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "adoptsock.h"
 #include "sockio.h"
 
 #define STEP_TIMEOUT_MS         2000
@@ -39,51 +39,12 @@
 
 /* The process's private listener; recreated in a child after fork. */
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static int listener_fd = -1;
-static pid_t listener_pid;
-static char listener_name[64]; /* "@forkpool-my.<pid>.<random>" for the unix_socket argument */
+static struct fp_adopt_listener listener = FP_ADOPT_LISTENER_INIT("mysql.sock");
 
 void fp_my_adopt_atfork_child(void)
 {
         /* A thread of the parent may have held it at fork; it is not here. */
         pthread_mutex_init(&adopt_lock, NULL);
-}
-
-/* Creates the abstract listener Connector/C connects to as unix_socket=@name. */
-static int listener_open(void)
-{
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        uint64_t rnd;
-        int fd, r = -EADDRINUSE;
-
-        if (listener_fd >= 0 && listener_pid == getpid())
-                return 0;
-        if (listener_fd >= 0)
-                close(listener_fd); /* inherited from the parent: ours is a copy */
-        listener_fd = -1;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        for (int attempt = 0; attempt < 8 && r == -EADDRINUSE; attempt++) {
-                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                        rnd = (uint64_t)getpid() * 2654435761u + (uint64_t)attempt;
-                int n = snprintf(listener_name, sizeof(listener_name), "@forkpool-my.%d.%016llx",
-                                 (int)getpid(), (unsigned long long)rnd);
-                /* Connector/C maps "@name" to the abstract address "\0name", exact length. */
-                memcpy(addr.sun_path + 1, listener_name + 1, (size_t)n - 1);
-                socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n);
-                r = bind(fd, (struct sockaddr *)&addr, len) < 0 ? -errno : 0;
-        }
-        if (r == 0 && listen(fd, 16) < 0)
-                r = -errno;
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        listener_fd = fd;
-        listener_pid = getpid();
-        return 0;
 }
 
 static int wait_fd(int fd, short events, int timeout_ms)
@@ -96,38 +57,6 @@ static int wait_fd(int fd, short events, int timeout_ms)
         if (n < 0)
                 return -errno;
         return n == 0 ? -ETIMEDOUT : (int)p.revents;
-}
-
-/*
- * Accepts the library's connection on the listener. Anything that is not
- * this process (a stale connection left in the backlog) is closed and skipped.
- */
-static int accept_client(void)
-{
-        for (int skipped = 0; skipped < 16; skipped++) {
-                /* The library's connect() to a Unix socket is done: usually no wait. */
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EAGAIN) {
-                                int r = wait_fd(listener_fd, POLLIN, STEP_TIMEOUT_MS);
-                                if (r < 0)
-                                        return r;
-                                continue;
-                        }
-                        if (errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return -errno;
-                }
-                struct ucred cred;
-                socklen_t clen = sizeof(cred);
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid()) {
-                        close(fd);
-                        continue;
-                }
-                return fd;
-        }
-        return -EPROTO;
 }
 
 static void put_u16(unsigned char **p, uint32_t v)
@@ -295,13 +224,14 @@ static int handle_new(const struct fp_lease_mysql *info, fp_my_status_fn status_
         return 0;
 }
 
-static int adopt_locked(int real_fd, const struct fp_lease_mysql *info, fp_my_status_fn status_cb,
-                        void *status_data, MYSQL **ret_handle, char *why, size_t whylen)
+/* One attempt on the listener as it is. On failure real_fd is untouched. */
+static int adopt_once(int real_fd, const struct fp_lease_mysql *info, fp_my_status_fn status_cb,
+                      void *status_data, MYSQL **ret_handle, char *why, size_t whylen)
 {
         MYSQL *m, *ret = NULL;
         int srv = -1, step = 0, r;
 
-        r = listener_open();
+        r = fp_adopt_listener_open(&listener);
         if (r < 0)
                 return r;
         r = handle_new(info, status_cb, status_data, &m);
@@ -312,11 +242,11 @@ static int adopt_locked(int real_fd, const struct fp_lease_mysql *info, fp_my_st
         uint32_t flags = info->client_flag & ~(uint32_t)CLIENT_REMEMBER_OPTIONS;
         int status =
                 mysql_real_connect_start(&ret, m, NULL, info->user, "",
-                                         info->db[0] ? info->db : NULL, 0, listener_name, flags);
+                                         info->db[0] ? info->db : NULL, 0, listener.path, flags);
         while (status != 0) {
                 if ((status & MYSQL_WAIT_READ) && step == 0) {
                         /* It waits for the greeting: accept its connection and greet it. */
-                        srv = accept_client();
+                        srv = fp_adopt_listener_accept(&listener, STEP_TIMEOUT_MS);
                         r = srv < 0 ? srv : send_greeting(srv, info);
                         if (r < 0)
                                 break;
@@ -368,6 +298,23 @@ static int adopt_locked(int real_fd, const struct fp_lease_mysql *info, fp_my_st
         close(real_fd);
         *ret_handle = m;
         return 0;
+}
+
+/*
+ * Adoption recovers from whatever happened to the listener (its directory
+ * removed by a tmp cleaner, its backlog flooded, the socket broken): after a
+ * failure that is not a refusal, the listener is recreated and the adoption
+ * tried once more.
+ */
+static int adopt_locked(int real_fd, const struct fp_lease_mysql *info, fp_my_status_fn status_cb,
+                        void *status_data, MYSQL **ret, char *why, size_t whylen)
+{
+        int r = adopt_once(real_fd, info, status_cb, status_data, ret, why, whylen);
+        if (r >= 0 || r == -ENOMEM || (r == -EPROTO && why[0] && strncmp(why, "adopting", 8)))
+                return r;
+        fp_adopt_listener_reset(&listener);
+        why[0] = '\0';
+        return adopt_once(real_fd, info, status_cb, status_data, ret, why, whylen);
 }
 
 int fp_my_adopt(int real_fd, const struct fp_lease_mysql *info, fp_my_status_fn status_cb,

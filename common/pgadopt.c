@@ -4,11 +4,12 @@
  * socket (pgadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §A): libpq connects to a private abstract
- * Unix socket of this process; we answer its StartupMessage with the real
- * session's AuthenticationOk, ParameterStatus values, BackendKeyData and
- * ReadyForQuery; then the real socket is dup3'ed over libpq's, so every byte
- * libpq sends from then on goes to the real backend.
+ * The method (research/adoption.md §A): libpq connects to a private Unix
+ * socket of this process (adoptsock.c: a socket file in a fresh 0700
+ * directory, which no other uid can reach); we answer its StartupMessage with
+ * the real session's AuthenticationOk, ParameterStatus values, BackendKeyData
+ * and ReadyForQuery; then the real socket is dup3'ed over libpq's, so every
+ * byte libpq sends from then on goes to the real backend.
  */
 #include "pgadopt.h"
 
@@ -20,66 +21,31 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "adoptsock.h"
 #include "sockio.h"
 
 #define FAKE_PORT         "5432"
 #define ACCEPT_TIMEOUT_MS 2000
 #define STARTUP_MAX       10000
 #define PROTOCOL_3_0      196608
+/*
+ * libpq's StartupMessage is in the socket before we accept (PQconnectPoll
+ * wrote it): a connection that has not sent its first bytes by then is
+ * another one, not worth more than a moment.
+ */
+#define HEADER_TIMEOUT_MS 100
 
 /* The process's private listener; recreated in a child after fork. */
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
-static int listener_fd = -1;
-static pid_t listener_pid;
-static char listener_host[64]; /* "@forkpool.<pid>.<random>" for libpq's host= */
+static struct fp_adopt_listener listener = FP_ADOPT_LISTENER_INIT(".s.PGSQL." FAKE_PORT);
 
 void fp_pg_adopt_atfork_child(void)
 {
         /* A thread of the parent may have held it at fork; it is not here. */
         pthread_mutex_init(&adopt_lock, NULL);
-}
-
-/* Creates the abstract listener libpq will connect to as host=@name port=5432. */
-static int listener_open(void)
-{
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        uint64_t rnd;
-        int fd, r = -EADDRINUSE;
-
-        if (listener_fd >= 0 && listener_pid == getpid())
-                return 0;
-        if (listener_fd >= 0)
-                close(listener_fd); /* inherited from the parent: ours is a copy */
-        listener_fd = -1;
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        for (int attempt = 0; attempt < 8 && r == -EADDRINUSE; attempt++) {
-                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-                        rnd = (uint64_t)getpid() * 2654435761u + (uint64_t)attempt;
-                snprintf(listener_host, sizeof(listener_host), "@forkpool.%d.%016llx",
-                         (int)getpid(), (unsigned long long)rnd);
-                /* libpq maps "@name" to the abstract address "\0name/.s.PGSQL.<port>". */
-                int n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
-                                 "%s/.s.PGSQL." FAKE_PORT, listener_host + 1);
-                socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-                r = bind(fd, (struct sockaddr *)&addr, len) < 0 ? -errno : 0;
-        }
-        if (r == 0 && listen(fd, 16) < 0)
-                r = -errno;
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        listener_fd = fd;
-        listener_pid = getpid();
-        return 0;
 }
 
 static void put_u32(char **p, uint32_t v)
@@ -149,48 +115,39 @@ static int finish_connect(PGconn *conn)
         }
 }
 
-/* Closes whatever waits in the listener's backlog: nothing there is ours now. */
-static void drain_backlog(void)
+/*
+ * Which of the options that would make libpq refuse our AuthenticationOk this
+ * libpq knows (an unknown keyword fails the connect): the environment may ask
+ * for them (PGCHANNELBINDING=require, PGREQUIREAUTH=scram-sha-256), and they
+ * mean nothing here, where the real session is authenticated already. Looked
+ * up once (with adopt_lock held).
+ */
+static int auth_options_known = -1; /* bit 0: channel_binding, bit 1: require_auth */
+
+static int auth_options(void)
 {
-        for (int i = 0; i < 64; i++) {
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (fd < 0)
-                        return;
-                close(fd);
+        if (auth_options_known >= 0)
+                return auth_options_known;
+        PQconninfoOption *opts = PQconndefaults();
+        if (!opts)
+                return 0; /* out of memory: try again next time */
+        int known = 0;
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (strcmp(o->keyword, "channel_binding") == 0)
+                        known |= 1;
+                else if (strcmp(o->keyword, "require_auth") == 0)
+                        known |= 2;
         }
+        PQconninfoFree(opts);
+        auth_options_known = known;
+        return known;
 }
 
 /*
- * Accepts the connection libpq has just made to the listener (its connect
- * completes at once on a Unix socket), checking that it comes from this
- * process. Called with adopt_lock held after drain_backlog(), so the first
- * connection of ours is libpq's.
+ * Reads and checks libpq's StartupMessage on our side of its connection
+ * (anything but protocol 3.0 from this process is refused: research/
+ * adoption.md §A pitfall 3).
  */
-static int accept_libpq(void)
-{
-        for (int skipped = 0; skipped < 16; skipped++) {
-                int r = fp_wait_fd(listener_fd, POLLIN, ACCEPT_TIMEOUT_MS);
-                if (r < 0)
-                        return r;
-                int fd = accept4(listener_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return -errno;
-                }
-                struct ucred cred;
-                socklen_t clen = sizeof(cred);
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-                    cred.pid != getpid()) {
-                        close(fd);
-                        continue;
-                }
-                return fd;
-        }
-        return -EPROTO;
-}
-
-/* Reads and checks libpq's StartupMessage on our side of the connection. */
 static int read_startup(int srv)
 {
         uint32_t head[2];
@@ -212,19 +169,38 @@ static int exchange_startup(struct fp_pg_adoption *a)
         return read_startup(a->srv);
 }
 
-int fp_pg_adopt_begin(const char *user, const char *dbname, struct fp_pg_adoption *ret)
+/*
+ * Closes whatever waits in the listener's backlog (a stale connection of
+ * this process, one of another): nothing there is an adoption's now, since
+ * each one accepts its own connection before adopt_lock is let go. Usually
+ * one accept4() that finds nothing.
+ */
+static void drain_backlog(void)
+{
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(listener.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0)
+                        return;
+                close(fd);
+        }
+}
+
+/*
+ * One attempt at starting a PGconn on the listener as it is: libpq's connect
+ * completes at once on a Unix socket, and is accepted here at once, with
+ * adopt_lock held, so the connection of this process that comes out of the
+ * backlog is libpq's.
+ */
+static int begin_once(const char *user, const char *dbname, struct fp_pg_adoption *ret)
 {
         /* Every keyword given, so that no PG* variable or service file takes part. */
-        const char *keys[10], *values[10];
+        const char *keys[12], *values[12];
         size_t n = 0;
-        int r;
-
-        pthread_mutex_lock(&adopt_lock);
-        r = listener_open();
+        int r = fp_adopt_listener_open(&listener);
         if (r < 0)
-                goto out;
+                return r;
 #define KV(k, v) (keys[n] = (k), values[n++] = (v))
-        KV("host", listener_host);
+        KV("host", listener.dir);
         KV("port", FAKE_PORT);
         if (user && *user)
                 KV("user", user); /* else libpq's default (PGUSER, the login name) */
@@ -233,28 +209,44 @@ int fp_pg_adopt_begin(const char *user, const char *dbname, struct fp_pg_adoptio
         KV("sslmode", "disable");
         KV("gssencmode", "disable");
         KV("target_session_attrs", "any");
+        int known = auth_options();
+        if (known & 1)
+                KV("channel_binding", "disable");
+        if (known & 2)
+                KV("require_auth", "none");
         keys[n] = values[n] = NULL;
 #undef KV
+
         drain_backlog();
         PGconn *conn = PQconnectStartParams(keys, values, 0);
-        if (!conn) {
-                r = -ENOMEM;
-                goto out;
-        }
+        if (!conn)
+                return -ENOMEM;
         if (PQstatus(conn) == CONNECTION_BAD) {
                 PQfinish(conn);
-                r = -ECONNREFUSED;
-                goto out;
+                return -ECONNREFUSED;
         }
-        int srv = accept_libpq();
+        int srv = fp_adopt_listener_accept(&listener, ACCEPT_TIMEOUT_MS);
         if (srv < 0) {
                 PQfinish(conn);
-                r = srv;
-                goto out;
+                return srv;
         }
         *ret = (struct fp_pg_adoption){.conn = conn, .srv = srv};
-        r = 0;
-out:
+        return 0;
+}
+
+int fp_pg_adopt_begin(const char *user, const char *dbname, struct fp_pg_adoption *ret)
+{
+        pthread_mutex_lock(&adopt_lock);
+        int r = begin_once(user, dbname, ret);
+        if (r < 0 && r != -ENOMEM) {
+                /*
+                 * Whatever happened to the listener (its directory removed by a
+                 * tmp cleaner, its backlog flooded, the socket broken), a new
+                 * one and a second attempt recover from it.
+                 */
+                fp_adopt_listener_reset(&listener);
+                r = begin_once(user, dbname, ret);
+        }
         pthread_mutex_unlock(&adopt_lock);
         return r;
 }
@@ -264,16 +256,18 @@ int fp_pg_readopt_begin(PGconn *conn, struct fp_pg_adoption *ret)
         int r;
 
         pthread_mutex_lock(&adopt_lock);
-        r = listener_open();
+        r = fp_adopt_listener_open(&listener);
         if (r < 0)
                 goto out;
-        drain_backlog();
-        /* Reconnects to the listener the connection was made for (it is this process's). */
+        /*
+         * Reconnects to the listener the PGconn was made for: this process's,
+         * unless a failure has replaced it since (then the reset fails).
+         */
         if (!PQresetStart(conn)) {
                 r = -ECONNREFUSED;
                 goto out;
         }
-        int srv = accept_libpq();
+        int srv = fp_adopt_listener_accept(&listener, ACCEPT_TIMEOUT_MS);
         if (srv < 0) {
                 r = srv;
                 goto out;

@@ -181,7 +181,7 @@ static void acquire_error_text(const struct dropin_target *t, forkpool *fp, int 
                                size_t cap)
 {
         const char *detail = forkpool_last_error();
-        forkpool_pool_stats st;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
 
         switch (err) {
         case -ETIMEDOUT:
@@ -277,10 +277,10 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                 return -EPROTO;
         }
         if (*d->target.user && strcmp(d->target.user, lease->info.user) != 0) {
-                (void)fp_release_unused(lease);
                 snprintf(text, sizeof(text),
                          "forkpool: pool \"%s\" connects as user \"%s\", not \"%s\"",
                          d->target.pool, lease->info.user, d->target.user);
+                (void)fp_release_unused(lease);
                 fail_conn(d, text);
                 return -EACCES;
         }
@@ -363,7 +363,7 @@ static void lease_blocking(struct dropin_conn *d)
 static void lease_nonblocking(struct dropin_conn *d)
 {
         char text[512];
-        forkpool_pool_stats st;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
         forkpool_lease *lease;
         int r;
 
@@ -758,7 +758,7 @@ DROPIN_EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
 
 static PGPing dropin_ping(const struct dropin_target *t)
 {
-        forkpool_pool_stats st;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
         int r;
         if (*t->refusal)
                 return PQPING_NO_ATTEMPT;

@@ -1,21 +1,59 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * segment.c — creating, mapping and reading forkpool's shared segment.
+ * segment.c — creating, finding, mapping and reading forkpool's shared
+ * segment.
+ *
+ * Where the segment lives, and why readers can trust it:
+ *
+ * - /dev/shm is writable by every local user, so no name in it can be
+ *   reserved. The supervisor therefore never depends on one: each segment it
+ *   publishes gets a fresh random name, /forkpool.<hash of the socket
+ *   path>.<random>, created with O_EXCL (another name is drawn if it is
+ *   taken). Whatever another user has put in /dev/shm cannot keep it from
+ *   starting. After creating the new segment it marks obsolete and unlinks
+ *   the older segments of the same socket path that belong to its own uid
+ *   (a stale one of a killed predecessor, the one it replaces on reload), and
+ *   leaves anybody else's alone.
+ *
+ * - Readers (workers, forkpoolctl) find the segment by that prefix and trust
+ *   one only if it is a regular file owned by the user that owns the control
+ *   socket (the supervisor's; with socket activation set SocketUser= to the
+ *   service's user) or by root, and writable by nobody else (mode 0640). Any
+ *   other candidate is ignored, so a file someone else created is never
+ *   mapped, and a FIFO or device is never even opened (O_NONBLOCK, and only
+ *   after fstatat says regular file).
+ *
+ * - A mapped file that shrinks kills its readers with SIGBUS. Only the
+ *   owner (or root) can truncate a trusted segment, and the supervisor sizes
+ *   a segment once, before anyone can find it (its header's magic is written
+ *   last), and never truncates it afterwards: a replaced segment is marked
+ *   obsolete and unlinked, so that mappings of it stay valid. Readers map
+ *   exactly the size fstat reported and check that the header agrees.
+ *
+ * - Passing a sealed memfd (F_SEAL_SHRINK) over the control socket would
+ *   remove the names altogether, at the price of a control request for
+ *   every reader (forkpoolctl status included); not done here.
  */
 #include "segment.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Readers give up after this many torn reads; the writer holds the lock for microseconds. */
 #define SNAPSHOT_RETRIES 10000
+/* Where glibc's shm_open() puts its names. */
+#define SHM_DIR "/dev/shm"
+/* Tries at a random name that is not taken. */
+#define CREATE_TRIES 16
 
 void fp_segment_name(const char *socket_path, char ret_name[FP_SHM_NAME_MAX])
 {
@@ -41,14 +79,31 @@ static size_t segment_total_size(uint32_t pool_count, uint32_t slot_count)
                (size_t)FP_SHM_EVENTS * sizeof(struct fp_shm_event);
 }
 
-/* Marks an existing segment obsolete so that mapped readers reopen it. */
-static void segment_mark_obsolete(const char *name)
+/* Opens the directory of the segments, for the *at() calls. Returns its fd or a negative errno. */
+static int shm_dir_open(void)
 {
-        int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+        int fd = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return fd;
+}
+
+/*
+ * Marks our segment dir/name obsolete so that mapped readers reopen, then
+ * unlinks it. Only a regular file of our uid is touched: it is never
+ * truncated, so mapping its header cannot fault.
+ */
+static void segment_retire_at(int dir, const char *name)
+{
+        struct stat st;
+        int fd = openat(dir, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
                 return;
-        struct stat st;
-        if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct fp_shm_header)) {
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+                close(fd);
+                return;
+        }
+        if ((size_t)st.st_size >= sizeof(struct fp_shm_header)) {
                 struct fp_shm_header *hdr =
                         mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
                 if (hdr != MAP_FAILED) {
@@ -58,24 +113,38 @@ static void segment_mark_obsolete(const char *name)
                 }
         }
         close(fd);
+        (void)unlinkat(dir, name, 0);
+}
+
+/* Whether /dev/shm entry name is prefix ("forkpool.<hash>") or prefix + "." + anything. */
+static bool name_matches(const char *entry, const char *prefix)
+{
+        size_t n = strlen(prefix);
+        return strncmp(entry, prefix, n) == 0 && (entry[n] == '\0' || entry[n] == '.');
 }
 
 int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_count,
                       uint32_t slot_count, unsigned mode, int gid)
 {
         size_t size = segment_total_size(pool_count, slot_count);
-        int fd, r;
+        int dir, fd, r;
 
-        if (pool_count > FP_SHM_MAX_POOLS || strlen(name) >= FP_SHM_NAME_MAX)
+        if (pool_count > FP_SHM_MAX_POOLS || strlen(name) >= FP_SHM_NAME_MAX || name[0] != '/' ||
+            strchr(name + 1, '/'))
                 return -EINVAL;
+        dir = shm_dir_open();
+        if (dir < 0)
+                return dir;
 
-        segment_mark_obsolete(name);
-        (void)shm_unlink(name);
-
-        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-        if (fd < 0)
-                return -errno;
-        /* shm_open applies the umask; set the mode we promised explicitly. */
+        /* A stale segment of ours goes; one of another user's we leave and fail on. */
+        segment_retire_at(dir, name + 1);
+        fd = openat(dir, name + 1, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0) {
+                r = -errno;
+                close(dir);
+                return r;
+        }
+        /* The mode we promised, whatever the umask; the size, once and for good. */
         if (fchmod(fd, mode) < 0 || (gid >= 0 && fchown(fd, (uid_t)-1, (gid_t)gid) < 0) ||
             ftruncate(fd, (off_t)size) < 0) {
                 r = -errno;
@@ -88,6 +157,7 @@ int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_co
                 goto err_unlink;
         }
         close(fd);
+        close(dir);
 
         struct fp_shm_header *hdr = p;
         memset(hdr, 0, size);
@@ -116,8 +186,61 @@ int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_co
 
 err_unlink:
         close(fd);
-        (void)shm_unlink(name);
+        (void)unlinkat(dir, name + 1, 0);
+        close(dir);
         return r;
+}
+
+/* Retires every segment of ours named prefix or prefix.* in /dev/shm, except keep. */
+static void segment_retire_others(const char *prefix, const char *keep)
+{
+        int dir = shm_dir_open();
+        if (dir < 0)
+                return;
+        int scan = dup(dir);
+        DIR *d = scan >= 0 ? fdopendir(scan) : NULL;
+        if (!d) {
+                if (scan >= 0)
+                        close(scan);
+                close(dir);
+                return;
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                struct stat st;
+                if (!name_matches(e->d_name, prefix + 1) || strcmp(e->d_name, keep + 1) == 0)
+                        continue;
+                if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+                    st.st_uid != geteuid())
+                        continue;
+                segment_retire_at(dir, e->d_name);
+        }
+        closedir(d);
+        close(dir);
+}
+
+int fp_segment_publish(struct fp_segment *seg, const char *socket_path, uint32_t pool_count,
+                       uint32_t slot_count, unsigned mode, int gid)
+{
+        char prefix[FP_SHM_NAME_MAX], name[FP_SHM_NAME_MAX + 32];
+        int r = -EEXIST;
+
+        fp_segment_name(socket_path, prefix);
+        for (int attempt = 0; attempt < CREATE_TRIES && r == -EEXIST; attempt++) {
+                uint64_t rnd;
+                if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        rnd = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)getpid() ^
+                              (uint64_t)attempt * 0x9e3779b97f4a7c15ull;
+                }
+                snprintf(name, sizeof(name), "%s.%016llx", prefix, (unsigned long long)rnd);
+                r = fp_segment_create(seg, name, pool_count, slot_count, mode, gid);
+        }
+        if (r < 0)
+                return r;
+        segment_retire_others(prefix, seg->name);
+        return 0;
 }
 
 static int segment_header_check(const struct fp_shm_header *hdr, size_t size)
@@ -138,12 +261,22 @@ static int segment_header_check(const struct fp_shm_header *hdr, size_t size)
         return 0;
 }
 
-int fp_segment_open(struct fp_segment *seg, const char *name)
+/*
+ * Maps /dev/shm entry name (under dir) read-only if it is a regular file,
+ * writable by its owner alone, owned by owner or root (owner (uid_t)-1: any)
+ * and of a plausible size; checks its header.
+ */
+static int segment_open_at(struct fp_segment *seg, int dir, const char *name, uid_t owner)
 {
         struct stat st;
         int fd, r;
 
-        fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+        /* Never open a FIFO or a device someone put there: look first. */
+        if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADMSG;
+        fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0) {
@@ -151,7 +284,15 @@ int fp_segment_open(struct fp_segment *seg, const char *name)
                 close(fd);
                 return r;
         }
-        if ((size_t)st.st_size < sizeof(struct fp_shm_header)) {
+        /* Someone else able to write (or truncate) it, or an owner we do not trust. */
+        if (!S_ISREG(st.st_mode) || (st.st_mode & 0022) ||
+            (owner != (uid_t)-1 && st.st_uid != owner && st.st_uid != 0)) {
+                close(fd);
+                return -EPERM;
+        }
+        if ((size_t)st.st_size < sizeof(struct fp_shm_header) ||
+            (size_t)st.st_size > segment_total_size(FP_SHM_MAX_POOLS,
+                                                    FP_SHM_MAX_POOLS * FP_SHM_MAX_SLOTS_PER_POOL)) {
                 close(fd);
                 return -EBADMSG;
         }
@@ -167,7 +308,91 @@ int fp_segment_open(struct fp_segment *seg, const char *name)
                 return r;
         }
         *seg = (struct fp_segment){.hdr = p, .size = (size_t)st.st_size, .writable = false};
-        snprintf(seg->name, sizeof(seg->name), "%s", name);
+        snprintf(seg->name, sizeof(seg->name), "/%s", name);
+        return 0;
+}
+
+int fp_segment_open(struct fp_segment *seg, const char *name)
+{
+        if (name[0] != '/' || strchr(name + 1, '/') || strlen(name) >= FP_SHM_NAME_MAX)
+                return -EINVAL;
+        int dir = shm_dir_open();
+        if (dir < 0)
+                return dir;
+        int r = segment_open_at(seg, dir, name + 1, (uid_t)-1);
+        close(dir);
+        return r;
+}
+
+/* How much an error says about a candidate: the most telling one is reported. */
+static int error_rank(int r)
+{
+        switch (r) {
+        case -ENOENT:
+                return 0;
+        case -EPERM:
+                return 1;
+        case -EBADMSG:
+                return 2;
+        case -EPROTO:
+                return 3;
+        default:
+                return 4;
+        }
+}
+
+int fp_segment_find(struct fp_segment *seg, const char *socket_path)
+{
+        char prefix[FP_SHM_NAME_MAX];
+        struct fp_segment best = {0};
+        struct stat st;
+        int err = -ENOENT;
+
+        /* The supervisor's uid: the owner of its control socket. */
+        if (stat(socket_path, &st) < 0)
+                return errno == ENOENT ? -ENOENT : -errno;
+        uid_t owner = st.st_uid;
+
+        fp_segment_name(socket_path, prefix);
+        int dir = shm_dir_open();
+        if (dir < 0)
+                return dir;
+        int scan = dup(dir);
+        DIR *d = scan >= 0 ? fdopendir(scan) : NULL;
+        if (!d) {
+                if (scan >= 0)
+                        close(scan);
+                close(dir);
+                return -ENOMEM;
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                struct fp_segment cand;
+                if (!name_matches(e->d_name, prefix + 1))
+                        continue;
+                int r = segment_open_at(&cand, dir, e->d_name, owner);
+                if (r < 0) {
+                        if (error_rank(r) > error_rank(err))
+                                err = r;
+                        continue;
+                }
+                /* The newest that is not obsolete; an obsolete one only if nothing else. */
+                bool cand_old = __atomic_load_n(&cand.hdr->obsolete, __ATOMIC_ACQUIRE) != 0;
+                bool best_old =
+                        best.hdr && __atomic_load_n(&best.hdr->obsolete, __ATOMIC_ACQUIRE) != 0;
+                if (!best.hdr || (best_old && !cand_old) ||
+                    (best_old == cand_old && cand.hdr->started_usec > best.hdr->started_usec)) {
+                        fp_segment_close(&best);
+                        best = cand;
+                } else {
+                        fp_segment_close(&cand);
+                }
+        }
+        closedir(d);
+        close(dir);
+        if (!best.hdr)
+                return err == -EPERM ? -ENOENT : err;
+        *seg = best;
         return 0;
 }
 
@@ -180,6 +405,8 @@ void fp_segment_close(struct fp_segment *seg)
 
 int fp_segment_unlink(const char *name)
 {
+        if (name[0] != '/' || strchr(name + 1, '/'))
+                return -EINVAL;
         return shm_unlink(name) < 0 ? -errno : 0;
 }
 

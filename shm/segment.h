@@ -215,28 +215,55 @@ struct fp_segment {
 };
 
 /*
- * The POSIX shm name ("/forkpool.<16 hex>") of the instance listening on
- * socket_path, as both the supervisor and readers derive it. Writes at most
- * FP_SHM_NAME_MAX bytes into ret_name.
+ * The POSIX shm name prefix ("/forkpool.<16 hex>") of the instance listening
+ * on socket_path, as both the supervisor and readers derive it; its segments
+ * are named prefix + "." + 16 random hex digits (segment.c says why). Writes
+ * at most FP_SHM_NAME_MAX bytes into ret_name.
  */
 void fp_segment_name(const char *socket_path, char ret_name[FP_SHM_NAME_MAX]);
 
 /*
- * Creates (or replaces) the segment `name` with room for pool_count pools and
- * slot_count slots, mode `mode` (e.g. 0640), group gid (or -1 to keep), and
- * maps it writable into seg. An existing segment of that name is marked
- * obsolete and unlinked first. Returns 0 or a negative errno.
+ * Creates the segment `name` ("/…", no other '/') with room for pool_count
+ * pools and slot_count slots, mode `mode` (e.g. 0640), group gid (or -1 to
+ * keep), and maps it writable into seg. An existing segment of that name
+ * that belongs to our uid is marked obsolete and unlinked first; one of
+ * another user's is left alone and the call fails with -EEXIST. Symlinks are
+ * never followed. Returns 0 or a negative errno.
  */
 int fp_segment_create(struct fp_segment *seg, const char *name, uint32_t pool_count,
                       uint32_t slot_count, unsigned mode, int gid);
 
 /*
- * Maps an existing segment read-only and checks its header (magic, version,
- * sizes). Returns 0, -ENOENT (no such segment), -EPROTO (another layout
- * version), -EBADMSG (a header that does not add up) or another negative
- * errno.
+ * The supervisor's way to create its segment: fp_segment_create() under a
+ * fresh random name with the prefix of socket_path (fp_segment_name), drawn
+ * again if taken, so that nothing another user created can stop it; then
+ * every other segment of that prefix that belongs to our uid (a stale one, the
+ * one replaced) is marked obsolete and unlinked. seg->name is the name used.
+ * Returns 0 or a negative errno.
+ */
+int fp_segment_publish(struct fp_segment *seg, const char *socket_path, uint32_t pool_count,
+                       uint32_t slot_count, unsigned mode, int gid);
+
+/*
+ * Maps an existing segment read-only and checks it: a regular file (never a
+ * symlink; a FIFO is not even opened) that nobody but its owner can write,
+ * and a header that adds up (magic, version, sizes). Returns 0, -ENOENT (no
+ * such segment), -EPERM (writable by others), -EPROTO (another layout
+ * version), -EBADMSG (not a segment, or a header that does not add up) or
+ * another negative errno.
  */
 int fp_segment_open(struct fp_segment *seg, const char *name);
+
+/*
+ * The readers' way to map the segment of the supervisor listening on
+ * socket_path: among the segments with its prefix, those that pass
+ * fp_segment_open()'s checks and belong to the owner of socket_path (the
+ * supervisor's uid) or to root, the newest one that is not obsolete (an
+ * obsolete one if there is nothing else). Files of anybody else are ignored.
+ * Returns 0, -ENOENT (no socket, or no such segment), or the most telling
+ * error of a trusted candidate (-EACCES, -EPROTO, -EBADMSG, …). Never blocks.
+ */
+int fp_segment_find(struct fp_segment *seg, const char *socket_path);
 
 /* Unmaps the segment (does not unlink it). Safe on a zeroed struct. */
 void fp_segment_close(struct fp_segment *seg);

@@ -52,11 +52,10 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
              __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_orphaned(seg->hdr)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
-                char name[FP_SHM_NAME_MAX];
-                fp_segment_name(fp->socket_path, name);
-                int r = fp_segment_open(seg, name);
-                /* No complete segment (or one still being made) is no supervisor;
+                /* Only a segment of the socket's owner (or root): segment.c says why.
+                 * No complete segment (or one still being made) is no supervisor;
                  * another layout version is a version mismatch, said as such. */
+                int r = fp_segment_find(seg, fp->socket_path);
                 if (r < 0)
                         return r == -EBADMSG ? -ENOENT : r;
                 fp->segment_pid = getpid();

@@ -110,12 +110,11 @@ static void test_sigterm_waits_for_leases(void)
         struct itest_sup s;
         forkpool *fp;
         forkpool_lease *lease, *other;
-        char shm_name[FP_SHM_NAME_MAX], shm_path[128];
+        char shm_path[128];
         struct stat st;
 
         itest_sup_start(&s, "it_sigterm", NULL, NULL);
-        fp_segment_name(s.socket, shm_name);
-        snprintf(shm_path, sizeof(shm_path), "/dev/shm%s", shm_name);
+        itest_segment_path(s.socket, shm_path, sizeof(shm_path));
         CHECK_OK(forkpool_open(s.socket, &fp));
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
         PGconn *c = forkpool_lease_pg(lease);

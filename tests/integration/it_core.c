@@ -12,9 +12,15 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include "itest.h"
 
 static void test_acquire_query_release(void)
@@ -146,6 +152,14 @@ static void test_pool_state(void)
          */
         char name[FP_SHM_NAME_MAX];
         struct fp_segment fake;
+        /* Readers trust only segments of the socket's owner: a socket file must be there. */
+        CHECK(mkdir(s.dir, 0755) == 0);
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        CHECK(strlen(s.socket) < sizeof(addr.sun_path));
+        memcpy(addr.sun_path, s.socket, strlen(s.socket) + 1);
+        int sock = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        CHECK(sock >= 0 && bind(sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+        close(sock);
         fp_segment_name(s.socket, name);
         CHECK_OK(fp_segment_create(&fake, name, 1, 1, 0600, -1));
         fake.hdr->layout_version++;
@@ -156,6 +170,8 @@ static void test_pool_state(void)
         CHECK_OK(fp_segment_unlink(name));
         fp_segment_close(&fake);
         forkpool_close(unmapped);
+        unlink(s.socket);
+        rmdir(s.dir);
 }
 
 static forkpool *shared_fp;

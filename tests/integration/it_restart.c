@@ -412,11 +412,9 @@ static void restart_keeps_sessions(const struct db *db, int sig)
         CHECK(backend_alive(db, admin, idle_backend) && backend_alive(db, admin, leased_backend));
 
         fake_systemd_start(&sd);
-        char name[FP_SHM_NAME_MAX];
         struct fp_segment seg;
         struct fp_shm_pool pool;
-        fp_segment_name(sd.socket, name);
-        CHECK(fp_segment_open(&seg, name) == 0);
+        CHECK(fp_segment_find(&seg, sd.socket) == 0);
         CHECK(fp_segment_snapshot(&seg, 0, &pool, NULL, 0) == 0);
         fp_segment_close(&seg);
         CHECK_MSG(pool.checked_out == 1 && pool.checked_in == 1 && pool.live == 2,
@@ -436,7 +434,7 @@ static void restart_keeps_sessions(const struct db *db, int sig)
         CHECK(query_long(db, admin, "SELECT count(*) FROM it_restart") == 2);
         int64_t end = itest_now_ms() + 3000;
         do {
-                CHECK(fp_segment_open(&seg, name) == 0);
+                CHECK(fp_segment_find(&seg, sd.socket) == 0);
                 CHECK(fp_segment_snapshot(&seg, 0, &pool, NULL, 0) == 0);
                 fp_segment_close(&seg);
         } while (pool.checked_out != 0 && itest_now_ms() < end && usleep(10000) == 0);

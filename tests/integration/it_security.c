@@ -197,9 +197,8 @@ static void test_modes_and_secrets(void)
         forkpool_close(fp);
 
         CHECK(stat(sock, &st) == 0 && (st.st_mode & 0777) == 0660);
-        char shm_name[FP_SHM_NAME_MAX], shm_path[128];
-        fp_segment_name(sock, shm_name);
-        snprintf(shm_path, sizeof(shm_path), "/dev/shm%s", shm_name);
+        char shm_path[128];
+        itest_segment_path(sock, shm_path, sizeof(shm_path));
         CHECK(stat(shm_path, &st) == 0 && (st.st_mode & 0777) == 0640);
 
         /* The password is in none of: the segment, the log, the command line. */
@@ -251,9 +250,8 @@ static void test_drops_privileges(void)
         itest_sh(status, sizeof(status), "%s", line);
         CHECK_MSG(strstr(status, "65534"), "forkpoold still runs as: %s", status);
         CHECK(stat(s.socket, &st) == 0 && st.st_uid == 65534);
-        char shm_name[FP_SHM_NAME_MAX], shm_path[128];
-        fp_segment_name(s.socket, shm_name);
-        snprintf(shm_path, sizeof(shm_path), "/dev/shm%s", shm_name);
+        char shm_path[128];
+        itest_segment_path(s.socket, shm_path, sizeof(shm_path));
         CHECK(stat(shm_path, &st) == 0 && st.st_uid == 65534);
 
         forkpool *fp;

@@ -499,10 +499,8 @@ static void test_echo_and_events(void)
                   "log:\n%s", log);
 
         /* The same events are in the segment's ring, in order. */
-        char name[FP_SHM_NAME_MAX];
         struct fp_segment seg;
-        fp_segment_name(sup.socket, name);
-        CHECK(fp_segment_open(&seg, name) == 0);
+        CHECK(fp_segment_find(&seg, sup.socket) == 0);
         uint64_t last = fp_segment_event_last(&seg);
         char seen[256] = "";
         for (uint64_t i = 1; i <= last; i++) {

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -73,6 +74,10 @@ static void sup_spawn(struct itest_sup *s)
         if (pid == 0) {
                 FILE *log = freopen(s->log, "a", stderr);
                 (void)log;
+                /* Nothing of ctest's: a failed test's supervisor must not hold its pipe. */
+                (void)dup2(STDERR_FILENO, STDOUT_FILENO);
+                /* And it ends with the test, however the test ended. */
+                (void)prctl(PR_SET_PDEATHSIG, SIGTERM);
                 execl(FP_FORKPOOLD_PATH, "forkpoold", "--config", s->config, "--log-level", "debug",
                       (char *)NULL);
                 _exit(127);
@@ -248,13 +253,11 @@ int itest_status_json(const struct itest_sup *s, char *buf, size_t len)
 
 struct fp_shm_pool itest_pool(const struct itest_sup *s)
 {
-        char name[FP_SHM_NAME_MAX];
         struct fp_segment seg;
         struct fp_shm_pool pool;
 
-        fp_segment_name(s->socket, name);
-        int r = fp_segment_open(&seg, name);
-        CHECK_MSG(r >= 0, "cannot open segment %s: %s", name, strerror(-r));
+        int r = fp_segment_find(&seg, s->socket);
+        CHECK_MSG(r >= 0, "cannot find the segment of %s: %s", s->socket, strerror(-r));
         /* A busy writer can outlast one snapshot's retries: try again a little later. */
         for (int attempt = 0; attempt < 100; attempt++) {
                 r = fp_segment_snapshot(&seg, 0, &pool, NULL, 0);
@@ -265,6 +268,15 @@ struct fp_shm_pool itest_pool(const struct itest_sup *s)
         fp_segment_close(&seg);
         CHECK_MSG(r >= 0, "cannot snapshot pool 0: %s", strerror(-r));
         return pool;
+}
+
+void itest_segment_path(const char *socket_path, char *buf, size_t len)
+{
+        struct fp_segment seg;
+        int r = fp_segment_find(&seg, socket_path);
+        CHECK_MSG(r >= 0, "cannot find the segment of %s: %s", socket_path, strerror(-r));
+        snprintf(buf, len, "/dev/shm%s", seg.name);
+        fp_segment_close(&seg);
 }
 
 int itest_run(const struct itest_case *cases, size_t n)

@@ -116,6 +116,13 @@ int itest_status_json(const struct itest_sup *s, char *buf, size_t len);
  */
 struct fp_shm_pool itest_pool(const struct itest_sup *s);
 
+/*
+ * The file of the segment the supervisor on socket_path published
+ * ("/dev/shm/forkpool.<hash>.<random>"), found as readers find it. Fails the
+ * test if there is none.
+ */
+void itest_segment_path(const char *socket_path, char *buf, size_t len);
+
 /* --- MySQL/MariaDB --- */
 
 /*

@@ -2,8 +2,8 @@
 /*
  * test_segment.c — unit tests of shm/segment.c: the segment's name, creating,
  * opening and checking it, snapshots under the seqlock (read from another
- * process, as workers and forkpoolctl do), replacement, permissions and the
- * read-only mapping.
+ * process, as workers and forkpoolctl do), replacement, permissions, the
+ * read-only mapping, and publishing under a random name and finding it.
  *
  * Every test works on its own segment name (pid and a counter) and the
  * teardown unlinks it, whatever the test's outcome. Work that must happen in
@@ -685,6 +685,110 @@ static void test_event_ring(void **state)
         assert_string_equal(fp_pool_class_name(FP_POOL_PROCESS), "process");
 }
 
+/* A segment others could write (or truncate) is refused; so are a FIFO and a symlink. */
+static void test_open_refuses_what_others_can_change(void **state)
+{
+        struct fixture *f = *state;
+        char path[128], link_name[FP_SHM_NAME_MAX + 8], link_path[128];
+
+        create_default(f);
+        snprintf(path, sizeof(path), "/dev/shm%s", f->name);
+        assert_int_equal(chmod(path, 0666), 0);
+        assert_int_equal(fp_segment_open(&f->reader, f->name), -EPERM);
+        assert_int_equal(chmod(path, 0620), 0);
+        assert_int_equal(fp_segment_open(&f->reader, f->name), -EPERM);
+        assert_int_equal(chmod(path, 0640), 0);
+        assert_int_equal(fp_segment_open(&f->reader, f->name), 0);
+        fp_segment_close(&f->reader);
+
+        /* A symlink to a good segment is not followed. */
+        snprintf(link_name, sizeof(link_name), "%s.lnk", f->name);
+        snprintf(link_path, sizeof(link_path), "/dev/shm%s", link_name);
+        assert_int_equal(symlink(path, link_path), 0);
+        assert_int_equal(fp_segment_open(&f->reader, link_name), -EBADMSG);
+        unlink(link_path);
+
+        /* A FIFO is never opened (an open would block). */
+        fp_segment_close(&f->writer);
+        assert_int_equal(fp_segment_unlink(f->name), 0);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(fp_segment_open(&f->reader, f->name), -EBADMSG);
+        unlink(path);
+        assert_null(f->reader.hdr);
+        assert_int_equal(fp_segment_open(&f->reader, "no-slash"), -EINVAL);
+        assert_int_equal(fp_segment_open(&f->reader, "/a/b"), -EINVAL);
+}
+
+/* Counts the /dev/shm entries named prefix.* */
+static int count_published(const char *prefix)
+{
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -c '^%s\\.' 2>/dev/null", prefix + 1);
+        FILE *p = popen(cmd, "r");
+        int n = -1;
+        if (p) {
+                if (fscanf(p, "%d", &n) != 1)
+                        n = -1;
+                pclose(p);
+        }
+        return n;
+}
+
+/*
+ * fp_segment_publish() takes a random name beside whatever is already there,
+ * retires its own older segments, and fp_segment_find() maps the newest.
+ */
+static void test_publish_and_find(void **state)
+{
+        struct fixture *f = *state;
+        char sock[] = "/tmp/fp-test-sock.XXXXXX", prefix[FP_SHM_NAME_MAX], squat[128];
+        struct fp_segment first, second, found;
+
+        (void)f;
+        int fd = mkstemp(sock);
+        assert_true(fd >= 0);
+        close(fd);
+        fp_segment_name(sock, prefix);
+        assert_int_equal(fp_segment_find(&found, sock), -ENOENT);
+
+        /* The predictable name taken by a file that is not a segment: no harm. */
+        snprintf(squat, sizeof(squat), "/dev/shm%s", prefix);
+        fd = open(squat, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "junk", 4), 4);
+        close(fd);
+
+        assert_int_equal(fp_segment_publish(&first, sock, 1, 2, 0640, -1), 0);
+        assert_int_equal(strncmp(first.name, prefix, strlen(prefix)), 0);
+        assert_int_equal(first.name[strlen(prefix)], '.');
+        assert_int_equal(count_published(prefix), 1);
+        /* The junk under the bare prefix was ours: retired. */
+        assert_int_not_equal(access(squat, F_OK), 0);
+
+        assert_int_equal(fp_segment_find(&found, sock), 0);
+        assert_string_equal(found.name, first.name);
+        assert_int_equal(found.hdr->pool_count, 1);
+        fp_segment_close(&found);
+
+        /* Republishing retires the first: obsolete for its readers, unlinked. */
+        usleep(2000);
+        assert_int_equal(fp_segment_publish(&second, sock, 2, 4, 0640, -1), 0);
+        assert_string_not_equal(second.name, first.name);
+        assert_int_equal(__atomic_load_n(&first.hdr->obsolete, __ATOMIC_ACQUIRE), 1);
+        assert_int_equal(count_published(prefix), 1);
+        assert_int_equal(fp_segment_find(&found, sock), 0);
+        assert_string_equal(found.name, second.name);
+        assert_int_equal(found.hdr->pool_count, 2);
+        fp_segment_close(&found);
+
+        fp_segment_close(&first);
+        (void)fp_segment_unlink(second.name);
+        fp_segment_close(&second);
+        assert_int_equal(fp_segment_find(&found, sock), -ENOENT);
+        unlink(sock);
+        assert_int_equal(fp_segment_find(&found, sock), -ENOENT);
+}
+
 #define SEG_TEST(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -706,6 +810,8 @@ int main(void)
                 SEG_TEST(test_create_replaces_and_marks_old_obsolete),
                 SEG_TEST(test_created_mode_ignores_umask),
                 SEG_TEST(test_readonly_mapping_cannot_be_written),
+                SEG_TEST(test_open_refuses_what_others_can_change),
+                SEG_TEST(test_publish_and_find),
                 cmocka_unit_test(test_slot_state_names),
                 SEG_TEST(test_event_ring),
         };
