@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dropin/ruby-pg, dropin/perl-dbd-pg — unmodified ruby-pg (PG.connect, always
 # asynchronous) and Perl DBI + DBD::Pg programs: 8 processes, each 50 times
-# connect, a prepared statement, disconnect, on a pool of 3 (reset_on_return =
+# connect, a prepared statement (ruby: every 10th time also
+# PG::Connection#reset), disconnect, on a pool of 3 (reset_on_return =
 # auto): every iteration succeeds, every session is the pool's, never more than
 # 3 backends.
 #
@@ -50,6 +51,7 @@ done
 dt_sampler_stop
 
 good=0
+resets=0
 all_pids=()
 apps=()
 for ((i = 0; i < PROCS; i++)); do
@@ -60,6 +62,10 @@ for ((i = 0; i < PROCS; i++)); do
   fi
   n=${line#ok=}
   good=$((good + ${n%% *}))
+  if [[ $line == *" resets="* ]]; then
+    n=${line#* resets=}
+    resets=$((resets + ${n%% *}))
+  fi
   p=${line#* pids=}
   p=${p%% apps=*}
   a=${line#* apps=}
@@ -72,6 +78,10 @@ for ((i = 0; i < PROCS; i++)); do
 done
 want=$((PROCS * LOOPS))
 dt_check "$good of $want connect/query/disconnect succeeded" test "$good" -eq "$want"
+if [[ $LANG_ == ruby ]]; then
+  dt_check "PG::Connection#reset gave a working session $((PROCS * LOOPS / 10)) times ($resets)" \
+    test "$resets" -eq $((PROCS * LOOPS / 10))
+fi
 uniq_apps=$(printf '%s\n' "${apps[@]}" | sort -u | paste -sd, -)
 dt_check "every session has application_name $APP (got $uniq_apps)" test "$uniq_apps" = "$APP"
 npids=$(printf '%s\n' "${all_pids[@]}" | sort -u | grep -c . || true)
