@@ -22,6 +22,7 @@
 dt_init "$@"
 
 OTHER=nobody
+[[ $(id -u) -eq 0 ]] || dt_die "needs root: clients run as nobody with runuser"
 getent passwd "$OTHER" >/dev/null || dt_die "no user $OTHER"
 OTHER_GROUP=$(id -gn "$OTHER")
 DEADPORT=$(dt_free_port)

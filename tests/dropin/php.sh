@@ -29,6 +29,7 @@ DT_NAME=php_$SERVER
 dt_init "$@"
 
 RUN_USER=www-data
+[[ $(id -u) -eq 0 ]] || dt_die "needs root: the server runs its children as www-data"
 CHILDREN=24
 [[ $SERVER == fpm ]] && CHILDREN=20
 REQUESTS=400
