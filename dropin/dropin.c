@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-events.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #include "cancel.h"
+#include "conncache.h"
 #include "internal.h"
 #include "pgadopt.h"
 #include "realpq.h"
@@ -59,6 +61,7 @@ struct dropin_conn {
         uint32_t request_id;   /* the pending acquire's, on own_handle */
         int libpq_fd;          /* libpq's own socket while PQsocket() shows own_handle's */
         struct fp_pg_adoption adoption; /* while PENDING */
+        bool foreign_events;            /* the application registered an event procedure */
         struct dropin_target target;
         char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
 };
@@ -167,6 +170,7 @@ static void atfork_child(void)
         pthread_mutex_init(&table_lock, NULL);
         pthread_mutex_init(&handles_lock, NULL);
         dropin_cancel_atfork_child();
+        conncache_atfork_child();
 }
 
 __attribute__((constructor(102))) static void dropin_init(void)
@@ -297,26 +301,34 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                 d->state = DROPIN_READY;
                 return 0;
         }
-        if (!d->conn) {
-                /* A blocking connect: the PGconn is made for the session we now have. */
-                r = fp_pg_adopt_begin(lease->info.user, d->target.pool, &d->adoption);
+        PGconn *cached = d->conn ? NULL : conncache_take(lease);
+        if (cached) {
+                /* This process's PGconn of that very session: its descriptor is under it. */
+                d->conn = cached;
+        } else {
+                if (!d->conn) {
+                        /* A blocking connect: the PGconn is made for the session we now have. */
+                        r = fp_pg_adopt_begin(lease->info.user, d->target.pool, &d->adoption);
+                        if (r < 0) {
+                                (void)fp_release_unused(lease);
+                                snprintf(text, sizeof(text),
+                                         "forkpool: pool \"%s\": adoption failed: %s",
+                                         d->target.pool, strerror(-r));
+                                snprintf(d->error, sizeof(d->error), "%s\n", text);
+                                d->state = DROPIN_FAILED;
+                                return r;
+                        }
+                        d->conn = d->adoption.conn;
+                }
+                r = fp_pg_adopt_complete(&d->adoption, lease->fd, &lease->info, lease->txn);
                 if (r < 0) {
                         (void)fp_release_unused(lease);
                         snprintf(text, sizeof(text), "forkpool: pool \"%s\": adoption failed: %s",
                                  d->target.pool, strerror(-r));
-                        snprintf(d->error, sizeof(d->error), "%s\n", text);
-                        d->state = DROPIN_FAILED;
+                        fail_conn(d, text);
                         return r;
                 }
-                d->conn = d->adoption.conn;
-        }
-        r = fp_pg_adopt_complete(&d->adoption, lease->fd, &lease->info, lease->txn);
-        if (r < 0) {
-                (void)fp_release_unused(lease);
-                snprintf(text, sizeof(text), "forkpool: pool \"%s\": adoption failed: %s",
-                         d->target.pool, strerror(-r));
-                fail_conn(d, text);
-                return r;
+                conncache_learn_defaults(d->conn);
         }
         /* Whatever the pool's reset mode, the next client gets a clean session. */
         lease->flags |= FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY;
@@ -604,7 +616,10 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
                 disown_in_child(d);
                 FP_REAL(PQfinish)(conn);
         } else if (d->state == DROPIN_READY && d->lease) {
-                /* forkpool_release() finishes the PGconn without a Terminate. */
+                /* Kept for its session's next lease here, or finished without a Terminate
+                 * by forkpool_release(). */
+                if (conncache_put(d->lease, conn, d->foreign_events))
+                        d->lease = NULL;
                 drop_lease(d);
         } else {
                 drop_lease(d);
@@ -752,6 +767,18 @@ DROPIN_EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
                         option_set(o, d->target.client_encoding);
         }
         return opts;
+}
+
+/* --- event procedures --- */
+
+DROPIN_EXPORT int PQregisterEventProc(PGconn *conn, PGEventProc proc, const char *name,
+                                      void *passThrough)
+{
+        /* A PGconn with the application's event procedure is never kept for reuse. */
+        struct dropin_conn *d = table_find(conn);
+        if (d)
+                d->foreign_events = true;
+        return FP_REAL(PQregisterEventProc)(conn, proc, name, passThrough);
 }
 
 /* --- ping --- */

@@ -14,6 +14,7 @@
 #ifndef FORKPOOL_REALPQ_H
 #define FORKPOOL_REALPQ_H
 
+#include <libpq-events.h>
 #include <libpq-fe.h>
 
 #include "realpq_loader.h"
@@ -49,5 +50,6 @@ FP_REALPQ_DECLARE(PQstatus);
 FP_REALPQ_DECLARE(PQsocket);
 FP_REALPQ_DECLARE(PQparameterStatus);
 FP_REALPQ_DECLARE(PQsetClientEncoding);
+FP_REALPQ_DECLARE(PQregisterEventProc);
 
 #endif /* FORKPOOL_REALPQ_H */

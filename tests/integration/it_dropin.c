@@ -9,11 +9,13 @@
  * a busy pool hands out a pollable socket and finishes when a connection
  * comes back; PQreset, cancel, ping, PQhost/PQport/PQconninfo; every refusal
  * and failure as a clean CONNECTION_BAD with its reason; that other
- * connections pass through untouched; fork safety; and the switch that
- * turns it off.
+ * connections pass through untouched; fork safety; that a session coming
+ * back to the process comes back in the PGconn it had, with nothing of the
+ * previous holder left; and the switch that turns it off.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-events.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -354,6 +356,83 @@ static void test_fork_child_cannot_use_parent_connection(void)
         stop();
 }
 
+static int notices_seen;
+
+static void count_notice(void *arg, const PGresult *res)
+{
+        (void)arg;
+        (void)res;
+        notices_seen++;
+}
+
+static int destroyed;
+
+static int watch_destroy(PGEventId id, void *info, void *pass)
+{
+        (void)info;
+        (void)pass;
+        if (id == PGEVT_CONNDESTROY)
+                destroyed++;
+        return 1;
+}
+
+static void test_session_comes_back_in_the_same_pgconn(void)
+{
+        start("it_dropin_cache", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *a = connect_ok(NULL);
+        int pid = PQbackendPID(a);
+        PQfinish(a);
+        /*
+         * A PGconn-sized allocation of libpq's own right after: had PQfinish freed
+         * the PGconn, this one would likely take its memory.
+         */
+        PGconn *other = PQconnectStart("host=/nonexistent/dir port=1");
+        PGconn *b = connect_ok(NULL);
+        CHECK_MSG(b == a && other != a, "the session's PGconn was not kept");
+        CHECK(PQbackendPID(b) == pid && PQstatus(b) == CONNECTION_OK);
+        CHECK(atoi(itest_query(b, "SELECT pg_backend_pid()")) == pid);
+        PQfinish(other);
+
+        /* What a holder sets on its PGconn or in its session never reaches the next one. */
+        PQsetNoticeReceiver(b, count_notice, NULL);
+        CHECK(PQsetnonblocking(b, 1) == 0);
+        PQsetErrorVerbosity(b, PQERRORS_VERBOSE);
+        itest_query(b, "PREPARE mine AS SELECT 1");
+        itest_query(b, "CREATE TEMP TABLE mine (x int)");
+        itest_query(b, "SELECT pg_advisory_lock(4242)");
+        itest_query(b, "LISTEN mine");
+        itest_query(b, "NOTIFY mine, 'for the first holder'");
+        PQfinish(b);
+
+        PGconn *c = connect_ok(NULL);
+        CHECK(atoi(itest_query(c, "SELECT pg_backend_pid()")) == pid); /* the same session */
+        CHECK(!PQisnonblocking(c));
+        CHECK(PQnotifies(c) == NULL);
+        itest_query(c, "DO $$BEGIN RAISE NOTICE 'to the default receiver'; END$$");
+        CHECK_MSG(notices_seen == 0, "the first holder's notice receiver was called");
+        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_prepared_statements"), "0") == 0);
+        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_class WHERE relname = 'mine' AND "
+                                    "relpersistence = 't'"),
+                     "0") == 0);
+        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+                     "0") == 0);
+        CHECK(strcmp(itest_query(c, "SELECT count(*) FROM pg_listening_channels()"), "0") == 0);
+
+        /* A changed reported parameter: the PGconn must learn the session's real value. */
+        itest_query(c, "SET TimeZone = 'Asia/Tokyo'");
+        PQfinish(c);
+        PGconn *d = connect_ok(NULL);
+        const char *tz = PQparameterStatus(d, "TimeZone");
+        CHECK_MSG(tz && strcmp(tz, itest_query(d, "SHOW TimeZone")) == 0, "TimeZone %s", tz);
+
+        /* A PGconn with the application's event procedure is really finished. */
+        CHECK(PQregisterEventProc(d, watch_destroy, "it_dropin", NULL));
+        PQfinish(d);
+        CHECK_MSG(destroyed == 1, "the application's event procedure did not see PQfinish");
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
 /* it_dropin --connect CONNINFO: one connect, its outcome on stdout (for a fresh process). */
 static int connect_once(const char *info)
 {
@@ -398,6 +477,7 @@ int main(int argc, char **argv)
         test_cancel_reaches_the_server();
         test_ping_answers_from_the_segment();
         test_fork_child_cannot_use_parent_connection();
+        test_session_comes_back_in_the_same_pgconn();
         test_switched_off();
         PQfinish(admin);
         printf("it_dropin: all passed\n");
