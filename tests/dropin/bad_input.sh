@@ -8,7 +8,8 @@
 #   exist, a directory whose forkpool.sock is dead, a uid the supervisor does
 #   not allow (globally: the socket's permissions; per pool: allow_users), a
 #   database that is down (the pool's URL names a port where nothing listens),
-#   a pool with no connection free within connect_timeout.
+#   a pool with no connection free within connect_timeout; and pg_isready
+#   (PQpingParams) on a pool, an unknown pool, a dead socket, a refused conninfo.
 # A directory with no forkpool.sock is not the drop-in's: a plain libpq error.
 # Controls: the same pool, the same users, do connect when nothing is wrong.
 #
@@ -142,6 +143,19 @@ dt_check "no forkpool.sock: psql fails to connect like libpq does (status $PSQL_
   test "$PSQL_RC" -eq 2
 dt_check "no forkpool.sock: the message is libpq's ($PSQL_OUT)" \
   bash -c 'grep -qE "No such file or directory|could not connect|connection to server" <<<"$1"' _ "$PSQL_OUT"
+
+# PQpingParams, as pg_isready uses it: 0 accepting, 1 rejecting, 2 no
+# response, 3 no attempt (a conninfo the drop-in refuses).
+isready() { # DESC CONNINFO WANT-DROPIN WANT-DIRECT
+  local rc=0 want=$3 out
+  dt_dropin || want=$4
+  out=$(dt_run timeout 10 pg_isready -d "$2" 2>&1) || rc=$?
+  dt_check "pg_isready, $1: exit status $want (got $rc: $out)" test "$rc" -eq "$want"
+}
+isready "pool main" "$MAIN" 0 0
+isready "a pool that does not exist" "$NOPOOL" 1 0
+isready "forkpool.sock is dead" "host=$DEAD dbname=main user=$PGUSER" 2 2
+isready "sslmode=require" "$MAIN sslmode=require" 3 0
 
 # No connection free: the only one is held by another client; connect_timeout
 # is the acquire timeout.
