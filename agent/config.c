@@ -35,12 +35,16 @@
 
 #include "forkpool.h"
 
-#define CONFIG_DEFAULT_POOL_SIZE          5
-#define CONFIG_DEFAULT_MAX_OVERFLOW       10
-#define CONFIG_DEFAULT_TIMEOUT_MS         30000
-#define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS 10000
-#define CONFIG_DEFAULT_SHUTDOWN_GRACE_MS  10000
-#define CONFIG_QUICK_POOL_NAME            "default"
+#define CONFIG_DEFAULT_POOL_SIZE            5
+#define CONFIG_DEFAULT_MAX_OVERFLOW         10
+#define CONFIG_DEFAULT_TIMEOUT_MS           30000
+#define CONFIG_DEFAULT_CONNECT_TIMEOUT_MS   10000
+#define CONFIG_DEFAULT_SHUTDOWN_GRACE_MS    10000
+#define CONFIG_DEFAULT_MAX_CONN_PER_UID     1024
+#define CONFIG_DEFAULT_MAX_CONN_PER_PID     32
+#define CONFIG_DEFAULT_MAX_WAITING_PER_CONN 128
+#define CONFIG_DEFAULT_HELLO_TIMEOUT_MS     5000
+#define CONFIG_QUICK_POOL_NAME              "default"
 
 /* Longest piece of a value quoted in a reason. */
 #define CONFIG_QUOTE_MAX 64
@@ -558,6 +562,46 @@ static int key_shutdown_grace(struct config_loader *ld, const char *v, char *rea
         return config_parse_seconds(v, &ld->cfg->shutdown_grace_ms, reason, len);
 }
 
+/* Parses a limit: a whole number >= 0, where 0 means no limit. */
+static int config_parse_limit(const char *v, int *ret, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+        int n, r;
+
+        r = config_parse_int(v, &n, reason, len);
+        if (r < 0)
+                return r;
+        if (n < 0) {
+                config_err(reason, len, "must be 0 (no limit) or more: '%s'", config_quote(v, q));
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+static int key_max_connections_per_uid(struct config_loader *ld, const char *v, char *reason,
+                                       size_t len)
+{
+        return config_parse_limit(v, &ld->cfg->max_connections_per_uid, reason, len);
+}
+
+static int key_max_connections_per_pid(struct config_loader *ld, const char *v, char *reason,
+                                       size_t len)
+{
+        return config_parse_limit(v, &ld->cfg->max_connections_per_pid, reason, len);
+}
+
+static int key_max_waiting_per_connection(struct config_loader *ld, const char *v, char *reason,
+                                          size_t len)
+{
+        return config_parse_limit(v, &ld->cfg->max_waiting_per_connection, reason, len);
+}
+
+static int key_hello_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_seconds(v, &ld->cfg->hello_timeout_ms, reason, len);
+}
+
 static int key_url(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_url(v, &ld->pool->url, &ld->pool->url_text, reason, len);
@@ -760,6 +804,10 @@ static const struct config_key config_forkpool_keys[] = {
         {"admin_users", key_admin_users},
         {"user", key_user},
         {"admin_groups", key_admin_groups},
+        {"max_connections_per_uid", key_max_connections_per_uid},
+        {"max_connections_per_pid", key_max_connections_per_pid},
+        {"max_waiting_per_connection", key_max_waiting_per_connection},
+        {"hello_timeout", key_hello_timeout},
 };
 
 static const struct config_key config_pool_keys[] = {
@@ -1040,6 +1088,14 @@ int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *
         return -ENOENT;
 }
 
+static void config_set_peer_limit_defaults(struct fp_config *cfg)
+{
+        cfg->max_connections_per_uid = CONFIG_DEFAULT_MAX_CONN_PER_UID;
+        cfg->max_connections_per_pid = CONFIG_DEFAULT_MAX_CONN_PER_PID;
+        cfg->max_waiting_per_connection = CONFIG_DEFAULT_MAX_WAITING_PER_CONN;
+        cfg->hello_timeout_ms = CONFIG_DEFAULT_HELLO_TIMEOUT_MS;
+}
+
 void fp_config_init(struct fp_config *cfg)
 {
         memset(cfg, 0, sizeof(*cfg));
@@ -1047,6 +1103,7 @@ void fp_config_init(struct fp_config *cfg)
         cfg->socket_path = strdup(FORKPOOL_DEFAULT_SOCKET);
         cfg->log_level = FP_LOG_INFO;
         cfg->shutdown_grace_ms = CONFIG_DEFAULT_SHUTDOWN_GRACE_MS;
+        config_set_peer_limit_defaults(cfg);
 }
 
 int fp_config_load(struct fp_config *cfg, const char *path, char *err, size_t errlen)
@@ -1266,6 +1323,7 @@ void fp_config_free(struct fp_config *cfg)
         memset(cfg, 0, sizeof(*cfg));
         cfg->log_level = FP_LOG_INFO;
         cfg->shutdown_grace_ms = CONFIG_DEFAULT_SHUTDOWN_GRACE_MS;
+        config_set_peer_limit_defaults(cfg);
 }
 
 const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, const char *name)

@@ -9,6 +9,10 @@
  *   allow_groups = www-data
  *   log_level = info
  *   shutdown_grace = 10
+ *   max_connections_per_uid = 1024
+ *   max_connections_per_pid = 32
+ *   max_waiting_per_connection = 128
+ *   hello_timeout = 5
  *
  *   [pool main]
  *   url = postgresql://app:secret@127.0.0.1:5432/appdb
@@ -84,6 +88,11 @@ struct fp_config {
         gid_t run_gid;
         enum fp_log_level log_level; /* default info */
         int shutdown_grace_ms;       /* default 10 s */
+        /* Per-peer limits on the control socket (0 = no limit). */
+        int max_connections_per_uid;    /* default 1024 */
+        int max_connections_per_pid;    /* default 32 */
+        int max_waiting_per_connection; /* acquires queued per connection, default 128 */
+        int hello_timeout_ms;           /* first message due within, default 5 s; 0 = off */
         size_t n_pools;
         struct fp_pool_config pools[FP_SHM_MAX_POOLS];
 };

@@ -7,10 +7,18 @@
  * kernel's (SO_PEERCRED on the accepted socket), watched with a pidfd so that
  * its death is noticed even if a child still holds the socket. Malformed
  * messages are answered with an error and change nothing.
+ *
+ * What one peer can make forkpoold hold is bounded: connections per uid and
+ * per pid, acquires queued per connection, and the time a connection may stay
+ * silent before its first message. A refused connection is answered with the
+ * reason and closed. Out of descriptors, accepting pauses briefly instead of
+ * spinning. Warnings that a peer can provoke at will are rate-limited.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +34,32 @@
 
 #include "log.h"
 #include "proto.h"
+#include "ratelimit.h"
 #include "sockio.h"
 #include "supervisor.h"
 
 #define MESSAGES_PER_WAKEUP 64
 #define MAX_PEER_GROUPS     256
 #define REFUSED_LINGER_USEC (2 * 1000 * 1000)
+/* Refused connections lingering for their answer at most; beyond, closed unanswered. */
+#define MAX_REFUSED 64
+/* Out of descriptors (or memory for a socket): accepting resumes after this. */
+#define ACCEPT_PAUSE_USEC (100 * 1000)
+
+/* Warnings a peer can provoke, each with its own token bucket. */
+enum warn_kind {
+        WARN_ACCEPT,    /* accept() failed (descriptor exhaustion) */
+        WARN_REFUSED,   /* a connection refused: allow lists or per-peer limits */
+        WARN_MALFORMED, /* malformed messages, releases and cancels of leases not held */
+        WARN_HELLO,     /* connections closed for their silence */
+        WARN_LIMIT,     /* acquires refused: too many queued */
+        WARN_KIND_MAX,
+};
+
+/* A burst of 10 lines, then one per second, per kind. */
+static struct fp_ratelimit warn_limits[WARN_KIND_MAX] = {
+        [0 ... WARN_KIND_MAX - 1] = FP_RATELIMIT_INIT(10, 1000 * 1000),
+};
 
 struct fp_client {
         LIST_ENTRY(fp_client) link;
@@ -46,19 +74,65 @@ struct fp_client {
         sd_event_source *io;
         sd_event_source *pid_src;
         sd_event_source *refused_timer; /* set for a refused peer: closes it soon */
+        sd_event_source *hello_timer;   /* until its first message: closes a silent peer */
+        int refused_error;              /* why it is refused (negative errno) */
+        char refused_text[FP_ERRTEXT_MAX];
+        bool counted;                  /* in sup->conns_by_uid and conns_by_pid */
+        uint32_t n_waiting;            /* its acquires queued in the pools */
+        struct fp_waiter_list waiters; /* the same, in every pool (pool.c's) */
 };
+
+static void warn_limited(struct fp_supervisor *sup, enum warn_kind kind, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* A warning, unless its kind has used up its tokens; says how many were suppressed. */
+static void warn_limited(struct fp_supervisor *sup, enum warn_kind kind, const char *fmt, ...)
+{
+        char line[512];
+        uint64_t suppressed;
+        va_list ap;
+
+        if (!fp_ratelimit_allow(&warn_limits[kind], fp_supervisor_now(sup), &suppressed))
+                return;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        if (suppressed > 0)
+                log_warning("%s (%" PRIu64 " similar warning%s suppressed)", line, suppressed,
+                            suppressed == 1 ? "" : "s");
+        else
+                log_warning("%s", line);
+}
 
 pid_t fp_client_pid(const struct fp_client *client)
 {
         return client->pid;
 }
 
+struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client)
+{
+        return &client->waiters;
+}
+
+void fp_control_acquire_done(struct fp_client *client)
+{
+        if (client->n_waiting > 0)
+                client->n_waiting--;
+}
+
 static void client_free(struct fp_client *client)
 {
         LIST_REMOVE(client, link);
+        if (client->refused_timer)
+                client->sup->n_refused--;
+        if (client->counted) {
+                fp_peercount_sub(&client->sup->conns_by_uid, client->uid);
+                fp_peercount_sub(&client->sup->conns_by_pid, (uint32_t)client->pid);
+        }
         sd_event_source_disable_unref(client->io);
         sd_event_source_disable_unref(client->pid_src);
         sd_event_source_disable_unref(client->refused_timer);
+        sd_event_source_disable_unref(client->hello_timer);
         if (client->pidfd >= 0)
                 close(client->pidfd);
         if (client->fd >= 0)
@@ -156,19 +230,37 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -ENOENT, text);
                 return;
         }
-        if (!fp_supervisor_pool_allows(sp, client->uid, client->gid, client->groups,
+        if (!fp_supervisor_pool_allows(sup, sp, client->uid, client->gid, client->groups,
                                        client->n_groups)) {
-                log_warning("pool %s: refused pid %d (uid %u, gid %u): not in the pool's "
-                            "allow_users or allow_groups",
-                            msg->pool, client->pid, client->uid, client->gid);
+                warn_limited(sup, WARN_REFUSED,
+                             "pool %s: refused pid %d (uid %u, gid %u): not in allow_users or "
+                             "allow_groups (the pool's or the global ones)",
+                             msg->pool, client->pid, client->uid, client->gid);
                 snprintf(text, sizeof(text), "uid %u may not lease from pool '%s'", client->uid,
                          msg->pool);
                 fp_control_send_error(client, id, -EACCES, text);
                 return;
         }
+        int max = sup->cfg.max_waiting_per_connection;
+        if (max > 0 && client->n_waiting >= (uint32_t)max) {
+                warn_limited(sup, WARN_LIMIT,
+                             "pool %s: refused an acquire from pid %d (uid %u): %u acquires "
+                             "already queued on its connection (max_waiting_per_connection = %d)",
+                             msg->pool, client->pid, client->uid, client->n_waiting, max);
+                snprintf(text, sizeof(text),
+                         "too many acquires queued on this connection (%u; "
+                         "max_waiting_per_connection = %d)",
+                         client->n_waiting, max);
+                fp_control_send_error(client, id, -EAGAIN, text);
+                return;
+        }
+        /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
+        client->n_waiting++;
         int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms, msg->label);
-        if (r < 0)
+        if (r < 0) {
+                client->n_waiting--;
                 fp_control_send_error(client, id, r, "out of memory");
+        }
 }
 
 static void handle_release(struct fp_client *client, const struct fp_msg_release *msg)
@@ -186,8 +278,9 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         if (msg->params_len > sizeof(msg->params) ||
             fp_params_check(msg->params, msg->params_len) < 0) {
                 /* The session state is unknown: do not reuse the connection. */
-                log_warning("worker pid %d sent a malformed release: closing the connection",
-                            client->pid);
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d sent a malformed release: closing the connection",
+                             client->pid);
                 info.flags |= FP_RELEASE_INVALIDATE;
                 info.params_len = 0;
         }
@@ -199,8 +292,9 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         if (fp_supervisor_release_orphan(client->sup, client, client->pid, msg->lease_id, &info) ==
             0)
                 return;
-        log_warning("worker pid %d released lease %#llx, which it does not hold: ignored",
-                    client->pid, (unsigned long long)msg->lease_id);
+        warn_limited(client->sup, WARN_MALFORMED,
+                     "worker pid %d released lease %#llx, which it does not hold: ignored",
+                     client->pid, (unsigned long long)msg->lease_id);
 }
 
 /*
@@ -215,8 +309,9 @@ static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *
         struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
 
         if (!rec || rec->holder != client) {
-                log_warning("worker pid %d cancelled lease %#llx, which it does not hold: ignored",
-                            client->pid, (unsigned long long)msg->lease_id);
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d cancelled lease %#llx, which it does not hold: ignored",
+                             client->pid, (unsigned long long)msg->lease_id);
                 return;
         }
         if (!sp->driver->cancel) {
@@ -245,9 +340,10 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
         }
         if (!fp_supervisor_is_admin(client->sup, client->uid, client->gid, client->groups,
                                     client->n_groups)) {
-                log_warning("refused admin command %u from pid %d (uid %u): not in admin_users "
-                            "or admin_groups",
-                            msg->command, client->pid, client->uid);
+                warn_limited(client->sup, WARN_REFUSED,
+                             "refused admin command %u from pid %d (uid %u): not in admin_users "
+                             "or admin_groups",
+                             msg->command, client->pid, client->uid);
                 snprintf(text, sizeof(text), "uid %u may not run admin commands", client->uid);
                 fp_control_send_error(client, id, -EPERM, text);
                 return;
@@ -274,17 +370,20 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 const char *why = r == -EPROTO       ? "protocol magic or version mismatch"
                                   : r == -EOPNOTSUPP ? "unknown operation"
                                                      : "wrong message size";
-                log_warning("worker pid %d sent a malformed message (%zu bytes, op %u): %s",
-                            client->pid, len, len >= sizeof(hdr) ? hdr.op : 0, why);
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d sent a malformed message (%zu bytes, op %u): %s",
+                             client->pid, len, len >= sizeof(hdr) ? hdr.op : 0, why);
                 fp_control_send_error(client, request_id, r, why);
                 return;
         }
 
         if (client->refused_timer) {
-                fp_control_send_error(client, request_id, -EACCES,
-                                      "this uid is not allowed by forkpoold");
+                fp_control_send_error(client, request_id, client->refused_error,
+                                      client->refused_text);
                 return;
         }
+        /* It spoke: no longer subject to the hello timeout. */
+        client->hello_timer = sd_event_source_disable_unref(client->hello_timer);
         switch (hdr.op) {
         case FP_OP_HELLO:
                 handle_hello(client, buf);
@@ -302,8 +401,9 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 handle_cancel(client, buf);
                 break;
         default:
-                log_warning("worker pid %d sent a '%s' message, which only the supervisor sends",
-                            client->pid, fp_op_name(hdr.op));
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d sent a '%s' message, which only the supervisor sends",
+                             client->pid, fp_op_name(hdr.op));
                 fp_control_send_error(client, request_id, -EOPNOTSUPP,
                                       "operation not accepted from a worker");
         }
@@ -326,9 +426,10 @@ static bool client_read_messages(struct fp_client *client, int max)
                 if (n == -EAGAIN)
                         return true;
                 if (n == -EBADMSG) {
-                        log_warning("worker pid %d sent descriptors or an oversized message: "
-                                    "rejected",
-                                    client->pid);
+                        warn_limited(client->sup, WARN_MALFORMED,
+                                     "worker pid %d sent descriptors or an oversized message: "
+                                     "rejected",
+                                     client->pid);
                         fp_control_send_error(client, 0, -EBADMSG,
                                               "descriptors and oversized messages are not "
                                               "accepted");
@@ -380,10 +481,127 @@ static int on_refused_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* A connection that said nothing in time: told why, then closed. */
+static int on_hello_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_client *client = userdata;
+        struct fp_supervisor *sup = client->sup;
+        (void)s, (void)usec;
+
+        warn_limited(sup, WARN_HELLO,
+                     "closed the control connection of pid %d (uid %u): no message within "
+                     "%.3f s (hello_timeout)",
+                     client->pid, client->uid, sup->cfg.hello_timeout_ms / 1000.0);
+        fp_control_send_error(client, 0, -ETIMEDOUT,
+                              "no message within hello_timeout: connection closed");
+        client_gone(client, "hello timeout");
+        return 0;
+}
+
+/*
+ * Why a new connection from (pid, uid) is refused by the per-peer limits
+ * (-EUSERS per uid, -EMFILE per pid, with the reason in text), or 0. Only
+ * served connections count (O(1): sup->conns_by_uid and conns_by_pid).
+ */
+static int peer_over_limits(const struct fp_supervisor *sup, pid_t pid, uid_t uid, char *text,
+                            size_t len)
+{
+        const struct fp_config *cfg = &sup->cfg;
+        int by_uid = (int)fp_peercount_get(&sup->conns_by_uid, uid);
+        int by_pid = (int)fp_peercount_get(&sup->conns_by_pid, (uint32_t)pid);
+
+        if (cfg->max_connections_per_pid > 0 && by_pid >= cfg->max_connections_per_pid) {
+                snprintf(text, len,
+                         "too many control connections from pid %d (%d; "
+                         "max_connections_per_pid = %d)",
+                         pid, by_pid, cfg->max_connections_per_pid);
+                return -EMFILE;
+        }
+        if (cfg->max_connections_per_uid > 0 && by_uid >= cfg->max_connections_per_uid) {
+                snprintf(text, len,
+                         "too many control connections from uid %u (%d; "
+                         "max_connections_per_uid = %d)",
+                         uid, by_uid, cfg->max_connections_per_uid);
+                return -EUSERS;
+        }
+        return 0;
+}
+
+/*
+ * Keeps a refused connection until its first message, answered with error
+ * and text, then closes it (closing at once, with its hello unread, would
+ * reset the connection and lose the answer). A peer that sends nothing is
+ * closed soon; beyond MAX_REFUSED lingering ones, a refused connection is
+ * closed unanswered. Takes client.
+ */
+static void client_refuse(struct fp_client *client, int error, const char *text)
+{
+        struct fp_supervisor *sup = client->sup;
+        int r;
+
+        client->pidfd = -1;
+        client->refused_error = error;
+        snprintf(client->refused_text, sizeof(client->refused_text), "%s", text);
+        if (sup->n_refused >= MAX_REFUSED) {
+                client_free(client);
+                return;
+        }
+        r = sd_event_add_io(sup->event, &client->io, client->fd, EPOLLIN, on_client_io, client);
+        if (r >= 0)
+                r = sd_event_add_time_relative(sup->event, &client->refused_timer, CLOCK_MONOTONIC,
+                                               REFUSED_LINGER_USEC, 0, on_refused_timeout, client);
+        if (r < 0) {
+                client_free(client);
+                return;
+        }
+        sup->n_refused++;
+}
+
+static int on_accept_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)usec;
+
+        if (sup->listen_src)
+                (void)sd_event_source_set_enabled(sup->listen_src, SD_EVENT_ON);
+        return 0;
+}
+
+/*
+ * Out of descriptors or memory: stops watching the listener for
+ * ACCEPT_PAUSE_USEC (the pending connections wait in the backlog) instead of
+ * being woken again at once for the same failure.
+ */
+static void accept_pause(struct fp_supervisor *sup, int error)
+{
+        int r;
+
+        warn_limited(sup, WARN_ACCEPT,
+                     "cannot accept on the control socket: %s; pausing accepts for %d ms",
+                     strerror(-error), ACCEPT_PAUSE_USEC / 1000);
+        r = sd_event_source_set_enabled(sup->listen_src, SD_EVENT_OFF);
+        if (r < 0)
+                return;
+        if (!sup->accept_retry)
+                r = sd_event_add_time_relative(sup->event, &sup->accept_retry, CLOCK_MONOTONIC,
+                                               ACCEPT_PAUSE_USEC, 10 * 1000, on_accept_retry, sup);
+        else {
+                r = sd_event_source_set_time_relative(sup->accept_retry, ACCEPT_PAUSE_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(sup->accept_retry, SD_EVENT_ONESHOT);
+        }
+        if (r < 0) {
+                /* Without the timer nothing would resume: keep accepting, rate-limited. */
+                log_error_errno(r, "cannot arm the accept timer");
+                (void)sd_event_source_set_enabled(sup->listen_src, SD_EVENT_ON);
+        }
+}
+
 static void accept_one(struct fp_supervisor *sup, int fd)
 {
         struct ucred cred;
         socklen_t len = sizeof(cred);
+        char text[FP_ERRTEXT_MAX];
         int r;
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
@@ -391,11 +609,6 @@ static void accept_one(struct fp_supervisor *sup, int fd)
                 close(fd);
                 return;
         }
-        bool allowed = peer_allowed(&sup->cfg, fd, cred.uid, cred.gid);
-        if (!allowed)
-                log_warning("refused control connection from pid %d (uid %u, gid %u): not in "
-                            "allow_users or allow_groups",
-                            cred.pid, cred.uid, cred.gid);
 
         struct fp_client *client = calloc(1, sizeof(*client));
         if (!client) {
@@ -404,39 +617,58 @@ static void accept_one(struct fp_supervisor *sup, int fd)
         }
         *client = (struct fp_client){
                 .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+        TAILQ_INIT(&client->waiters);
         socklen_t glen = sizeof(client->groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, client->groups, &glen) == 0)
                 client->n_groups = glen / sizeof(gid_t);
-        LIST_INSERT_HEAD(&sup->clients, client, link);
 
-        if (!allowed) {
-                /*
-                 * Answer its first message with -EACCES, then close. Closing at
-                 * once, with its hello unread, would reset the connection and
-                 * lose the answer. A peer that sends nothing is closed soon.
-                 */
-                client->pidfd = -1;
-                r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
-                if (r >= 0)
-                        r = sd_event_add_time_relative(sup->event, &client->refused_timer,
-                                                       CLOCK_MONOTONIC, REFUSED_LINGER_USEC, 0,
-                                                       on_refused_timeout, client);
-                if (r < 0)
-                        client_free(client);
+        if (!peer_allowed(&sup->cfg, fd, cred.uid, cred.gid)) {
+                warn_limited(sup, WARN_REFUSED,
+                             "refused control connection from pid %d (uid %u, gid %u): not in "
+                             "allow_users or allow_groups",
+                             cred.pid, cred.uid, cred.gid);
+                LIST_INSERT_HEAD(&sup->clients, client, link);
+                client_refuse(client, -EACCES, "this uid is not allowed by forkpoold");
+                return;
+        }
+        r = peer_over_limits(sup, cred.pid, cred.uid, text, sizeof(text));
+        LIST_INSERT_HEAD(&sup->clients, client, link);
+        if (r < 0) {
+                warn_limited(sup, WARN_REFUSED, "refused control connection: %s", text);
+                client_refuse(client, r, text);
                 return;
         }
 
         client->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+        if (client->pidfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+                /* Told why; accepting pauses until descriptors come back. */
+                r = -errno;
+                client_refuse(client, r, "forkpoold is out of file descriptors");
+                accept_pause(sup, r);
+                return;
+        }
         if (client->pidfd < 0) {
                 /* Already gone (ESRCH): nothing to serve. */
                 log_debug("worker pid %d exited before it was served", cred.pid);
                 client_free(client);
                 return;
         }
-        r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
+        r = fp_peercount_add(&sup->conns_by_uid, cred.uid);
+        if (r >= 0) {
+                r = fp_peercount_add(&sup->conns_by_pid, (uint32_t)cred.pid);
+                if (r < 0)
+                        fp_peercount_sub(&sup->conns_by_uid, cred.uid);
+        }
+        client->counted = r >= 0;
+        if (r >= 0)
+                r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
         if (r >= 0)
                 r = sd_event_add_io(sup->event, &client->pid_src, client->pidfd, EPOLLIN,
                                     on_client_exit, client);
+        if (r >= 0 && sup->cfg.hello_timeout_ms > 0)
+                r = sd_event_add_time_relative(sup->event, &client->hello_timer, CLOCK_MONOTONIC,
+                                               (uint64_t)sup->cfg.hello_timeout_ms * 1000u,
+                                               10 * 1000, on_hello_timeout, client);
         if (r < 0) {
                 log_error_errno(r, "cannot watch worker pid %d", cred.pid);
                 client_free(client);
@@ -449,16 +681,23 @@ static void accept_one(struct fp_supervisor *sup, int fd)
 static int on_listen(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
-        (void)s, (void)revents;
+        (void)revents;
 
         for (int i = 0; i < MESSAGES_PER_WAKEUP; i++) {
                 int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning_errno(-errno, "accept on the control socket");
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                            errno == ENOMEM)
+                                accept_pause(sup, -errno);
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                warn_limited(sup, WARN_ACCEPT, "accept on the control socket: %s",
+                                             strerror(errno));
                         break;
                 }
                 accept_one(sup, cfd);
+                int enabled;
+                if (sd_event_source_get_enabled(s, &enabled) >= 0 && enabled == SD_EVENT_OFF)
+                        break; /* accept_pause(): out of descriptors */
         }
         return 0;
 }
@@ -550,6 +789,7 @@ int fp_control_listen(struct fp_supervisor *sup)
 
 void fp_control_stop_listening(struct fp_supervisor *sup)
 {
+        sup->accept_retry = sd_event_source_disable_unref(sup->accept_retry);
         if (sup->listen_fd < 0)
                 return;
         sup->listen_src = sd_event_source_disable_unref(sup->listen_src);
@@ -565,4 +805,6 @@ void fp_control_close_all(struct fp_supervisor *sup)
         struct fp_client *client;
         while ((client = LIST_FIRST(&sup->clients)))
                 client_free(client);
+        fp_peercount_done(&sup->conns_by_uid);
+        fp_peercount_done(&sup->conns_by_pid);
 }

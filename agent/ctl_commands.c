@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,6 +159,23 @@ static int open_segment(const char *socket_path, struct fp_segment *seg)
         return 0;
 }
 
+/*
+ * Whether seg is no longer its supervisor's: marked obsolete (a reload, a
+ * restart, a graceful stop), or its name now names another file or none (a
+ * supervisor killed before it could say so).
+ */
+static bool segment_gone(const struct fp_segment *seg)
+{
+        char path[sizeof("/dev/shm") + FP_SHM_NAME_MAX];
+        struct stat st;
+
+        if (__atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE))
+                return true;
+        snprintf(path, sizeof(path), "/dev/shm%s", seg->name);
+        return stat(path, &st) < 0 || (uint64_t)st.st_dev != seg->dev ||
+               (uint64_t)st.st_ino != seg->ino;
+}
+
 static const char *pool_name(const struct fp_segment *seg, uint32_t i, char *buf, size_t len)
 {
         struct fp_shm_pool pool;
@@ -270,9 +288,9 @@ int ctl_cmd_events(int argc, char *argv[], const char *socket_path)
                 fflush(stdout);
                 if (!follow)
                         break;
-                if (__atomic_load_n(&seg.hdr->obsolete, __ATOMIC_ACQUIRE)) {
-                        fprintf(stderr, "forkpoolctl: the segment was replaced (a restart or a "
-                                        "reload); run events again\n");
+                if (segment_gone(&seg)) {
+                        fprintf(stderr, "forkpoolctl: the segment was replaced or removed (a "
+                                        "reload, a restart or a stop); run events again\n");
                         break;
                 }
                 struct timespec ts = {0, FOLLOW_INTERVAL_MS * 1000000L};

@@ -18,6 +18,9 @@
 /* Recycle jitter: a connection's lifetime is shortened by up to 1/40 (2.5 %). */
 #define RECYCLE_JITTER_DIVISOR 40
 
+/* What a waiter hears when its connect or ping ends in a pool that is closing. */
+#define POOL_CLOSING_TEXT "the pool is closing"
+
 static uint64_t realtime_usec(void)
 {
         struct timespec ts;
@@ -62,6 +65,19 @@ static void apply_class_sizes(struct fp_pool *pool)
         }
 }
 
+/* The deadline heap's order: earliest deadline first, then first come first. */
+static bool waiter_deadline_less(const void *a, const void *b)
+{
+        const struct fp_waiter *x = a, *y = b;
+        return x->deadline_usec != y->deadline_usec ? x->deadline_usec < y->deadline_usec
+                                                    : x->seq < y->seq;
+}
+
+static void waiter_set_heap_index(void *w, size_t index)
+{
+        ((struct fp_waiter *)w)->heap_index = index;
+}
+
 static void record_mark_dirty(struct fp_pool *pool, struct fp_record *rec)
 {
         if (!rec->dirty) {
@@ -81,6 +97,7 @@ int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
         pool->overflow = -pool->pool_size;
         pool->capacity = FP_SHM_MAX_SLOTS_PER_POOL;
         TAILQ_INIT(&pool->waiters);
+        fp_heap_init(&pool->deadlines, waiter_deadline_less, waiter_set_heap_index);
 
         pool->records = calloc(pool->capacity, sizeof(*pool->records));
         pool->queue = calloc(pool->capacity, sizeof(*pool->queue));
@@ -104,6 +121,7 @@ void fp_pool_done(struct fp_pool *pool)
                 TAILQ_REMOVE(&pool->waiters, w, link);
                 free(w);
         }
+        fp_heap_done(&pool->deadlines);
         free(pool->records);
         free(pool->queue);
         free(pool->dirty);
@@ -239,29 +257,36 @@ static uint64_t recycle_deadline(struct fp_pool *pool, uint64_t connected_at)
 
 /* --- waiters --- */
 
+/* Frees w, which is no longer queued nor anyone's connecting_for. */
+static void waiter_free(struct fp_pool *pool, struct fp_waiter *w)
+{
+        if (w->client_list)
+                TAILQ_REMOVE(w->client_list, w, client_link);
+        if (pool->ops->waiter_done)
+                pool->ops->waiter_done(pool, w);
+        free(w);
+}
+
+/* Queues w last. Its heap slot was reserved by fp_pool_acquire(): this cannot fail. */
+static void waiter_insert(struct fp_pool *pool, struct fp_waiter *w)
+{
+        w->seq = ++pool->waiter_seq;
+        TAILQ_INSERT_TAIL(&pool->waiters, w, link);
+        (void)fp_heap_push(&pool->deadlines, w);
+        pool->n_waiting++;
+}
+
 static void waiter_remove(struct fp_pool *pool, struct fp_waiter *w)
 {
         TAILQ_REMOVE(&pool->waiters, w, link);
+        (void)fp_heap_remove(&pool->deadlines, w->heap_index);
         pool->n_waiting--;
-}
-
-static bool waiter_queued(const struct fp_pool *pool, const struct fp_waiter *w)
-{
-        const struct fp_waiter *it;
-        TAILQ_FOREACH(it, &pool->waiters, link)
-        if (it == w)
-                return true;
-        return false;
 }
 
 uint64_t fp_pool_next_deadline(const struct fp_pool *pool)
 {
-        uint64_t next = UINT64_MAX;
-        struct fp_waiter *w;
-        TAILQ_FOREACH(w, &pool->waiters, link)
-        if (w->deadline_usec < next)
-                next = w->deadline_usec;
-        return next;
+        const struct fp_waiter *w = fp_heap_peek(&pool->deadlines);
+        return w ? w->deadline_usec : UINT64_MAX;
 }
 
 static void deadline_changed(struct fp_pool *pool)
@@ -275,7 +300,7 @@ static void fail_waiter(struct fp_pool *pool, struct fp_waiter *w, int error, co
 {
         fp_pool_publish(pool);
         pool->ops->send_error(pool, w, error, text);
-        free(w);
+        waiter_free(pool, w);
 }
 
 /* Takes w out of the queue and answers it with SQLAlchemy's timeout error. */
@@ -317,9 +342,14 @@ static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_wait
         emit(pool, FP_EV_CHECKOUT, rec, w->pid, rec->leased_at - w->start_usec, 0);
         fp_pool_publish(pool);
         int r = pool->ops->send_lease(pool, rec, w);
-        free(w);
+        waiter_free(pool, w);
         if (r < 0) {
-                /* The fd never left: the connection is intact and unused. */
+                /*
+                 * The fd never left: the connection is intact and unused. The
+                 * next waiter gets it from the running dispatch() loop (checkin
+                 * only asks for another round), so a long run of undeliverable
+                 * leases costs no stack.
+                 */
                 pool->counters.acquires--;
                 record_set_state(pool, rec, FP_SLOT_IDLE);
                 checkin(pool, rec);
@@ -363,25 +393,37 @@ static void checkout_idle(struct fp_pool *pool, struct fp_record *rec, struct fp
 
 /*
  * Serves queued waiters, first come first served, while there is an idle
- * record or room for a new one.
+ * record or room for a new one. Never recursive: serving a waiter can check a
+ * record back in (a lease that could not be sent, a connect that failed at
+ * once), which calls dispatch() again; that nested call only asks the running
+ * loop for another round.
  */
 static void dispatch(struct fp_pool *pool)
 {
         struct fp_waiter *w;
 
-        while (!pool->closing && !pool->paused && (w = TAILQ_FIRST(&pool->waiters))) {
-                struct fp_record *rec = queue_pop(pool);
-                if (rec) {
-                        waiter_remove(pool, w);
-                        checkout_idle(pool, rec, w);
-                        continue;
-                }
-                if (!can_create(pool) || !(rec = record_alloc(pool)))
-                        break;
-                pool->overflow++;
-                waiter_remove(pool, w);
-                connect_for(pool, rec, w);
+        if (pool->dispatching) {
+                pool->dispatch_again = true;
+                return;
         }
+        pool->dispatching = true;
+        do {
+                pool->dispatch_again = false;
+                while (!pool->closing && !pool->paused && (w = TAILQ_FIRST(&pool->waiters))) {
+                        struct fp_record *rec = queue_pop(pool);
+                        if (rec) {
+                                waiter_remove(pool, w);
+                                checkout_idle(pool, rec, w);
+                                continue;
+                        }
+                        if (!can_create(pool) || !(rec = record_alloc(pool)))
+                                break;
+                        pool->overflow++;
+                        waiter_remove(pool, w);
+                        connect_for(pool, rec, w);
+                }
+        } while (pool->dispatch_again);
+        pool->dispatching = false;
         deadline_changed(pool);
 }
 
@@ -425,17 +467,25 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
         struct fp_waiter *w = calloc(1, sizeof(*w));
         uint64_t start = now(pool);
 
-        if (!w)
+        if (!w || fp_heap_reserve(&pool->deadlines, 1) < 0) {
+                free(w);
                 return -ENOMEM;
+        }
         if (timeout_ms < 0)
                 timeout_ms = pool->params.timeout_ms;
         *w = (struct fp_waiter){
+                .pool = pool,
                 .client = client,
                 .pid = pid,
                 .request_id = request_id,
                 .start_usec = start,
                 .deadline_usec = start + (uint64_t)timeout_ms * 1000u,
+                .heap_index = FP_HEAP_NONE,
         };
+        if (pool->ops->client_waiters) {
+                w->client_list = pool->ops->client_waiters(pool, client);
+                TAILQ_INSERT_TAIL(w->client_list, w, client_link);
+        }
         if (label) {
                 /* The label goes into logs and forkpoolctl: no control characters. */
                 snprintf(w->label, sizeof(w->label), "%s", label);
@@ -454,13 +504,19 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
                 return 0;
         }
 
-        TAILQ_INSERT_TAIL(&pool->waiters, w, link);
-        pool->n_waiting++;
+        waiter_insert(pool, w);
+        uint64_t seq = w->seq;
         dispatch(pool);
 
-        /* Timeout 0: served now or not at all, even behind other waiters. */
-        if (timeout_ms == 0 && waiter_queued(pool, w)) {
-                expire_waiter(pool, w);
+        /*
+         * Timeout 0: served now or not at all, even behind other waiters. w was
+         * queued last and dispatch() serves from the head: it is still queued
+         * if and only if the last waiter is still the one with its number (w
+         * itself may have been served and freed; it is not looked at).
+         */
+        struct fp_waiter *last = TAILQ_LAST(&pool->waiters, fp_waiter_list);
+        if (timeout_ms == 0 && last && last->seq == seq) {
+                expire_waiter(pool, last);
                 deadline_changed(pool);
         }
         fp_pool_publish(pool);
@@ -585,7 +641,8 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
                 if (w && !pool->closing)
                         lease_to(pool, rec, w);
                 else {
-                        free(w);
+                        if (w)
+                                fail_waiter(pool, w, -ESHUTDOWN, POOL_CLOSING_TEXT);
                         checkin(pool, rec);
                 }
                 fp_pool_publish(pool);
@@ -628,7 +685,8 @@ void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, c
                 if (w && !pool->closing)
                         lease_to(pool, rec, w);
                 else {
-                        free(w);
+                        if (w)
+                                fail_waiter(pool, w, -ESHUTDOWN, POOL_CLOSING_TEXT);
                         checkin(pool, rec);
                 }
                 fp_pool_publish(pool);
@@ -647,7 +705,8 @@ void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, c
         if (w && !pool->closing)
                 connect_for(pool, rec, w);
         else {
-                free(w);
+                if (w)
+                        fail_waiter(pool, w, -ESHUTDOWN, POOL_CLOSING_TEXT);
                 checkin(pool, rec);
         }
         fp_pool_publish(pool);
@@ -658,18 +717,31 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
         struct fp_waiter *w, *next;
         int reclaimed = 0;
 
-        for (w = TAILQ_FIRST(&pool->waiters); w; w = next) {
-                next = TAILQ_NEXT(w, link);
-                if (w->client == client) {
-                        waiter_remove(pool, w);
-                        free(w);
+        if (pool->ops->client_waiters) {
+                /* Its own waiters only; those of other pools, or connecting, are not queued here.
+                 */
+                struct fp_waiter_list *list = pool->ops->client_waiters(pool, client);
+                for (w = TAILQ_FIRST(list); w; w = next) {
+                        next = TAILQ_NEXT(w, client_link);
+                        if (w->pool == pool && w->heap_index != FP_HEAP_NONE) {
+                                waiter_remove(pool, w);
+                                waiter_free(pool, w);
+                        }
+                }
+        } else {
+                for (w = TAILQ_FIRST(&pool->waiters); w; w = next) {
+                        next = TAILQ_NEXT(w, link);
+                        if (w->client == client) {
+                                waiter_remove(pool, w);
+                                waiter_free(pool, w);
+                        }
                 }
         }
         for (uint32_t i = 0; i < pool->capacity; i++) {
                 struct fp_record *rec = &pool->records[i];
                 if (rec->connecting_for && rec->connecting_for->client == client) {
                         /* The connect or ping goes on; its result goes to Q. */
-                        free(rec->connecting_for);
+                        waiter_free(pool, rec->connecting_for);
                         rec->connecting_for = NULL;
                 }
                 if (rec->state == FP_SLOT_LEASED && rec->holder == client) {
@@ -688,13 +760,10 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
 
 void fp_pool_expire(struct fp_pool *pool, uint64_t now_usec)
 {
-        struct fp_waiter *w, *next;
+        struct fp_waiter *w;
         bool changed = false;
 
-        for (w = TAILQ_FIRST(&pool->waiters); w; w = next) {
-                next = TAILQ_NEXT(w, link);
-                if (w->deadline_usec > now_usec)
-                        continue;
+        while ((w = fp_heap_peek(&pool->deadlines)) && w->deadline_usec <= now_usec) {
                 expire_waiter(pool, w);
                 changed = true;
         }

@@ -31,6 +31,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include "heap.h"
 #include "proto.h"
 #include "segment.h"
 
@@ -69,13 +70,20 @@ struct fp_record {
         bool in_queue;
 };
 
+struct fp_waiter_list;
+
 struct fp_waiter {
-        TAILQ_ENTRY(fp_waiter) link;
+        TAILQ_ENTRY(fp_waiter) link;        /* in its pool's queue, while queued */
+        TAILQ_ENTRY(fp_waiter) client_link; /* in its client's list (ops->client_waiters) */
+        struct fp_waiter_list *client_list; /* that list, or NULL */
+        struct fp_pool *pool;
         void *client; /* the control connection that asked */
         pid_t pid;
         uint32_t request_id;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC; UINT64_MAX: wait forever */
         uint64_t start_usec;
+        uint64_t seq;      /* arrival order in its pool: breaks deadline ties */
+        size_t heap_index; /* position in the pool's deadline heap; FP_HEAP_NONE: not queued */
         char label[FP_SHM_LABEL_MAX];
 };
 
@@ -123,6 +131,20 @@ struct fp_pool_ops {
                       pid_t pid, uint64_t duration_usec, int error);
         /* Random bits for recycle jitter. May be NULL (no jitter). */
         uint32_t (*random)(struct fp_pool *pool);
+        /*
+         * Waiter w is about to be freed: it was answered (lease or error) or
+         * dropped with its client. Called once per waiter that
+         * fp_pool_acquire() accepted, never from fp_pool_done(). May be NULL.
+         */
+        void (*waiter_done)(struct fp_pool *pool, struct fp_waiter *w);
+        /*
+         * The list, owned by the caller, that holds every waiter of client in
+         * every pool, from acquire to waiter_done, so that
+         * fp_pool_client_gone() costs the client's waiters, not all of them.
+         * Initialised (TAILQ_INIT) by the caller; must outlive the waiters,
+         * except that fp_pool_done() does not touch it. May be NULL.
+         */
+        struct fp_waiter_list *(*client_waiters)(struct fp_pool *pool, void *client);
 };
 
 struct fp_pool_params {
@@ -156,8 +178,12 @@ struct fp_pool {
         struct fp_record *records;
         uint32_t *queue; /* ring of record indexes: Q */
         uint32_t queue_head, queue_len;
-        struct fp_waiter_list waiters;
+        struct fp_waiter_list waiters; /* FIFO: the order they are served in */
+        struct fp_heap deadlines;      /* the same waiters, earliest deadline first */
+        uint64_t waiter_seq;           /* the last waiter's seq */
         int n_waiting;
+        bool dispatching;    /* dispatch() is running: a nested call only asks for a rerun */
+        bool dispatch_again; /* something changed under a running dispatch() */
         bool closing;        /* removed or shutting down: nothing is reused */
         bool paused;         /* an admin paused it: nothing is handed out */
         bool connected_once; /* first_connect has fired */
@@ -217,14 +243,18 @@ void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok);
 /*
  * The control connection client is gone (its process died or closed it): its
  * waiters are dropped, its leases reclaimed (hard close, never reused).
- * Returns the number of leases reclaimed.
+ * Returns the number of leases reclaimed. O(pool capacity + the client's
+ * waiters) with ops->client_waiters, O(capacity + all waiters) without.
  */
 int fp_pool_client_gone(struct fp_pool *pool, void *client);
 
-/* Fails every waiter whose deadline is <= now with -ETIMEDOUT. */
+/*
+ * Fails every waiter whose deadline is <= now with -ETIMEDOUT, earliest
+ * deadline first (ties in arrival order). O(log n) per expired waiter.
+ */
 void fp_pool_expire(struct fp_pool *pool, uint64_t now_usec);
 
-/* The earliest waiter deadline, or UINT64_MAX. */
+/* The earliest waiter deadline, or UINT64_MAX. O(1). */
 uint64_t fp_pool_next_deadline(const struct fp_pool *pool);
 
 /*

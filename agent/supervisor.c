@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <sys/un.h>
@@ -225,6 +226,18 @@ static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, 
         fp_control_send_error(w->client, w->request_id, error, text);
 }
 
+static void op_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
+{
+        (void)pool;
+        fp_control_acquire_done(w->client);
+}
+
+static struct fp_waiter_list *op_client_waiters(struct fp_pool *pool, void *client)
+{
+        (void)pool;
+        return fp_control_client_waiters(client);
+}
+
 static uint64_t op_now(struct fp_pool *pool)
 {
         return fp_supervisor_now(sup_pool_of(pool)->sup);
@@ -331,6 +344,8 @@ static const struct fp_pool_ops pool_ops = {
         .now = op_now,
         .event = op_event,
         .random = op_random,
+        .waiter_done = op_waiter_done,
+        .client_waiters = op_client_waiters,
 };
 
 /* --- pools --- */
@@ -460,20 +475,34 @@ static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
         return false;
 }
 
-bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
-                               const gid_t *groups, size_t n_groups)
+/* Whether uid, gid or one of groups is listed (no list: nobody is). */
+static bool ids_allow(const uint32_t *uids, size_t n_uids, const uint32_t *gids, size_t n_gids,
+                      uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
 {
-        const struct fp_pool_config *c = &sp->cfg;
-
-        if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+        if (id_in(uids, n_uids, uid) || id_in(gids, n_gids, gid))
                 return true;
-        if (uid == 0 || uid == geteuid() || id_in(c->allow_uids, c->n_allow_uids, uid) ||
-            id_in(c->allow_gids, c->n_allow_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups; i++)
-                if (id_in(c->allow_gids, c->n_allow_gids, groups[i]))
+        for (size_t i = 0; i < n_groups && n_gids > 0; i++)
+                if (id_in(gids, n_gids, groups[i]))
                         return true;
         return false;
+}
+
+bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
+                               uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
+{
+        const struct fp_config *g = &sup->cfg;
+        const struct fp_pool_config *c = &sp->cfg;
+
+        if (uid == 0 || uid == geteuid())
+                return true;
+        /* The global lists, as at connect: a reload may have removed this peer since. */
+        if (!ids_allow(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid, gid,
+                       groups, n_groups))
+                return false;
+        if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+                return true;
+        return ids_allow(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid, gid,
+                         groups, n_groups);
 }
 
 /* The holder of a restored lease, watched until it reconnects or dies. */
@@ -722,6 +751,16 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
         memcpy(sup->cfg.allow_uids, cfg->allow_uids, sizeof(cfg->allow_uids));
         sup->cfg.n_allow_gids = cfg->n_allow_gids;
         memcpy(sup->cfg.allow_gids, cfg->allow_gids, sizeof(cfg->allow_gids));
+        /* Who is an admin is checked per command: a removed admin is refused from now on. */
+        sup->cfg.n_admin_uids = cfg->n_admin_uids;
+        memcpy(sup->cfg.admin_uids, cfg->admin_uids, sizeof(cfg->admin_uids));
+        sup->cfg.n_admin_gids = cfg->n_admin_gids;
+        memcpy(sup->cfg.admin_gids, cfg->admin_gids, sizeof(cfg->admin_gids));
+        /* Peer limits apply to new connections and new acquires. */
+        sup->cfg.max_connections_per_uid = cfg->max_connections_per_uid;
+        sup->cfg.max_connections_per_pid = cfg->max_connections_per_pid;
+        sup->cfg.max_waiting_per_connection = cfg->max_waiting_per_connection;
+        sup->cfg.hello_timeout_ms = cfg->hello_timeout_ms;
 
         /* Pools that are gone drain: no new leases, the rest close as they come back. */
         for (size_t i = 0; i < sup->n_pools; i++) {
@@ -931,6 +970,33 @@ static int drop_privileges(struct fp_supervisor *sup)
         return 0;
 }
 
+/*
+ * Every control connection costs two descriptors (its socket and a pidfd),
+ * so the usual soft limit of 1024 would let max_connections_per_uid
+ * connections of one uid exhaust them: take up to FD_LIMIT_WANTED, as far
+ * as the hard limit allows (forkpoold uses epoll and poll, never select, and
+ * starts no children).
+ */
+#define FD_LIMIT_WANTED 65536
+
+static void raise_fd_limit(void)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        rlim_t want = rl.rlim_max < FD_LIMIT_WANTED ? rl.rlim_max : FD_LIMIT_WANTED;
+        if (rl.rlim_cur >= want)
+                return;
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug("cannot raise the descriptor limit from %llu: %s",
+                          (unsigned long long)old, strerror(errno));
+        else
+                log_debug("descriptor limit raised from %llu to %llu", (unsigned long long)old,
+                          (unsigned long long)rl.rlim_cur);
+}
+
 int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
 {
         sigset_t mask;
@@ -944,6 +1010,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
+        raise_fd_limit();
 
         r = drop_privileges(sup);
         if (r < 0)
@@ -1045,6 +1112,12 @@ void fp_supervisor_done(struct fp_supervisor *sup)
         if (sup->seg.hdr) {
                 char name[FP_SHM_NAME_MAX];
                 snprintf(name, sizeof(name), "%s", sup->seg.name);
+                /*
+                 * Readers that keep the old mapping (a long-lived handle's
+                 * forkpool_pool_state()) see at once that it is dead and map
+                 * the next supervisor's segment instead of counters frozen here.
+                 */
+                __atomic_store_n(&sup->seg.hdr->obsolete, 1, __ATOMIC_RELEASE);
                 fp_segment_close(&sup->seg);
                 (void)fp_segment_unlink(name);
         }

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "driver.h"
+#include "peercount.h"
 #include "pool.h"
 
 /* One pool with what it needs to open connections. */
@@ -44,6 +45,9 @@ struct fp_supervisor {
         int listen_fd;
         sd_event_source *listen_src;
         struct fp_client_list clients;
+        unsigned n_refused; /* refused clients waiting to read their answer */
+        struct fp_peercount conns_by_uid, conns_by_pid; /* served clients (control.c) */
+        sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;
         struct fp_sup_pool *pools[FP_SHM_MAX_POOLS];
         bool stopping;
@@ -80,11 +84,14 @@ struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t
 uint64_t fp_supervisor_now(struct fp_supervisor *sup);
 
 /*
- * Whether a client with these credentials may lease from sp (its own allow
- * lists; an empty list means the global ones, already checked at connect).
+ * Whether a client with these credentials may lease from sp now: root and
+ * forkpoold's own uid always; others must be in the global allow lists (as
+ * checked at connect: they are checked again because a reload may have
+ * removed the peer since) and, if the pool has allow lists of its own, in
+ * those too. O(length of the lists).
  */
-bool fp_supervisor_pool_allows(const struct fp_sup_pool *sp, uid_t uid, gid_t gid,
-                               const gid_t *groups, size_t n_groups);
+bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
+                               uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
 
 /*
  * Whether a peer may run admin commands: root, forkpoold's own uid, or a
@@ -140,6 +147,15 @@ int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const v
 /* Sends an error reply to a client (failures are handled by dropping the client later). */
 void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
                            const char *text);
+
+/*
+ * An acquire the client queued (fp_pool_acquire() accepted it) was answered
+ * or dropped: it no longer counts against max_waiting_per_connection.
+ */
+void fp_control_acquire_done(struct fp_client *client);
+
+/* The list of the client's waiters in every pool (struct fp_pool_ops.client_waiters). */
+struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client);
 
 /* The pid the kernel reported for the client (SO_PEERCRED). */
 pid_t fp_client_pid(const struct fp_client *client);

@@ -38,11 +38,19 @@ long fp_realpq_missing(const char *name) __attribute__((visibility("hidden")));
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static void *real_handle;
+static const char *real_path_used = FP_REAL_LIBPQ;
 static atomic_int missing_reports;
 
 static void load(void)
 {
-        real_handle = dlopen(FP_REAL_LIBPQ, RTLD_NOW | RTLD_LOCAL);
+        /*
+         * The build's libpq, or another one for an unusual installation (ignored
+         * in setuid programs; the loader ignores the drop-in there anyway).
+         */
+        const char *path = secure_getenv("FORKPOOL_REAL_LIBPQ");
+        if (path && *path)
+                real_path_used = path;
+        real_handle = dlopen(real_path_used, RTLD_NOW | RTLD_LOCAL);
         if (!real_handle)
                 fprintf(stderr, "forkpool: the libpq drop-in cannot load the real libpq: %s\n",
                         dlerror());
@@ -75,14 +83,15 @@ long fp_realpq_missing(const char *name)
         if (atomic_fetch_add(&missing_reports, 1) < 16)
                 fprintf(stderr,
                         "forkpool: the real libpq (%s) has no %s(); the drop-in fails the call\n",
-                        FP_REAL_LIBPQ, name);
+                        real_path_used, name);
         errno = ENOSYS;
         return 0;
 }
 
 const char *fp_realpq_path(void)
 {
-        return FP_REAL_LIBPQ;
+        fp_realpq_load();
+        return real_path_used;
 }
 
 bool fp_realpq_loaded(void)
@@ -113,7 +122,7 @@ static void paths_load(void)
         if (!dladdr((void *)fp_realpq_other_copy, &info) || !info.dli_fname ||
             !realpath(info.dli_fname, self_path))
                 self_path[0] = '\0';
-        if (!realpath(FP_REAL_LIBPQ, real_path))
+        if (!realpath(fp_realpq_path(), real_path))
                 real_path[0] = '\0';
 }
 
@@ -129,7 +138,7 @@ static int find_other_copy(struct dl_phdr_info *info, size_t size, void *data)
         base = base ? base + 1 : name;
         if (strncmp(base, "libpq", 5) != 0 || (base[5] != '.' && base[5] != '-'))
                 return 0;
-        if (strcmp(name, FP_REAL_LIBPQ) == 0 || strcmp(name, self_path) == 0 ||
+        if (strcmp(name, real_path_used) == 0 || strcmp(name, self_path) == 0 ||
             strcmp(name, real_path) == 0)
                 return 0;
         /* Only a name we do not know yet costs a path resolution. */

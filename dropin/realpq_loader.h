@@ -9,7 +9,8 @@
 #include <stdbool.h>
 
 /*
- * Loads the real libpq (by its path, fixed at build time) and points every
+ * Loads the real libpq (by its path, fixed at build time; $FORKPOOL_REAL_LIBPQ
+ * names another) and points every
  * forwarder at it; a function it lacks gets a stub that says so on stderr
  * and fails (returns 0 / NULL). Runs once, from the library's constructor or
  * from the first forwarded call, whichever comes first. Thread-safe.

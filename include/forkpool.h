@@ -77,10 +77,13 @@ FORKPOOL_EXPORT const char *forkpool_version(void);
  * Returns 0 and a new handle in *ret, owned by the caller (forkpool_close()).
  * Errors: -ECONNREFUSED (no supervisor at that path: nothing listens there,
  * or there is no socket at all), -EACCES (this uid/gid is not allowed, by
- * forkpoold or by the socket's permissions), -EPROTO (protocol version
- * mismatch), -ETIMEDOUT (the supervisor did not answer within 10 s),
- * -ENAMETOOLONG (the path does not fit a Unix socket address), -ENOMEM,
- * -EINVAL (ret is NULL), or another connect(2) error as a negative errno.
+ * forkpoold or by the socket's permissions), -EUSERS / -EMFILE (this uid /
+ * this process already has max_connections_per_uid / _per_pid control
+ * connections, or -EMFILE: forkpoold is out of descriptors;
+ * forkpool_last_error() says which), -EPROTO (protocol version mismatch),
+ * -ETIMEDOUT (the supervisor did not answer within 10 s), -ENAMETOOLONG (the
+ * path does not fit a Unix socket address), -ENOMEM, -EINVAL (ret is NULL),
+ * or another connect(2) error as a negative errno.
  * Blocks for one round trip to the supervisor.
  */
 FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret);
@@ -109,7 +112,9 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp);
  * TLS), -ESHUTDOWN (the supervisor is stopping), -EHOSTUNREACH (the database
  * could not be reached), -ECONNABORTED (the pool's on_connect hook failed on
  * a new connection), -EBADMSG (the supervisor could not read the request),
- * -EINVAL (a NULL argument), -ENOMEM, or an error of forkpool_open() when the
+ * -EAGAIN (max_waiting_per_connection acquires are already queued on this
+ * handle's connection, e.g. earlier ones that gave up waiting), -EINVAL (a
+ * NULL argument), -ENOMEM, or an error of forkpool_open() when the
  * control connection had to be reopened. forkpool_last_error() has the
  * supervisor's text for the errors it sent (the database's own message for
  * -EHOSTUNREACH and -ECONNABORTED). Blocks until a connection is leased or

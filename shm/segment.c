@@ -307,7 +307,11 @@ static int segment_open_at(struct fp_segment *seg, int dir, const char *name, ui
                 munmap(p, (size_t)st.st_size);
                 return r;
         }
-        *seg = (struct fp_segment){.hdr = p, .size = (size_t)st.st_size, .writable = false};
+        *seg = (struct fp_segment){.hdr = p,
+                                   .size = (size_t)st.st_size,
+                                   .writable = false,
+                                   .dev = (uint64_t)st.st_dev,
+                                   .ino = (uint64_t)st.st_ino};
         snprintf(seg->name, sizeof(seg->name), "/%s", name);
         return 0;
 }

@@ -124,7 +124,7 @@ struct fp_shm_header {
         uint32_t slots_offset;
         uint32_t slot_size; /* sizeof(struct fp_shm_slot) */
         int32_t supervisor_pid;
-        uint32_t obsolete;     /* 1: replaced by a newer segment, reopen it */
+        uint32_t obsolete;     /* 1: replaced, or its supervisor exited: reopen the name */
         uint64_t started_usec; /* CLOCK_REALTIME when the supervisor started */
         uint32_t events_offset;
         uint32_t event_count; /* FP_SHM_EVENTS */
@@ -212,6 +212,7 @@ struct fp_segment {
         size_t size;
         bool writable;
         char name[FP_SHM_NAME_MAX];
+        uint64_t dev, ino; /* the shm file mapped (fp_segment_open()), to notice a new one */
 };
 
 /*

@@ -48,8 +48,9 @@ struct forkpool {
         struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */
         size_t n_pending;
-        struct fp_segment segment; /* forkpool_pool_state()'s read-only mapping */
-        pid_t segment_pid;         /* the process that mapped it */
+        struct fp_segment segment;   /* forkpool_pool_state()'s read-only mapping */
+        pid_t segment_pid;           /* the process that mapped it */
+        uint64_t segment_checked_ms; /* CLOCK_MONOTONIC of the last look at the name's inode */
         struct fp_my_cached my_cache[FP_MY_CACHE_MAX]; /* oldest first; this process's */
         size_t n_my_cache;
 };

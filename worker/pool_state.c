@@ -2,14 +2,14 @@
 /*
  * pool_state.c — forkpool_pool_state(): a pool's load, read straight from the
  * supervisor's shared segment (mapped read-only, once per process and
- * segment; remapped when the supervisor replaced it or has exited).
+ * segment; remapped when the supervisor replaced it, marked it obsolete on its
+ * way out, or was killed and its name now names another file).
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,18 +28,36 @@ void fp_pool_state_atfork_child(void)
         pthread_mutex_init(&map_lock, NULL);
 }
 
-/*
- * Whether the supervisor that made the segment has exited. A supervisor that
- * stops cleanly removes its segment without marking it obsolete, so a
- * mapping made before would otherwise go on showing its last state.
- */
-static bool segment_orphaned(const struct fp_shm_header *hdr)
+/* How often, at most, a mapped segment's name is looked up again. */
+#define SEGMENT_RECHECK_MS 100
+
+static uint64_t monotonic_ms(void)
 {
-        pid_t pid = hdr->supervisor_pid;
-        int saved = errno;
-        bool gone = pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
-        errno = saved;
-        return gone;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Whether the segment's name now names another file than the one mapped (a
+ * new supervisor replaced it, or it is gone): a supervisor killed before it
+ * could mark its segment obsolete is noticed this way. Looks at most every
+ * SEGMENT_RECHECK_MS; one stat() when it does.
+ */
+static bool segment_replaced(forkpool *fp)
+{
+        struct fp_segment *seg = &fp->segment;
+        uint64_t now = monotonic_ms();
+        char path[sizeof("/dev/shm") + FP_SHM_NAME_MAX];
+        struct stat st;
+
+        if (now - fp->segment_checked_ms < SEGMENT_RECHECK_MS)
+                return false;
+        fp->segment_checked_ms = now;
+        snprintf(path, sizeof(path), "/dev/shm%s", seg->name);
+        if (stat(path, &st) < 0)
+                return true;
+        return (uint64_t)st.st_dev != seg->dev || (uint64_t)st.st_ino != seg->ino;
 }
 
 /* The handle's mapping of its supervisor's segment, (re)opened when needed. */
@@ -49,7 +67,7 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
 
         if (seg->hdr &&
             (fp->segment_pid != getpid() ||
-             __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_orphaned(seg->hdr)))
+             __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_replaced(fp)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
                 /* Only a segment of the socket's owner (or root): segment.c says why.
@@ -59,6 +77,7 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
                 if (r < 0)
                         return r == -EBADMSG ? -ENOENT : r;
                 fp->segment_pid = getpid();
+                fp->segment_checked_ms = monotonic_ms();
         }
         *ret = seg;
         return 0;

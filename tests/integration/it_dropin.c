@@ -13,6 +13,7 @@
  * back to the process comes back in the PGconn it had, with nothing of the
  * previous holder left; and the switch that turns it off.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-events.h>
@@ -433,6 +434,54 @@ static void test_session_comes_back_in_the_same_pgconn(void)
         stop();
 }
 
+/*
+ * it_dropin --fake-libpq: in front of a libpq with one function, a present one
+ * forwards and a missing one fails cleanly, saying which.
+ */
+static int fake_libpq_child(void)
+{
+        if (PQlibVersion() != 150042)
+                return 2;
+        return PQserverVersion(NULL) == 0 ? 0 : 3;
+}
+
+/* it_dropin --two-copies COPY CONNINFO: another libpq in the process: pass through. */
+static int two_copies_child(const char *copy, const char *info)
+{
+        void *wheel = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+        if (!wheel)
+                return 2;
+        PGconn *c = PQconnectdb(info);
+        int passed_through =
+                PQstatus(c) == CONNECTION_BAD && !strstr(PQerrorMessage(c), "forkpool:");
+        PQfinish(c);
+        dlclose(wheel);
+        return passed_through ? 0 : 3;
+}
+
+static void test_missing_symbol_is_a_clear_error(void)
+{
+        char out[2048];
+        int r = itest_sh(out, sizeof(out), "FORKPOOL_REAL_LIBPQ=%s /proc/%d/exe --fake-libpq 2>&1",
+                         FP_FAKE_LIBPQ, (int)getpid());
+        CHECK_MSG(r == 0 && strstr(out, "has no PQserverVersion()"), "exit %d: %s", r, out);
+}
+
+static void test_second_libpq_passes_through(void)
+{
+        start("it_dropin_copies", NULL);
+        char dir[] = "/tmp/fp-it-copy.XXXXXX", out[2048];
+        CHECK(mkdtemp(dir));
+        CHECK(itest_sh(NULL, 0, "cp %s %s/libpq-wheel.so.5", FP_REAL_LIBPQ, dir) == 0);
+        int r = itest_sh(out, sizeof(out),
+                         "/proc/%d/exe --two-copies %s/libpq-wheel.so.5 '%s' 2>&1", (int)getpid(),
+                         dir, conninfo);
+        CHECK_MSG(r == 0 && strstr(out, "another libpq is loaded in this process"), "exit %d: %s",
+                  r, out);
+        itest_sh(NULL, 0, "rm -rf %s", dir);
+        stop();
+}
+
 /* it_dropin --connect CONNINFO: one connect, its outcome on stdout (for a fresh process). */
 static int connect_once(const char *info)
 {
@@ -464,6 +513,10 @@ int main(int argc, char **argv)
 {
         if (argc == 3 && strcmp(argv[1], "--connect") == 0)
                 return connect_once(argv[2]);
+        if (argc == 2 && strcmp(argv[1], "--fake-libpq") == 0)
+                return fake_libpq_child();
+        if (argc == 4 && strcmp(argv[1], "--two-copies") == 0)
+                return two_copies_child(argv[2], argv[3]);
         admin = itest_admin();
         test_exports_match_real_libpq();
         test_connect_is_a_lease();
@@ -479,6 +532,8 @@ int main(int argc, char **argv)
         test_fork_child_cannot_use_parent_connection();
         test_session_comes_back_in_the_same_pgconn();
         test_switched_off();
+        test_missing_symbol_is_a_clear_error();
+        test_second_libpq_passes_through();
         PQfinish(admin);
         printf("it_dropin: all passed\n");
         return 0;

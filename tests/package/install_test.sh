@@ -64,6 +64,20 @@ expect "$(dir FP_SYSUSERSDIR)/forkpool.conf"
 expect "$(dir FP_TMPFILESDIR)/forkpool.conf"
 expect "$doc/forkpool.conf.example"
 expect "$doc/README.md"
+# The libpq drop-in, in a directory of its own (LD_LIBRARY_PATH names it), and
+# the examples that put it in front of libpq.
+expect "$lib/forkpool/libpq.so.5"
+for example in apache2-envvars php-fpm-forkpool.conf gunicorn-forkpool.conf; do
+  expect "$doc/examples/dropin/$example"
+done
+if [[ $(readelf -d "$lib/forkpool/libpq.so.5" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p') != libpq.so.5 ]]; then
+  echo "the drop-in's SONAME is not libpq.so.5" >&2
+  status=1
+fi
+if ! grep -q "$FP_PREFIX/$FP_LIBDIR/forkpool" "$doc/examples/dropin/php-fpm-forkpool.conf"; then
+  echo "the PHP-FPM example does not name the installed drop-in's directory" >&2
+  status=1
+fi
 for page in man1/forkpoolctl.1 man5/forkpool.conf.5 man8/forkpoold.8 man3/libforkpool.3; do
   expect "$man/$page"
 done

@@ -133,6 +133,10 @@ static void test_full_file(void **state)
                 "allow_groups = 0 4343\n"
                 "log_level = debug\n"
                 "shutdown_grace = 2.5\n"
+                "max_connections_per_uid = 300\n"
+                "max_connections_per_pid = 0\n"
+                "max_waiting_per_connection = 7\n"
+                "hello_timeout = 0.25\n"
                 "\n"
                 "; the main pool\n"
                 "[pool main]\n"
@@ -161,6 +165,10 @@ static void test_full_file(void **state)
         assert_int_equal(cfg.allow_gids[1], 4343);
         assert_int_equal(cfg.log_level, FP_LOG_DEBUG);
         assert_int_equal(cfg.shutdown_grace_ms, 2500);
+        assert_int_equal(cfg.max_connections_per_uid, 300);
+        assert_int_equal(cfg.max_connections_per_pid, 0);
+        assert_int_equal(cfg.max_waiting_per_connection, 7);
+        assert_int_equal(cfg.hello_timeout_ms, 250);
         assert_int_equal(cfg.n_pools, 2);
 
         const struct fp_pool_config *main_pool = fp_config_find_pool(&cfg, "main");
@@ -176,7 +184,7 @@ static void test_full_file(void **state)
         assert_int_equal(main_pool->timeout_ms, 12500);
         assert_int_equal(main_pool->connect_timeout_ms, 3000);
         assert_int_equal(main_pool->reset_mode, FP_RESET_COMMIT);
-        assert_int_equal(main_pool->line, 10);
+        assert_int_equal(main_pool->line, 14);
 
         const struct fp_pool_config *ro = fp_config_find_pool(&cfg, "reports.v2-ro");
         assert_non_null(ro);
@@ -187,7 +195,7 @@ static void test_full_file(void **state)
         assert_int_equal(ro->timeout_ms, 0);
         assert_int_equal(ro->connect_timeout_ms, 10000);
         assert_int_equal(ro->reset_mode, FP_RESET_NONE);
-        assert_int_equal(ro->line, 18);
+        assert_int_equal(ro->line, 22);
 
         assert_null(fp_config_find_pool(&cfg, "Main"));
         fp_config_free(&cfg);
@@ -209,6 +217,10 @@ static void test_defaults(void **state)
         assert_int_equal(cfg.n_allow_gids, 0);
         assert_int_equal(cfg.log_level, FP_LOG_INFO);
         assert_int_equal(cfg.shutdown_grace_ms, 10000);
+        assert_int_equal(cfg.max_connections_per_uid, 1024);
+        assert_int_equal(cfg.max_connections_per_pid, 32);
+        assert_int_equal(cfg.max_waiting_per_connection, 128);
+        assert_int_equal(cfg.hello_timeout_ms, 5000);
         assert_int_equal(cfg.n_pools, 0);
         fp_config_free(&cfg);
 
@@ -216,6 +228,8 @@ static void test_defaults(void **state)
         assert_string_equal(cfg.socket_path, FORKPOOL_DEFAULT_SOCKET);
         assert_int_equal(cfg.log_level, FP_LOG_INFO);
         assert_int_equal(cfg.shutdown_grace_ms, 10000);
+        assert_int_equal(cfg.max_connections_per_uid, 1024);
+        assert_int_equal(cfg.hello_timeout_ms, 5000);
         assert_int_equal(cfg.n_pools, 1);
         assert_string_equal(cfg.pools[0].name, "a");
         assert_int_equal(cfg.pools[0].pool_size, 5);
@@ -277,6 +291,10 @@ static void test_bad_values(void **state)
         } global_cases[] = {
                 {"log_level", "loud", "expected error, warning, info or debug, not 'loud'"},
                 {"shutdown_grace", "soon", "not a number of seconds: 'soon'"},
+                {"max_connections_per_uid", "-1", "must be 0 (no limit) or more: '-1'"},
+                {"max_connections_per_pid", "many", "not an integer: 'many'"},
+                {"max_waiting_per_connection", "1.5", "not an integer: '1.5'"},
+                {"hello_timeout", "-2", "must not be negative: '-2'"},
                 {"socket", "", "empty path"},
                 {"allow_users", "forkpool-no-such-user", "unknown user 'forkpool-no-such-user'"},
                 {"allow_users", "root, forkpool-no-such-user",

@@ -385,6 +385,137 @@ static void test_undeliverable_lease_goes_back(void **state)
         fp_pool_done(pool);
 }
 
+/*
+ * A release in front of many waiters whose leases cannot be sent: each failed
+ * send puts the connection back and the next waiter gets it, in one loop (a
+ * recursion through checkin → dispatch overflowed forkpoold's stack).
+ */
+static void test_many_undeliverable_leases(void **state)
+{
+        enum {
+                N = 300000
+        };
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        acquire(pool, &client_a, 1, -1);
+        connects_succeed(pool);
+        for (uint32_t i = 0; i < N; i++)
+                acquire(pool, &client_b, 2 + i, 60000);
+        assert_int_equal(pool->n_waiting, N);
+        rec_log.fail_sends = 1;
+        release(pool, &client_a, lease_id_of(pool, 0));
+        assert_int_equal(pool->n_waiting, 0);
+        assert_int_equal(fp_pool_checkedin(pool), 1);
+        assert_int_equal(fp_pool_checkedout(pool), 0);
+        assert_int_equal(fp_pool_next_deadline(pool), UINT64_MAX);
+        fp_pool_done(pool);
+}
+
+static int waiters_done;
+
+static void count_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
+{
+        (void)pool, (void)w;
+        waiters_done++;
+}
+
+/*
+ * Timeouts fire earliest deadline first whatever the arrival order (ties in
+ * arrival order), and every waiter is reported done exactly once.
+ */
+static void test_timeouts_in_deadline_order(void **state)
+{
+        static const int timeouts_ms[] = {900, 100, 500, 100, 700, 300, 900, 200};
+        enum {
+                N = sizeof(timeouts_ms) / sizeof(timeouts_ms[0])
+        };
+        static const uint32_t expected[N] = {3, 5, 9, 7, 4, 6, 2, 8};
+        (void)state;
+
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        struct fp_pool_ops ops = fake_ops;
+        ops.waiter_done = count_waiter_done;
+        pool->ops = &ops;
+        waiters_done = 0;
+        acquire(pool, &client_a, 1, -1);
+        connects_succeed(pool);
+        assert_int_equal(waiters_done, 1);
+        uint64_t t0 = rec_log.clock;
+        for (uint32_t i = 0; i < N; i++)
+                acquire(pool, i % 2 ? &client_a : &client_b, 2 + i, timeouts_ms[i]);
+        for (int step = 1; step <= 10; step++)
+                fp_pool_expire(pool, t0 + (uint64_t)step * 100 * 1000);
+        assert_int_equal(rec_log.n_errors, N);
+        for (int i = 0; i < N; i++) {
+                assert_int_equal(rec_log.error_request[i], expected[i]);
+                assert_int_equal(rec_log.error_code[i], -ETIMEDOUT);
+        }
+        assert_int_equal(waiters_done, 1 + N);
+        /* Dropped with their client: done too. */
+        acquire(pool, &client_b, 20, 1000);
+        acquire(pool, &client_b, 21, 1000);
+        fp_pool_client_gone(pool, &client_b);
+        assert_int_equal(waiters_done, 3 + N);
+        assert_int_equal(fp_pool_next_deadline(pool), UINT64_MAX);
+        fp_pool_done(pool);
+}
+
+static struct fp_waiter_list waiters_a, waiters_b;
+
+static struct fp_waiter_list *fake_client_waiters(struct fp_pool *pool, void *client)
+{
+        (void)pool;
+        return client == &client_a ? &waiters_a : &waiters_b;
+}
+
+static int list_length(const struct fp_waiter_list *list)
+{
+        int n = 0;
+        const struct fp_waiter *w;
+        TAILQ_FOREACH(w, list, client_link)
+        n++;
+        return n;
+}
+
+/*
+ * With client_waiters, each client's waiters are on its own list from
+ * acquire to done, and a client that goes drops exactly its own.
+ */
+static void test_client_waiter_lists(void **state)
+{
+        (void)state;
+        struct fp_pool *pool = pool_new(1, 0, 1000);
+        struct fp_pool_ops ops = fake_ops;
+        ops.client_waiters = fake_client_waiters;
+        pool->ops = &ops;
+        TAILQ_INIT(&waiters_a);
+        TAILQ_INIT(&waiters_b);
+
+        acquire(pool, &client_a, 1, -1);
+        assert_int_equal(list_length(&waiters_a), 1); /* connecting for it */
+        connects_succeed(pool);
+        assert_int_equal(list_length(&waiters_a), 0);
+        /* 40 each: the recorder keeps at most MAX_EVENTS answers. */
+        for (uint32_t i = 0; i < 40; i++) {
+                acquire(pool, &client_a, 100 + i, 5000);
+                acquire(pool, &client_b, 5000 + i, 5000);
+        }
+        assert_int_equal(list_length(&waiters_a), 40);
+        assert_int_equal(list_length(&waiters_b), 40);
+        fp_pool_client_gone(pool, &client_b);
+        assert_int_equal(list_length(&waiters_b), 0);
+        assert_int_equal(pool->n_waiting, 40);
+        /* a's waiters kept their order: the next lease goes to its first. */
+        release(pool, &client_a, lease_id_of(pool, 0));
+        assert_int_equal(rec_log.leased_request[1], 100);
+        assert_int_equal(list_length(&waiters_a), 39);
+        /* Timeouts take them off the list too. */
+        fp_pool_expire(pool, rec_log.clock + 5000 * 1000);
+        assert_int_equal(list_length(&waiters_a), 0);
+        assert_int_equal(pool->n_waiting, 0);
+        fp_pool_done(pool);
+}
+
 static void test_invalidate_and_dispose(void **state)
 {
         (void)state;
@@ -730,6 +861,9 @@ int main(void)
                 cmocka_unit_test(test_pool_size_zero_unbounded),
                 cmocka_unit_test(test_max_overflow_unlimited),
                 cmocka_unit_test(test_client_gone_reclaims),
+                cmocka_unit_test(test_many_undeliverable_leases),
+                cmocka_unit_test(test_timeouts_in_deadline_order),
+                cmocka_unit_test(test_client_waiter_lists),
                 cmocka_unit_test(test_undeliverable_lease_goes_back),
                 cmocka_unit_test(test_invalidate_and_dispose),
                 cmocka_unit_test(test_lifo),
