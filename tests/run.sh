@@ -84,6 +84,10 @@ PACKAGES=(
   clang libclang-rt-14-dev
   clang-format cppcheck shellcheck groff-base
   python3 procps iproute2 util-linux curl
+  # tests/dropin: unmodified libpq clients and the servers they run in
+  python3-psycopg2 python3-psycopg python3-sqlalchemy gunicorn
+  apache2 libapache2-mod-php8.2 php8.2-cli php8.2-fpm php8.2-pgsql
+  ruby-pg libdbi-perl libdbd-pg-perl
 )
 
 install_packages() {
