@@ -7,7 +7,8 @@
 #            extensions with RTLD_DEEPBIND, hence a library named libpq.so.5)
 #   fpm:     PHP-FPM, pm = static, 20 children (the drop-in found through
 #            LD_LIBRARY_PATH), with a small FastCGI client
-# on a pool of 2 + 2 overflow (reset_on_return = auto): a few hundred
+# on a pool of 2 + 2 overflow (the default reset_on_return, rollback: the
+# drop-in asks for the rest): a few hundred
 # concurrent requests all answered, by at most 4 backends; after the server
 # stops nothing is left checked out and the server holds only the pool's idle
 # connections.
@@ -41,7 +42,7 @@ getent passwd "$RUN_USER" >/dev/null || dt_die "no user $RUN_USER (the apache2 p
 
 # The children (www-data) must reach the socket: its group is the first of allow_groups.
 dt_global sup "allow_groups = $RUN_USER"
-dt_pool sup php pool_size=$POOL_SIZE max_overflow=$MAX_OVERFLOW pool_timeout=60 reset_on_return=auto
+dt_pool sup php pool_size=$POOL_SIZE max_overflow=$MAX_OVERFLOW pool_timeout=60
 dt_start sup
 APP=$(dt_app sup php)
 

@@ -30,10 +30,10 @@ dt_init "$@"
 
 CAP=3
 # "main": the load; "one": a pool of one connection, so that every lease is the
-# same session; reset_on_return = auto (the reset that also drops what a
-# client prepared or SET: research/dropin.md §5).
+# same session. Both keep the default reset_on_return (rollback): the drop-in
+# has what a client prepared or SET cleaned whatever the pool's mode.
 dt_pool sup main pool_size=$CAP max_overflow=0 pool_timeout=60
-dt_pool sup one pool_size=1 max_overflow=0 pool_timeout=60 reset_on_return=auto
+dt_pool sup one pool_size=1 max_overflow=0 pool_timeout=60
 dt_start sup
 APP=$(dt_app sup main)
 APP1=$(dt_app sup one)

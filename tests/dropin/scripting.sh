@@ -2,8 +2,8 @@
 # dropin/ruby-pg, dropin/perl-dbd-pg — unmodified ruby-pg (PG.connect, always
 # asynchronous) and Perl DBI + DBD::Pg programs: 8 processes, each 50 times
 # connect, a prepared statement (ruby: every 10th time also
-# PG::Connection#reset), disconnect, on a pool of 3 (reset_on_return =
-# auto): every iteration succeeds, every session is the pool's, never more than
+# PG::Connection#reset), disconnect, on a pool of 3 (the default
+# reset_on_return, rollback): every iteration succeeds, every session is the pool's, never more than
 # 3 backends.
 #
 #   scripting.sh ruby|perl (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
@@ -23,7 +23,7 @@ dt_init "$@"
 PROCS=8
 LOOPS=50
 CAP=3
-dt_pool sup app pool_size=$CAP max_overflow=0 pool_timeout=60 reset_on_return=auto
+dt_pool sup app pool_size=$CAP max_overflow=0 pool_timeout=60
 dt_start sup
 APP=$(dt_app sup app)
 if [[ $LANG_ == ruby ]]; then
