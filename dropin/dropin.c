@@ -166,12 +166,14 @@ static forkpool *main_handle(const char *socket, int *ret_error)
 }
 
 /*
- * Control connections for non-blocking connects that must wait: each carries
- * at most one pending acquire (its descriptor is what PQsocket() shows
- * meanwhile), and keeps the leases that came on it, since a lease goes back
- * on the connection it came on. One is reused once its acquire is answered,
- * so a process needs as many as it has connects waiting at once, not one per
- * lease; one with neither is closed.
+ * The control connections acquires go out on: each carries at most one
+ * acquire at a time (for a non-blocking connect that must wait, its
+ * descriptor is what PQsocket() shows meanwhile), so the threads of a
+ * process acquire in parallel, and keeps the leases that came on it, since a
+ * lease goes back on the connection it came on. One is reused once its
+ * acquire is answered: a process needs as many as it has acquires under way
+ * at once, not one per lease. A few with nothing on them stay open for the
+ * next acquires; beyond that they are closed.
  */
 struct wait_handle {
         struct wait_handle *next;
@@ -184,11 +186,12 @@ struct wait_handle {
 };
 static struct wait_handle *wait_handles; /* under handles_lock */
 
-/* Closes h if nothing needs it any more. Called with handles_lock held. */
-static void wait_handle_maybe_close(struct wait_handle *h)
+/* Control connections kept open with nothing on them, per process, for the next acquires. */
+#define IDLE_HANDLES_MAX 8
+
+/* Closes h (forkpoold drops an acquire still queued on it). Called with handles_lock held. */
+static void wait_handle_close(struct wait_handle *h)
 {
-        if (h->leases || h->waiting || h->abandoned_id)
-                return;
         for (struct wait_handle **p = &wait_handles; *p; p = &(*p)->next)
                 if (*p == h) {
                         *p = h->next;
@@ -196,6 +199,18 @@ static void wait_handle_maybe_close(struct wait_handle *h)
                 }
         forkpool_close(h->fp);
         free(h);
+}
+
+/* Closes h if nothing needs it and enough others are idle. Called with handles_lock held. */
+static void wait_handle_maybe_close(struct wait_handle *h)
+{
+        if (h->leases || h->waiting || h->abandoned_id)
+                return;
+        unsigned idle = 0;
+        for (const struct wait_handle *o = wait_handles; o; o = o->next)
+                idle += o != h && o->pid == h->pid && !o->leases && !o->waiting && !o->abandoned_id;
+        if (h->pid != getpid() || idle >= IDLE_HANDLES_MAX)
+                wait_handle_close(h);
 }
 
 /*
@@ -220,24 +235,43 @@ static void wait_handles_reap(void)
         }
 }
 
-/* A control connection to socket with no acquire pending, marked waiting; NULL on error. */
-static struct wait_handle *wait_handle_get(const char *socket, int *ret_error)
+/* Whether h is free for a new acquire (of this process, to socket). */
+static bool wait_handle_free(const struct wait_handle *h, const char *socket)
 {
-        struct wait_handle *h;
+        return h->pid == getpid() && !h->waiting && !h->abandoned_id &&
+               strcmp(h->socket, socket) == 0;
+}
+
+/*
+ * A control connection to socket with no acquire pending, marked waiting;
+ * NULL on error. An acquire that may be given up (a non-blocking connect:
+ * may_abandon) prefers one that carries no lease, opened if need be, so
+ * that giving it up can close it and forkpoold drops the acquire with it;
+ * only when forkpoold allows no more connections does it share one.
+ */
+static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon, int *ret_error)
+{
+        struct wait_handle *h, *shared = NULL;
         int r = 0;
 
         pthread_mutex_lock(&handles_lock);
         wait_handles_reap();
-        for (h = wait_handles; h; h = h->next)
-                if (h->pid == getpid() && !h->waiting && !h->abandoned_id &&
-                    strcmp(h->socket, socket) == 0)
+        for (h = wait_handles; h; h = h->next) {
+                if (!wait_handle_free(h, socket))
+                        continue;
+                if (!may_abandon || !h->leases)
                         break;
+                if (!shared)
+                        shared = h;
+        }
         if (!h) {
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
                 if (r < 0) {
                         free(h);
-                        h = NULL;
+                        h = shared;
+                        if (h)
+                                r = 0;
                 } else {
                         snprintf(h->socket, sizeof(h->socket), "%s", socket);
                         h->pid = getpid();
@@ -285,7 +319,8 @@ static void wait_handle_abandon(struct wait_handle *h, uint32_t id)
         h->waiting = false;
         if (h->leases)
                 h->abandoned_id = id;
-        wait_handle_maybe_close(h);
+        else
+                wait_handle_close(h);
         pthread_mutex_unlock(&handles_lock);
 }
 
@@ -479,6 +514,27 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
 }
 
 /* A blocking lease into d (its PGconn made now, or d->adoption begun on it). */
+/*
+ * A blocking acquire for d on a control connection no other acquire uses
+ * right now (on the process's main one if forkpoold allows it no more); a
+ * lease is counted on its connection (d->wait).
+ */
+static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
+                            forkpool_lease **ret)
+{
+        int r;
+        struct wait_handle *h = wait_handle_get(d->target.socket, false, &r);
+        if (!h)
+                return main ? forkpool_acquire(main, d->target.pool, timeout_ms, ret) : r;
+        r = forkpool_acquire(h->fp, d->target.pool, timeout_ms, ret);
+        wait_handle_answered(h, r >= 0);
+        if (r >= 0) {
+                d->wait = h;
+                d->wait_leased = true;
+        }
+        return r;
+}
+
 static void lease_blocking(struct dropin_conn *d)
 {
         char text[512];
@@ -487,7 +543,7 @@ static void lease_blocking(struct dropin_conn *d)
 
         forkpool *fp = main_handle(d->target.socket, &r);
         if (fp)
-                r = forkpool_acquire(fp, d->target.pool, d->target.timeout_ms, &lease);
+                r = acquire_parallel(d, fp, d->target.timeout_ms, &lease);
         if (r < 0) {
                 acquire_error_text(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
@@ -515,7 +571,7 @@ static void lease_nonblocking(struct dropin_conn *d)
         }
         r = forkpool_pool_state(fp, d->target.pool, &st);
         if (r >= 0 && st.idle > 0 && !st.paused) {
-                r = forkpool_acquire(fp, d->target.pool, 0, &lease);
+                r = acquire_parallel(d, fp, 0, &lease);
                 if (r >= 0) {
                         (void)adopt_lease(d, lease);
                         return;
@@ -528,7 +584,7 @@ static void lease_nonblocking(struct dropin_conn *d)
         }
 
         /* It must wait: on a control connection of its own, watched through PQsocket(). */
-        d->wait = wait_handle_get(d->target.socket, &r);
+        d->wait = wait_handle_get(d->target.socket, true, &r);
         int control = !d->wait ? r
                                : fp_acquire_send(d->wait->fp, d->target.pool, d->target.timeout_ms,
                                                  &d->request_id);
