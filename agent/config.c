@@ -338,6 +338,7 @@ static void config_pool_defaults(struct fp_pool_config *pc, const char *name, in
         pc->reset_mode = FP_RESET_ROLLBACK;
         pc->pool_class = FP_POOL_QUEUE;
         pc->recycle_ms = -1;
+        pc->affinity = true;
         pc->line = line;
 }
 
@@ -732,6 +733,11 @@ static int key_pool_pre_ping(struct config_loader *ld, const char *v, char *reas
         return config_parse_bool(v, &ld->pool->pre_ping, reason, len);
 }
 
+static int key_pool_affinity(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        return config_parse_bool(v, &ld->pool->affinity, reason, len);
+}
+
 static int key_pool_use_lifo(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_bool(v, &ld->pool->use_lifo, reason, len);
@@ -821,6 +827,7 @@ static const struct config_key config_pool_keys[] = {
         {"pool_recycle", key_pool_recycle},
         {"pool_pre_ping", key_pool_pre_ping},
         {"pool_use_lifo", key_pool_use_lifo},
+        {"pool_affinity", key_pool_affinity},
         {"connect_rate", key_connect_rate},
         {"echo_pool", key_echo_pool},
         {"on_connect", key_on_connect},

@@ -57,6 +57,7 @@ struct fp_pool_config {
         int recycle_ms;                /* pool_recycle, default -1 (off) */
         bool pre_ping;                 /* pool_pre_ping, default false */
         bool use_lifo;                 /* pool_use_lifo, default false */
+        bool affinity;                 /* pool_affinity, default true */
         int connect_rate;              /* new connections per second, 0 = no limit */
         int echo;                      /* echo_pool: 0 off, 1 true, 2 debug */
         char *on_connect;              /* SQL run on every new connection, or NULL */

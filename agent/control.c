@@ -256,7 +256,8 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
         }
         /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
         client->n_waiting++;
-        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms, msg->label);
+        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms, msg->label,
+                                msg->prefer_lease_id);
         if (r < 0) {
                 client->n_waiting--;
                 fp_control_send_error(client, id, r, "out of memory");

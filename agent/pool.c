@@ -100,11 +100,10 @@ int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
         fp_heap_init(&pool->deadlines, waiter_deadline_less, waiter_set_heap_index);
 
         pool->records = calloc(pool->capacity, sizeof(*pool->records));
-        pool->queue = calloc(pool->capacity, sizeof(*pool->queue));
+        TAILQ_INIT(&pool->queue);
         pool->dirty = calloc(pool->capacity, sizeof(*pool->dirty));
-        if (!pool->records || !pool->queue || !pool->dirty) {
+        if (!pool->records || !pool->dirty) {
                 free(pool->records);
-                free(pool->queue);
                 free(pool->dirty);
                 return -ENOMEM;
         }
@@ -123,7 +122,6 @@ void fp_pool_done(struct fp_pool *pool)
         }
         fp_heap_done(&pool->deadlines);
         free(pool->records);
-        free(pool->queue);
         free(pool->dirty);
         memset(pool, 0, sizeof(*pool));
 }
@@ -146,35 +144,49 @@ static void histogram_add(struct fp_shm_histogram *h, uint64_t usec)
         h->sum_usec += usec;
 }
 
-/* --- the idle queue Q: a ring of record indexes, taken FIFO or LIFO --- */
+/* --- the idle queue Q: a list of records, taken FIFO or LIFO --- */
 
 static void queue_push(struct fp_pool *pool, struct fp_record *rec)
 {
-        uint32_t tail = (pool->queue_head + pool->queue_len) % pool->capacity;
-        pool->queue[tail] = rec->index;
+        TAILQ_INSERT_TAIL(&pool->queue, rec, queue_link);
         pool->queue_len++;
         rec->in_queue = true;
 }
 
+static void queue_remove(struct fp_pool *pool, struct fp_record *rec)
+{
+        TAILQ_REMOVE(&pool->queue, rec, queue_link);
+        pool->queue_len--;
+        rec->in_queue = false;
+}
+
 static struct fp_record *queue_pop(struct fp_pool *pool)
 {
-        uint32_t at;
-
-        if (pool->queue_len == 0)
-                return NULL;
-        if (pool->params.use_lifo) {
-                at = (pool->queue_head + pool->queue_len - 1) % pool->capacity;
-        } else {
-                at = pool->queue_head;
-                pool->queue_head = (pool->queue_head + 1) % pool->capacity;
-        }
-        pool->queue_len--;
-        struct fp_record *rec = &pool->records[pool->queue[at]];
-        rec->in_queue = false;
+        struct fp_record *rec = pool->params.use_lifo ? TAILQ_LAST(&pool->queue, fp_record_queue)
+                                                      : TAILQ_FIRST(&pool->queue);
+        if (rec)
+                queue_remove(pool, rec);
         return rec;
 }
 
-/* --- records --- */
+/*
+ * The idle record w would like back (affinity): the one of its last lease, if
+ * it is in Q with its connection and nobody has leased it since. O(1).
+ */
+static struct fp_record *queue_take_preferred(struct fp_pool *pool, const struct fp_waiter *w)
+{
+        uint64_t id = w->prefer_lease_id;
+        if (!id || !pool->params.affinity || fp_lease_id_pool(id) != pool->id)
+                return NULL;
+        uint32_t index = (uint32_t)(id >> 32) & 0xffff;
+        if (index >= pool->capacity)
+                return NULL;
+        struct fp_record *rec = &pool->records[index];
+        if (!rec->in_queue || !rec->conn || (uint32_t)rec->lease_generation != (uint32_t)id)
+                return NULL;
+        queue_remove(pool, rec);
+        return rec;
+}
 
 static void record_set_state(struct fp_pool *pool, struct fp_record *rec, enum fp_slot_state state)
 {
@@ -410,7 +422,9 @@ static void dispatch(struct fp_pool *pool)
         do {
                 pool->dispatch_again = false;
                 while (!pool->closing && !pool->paused && (w = TAILQ_FIRST(&pool->waiters))) {
-                        struct fp_record *rec = queue_pop(pool);
+                        struct fp_record *rec = queue_take_preferred(pool, w);
+                        if (!rec)
+                                rec = queue_pop(pool);
                         if (rec) {
                                 waiter_remove(pool, w);
                                 checkout_idle(pool, rec, w);
@@ -462,7 +476,7 @@ static const struct fp_record *assertion_holder(const struct fp_pool *pool)
 }
 
 int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t request_id,
-                    int timeout_ms, const char *label)
+                    int timeout_ms, const char *label, uint64_t prefer_lease_id)
 {
         struct fp_waiter *w = calloc(1, sizeof(*w));
         uint64_t start = now(pool);
@@ -481,6 +495,7 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
                 .start_usec = start,
                 .deadline_usec = start + (uint64_t)timeout_ms * 1000u,
                 .heap_index = FP_HEAP_NONE,
+                .prefer_lease_id = prefer_lease_id,
         };
         if (pool->ops->client_waiters) {
                 w->client_list = pool->ops->client_waiters(pool, client);
@@ -836,9 +851,8 @@ void fp_pool_invalidate_all(struct fp_pool *pool)
         pool->counters.pool_invalidations++;
         emit(pool, FP_EV_POOL_INVALIDATE, NULL, 0, 0, 0);
         /* Idle records keep their place in Q, empty: they reconnect when next used. */
-        for (uint32_t i = 0, n = pool->queue_len; i < n; i++) {
-                struct fp_record *rec =
-                        &pool->records[pool->queue[(pool->queue_head + i) % pool->capacity]];
+        for (struct fp_record *rec = TAILQ_FIRST(&pool->queue); rec;
+             rec = TAILQ_NEXT(rec, queue_link)) {
                 if (rec->conn)
                         record_close(pool, rec, FP_CLOSE_CLEAN);
         }

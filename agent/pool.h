@@ -68,6 +68,7 @@ struct fp_record {
         bool restored;   /* a lease restored from the fd store, not yet returned */
         bool dirty;      /* to be published */
         bool in_queue;
+        TAILQ_ENTRY(fp_record) queue_link; /* in Q, while in_queue */
 };
 
 struct fp_waiter_list;
@@ -84,6 +85,7 @@ struct fp_waiter {
         uint64_t start_usec;
         uint64_t seq;      /* arrival order in its pool: breaks deadline ties */
         size_t heap_index; /* position in the pool's deadline heap; FP_HEAP_NONE: not queued */
+        uint64_t prefer_lease_id; /* the lease it held last and would like back, 0: none */
         char label[FP_SHM_LABEL_MAX];
 };
 
@@ -158,6 +160,7 @@ struct fp_pool_params {
         int recycle_ms; /* -1: off */
         bool pre_ping;
         bool use_lifo;
+        bool affinity;         /* a process may get back the idle connection it held last */
         int leak_timeout_ms;   /* 0: off */
         int max_lease_time_ms; /* 0: off */
 };
@@ -176,8 +179,9 @@ struct fp_pool {
         uint32_t *dirty;   /* records changed since the last publish */
         uint32_t n_dirty;
         struct fp_record *records;
-        uint32_t *queue; /* ring of record indexes: Q */
-        uint32_t queue_head, queue_len;
+        TAILQ_HEAD(fp_record_queue, fp_record)
+        queue; /* Q: taken from the head (FIFO) or tail (LIFO) */
+        uint32_t queue_len;
         struct fp_waiter_list waiters; /* FIFO: the order they are served in */
         struct fp_heap deadlines;      /* the same waiters, earliest deadline first */
         uint64_t waiter_seq;           /* the last waiter's seq */
@@ -215,11 +219,14 @@ void fp_pool_update_params(struct fp_pool *pool, const struct fp_pool_params *pa
 /*
  * Queues an acquire from client (pid) and serves it if it can. timeout_ms < 0
  * means the pool's timeout; 0 means try once. label (may be NULL) is what the
- * holder called the lease. Answers through ops (possibly before returning).
- * Returns 0 or -ENOMEM (nothing queued, nothing answered).
+ * holder called the lease. prefer_lease_id (0: none) names the lease the
+ * client held last: with affinity on, that connection is handed out when it is
+ * idle and nobody has leased it since, whatever its place in Q (waiters are
+ * still served in their order). Answers through ops (possibly before
+ * returning). Returns 0 or -ENOMEM (nothing queued, nothing answered).
  */
 int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t request_id,
-                    int timeout_ms, const char *label);
+                    int timeout_ms, const char *label, uint64_t prefer_lease_id);
 
 /*
  * Takes back the record leased to client (process pid) with lease_id. A lease

@@ -362,6 +362,7 @@ static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_
                 .recycle_ms = cfg->recycle_ms,
                 .pre_ping = cfg->pre_ping,
                 .use_lifo = cfg->use_lifo,
+                .affinity = cfg->affinity,
                 .leak_timeout_ms = cfg->leak_timeout_ms,
                 .max_lease_time_ms = cfg->max_lease_time_ms,
         };

@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 
 #define FP_PROTO_MAGIC   0x46504331u /* "FPC1" */
-#define FP_PROTO_VERSION 1u
+#define FP_PROTO_VERSION 2u
 
 #define FP_NAME_MAX    64   /* pool names, including the NUL */
 #define FP_IDENT_MAX   64   /* database user and database names, including the NUL */
@@ -116,6 +116,12 @@ struct fp_msg_acquire {
         uint32_t flags;
         char pool[FP_NAME_MAX];
         char label[FP_LABEL_MAX];
+        /*
+         * The lease id of a session this process held last and would like back
+         * (its adopted handle is still here), 0 for none: a hint, honoured when
+         * that connection is idle and nobody has leased it since.
+         */
+        uint64_t prefer_lease_id;
 };
 
 struct fp_msg_error {

@@ -29,7 +29,9 @@ FP_REALPQ_DECLARE(PQconsumeInput);
 
 struct cached {
         PGconn *conn;
-        uint64_t slot; /* lease_id >> 32: the pool and slot of its session */
+        uint64_t lease_id;      /* the lease it was released from: what to ask back */
+        char pool[FP_NAME_MAX]; /* that lease's pool */
+        uint64_t slot;          /* lease_id >> 32: the pool and slot of its session */
         int32_t backend_pid;
         int32_t cancel_key; /* with backend_pid: that very session, not a reconnect */
 };
@@ -85,9 +87,11 @@ bool conncache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
         if (!at_rest(conn))
                 return false;
 
-        struct cached c = {.slot = lease->lease_id >> 32,
+        struct cached c = {.lease_id = lease->lease_id,
+                           .slot = lease->lease_id >> 32,
                            .backend_pid = lease->info.backend_pid,
                            .cancel_key = lease->info.cancel_key};
+        snprintf(c.pool, sizeof(c.pool), "%s", lease->pool);
         if (fp_release_keep_pg(lease) != conn)
                 return false; /* not adopted by us after all: released as it was */
         c.conn = conn;
@@ -166,4 +170,16 @@ PGconn *conncache_take(forkpool_lease *lease)
         close(lease->fd);
         reset_hooks(conn);
         return conn;
+}
+
+uint64_t conncache_preferred(const char *pool)
+{
+        uint64_t id = 0;
+        pthread_mutex_lock(&cache_lock);
+        if (cache_pid == getpid())
+                for (size_t i = n_cached; i-- > 0 && !id;)
+                        if (strcmp(cache[i].pool, pool) == 0)
+                                id = cache[i].lease_id;
+        pthread_mutex_unlock(&cache_lock);
+        return id;
 }

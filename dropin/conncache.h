@@ -49,6 +49,12 @@ bool conncache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events);
  */
 PGconn *conncache_take(forkpool_lease *lease);
 
+/*
+ * The lease id of the newest PGconn kept for pool, to ask forkpoold for that
+ * session (fp_prefer_lease), or 0.
+ */
+uint64_t conncache_preferred(const char *pool);
+
 /* In a child after fork: the parent's cached PGconns are forgotten. */
 void conncache_atfork_child(void);
 

@@ -526,6 +526,8 @@ static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_m
         struct wait_handle *h = wait_handle_get(d->target.socket, false, &r);
         if (!h)
                 return main ? forkpool_acquire(main, d->target.pool, timeout_ms, ret) : r;
+        /* A session whose PGconn this process still has, if forkpoold can give it. */
+        fp_prefer_lease(h->fp, d->target.pool, conncache_preferred(d->target.pool));
         r = forkpool_acquire(h->fp, d->target.pool, timeout_ms, ret);
         wait_handle_answered(h, r >= 0);
         if (r >= 0) {

@@ -378,6 +378,23 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
         return 0;
 }
 
+void fp_prefer_lease(forkpool *fp, const char *pool, uint64_t lease_id)
+{
+        pthread_mutex_lock(&fp->io_lock);
+        fp->prefer_lease_id = lease_id;
+        snprintf(fp->prefer_pool, sizeof(fp->prefer_pool), "%s", pool);
+        pthread_mutex_unlock(&fp->io_lock);
+}
+
+/* The lease id to ask back with an acquire of pool on fp, or 0. */
+static uint64_t preferred_lease(forkpool *fp, const char *pool)
+{
+        pthread_mutex_lock(&fp->io_lock);
+        uint64_t id = strcmp(fp->prefer_pool, pool) == 0 ? fp->prefer_lease_id : 0;
+        pthread_mutex_unlock(&fp->io_lock);
+        return id;
+}
+
 /*
  * Reads the replies that have arrived on fd until the one for request id:
  * returns 0 with a new lease in *ret, -EAGAIN if it has not arrived yet, the
@@ -436,6 +453,7 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
         if (label)
                 snprintf(req.label, sizeof(req.label), "%s", label);
+        req.prefer_lease_id = preferred_lease(fp, pool);
         r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
         if (r < 0)
                 return r;
@@ -569,6 +587,7 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
         req.timeout_ms = timeout_ms;
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        req.prefer_lease_id = preferred_lease(fp, pool);
         int r = fp_send_msg(fd, &req, sizeof(req), -1, MSG_DONTWAIT);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;

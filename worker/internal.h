@@ -52,6 +52,9 @@ struct forkpool {
         pid_t segment_pid;           /* the process that mapped it */
         uint64_t segment_checked_ms; /* CLOCK_MONOTONIC of the last look at the name's inode */
         struct fp_my_cached my_cache[FP_MY_CACHE_MAX]; /* oldest first; this process's */
+        /* The session this process would like back (fp_prefer_lease), for acquires of that pool. */
+        uint64_t prefer_lease_id;
+        char prefer_pool[FP_NAME_MAX];
         size_t n_my_cache;
 };
 
@@ -130,6 +133,15 @@ PGconn *fp_release_keep_pg(struct forkpool_lease *lease);
  * the supervisor makes it idle again without a reset. Returns 0 or -ECHILD.
  */
 int fp_release_unused(struct forkpool_lease *lease);
+
+/*
+ * Asks for the session of lease_id (one this process held and gave back) at
+ * fp's next acquires from pool: forkpoold hands it out if it is idle and
+ * nobody has leased it since (pool_affinity), so an adoption kept here can
+ * be reused; lease_id 0 clears it. Only the drop-in asks (for sessions whose
+ * PGconn it keeps): a program using the C API gets the pool's own order.
+ */
+void fp_prefer_lease(forkpool *fp, const char *pool, uint64_t lease_id);
 
 /*
  * A non-blocking acquire: sends the request on fp's control connection

@@ -141,7 +141,7 @@ static struct fp_pool *pool_new(int size, int overflow, int timeout_ms)
 /* Acquire with the fake clock as the start time. */
 static void acquire(struct fp_pool *pool, void *client, uint32_t request_id, int timeout_ms)
 {
-        assert_int_equal(fp_pool_acquire(pool, client, 100, request_id, timeout_ms, NULL), 0);
+        assert_int_equal(fp_pool_acquire(pool, client, 100, request_id, timeout_ms, NULL, 0), 0);
 }
 
 /* Completes every pending connect successfully (in order). */
@@ -571,6 +571,61 @@ static void test_lifo(void **state)
         fp_pool_done(pool);
 }
 
+/*
+ * Affinity: an acquire that names the lease it held last gets that idle
+ * connection back, whatever its place in Q; not once somebody else leased it
+ * since, and not with affinity off. Waiters are still served in order.
+ */
+static void test_affinity(void **state)
+{
+        (void)state;
+        struct fp_pool_params params = {.pool_size = 3,
+                                        .max_overflow = 0,
+                                        .timeout_ms = 1000,
+                                        .recycle_ms = -1,
+                                        .affinity = true};
+        struct fp_pool *pool = pool_new_params(params);
+        checkout_new(pool, 3);
+        uint64_t last = lease_id_of(pool, 2);
+        for (int i = 0; i < 3; i++)
+                release(pool, &client_a, lease_id_of(pool, i));
+        /* FIFO would give the first one back; the hint asks for the third. */
+        assert_int_equal(fp_pool_acquire(pool, &client_a, 100, 7, -1, NULL, last), 0);
+        assert_ptr_equal(rec_log.leased_rec[3], rec_log.leased_rec[2]);
+        release(pool, &client_a, lease_id_of(pool, 3));
+
+        /* Somebody else has leased it since: the hint is stale, FIFO order holds. */
+        assert_int_equal(fp_pool_acquire(pool, &client_b, 100, 8, -1, NULL, 0), 0);
+        assert_ptr_equal(rec_log.leased_rec[4], rec_log.leased_rec[0]);
+        assert_int_equal(fp_pool_acquire(pool, &client_b, 100, 9, -1, NULL, 0), 0);
+        assert_ptr_equal(rec_log.leased_rec[5], rec_log.leased_rec[1]);
+        assert_int_equal(fp_pool_acquire(pool, &client_b, 100, 10, -1, NULL, 0), 0);
+        assert_ptr_equal(rec_log.leased_rec[6], rec_log.leased_rec[2]);
+        uint64_t stale = last;
+        release(pool, &client_b, lease_id_of(pool, 4));
+        release(pool, &client_b, lease_id_of(pool, 5));
+        release(pool, &client_b, lease_id_of(pool, 6));
+        assert_int_equal(fp_pool_acquire(pool, &client_a, 100, 11, -1, NULL, stale), 0);
+        assert_ptr_equal(rec_log.leased_rec[7], rec_log.leased_rec[0]);
+        /* A hint of another pool, or out of range, is ignored. */
+        assert_int_equal(fp_pool_acquire(pool, &client_a, 100, 12, -1, NULL,
+                                         (uint64_t)7 << 48 | lease_id_of(pool, 6)),
+                         0);
+        assert_ptr_equal(rec_log.leased_rec[8], rec_log.leased_rec[1]);
+        fp_pool_done(pool);
+
+        /* Affinity off: strict FIFO even with a hint. */
+        params.affinity = false;
+        pool = pool_new_params(params);
+        checkout_new(pool, 3);
+        last = lease_id_of(pool, 2);
+        for (int i = 0; i < 3; i++)
+                release(pool, &client_a, lease_id_of(pool, i));
+        assert_int_equal(fp_pool_acquire(pool, &client_a, 100, 7, -1, NULL, last), 0);
+        assert_ptr_equal(rec_log.leased_rec[3], rec_log.leased_rec[0]);
+        fp_pool_done(pool);
+}
+
 static void test_event_sequences(void **state)
 {
         (void)state;
@@ -856,6 +911,7 @@ int main(void)
                 cmocka_unit_test(test_lazy_and_overflow),
                 cmocka_unit_test(test_discard_only_when_queue_full),
                 cmocka_unit_test(test_reuse_fifo),
+                cmocka_unit_test(test_affinity),
                 cmocka_unit_test(test_waiters_fifo_and_deadlines),
                 cmocka_unit_test(test_failed_connect_wakes_next),
                 cmocka_unit_test(test_pool_size_zero_unbounded),
