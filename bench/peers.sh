@@ -332,6 +332,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
+set xrange [-0.6:3.6]
 set yrange [0:*]
 set offsets 0, 0, 0.1, 0
 set key autotitle columnhead
