@@ -191,7 +191,7 @@ for s in workers pool raw; do
     'NR > 1 && $s == want { print $w, $o, $w99 }' "$CSV" >"$TOP/$s.dat"
 done
 gnuplot <<EOF
-set terminal pngcairo size 1000,460 font "sans,10"
+set terminal pngcairo size 1000,460 font "sans,10" noenhanced
 set output "$PNG"
 set multiplot layout 1,2 title "forkpool-scale, $(nproc) vCPUs, ${SECONDS_PER_ROW} s per point"
 set logscale x 2
