@@ -113,7 +113,7 @@ client_direct() {
 # (and writing its children's user and sys seconds to TIMESFILE).
 wrapped() {
   local t=''
-  [[ -n ${3:-} ]] && t="; times | tail -n1 >'$3'"
+  [[ -n ${3:-} ]] && t="; times >'$3'"
   printf "%s; SOCK='%s' BUILD='%s' DROPIN='%s' PGBENCH='%s' TOP='%s' %s %s%s" \
     "$(declare -f "$1")" "$SOCK" "$BUILD" "$DROPIN" "$PGBENCH" "$TOP" "$1" "$2" "$t"
 }
@@ -133,7 +133,7 @@ measure() {
   kill -INT "$pstat"
   wait "$pstat" || true
   read -r -a f1 < <(cpu_ticks "$FORKPOOLD_PID")
-  read -r -a t <"$OUT/$name.times"
+  read -r -a t < <(sed -n 2p "$OUT/$name.times")
   printf '%s %s ' "$(seconds "${t[0]}")" "$(seconds "${t[1]}")" >"$OUT/$name.cpu"
   awk -v a=$((f1[0] - f0[0])) -v b=$((f1[1] - f0[1])) -v hz="$HZ" \
     'BEGIN { printf "%.3f %.3f\n", a / hz, b / hz }' >>"$OUT/$name.cpu"
@@ -150,25 +150,30 @@ strace_counts() {
   sp=$!
   sleep 0.5
   strace -c -q -f -o "$OUT/$name.strace" -- bash -c "$(wrapped "$fn" "$n")"
+  sleep 0.2
   kill -INT "$sp"
   wait "$sp" || true
 }
-# strace_top FILE N: "call×per-op" for the calls that run at least 0.5 times per op.
+# strace_calls FILE: "name calls" lines of a strace -c summary.
+strace_calls() {
+  awk '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" { print $NF, $4 }' "$1"
+}
+# strace_top BIG SMALL N: "call ×per-op" for the calls made at least 0.5 times per
+# op, from the difference of two runs N ops apart.
 strace_top() {
-  awk -v n="$2" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
-      calls = $4; name = $NF
-      if (calls / n >= 0.5) printf "%s %.1f\n", name, calls / n }' "$1" |
+  awk -v n="$3" 'FNR == NR { small[$1] = $2; next } { d = ($2 - small[$1]) / n
+      if (d >= 0.5) printf "%s %.1f\n", $1, d }' <(strace_calls "$2") <(strace_calls "$1") |
     sort -k2,2nr | awk '{ printf "%s`%s` ×%s", (NR > 1 ? ", " : ""), $1, $2 }'
 }
 
 # report NAME: top symbols (self), perf record -g.
 record() {
   local name=$1 fn=$2 n=$3 pr
-  perf record -q -g -e cpu-clock -F 4999 -p "$FORKPOOLD_PID" -o "$OUT/$name.fpd.data" \
+  perf record -q --call-graph dwarf,16384 -e cpu-clock -F 1999 -p "$FORKPOOLD_PID" -o "$OUT/$name.fpd.data" \
     2>/dev/null &
   pr=$!
   sleep 0.3
-  perf record -q -g -e cpu-clock -F 4999 -o "$OUT/$name.data" -- \
+  perf record -q --call-graph dwarf,16384 -e cpu-clock -F 1999 -o "$OUT/$name.data" -- \
     bash -c "$(wrapped "$fn" "$n")" 2>/dev/null
   kill -INT "$pr"
   wait "$pr" || true
@@ -177,9 +182,16 @@ record() {
 top_symbols() {
   local -a cm=()
   [[ -n ${2:-} ]] && cm=(--comms "$2")
-  perf report -i "$1" --stdio --no-children -g none --sort sym "${cm[@]}" --percent-limit 1.2 \
+  perf report -i "$1" --stdio --no-children -g none --sort sym "${cm[@]}" --percent-limit 0.7 \
     2>/dev/null | awk '/^ +[0-9.]+%/ { p = $1; $1 = ""; sub(/^ +/, ""); print p, $0 }' |
-    head -n 12
+    head -n 16
+}
+# inclusive DATA COMM: the share of samples under each step of a lease (children).
+inclusive() {
+  perf report -i "$1" --stdio --children -g none --sort sym --comms "$2" 2>/dev/null |
+    awk '/^ +[0-9.]+%/ { print $1, $4 }' |
+    grep -E ' (forkpool_acquire|forkpool_acquire_labeled|forkpool_lease_pg|fp_adopt_pg|fp_pg_adopt|fp_pg_adopt_begin|fp_pg_adopt_complete|fp_adopt_listener_accept|fp_adopt_listener_open|exchange_startup|finish_connect|forkpool_release|PQconnectStart|PQconnectStartParams|PQconnectPoll|PQconnectdb|PQconnectdbParams|PQfinish|PQexec|PQexecParams|forkpool_open|entry_SYSCALL_64_after_hwframe)$' |
+    head -n 20
 }
 # kernel_share DATA [COMM]: percentage of samples in the kernel.
 kernel_share() {
@@ -208,8 +220,9 @@ for wl in lease dropin direct; do
   echo "$wl: perf stat ($SMALL and $ITER)" >&2
   measure "$wl.small" "$fn" "$SMALL"
   measure "$wl" "$fn" "$ITER"
-  echo "$wl: strace -c ($SMALL)" >&2
-  strace_counts "$wl" "$fn" "$SMALL"
+  echo "$wl: strace -c ($SMALL and $((2 * SMALL)))" >&2
+  strace_counts "$wl.small" "$fn" "$SMALL"
+  strace_counts "$wl" "$fn" $((2 * SMALL))
   echo "$wl: perf record" >&2
   record "$wl" "$fn" "$ITER"
   stop_forkpoold
@@ -246,13 +259,13 @@ for wl in lease dropin direct; do
   echo "| | forkpoold | $(cpu_per_op "$wl" 3) | $(cpu_per_op "$wl" 4) | $(per_op "$wl" .fpd.stat raw_syscalls:sys_enter) | $(per_op "$wl" .fpd.stat context-switches) |"
 done
 echo
-echo "System calls per lease by name (strace -c, $SMALL leases; calls made at least 0.5 times per lease):"
+echo "System calls per lease by name (strace -c: runs of $SMALL and $((2 * SMALL)), the difference; calls made at least 0.5 times per lease):"
 echo
 echo "| workload | process | calls per lease |"
 echo "|---|---|---|"
 for wl in lease dropin direct; do
-  echo "| $wl | client | $(strace_top "$OUT/$wl.strace" "$SMALL") |"
-  echo "| $wl | forkpoold | $(strace_top "$OUT/$wl.fpd.strace" "$SMALL") |"
+  echo "| $wl | client | $(strace_top "$OUT/$wl.strace" "$OUT/$wl.small.strace" "$SMALL") |"
+  echo "| $wl | forkpoold | $(strace_top "$OUT/$wl.fpd.strace" "$OUT/$wl.small.fpd.strace" "$SMALL") |"
 done
 echo
 for wl in lease dropin; do
@@ -266,6 +279,14 @@ for wl in lease dropin; do
     echo '```'
     top_symbols "$data" "$comm"
     echo '```'
+    if [[ -n $comm ]]; then
+      echo
+      echo "Inclusive (children) share of the lease's steps, $wl, client:"
+      echo
+      echo '```'
+      inclusive "$data" "$comm"
+      echo '```'
+    fi
     echo
   done
 done
