@@ -68,6 +68,8 @@ struct shared {
         uint64_t deadline_ns;
         struct hist wait;  /* forkpool_acquire's time (raw: the round trip) */
         struct hist lease; /* acquire + adopt + release */
+        struct hist adopt; /* forkpool_lease_pg */
+        struct hist release; /* forkpool_release */
         struct worker_result w[MAX_WORKERS];
 };
 
@@ -196,14 +198,15 @@ static void record_error(struct worker_result *res, const char *what, const char
                 snprintf(res->first_error, sizeof(res->first_error), "%s: %s", what, detail);
 }
 
-/* One acquire + (adopt) + release; adds the acquire's time to *wait_ns. */
-static int lease_once(const struct options *opt, forkpool *fp, uint64_t *wait_ns)
+/* One acquire + (adopt) + release; the time of each step in t[0..2] (ns). */
+static int lease_once(const struct options *opt, forkpool *fp, uint64_t t[3])
 {
         forkpool_lease *lease;
-        uint64_t t0 = now_ns();
+        uint64_t t0 = now_ns(), t1, t2;
         int r = forkpool_acquire(fp, opt->pool, -1, &lease);
 
-        *wait_ns = now_ns() - t0;
+        t1 = now_ns();
+        t[0] = t1 - t0;
         if (r < 0)
                 return r;
         if (opt->adopt && !forkpool_lease_pg(lease)) {
@@ -211,7 +214,11 @@ static int lease_once(const struct options *opt, forkpool *fp, uint64_t *wait_ns
                 forkpool_invalidate(lease);
                 return r;
         }
-        return forkpool_release(lease);
+        t2 = now_ns();
+        t[1] = t2 - t1;
+        r = forkpool_release(lease);
+        t[2] = now_ns() - t2;
+        return r;
 }
 
 /* Tells the parent this process is ready, then waits for go_fd to close. */
@@ -229,19 +236,20 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
 {
         struct worker_result *res = &sh->w[idx];
         struct hist *wait = calloc(1, sizeof(*wait)), *whole = calloc(1, sizeof(*whole));
+        struct hist *adopt = calloc(1, sizeof(*adopt)), *rel = calloc(1, sizeof(*rel));
         long rss0 = status_kb(0, "VmRSS"), anon0 = status_kb(0, "RssAnon");
-        uint64_t w, t0, deadline;
+        uint64_t w[3], t0, deadline;
         forkpool *fp;
         int r;
 
-        if (!wait || !whole)
+        if (!wait || !whole || !adopt || !rel)
                 return 1;
         r = forkpool_open(opt->socket_path, &fp);
         if (r < 0) {
                 record_error(res, "forkpool_open", forkpool_strerror(r));
                 return 1;
         }
-        r = lease_once(opt, fp, &w);
+        r = lease_once(opt, fp, w);
         if (r < 0) {
                 record_error(res, forkpool_strerror(r), forkpool_last_error());
                 return 1;
@@ -252,19 +260,23 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
                 return 1;
         deadline = sh->deadline_ns;
         while ((t0 = now_ns()) < deadline) {
-                r = lease_once(opt, fp, &w);
+                r = lease_once(opt, fp, w);
                 if (r < 0) {
                         record_error(res, forkpool_strerror(r), forkpool_last_error());
                         if (r == -ECONNREFUSED || r == -ESHUTDOWN)
                                 break;
                         continue;
                 }
-                hist_add(wait, w);
+                hist_add(wait, w[0]);
+                hist_add(adopt, w[1]);
+                hist_add(rel, w[2]);
                 hist_add(whole, now_ns() - t0);
                 res->ops++;
         }
         hist_merge(&sh->wait, wait);
         hist_merge(&sh->lease, whole);
+        hist_merge(&sh->adopt, adopt);
+        hist_merge(&sh->release, rel);
         forkpool_close(fp);
         return 0;
 }
@@ -499,7 +511,7 @@ static int run(const struct options *opt)
                 printf("mode,workers,pool_size,seconds,ops,ops_per_s,wait_p50_us,wait_p99_us,"
                        "op_p50_us,op_p99_us,forkpoold_cpu_us_per_op,forkpoold_rss_start_kb,"
                        "rss_kb_per_slot,rss_kb_per_worker,worker_added_rss_kb,"
-                       "worker_added_anon_kb,errors,load1\n");
+                       "worker_added_anon_kb,adopt_p50_us,release_p50_us,errors,load1\n");
         double load = 0;
         FILE *la = fopen("/proc/loadavg", "re");
         if (la) {
@@ -512,13 +524,14 @@ static int run(const struct options *opt)
                hist_quantile_us(&sh->wait, 0.50), hist_quantile_us(&sh->wait, 0.99),
                hist_quantile_us(&sh->lease, 0.50), hist_quantile_us(&sh->lease, 0.99));
         if (raw)
-                printf(",,,,,,");
+                printf(",,,,,,,,");
         else
-                printf("%.2f,%ld,%.1f,%.2f,%.0f,%.0f,",
+                printf("%.2f,%ld,%.1f,%.2f,%.0f,%.0f,%.1f,%.1f,",
                        total ? (cpu1 - cpu0) * 1e6 / (double)total : 0.0, rss_start,
                        (double)slot_grown / opt->pool_size,
                        (double)(rss_workers - rss_pool) / (n ? n : 1),
-                       n ? (double)add_rss / n : 0.0, n ? (double)add_anon / n : 0.0);
+                       n ? (double)add_rss / n : 0.0, n ? (double)add_anon / n : 0.0,
+                       hist_quantile_us(&sh->adopt, 0.50), hist_quantile_us(&sh->release, 0.50));
         printf("%" PRIu64 ",%.2f\n", errors, load);
         munmap(sh, sizeof(*sh));
         return errors || n_ready < want ? 1 : 0;

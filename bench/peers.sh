@@ -301,7 +301,7 @@ for workload in select1 web; do
 done
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "CSV: $CSV"
+echo "CSV: ${CSV#"$ROOT"/}"
 
 # --- the chart: one group of bars per workload/protocol, one bar per configuration
 DAT=$TOP/peers.dat
@@ -342,4 +342,4 @@ set xtics noenhanced
 plot for [i=2:$((${#CONFIGS[@]} + 1))] "$DAT" using i:xtic(1), \
      for [i=2:$((${#CONFIGS[@]} + 1))] "" using (\$0 + (i - 2 - ${#CONFIGS[@]} / 2.0 + 0.5) / (${#CONFIGS[@]} + 1)):i:(sprintf("%.2f", column(i))) with labels offset 0,0.6 font ",7" notitle
 EOF
-echo "chart: $PNG"
+echo "chart: ${PNG#"$ROOT"/}"

@@ -51,7 +51,7 @@ command -v strace >/dev/null || die "strace is missing"
 
 echo "building into $BUILD" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool-bench forkpool_dropin >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool-bench forkpool-scale forkpool_dropin >/dev/null
 PGBENCH=$(pg_config --bindir)/pgbench
 DROPIN=$BUILD/dropin/libpq.so.5
 
@@ -208,6 +208,25 @@ echo "| CPU | $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1
 echo "| vCPUs | $(nproc) |"
 echo "| kernel / perf | $(uname -r) / $(perf --version | awk '{print $3}') |"
 echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+echo
+
+# Wall time of each step of a lease, one process (forkpool-scale --workers 1).
+start_forkpoold
+STEPS=$("$BUILD/bench/forkpool-scale" --mode lease --socket "$SOCK" --forkpoold-pid "$FORKPOOLD_PID" \
+          --pool-size 8 --workers 1 --seconds 3 --header) || die "forkpool-scale failed"
+stop_forkpoold
+RAW1=$("$BUILD/bench/forkpool-scale" --mode raw --workers 1 --seconds 3 --header) ||
+  die "forkpool-scale --mode raw failed"
+# field CSV NAME: the value of column NAME in the second line of a two-line CSV.
+field() {
+  awk -F, -v k="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == k) c = i; next } { print $c }' \
+    <<<"$1"
+}
+echo "Wall time of the steps of a lease, one process looping for 3 s (medians, µs):"
+echo
+echo "| forkpool_acquire | forkpool_lease_pg (adoption) | forkpool_release | whole lease | raw SEQPACKET + SCM_RIGHTS round trip |"
+echo "|---|---|---|---|---|"
+echo "| $(field "$STEPS" wait_p50_us) | $(field "$STEPS" adopt_p50_us) | $(field "$STEPS" release_p50_us) | $(field "$STEPS" op_p50_us) | $(field "$RAW1" op_p50_us) |"
 echo
 
 SMALL=$((ITER / 10))

@@ -183,7 +183,7 @@ awk -F, -v s="$c_series" -v w="$c_workers" -v p="$c_pool" -v o="$c_ops" -v w50="
   }' "$CSV"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "CSV: $CSV"
+echo "CSV: ${CSV#"$ROOT"/}"
 
 # The chart: leases/s against processes (log x), the three series.
 for s in workers pool raw; do
@@ -212,4 +212,4 @@ plot "$TOP/raw.dat" using 1:3 with linespoints lw 2 title "raw round trip p99", 
      "$TOP/pool.dat" using 1:3 with linespoints lw 2 title "pool = workers"
 unset multiplot
 EOF
-echo "chart: $PNG"
+echo "chart: ${PNG#"$ROOT"/}"
