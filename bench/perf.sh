@@ -19,13 +19,15 @@
 # forkpoold (utime and stime from /proc/PID/stat), context switches and system
 # calls per lease (perf stat, software events and the raw_syscalls tracepoint;
 # per call name with strace -c in a separate, shorter run), and the top symbols
-# of each process (perf record -g, cpu-clock, --no-children). Prints markdown.
+# of each process (perf record --call-graph dwarf, cpu-clock, --no-children). Prints markdown.
 # perf needs perf_event_paranoid <= 1 or root. Virtual machines without a PMU
 # only have software events: that is all this script uses.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${FORKPOOL_BUILD_DIR:-$ROOT/build}
+PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib libsystemd-dev
+          libinih-dev libjson-c-dev linux-perf strace)
 ITER=20000
 OUT=
 
@@ -46,6 +48,16 @@ while (($#)); do
   shift
 done
 [[ $ITER =~ ^[1-9][0-9]*$ ]] || die "--iterations needs a positive number"
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
+fi
 command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
 command -v strace >/dev/null || die "strace is missing"
 
@@ -293,7 +305,7 @@ for wl in lease dropin; do
     comm=''
     [[ $side == client && $wl == dropin ]] && comm=pgbench
     [[ $side == client && $wl == lease ]] && comm=forkpool-bench
-    echo "Top self symbols, $wl, $side (perf record -g -e cpu-clock; kernel share $(kernel_share "$data" "$comm") %):"
+    echo "Top self symbols, $wl, $side (perf record --call-graph dwarf -e cpu-clock; kernel share $(kernel_share "$data" "$comm") %):"
     echo
     echo '```'
     top_symbols "$data" "$comm"

@@ -22,6 +22,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${FORKPOOL_BUILD_DIR:-$ROOT/build}
+PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib libsystemd-dev
+          libinih-dev libjson-c-dev gnuplot-nox)
 SECONDS_PER_ROW=5
 CSV=$ROOT/bench/results/scale.csv
 PNG=
@@ -51,6 +53,16 @@ done
 [[ $SECONDS_PER_ROW =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive number"
 [[ -n $CSV ]] || die "--csv needs a path"
 [[ -n $PNG ]] || PNG=${CSV%.csv}.png
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
+fi
 command -v gnuplot >/dev/null || die "gnuplot is missing (Debian: gnuplot-nox)"
 
 echo "building into $BUILD" >&2
