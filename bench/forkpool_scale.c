@@ -66,9 +66,9 @@ struct worker_result {
 
 struct shared {
         uint64_t deadline_ns;
-        struct hist wait;  /* forkpool_acquire's time (raw: the round trip) */
-        struct hist lease; /* acquire + adopt + release */
-        struct hist adopt; /* forkpool_lease_pg */
+        struct hist wait;    /* forkpool_acquire's time (raw: the round trip) */
+        struct hist lease;   /* acquire + adopt + release */
+        struct hist adopt;   /* forkpool_lease_pg */
         struct hist release; /* forkpool_release */
         struct worker_result w[MAX_WORKERS];
 };
@@ -186,8 +186,8 @@ static double cpu_seconds(pid_t pid)
         char *p = strrchr(buf, ')');
         /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
          * cmajflt utime(14) stime(15). */
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                         &st) != 2)
+        if (!p ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
                 return -1;
         return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -235,15 +235,14 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
                         int go_fd)
 {
         struct worker_result *res = &sh->w[idx];
-        struct hist *wait = calloc(1, sizeof(*wait)), *whole = calloc(1, sizeof(*whole));
-        struct hist *adopt = calloc(1, sizeof(*adopt)), *rel = calloc(1, sizeof(*rel));
+        /* Static: each forked worker has its own copy, zeroed, with nothing to free. */
+        static struct hist wait_h, whole_h, adopt_h, rel_h;
+        struct hist *wait = &wait_h, *whole = &whole_h, *adopt = &adopt_h, *rel = &rel_h;
         long rss0 = status_kb(0, "VmRSS"), anon0 = status_kb(0, "RssAnon");
         uint64_t w[3], t0, deadline;
         forkpool *fp;
         int r;
 
-        if (!wait || !whole || !adopt || !rel)
-                return 1;
         r = forkpool_open(opt->socket_path, &fp);
         if (r < 0) {
                 record_error(res, "forkpool_open", forkpool_strerror(r));
@@ -285,7 +284,8 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
 static int raw_client(struct shared *sh, int idx, int fd, int ready_fd, int go_fd)
 {
         struct worker_result *res = &sh->w[idx];
-        struct hist *rt = calloc(1, sizeof(*rt));
+        static struct hist rt_h; /* per forked client, see lease_worker() */
+        struct hist *rt = &rt_h;
         char req[16] = "lease", reply[64];
         union {
                 struct cmsghdr h;
@@ -293,7 +293,7 @@ static int raw_client(struct shared *sh, int idx, int fd, int ready_fd, int go_f
         } cm;
         uint64_t t0, deadline;
 
-        if (!rt || !barrier(ready_fd, go_fd))
+        if (!barrier(ready_fd, go_fd))
                 return 1;
         deadline = sh->deadline_ns;
         while ((t0 = now_ns()) < deadline) {
@@ -415,24 +415,24 @@ static int run(const struct options *opt)
         uint64_t total = 0, errors = 0;
         double cpu0 = 0, cpu1 = 0;
         int64_t add_rss = 0, add_anon = 0;
-        pid_t *pids = calloc((size_t)n + 1, sizeof(*pids));
-        int *srv = calloc((size_t)n, sizeof(*srv));
+        static pid_t pids[MAX_WORKERS + 1];
+        static int srv[MAX_WORKERS];
         int pass[2] = {-1, -1};
         struct shared *sh;
         char byte;
 
         sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (sh == MAP_FAILED || !pids || !srv)
+        if (sh == MAP_FAILED)
                 return 1;
         if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
-                return 1;
+                goto fail;
         if (!raw) {
                 slot_grown = fill_pool(opt, &rss_start);
                 if (slot_grown < 0)
-                        return 1;
+                        goto fail;
                 rss_pool = status_kb(opt->forkpoold_pid, "VmRSS");
         } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pass) < 0) {
-                return 1;
+                goto fail;
         }
         fflush(NULL);
         for (int i = 0; i < n; i++) {
@@ -535,6 +535,9 @@ static int run(const struct options *opt)
         printf("%" PRIu64 ",%.2f\n", errors, load);
         munmap(sh, sizeof(*sh));
         return errors || n_ready < want ? 1 : 0;
+fail:
+        munmap(sh, sizeof(*sh));
+        return 1;
 }
 
 static void usage(FILE *f)
@@ -548,18 +551,17 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-                {"mode", required_argument, NULL, 'm'},
-                {"socket", required_argument, NULL, 's'},
-                {"pool", required_argument, NULL, 'p'},
-                {"forkpoold-pid", required_argument, NULL, 'f'},
-                {"pool-size", required_argument, NULL, 'P'},
-                {"workers", required_argument, NULL, 'w'},
-                {"seconds", required_argument, NULL, 't'},
-                {"no-adopt", no_argument, NULL, 'A'},
-                {"header", no_argument, NULL, 'H'},
-                {"help", no_argument, NULL, 'h'},
-                {}};
+        static const struct option longopts[] = {{"mode", required_argument, NULL, 'm'},
+                                                 {"socket", required_argument, NULL, 's'},
+                                                 {"pool", required_argument, NULL, 'p'},
+                                                 {"forkpoold-pid", required_argument, NULL, 'f'},
+                                                 {"pool-size", required_argument, NULL, 'P'},
+                                                 {"workers", required_argument, NULL, 'w'},
+                                                 {"seconds", required_argument, NULL, 't'},
+                                                 {"no-adopt", no_argument, NULL, 'A'},
+                                                 {"header", no_argument, NULL, 'H'},
+                                                 {"help", no_argument, NULL, 'h'},
+                                                 {}};
         struct options opt = {"lease", NULL, "default", 0, 8, 5, 0, true, false};
         int c;
 
