@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# peers.sh — forkpool's libpq drop-in next to direct connections and PgBouncer,
+# measured by one unmodified client (pgbench) against one throwaway server.
+#
+#   ./bench/peers.sh [--seconds N] [--reps N] [--quick] [--csv PATH] [--png PATH]
+#                    [--clients N]
+#
+# --seconds N   length of one pgbench run (default 10)
+# --reps N      runs per row, interleaved; the row reports the median (default 1)
+# --quick       --seconds 3 --reps 1
+#
+# Every row is pgbench -c N -j N (default 8; -j = -c, see the README's drop-in
+# section) over Unix sockets, for two workloads and both protocols:
+#
+#   select1   one "SELECT 1" per transaction
+#   web       a "web request": 10 SELECTs by primary key on pgbench_accounts
+#   × -M simple, -M extended
+#
+# and these configurations:
+#
+#   direct            persistent connections to PostgreSQL
+#   direct_C          -C: a new connection per transaction
+#   pgbouncer_tx      PgBouncer, pool_mode transaction, persistent clients
+#   pgbouncer_sess_C  PgBouncer, pool_mode session, -C
+#   forkpool_C        the drop-in (LD_PRELOAD), -C: a lease per transaction
+#   direct_dropin     persistent direct connections with the drop-in loaded
+#                     (the forwarders' cost: should be ~1.00)
+#
+# PgBouncer and forkpoold each get a pool of N server connections (N = --clients);
+# forkpoold has max_overflow 0. Each row: TPS, average latency and the ratio to
+# "direct" of the same workload and protocol (measured minutes apart, in one run).
+# Writes a CSV (default bench/results/peers.csv) and a grouped bar chart of the
+# ratios (default: the CSV's name with .png) with gnuplot.
+#
+# Builds forkpoold and the drop-in into $FORKPOOL_BUILD_DIR (default build/),
+# starts PostgreSQL with contrib/scratch-pg.sh, and stops everything it started.
+# Needs pgbench, pgbouncer and gnuplot (Debian: postgresql-contrib or
+# postgresql-client, pgbouncer, gnuplot-nox); installs them when root.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${FORKPOOL_BUILD_DIR:-$ROOT/build}
+PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib libsystemd-dev
+          libinih-dev libjson-c-dev pgbouncer gnuplot-nox)
+SECONDS_PER_ROW=10
+CLIENTS=8
+SCALE=10
+REPS=1
+CSV=$ROOT/bench/results/peers.csv
+PNG=
+
+die() { echo "peers.sh: error: $*" >&2; exit 1; }
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+while (($#)); do
+  case $1 in
+    --seconds) SECONDS_PER_ROW=${2:-}; shift ;;
+    --seconds=*) SECONDS_PER_ROW=${1#*=} ;;
+    --quick) SECONDS_PER_ROW=3; REPS=1 ;;
+    --reps) REPS=${2:-}; shift ;;
+    --reps=*) REPS=${1#*=} ;;
+    --csv) CSV=${2:-}; shift ;;
+    --csv=*) CSV=${1#*=} ;;
+    --png) PNG=${2:-}; shift ;;
+    --png=*) PNG=${1#*=} ;;
+    --clients) CLIENTS=${2:-}; shift ;;
+    --clients=*) CLIENTS=${1#*=} ;;
+    -h | --help) usage 0 ;;
+    *) echo "peers.sh: unknown option $1" >&2; usage 2 >&2 ;;
+  esac
+  shift
+done
+[[ $SECONDS_PER_ROW =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive number"
+[[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps needs a positive number"
+[[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || die "--clients needs a positive number"
+[[ -n $CSV ]] || die "--csv needs a path"
+[[ -n $PNG ]] || PNG=${CSV%.csv}.png
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+PGBIN=$(pg_config --bindir)
+PGBENCH=$PGBIN/pgbench   # the binary itself, not Debian's wrapper script
+[[ -x $PGBENCH ]] || die "no pgbench in $PGBIN"
+
+echo "building into $BUILD" >&2
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool_dropin >/dev/null
+DROPIN=$BUILD/dropin/libpq.so.5
+[[ -f $DROPIN ]] || die "the drop-in was not built ($DROPIN)"
+
+# The top directory must be searchable by the "postgres" user when we are root
+# (the server and PgBouncer, which both refuse root, run as that user).
+TOP=$(mktemp -d)
+chmod 0755 "$TOP"
+FORKPOOLD_PID=''
+BOUNCER_PID=''
+cleanup() {
+  local rc=$?
+  set +e
+  [[ -n $FORKPOOLD_PID ]] && kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
+  if [[ -n $BOUNCER_PID ]] && kill -TERM "$BOUNCER_PID" 2>/dev/null; then
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$BOUNCER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  "$ROOT/contrib/scratch-pg.sh" stop "$TOP/pg" >/dev/null 2>&1
+  if ((rc != 0)); then
+    for log in "$TOP/forkpoold.log" "$TOP/bouncer/pgbouncer.log"; do
+      [[ -s $log ]] || continue
+      echo "--- last lines of ${log##*/} ---" >&2
+      tail -n 10 "$log" >&2
+    done
+  fi
+  rm -rf "$TOP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$ROOT/contrib/scratch-pg.sh" start "$TOP/pg" >&2
+# shellcheck source=/dev/null
+source "$TOP/pg/env"
+echo "pgbench -i -s $SCALE" >&2
+"$PGBENCH" -i -q -s "$SCALE" >/dev/null 2>&1 || die "pgbench -i failed"
+
+# --- the workloads ----------------------------------------------------------
+printf 'SELECT 1;\n' >"$TOP/select1.sql"
+{
+  for i in $(seq 1 10); do printf '\\set aid%d random(1, %d)\n' "$i" $((100000 * SCALE)); done
+  for i in $(seq 1 10); do
+    printf 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid%d;\n' "$i"
+  done
+} >"$TOP/web.sql"
+
+# --- PgBouncer: one alias per pool mode, Unix socket only, trust ------------
+BOUNCER_DIR=$TOP/bouncer
+BOUNCER_PORT=$((PGPORT + 1))
+mkdir "$BOUNCER_DIR"
+cat >"$BOUNCER_DIR/pgbouncer.ini" <<EOF
+[databases]
+bench_tx = host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER pool_mode=transaction
+bench_session = host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$PGUSER pool_mode=session
+
+[pgbouncer]
+listen_addr =
+listen_port = $BOUNCER_PORT
+unix_socket_dir = $BOUNCER_DIR
+auth_type = trust
+auth_file = $BOUNCER_DIR/userlist.txt
+default_pool_size = $CLIENTS
+max_client_conn = $((CLIENTS * 4 + 10))
+server_reset_query =
+logfile = $BOUNCER_DIR/pgbouncer.log
+pidfile = $BOUNCER_DIR/pgbouncer.pid
+EOF
+printf '"%s" ""\n' "$PGUSER" >"$BOUNCER_DIR/userlist.txt"
+if [[ $(id -u) -eq 0 ]]; then
+  chown -R postgres: "$BOUNCER_DIR"
+  runuser -u postgres -- pgbouncer -d "$BOUNCER_DIR/pgbouncer.ini"
+else
+  pgbouncer -d "$BOUNCER_DIR/pgbouncer.ini"
+fi
+for ((i = 0; i < 50; i++)); do
+  [[ -s $BOUNCER_DIR/pgbouncer.pid && -S $BOUNCER_DIR/.s.PGSQL.$BOUNCER_PORT ]] && break
+  sleep 0.1
+done
+BOUNCER_PID=$(cat "$BOUNCER_DIR/pgbouncer.pid" 2>/dev/null) || die "PgBouncer did not start"
+
+# --- forkpoold: pool "bench" of CLIENTS connections, no overflow -------------
+FP_DIR=$TOP/forkpool
+mkdir "$FP_DIR"
+cat >"$FP_DIR/forkpool.conf" <<EOF
+[forkpool]
+socket = $FP_DIR/forkpool.sock
+shutdown_grace = 5
+log_level = warning
+
+[pool bench]
+url = $FORKPOOL_TEST_PG_URL
+pool_size = $CLIENTS
+max_overflow = 0
+pool_timeout = 60
+EOF
+"$BUILD/agent/forkpoold" --config "$FP_DIR/forkpool.conf" 2>>"$TOP/forkpoold.log" &
+FORKPOOLD_PID=$!
+for ((i = 0; i < 100; i++)); do
+  [[ -S $FP_DIR/forkpool.sock ]] && break
+  kill -0 "$FORKPOOLD_PID" 2>/dev/null || die "forkpoold exited at start"
+  sleep 0.1
+done
+[[ -S $FP_DIR/forkpool.sock ]] || die "forkpoold did not create its socket"
+
+# --- the machine ------------------------------------------------------------
+load1() { cut -d' ' -f1 /proc/loadavg; }
+machine() {
+  local cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+  echo "| machine | |"
+  echo "|---|---|"
+  echo "| CPU | ${cpu:-unknown} |"
+  echo "| vCPUs | $(nproc) |"
+  echo "| kernel | $(uname -srm) |"
+  echo "| PostgreSQL | $(psql -XAtc 'SHOW server_version') (pgbench $("$PGBENCH" --version | awk '{print $3}')) |"
+  echo "| PgBouncer | $(pgbouncer --version | head -n1 | awk '{print $NF}') |"
+  echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+  echo "| per row | pgbench -c $CLIENTS -j $CLIENTS -T $SECONDS_PER_ROW, median of $REPS, Unix sockets, scale $SCALE |"
+}
+machine
+
+# --- the rows ---------------------------------------------------------------
+# run_row CONFIG WORKLOAD PROTOCOL: one pgbench run; prints "tps latency_ms".
+run_row() {
+  local config=$1 workload=$2 protocol=$3 out
+  local -a env=() args=(-n -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_ROW" -M "$protocol"
+                        -f "$TOP/$workload.sql")
+  case $config in
+    direct) args+=(-h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
+    direct_C) args+=(-C -h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
+    pgbouncer_tx) args+=(-h "$BOUNCER_DIR" -p "$BOUNCER_PORT" bench_tx) ;;
+    pgbouncer_sess_C) args+=(-C -h "$BOUNCER_DIR" -p "$BOUNCER_PORT" bench_session) ;;
+    forkpool_C) env=(LD_PRELOAD="$DROPIN"); args+=(-C -h "$FP_DIR" bench) ;;
+    direct_dropin) env=(LD_PRELOAD="$DROPIN"); args+=(-h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
+  esac
+  if ! out=$(env "${env[@]}" "$PGBENCH" "${args[@]}" 2>&1); then
+    echo "peers.sh: $config $workload $protocol failed:" >&2
+    tail -n 5 <<<"$out" >&2
+    echo "0 0"
+    return
+  fi
+  awk '/^latency average/ { lat = $4 } /^tps = / { tps = $3 } END { print tps + 0, lat + 0 }' \
+    <<<"$out"
+}
+
+CONFIGS=(direct direct_C pgbouncer_tx pgbouncer_sess_C forkpool_C direct_dropin)
+LABELS=("direct, persistent" "direct, -C" "PgBouncer transaction, persistent"
+        "PgBouncer session, -C" "forkpool drop-in, -C (lease per txn)"
+        "direct, persistent, drop-in loaded")
+
+# median VALUES...: the median (mean of the middle two for an even count).
+median() {
+  printf '%s\n' "$@" | sort -g |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+mkdir -p "$(dirname "$CSV")"
+echo "workload,protocol,config,clients,seconds,reps,tps,tps_min,tps_max,latency_ms,ratio_to_direct,load1" \
+  >"$CSV"
+# A short warm-up so that the first row does not pay for cold caches.
+"$PGBENCH" -n -c "$CLIENTS" -j "$CLIENTS" -T 1 -f "$TOP/web.sql" >/dev/null 2>&1 || true
+
+echo
+echo "| workload | protocol | configuration | TPS | latency avg (ms) | vs direct |"
+echo "|---|---|---|---|---|---|"
+NC=${#CONFIGS[@]}
+for workload in select1 web; do
+  for protocol in simple extended; do
+    declare -A tps_of=() lat_of=() load_of=()
+    # REPS rounds over all configurations, each round starting one further on,
+    # so that no configuration always runs first or right after the same one.
+    for ((r = 0; r < REPS; r++)); do
+      for ((j = 0; j < NC; j++)); do
+        k=$(((j + r) % NC))
+        load_of[$k]+="$(load1) "
+        read -r tps lat < <(run_row "${CONFIGS[k]}" "$workload" "$protocol")
+        tps_of[$k]+="$tps "
+        lat_of[$k]+="$lat "
+      done
+    done
+    base=''
+    for ((k = 0; k < NC; k++)); do
+      # shellcheck disable=SC2086  # the lists are space-separated numbers
+      {
+        tps=$(median ${tps_of[$k]})
+        lat=$(median ${lat_of[$k]})
+        load=$(median ${load_of[$k]})
+        lo=$(printf '%s\n' ${tps_of[$k]} | sort -g | head -n1)
+        hi=$(printf '%s\n' ${tps_of[$k]} | sort -g | tail -n1)
+      }
+      [[ -n $base ]] || base=$tps
+      ratio=$(awk -v t="$tps" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? t / b : 0) }')
+      echo "$workload,$protocol,${CONFIGS[k]},$CLIENTS,$SECONDS_PER_ROW,$REPS,$tps,$lo,$hi,$lat,$ratio,$load" \
+        >>"$CSV"
+      printf '| %s | %s | %s | %.0f | %.3f | %.3f× |\n' "$workload" "$protocol" "${LABELS[k]}" \
+        "$tps" "$lat" "$ratio"
+    done
+    unset tps_of lat_of load_of
+  done
+done
+echo
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "CSV: ${CSV#"$ROOT"/}"
+
+# --- the chart: one group of bars per workload/protocol, one bar per configuration
+DAT=$TOP/peers.dat
+{
+  printf 'group'
+  for label in "${LABELS[@]}"; do printf '\t"%s"' "$label"; done
+  printf '\n'
+  for workload in select1 web; do
+    for protocol in simple extended; do
+      case $workload in
+        select1) printf '"SELECT 1, -M %s"' "$protocol" ;;
+        web) printf '"10 SELECTs, -M %s"' "$protocol" ;;
+      esac
+      for config in "${CONFIGS[@]}"; do
+        awk -F, -v w="$workload" -v p="$protocol" -v c="$config" \
+          '$1 == w && $2 == p && $3 == c { printf "\t%s", $11 }' "$CSV"
+      done
+      printf '\n'
+    done
+  done
+} >"$DAT"
+gnuplot <<EOF
+set terminal pngcairo size 1000,560 font "sans,10"
+set output "$PNG"
+set title "pgbench -c $CLIENTS -j $CLIENTS, Unix sockets: TPS relative to direct persistent connections"
+set ylabel "TPS / direct persistent"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set xrange [-0.6:3.6]
+set yrange [0:*]
+set offsets 0, 0, 0.1, 0
+set key autotitle columnhead
+set grid ytics
+set key outside bottom center horizontal maxrows 2 noenhanced
+set xtics noenhanced
+plot for [i=2:$((${#CONFIGS[@]} + 1))] "$DAT" using i:xtic(1), \
+     for [i=2:$((${#CONFIGS[@]} + 1))] "" using (\$0 + (i - 2 - ${#CONFIGS[@]} / 2.0 + 0.5) / (${#CONFIGS[@]} + 1)):i:(sprintf("%.2f", column(i))) with labels offset 0,0.6 font ",7" notitle
+EOF
+echo "chart: ${PNG#"$ROOT"/}"
