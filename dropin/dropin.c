@@ -1033,6 +1033,22 @@ DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
         return FP_REAL(PQcancel)(cancel, errbuf, errbufsize);
 }
 
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+/*
+ * libpq 17's cancel connections copy the PGconn's address, which for a
+ * leased connection is the private adoption listener: for those there is
+ * none (NULL, as when out of memory); PQgetCancel()/PQcancel() reach the
+ * real server.
+ */
+DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
+{
+        if (!table_find(conn))
+                return FP_REAL(PQcancelCreate)(conn);
+        errno = EOPNOTSUPP;
+        return NULL;
+}
+#endif
+
 DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
 {
         struct dropin_conn *d = table_find(conn);

@@ -51,5 +51,8 @@ FP_REALPQ_DECLARE(PQsocket);
 FP_REALPQ_DECLARE(PQparameterStatus);
 FP_REALPQ_DECLARE(PQsetClientEncoding);
 FP_REALPQ_DECLARE(PQregisterEventProc);
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+FP_REALPQ_DECLARE(PQcancelCreate);
+#endif
 
 #endif /* FORKPOOL_REALPQ_H */
