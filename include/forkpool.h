@@ -309,6 +309,9 @@ typedef struct forkpool_pool_stats {
         int waiting;          /* acquires queued right now */
         double oldest_wait_s; /* how long the first of them has waited; 0 if none */
         int paused;           /* 1 while an admin has paused the pool */
+        /* Since 0.1 (second layout): */
+        int overflow; /* SQLAlchemy's overflow(): the overflow counter (0 if pool_size is 0) */
+        char poolclass[16]; /* "queue", "null", "static", "assertion" or "process" */
         /* Fields added by later versions go here, at the end. */
 } forkpool_pool_stats;
 
