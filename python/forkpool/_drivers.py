@@ -188,7 +188,7 @@ def _pymysql(pool, timeout, socket, label, kw):
         conn = _PyMySQLConnection(
             user=s.user.decode(), password="", database=s.db.decode() or None,
             charset=charset, autocommit=None, defer_connect=True,
-            client_flag=_mysql.client_flag_for(s, client_flag | pymysql.constants.CLIENT.FOUND_ROWS),
+            client_flag=_mysql.client_flag_for(s, client_flag),
             **kw)
         ours, theirs = socketmod.socketpair(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
         try:
@@ -391,6 +391,7 @@ def _fake_server(listener, s, result):
 
 def _mysqldb(pool, timeout, socket, label, kw):
     import MySQLdb
+    import MySQLdb.connections
 
     autocommit = kw.pop("autocommit", False)
     client_flag = kw.pop("client_flag", 0)
@@ -422,7 +423,7 @@ def _mysqldb(pool, timeout, socket, label, kw):
                 unix_socket=path, user=s.user.decode(), passwd="", db=s.db.decode() or "",
                 charset=charset, autocommit=None, connect_timeout=2,
                 client_flag=_mysql.client_flag_for(
-                    s, client_flag | MySQLdb.constants.CLIENT.FOUND_ROWS), **kw)
+                    s, client_flag), **kw)
         except MySQLdb.Error:
             result["done"].set()
             t.join(3.0)
@@ -485,6 +486,7 @@ def _mysqldb_give_back(lease, fd, invalidate):
 
 def _mysqldb_class():
     import MySQLdb
+    import MySQLdb.connections
 
     class Connection(MySQLdb.connections.Connection):
         """mysqlclient's Connection on a forkpool lease; close() gives the lease back."""

@@ -31,6 +31,19 @@ from forkpool import _lib
 
 __all__ = ["ForkPool"]
 
+
+def _register_psycopg_dialect():
+    """SQLAlchemy 1.4 has no psycopg 3 dialect: register forkpool's minimal one."""
+    from sqlalchemy.dialects import registry
+
+    try:
+        registry.load("postgresql.psycopg")
+    except Exception:
+        registry.register("postgresql.psycopg", "forkpool._sa_psycopg", "PGDialect_fpsycopg")
+
+
+_register_psycopg_dialect()
+
 _DATABASE_KEYS = ("database", "db", "dbname")
 _USER_KEYS = ("user", "username")
 
