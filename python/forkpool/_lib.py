@@ -60,7 +60,8 @@ _lib_lock = threading.Lock()
 
 
 def _load():
-    """Loads libforkpool: $FORKPOOL_LIBRARY (a path), else the system's libforkpool.so.0."""
+    """Loads libforkpool: $FORKPOOL_LIBRARY (a path), else the system's libforkpool.so.0,
+    else the one of the installation that installed this package."""
     path = os.environ.get("FORKPOOL_LIBRARY")
     names = (path,) if path else _LIB_NAMES
     last = None
@@ -69,6 +70,12 @@ def _load():
             return ctypes.CDLL(name, use_errno=True)
         except OSError as e:
             last = e
+    try:  # installed by cmake: the library's own directory
+        from . import _config
+
+        return ctypes.CDLL(os.path.join(_config.LIBDIR, _LIB_NAMES[0]), use_errno=True)
+    except (ImportError, OSError):
+        pass
     found = ctypes.util.find_library("forkpool")
     if found and not path:
         return ctypes.CDLL(found, use_errno=True)
