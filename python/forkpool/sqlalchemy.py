@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import time
 
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.pool import Pool
 
 try:  # 1.4 and 2.0 both have it here
@@ -64,12 +64,6 @@ def _creator_params(creator):
     return None
 
 
-def _soft_invalidate_listener(dbapi_connection, record, exception):
-    lease = getattr(dbapi_connection, "forkpool_lease", None)
-    if lease is not None:
-        lease.soft_invalidate()
-
-
 class ForkPool(Pool):
     """A Pool whose connections are leases from forkpoold.
 
@@ -111,8 +105,6 @@ class ForkPool(Pool):
         self._fp_timeout = timeout
         self._fp_use_lifo = use_lifo
         self._fp_checked = False
-        if not event.contains(self, "soft_invalidate", _soft_invalidate_listener):
-            event.listen(self, "soft_invalidate", _soft_invalidate_listener)
         try:
             self._fp_check_options(forkpool.pool_state(self._fp_pool, self._fp_socket))
         except forkpool.Error:
@@ -205,6 +197,12 @@ class ForkPool(Pool):
         return self._create_connection()
 
     def _do_return_conn(self, record):
+        # A record serves one checkout: a soft invalidation during it (its time is set,
+        # the "soft_invalidate" event has fired) makes forkpoold close the session.
+        if getattr(record, "_soft_invalidate_time", 0):
+            lease = getattr(record.dbapi_connection, "forkpool_lease", None)
+            if lease is not None:
+                lease.soft_invalidate()
         # The record's close() fires "close" and closes the DBAPI connection: a release.
         record.close()
 

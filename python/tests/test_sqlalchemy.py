@@ -102,7 +102,12 @@ class Base:
         self.assertEqual(seen, ["invalidate", "close", "checkin"])
         c.close()
         # forkpool_invalidate: forkpoold closes that session instead of reusing it.
-        fptest.wait_for(lambda: self.backend_gone(backend), what="the invalidated session closed")
+        try:
+            fptest.wait_for(lambda: self.backend_gone(backend), 20,
+                            what="the invalidated session closed")
+        except AssertionError:
+            raise AssertionError("session %s still there; forkpoold's log:\n%s"
+                                 % (backend, self.sup.read_log()))
         with e.connect() as c:
             self.assertNotEqual(c.execute(text(self.backend_sql)).scalar(), backend)
 
@@ -118,7 +123,12 @@ class Base:
         self.assertEqual(c.execute(text(self.backend_sql)).scalar(), backend)
         c.close()
         self.assertEqual(seen, ["soft_invalidate", "reset", "checkin", "close"])
-        fptest.wait_for(lambda: self.backend_gone(backend), what="the soft-invalidated session closed")
+        try:
+            fptest.wait_for(lambda: self.backend_gone(backend), 20,
+                            what="the soft-invalidated session closed")
+        except AssertionError:
+            raise AssertionError("session %s still there; forkpoold's log:\n%s"
+                                 % (backend, self.sup.read_log()))
 
     def test_timeout_error(self):
         e = self.engine(pool_timeout=0.3)
