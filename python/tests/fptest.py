@@ -28,6 +28,9 @@ if not os.environ.get("FORKPOOL_TEST_INSTALLED") and PKG_ROOT not in sys.path:
 
 def need_env(*names):
     missing = [n for n in names if not os.environ.get(n)]
+    if missing and os.environ.get("FORKPOOL_TEST_REQUIRE_ENV"):
+        # Under ctest (tests/run.sh): a missing server is a failure, not a skip.
+        raise AssertionError("not set: " + ", ".join(missing))
     if missing:
         raise unittest.SkipTest("not set: " + ", ".join(missing))
 

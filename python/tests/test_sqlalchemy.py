@@ -286,6 +286,8 @@ class Base:
         self.assertIn("cannot reach forkpoold", str(cm.exception))
 
     def test_disallowed_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root (runuser -u nobody)")
         code = ("import sqlalchemy as sa; from forkpool.sqlalchemy import ForkPool\n"
                 "try:\n"
                 "    sa.create_engine(%r, poolclass=ForkPool).connect()\n"
@@ -306,8 +308,6 @@ class TestPostgreSQL(Base, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (runuser nobody)")
         cls.url = fptest.pg_url()
         cls.sup = fptest.Supervisor(cls.url, pool_lines="pool_size = 2\nmax_overflow = 0\n"
                                     "reset_on_return = auto")
@@ -326,8 +326,6 @@ class TestMariaDB(Base, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if os.geteuid() != 0:
-            raise unittest.SkipTest("needs root (runuser nobody)")
         cls.url = fptest.my_url()
         cls.sup = fptest.Supervisor(cls.url, pool_lines="pool_size = 2\nmax_overflow = 0\n"
                                     "reset_on_return = discard")
