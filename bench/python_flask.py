@@ -44,10 +44,12 @@ def free_port():
     return p
 
 
-def server_connections(mon):
-    return mon.execute("select count(*) from pg_stat_activity where datname = %s and "
-                       "backend_type = 'client backend' and pid <> pg_backend_pid()",
-                       (fptest.database(fptest.pg_url()),)).fetchone()[0]
+def server_pids(mon):
+    """The client backends of the test database, but the monitor's own."""
+    return {r[0] for r in mon.execute(
+        "select pid from pg_stat_activity where datname = %s and "
+        "backend_type = 'client backend' and pid <> pg_backend_pid()",
+        (fptest.database(fptest.pg_url()),))}
 
 
 class PgBouncer:
@@ -103,7 +105,8 @@ def run_config(name, args):
     direct = "postgresql+psycopg://%s@/%s?host=%s&port=%s" % (user, db, q.get("host"),
                                                               q.get("port"))
     mon = fptest.pg_direct()
-    baseline = server_connections(mon)
+    # Backends that were there before this configuration started are not its own.
+    baseline = server_pids(mon)
     sup = bouncer = None
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"),
                FORKPOOL_LIBRARY=os.path.join(args.build, "worker", "libforkpool.so.0"))
@@ -126,7 +129,7 @@ def run_config(name, args):
 
     def sample():
         while not stop.is_set():
-            samples.append(server_connections(mon) - baseline)
+            samples.append(len(server_pids(mon) - baseline))
             time.sleep(0.05)
 
     try:

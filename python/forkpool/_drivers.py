@@ -562,7 +562,12 @@ def _psycopg2(pool, timeout, socket, label, kw):
             "LD_LIBRARY_PATH=<libdir>/forkpool (or LD_PRELOAD=<libdir>/forkpool/libpq.so.5), "
             "or use driver='psycopg'", errno.EOPNOTSUPP))
     from . import _socket_path
-    host = os.path.dirname(_socket_path(socket))
+    path = _socket_path(socket)
+    if os.path.basename(path) != "forkpool.sock":
+        raise _driver_error(psycopg2.OperationalError, Error(
+            "forkpool: the libpq drop-in finds forkpoold by a socket named forkpool.sock in "
+            "the connection's host directory; %s is not one" % path, errno.EINVAL))
+    host = os.path.dirname(path)
     params = dict(kw)
     if timeout is not None:
         params["connect_timeout"] = max(1, int(round(timeout)))

@@ -27,7 +27,7 @@ class Base:
         forkpool._forget_handle()
 
     def idle(self, n):
-        fptest.wait_for(lambda: forkpool.pool_state(self.sup.pool).idle == n
+        fptest.wait_for(lambda: forkpool.pool_state(self.sup.pool).idle >= n
                         and forkpool.pool_state(self.sup.pool).checked_out == 0,
                         what="%d idle connections, none out" % n)
 
@@ -142,6 +142,34 @@ class TestPsycopg(Base, unittest.TestCase):
         c = forkpool.connect(self.sup.pool, driver="psycopg")
         self.assertEqual(self.backend_of(c), b)
         c.close()
+
+    def test_psycopg2_through_the_dropin(self):
+        if not os.environ.get("FORKPOOL_DROPIN_LIBRARY"):
+            self.skipTest("no drop-in built (FORKPOOL_DROPIN_LIBRARY)")
+        import shutil
+        import subprocess
+        import tempfile
+        d = tempfile.mkdtemp(prefix="fp-py-dropin-")
+        try:
+            libdir = os.path.join(d, "forkpool")
+            os.mkdir(libdir)
+            shutil.copy(os.environ["FORKPOOL_DROPIN_LIBRARY"], os.path.join(libdir, "libpq.so.5"))
+            code = ("import forkpool, forkpool._drivers as d\n"
+                    "c = forkpool.connect(%r, driver='psycopg2')\n"
+                    "assert d.dropin_loaded()\n"
+                    "cur = c.cursor(); cur.execute('select pg_backend_pid()')\n"
+                    "print(cur.fetchone()[0], forkpool.pool_state(%r).checked_out)\n"
+                    "c.close()\n" % (self.sup.pool, self.sup.pool))
+            r = subprocess.run([fptest.PY, "-c", code], capture_output=True, text=True,
+                               timeout=60, env=self.sup.env(LD_LIBRARY_PATH=libdir))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            backend, out = map(int, r.stdout.split())
+            self.assertEqual(out, 1)
+            self.idle(1)
+            # The drop-in's lease was a session of this forkpoold's pool.
+            self.assertIn("connected, backend %d\n" % backend, self.sup.read_log())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
     def test_psycopg2_needs_the_dropin(self):
         import psycopg2
