@@ -204,7 +204,7 @@ def main():
     if gp:
         png = os.path.splitext(args.out)[0] + ".png"
         script = ("set terminal png size 800,450; set output '%s'; set datafile separator ',';"
-                  "set style data histograms; set style fill solid 0.6; set key off;"
+                  "set style data histograms; set style fill solid 0.6; set key off; set yrange [0:*];"
                   "set title 'Flask route, 5 queries, gunicorn %d sync workers';"
                   "set ylabel 'requests/s'; plot '%s' using 5:xtic(1) skip 1"
                   % (png, args.workers, args.out))
