@@ -170,7 +170,6 @@ def _recv_exact(sock, n):
 
 
 def _pymysql(pool, timeout, socket, label, kw):
-    import pymysql
     from pymysql import err as myerr
 
     autocommit = kw.pop("autocommit", False)
@@ -522,9 +521,6 @@ def _mysqldb_class():
             return MySQLdb.connections.Connection.ping(self)
 
     return Connection
-
-
-_MySQLdbConnection = _Lazy(_mysqldb_class)
 
 
 class _LazyStatic(_Lazy):

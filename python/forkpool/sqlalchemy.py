@@ -16,7 +16,6 @@ forkpool_socket= names forkpoold's socket (default: $FORKPOOL_SOCKET, else
 import os
 import shutil
 import subprocess
-import time
 
 from sqlalchemy import exc
 from sqlalchemy.pool import Pool
@@ -27,7 +26,6 @@ except ImportError:  # pragma: no cover
     reset_none = None
 
 import forkpool
-from forkpool import _lib
 
 __all__ = ["ForkPool"]
 
