@@ -162,6 +162,63 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease);
  */
 FORKPOOL_EXPORT struct st_mysql *forkpool_lease_mysql(forkpool_lease *lease);
 
+/*
+ * The real session of a MySQL/MariaDB lease as the supervisor handed it
+ * over: what a client library that speaks the protocol itself (not
+ * Connector/C) needs to take the session over on forkpool_lease_fd() — the
+ * server's greeting (version, thread id, capabilities, default collation,
+ * scramble) and what the session negotiated and last reported. Versioned
+ * like forkpool_pool_stats: the caller sets struct_size (FORKPOOL_MYSQL_SESSION_INIT).
+ */
+typedef struct forkpool_mysql_session {
+        size_t struct_size;                   /* in: sizeof(); out: bytes filled */
+        unsigned int thread_id;               /* CONNECTION_ID() */
+        unsigned int protocol_version;        /* the greeting's, normally 10 */
+        unsigned int server_capabilities;     /* the greeting's 32 capability bits */
+        unsigned int server_ext_capabilities; /* MariaDB's extended capabilities */
+        unsigned int client_flag;             /* the capabilities the session negotiated */
+        unsigned int client_ext_flag;         /* MariaDB extended capabilities negotiated */
+        unsigned int server_language;         /* the server's default collation id */
+        unsigned int server_status;           /* as the session last reported it */
+        unsigned int charset_nr;              /* the connection's collation id */
+        char server_version[64];
+        char charset[32]; /* the connection's character set name */
+        char user[256];   /* the session's user */
+        char db[256];     /* the current database, "" if none */
+        unsigned char scramble[20];
+        /* Fields added by later versions go here, at the end. */
+} forkpool_mysql_session;
+
+/* clang-format off */
+#define FORKPOOL_MYSQL_SESSION_INIT {.struct_size = sizeof(forkpool_mysql_session)}
+/* clang-format on */
+
+/*
+ * Fills *ret with the MySQL lease's session (see forkpool_mysql_session):
+ * only the fields that fit ret->struct_size, which is left at the bytes
+ * filled. Never blocks. Returns 0, -ECHILD (another process), -EOPNOTSUPP
+ * (a PostgreSQL lease), -EINVAL (NULL, or a struct_size smaller than this
+ * structure's first version).
+ */
+FORKPOOL_EXPORT int forkpool_lease_mysql_session(const forkpool_lease *lease,
+                                                 forkpool_mysql_session *ret);
+
+/*
+ * For a MySQL lease used through forkpool_lease_fd() by a client library of
+ * its own (no forkpool_lease_mysql()): tells the library the session's state
+ * as that client last saw it, at a protocol boundary — the server_status of
+ * the last reply, the current database and character set name (NULL: as
+ * handed over). The next forkpool_release() reports it to the supervisor
+ * (which then skips the ROLLBACK when no transaction is open, and hands the
+ * next holder the session as it is) instead of "unknown" (a ROLLBACK, the
+ * state as handed over). The caller vouches that the connection is at a
+ * protocol boundary. Returns 0, -ECHILD, -EOPNOTSUPP (a PostgreSQL lease, or
+ * one adopted by forkpool_lease_mysql(), whose state the library reads
+ * itself), -EINVAL (NULL lease, or a name too long).
+ */
+FORKPOOL_EXPORT int forkpool_lease_mysql_report(forkpool_lease *lease, unsigned int server_status,
+                                                const char *db, const char *charset);
+
 /* The leased socket's descriptor (owned by the lease), or -ECHILD, -EINVAL. */
 FORKPOOL_EXPORT int forkpool_lease_fd(const forkpool_lease *lease);
 
@@ -257,6 +314,9 @@ typedef struct forkpool_pool_stats {
         int waiting;          /* acquires queued right now */
         double oldest_wait_s; /* how long the first of them has waited; 0 if none */
         int paused;           /* 1 while an admin has paused the pool */
+        /* Since 0.1 (second layout): */
+        int overflow; /* SQLAlchemy's overflow(): the overflow counter (0 if pool_size is 0) */
+        char poolclass[16]; /* "queue", "null", "static", "assertion" or "process" */
         /* Fields added by later versions go here, at the end. */
 } forkpool_pool_stats;
 

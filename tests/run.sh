@@ -22,7 +22,7 @@
 #    FORKPOOL_TEST_MY_TCP_URL, FORKPOOL_TEST_MY_SOCKET, FORKPOOL_TEST_MY_PORT,
 #    FORKPOOL_TEST_MY_USER, FORKPOOL_TEST_MY_PASSWORD,
 #    FORKPOOL_TEST_MY_DATABASE). Both are stopped on exit, even on a signal.
-# 5. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
+# 5. Runs ctest in each tree (the Python package's tests, python/*, among them): tests labelled "unit" in parallel (-j2), then
 #    all other tests (label "integration") serially. Tests without a TIMEOUT
 #    property get 300 s.
 # 6. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
@@ -88,6 +88,9 @@ PACKAGES=(
   python3-psycopg2 python3-psycopg python3-sqlalchemy gunicorn
   apache2 libapache2-mod-php8.2 php8.2-cli php8.2-fpm php8.2-pgsql
   ruby-pg libdbi-perl libdbd-pg-perl
+  # The Python package's tests (python/tests, ctest python/*).
+  python3-flask python3-flask-sqlalchemy python3-pymysql python3-mysqldb
+  python3-setuptools python3-pip python3-wheel
 )
 
 install_packages() {

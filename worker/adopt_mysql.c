@@ -325,6 +325,24 @@ void fp_describe_release_mysql(const struct forkpool_lease *lease, struct fp_msg
         char status[16];
         bool disconnected;
 
+        if (!m && lease->my_reported) {
+                /* Used through the raw fd by a client that reported the session's state. */
+                const char *db = lease->my_rep_db, *charset = lease->my_rep_charset;
+                rel->txn = lease->my_rep_status & SERVER_STATUS_IN_TRANS ? FP_TXN_INTRANS
+                                                                         : FP_TXN_IDLE;
+                rel->dirty = lease->dirty;
+                snprintf(status, sizeof(status), "%u", lease->my_rep_status);
+                (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                    FP_MY_PARAM_STATUS, status);
+                (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                    FP_MY_PARAM_DATABASE, db);
+                (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                    FP_MY_PARAM_CHARSET, charset);
+                if (strcmp(db, info->db) != 0 || strcmp(charset, info->charset) != 0 ||
+                    ((lease->my_rep_status ^ info->server_status) & SERVER_STATUS_AUTOCOMMIT))
+                        rel->dirty |= FP_DIRTY_PARAMS;
+                return;
+        }
         if (!m) {
                 /* Used through the raw fd (or not at all): state unknown to us. */
                 rel->txn = FP_TXN_UNKNOWN;
@@ -366,4 +384,75 @@ bool fp_sticky_keep_mysql(struct forkpool_lease *lease)
         if ((m->server_status & SERVER_STATUS_IN_TRANS) && mysql_rollback(m) != 0)
                 return false;
         return !(m->server_status & SERVER_STATUS_IN_TRANS);
+}
+
+/* Copies the NUL-terminated src of at most n - 1 bytes into dst[n]; -EINVAL if it is longer. */
+static int copy_name(char *dst, size_t n, const char *src)
+{
+        size_t len = strnlen(src, n);
+        if (len >= n)
+                return -EINVAL;
+        memcpy(dst, src, len + 1);
+        return 0;
+}
+
+FORKPOOL_EXPORT int forkpool_lease_mysql_session(const forkpool_lease *lease,
+                                                 forkpool_mysql_session *ret)
+{
+        const struct fp_lease_mysql *my;
+        forkpool_mysql_session s;
+
+        if (!lease || !ret || ret->struct_size < offsetof(forkpool_mysql_session, scramble) + 20)
+                return -EINVAL;
+        if (lease->pid != getpid())
+                return -ECHILD;
+        if (lease->db_kind != FP_DB_MYSQL)
+                return -EOPNOTSUPP;
+        my = &lease->my_info;
+        memset(&s, 0, sizeof(s));
+        s.thread_id = my->thread_id;
+        s.protocol_version = my->protocol_version;
+        s.server_capabilities = my->server_capabilities;
+        s.server_ext_capabilities = my->server_ext_capabilities;
+        s.client_flag = my->client_flag;
+        s.client_ext_flag = my->client_ext_flag;
+        s.server_language = my->server_language;
+        s.server_status = my->server_status;
+        s.charset_nr = my->charset_nr;
+        _Static_assert(sizeof(s.server_version) == FP_MY_VERSION_MAX, "version size");
+        _Static_assert(sizeof(s.charset) == FP_MY_CHARSET_MAX, "charset size");
+        _Static_assert(sizeof(s.user) == FP_MY_IDENT_MAX && sizeof(s.db) == FP_MY_IDENT_MAX,
+                       "name sizes");
+        _Static_assert(sizeof(s.scramble) == FP_MY_SCRAMBLE_LEN, "scramble size");
+        memcpy(s.server_version, my->server_version, sizeof(s.server_version));
+        memcpy(s.charset, my->charset, sizeof(s.charset));
+        memcpy(s.user, my->user, sizeof(s.user));
+        memcpy(s.db, my->db, sizeof(s.db));
+        memcpy(s.scramble, my->scramble, sizeof(s.scramble));
+        size_t n = ret->struct_size < sizeof(s) ? ret->struct_size : sizeof(s);
+        s.struct_size = n;
+        memcpy(ret, &s, n);
+        return 0;
+}
+
+FORKPOOL_EXPORT int forkpool_lease_mysql_report(forkpool_lease *lease, unsigned int server_status,
+                                                const char *db, const char *charset)
+{
+        char new_db[FP_MY_IDENT_MAX], new_charset[FP_MY_CHARSET_MAX];
+
+        if (!lease)
+                return -EINVAL;
+        if (lease->pid != getpid())
+                return -ECHILD;
+        if (lease->db_kind != FP_DB_MYSQL || lease->my)
+                return -EOPNOTSUPP;
+        if (copy_name(new_db, sizeof(new_db), db ? db : lease->my_info.db) < 0 ||
+            copy_name(new_charset, sizeof(new_charset),
+                      charset ? charset : lease->my_info.charset) < 0)
+                return -EINVAL;
+        memcpy(lease->my_rep_db, new_db, sizeof(new_db));
+        memcpy(lease->my_rep_charset, new_charset, sizeof(new_charset));
+        lease->my_rep_status = server_status;
+        lease->my_reported = true;
+        return 0;
 }

@@ -84,6 +84,12 @@ struct forkpool_lease {
         struct fp_lease_pg info;       /* PostgreSQL leases; info.backend_pid for every kind */
         struct st_mysql *my;           /* the adopted MySQL connection, or NULL */
         struct fp_lease_mysql my_info; /* MySQL leases */
+        /* A raw MySQL lease's session as its own client reported it (forkpool_lease_mysql_report).
+         */
+        bool my_reported;
+        uint32_t my_rep_status;
+        char my_rep_db[FP_MY_IDENT_MAX];
+        char my_rep_charset[FP_MY_CHARSET_MAX];
 };
 
 /*

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -114,7 +116,10 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
                                                  ? monotonic_s() - p.oldest_wait_start_usec / 1e6
                                                  : 0.0,
                         .paused = (p.flags & FP_SHM_POOL_PAUSED) != 0,
+                        .overflow = p.pool_size != 0 ? (int)p.overflow : 0,
                 };
+                snprintf(st.poolclass, sizeof(st.poolclass), "%s",
+                         fp_pool_class_name(p.pool_class));
                 if (st.oldest_wait_s < 0)
                         st.oldest_wait_s = 0;
                 pthread_mutex_unlock(&map_lock);

@@ -1004,6 +1004,67 @@ static void test_cache_fork(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/*
+ * forkpool_lease_mysql_session() and forkpool_lease_mysql_report(), for
+ * clients that speak the protocol themselves: the session's values, the
+ * struct_size contract, and a reported idle session released without the
+ * ROLLBACK an unknown one costs.
+ */
+static void test_session_report(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+        char longname[64];
+
+        start(&s, "itm_session", NULL, "pool_size = 1\nmax_overflow = 0\n");
+        MYSQL *admin = itest_my_admin("itm_session");
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+
+        forkpool_mysql_session info = FORKPOOL_MYSQL_SESSION_INIT;
+        CHECK_OK(forkpool_lease_mysql_session(lease, &info));
+        CHECK(info.struct_size == sizeof(info));
+        CHECK((int)info.thread_id == forkpool_lease_backend_pid(lease));
+        CHECK(info.protocol_version == 10);
+        CHECK(strcmp(info.db, "itm_session") == 0);
+        CHECK(info.user[0] != '\0' && info.server_version[0] != '\0' && info.charset[0] != '\0');
+        CHECK(info.server_status & SERVER_STATUS_AUTOCOMMIT);
+        forkpool_mysql_session small = {.struct_size = sizeof(size_t)};
+        CHECK(forkpool_lease_mysql_session(lease, &small) == -EINVAL);
+        CHECK(forkpool_lease_mysql_session(NULL, &info) == -EINVAL);
+
+        memset(longname, 'x', sizeof(longname) - 1);
+        longname[sizeof(longname) - 1] = '\0';
+        CHECK(forkpool_lease_mysql_report(lease, info.server_status, NULL, longname) == -EINVAL);
+        CHECK(forkpool_lease_mysql_report(NULL, 0, NULL, NULL) == -EINVAL);
+
+        /* Unknown state (nothing reported): forkpoold rolls back. */
+        long before = global_status(admin, "Com_rollback");
+        CHECK_OK(forkpool_release(lease));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        CHECK(forkpool_lease_backend_pid(lease) == (int)info.thread_id);
+        long unknown = global_status(admin, "Com_rollback") - before;
+        CHECK_MSG(unknown == 1, "an unreported release cost %ld ROLLBACKs, not 1", unknown);
+
+        /* Reported idle (the session is: nothing ran on it): no ROLLBACK. */
+        CHECK_OK(forkpool_lease_mysql_report(lease, info.server_status, NULL, NULL));
+        before = global_status(admin, "Com_rollback");
+        CHECK_OK(forkpool_release(lease));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        CHECK(forkpool_lease_backend_pid(lease) == (int)info.thread_id);
+        long reported = global_status(admin, "Com_rollback") - before;
+        CHECK_MSG(reported == 0, "a release reported idle cost %ld ROLLBACKs", reported);
+
+        /* An adopted lease's state is the library's own. */
+        (void)adopt(lease);
+        CHECK(forkpool_lease_mysql_report(lease, 0, NULL, NULL) == -EOPNOTSUPP);
+        CHECK_OK(forkpool_release(lease));
+        mysql_close(admin);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_statements, 60},
            {"multi_statements", test_multi_statements, 60},
            {"escape_charset", test_escape_charset, 60}, {"change_user", test_change_user, 60},
@@ -1014,4 +1075,4 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
            {"url_refused", test_url_refused, 60}, {"cache_reuse", test_cache_reuse, 60},
            {"cache_changed_elsewhere", test_cache_changed_elsewhere, 60},
-           {"cache_fork", test_cache_fork, 60})
+           {"cache_fork", test_cache_fork, 60}, {"session_report", test_session_report, 60})

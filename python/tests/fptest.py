@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures of the Python package's tests: a forkpoold of their own on the
+scratch servers that tests/run.sh starts (FORKPOOL_TEST_* variables), like
+tests/integration/itest.c does for the C tests.
+
+Environment: FORKPOOL_FORKPOOLD (the forkpoold to run), FORKPOOL_LIBRARY
+(the libforkpool to load), FORKPOOL_TEST_PG_URL / FORKPOOL_TEST_MY_URL and
+the rest of tests/run.sh's variables.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKG_ROOT = os.path.dirname(HERE)
+# The source tree's package, unless the installed one is under test.
+if not os.environ.get("FORKPOOL_TEST_INSTALLED") and PKG_ROOT not in sys.path:
+    sys.path.insert(0, PKG_ROOT)
+
+
+def need_env(*names):
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing and os.environ.get("FORKPOOL_TEST_REQUIRE_ENV"):
+        # Under ctest (tests/run.sh): a missing server is a failure, not a skip.
+        raise AssertionError("not set: " + ", ".join(missing))
+    if missing:
+        raise unittest.SkipTest("not set: " + ", ".join(missing))
+
+
+def pg_url():
+    need_env("FORKPOOL_TEST_PG_URL")
+    return os.environ["FORKPOOL_TEST_PG_URL"]
+
+
+def my_url():
+    need_env("FORKPOOL_TEST_MY_URL")
+    return os.environ["FORKPOOL_TEST_MY_URL"]
+
+
+def database(url):
+    return urllib.parse.urlsplit(url).path.lstrip("/")
+
+
+def user(url):
+    return urllib.parse.unquote(urllib.parse.urlsplit(url).username or "")
+
+
+class Supervisor:
+    """A forkpoold with one pool, in a fresh directory; stop() ends it."""
+
+    def __init__(self, url, pool=None, pool_lines="", global_lines=""):
+        need_env("FORKPOOL_FORKPOOLD")
+        self.pool = pool or database(url)
+        self.dir = tempfile.mkdtemp(prefix="fp-py-")
+        os.chmod(self.dir, 0o755)
+        self.socket = os.path.join(self.dir, "forkpool.sock")
+        self.config = os.path.join(self.dir, "forkpool.conf")
+        self.logpath = os.path.join(self.dir, "forkpoold.log")
+        with open(self.config, "w") as f:
+            f.write("[forkpool]\nsocket = %s\nshutdown_grace = 3\n%s\n[pool %s]\nurl = %s\n%s\n"
+                    % (self.socket, global_lines, self.pool, url, pool_lines))
+        os.chmod(self.config, 0o600)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(
+            [os.environ["FORKPOOL_FORKPOOLD"], "--config", self.config, "--log-level", "debug"],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("forkpoold exited with %s:\n%s" % (self.proc.returncode,
+                                                                      self.read_log()))
+            if os.path.exists(self.socket):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    s.connect(self.socket)
+                    return
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.05)
+        raise RuntimeError("forkpoold did not create %s" % self.socket)
+
+    def read_log(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-4000:]
+
+    def env(self, **extra):
+        e = dict(os.environ)
+        e["FORKPOOL_SOCKET"] = self.socket
+        e["PYTHONPATH"] = PKG_ROOT + (":" + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+        e.update(extra)
+        return e
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+
+
+def pg_direct():
+    """A direct psycopg connection to the scratch PostgreSQL (for checks, not through forkpool)."""
+    import psycopg
+
+    u = urllib.parse.urlsplit(pg_url())
+    q = dict(urllib.parse.parse_qsl(u.query))
+    return psycopg.connect(host=q.get("host") or u.hostname, port=q.get("port") or u.port,
+                           user=u.username, dbname=u.path.lstrip("/"), autocommit=True)
+
+
+def my_direct():
+    """A direct PyMySQL connection to the scratch MariaDB."""
+    import pymysql
+
+    need_env("FORKPOOL_TEST_MY_SOCKET", "FORKPOOL_TEST_MY_USER")
+    return pymysql.connect(unix_socket=os.environ["FORKPOOL_TEST_MY_SOCKET"],
+                           user=os.environ["FORKPOOL_TEST_MY_USER"],
+                           password=os.environ.get("FORKPOOL_TEST_MY_PASSWORD", ""),
+                           database=os.environ.get("FORKPOOL_TEST_MY_DATABASE"), autocommit=True)
+
+
+def pg_connections():
+    """Client backends of the test database other than the caller's."""
+    with pg_direct() as c:
+        return c.execute("select count(*) from pg_stat_activity where datname = %s and "
+                         "backend_type = 'client backend' and pid <> pg_backend_pid()",
+                         (database(pg_url()),)).fetchone()[0]
+
+
+def my_connections(c=None):
+    """Sessions of the test user other than the caller's."""
+    own = c is None
+    c = c or my_direct()
+    try:
+        with c.cursor() as cur:
+            cur.execute("select count(*) from information_schema.PROCESSLIST where user = %s "
+                        "and id <> connection_id()", (os.environ["FORKPOOL_TEST_MY_USER"],))
+            return cur.fetchone()[0]
+    finally:
+        if own:
+            c.close()
