@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -416,6 +417,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
                 return r;
         }
         sp->pool.id = (uint32_t)sup->n_pools;
+        sp->pool.lease_tag = (uint16_t)(sup->lease_tag_base + sp->pool.id);
         *ret = sp;
         return 0;
 }
@@ -447,9 +449,35 @@ struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const cha
         return NULL;
 }
 
-struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id)
+struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t tag)
 {
-        return id < sup->n_pools ? sup->pools[id] : NULL;
+        uint16_t id = (uint16_t)(tag - sup->lease_tag_base);
+        if (tag > UINT16_MAX || id >= sup->n_pools)
+                return NULL;
+        return sup->pools[id];
+}
+
+/* Whether tag is in the FP_SHM_MAX_POOLS tags from base on (modulo 2^16). */
+static bool tag_in_range(uint16_t base, uint16_t tag)
+{
+        return (uint16_t)(tag - base) < FP_SHM_MAX_POOLS;
+}
+
+void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *avoid, size_t n)
+{
+        uint16_t base = 0;
+        for (int attempt = 0; attempt < 1000; attempt++) {
+                if (getrandom(&base, sizeof(base), 0) != (ssize_t)sizeof(base))
+                        base = (uint16_t)(base * 31u + (unsigned)getpid() + (unsigned)attempt);
+                bool clash = false;
+                for (size_t i = 0; i < n && !clash; i++)
+                        clash = tag_in_range(base, avoid[i]);
+                if (!clash)
+                        break;
+        }
+        sup->lease_tag_base = base;
+        for (size_t i = 0; i < sup->n_pools; i++)
+                sup->pools[i]->pool.lease_tag = (uint16_t)(base + sup->pools[i]->pool.id);
 }
 
 static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
@@ -958,6 +986,8 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop");
 
+        /* Without a restore, no lease of a previous supervisor is still held. */
+        fp_supervisor_choose_lease_tags(sup, NULL, 0);
         for (size_t i = 0; i < sup->cfg.n_pools; i++) {
                 struct fp_sup_pool *sp;
                 r = sup_pool_new(sup, &sup->cfg.pools[i], &sp);

@@ -27,7 +27,7 @@
 #    property get 300 s.
 # 6. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
 #    ASan, UBSan), and runs each fuzz target (fuzz/fuzz_proto,
-#    fuzz/fuzz_segment) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
+#    fuzz/fuzz_segment, fuzz/fuzz_state) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
 #    fresh seeds and tests/fuzz/corpus/<target>/. A crash fails the run and
 #    leaves the input in build-fuzz/fuzz-work/<target>/artifacts/.
 #
@@ -285,7 +285,7 @@ run_ctest() {
 }
 
 # ---------------------------------------------------------------- fuzzing
-FUZZ_TARGETS=(fuzz_proto fuzz_segment)
+FUZZ_TARGETS=(fuzz_proto fuzz_segment fuzz_state)
 FUZZ_SECONDS=${FORKPOOL_FUZZ_SECONDS:-20}
 [[ $FUZZ_SECONDS =~ ^[1-9][0-9]*$ ]] ||
   { echo "$PROG: FORKPOOL_FUZZ_SECONDS must be a whole number of seconds >= 1" >&2; exit 2; }
@@ -315,7 +315,7 @@ run_fuzz() {
     work=$dir/fuzz-work/$t
     mkdir -p "$work/corpus" "$work/artifacts"
     # Room for oversized messages; segment images are compressed (fuzz_segment.c).
-    case $t in fuzz_proto) max_len=8192 ;; *) max_len=65536 ;; esac
+    case $t in fuzz_proto | fuzz_state) max_len=8192 ;; *) max_len=65536 ;; esac
     say "build-fuzz: fuzz/$t for ${FUZZ_SECONDS}s"
     if run "$dir/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
          -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1 \
