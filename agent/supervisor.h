@@ -146,6 +146,13 @@ void fp_control_stop_listening(struct fp_supervisor *sup);
 /* Closes every client connection (end of shutdown). */
 void fp_control_close_all(struct fp_supervisor *sup);
 
+/*
+ * Handles every message the clients have sent that is still queued in their
+ * sockets (before a restart leaves the connections to the fd store). Does not
+ * block. A client may be freed meanwhile (end of stream).
+ */
+void fp_control_read_all(struct fp_supervisor *sup);
+
 /* Sends a lease (with the connection's fd) to a client. Returns 0 or a negative errno. */
 int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,
                           size_t len, int fd);

@@ -721,6 +721,129 @@ static void pools_reordered(void)
         fake_systemd_done(&sd);
 }
 
+/*
+ * A release still unread in the control socket when SIGTERM arrives is
+ * handled before the connections are left to the store: the slot comes back
+ * idle (reset: the transaction the worker left open is rolled back), not
+ * leased to a live process that already let it go.
+ */
+static void release_unread_at_sigterm(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+
+        const char *url = db->url("it_restart_unread");
+        void *admin = db->admin("it_restart_unread");
+        create_table(db, admin, "it_restart3");
+        fake_systemd_init(&sd, url, "pool_size = 1\nmax_overflow = 0\n");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        int backend = session_id(db, l);
+        void *c = adopt(db, l);
+        db->query(c, "BEGIN");
+        db->query(c, "INSERT INTO it_restart3 VALUES (1)");
+
+        /* The release and SIGTERM reach a stopped supervisor: it sees both at once. */
+        CHECK(kill(sd.pid, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(l));
+        CHECK(kill(sd.pid, SIGTERM) == 0);
+        CHECK(kill(sd.pid, SIGCONT) == 0);
+        int status = itest_wait_child(sd.pid, 10000);
+        CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d", status);
+        sd.pid = 0;
+
+        fake_systemd_start(&sd);
+        struct fp_shm_pool pool = pool_named(&sd, "main");
+        CHECK_MSG(pool.checked_out == 0 && pool.live == 1,
+                  "after the restart: %d out, %d live (the release was lost)", pool.checked_out,
+                  pool.live);
+        CHECK(query_long(db, admin, "SELECT count(*) FROM it_restart3") == 0);
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        CHECK(session_id(db, l) == backend);
+        CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+        CHECK_OK(forkpool_release(l));
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/* A query's result on conn as text, or "<status name>" when it returned no row. */
+static void check_answer(PGconn *conn, const char *sql, const char *want)
+{
+        PGresult *res = PQexec(conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        char got[128];
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1)
+                snprintf(got, sizeof(got), "%s", PQgetvalue(res, 0, 0));
+        else
+                snprintf(got, sizeof(got), "<%s>", PQresStatus(st));
+        PQclear(res);
+        CHECK_MSG(strcmp(got, want) == 0, "%s answered %s, want %s", sql, got, want);
+}
+
+/*
+ * A pre-ping still waiting for its reply at SIGTERM (the backend is stopped)
+ * either finishes or costs its connection: a connection stored with the
+ * ping's reply unread would give the next holder that reply for its query.
+ */
+static void ping_in_flight_at_sigterm(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+
+        const char *url = db->url("it_restart_ping");
+        void *admin = db->admin("it_restart_ping");
+        fake_systemd_init(&sd, url,
+                          "pool_size = 1\nmax_overflow = 0\npool_pre_ping = true\n"
+                          "connect_timeout = 30\n");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        int backend = session_id(db, l);
+        CHECK_OK(forkpool_release(l));
+        int64_t end = itest_now_ms() + 3000;
+        while (pool_named(&sd, "main").checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+
+        /* The next acquire's pre-ping waits on a stopped backend. */
+        CHECK(kill(backend, SIGSTOP) == 0);
+        pid_t child = fork();
+        if (child == 0) {
+                forkpool *mine;
+                forkpool_lease *held;
+                CHECK_OK(forkpool_open(sd.socket, &mine));
+                if (forkpool_acquire(mine, "main", 10000, &held) == 0)
+                        forkpool_release(held);
+                forkpool_close(mine);
+                _exit(0);
+        }
+        usleep(300000); /* the child's acquire reaches it, its ping goes out */
+        CHECK(kill(sd.pid, SIGTERM) == 0);
+        usleep(300000);
+        CHECK(kill(backend, SIGCONT) == 0);
+        int status = itest_wait_child(sd.pid, 10000);
+        CHECK(status >= 0);
+        sd.pid = 0;
+        CHECK(itest_wait_child(child, 15000) >= 0);
+
+        fake_systemd_start(&sd);
+        for (int i = 0; i < 3; i++) {
+                CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+                PGconn *c = adopt(db, l);
+                check_answer(c, "SELECT 40 + 2", "42");
+                check_answer(c, "SELECT 'second'", "second");
+                CHECK_OK(forkpool_release(l));
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
 static void pg_restart_keeps_sessions(void)
 {
         restart_keeps_sessions(&pg_db, SIGTERM);
@@ -760,4 +883,6 @@ ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
            {"state/truncated", state_truncated, 60},
            {"state/other_version", state_other_version, 60},
            {"state/bad_pg_record", state_bad_pg_record, 60},
-           {"postgresql/pools_reordered", pools_reordered, 60})
+           {"postgresql/pools_reordered", pools_reordered, 60},
+           {"postgresql/release_unread_at_sigterm", release_unread_at_sigterm, 60},
+           {"postgresql/ping_in_flight_at_sigterm", ping_in_flight_at_sigterm, 60})
