@@ -684,15 +684,22 @@ struct pending_cancel {
         uint32_t packet[4];
 };
 
+/* The source's destroy callback: also when the loop ends first (shutdown). */
+static void pending_cancel_free(void *userdata)
+{
+        struct pending_cancel *pcx = userdata;
+        if (pcx->fd >= 0)
+                close(pcx->fd);
+        free(pcx);
+}
+
 static int on_cancel_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct pending_cancel *pcx = userdata;
         (void)revents;
         /* One small write; the server acts on it and closes. Errors change nothing. */
         (void)send(fd, pcx->packet, sizeof(pcx->packet), MSG_NOSIGNAL | MSG_DONTWAIT);
-        sd_event_source_disable_unref(s);
-        close(fd);
-        free(pcx);
+        sd_event_source_disable_unref(s); /* frees pcx (pending_cancel_free) */
         return 0;
 }
 
@@ -724,6 +731,7 @@ static void send_cancel(const struct fp_pgconn *pc)
                 return;
         }
         /* Not tied to the connection's life: it finishes on its own. */
+        sd_event_source_set_destroy_callback(pcx->io, pending_cancel_free);
         sd_event_source_set_floating(pcx->io, true);
         sd_event_source_unref(pcx->io);
 }

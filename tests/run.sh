@@ -422,8 +422,12 @@ if [[ ${#BUILT[@]} -gt 0 ]]; then
   else
     for tree in "${BUILT[@]}"; do
       if [[ $tree == build-asan ]]; then
+        # LeakSanitizer is on; tests/lsan-suppressions.txt lists, with reasons,
+        # what it must not report. verify_asan_link_order=0: uninstrumented
+        # programs (psql in it_dropin) load the instrumented libpq drop-in.
         run_ctest "$tree" \
-          "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}" \
+          "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:verify_asan_link_order=0}" \
+          "LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$REPO/tests/lsan-suppressions.txt:print_suppressions=0}" \
           "UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
       else
         run_ctest "$tree"
