@@ -25,14 +25,17 @@
 # 5. Runs ctest in each tree: tests labelled "unit" in parallel (-j2), then
 #    all other tests (label "integration") serially. Tests without a TIMEOUT
 #    property get 300 s.
-# 6. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
+# 5b. Builds build-tsan/ (-DFORKPOOL_TSAN=ON: ThreadSanitizer) with only the
+#    library, the programs and the threaded integration tests
+#    ($TSAN_TESTS), and runs those.
+# 6. Builds a further tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
 #    ASan, UBSan), and runs each fuzz target (fuzz/fuzz_proto,
 #    fuzz/fuzz_segment, fuzz/fuzz_state) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
 #    fresh seeds and tests/fuzz/corpus/<target>/. A crash fails the run and
 #    leaves the input in build-fuzz/fuzz-work/<target>/artifacts/.
 #
 # Options:
-#   --no-asan       skip the sanitizer build and its test run
+#   --no-asan       skip the sanitizer builds (ASan, TSan) and their test runs
 #   --no-fuzz       skip the fuzzing tree and its runs
 #   --only REGEX    run only the tests whose name matches REGEX (ctest -R;
 #                   fuzz targets are named fuzz/<target>, static checks
@@ -401,6 +404,29 @@ if [[ $ASAN -eq 1 ]]; then
   fi
 fi
 
+# The threaded integration tests, under ThreadSanitizer (build-tsan).
+TSAN_TESTS=(it_core it_libpq)
+tsan_selected() {
+  local t
+  for t in "${TSAN_TESTS[@]}"; do
+    [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"integration/$t" && return 0
+  done
+  return 1
+}
+TSAN_BUILT=0
+if [[ $ASAN -eq 1 ]] && tsan_selected; then
+  say "configuring build-tsan"
+  if run cmake -S "$REPO" -B "$BUILD_ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_TSAN=ON \
+       -DFORKPOOL_WERROR=ON &&
+     say "building build-tsan (threaded tests only)" &&
+     run cmake --build "$BUILD_ROOT/build-tsan" -j "$JOBS" --target forkpoold forkpoolctl \
+       "${TSAN_TESTS[@]}"; then
+    TSAN_BUILT=1
+  else
+    fail "build-tsan: build"
+  fi
+fi
+
 run_static_checks
 
 FUZZ_BUILT=0
@@ -433,6 +459,15 @@ if [[ ${#BUILT[@]} -gt 0 ]]; then
         run_ctest "$tree"
       fi
     done
+    if [[ $TSAN_BUILT -eq 1 ]]; then
+      regex=$(IFS='|'; echo "^integration/(${TSAN_TESTS[*]})\$")
+      say "build-tsan: threaded integration tests"
+      if ! run env -C "$BUILD_ROOT/build-tsan" \
+             "TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+             ctest --output-on-failure --timeout 300 -R "$regex"; then
+        fail "build-tsan: threaded integration tests"
+      fi
+    fi
   fi
   stop_pg
   stop_my
@@ -442,6 +477,7 @@ fi
 elapsed=$((SECONDS - START_TIME))
 trees="build"
 [[ $ASAN -eq 1 ]] && trees+=" + build-asan"
+[[ $TSAN_BUILT -eq 1 ]] && trees+=" + build-tsan"
 [[ $FUZZ -eq 1 ]] && trees+=" + build-fuzz"
 if [[ ${#FAILURES[@]} -eq 0 ]]; then
   echo "$PROG: PASS ($trees${ONLY:+, only '$ONLY'}) in ${elapsed}s"
