@@ -809,3 +809,13 @@ void fp_control_close_all(struct fp_supervisor *sup)
         fp_peercount_done(&sup->conns_by_uid);
         fp_peercount_done(&sup->conns_by_pid);
 }
+
+void fp_control_read_all(struct fp_supervisor *sup)
+{
+        struct fp_client *client = LIST_FIRST(&sup->clients), *next;
+        for (; client; client = next) {
+                next = LIST_NEXT(client, link);
+                /* Until the socket is empty, or a flood's bound (false: the client is gone). */
+                (void)client_read_messages(client, 64 * MESSAGES_PER_WAKEUP);
+        }
+}

@@ -24,35 +24,9 @@
 
 #include "pool.h"
 #include "proto.h"
+#include "savedstate.h"
 
 struct fp_supervisor;
-
-/* The size of a saved record: the stride of the state memfd. */
-#define FP_SAVED_SLOT_SIZE 2424
-
-/* What was saved of one slot. */
-struct fp_saved_slot {
-        uint32_t magic; /* FP_SAVED_SLOT_MAGIC when the record is in use */
-        uint32_t index; /* slot index in its pool */
-        char pool[FP_SHM_POOL_NAME_MAX];
-        uint32_t db_kind; /* enum fp_db_kind: which of pg and my is set */
-        uint32_t state;   /* FP_SLOT_IDLE or FP_SLOT_LEASED; anything else is not restored */
-        int32_t holder_pid;
-        uint32_t txn; /* enum fp_txn at the next hand-over */
-        uint64_t lease_generation;
-        union {
-                struct fp_lease_pg pg;    /* FP_DB_POSTGRES */
-                struct fp_lease_mysql my; /* FP_DB_MYSQL */
-        };
-};
-
-/*
- * Records are written at a fixed stride into a memfd the next forkpoold
- * reads: the layout must not change (a MySQL record fits the PostgreSQL one).
- */
-_Static_assert(sizeof(struct fp_lease_mysql) <= sizeof(struct fp_lease_pg),
-               "a MySQL record does not grow the saved slot");
-_Static_assert(sizeof(struct fp_saved_slot) == FP_SAVED_SLOT_SIZE, "saved slot layout");
 
 /* Sets up the store (a new state memfd, given to systemd). Returns 0 or a negative errno. */
 int fp_fdstore_init(struct fp_supervisor *sup);

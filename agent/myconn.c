@@ -20,6 +20,10 @@
  * left it busy (holder death, mid-protocol release) is shut down and its
  * session ended with "KILL <thread id>" the same way, so that a running
  * statement stops and its locks go at once.
+ *
+ * The KILLs that end sessions go first; the cancels queue behind them, at most
+ * one per lease (more cancels before it is sent change nothing), and a cancel
+ * not yet sent when its lease ends is dropped: it would hit the next holder.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -139,7 +143,8 @@ struct my_pool {
         struct my_async admin;
         bool admin_ready;
         struct my_kill *admin_current;
-        struct my_kill_list kills;
+        struct my_kill_list kills;   /* KILL: sessions to end, first */
+        struct my_kill_list cancels; /* KILL QUERY: at most one per lease */
         sd_event_source *admin_idle;
 };
 
@@ -162,6 +167,7 @@ struct my_conn {
 
         /* A reset waiting for this connection's KILLs to be done. */
         int kills_pending;
+        struct my_kill *queued_cancel; /* this lease's KILL QUERY, queued and not yet sent */
         bool reset_waiting;
         int reset_timeout_ms;
 
@@ -568,6 +574,10 @@ static void pool_free(struct my_pool *p)
                 TAILQ_REMOVE(&p->kills, k, link);
                 free(k);
         }
+        while ((k = TAILQ_FIRST(&p->cancels))) {
+                TAILQ_REMOVE(&p->cancels, k, link);
+                free(k);
+        }
         p->admin_idle = sd_event_source_disable_unref(p->admin_idle);
         if (p->password) {
                 explicit_bzero(p->password, strlen(p->password));
@@ -659,13 +669,25 @@ static void admin_drop_kills(struct my_pool *p)
                 TAILQ_REMOVE(&p->kills, k, link);
                 kill_done(k);
         }
+        while ((k = TAILQ_FIRST(&p->cancels))) {
+                TAILQ_REMOVE(&p->cancels, k, link);
+                if (k->target)
+                        k->target->queued_cancel = NULL;
+                kill_done(k);
+        }
+}
+
+/* Whether a KILL or a cancel waits to be sent. */
+static bool admin_has_work(const struct my_pool *p)
+{
+        return !TAILQ_EMPTY(&p->kills) || !TAILQ_EMPTY(&p->cancels);
 }
 
 static int on_admin_idle(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct my_pool *p = userdata;
         (void)s, (void)usec;
-        if (!p->admin.running && TAILQ_EMPTY(&p->kills)) {
+        if (!p->admin.running && !admin_has_work(p)) {
                 log_debug("closing the idle admin connection of a MySQL pool");
                 admin_close(p);
         }
@@ -680,6 +702,8 @@ static void admin_connected(struct my_async *a, int error, const char *text)
                 int n = 0;
                 struct my_kill *k;
                 TAILQ_FOREACH(k, &p->kills, link)
+                n++;
+                TAILQ_FOREACH(k, &p->cancels, link)
                 n++;
                 log_warning("cannot open the MySQL connection that sends KILL (%d KILL%s "
                             "dropped): %s",
@@ -722,7 +746,7 @@ static void admin_kick(struct my_pool *p)
 
         if (a->running || !p->event)
                 return;
-        if (TAILQ_EMPTY(&p->kills)) {
+        if (!admin_has_work(p)) {
                 if (!a->m)
                         return;
                 r = p->admin_idle
@@ -763,8 +787,12 @@ static void admin_kick(struct my_pool *p)
         }
         if (!p->admin_ready)
                 return;
-        struct my_kill *k = TAILQ_FIRST(&p->kills);
-        TAILQ_REMOVE(&p->kills, k, link);
+        /* Sessions to end first: a flood of cancels must not delay them. */
+        struct my_kill_list *list = TAILQ_EMPTY(&p->kills) ? &p->cancels : &p->kills;
+        struct my_kill *k = TAILQ_FIRST(list);
+        TAILQ_REMOVE(list, k, link);
+        if (k->query_only && k->target)
+                k->target->queued_cancel = NULL; /* sent: the reset waits for it */
         p->admin_current = k;
         char sql[MY_SQL_MAX];
         snprintf(sql, sizeof(sql), "KILL %s%lu", k->query_only ? "QUERY " : "", k->thread_id);
@@ -776,7 +804,11 @@ static void admin_kick(struct my_pool *p)
         }
 }
 
-/* Queues a KILL for thread_id; target (may be NULL) is told when it is done. */
+/*
+ * Queues a KILL (or, query_only, a KILL QUERY) for thread_id; target (may be
+ * NULL) is told when it is done. A KILL QUERY for a target is its
+ * queued_cancel until it is sent. Returns 0 or -ENOMEM.
+ */
 static int admin_queue_kill(struct my_pool *p, unsigned long thread_id, bool query_only,
                             struct my_conn *target)
 {
@@ -786,9 +818,31 @@ static int admin_queue_kill(struct my_pool *p, unsigned long thread_id, bool que
         k->thread_id = thread_id;
         k->query_only = query_only;
         k->target = target;
-        TAILQ_INSERT_TAIL(&p->kills, k, link);
+        if (query_only) {
+                TAILQ_INSERT_TAIL(&p->cancels, k, link);
+                if (target)
+                        target->queued_cancel = k;
+        } else
+                TAILQ_INSERT_TAIL(&p->kills, k, link);
         admin_kick(p);
         return 0;
+}
+
+/*
+ * Drops c's KILL QUERY if it is still queued: its lease ended (or a new one
+ * begins), and the next holder's statement must not be the one it stops. A
+ * KILL QUERY already sent is waited for by the reset (kills_pending).
+ */
+static void drop_queued_cancel(struct my_conn *c)
+{
+        struct my_kill *k = c->queued_cancel;
+        if (!k)
+                return;
+        c->queued_cancel = NULL;
+        TAILQ_REMOVE(&c->pool->cancels, k, link);
+        free(k);
+        if (c->kills_pending > 0)
+                c->kills_pending--;
 }
 
 /* --- connections --- */
@@ -799,6 +853,7 @@ static void conn_free(struct my_conn *c)
         struct my_kill *k;
 
         /* Queued KILLs for it go on (the thread id stays valid); nobody waits for them. */
+        drop_queued_cancel(c);
         TAILQ_FOREACH(k, &p->kills, link)
         if (k->target == c)
                 k->target = NULL;
@@ -1113,6 +1168,8 @@ static void my_reset(void *conn, enum fp_reset_mode mode, const struct fp_releas
         c->reset_timeout_ms = timeout_ms;
         apply_report(c, info);
         reset_plan(c, mode, info);
+        /* The lease is over: a cancel not yet sent has nothing left to stop. */
+        drop_queued_cancel(c);
         if (c->kills_pending > 0) {
                 /*
                  * A KILL QUERY still on its way must not hit the next holder's
@@ -1236,6 +1293,8 @@ static void my_describe(const void *conn, struct fp_msg_lease *msg)
         /* handed_out is the driver's bookkeeping of the lease, not session state. */
         struct my_conn *c = (struct my_conn *)conn;
 
+        /* A cancel of the previous lease (returned unused) must not reach this one's. */
+        drop_queued_cancel(c);
         c->handed_out = true;
         msg->db_kind = FP_DB_MYSQL;
         fp_myconn_describe(c, &msg->my, &msg->txn);
@@ -1247,6 +1306,9 @@ static int my_cancel(void *conn)
 
         if (!c->handed_out)
                 return -ESRCH;
+        /* One KILL QUERY queued per lease: a flood of cancels queues nothing more. */
+        if (c->queued_cancel)
+                return 0;
         /* Counted first: the KILL may be done before admin_queue_kill() returns. */
         c->kills_pending++;
         int r = admin_queue_kill(c->pool, c->thread_id, true, c);
@@ -1275,6 +1337,7 @@ static int my_prepare(const struct fp_url *url, void **ret)
                 return -ENOMEM;
         p->refs = 1;
         TAILQ_INIT(&p->kills);
+        TAILQ_INIT(&p->cancels);
         p->port = o.port;
         p->connect_timeout_s = o.connect_timeout_s;
         p->client_flag = (o.multi_statements ? CLIENT_MULTI_STATEMENTS : 0) |

@@ -17,6 +17,7 @@
 
 #include "driver.h"
 #include "log.h"
+#include "pgtrace.h"
 
 enum pgconn_phase {
         PGCONN_CONNECTING,
@@ -53,6 +54,11 @@ struct fp_pgconn {
         run_done_fn run_done;
         bool readback_sent;
 
+        /* libpq's protocol trace of the handshake, for the cancel key (pgtrace.h). */
+        FILE *trace;
+        char *trace_buf;
+        size_t trace_len;
+
         int backend_pid;
         int cancel_key;
         bool has_cancel_key;
@@ -71,28 +77,35 @@ struct fp_pgconn {
         int n_readback;
 };
 
-/*
- * The prefix of libpq's struct pg_cancel (libpq-int.h, PostgreSQL 9.x–17):
- * the server's real address and the cancel key, which libpq 15 has no public
- * accessor for. Read only after a self-check against PQbackendPID().
- */
-struct pg_cancel_prefix {
-        struct {
-                struct sockaddr_storage addr;
-                socklen_t salen;
-        } raddr; /* libpq's SockAddr: padded to the storage's alignment */
-        int be_pid;
-        int be_key;
-};
-
 static void notice_ignore(void *arg, const char *message)
 {
         (void)arg;
         log_debug("server notice on a supervisor connection: %s", message);
 }
 
+/*
+ * Ends the handshake's trace and wipes its text: with password
+ * authentication it holds what the client sent.
+ */
+static void trace_stop(struct fp_pgconn *pc)
+{
+        if (!pc->trace)
+                return;
+        if (pc->conn)
+                PQuntrace(pc->conn);
+        fclose(pc->trace);
+        pc->trace = NULL;
+        if (pc->trace_buf) {
+                explicit_bzero(pc->trace_buf, pc->trace_len);
+                free(pc->trace_buf);
+        }
+        pc->trace_buf = NULL;
+        pc->trace_len = 0;
+}
+
 static void pgconn_free(struct fp_pgconn *pc)
 {
+        trace_stop(pc);
         sd_event_source_disable_unref(pc->io);
         sd_event_source_disable_unref(pc->timer);
         sd_event_source_disable_unref(pc->defer);
@@ -144,20 +157,29 @@ static void capture_session(struct fp_pgconn *pc)
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
                 pc->params[i] = param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
 
-        PGcancel *cancel = PQgetCancel(pc->conn);
-        if (cancel) {
-                const struct pg_cancel_prefix *prefix = (const void *)cancel;
-                if (prefix->be_pid == pc->backend_pid && prefix->raddr.salen > 0 &&
-                    prefix->raddr.salen <= sizeof(prefix->raddr.addr)) {
-                        pc->cancel_key = prefix->be_key;
-                        pc->has_cancel_key = true;
-                        memcpy(&pc->server_addr, &prefix->raddr.addr, prefix->raddr.salen);
-                        pc->server_addr_len = prefix->raddr.salen;
-                } else {
-                        log_warning("libpq's cancel data has an unexpected layout: "
-                                    "forkpool_cancel() will not work");
-                }
-                PQfreeCancel(cancel);
+        /*
+         * The cancel key as the server sent it, from libpq's trace of the
+         * handshake; the address is the socket's peer (the real server, the
+         * one a CancelRequest must reach).
+         */
+        int r = -ENOENT, pid = 0, key = 0;
+        if (pc->trace && fflush(pc->trace) == 0)
+                r = fp_pgtrace_backend_key(pc->trace_buf, pc->trace_len, &pid, &key);
+        trace_stop(pc);
+        pc->server_addr_len = sizeof(pc->server_addr);
+        if (r >= 0 && pid == pc->backend_pid &&
+            getpeername(PQsocket(pc->conn), (struct sockaddr *)&pc->server_addr,
+                        &pc->server_addr_len) == 0 &&
+            pc->server_addr_len > 0 && pc->server_addr_len <= sizeof(pc->server_addr)) {
+                pc->cancel_key = key;
+                pc->has_cancel_key = true;
+        } else {
+                pc->server_addr_len = 0;
+                log_warning("backend %d: no cancel key in libpq's trace of the handshake (%s): "
+                            "forkpool_cancel() will refuse on this connection",
+                            pc->backend_pid,
+                            r == -EPROTO ? "a key format this build does not know"
+                                         : "no BackendKeyData seen");
         }
 }
 
@@ -266,6 +288,18 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
         pc->phase = PGCONN_CONNECTING;
         pc->conn = PQconnectStartParams(keys, values, 0);
 
+        if (pc->conn && PQstatus(pc->conn) != CONNECTION_BAD) {
+                /*
+                 * Trace the handshake: BackendKeyData arrives after the first
+                 * poll, which only starts the connect and sends the startup
+                 * packet. Without a trace the connection works, with no cancel.
+                 */
+                pc->trace = open_memstream(&pc->trace_buf, &pc->trace_len);
+                if (pc->trace) {
+                        PQtrace(pc->conn, pc->trace);
+                        PQsetTraceFlags(pc->conn, PQTRACE_SUPPRESS_TIMESTAMPS);
+                }
+        }
         if (!pc->conn || PQstatus(pc->conn) == CONNECTION_BAD)
                 r = sd_event_add_defer(event, &pc->defer, on_connect_failed_at_once, pc);
         else {
@@ -597,8 +631,32 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
 
 /* --- exec: pings and on_connect hooks --- */
 
+/*
+ * Takes every value that the supervisor's libpq saw reported since
+ * before_reset was filled (a hook's SET, a reset's DISCARD ALL) as the
+ * session's current one, so that the next lease's libpq agrees with the
+ * server. Frees before_reset.
+ */
+static void take_reported(struct fp_pgconn *pc)
+{
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                const char *now = PQparameterStatus(pc->conn, fp_pg_reported_params[i]);
+                const char *before = pc->before_reset[i];
+                if (now && (!before || strcmp(now, before) != 0)) {
+                        char *copy = strdup(now);
+                        if (copy) {
+                                free(pc->params[i]);
+                                pc->params[i] = copy;
+                        }
+                }
+        }
+        free_param_array(pc->before_reset);
+}
+
 static void exec_done(struct fp_pgconn *pc, int error, const char *text)
 {
+        /* A hook's statement may have changed reported settings (SET application_name). */
+        take_reported(pc);
         pc->exec_cb(pc, error, text, pc->userdata);
 }
 
@@ -608,6 +666,11 @@ void fp_pgconn_exec(struct fp_pgconn *pc, const char *sql, int timeout_ms, fp_db
         pc->exec_cb = cb;
         pc->userdata = userdata;
         pc->readback_sent = false;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                free(pc->before_reset[i]);
+                pc->before_reset[i] =
+                        param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
+        }
         /* The empty query is PostgreSQL's cheapest round trip: the ping. */
         snprintf(pc->steps[0], PG_SQL_MAX, "%s", sql ? sql : "");
         pc->n_steps = 1;
@@ -621,15 +684,22 @@ struct pending_cancel {
         uint32_t packet[4];
 };
 
+/* The source's destroy callback: also when the loop ends first (shutdown). */
+static void pending_cancel_free(void *userdata)
+{
+        struct pending_cancel *pcx = userdata;
+        if (pcx->fd >= 0)
+                close(pcx->fd);
+        free(pcx);
+}
+
 static int on_cancel_writable(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct pending_cancel *pcx = userdata;
         (void)revents;
         /* One small write; the server acts on it and closes. Errors change nothing. */
         (void)send(fd, pcx->packet, sizeof(pcx->packet), MSG_NOSIGNAL | MSG_DONTWAIT);
-        sd_event_source_disable_unref(s);
-        close(fd);
-        free(pcx);
+        sd_event_source_disable_unref(s); /* frees pcx (pending_cancel_free) */
         return 0;
 }
 
@@ -661,6 +731,7 @@ static void send_cancel(const struct fp_pgconn *pc)
                 return;
         }
         /* Not tied to the connection's life: it finishes on its own. */
+        sd_event_source_set_destroy_callback(pcx->io, pending_cancel_free);
         sd_event_source_set_floating(pcx->io, true);
         sd_event_source_unref(pcx->io);
 }

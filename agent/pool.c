@@ -176,7 +176,7 @@ static struct fp_record *queue_pop(struct fp_pool *pool)
 static struct fp_record *queue_take_preferred(struct fp_pool *pool, const struct fp_waiter *w)
 {
         uint64_t id = w->prefer_lease_id;
-        if (!id || !pool->params.affinity || fp_lease_id_pool(id) != pool->id)
+        if (!id || !pool->params.affinity || fp_lease_id_pool(id) != pool->lease_tag)
                 return NULL;
         uint32_t index = (uint32_t)(id >> 32) & 0xffff;
         if (index >= pool->capacity)
@@ -541,7 +541,7 @@ int fp_pool_acquire(struct fp_pool *pool, void *client, pid_t pid, uint32_t requ
 struct fp_record *fp_pool_find_lease(struct fp_pool *pool, uint64_t lease_id)
 {
         uint32_t index = (uint32_t)(lease_id >> 32) & 0xffff;
-        if (fp_lease_id_pool(lease_id) != pool->id || index >= pool->capacity)
+        if (fp_lease_id_pool(lease_id) != pool->lease_tag || index >= pool->capacity)
                 return NULL;
         struct fp_record *rec = &pool->records[index];
         if (rec->state != FP_SLOT_LEASED || fp_record_lease_id(pool, rec) != lease_id)
@@ -557,9 +557,9 @@ static void invalidate_pool_from(struct fp_pool *pool, const struct fp_record *r
 }
 
 /*
- * A lease restored from the fd store, by slot and generation (its pool's id
- * may have changed), held by client or, if no control connection claimed it
- * yet, by process pid.
+ * A lease restored from the fd store, by the id the previous supervisor gave
+ * it (its pool's lease tag is another now), held by client or, if no control
+ * connection claimed it yet, by process pid.
  */
 static struct fp_record *find_restored(struct fp_pool *pool, uint64_t lease_id, void *client,
                                        pid_t pid)
@@ -568,8 +568,7 @@ static struct fp_record *find_restored(struct fp_pool *pool, uint64_t lease_id, 
         if (index >= pool->capacity)
                 return NULL;
         struct fp_record *rec = &pool->records[index];
-        if (!rec->restored || rec->state != FP_SLOT_LEASED ||
-            (uint32_t)rec->lease_generation != (uint32_t)lease_id)
+        if (!rec->restored || rec->state != FP_SLOT_LEASED || rec->restored_lease_id != lease_id)
                 return NULL;
         if (rec->holder != client && !(rec->holder == NULL && rec->holder_pid == pid))
                 return NULL;

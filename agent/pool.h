@@ -69,6 +69,8 @@ struct fp_record {
         bool dirty;      /* to be published */
         bool in_queue;
         TAILQ_ENTRY(fp_record) queue_link; /* in Q, while in_queue */
+        /* A restored lease's id, as the previous supervisor gave it (fdstore.c). */
+        uint64_t restored_lease_id;
 };
 
 struct fp_waiter_list;
@@ -174,13 +176,15 @@ struct fp_pool {
         int overflow;      /* O */
         int max_overflow;  /* M: -1 when unlimited (pool_size == 0 too) */
         uint32_t capacity; /* records this pool can ever hold: FP_SHM_MAX_SLOTS_PER_POOL */
-        uint32_t id;       /* index among the supervisor's pools (in lease ids) */
+        uint32_t id;       /* index among the supervisor's pools (segment, fd store) */
         int n_live;        /* records with a live connection */
         uint32_t *dirty;   /* records changed since the last publish */
         uint32_t n_dirty;
+        /* In this supervisor's lease ids: never one a previous supervisor gave. */
+        uint16_t lease_tag;
         struct fp_record *records;
-        TAILQ_HEAD(fp_record_queue, fp_record)
-        queue; /* Q: taken from the head (FIFO) or tail (LIFO) */
+        /* Q: taken from the head (FIFO) or tail (LIFO). */
+        TAILQ_HEAD(fp_record_queue, fp_record) queue;
         uint32_t queue_len;
         struct fp_waiter_list waiters; /* FIFO: the order they are served in */
         struct fp_heap deadlines;      /* the same waiters, earliest deadline first */
@@ -337,14 +341,18 @@ int fp_pool_status(const struct fp_pool *pool, char *buf, size_t len);
 /* Record with the given lease id, or NULL. */
 struct fp_record *fp_pool_find_lease(struct fp_pool *pool, uint64_t lease_id);
 
-/* The lease id of rec's current lease: pool id, slot index, lease generation. */
+/*
+ * The lease id of rec's current lease, as this supervisor gives it: the pool's
+ * lease tag, slot index, lease generation (a restored lease keeps the id it
+ * was given: rec->restored_lease_id).
+ */
 static inline uint64_t fp_record_lease_id(const struct fp_pool *pool, const struct fp_record *rec)
 {
-        return (uint64_t)pool->id << 48 | (uint64_t)rec->index << 32 |
+        return (uint64_t)pool->lease_tag << 48 | (uint64_t)rec->index << 32 |
                (uint32_t)rec->lease_generation;
 }
 
-/* The pool id inside a lease id. */
+/* The pool's lease tag inside a lease id. */
 static inline uint32_t fp_lease_id_pool(uint64_t lease_id)
 {
         return (uint32_t)(lease_id >> 48);

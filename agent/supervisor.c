@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -432,6 +433,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
                 return r;
         }
         sp->pool.id = (uint32_t)sup->n_pools;
+        sp->pool.lease_tag = (uint16_t)(sup->lease_tag_base + sp->pool.id);
         *ret = sp;
         return 0;
 }
@@ -463,9 +465,35 @@ struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const cha
         return NULL;
 }
 
-struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id)
+struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t tag)
 {
-        return id < sup->n_pools ? sup->pools[id] : NULL;
+        uint16_t id = (uint16_t)(tag - sup->lease_tag_base);
+        if (tag > UINT16_MAX || id >= sup->n_pools)
+                return NULL;
+        return sup->pools[id];
+}
+
+/* Whether tag is in the FP_SHM_MAX_POOLS tags from base on (modulo 2^16). */
+static bool tag_in_range(uint16_t base, uint16_t tag)
+{
+        return (uint16_t)(tag - base) < FP_SHM_MAX_POOLS;
+}
+
+void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *avoid, size_t n)
+{
+        uint16_t base = 0;
+        for (int attempt = 0; attempt < 1000; attempt++) {
+                if (getrandom(&base, sizeof(base), 0) != (ssize_t)sizeof(base))
+                        base = (uint16_t)(base * 31u + (unsigned)getpid() + (unsigned)attempt);
+                bool clash = false;
+                for (size_t i = 0; i < n && !clash; i++)
+                        clash = tag_in_range(base, avoid[i]);
+                if (!clash)
+                        break;
+        }
+        sup->lease_tag_base = base;
+        for (size_t i = 0; i < sup->n_pools; i++)
+                sup->pools[i]->pool.lease_tag = (uint16_t)(base + sup->pools[i]->pool.id);
 }
 
 static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
@@ -690,6 +718,91 @@ static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
+/* The longest a restart through the fd store waits for resets and pings to finish. */
+#define QUIESCE_MAX_MS 5000
+
+/*
+ * The connections in the middle of a statement of the supervisor's (a reset,
+ * a pre-ping): their replies are still to be read, so they cannot be left to
+ * the next supervisor as they are. With abandon, each leaves the fd store (and
+ * is closed at exit). Returns how many there are. O(slots): only at shutdown.
+ */
+static int quiesce_count(struct fp_supervisor *sup, bool abandon)
+{
+        int n = 0;
+        for (size_t i = 0; i < sup->n_pools; i++) {
+                struct fp_pool *pool = &sup->pools[i]->pool;
+                for (uint32_t j = 0; j < pool->capacity; j++) {
+                        struct fp_record *rec = &pool->records[j];
+                        if (!rec->conn ||
+                            (rec->state != FP_SLOT_RESETTING && rec->state != FP_SLOT_CHECKING))
+                                continue;
+                        n++;
+                        if (abandon && rec->in_fdstore) {
+                                log_warning("pool %s: backend %d still %s at the restart: closed",
+                                            pool->params.name, rec->backend_pid,
+                                            rec->state == FP_SLOT_RESETTING ? "resetting"
+                                                                            : "being pinged");
+                                fp_fdstore_forget(sup, pool, rec);
+                        }
+                }
+        }
+        return n;
+}
+
+/*
+ * Runs after every event while a restart through the fd store quiesces: reads
+ * what the workers sent meanwhile and exits once no connection is mid-statement.
+ */
+static int on_quiesce_check(sd_event_source *s, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s;
+        fp_control_read_all(sup);
+        if (quiesce_count(sup, false) == 0)
+                sd_event_exit(sup->event, 0);
+        return 0;
+}
+
+static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)usec;
+        fp_control_read_all(sup);
+        (void)quiesce_count(sup, true);
+        sd_event_exit(sup->event, 0);
+        return 0;
+}
+
+/*
+ * Leaves the connections to systemd's fd store for the next start, in a state
+ * it can take over: first every release and acquire the workers already sent
+ * is handled (a release left unread would leave its slot leased to a live
+ * process that let it go), then the resets and pings running finish, or,
+ * after QUIESCE_MAX_MS (at most the grace period), their connections are
+ * closed: a reply left unread would be read by the next holder.
+ */
+static void quiesce_for_fdstore(struct fp_supervisor *sup)
+{
+        fp_control_read_all(sup);
+        if (quiesce_count(sup, false) == 0) {
+                sd_event_exit(sup->event, 0);
+                return;
+        }
+        int ms = sup->cfg.shutdown_grace_ms < QUIESCE_MAX_MS ? sup->cfg.shutdown_grace_ms
+                                                             : QUIESCE_MAX_MS;
+        int r = sd_event_add_post(sup->event, &sup->drain_check, on_quiesce_check, sup);
+        if (r >= 0)
+                r = sd_event_add_time_relative(sup->event, &sup->grace_timer, CLOCK_MONOTONIC,
+                                               (uint64_t)(ms > 0 ? ms : 0) * 1000u, 1000,
+                                               on_quiesce_over, sup);
+        if (r < 0) {
+                log_error_errno(r, "cannot wait for resets and pings; closing them");
+                (void)quiesce_count(sup, true);
+                sd_event_exit(sup->event, 0);
+        }
+}
+
 static void begin_shutdown(struct fp_supervisor *sup, const char *why)
 {
         if (sup->stopping)
@@ -704,7 +817,7 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
                                    "store");
                 log_info("%s: stopping; connections kept in systemd's fd store", why);
                 fp_control_stop_listening(sup);
-                sd_event_exit(sup->event, 0);
+                quiesce_for_fdstore(sup);
                 return;
         }
         (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
@@ -1026,6 +1139,8 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         if (r < 0)
                 return log_error_errno(r, "cannot create the event loop");
 
+        /* Without a restore, no lease of a previous supervisor is still held. */
+        fp_supervisor_choose_lease_tags(sup, NULL, 0);
         for (size_t i = 0; i < sup->cfg.n_pools; i++) {
                 struct fp_sup_pool *sp;
                 r = sup_pool_new(sup, &sup->cfg.pools[i], &sp);

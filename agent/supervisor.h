@@ -55,7 +55,10 @@ struct fp_supervisor {
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
         bool socket_activated;        /* the control socket came from systemd: not ours to remove */
-        int fdstore_fd; /* the fd store's state memfd, -1 when not in use (fdstore.c) */
+        int fdstore_fd;          /* the fd store's state memfd, -1 when not in use (fdstore.c) */
+        uint16_t lease_tag_base; /* pool id i has lease tag base + i
+                                    (fp_supervisor_choose_lease_tags) */
+        uint64_t fdstore_epoch;  /* this supervisor's, in its store names (savedstate.h) */
         struct fp_orphan_list orphans; /* holders of restored leases, not reconnected yet */
         char last_status[512];         /* the last STATUS= sent to systemd */
 };
@@ -77,8 +80,18 @@ void fp_supervisor_done(struct fp_supervisor *sup);
 /* The pool named name that accepts acquires, or NULL. */
 struct fp_sup_pool *fp_supervisor_find_pool(struct fp_supervisor *sup, const char *name);
 
-/* The pool with id id (from a lease id), or NULL. */
-struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t id);
+/* The pool with lease tag tag (fp_lease_id_pool() of a lease id), or NULL. O(1). */
+struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t tag);
+
+/*
+ * Gives the pools new lease tags, none of which is in avoid[0..n) (the tags
+ * of leases a previous supervisor gave, restored from the fd store): the
+ * lease ids this supervisor gives then never equal one a worker still holds
+ * from before. The tags are a random base plus the pool's id, so the pools
+ * configured later (reload) get theirs without a search. Call before any
+ * lease is given.
+ */
+void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *avoid, size_t n);
 
 /* Current CLOCK_MONOTONIC time in microseconds, as the loop sees it. */
 uint64_t fp_supervisor_now(struct fp_supervisor *sup);
@@ -139,6 +152,13 @@ void fp_control_stop_listening(struct fp_supervisor *sup);
 
 /* Closes every client connection (end of shutdown). */
 void fp_control_close_all(struct fp_supervisor *sup);
+
+/*
+ * Handles every message the clients have sent that is still queued in their
+ * sockets (before a restart leaves the connections to the fd store). Does not
+ * block. A client may be freed meanwhile (end of stream).
+ */
+void fp_control_read_all(struct fp_supervisor *sup);
 
 /* Sends a lease (with the connection's fd) to a client. Returns 0 or a negative errno. */
 int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,

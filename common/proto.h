@@ -183,7 +183,7 @@ struct fp_lease_mysql {
 
 struct fp_msg_lease {
         struct fp_msg_hdr hdr;
-        uint64_t lease_id; /* pool id << 48 | slot index << 32 | lease generation */
+        uint64_t lease_id; /* pool lease tag << 48 | slot index << 32 | lease generation */
         uint32_t db_kind;  /* enum fp_db_kind */
         uint32_t txn;      /* enum fp_txn at hand-over */
         uint32_t flags;    /* enum fp_lease_flags */

@@ -21,9 +21,23 @@
  * Every function that returns an int returns -EINVAL for a NULL handle,
  * lease, pool name or out parameter.
  *
- * Threads: one forkpool handle may be shared by the threads of a process;
- * concurrent acquires on it are served one after another. A lease (and its
- * PGconn) is used by one thread at a time, like any PGconn.
+ * Threads: one forkpool handle may be shared by the threads of a process.
+ * - Acquires on it are served one after another: an acquire waits (within
+ *   its timeout) for another thread's acquire to finish, so an acquire with
+ *   timeout 0 fails with -ETIMEDOUT while another thread's acquire waits
+ *   for a connection, even in another pool. Give each thread that must
+ *   never wait its own handle.
+ * - Releases, cancels and fork() never wait for an acquire, nor for a
+ *   reconnect to a restarting forkpoold (that happens outside the handle's
+ *   lock; a release that finds no supervisor is sent to the next one).
+ * - A lease (and its PGconn or MYSQL) is used by one thread at a time, like
+ *   any PGconn, with one exception: forkpool_cancel() may run on another
+ *   thread while one waits for a result. Every call on a lease, cancel
+ *   included, must have returned before forkpool_release(),
+ *   forkpool_invalidate() or forkpool_detach() of that lease starts: they
+ *   free it, and a call still running would use freed memory.
+ * - forkpool_close() is called once no other thread uses the handle or its
+ *   leases.
  */
 #ifndef FORKPOOL_H
 #define FORKPOOL_H
@@ -275,7 +289,8 @@ FORKPOOL_EXPORT int forkpool_detach(forkpool_lease *lease);
 /*
  * Asks the real database server to cancel the query running on the leased
  * connection. May be called from another thread of the acquiring process
- * while one waits for the result. PostgreSQL: a CancelRequest to the
+ * while one waits for the result, but must return before the lease is
+ * released, invalidated or detached (see Threads above). PostgreSQL: a CancelRequest to the
  * server's own address; returns 0 when it was delivered (the query may have
  * finished already), -ECHILD, -EOPNOTSUPP (no cancel key known), or the
  * connect/send error; blocks for at most about 5 s. MySQL: forkpoold sends

@@ -25,14 +25,17 @@
 # 5. Runs ctest in each tree (the Python package's tests, python/*, among them): tests labelled "unit" in parallel (-j2), then
 #    all other tests (label "integration") serially. Tests without a TIMEOUT
 #    property get 300 s.
-# 6. Builds a third tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
+# 5b. Builds build-tsan/ (-DFORKPOOL_TSAN=ON: ThreadSanitizer) with only the
+#    library, the programs and the threaded integration tests
+#    ($TSAN_TESTS), and runs those.
+# 6. Builds a further tree, build-fuzz/ (clang, -DFORKPOOL_FUZZ=ON: libFuzzer,
 #    ASan, UBSan), and runs each fuzz target (fuzz/fuzz_proto,
-#    fuzz/fuzz_segment) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
+#    fuzz/fuzz_segment, fuzz/fuzz_state) for $FORKPOOL_FUZZ_SECONDS (default 20) seconds on
 #    fresh seeds and tests/fuzz/corpus/<target>/. A crash fails the run and
 #    leaves the input in build-fuzz/fuzz-work/<target>/artifacts/.
 #
 # Options:
-#   --no-asan       skip the sanitizer build and its test run
+#   --no-asan       skip the sanitizer builds (ASan, TSan) and their test runs
 #   --no-fuzz       skip the fuzzing tree and its runs
 #   --only REGEX    run only the tests whose name matches REGEX (ctest -R;
 #                   fuzz targets are named fuzz/<target>, static checks
@@ -292,7 +295,7 @@ run_ctest() {
 }
 
 # ---------------------------------------------------------------- fuzzing
-FUZZ_TARGETS=(fuzz_proto fuzz_segment)
+FUZZ_TARGETS=(fuzz_proto fuzz_segment fuzz_state)
 FUZZ_SECONDS=${FORKPOOL_FUZZ_SECONDS:-20}
 [[ $FUZZ_SECONDS =~ ^[1-9][0-9]*$ ]] ||
   { echo "$PROG: FORKPOOL_FUZZ_SECONDS must be a whole number of seconds >= 1" >&2; exit 2; }
@@ -322,7 +325,7 @@ run_fuzz() {
     work=$dir/fuzz-work/$t
     mkdir -p "$work/corpus" "$work/artifacts"
     # Room for oversized messages; segment images are compressed (fuzz_segment.c).
-    case $t in fuzz_proto) max_len=8192 ;; *) max_len=65536 ;; esac
+    case $t in fuzz_proto | fuzz_state) max_len=8192 ;; *) max_len=65536 ;; esac
     say "build-fuzz: fuzz/$t for ${FUZZ_SECONDS}s"
     if run "$dir/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
          -rss_limit_mb=2048 -max_len="$max_len" -print_final_stats=1 \
@@ -408,6 +411,29 @@ if [[ $ASAN -eq 1 ]]; then
   fi
 fi
 
+# The threaded integration tests, under ThreadSanitizer (build-tsan).
+TSAN_TESTS=(it_core it_libpq)
+tsan_selected() {
+  local t
+  for t in "${TSAN_TESTS[@]}"; do
+    [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"integration/$t" && return 0
+  done
+  return 1
+}
+TSAN_BUILT=0
+if [[ $ASAN -eq 1 ]] && tsan_selected; then
+  say "configuring build-tsan"
+  if run cmake -S "$REPO" -B "$BUILD_ROOT/build-tsan" -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_TSAN=ON \
+       -DFORKPOOL_WERROR=ON &&
+     say "building build-tsan (threaded tests only)" &&
+     run cmake --build "$BUILD_ROOT/build-tsan" -j "$JOBS" --target forkpoold forkpoolctl \
+       "${TSAN_TESTS[@]}"; then
+    TSAN_BUILT=1
+  else
+    fail "build-tsan: build"
+  fi
+fi
+
 run_static_checks
 
 FUZZ_BUILT=0
@@ -429,13 +455,26 @@ if [[ ${#BUILT[@]} -gt 0 ]]; then
   else
     for tree in "${BUILT[@]}"; do
       if [[ $tree == build-asan ]]; then
+        # LeakSanitizer is on; tests/lsan-suppressions.txt lists, with reasons,
+        # what it must not report. verify_asan_link_order=0: uninstrumented
+        # programs (psql in it_dropin) load the instrumented libpq drop-in.
         run_ctest "$tree" \
-          "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}" \
+          "ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:verify_asan_link_order=0}" \
+          "LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$REPO/tests/lsan-suppressions.txt:print_suppressions=0}" \
           "UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
       else
         run_ctest "$tree"
       fi
     done
+    if [[ $TSAN_BUILT -eq 1 ]]; then
+      regex=$(IFS='|'; echo "^integration/(${TSAN_TESTS[*]})\$")
+      say "build-tsan: threaded integration tests"
+      if ! run env -C "$BUILD_ROOT/build-tsan" \
+             "TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+             ctest --output-on-failure --timeout 300 -R "$regex"; then
+        fail "build-tsan: threaded integration tests"
+      fi
+    fi
   fi
   stop_pg
   stop_my
@@ -445,6 +484,7 @@ fi
 elapsed=$((SECONDS - START_TIME))
 trees="build"
 [[ $ASAN -eq 1 ]] && trees+=" + build-asan"
+[[ $TSAN_BUILT -eq 1 ]] && trees+=" + build-tsan"
 [[ $FUZZ -eq 1 ]] && trees+=" + build-fuzz"
 if [[ ${#FAILURES[@]} -eq 0 ]]; then
   echo "$PROG: PASS ($trees${ONLY:+, only '$ONLY'}) in ${elapsed}s"

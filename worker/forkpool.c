@@ -11,6 +11,7 @@
  * -ECHILD. The child's next acquire opens its own control connection.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
@@ -156,8 +157,13 @@ static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd)
         return n;
 }
 
-/* Opens the control connection and says hello. Called with io_lock held. */
-static int control_connect(forkpool *fp)
+/*
+ * Opens a control connection to socket_path and says hello. Takes no lock
+ * (it may wait up to HELLO_TIMEOUT_MS for a restarting supervisor: fork()
+ * and the other threads' releases must not wait with it). Returns 0 and the
+ * connection in *ret_fd, or a negative errno.
+ */
+static int control_open(const char *socket_path, int *ret_fd)
 {
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
         union {
@@ -168,7 +174,7 @@ static int control_connect(forkpool *fp)
         struct fp_msg_hello hello;
         int fd, r;
 
-        memcpy(addr.sun_path, fp->socket_path, sizeof(addr.sun_path));
+        memcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -199,19 +205,34 @@ static int control_connect(forkpool *fp)
                 close(fd);
                 return r;
         }
-        fp->fd = fd;
-        fp->pid = getpid();
-        /* Releases that found no supervisor go to this one (a restart kept their leases). */
-        while (fp->n_pending > 0 &&
-               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
-                fp->n_pending--;
+        *ret_fd = fd;
         return 0;
 }
 
 /*
- * Sends a release. If the supervisor went away (a restart), the release goes
- * to the next one: now, over a new control connection, or, if none answers
- * yet, with the next connection this process makes. Called with io_lock held.
+ * Makes fd (from control_open()) fp's control connection, unless another
+ * thread installed one meanwhile (then fd is closed), and sends the releases
+ * that waited for a supervisor. Called with io_lock held.
+ */
+static void control_install(forkpool *fp, int fd)
+{
+        if (fp->fd >= 0 || fp->pid != getpid()) {
+                close(fd);
+                return;
+        }
+        fp->fd = fd;
+        fp->fd_generation++;
+        /* Releases that found no supervisor go to this one (a restart kept their leases). */
+        while (fp->n_pending > 0 &&
+               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
+                fp->n_pending--;
+}
+
+/*
+ * Sends a release. If the supervisor went away (a restart), the release waits
+ * in fp->pending for the next control connection (control_reopen_for_pending()
+ * right after, or the next one this process makes). Called with io_lock held;
+ * never blocks on a connect.
  */
 static void send_release(forkpool *fp, const struct fp_msg_release *rel)
 {
@@ -221,12 +242,27 @@ static void send_release(forkpool *fp, const struct fp_msg_release *rel)
                 close(fp->fd);
                 fp->fd = -1;
         }
-        if (control_connect(fp) == 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
-                return;
         if (!fp->pending)
                 fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
         if (fp->pending && fp->n_pending < FP_PENDING_RELEASES_MAX)
                 fp->pending[fp->n_pending++] = *rel;
+}
+
+/*
+ * If releases wait for a supervisor and no control connection is open, opens
+ * one (outside io_lock) and sends them. Called without io_lock.
+ */
+static void control_reopen_for_pending(forkpool *fp)
+{
+        int fd;
+        pthread_mutex_lock(&fp->io_lock);
+        bool needed = fp->n_pending > 0 && fp->fd < 0 && fp->pid == getpid();
+        pthread_mutex_unlock(&fp->io_lock);
+        if (!needed || control_open(fp->socket_path, &fd) < 0)
+                return;
+        pthread_mutex_lock(&fp->io_lock);
+        control_install(fp, fd);
+        pthread_mutex_unlock(&fp->io_lock);
 }
 
 FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
@@ -253,7 +289,7 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         pthread_mutex_init(&fp->acquire_lock, NULL);
         pthread_mutex_init(&fp->io_lock, NULL);
 
-        r = control_connect(fp);
+        r = control_open(fp->socket_path, &fp->fd);
         if (r < 0) {
                 free(fp);
                 return r;
@@ -445,7 +481,7 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
                         forkpool_lease **ret)
 {
         struct fp_msg_acquire req;
-        uint32_t id = ++fp->next_request_id;
+        uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
         int r;
 
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
@@ -458,7 +494,10 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
         if (r < 0)
                 return r;
 
-        int wait_ms = timeout_ms < 0 ? -1 : timeout_ms + REPLY_SLACK_MS;
+        /* The supervisor's own timeout plus a slack for the reply, without overflow. */
+        int wait_ms = timeout_ms < 0                          ? -1
+                      : timeout_ms > INT_MAX - REPLY_SLACK_MS ? INT_MAX
+                                                              : timeout_ms + REPLY_SLACK_MS;
         for (;;) {
                 r = fp_wait_fd(fd, POLLIN, wait_ms);
                 if (r < 0)
@@ -469,19 +508,39 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
         }
 }
 
-/* The current control connection, (re)opened if needed. */
-static int control_fd(forkpool *fp, bool reconnect)
+/*
+ * A descriptor of the current control connection, (re)opened if needed, for
+ * one acquire: a duplicate the caller closes, so that another thread's
+ * release that replaces a dead connection cannot make this one's number refer
+ * to another socket meanwhile. With stale (the *ret_generation of an earlier
+ * call whose connection died), that connection is replaced first. The connect
+ * runs outside io_lock. Returns the descriptor or a negative errno.
+ */
+static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *ret_generation)
 {
-        int r = 0;
+        int r = 0, fd = -1;
+
         pthread_mutex_lock(&fp->io_lock);
         handle_check_fork(fp);
-        if (reconnect && fp->fd >= 0) {
+        if (reconnect && fp->fd >= 0 && fp->fd_generation == stale) {
                 close(fp->fd);
                 fp->fd = -1;
         }
-        if (fp->fd < 0)
-                r = control_connect(fp);
-        int fd = fp->fd;
+        if (fp->fd < 0) {
+                pthread_mutex_unlock(&fp->io_lock);
+                int fresh;
+                r = control_open(fp->socket_path, &fresh);
+                pthread_mutex_lock(&fp->io_lock);
+                if (r >= 0)
+                        control_install(fp, fresh);
+        }
+        if (fp->fd >= 0) {
+                fd = fcntl(fp->fd, F_DUPFD_CLOEXEC, 3);
+                r = fd < 0 ? -errno : 0;
+                *ret_generation = fp->fd_generation;
+        } else if (r >= 0) {
+                r = -ECONNRESET;
+        }
         pthread_mutex_unlock(&fp->io_lock);
         return r < 0 ? r : fd;
 }
@@ -553,12 +612,17 @@ FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int
         } else {
                 pthread_mutex_lock(&fp->acquire_lock);
         }
-        int fd = control_fd(fp, false);
+        uint64_t generation = 0;
+        int fd = control_fd(fp, false, 0, &generation);
         r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
+        if (fd >= 0)
+                close(fd);
         if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
                 /* The supervisor went away (a restart?): one fresh connection, one retry. */
-                fd = control_fd(fp, true);
+                fd = control_fd(fp, true, generation, &generation);
                 r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
+                if (fd >= 0)
+                        close(fd);
                 if (r == -EPIPE || r == -ENOTCONN)
                         r = -ECONNRESET;
         }
@@ -580,19 +644,27 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
                 return -EINVAL;
         if (strlen(pool) >= FP_NAME_MAX)
                 return -ENOENT;
-        int fd = control_fd(fp, false);
+        uint64_t generation;
+        int fd = control_fd(fp, false, 0, &generation);
         if (fd < 0)
                 return fd;
-        uint32_t id = ++fp->next_request_id;
+        uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
         req.timeout_ms = timeout_ms;
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
         req.prefer_lease_id = preferred_lease(fp, pool);
         int r = fp_send_msg(fd, &req, sizeof(req), -1, MSG_DONTWAIT);
+        close(fd);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;
         if (r < 0)
                 return r;
+        /* The connection itself, to poll: the caller does not close it. */
+        pthread_mutex_lock(&fp->io_lock);
+        fd = fp->fd;
+        pthread_mutex_unlock(&fp->io_lock);
+        if (fd < 0)
+                return -ECONNRESET;
         *ret_request_id = id;
         return fd;
 }
@@ -803,6 +875,8 @@ static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_relea
                 if (lease->next)
                         lease->next->prev = lease->prev;
                 pthread_mutex_unlock(&fp->io_lock);
+                /* A supervisor restarted: the release goes to the next one, now if it is up. */
+                control_reopen_for_pending(fp);
         }
         free(lease);
 }

@@ -42,8 +42,9 @@ struct forkpool {
         pthread_mutex_t acquire_lock; /* one acquire round trip at a time */
         pthread_mutex_t io_lock;      /* fd, pid, the lease list; held briefly */
         char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        int fd;    /* control connection, -1 when not connected */
-        pid_t pid; /* the process the control connection belongs to */
+        int fd;                 /* control connection, -1 when not connected */
+        uint64_t fd_generation; /* incremented for every new control connection */
+        pid_t pid;              /* the process the control connection belongs to */
         uint32_t next_request_id;
         struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */

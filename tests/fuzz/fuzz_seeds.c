@@ -6,9 +6,11 @@
  *
  *   fuzz_seeds DIR
  *
- * writes DIR/fuzz_proto/<op>.bin (one message of every op) and
+ * writes DIR/fuzz_proto/<op>.bin (one message of every op),
  * DIR/fuzz_segment/segment.bin (a populated segment: two pools, slots in
- * every state, events), creating the directories. tests/run.sh runs it
+ * every state, events) and DIR/fuzz_state/state.bin (a state memfd's header,
+ * a PostgreSQL and a MySQL record) and DIR/fuzz_state/name.bin (a store
+ * name), creating the directories. tests/run.sh runs it
  * before each fuzzing run; tests/fuzz/corpus/ holds a copy plus any inputs
  * kept as regressions. Exit status 0, or 1 with one line on stderr.
  */
@@ -23,6 +25,7 @@
 
 #include "pgparams.h"
 #include "proto.h"
+#include "savedstate.h"
 #include "segment.h"
 
 /* Writes len bytes to dir/file. Returns 0 or a negative errno. */
@@ -219,6 +222,54 @@ static int seeds_segment(const char *dir)
         return r;
 }
 
+/* A state memfd's first bytes as fuzz_state takes them: its size, header, two records. */
+static int seeds_state(const char *dir)
+{
+        struct {
+                struct fp_saved_header hdr;
+                struct fp_saved_slot rec[2];
+        } in;
+        uint8_t buf[sizeof(uint64_t) + sizeof(in)];
+        char name[FP_SAVED_NAME_MAX];
+
+        _Static_assert(sizeof(in) == FP_SAVED_HEADER_SIZE + 2 * FP_SAVED_SLOT_SIZE, "no padding");
+        memset(&in, 0, sizeof(in));
+        uint64_t file_size_le = htole64(fp_saved_state_size());
+        fp_saved_header_init(&in.hdr, 0x0123456789abcdefull);
+        for (uint32_t i = 0; i < 2; i++) {
+                struct fp_saved_slot *s = &in.rec[i];
+                s->magic = FP_SAVED_SLOT_MAGIC;
+                s->index = i;
+                snprintf(s->pool, sizeof(s->pool), "main");
+                s->state = i ? FP_SLOT_LEASED : FP_SLOT_IDLE;
+                s->holder_pid = i ? 4242 : 0;
+                s->lease_generation = 7;
+                s->lease_id = i ? (uint64_t)0x1234 << 48 | (uint64_t)i << 32 | 7 : 0;
+        }
+        in.rec[0].db_kind = FP_DB_POSTGRES;
+        in.rec[0].pg.backend_pid = 1234;
+        in.rec[0].pg.cancel_key = 5678;
+        snprintf(in.rec[0].pg.user, sizeof(in.rec[0].pg.user), "app");
+        snprintf(in.rec[0].pg.dbname, sizeof(in.rec[0].pg.dbname), "appdb");
+        seeds_params(in.rec[0].pg.params, sizeof(in.rec[0].pg.params), &in.rec[0].pg.params_len);
+        in.rec[1].db_kind = FP_DB_MYSQL;
+        in.rec[1].my.thread_id = 99;
+        snprintf(in.rec[1].my.server_version, sizeof(in.rec[1].my.server_version), "10.11.6");
+        snprintf(in.rec[1].my.charset, sizeof(in.rec[1].my.charset), "utf8mb4");
+        snprintf(in.rec[1].my.user, sizeof(in.rec[1].my.user), "app");
+        memcpy(buf, &file_size_le, sizeof(file_size_le));
+        memcpy(buf + sizeof(file_size_le), &in, sizeof(in));
+        int r = seeds_write(dir, "state.bin", buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        uint64_t zero = 0;
+        fp_saved_name_format(name, sizeof(name), 0x0123456789abcdefull, 3, 17);
+        char text[sizeof(zero) + sizeof(name)];
+        memcpy(text, &zero, sizeof(zero));
+        memcpy(text + sizeof(zero), name, strlen(name));
+        return seeds_write(dir, "name.bin", text, sizeof(zero) + strlen(name));
+}
+
 /* Creates dir/sub and writes its path into buf. Returns 0 or a negative errno. */
 static int seeds_dir(char *buf, size_t len, const char *dir, const char *sub)
 {
@@ -246,6 +297,10 @@ int main(int argc, char *argv[])
                 r = seeds_dir(dir, sizeof(dir), argv[1], "fuzz_segment");
         if (r == 0)
                 r = seeds_segment(dir);
+        if (r == 0)
+                r = seeds_dir(dir, sizeof(dir), argv[1], "fuzz_state");
+        if (r == 0)
+                r = seeds_state(dir);
         if (r < 0) {
                 fprintf(stderr, "fuzz_seeds: cannot write the seeds in %s: %s\n", argv[1],
                         strerror(-r));

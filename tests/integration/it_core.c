@@ -7,7 +7,9 @@
  * forkpool_pool_state() (with its struct_size contract and its errors).
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -215,5 +217,77 @@ static void test_threads(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+static atomic_bool restart_done;
+
+/* Leases and releases until the supervisor has restarted; errors are the restart's. */
+static void *restart_loop(void *arg)
+{
+        int *ok = arg;
+        while (!restart_done) {
+                forkpool_lease *lease;
+                int r = forkpool_acquire(shared_fp, "main", 2000, &lease);
+                if (r < 0) {
+                        CHECK_MSG(r == -ECONNRESET || r == -ECONNREFUSED || r == -ETIMEDOUT ||
+                                          r == -ECONNABORTED,
+                                  "acquire: %d (%s)", r, forkpool_strerror(r));
+                        usleep(1000);
+                        continue;
+                }
+                PGconn *c = forkpool_lease_pg(lease);
+                if (c) {
+                        PGresult *res = PQexec(c, "SELECT pg_backend_pid()");
+                        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                                CHECK(atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(c));
+                                (*ok)++;
+                        }
+                        PQclear(res);
+                }
+                (void)forkpool_release(lease);
+        }
+        return NULL;
+}
+
+/*
+ * Threads sharing a handle lease and release while the supervisor restarts:
+ * a release that reconnects must not pull the control connection from under
+ * another thread's acquire, and nothing blocks for long. A huge timeout does
+ * not overflow.
+ */
+static void test_threads_across_restart(void)
+{
+        enum {
+                THREADS = 4
+        };
+        struct itest_sup s;
+        pthread_t threads[THREADS];
+        int ok[THREADS] = {0};
+        forkpool_lease *lease;
+
+        itest_sup_start(&s, "it_threads_restart", "pool_size = 2\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &shared_fp));
+        CHECK_OK(forkpool_acquire(shared_fp, "main", INT_MAX, &lease));
+        CHECK_OK(forkpool_release(lease));
+        for (int i = 0; i < THREADS; i++)
+                CHECK(pthread_create(&threads[i], NULL, restart_loop, &ok[i]) == 0);
+        usleep(300000);
+        itest_sup_kill(&s);
+        usleep(100000);
+        itest_sup_restart(&s);
+        usleep(500000);
+        restart_done = true;
+        for (int i = 0; i < THREADS; i++)
+                pthread_join(threads[i], NULL);
+        for (int i = 0; i < THREADS; i++)
+                CHECK_MSG(ok[i] > 0, "thread %d never got a working lease", i);
+        /* After the restart every lease came back. */
+        int64_t end = itest_now_ms() + 3000;
+        while (itest_pool(&s).checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(itest_pool(&s).checked_out == 0);
+        forkpool_close(shared_fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60}, {"threads", test_threads, 60},
-           {"pool_state", test_pool_state, 60})
+           {"pool_state", test_pool_state, 60},
+           {"threads_across_restart", test_threads_across_restart, 60})

@@ -512,6 +512,82 @@ static void test_cancel(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/*
+ * A flood of cancels queues one KILL QUERY per lease: it delays neither the
+ * KILL that ends a dead holder's session (those go first) nor the lease's
+ * release, and what was not sent when the lease ended never reaches the next
+ * holder's query.
+ */
+static void test_cancel_flood(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+        int ready[2];
+
+        start(&s, "itm_flood", NULL, "pool_size = 2\nmax_overflow = 0\n");
+        MYSQL *admin = itest_my_admin(NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+
+        /* A holder running a long statement, then killed: its session must end at once. */
+        CHECK(pipe(ready) == 0);
+        pid_t holder = fork();
+        if (holder == 0) {
+                forkpool *mine;
+                forkpool_lease *held;
+                CHECK_OK(forkpool_open(s.socket, &mine));
+                CHECK_OK(forkpool_acquire(mine, "main", 5000, &held));
+                MYSQL *m = adopt(held);
+                long id = session_id(m);
+                CHECK(write(ready[1], &id, sizeof(id)) == sizeof(id));
+                (void)mysql_query(m, "SELECT SLEEP(60)");
+                _exit(0);
+        }
+        long victim;
+        CHECK(read(ready[0], &victim, sizeof(victim)) == sizeof(victim));
+
+        /* The other lease floods forkpoold with cancels. */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m = adopt(lease);
+        long id = session_id(m);
+        for (int i = 0; i < 100000; i++)
+                CHECK_OK(forkpool_cancel(lease));
+
+        kill(holder, SIGKILL);
+        waitpid(holder, NULL, 0);
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %ld", victim);
+        int64_t t0 = itest_now_ms();
+        while (itest_my_long(admin, sql) != 0 && itest_now_ms() - t0 < 10000)
+                usleep(10000);
+        int64_t took = itest_now_ms() - t0;
+        printf("# the dead holder's session ended after %lld ms\n", (long long)took);
+        CHECK_MSG(took < 1500, "the dead holder's session ended after %lld ms", (long long)took);
+
+        /* The release is not held up by the flood; the next holder's query runs whole. */
+        t0 = itest_now_ms();
+        CHECK_OK(forkpool_release(lease));
+        forkpool_lease *both[2];
+        bool seen = false;
+        for (int i = 0; i < 2; i++) {
+                CHECK_OK(forkpool_acquire(fp, "main", 5000, &both[i]));
+                seen |= session_id(adopt(both[i])) == id;
+        }
+        CHECK(seen);
+        CHECK_MSG(itest_now_ms() - t0 < 1500, "the lease came back after %lld ms",
+                  (long long)(itest_now_ms() - t0));
+        for (int i = 0; i < 2; i++) {
+                t0 = itest_now_ms();
+                CHECK(strcmp(itest_my_query(adopt(both[i]), "SELECT SLEEP(0.5)"), "0") == 0);
+                CHECK(itest_now_ms() - t0 >= 450);
+                CHECK_OK(forkpool_release(both[i]));
+        }
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+        mysql_close(admin);
+}
+
 /* Leaves state in the session: a user variable, a temporary table, another database. */
 static long dirty_session(forkpool *fp)
 {
@@ -1069,8 +1145,9 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"multi_statements", test_multi_statements, 60},
            {"escape_charset", test_escape_charset, 60}, {"change_user", test_change_user, 60},
            {"capability_mismatch", test_capability_mismatch, 60}, {"cancel", test_cancel, 60},
-           {"reset_modes", test_reset_modes, 60}, {"reset_auto", test_reset_auto, 60},
-           {"init_command", test_init_command, 60}, {"process_pool", test_process_pool, 60},
+           {"cancel_flood", test_cancel_flood, 90}, {"reset_modes", test_reset_modes, 60},
+           {"reset_auto", test_reset_auto, 60}, {"init_command", test_init_command, 60},
+           {"process_pool", test_process_pool, 60},
            {"pre_ping_on_connect", test_pre_ping_on_connect, 60}, {"detach", test_detach, 60},
            {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
            {"url_refused", test_url_refused, 60}, {"cache_reuse", test_cache_reuse, 60},

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "savedstate.h"
 
 #define MAX_STORED 64
 
@@ -509,6 +510,340 @@ static void holder_died_meanwhile(const struct db *db)
         db->admin_close(admin);
 }
 
+/* How a test damages the state memfd that the store keeps between two forkpoolds. */
+enum damage {
+        DAMAGE_TRUNCATE,  /* shorter than its header says (SIGBUS for a reader that maps it) */
+        DAMAGE_VERSION,   /* another layout version: an older or newer forkpoold wrote it */
+        DAMAGE_PG_RECORD, /* one PostgreSQL record with unterminated strings, a wild length */
+};
+
+/* The stored descriptor named name, or -1. */
+static int stored_fd(struct fake_systemd *sd, const char *name, int nth)
+{
+        int fd = -1;
+        pthread_mutex_lock(&sd->lock);
+        for (int i = 0; i < sd->n_stored && fd < 0; i++)
+                if (strncmp(sd->names[i], name, strlen(name)) == 0 && nth-- == 0)
+                        fd = sd->fds[i];
+        pthread_mutex_unlock(&sd->lock);
+        return fd;
+}
+
+static void damage_state(struct fake_systemd *sd, enum damage how, char *ret_name, size_t len)
+{
+        int state = stored_fd(sd, "state", 0);
+        CHECK(state >= 0);
+        if (how == DAMAGE_TRUNCATE) {
+                CHECK(ftruncate(state, 1000) == 0);
+        } else if (how == DAMAGE_VERSION) {
+                uint32_t version = 1;
+                CHECK(pwrite(state, &version, sizeof(version),
+                             offsetof(struct fp_saved_header, version)) == sizeof(version));
+        } else {
+                uint64_t epoch;
+                uint32_t pool, index;
+                struct fp_saved_slot rec;
+                pthread_mutex_lock(&sd->lock);
+                for (int i = 0; i < sd->n_stored && !ret_name[0]; i++)
+                        if (sd->names[i][0] == 'c')
+                                snprintf(ret_name, len, "%s", sd->names[i]);
+                pthread_mutex_unlock(&sd->lock);
+                CHECK(fp_saved_name_parse(ret_name, &epoch, &pool, &index));
+                off_t at = (off_t)fp_saved_record_offset(pool, index);
+                CHECK(pread(state, &rec, sizeof(rec), at) == sizeof(rec));
+                CHECK(rec.magic == FP_SAVED_SLOT_MAGIC && rec.db_kind == FP_DB_POSTGRES);
+                memset(rec.pg.user, 'u', sizeof(rec.pg.user));
+                memset(rec.pg.dbname, 'd', sizeof(rec.pg.dbname));
+                memset(rec.pool, 'p', sizeof(rec.pool));
+                rec.pg.params_len = 0x7ffffff0u;
+                CHECK(pwrite(state, &rec, sizeof(rec), at) == sizeof(rec));
+        }
+}
+
+/*
+ * A state memfd that cannot be trusted costs the connections it describes,
+ * never the supervisor: the next forkpoold starts, closes them, and serves.
+ */
+static void damaged_state(enum damage how)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *a, *b;
+        char name[64] = "";
+
+        const char *url = db->url("it_restart_state");
+        void *admin = db->admin("it_restart_state");
+        fake_systemd_init(&sd, url, "pool_size = 2\nmax_overflow = 0\n");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &a));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &b));
+        int ids[2] = {session_id(db, a), session_id(db, b)};
+        CHECK_OK(forkpool_release(a));
+        CHECK_OK(forkpool_release(b));
+        int64_t end = itest_now_ms() + 3000;
+        while (stored_connections(&sd) != 2 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(stored_connections(&sd) == 2);
+        fake_systemd_stop(&sd, SIGTERM);
+
+        damage_state(&sd, how, name, sizeof(name));
+        fake_systemd_start(&sd);
+        int kept = how == DAMAGE_PG_RECORD ? 1 : 0;
+        struct fp_segment seg;
+        struct fp_shm_pool pool;
+        CHECK(fp_segment_find(&seg, sd.socket) == 0);
+        CHECK(fp_segment_snapshot(&seg, 0, &pool, NULL, 0) == 0);
+        fp_segment_close(&seg);
+        CHECK_MSG(pool.live == kept, "live %d, want %d", pool.live, kept);
+        CHECK_MSG(stored_connections(&sd) == kept, "%d stored, want %d", stored_connections(&sd),
+                  kept);
+        /* The connections it could not trust are closed: their sessions end. */
+        end = itest_now_ms() + 5000;
+        while ((int)backend_alive(db, admin, ids[0]) + (int)backend_alive(db, admin, ids[1]) !=
+                       kept &&
+               itest_now_ms() < end)
+                usleep(20000);
+        CHECK((int)backend_alive(db, admin, ids[0]) + (int)backend_alive(db, admin, ids[1]) ==
+              kept);
+
+        /* And it serves. */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &a));
+        CHECK(query_long(db, adopt(db, a), "SELECT 40 + 2") == 42);
+        CHECK_OK(forkpool_release(a));
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+static void state_truncated(void)
+{
+        damaged_state(DAMAGE_TRUNCATE);
+}
+
+static void state_other_version(void)
+{
+        damaged_state(DAMAGE_VERSION);
+}
+
+static void state_bad_pg_record(void)
+{
+        damaged_state(DAMAGE_PG_RECORD);
+}
+
+/* Pool name's snapshot from the supervisor's segment. */
+static struct fp_shm_pool pool_named(struct fake_systemd *sd, const char *name)
+{
+        struct fp_segment seg;
+        struct fp_shm_pool pool;
+        CHECK(fp_segment_find(&seg, sd->socket) == 0);
+        for (uint32_t i = 0; i < FP_SHM_MAX_POOLS; i++) {
+                if (fp_segment_snapshot(&seg, i, &pool, NULL, 0) == 0 &&
+                    strcmp(pool.name, name) == 0) {
+                        fp_segment_close(&seg);
+                        return pool;
+                }
+        }
+        fp_segment_close(&seg);
+        itest_fail(__FILE__, __LINE__, "no pool %s in the segment", name);
+}
+
+static void write_config(struct fake_systemd *sd, const char *url, const char *first,
+                         const char *second)
+{
+        FILE *f = fopen(sd->config, "w");
+        CHECK(f);
+        fprintf(f, "[forkpool]\nsocket = %s\n", sd->socket);
+        fprintf(f, "[pool %s]\nurl = %s\npool_size = 1\nmax_overflow = 0\n", first, url);
+        fprintf(f, "[pool %s]\nurl = %s\npool_size = 1\nmax_overflow = 0\n", second, url);
+        fclose(f);
+}
+
+/*
+ * Pools reordered across a restart: a lease of the previous supervisor and
+ * one of the current, held by the same process in two pools, are told apart
+ * (the current supervisor's lease ids cannot equal the previous one's): the
+ * release of the old lease frees its connection, never the new one's.
+ */
+static void pools_reordered(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *old_lease, *new_lease;
+
+        const char *url = db->url("it_restart_order");
+        fake_systemd_init(&sd, url, "");
+        write_config(&sd, url, "main", "other");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        /* main's slot 0 leased for the second time; other's idle after its first. */
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &old_lease));
+        CHECK_OK(forkpool_release(old_lease));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &old_lease));
+        int old_backend = session_id(db, old_lease);
+        CHECK_OK(forkpool_acquire(fp, "other", 5000, &new_lease));
+        CHECK_OK(forkpool_release(new_lease));
+        int64_t end = itest_now_ms() + 3000;
+        while ((stored_connections(&sd) != 2 || pool_named(&sd, "other").checked_out != 0) &&
+               itest_now_ms() < end)
+                usleep(10000);
+        fake_systemd_stop(&sd, SIGTERM);
+
+        write_config(&sd, url, "other", "main");
+        fake_systemd_start(&sd);
+        CHECK_MSG(pool_named(&sd, "main").checked_out == 1, "the lease is back");
+        /* Both stay in the store: restoring one did not remove the other by its old name. */
+        CHECK_MSG(stored_connections(&sd) == 2, "%d connections in the store",
+                  stored_connections(&sd));
+        CHECK_OK(forkpool_acquire(fp, "other", 5000, &new_lease));
+        int new_backend = session_id(db, new_lease);
+        CHECK(new_backend != old_backend);
+        CHECK(pool_named(&sd, "other").checked_out == 1);
+
+        CHECK_OK(forkpool_release(old_lease));
+        end = itest_now_ms() + 3000;
+        while (pool_named(&sd, "main").checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+        struct fp_shm_pool main_pool = pool_named(&sd, "main");
+        struct fp_shm_pool other_pool = pool_named(&sd, "other");
+        CHECK_MSG(main_pool.checked_out == 0 && other_pool.checked_out == 1,
+                  "after the old lease's release: main %d out, other %d out", main_pool.checked_out,
+                  other_pool.checked_out);
+        CHECK(query_long(db, adopt(db, new_lease), "SELECT 40 + 2") == 42);
+        CHECK_OK(forkpool_release(new_lease));
+        end = itest_now_ms() + 3000;
+        while (pool_named(&sd, "other").checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(pool_named(&sd, "other").checked_out == 0);
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+}
+
+/*
+ * A release still unread in the control socket when SIGTERM arrives is
+ * handled before the connections are left to the store: the slot comes back
+ * idle (reset: the transaction the worker left open is rolled back), not
+ * leased to a live process that already let it go.
+ */
+static void release_unread_at_sigterm(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+
+        const char *url = db->url("it_restart_unread");
+        void *admin = db->admin("it_restart_unread");
+        create_table(db, admin, "it_restart3");
+        fake_systemd_init(&sd, url, "pool_size = 1\nmax_overflow = 0\n");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        int backend = session_id(db, l);
+        void *c = adopt(db, l);
+        db->query(c, "BEGIN");
+        db->query(c, "INSERT INTO it_restart3 VALUES (1)");
+
+        /* The release and SIGTERM reach a stopped supervisor: it sees both at once. */
+        CHECK(kill(sd.pid, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(l));
+        CHECK(kill(sd.pid, SIGTERM) == 0);
+        CHECK(kill(sd.pid, SIGCONT) == 0);
+        int status = itest_wait_child(sd.pid, 10000);
+        CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d", status);
+        sd.pid = 0;
+
+        fake_systemd_start(&sd);
+        struct fp_shm_pool pool = pool_named(&sd, "main");
+        CHECK_MSG(pool.checked_out == 0 && pool.live == 1,
+                  "after the restart: %d out, %d live (the release was lost)", pool.checked_out,
+                  pool.live);
+        CHECK(query_long(db, admin, "SELECT count(*) FROM it_restart3") == 0);
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        CHECK(session_id(db, l) == backend);
+        CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+        CHECK_OK(forkpool_release(l));
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/* A query's result on conn as text, or "<status name>" when it returned no row. */
+static void check_answer(PGconn *conn, const char *sql, const char *want)
+{
+        PGresult *res = PQexec(conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        char got[128];
+        if (st == PGRES_TUPLES_OK && PQntuples(res) == 1)
+                snprintf(got, sizeof(got), "%s", PQgetvalue(res, 0, 0));
+        else
+                snprintf(got, sizeof(got), "<%s>", PQresStatus(st));
+        PQclear(res);
+        CHECK_MSG(strcmp(got, want) == 0, "%s answered %s, want %s", sql, got, want);
+}
+
+/*
+ * A pre-ping still waiting for its reply at SIGTERM (the backend is stopped)
+ * either finishes or costs its connection: a connection stored with the
+ * ping's reply unread would give the next holder that reply for its query.
+ */
+static void ping_in_flight_at_sigterm(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+
+        const char *url = db->url("it_restart_ping");
+        void *admin = db->admin("it_restart_ping");
+        fake_systemd_init(&sd, url,
+                          "pool_size = 1\nmax_overflow = 0\npool_pre_ping = true\n"
+                          "connect_timeout = 30\n");
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        int backend = session_id(db, l);
+        CHECK_OK(forkpool_release(l));
+        int64_t end = itest_now_ms() + 3000;
+        while (pool_named(&sd, "main").checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+
+        /* The next acquire's pre-ping waits on a stopped backend. */
+        CHECK(kill(backend, SIGSTOP) == 0);
+        pid_t child = fork();
+        if (child == 0) {
+                forkpool *mine;
+                forkpool_lease *held;
+                CHECK_OK(forkpool_open(sd.socket, &mine));
+                if (forkpool_acquire(mine, "main", 10000, &held) == 0)
+                        forkpool_release(held);
+                forkpool_close(mine);
+                _exit(0);
+        }
+        usleep(300000); /* the child's acquire reaches it, its ping goes out */
+        CHECK(kill(sd.pid, SIGTERM) == 0);
+        usleep(300000);
+        CHECK(kill(backend, SIGCONT) == 0);
+        int status = itest_wait_child(sd.pid, 10000);
+        CHECK(status >= 0);
+        sd.pid = 0;
+        CHECK(itest_wait_child(child, 15000) >= 0);
+
+        fake_systemd_start(&sd);
+        for (int i = 0; i < 3; i++) {
+                CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+                PGconn *c = adopt(db, l);
+                check_answer(c, "SELECT 40 + 2", "42");
+                check_answer(c, "SELECT 'second'", "second");
+                CHECK_OK(forkpool_release(l));
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
 static void pg_restart_keeps_sessions(void)
 {
         restart_keeps_sessions(&pg_db, SIGTERM);
@@ -544,4 +879,10 @@ ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
            {"postgresql/holder_died_meanwhile", pg_holder_died_meanwhile, 60},
            {"mariadb/restart_keeps_sessions", my_restart_keeps_sessions, 60},
            {"mariadb/crash_keeps_sessions", my_crash_keeps_sessions, 60},
-           {"mariadb/holder_died_meanwhile", my_holder_died_meanwhile, 60})
+           {"mariadb/holder_died_meanwhile", my_holder_died_meanwhile, 60},
+           {"state/truncated", state_truncated, 60},
+           {"state/other_version", state_other_version, 60},
+           {"state/bad_pg_record", state_bad_pg_record, 60},
+           {"postgresql/pools_reordered", pools_reordered, 60},
+           {"postgresql/release_unread_at_sigterm", release_unread_at_sigterm, 60},
+           {"postgresql/ping_in_flight_at_sigterm", ping_in_flight_at_sigterm, 60})

@@ -419,6 +419,39 @@ static void test_on_connect(void)
         stop();
 }
 
+/* The lease's libpq and the server agree on a reported setting. */
+static void check_param_agrees(PGconn *c, const char *name, const char *want)
+{
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SHOW %s", name);
+        char *shown = itest_query(c, sql);
+        const char *seen = PQparameterStatus(c, name);
+        CHECK_MSG(strcmp(shown, want) == 0, "SHOW %s: %s, want %s", name, shown, want);
+        CHECK_MSG(seen && strcmp(seen, want) == 0, "PQparameterStatus(%s): %s, want %s", name,
+                  seen ? seen : "(null)", want);
+}
+
+/*
+ * A hook's SET of a reported setting reaches the lease's libpq, and so do a
+ * reset's DISCARD ALL and a pre-ping: PQparameterStatus() says what SHOW says.
+ */
+static void test_on_connect_params(void)
+{
+        forkpool_lease *l;
+        start("it_hookp", "pool_size = 1\nmax_overflow = 0\npool_pre_ping = true\n"
+                          "reset_on_return = discard\n"
+                          "on_connect = SET application_name = 'hooked'\n");
+        PGconn *c = lease(&l);
+        check_param_agrees(c, "application_name", "hooked");
+        itest_query(c, "SET application_name = 'worker'");
+        CHECK_OK(forkpool_release(l));
+        /* DISCARD ALL took the session back to the name it connected with. */
+        c = lease(&l);
+        check_param_agrees(c, "application_name", "it_hookp");
+        CHECK_OK(forkpool_release(l));
+        stop();
+}
+
 static void test_leak_timeout_and_revoke(void)
 {
         forkpool_lease *l;
@@ -563,7 +596,7 @@ ITEST_MAIN({"recycle", test_recycle, 30}, {"lifo_and_fifo", test_lifo_and_fifo, 
            {"reset_auto", test_reset_auto, 30}, {"null_pool", test_null_pool, 30},
            {"static_and_assertion_pools", test_static_and_assertion_pools, 30},
            {"process_pool", test_process_pool, 30}, {"detach", test_detach, 30},
-           {"on_connect", test_on_connect, 30},
+           {"on_connect", test_on_connect, 30}, {"on_connect_params", test_on_connect_params, 30},
            {"leak_timeout_and_revoke", test_leak_timeout_and_revoke, 30},
            {"connect_rate", test_connect_rate, 30}, {"pool_allow_lists", test_pool_allow_lists, 30},
            {"echo_and_events", test_echo_and_events, 30},

@@ -283,8 +283,13 @@ int itest_run(const struct itest_case *cases, size_t n)
 {
         int passed = 0, failed = 0;
 
+        /* ITEST_ONLY=substring runs only the matching cases (by hand, while debugging). */
+        const char *only = getenv("ITEST_ONLY");
+
         setvbuf(stdout, NULL, _IONBF, 0);
         for (size_t i = 0; i < n; i++) {
+                if (only && *only && !strstr(cases[i].name, only))
+                        continue;
                 int64_t start = itest_now_ms();
                 pid_t pid = fork();
                 if (pid == 0) {
