@@ -28,18 +28,10 @@
 /* Runs fn as user (gid 0, so the 0660 control socket is reachable) in a child. */
 static int as_user(const char *user, int (*fn)(void))
 {
-        pid_t pid = fork();
-        if (pid == 0) {
-                struct passwd *pw = getpwnam(user);
-                CHECK(pw);
-                CHECK(setgroups(0, NULL) == 0);
-                CHECK(setgid(0) == 0);
-                CHECK(setuid(pw->pw_uid) == 0);
+        pid_t pid = itest_fork_as(user);
+        if (pid == 0)
                 _exit(fn());
-        }
-        int status = itest_wait_child(pid, 30000);
-        CHECK(status >= 0 && WIFEXITED(status));
-        return WEXITSTATUS(status);
+        return itest_child_exit(pid, 30000);
 }
 
 static int as_nobody(int (*fn)(void))

@@ -35,18 +35,10 @@ static void write_text(const char *path, const char *text)
 /* Runs fn as uid `nobody` (gid 0 kept, so the 0660 socket is reachable) in a child. */
 static int as_nobody(const struct itest_sup *s, int (*fn)(const struct itest_sup *))
 {
-        pid_t pid = fork();
-        if (pid == 0) {
-                struct passwd *pw = getpwnam("nobody");
-                CHECK(pw);
-                CHECK(setgroups(0, NULL) == 0);
-                CHECK(setgid(0) == 0);
-                CHECK(setuid(pw->pw_uid) == 0);
+        pid_t pid = itest_fork_as("nobody");
+        if (pid == 0)
                 _exit(fn(s));
-        }
-        int status = itest_wait_child(pid, 30000);
-        CHECK(status >= 0 && WIFEXITED(status));
-        return WEXITSTATUS(status);
+        return itest_child_exit(pid, 30000);
 }
 
 static int raw_connect(const char *path)

@@ -26,18 +26,10 @@ static char prefix[FP_SHM_NAME_MAX];
 /* Runs fn as uid `nobody` (gid 0) in a child; returns its exit status. */
 static int as_nobody(int (*fn)(void))
 {
-        pid_t pid = fork();
-        if (pid == 0) {
-                struct passwd *pw = getpwnam("nobody");
-                CHECK(pw);
-                CHECK(setgroups(0, NULL) == 0);
-                CHECK(setgid(0) == 0);
-                CHECK(setuid(pw->pw_uid) == 0);
+        pid_t pid = itest_fork_as("nobody");
+        if (pid == 0)
                 _exit(fn());
-        }
-        int status = itest_wait_child(pid, 20000);
-        CHECK(status >= 0 && WIFEXITED(status));
-        return WEXITSTATUS(status);
+        return itest_child_exit(pid, 20000);
 }
 
 /* A configuration for forkpoold running as daemon, its socket in <dir>/run/; not started. */

@@ -5,6 +5,8 @@
 #include "itest.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -411,4 +413,25 @@ int itest_my_wait_backends(MYSQL *admin, const char *db, int n, int timeout_ms)
         while ((count = itest_my_backends(admin, db)) != n && itest_now_ms() < end)
                 usleep(20000);
         return count;
+}
+
+pid_t itest_fork_as(const char *user)
+{
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                struct passwd *pw = getpwnam(user);
+                CHECK(pw);
+                CHECK(setgroups(0, NULL) == 0);
+                CHECK(setgid(0) == 0);
+                CHECK(setuid(pw->pw_uid) == 0);
+        }
+        return pid;
+}
+
+int itest_child_exit(pid_t pid, int timeout_ms)
+{
+        int status = itest_wait_child(pid, timeout_ms);
+        CHECK(status >= 0 && WIFEXITED(status));
+        return WEXITSTATUS(status);
 }

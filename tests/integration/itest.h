@@ -106,6 +106,16 @@ int itest_sh(char *buf, size_t len, const char *fmt, ...) __attribute__((format(
 /* Waits for a child with a time limit; returns its wait status or -1 on timeout (killed). */
 int itest_wait_child(pid_t pid, int timeout_ms);
 
+/*
+ * Forks a child that runs as user: its uid, gid 0 (so the 0660 control
+ * socket stays reachable), no supplementary groups. Returns 0 in the child
+ * (already switched; it should _exit()) and the child's pid in the parent.
+ */
+pid_t itest_fork_as(const char *user);
+
+/* Waits for a child of itest_fork_as() and returns its exit status (fails the test otherwise). */
+int itest_child_exit(pid_t pid, int timeout_ms);
+
 /* Reads forkpoolctl status --json for the supervisor into buf. Returns the exit status. */
 int itest_status_json(const struct itest_sup *s, char *buf, size_t len);
 
