@@ -104,6 +104,26 @@ class Supervisor:
         e.update(extra)
         return e
 
+    def env_for_another_user(self, **extra):
+        """env(), for a process of another uid: the package and the library are
+        copied where that uid can read them (the source and build trees may sit
+        in directories only their owner can enter)."""
+        lib = os.path.join(self.dir, "pylib")
+        if not os.path.isdir(lib):
+            shutil.copytree(os.path.join(PKG_ROOT, "forkpool"), os.path.join(lib, "forkpool"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            if os.environ.get("FORKPOOL_LIBRARY"):
+                shutil.copy(os.environ["FORKPOOL_LIBRARY"], os.path.join(lib, "libforkpool.so.0"))
+            for root, dirs, files in os.walk(lib):
+                os.chmod(root, 0o755)
+                for f in files:
+                    os.chmod(os.path.join(root, f), 0o644)
+        e = self.env(**extra)
+        e["PYTHONPATH"] = lib
+        if os.environ.get("FORKPOOL_LIBRARY"):
+            e["FORKPOOL_LIBRARY"] = os.path.join(lib, "libforkpool.so.0")
+        return e
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -294,7 +294,8 @@ class Base:
                 "except sa.exc.OperationalError as e:\n"
                 "    print('OperationalError', e)\n" % str(self.engine().url))
         r = subprocess.run(["runuser", "-u", "nobody", "--", fptest.PY, "-c", code],
-                           env=self.sup.env(), timeout=60, capture_output=True, text=True)
+                           env=self.sup.env_for_another_user(), timeout=60, capture_output=True,
+                           text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertTrue(r.stdout.startswith("OperationalError"), r.stdout + r.stderr)
         self.assertIn("not allowed", r.stdout.lower().replace("permission denied", "not allowed"))
