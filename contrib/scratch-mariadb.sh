@@ -244,11 +244,22 @@ cmd_start() {
 
   local user_opt=()
   [[ -n $RUN_AS ]] && user_opt=(--user="$RUN_AS")
-  if ! as_my "$install" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
+  # A second attempt on a fresh data directory: on a heavily loaded machine the
+  # bootstrap server has been seen to fail once and then succeed.
+  local installed=0 try
+  for try in 1 2; do
+    if as_my "$install" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
          --auth-root-authentication-method=socket --auth-root-socket-user="$ROOT_ACCOUNT" \
          --skip-test-db --skip-name-resolve >"$DIR/install.log" 2>&1; then
+      installed=1
+      break
+    fi
+    ((try == 1)) && echo "scratch-mariadb.sh: mariadb-install-db failed; trying once more" >&2
+    rm -rf -- "$DATA"
+  done
+  if ((installed == 0)); then
     log_tail "$DIR/install.log"
-    die "mariadb-install-db failed (log: $DIR/install.log)"
+    die "mariadb-install-db failed twice (log: $DIR/install.log)"
   fi
 
   trap cleanup_failed_start EXIT
