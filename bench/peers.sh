@@ -50,6 +50,8 @@ CSV=$ROOT/bench/results/peers.csv
 PNG=
 
 die() { echo "peers.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
   exit "${1:-0}"
@@ -79,60 +81,28 @@ done
 [[ -n $CSV ]] || die "--csv needs a path"
 [[ -n $PNG ]] || PNG=${CSV%.csv}.png
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${missing[@]}" >/dev/null
-fi
+bench_install_packages
 
 PGBIN=$(pg_config --bindir)
 PGBENCH=$PGBIN/pgbench   # the binary itself, not Debian's wrapper script
 [[ -x $PGBENCH ]] || die "no pgbench in $PGBIN"
 
-echo "building into $BUILD" >&2
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool_dropin >/dev/null
+bench_build forkpoold forkpool_dropin
 DROPIN=$BUILD/dropin/libpq.so.5
 [[ -f $DROPIN ]] || die "the drop-in was not built ($DROPIN)"
 
-# The top directory must be searchable by the "postgres" user when we are root
-# (the server and PgBouncer, which both refuse root, run as that user).
-TOP=$(mktemp -d)
-chmod 0755 "$TOP"
-FORKPOOLD_PID=''
 BOUNCER_PID=''
-cleanup() {
-  local rc=$?
-  set +e
-  [[ -n $FORKPOOLD_PID ]] && kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
+# PgBouncer, like the server, runs as "postgres" when we are root.
+bench_cleanup_extra() {
   if [[ -n $BOUNCER_PID ]] && kill -TERM "$BOUNCER_PID" 2>/dev/null; then
     for ((i = 0; i < 50; i++)); do
       kill -0 "$BOUNCER_PID" 2>/dev/null || break
       sleep 0.1
     done
   fi
-  "$ROOT/contrib/scratch-pg.sh" stop "$TOP/pg" >/dev/null 2>&1
-  if ((rc != 0)); then
-    for log in "$TOP/forkpoold.log" "$TOP/bouncer/pgbouncer.log"; do
-      [[ -s $log ]] || continue
-      echo "--- last lines of ${log##*/} ---" >&2
-      tail -n 10 "$log" >&2
-    done
-  fi
-  rm -rf "$TOP"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$ROOT/contrib/scratch-pg.sh" start "$TOP/pg" >&2
-# shellcheck source=/dev/null
-source "$TOP/pg/env"
+bench_scratch_start
+BENCH_LOGS+=("$TOP/bouncer/pgbouncer.log")
 echo "pgbench -i -s $SCALE" >&2
 "$PGBENCH" -i -q -s "$SCALE" >/dev/null 2>&1 || die "pgbench -i failed"
 

@@ -32,6 +32,8 @@ ITER=20000
 OUT=
 
 die() { echo "perf.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
   exit "${1:-0}"
@@ -48,45 +50,17 @@ while (($#)); do
   shift
 done
 [[ $ITER =~ ^[1-9][0-9]*$ ]] || die "--iterations needs a positive number"
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${missing[@]}" >/dev/null
-fi
+bench_install_packages
 command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
 command -v strace >/dev/null || die "strace is missing"
 
-echo "building into $BUILD" >&2
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool-bench forkpool-scale forkpool_dropin >/dev/null
+bench_build forkpoold forkpool-bench forkpool-scale forkpool_dropin
 PGBENCH=$(pg_config --bindir)/pgbench
 DROPIN=$BUILD/dropin/libpq.so.5
 
-TOP=$(mktemp -d)
-chmod 0755 "$TOP"
+bench_scratch_start
 [[ -n $OUT ]] || OUT=$TOP/out
 mkdir -p "$OUT"
-SOCK=$TOP/forkpool.sock
-FORKPOOLD_PID=''
-cleanup() {
-  local rc=$?
-  set +e
-  [[ -n $FORKPOOLD_PID ]] && kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
-  "$ROOT/contrib/scratch-pg.sh" stop "$TOP/pg" >/dev/null 2>&1
-  rm -rf "$TOP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$ROOT/contrib/scratch-pg.sh" start "$TOP/pg" >&2
-# shellcheck source=/dev/null
-source "$TOP/pg/env"
 printf 'SELECT 1;\n' >"$TOP/select1.sql"
 
 start_forkpoold() {

@@ -17,6 +17,8 @@ PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contr
           libinih-dev libjson-c-dev libcmocka-dev python3 curl)
 
 die() { echo "bench/run.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # The pool must be as large as the number of benchmark processes.
 PROCS=8
@@ -30,44 +32,11 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 [[ $PROCS =~ ^[1-9][0-9]*$ ]] || die "--procs needs a positive number"
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${missing[@]}" >/dev/null
-fi
+bench_install_packages
 
-echo "building into $BUILD" >&2
-cmake -S "$ROOT" -B "$BUILD" >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool-bench >/dev/null
+bench_build forkpoold forkpool-bench
 
-# The top directory must be searchable by the "postgres" user that runs the server as root.
-TOP=$(mktemp -d)
-chmod 0755 "$TOP"
-SOCK=$TOP/forkpool.sock
-FORKPOOLD_PID=''
-cleanup() {
-  local rc=$?
-  set +e
-  [[ -n $FORKPOOLD_PID ]] && kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
-  "$ROOT/contrib/scratch-pg.sh" stop "$TOP/pg" >/dev/null 2>&1
-  if ((rc != 0)) && [[ -s $TOP/forkpoold.log ]]; then
-    echo "--- last lines of forkpoold.log ---" >&2
-    tail -n 15 "$TOP/forkpoold.log" >&2
-  fi
-  rm -rf "$TOP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$ROOT/contrib/scratch-pg.sh" start "$TOP/pg" >&2
-# shellcheck source=/dev/null
-source "$TOP/pg/env"
+bench_scratch_start
 
 # Starts forkpoold on the scratch server with the given extra pool options.
 start_forkpoold() {

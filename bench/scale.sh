@@ -31,6 +31,8 @@ COUNTS=(8 32 128 512 1024)
 FIXED_POOL=8
 
 die() { echo "scale.sh: error: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
   exit "${1:-0}"
@@ -53,49 +55,17 @@ done
 [[ $SECONDS_PER_ROW =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive number"
 [[ -n $CSV ]] || die "--csv needs a path"
 [[ -n $PNG ]] || PNG=${CSV%.csv}.png
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q "${missing[@]}" >/dev/null
-fi
+bench_install_packages
 command -v gnuplot >/dev/null || die "gnuplot is missing (Debian: gnuplot-nox)"
 
-echo "building into $BUILD" >&2
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpool-scale >/dev/null
+bench_build forkpoold forkpool-scale
 SCALE_BIN=$BUILD/bench/forkpool-scale
 
 # 1024 workers + 1024 connections need more descriptors than the usual 1024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($(ulimit -n) >= 4200)) || die "needs at least 4200 open files (ulimit -n is $(ulimit -n))"
 
-TOP=$(mktemp -d)
-chmod 0755 "$TOP"
-SOCK=$TOP/forkpool.sock
-FORKPOOLD_PID=''
-cleanup() {
-  local rc=$?
-  set +e
-  [[ -n $FORKPOOLD_PID ]] && kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
-  "$ROOT/contrib/scratch-pg.sh" stop "$TOP/pg" >/dev/null 2>&1
-  if ((rc != 0)) && [[ -s $TOP/forkpoold.log ]]; then
-    echo "--- last lines of forkpoold.log ---" >&2
-    tail -n 10 "$TOP/forkpoold.log" >&2
-  fi
-  rm -rf "$TOP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$ROOT/contrib/scratch-pg.sh" start "$TOP/pg" >&2
-# shellcheck source=/dev/null
-source "$TOP/pg/env"
+bench_scratch_start
 psql -XqAt -c 'ALTER SYSTEM SET max_connections = 1100' >/dev/null
 PGBIN=$(pg_config --bindir)
 if [[ $(id -u) -eq 0 ]]; then
