@@ -346,7 +346,7 @@ run_fuzz() {
 static_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"static/$1"; }
 
 project_c_files() {
-  find agent bench common contrib include shm tests worker -type f -name '*.[ch]' | sort
+  find adopt agent base bench contrib ctl include shm tests worker -type f -name '*.[ch]' | sort
 }
 project_shell_files() {
   { find bench contrib tests -type f -name '*.sh'; find contrib/debian -type f -perm -u+x; } | sort
@@ -372,7 +372,7 @@ run_static_checks() {
       --inline-suppr --suppressions-list=tests/static/cppcheck-suppressions.txt \
       --library=posix --library=tests/static/cppcheck.cfg \
       -D_GNU_SOURCE '-D_Noreturn=__attribute__((noreturn))' \
-      -I include -I "$BUILD_ROOT/build/include" -I common -I shm -I agent -I worker \
+      -I include -I "$BUILD_ROOT/build/include" -I base -I shm -I adopt -I agent -I agent/drivers -I ctl -I worker \
       -I tests/integration -j "$JOBS" "${c_files[@]}" || fail "static/cppcheck"
   fi
   if static_selected shellcheck; then

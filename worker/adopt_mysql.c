@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * adopt_mysql.c — turning a leased MySQL/MariaDB socket into a real MYSQL *
- * (common/myadopt.c plays the server's part of the handshake), tracking what
+ * (adopt/myadopt.c plays the server's part of the handshake), tracking what
  * the holder changes in the session, and giving the socket back without a
  * COM_QUIT.
  */

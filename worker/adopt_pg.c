@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * adopt_pg.c — a lease's real PGconn (common/pgadopt.c makes it), giving it
+ * adopt_pg.c — a lease's real PGconn (adopt/pgadopt.c makes it), giving it
  * back without a Terminate, tracking what changes in the session, and
  * cancelling through the real server.
  */
