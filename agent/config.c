@@ -1340,37 +1340,3 @@ const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, co
                         return &cfg->pools[i];
         return NULL;
 }
-
-int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret)
-{
-        if (strcmp(text, "rollback") == 0)
-                *ret = FP_RESET_ROLLBACK;
-        else if (strcmp(text, "commit") == 0)
-                *ret = FP_RESET_COMMIT;
-        else if (strcmp(text, "none") == 0)
-                *ret = FP_RESET_NONE;
-        else if (strcmp(text, "discard") == 0)
-                *ret = FP_RESET_DISCARD;
-        else if (strcmp(text, "auto") == 0)
-                *ret = FP_RESET_AUTO;
-        else
-                return -EINVAL;
-        return 0;
-}
-
-const char *fp_reset_mode_name(enum fp_reset_mode mode)
-{
-        switch (mode) {
-        case FP_RESET_ROLLBACK:
-                return "rollback";
-        case FP_RESET_COMMIT:
-                return "commit";
-        case FP_RESET_NONE:
-                return "none";
-        case FP_RESET_DISCARD:
-                return "discard";
-        case FP_RESET_AUTO:
-                return "auto";
-        }
-        return "unknown";
-}

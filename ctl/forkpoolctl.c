@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "ctl_commands.h"
 #include "forkpool.h"
 #include "proto.h"

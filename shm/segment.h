@@ -302,6 +302,15 @@ const char *fp_slot_state_name(uint32_t state);
 /* The configuration name of a pool class ("queue"), or "unknown". */
 const char *fp_pool_class_name(uint32_t pool_class);
 
+/*
+ * Parses a reset_on_return value: "rollback" | "commit" | "none" | "discard"
+ * | "auto". Returns 0 (*ret set) or -EINVAL (*ret untouched).
+ */
+int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
+
+/* The config-file name of a reset mode ("rollback"). */
+const char *fp_reset_mode_name(enum fp_reset_mode mode);
+
 /* The name of an event type ("checkout"), or "unknown". */
 const char *fp_event_type_name(uint32_t type);
 
