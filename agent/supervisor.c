@@ -213,8 +213,8 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         driver->describe(rec->conn, &msg);
         msg.flags = (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
-        int r = fp_control_send_lease(w->client, w->request_id, &msg, sizeof(msg),
-                                      driver->socket(rec->conn));
+        int r = sup_pool_of(pool)->sup->transport->send_lease(
+                w->client, w->request_id, &msg, sizeof(msg), driver->socket(rec->conn));
         if (r < 0)
                 log_debug("pool %s: lease to pid %d not delivered: %s", pool->params.name, w->pid,
                           strerror(-r));
@@ -223,20 +223,17 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
 
 static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, const char *text)
 {
-        (void)pool;
-        fp_control_send_error(w->client, w->request_id, error, text);
+        sup_pool_of(pool)->sup->transport->send_error(w->client, w->request_id, error, text);
 }
 
 static void op_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
 {
-        (void)pool;
-        fp_control_acquire_done(w->client);
+        sup_pool_of(pool)->sup->transport->acquire_done(w->client);
 }
 
 static struct fp_waiter_list *op_client_waiters(struct fp_pool *pool, void *client)
 {
-        (void)pool;
-        return fp_control_client_waiters(client);
+        return sup_pool_of(pool)->sup->transport->client_waiters(client);
 }
 
 static uint64_t op_now(struct fp_pool *pool)
@@ -276,11 +273,13 @@ static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct
         };
         if (seg->hdr)
                 fp_segment_event_write(seg, &ev);
-        if (rec && fp_fdstore_active(sp->sup)) {
+        if (rec && fp_fdstore_active(&sp->sup->fdstore)) {
+                /* The event's record, as the pool (ours to change) holds it. */
+                struct fp_record *stored = &pool->records[rec->index];
                 if (type == FP_EV_CLOSE)
-                        fp_fdstore_forget(sp->sup, pool, rec);
+                        fp_fdstore_forget(&sp->sup->fdstore, pool, stored);
                 else if (type == FP_EV_CONNECT || type == FP_EV_CHECKOUT || type == FP_EV_CHECKIN)
-                        fp_fdstore_save(sp->sup, pool, rec);
+                        fp_fdstore_save(&sp->sup->fdstore, pool, sp->driver, stored);
         }
 
         int echo = sp->cfg.echo;
@@ -588,13 +587,49 @@ void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *s
         }
 }
 
-int fp_supervisor_release_orphan(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
-                                 uint64_t lease_id, const struct fp_release_info *info)
+int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
+                          uint32_t request_id, int timeout_ms, const char *label,
+                          uint64_t prefer_lease_id)
 {
+        return fp_pool_acquire(&sp->pool, client, pid, request_id, timeout_ms, label,
+                               prefer_lease_id);
+}
+
+int fp_supervisor_release(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                          uint64_t lease_id, const struct fp_release_info *info)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+
+        if (sp && fp_pool_release(&sp->pool, client, pid, lease_id, info) == 0)
+                return 0;
+        /* A lease restored from systemd's fd store may carry its pool's old id. */
         for (size_t i = 0; i < sup->n_pools; i++)
                 if (fp_pool_release(&sup->pools[i]->pool, client, pid, lease_id, info) == 0)
                         return 0;
         return -ESRCH;
+}
+
+int fp_supervisor_cancel(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                         uint64_t lease_id)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
+
+        if (!rec || rec->holder != client)
+                return -ESRCH;
+        if (!sp->driver->cancel) {
+                log_debug("pool %s: %s connections are cancelled by the worker itself",
+                          sp->cfg.name, sp->driver->name);
+                return 0;
+        }
+        int r = sp->driver->cancel(rec->conn);
+        if (r < 0)
+                log_warning_errno(r, "pool %s: cannot cancel the query of backend %d for pid %d",
+                                  sp->cfg.name, rec->backend_pid, pid);
+        else
+                log_debug("pool %s: cancelling the query of backend %d for pid %d", sp->cfg.name,
+                          rec->backend_pid, pid);
+        return 0;
 }
 
 void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid)
@@ -743,7 +778,7 @@ static int quiesce_count(struct fp_supervisor *sup, bool abandon)
                                             pool->params.name, rec->backend_pid,
                                             rec->state == FP_SLOT_RESETTING ? "resetting"
                                                                             : "being pinged");
-                                fp_fdstore_forget(sup, pool, rec);
+                                fp_fdstore_forget(&sup->fdstore, pool, rec);
                         }
                 }
         }
@@ -758,7 +793,7 @@ static int on_quiesce_check(sd_event_source *s, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         (void)s;
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         if (quiesce_count(sup, false) == 0)
                 sd_event_exit(sup->event, 0);
         return 0;
@@ -768,7 +803,7 @@ static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         (void)s, (void)usec;
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         (void)quiesce_count(sup, true);
         sd_event_exit(sup->event, 0);
         return 0;
@@ -784,7 +819,7 @@ static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
  */
 static void quiesce_for_fdstore(struct fp_supervisor *sup)
 {
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         if (quiesce_count(sup, false) == 0) {
                 sd_event_exit(sup->event, 0);
                 return;
@@ -808,7 +843,7 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
         if (sup->stopping)
                 return;
         sup->stopping = true;
-        if (fp_fdstore_active(sup)) {
+        if (fp_fdstore_active(&sup->fdstore)) {
                 /*
                  * The connections stay in systemd's fd store for the next start;
                  * leased ones go on under their holders, who give them back to it.
@@ -816,14 +851,14 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
                 (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: connections kept in the fd "
                                    "store");
                 log_info("%s: stopping; connections kept in systemd's fd store", why);
-                fp_control_stop_listening(sup);
+                sup->transport->stop_listening(sup);
                 quiesce_for_fdstore(sup);
                 return;
         }
         (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
         log_info("%s: stopping (leases held: waiting up to %d ms)", why,
                  sup->cfg.shutdown_grace_ms);
-        fp_control_stop_listening(sup);
+        sup->transport->stop_listening(sup);
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_drain(&sup->pools[i]->pool, -ESHUTDOWN, "forkpoold is shutting down");
         if (all_pools_idle(sup)) {
@@ -1111,14 +1146,46 @@ static void raise_fd_limit(void)
                           (unsigned long long)rl.rlim_cur);
 }
 
-int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
+/* fp_fdstore_pools.find */
+static struct fp_pool *restore_find(void *ctx, const char *name,
+                                    const struct fp_db_driver **ret_driver, void **ret_prepared)
 {
+        struct fp_sup_pool *sp = fp_supervisor_find_pool(ctx, name);
+        if (!sp)
+                return NULL;
+        *ret_driver = sp->driver;
+        *ret_prepared = sp->prepared;
+        return &sp->pool;
+}
+
+/* fp_fdstore_pools.choose_lease_tags */
+static void restore_choose_tags(void *ctx, const uint16_t *avoid, size_t n)
+{
+        fp_supervisor_choose_lease_tags(ctx, avoid, n);
+}
+
+/* fp_fdstore_pools.restored_leased */
+static void restore_leased(void *ctx, struct fp_pool *pool, uint32_t index, pid_t holder)
+{
+        fp_supervisor_watch_orphan(ctx, sup_pool_of(pool), index, holder);
+}
+
+int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
+                       const struct fp_transport *transport)
+{
+        const struct fp_fdstore_pools restore_pools = {
+                .ctx = sup,
+                .find = restore_find,
+                .choose_lease_tags = restore_choose_tags,
+                .restored_leased = restore_leased,
+        };
         sigset_t mask;
         int r;
 
         memset(sup, 0, sizeof(*sup));
+        sup->transport = transport;
         sup->listen_fd = -1;
-        sup->fdstore_fd = -1;
+        sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
         LIST_INIT(&sup->orphans);
         sup->cfg = *cfg;
@@ -1153,11 +1220,11 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         r = publish_segment(sup);
         if (r < 0)
                 return r;
-        r = fp_fdstore_init(sup);
+        r = fp_fdstore_init(&sup->fdstore);
         if (r < 0)
                 return r;
         /* Before the control socket: it takes $LISTEN_FDS away from the environment. */
-        r = fp_fdstore_restore(sup);
+        r = fp_fdstore_restore(&sup->fdstore, sup->event, &restore_pools);
         if (r > 0)
                 log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");
 
@@ -1175,7 +1242,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         if (r < 0)
                 return log_error_errno(r, "cannot watch signals");
 
-        r = fp_control_listen(sup);
+        r = sup->transport->listen(sup);
         if (r < 0)
                 return r;
         r = sd_event_add_time_relative(sup->event, &sup->lease_check, CLOCK_MONOTONIC,
@@ -1217,13 +1284,13 @@ int fp_supervisor_run(struct fp_supervisor *sup)
 
 void fp_supervisor_done(struct fp_supervisor *sup)
 {
-        fp_control_stop_listening(sup);
-        fp_control_close_all(sup);
+        sup->transport->stop_listening(sup);
+        sup->transport->close_all(sup);
         while (!LIST_EMPTY(&sup->orphans))
                 orphan_watch_free(LIST_FIRST(&sup->orphans));
         for (size_t i = 0; i < sup->n_pools; i++)
                 sup_pool_free(sup->pools[i]);
-        fp_fdstore_done(sup);
+        fp_fdstore_done(&sup->fdstore);
         sup->n_pools = 0;
         if (sup->seg.hdr) {
                 char name[FP_SHM_NAME_MAX];

@@ -40,6 +40,7 @@
 
 #include "driver.h"
 #include "log.h"
+#include "myadopt.h"
 #include "myconn.h"
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
@@ -1368,6 +1369,31 @@ static void my_unprepare(void *prepared)
         pool_unref(prepared);
 }
 
+static void my_save(const void *conn, struct fp_saved_slot *s)
+{
+        fp_myconn_describe(conn, &s->my, &s->txn);
+}
+
+static int my_restore(sd_event *event, void *prepared, int fd, const struct fp_saved_slot *s,
+                      void **ret)
+{
+        char why[FP_ERRTEXT_MAX];
+        MYSQL *m;
+
+        int r = fp_my_adopt(fd, &s->my, NULL, NULL, &m, why, sizeof(why));
+        if (r < 0) {
+                if (why[0])
+                        log_warning("fd store: pool %s: thread %u: %s", s->pool, s->my.thread_id,
+                                    why);
+                close(fd);
+                return r;
+        }
+        r = fp_myconn_restore(event, prepared, m, &s->my, s->state == FP_SLOT_LEASED, ret);
+        if (r < 0)
+                mysql_close(m);
+        return r;
+}
+
 const struct fp_db_driver fp_my_driver = {
         .name = "mysql",
         .kind = FP_DB_MYSQL,
@@ -1382,4 +1408,6 @@ const struct fp_db_driver fp_my_driver = {
         .backend_id = my_backend_id,
         .describe = my_describe,
         .cancel = my_cancel,
+        .save = my_save,
+        .restore = my_restore,
 };

@@ -17,6 +17,7 @@
 
 #include "driver.h"
 #include "log.h"
+#include "pgadopt.h"
 #include "pgtrace.h"
 
 enum pgconn_phase {
@@ -853,6 +854,32 @@ static void pg_describe(const void *conn, struct fp_msg_lease *msg)
         fp_pgconn_describe(conn, &msg->pg, &msg->txn);
 }
 
+static void pg_save(const void *conn, struct fp_saved_slot *s)
+{
+        fp_pgconn_describe(conn, &s->pg, &s->txn);
+}
+
+static int pg_restore(sd_event *event, void *prepared, int fd, const struct fp_saved_slot *s,
+                      void **ret)
+{
+        PGconn *conn;
+        struct fp_pgconn *pc;
+        (void)prepared;
+
+        int r = fp_pg_adopt(fd, &s->pg, s->txn, &conn);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        r = fp_pgconn_restore(event, conn, &s->pg, s->txn, &pc);
+        if (r < 0) {
+                PQfinish(conn);
+                return r;
+        }
+        *ret = pc;
+        return 0;
+}
+
 const struct fp_db_driver fp_pg_driver = {
         .name = "postgresql",
         .kind = FP_DB_POSTGRES,
@@ -866,4 +893,6 @@ const struct fp_db_driver fp_pg_driver = {
         .socket = pg_socket,
         .backend_id = pg_backend_id,
         .describe = pg_describe,
+        .save = pg_save,
+        .restore = pg_restore,
 };
