@@ -12,8 +12,8 @@
 #    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
 #    set.
 # 3. Runs the static checks (static/clang-format, static/cppcheck,
-#    static/shellcheck, static/man) on the project's C files, shell scripts
-#    and manual pages; a finding fails the run.
+#    static/shellcheck, static/includes, static/man) on the project's C
+#    files, shell scripts and manual pages; a finding fails the run.
 # 4. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
@@ -306,7 +306,7 @@ fuzz_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"fuzz/$1"; }
 # checks_selected: whether --only selects a static check or a fuzz target.
 checks_selected() {
   local c
-  for c in clang-format cppcheck shellcheck man; do static_selected "$c" && return 0; done
+  for c in clang-format cppcheck shellcheck includes man; do static_selected "$c" && return 0; done
   for c in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$c" && return 0; done
   return 1
 }
@@ -378,6 +378,12 @@ run_static_checks() {
   if static_selected shellcheck; then
     say "static/shellcheck (${#sh_files[@]} scripts)"
     run shellcheck "${sh_files[@]}" || fail "static/shellcheck"
+  fi
+  # The dependency rule between the rooms, and no include cycle between
+  # modules (tests/static/check_includes.sh).
+  if static_selected includes; then
+    say "static/includes"
+    run tests/static/check_includes.sh || fail "static/includes"
   fi
   # The manual pages: groff's warnings (-ww) are findings.
   if static_selected man; then
