@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_FDS_ACCEPTED 4
@@ -139,4 +140,23 @@ int fp_read_full(int fd, void *buf, size_t len, int timeout_ms)
                         return r;
         }
         return 0;
+}
+
+int fp_connect_seqpacket(const char *path)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        size_t len = strlen(path);
+
+        if (len >= sizeof(addr.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(addr.sun_path, path, len + 1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
 }

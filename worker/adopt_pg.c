@@ -28,16 +28,6 @@
 
 #define CANCEL_TIMEOUT_MS 5000
 
-int fp_neutralize_fd(int fd)
-{
-        int dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (dummy < 0)
-                return -errno;
-        int r = dup3(dummy, fd, O_CLOEXEC) < 0 ? -errno : 0;
-        close(dummy);
-        return r;
-}
-
 /*
  * The process's unconnected socket for releases, made once; its identity is
  * checked before each use, in case the application closed our descriptor
