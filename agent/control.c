@@ -36,6 +36,7 @@
 #include "proto.h"
 #include "ratelimit.h"
 #include "sockio.h"
+#include "access.h"
 #include "control.h"
 
 #define MESSAGES_PER_WAKEUP 64
@@ -151,35 +152,26 @@ static void client_gone(struct fp_client *client, const char *why)
         client_free(client);
 }
 
-static bool id_listed(const uint32_t *ids, size_t n, uint32_t id)
-{
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
-}
-
 /*
  * Whether the peer may use the pools: root, the supervisor's own uid, a listed
  * uid, or a listed gid among the peer's primary and supplementary groups.
  */
 static bool peer_allowed(const struct fp_config *cfg, int fd, uid_t uid, gid_t gid)
 {
-        if (uid == 0 || uid == geteuid() || id_listed(cfg->allow_uids, cfg->n_allow_uids, uid))
+        if (fp_access_privileged(uid) ||
+            fp_access_listed(cfg->allow_uids, cfg->n_allow_uids, cfg->allow_gids, cfg->n_allow_gids,
+                             uid, gid, NULL, 0))
                 return true;
         if (cfg->n_allow_gids == 0)
                 return false;
-        if (id_listed(cfg->allow_gids, cfg->n_allow_gids, gid))
-                return true;
 
+        /* The supplementary groups, asked for only when they can matter. */
         gid_t groups[MAX_PEER_GROUPS];
         socklen_t len = sizeof(groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
                 return false;
-        for (size_t i = 0; i < len / sizeof(gid_t); i++)
-                if (id_listed(cfg->allow_gids, cfg->n_allow_gids, groups[i]))
-                        return true;
-        return false;
+        return fp_access_listed(NULL, 0, cfg->allow_gids, cfg->n_allow_gids, uid, gid, groups,
+                                len / sizeof(gid_t));
 }
 
 void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,

@@ -25,8 +25,10 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
 #include "fdstore.h"
 #include "log.h"
+#include "sockio.h"
 
 static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
 {
@@ -495,42 +497,22 @@ void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *
                 sup->pools[i]->pool.lease_tag = (uint16_t)(base + sup->pools[i]->pool.id);
 }
 
-static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
-{
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
-}
-
-/* Whether uid, gid or one of groups is listed (no list: nobody is). */
-static bool ids_allow(const uint32_t *uids, size_t n_uids, const uint32_t *gids, size_t n_gids,
-                      uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
-{
-        if (id_in(uids, n_uids, uid) || id_in(gids, n_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups && n_gids > 0; i++)
-                if (id_in(gids, n_gids, groups[i]))
-                        return true;
-        return false;
-}
-
 bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
                                uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
 {
         const struct fp_config *g = &sup->cfg;
         const struct fp_pool_config *c = &sp->cfg;
 
-        if (uid == 0 || uid == geteuid())
+        if (fp_access_privileged(uid))
                 return true;
         /* The global lists, as at connect: a reload may have removed this peer since. */
-        if (!ids_allow(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid, gid,
-                       groups, n_groups))
+        if (!fp_access_listed(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid,
+                              gid, groups, n_groups))
                 return false;
         if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
                 return true;
-        return ids_allow(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid, gid,
-                         groups, n_groups);
+        return fp_access_listed(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid,
+                                gid, groups, n_groups);
 }
 
 /* The holder of a restored lease, watched until it reconnects or dies. */
@@ -1010,13 +992,9 @@ bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gi
                             const gid_t *groups, size_t n_groups)
 {
         const struct fp_config *c = &sup->cfg;
-        if (uid == 0 || uid == geteuid() || id_in(c->admin_uids, c->n_admin_uids, uid) ||
-            id_in(c->admin_gids, c->n_admin_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups; i++)
-                if (id_in(c->admin_gids, c->n_admin_gids, groups[i]))
-                        return true;
-        return false;
+        return fp_access_privileged(uid) ||
+               fp_access_listed(c->admin_uids, c->n_admin_uids, c->admin_gids, c->n_admin_gids, uid,
+                                gid, groups, n_groups);
 }
 
 int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
@@ -1068,16 +1046,11 @@ int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char 
 /* True if another supervisor accepts connections on path. */
 static bool socket_is_live(const char *path)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof(addr.sun_path))
-                return false;
-        memcpy(addr.sun_path, path, strlen(path) + 1);
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        int fd = fp_connect_seqpacket(path);
         if (fd < 0)
                 return false;
-        bool live = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
         close(fd);
-        return live;
+        return true;
 }
 
 /*

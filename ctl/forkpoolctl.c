@@ -169,25 +169,11 @@ static const char *ctl_reset_mode_name(uint32_t mode)
 /* SQLAlchemy's status() line for the pool's class (QueuePool's character for character). */
 static void ctl_print_status_line(const struct fp_shm_pool *p)
 {
-        switch (p->pool_class) {
-        case FP_POOL_NULL:
-                printf("NullPool\n");
-                break;
-        case FP_POOL_STATIC:
-                printf("StaticPool\n");
-                break;
-        case FP_POOL_ASSERTION:
-                printf("AssertionPool\n");
-                break;
-        case FP_POOL_PROCESS:
-                printf("ProcessPool size: %d\n", (int)p->checked_out);
-                break;
-        default:
-                printf("Pool size: %d  Connections in pool: %d Current Overflow: %d "
-                       "Current Checked out connections: %d\n",
-                       (int)p->pool_size, (int)p->checked_in,
-                       p->pool_size != 0 ? (int)p->overflow : 0, (int)p->checked_out);
-        }
+        char line[256];
+        fp_pool_status_line(line, sizeof(line), p->pool_class, (int)p->pool_size,
+                            (int)p->checked_in, p->pool_size != 0 ? (int)p->overflow : 0,
+                            (int)p->checked_out);
+        printf("%s\n", line);
 }
 
 static void ctl_status_free(struct ctl_status *st)

@@ -535,6 +535,26 @@ const char *fp_reset_mode_name(enum fp_reset_mode mode)
         return "unknown";
 }
 
+int fp_pool_status_line(char *buf, size_t len, uint32_t pool_class, int pool_size, int checked_in,
+                        int overflow, int checked_out)
+{
+        switch (pool_class) {
+        case FP_POOL_NULL:
+                return snprintf(buf, len, "NullPool");
+        case FP_POOL_STATIC:
+                return snprintf(buf, len, "StaticPool");
+        case FP_POOL_ASSERTION:
+                return snprintf(buf, len, "AssertionPool");
+        case FP_POOL_PROCESS:
+                return snprintf(buf, len, "ProcessPool size: %d", checked_out);
+        default:
+                return snprintf(buf, len,
+                                "Pool size: %d  Connections in pool: %d Current Overflow: %d "
+                                "Current Checked out connections: %d",
+                                pool_size, checked_in, overflow, checked_out);
+        }
+}
+
 const char *fp_event_type_name(uint32_t type)
 {
         static const char *const names[FP_EV_TYPE_MAX] = {

@@ -311,6 +311,17 @@ int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
 /* The config-file name of a reset mode ("rollback"). */
 const char *fp_reset_mode_name(enum fp_reset_mode mode);
 
+/*
+ * Writes SQLAlchemy's status() line for a pool of class pool_class (enum
+ * fp_pool_class) with these counts into buf, QueuePool's character for
+ * character: "Pool size: 5  Connections in pool: 1 Current Overflow: -4
+ * Current Checked out connections: 0"; "NullPool", "StaticPool",
+ * "AssertionPool", "ProcessPool size: N" (N checked out). Returns what
+ * snprintf() returns.
+ */
+int fp_pool_status_line(char *buf, size_t len, uint32_t pool_class, int pool_size, int checked_in,
+                        int overflow, int checked_out);
+
 /* The name of an event type ("checkout"), or "unknown". */
 const char *fp_event_type_name(uint32_t type);
 

@@ -39,9 +39,11 @@
 #include <mysql.h>
 
 #include "driver.h"
+#include "fdutil.h"
 #include "log.h"
 #include "myadopt.h"
 #include "myconn.h"
+#include "text.h"
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
 /*
@@ -187,15 +189,6 @@ struct my_conn {
         uint8_t scramble[FP_MY_SCRAMBLE_LEN];
 };
 
-/* Copies a library error into one line (the library's texts have no newline, but be sure). */
-static void one_line(const char *in, char *out, size_t len)
-{
-        size_t j = 0;
-        for (size_t i = 0; in && in[i] && j + 1 < len; i++)
-                out[j++] = in[i] == '\n' || in[i] == '\r' ? ' ' : in[i];
-        out[j] = '\0';
-}
-
 static void async_stop_watching(struct my_async *a)
 {
         if (a->io)
@@ -246,7 +239,7 @@ static void async_fail_from_library(struct my_async *a)
         char text[FP_ERRTEXT_MAX];
         unsigned int code = mysql_errno(a->m);
 
-        one_line(mysql_error(a->m), text, sizeof(text));
+        fp_one_line(mysql_error(a->m), text, sizeof(text));
         if (!text[0])
                 snprintf(text, sizeof(text), "error %u", code);
         /* Client-side errors (CR_*, 2000–2999) mean the connection itself failed. */
@@ -1245,13 +1238,8 @@ static void my_forget(void *conn)
         int fd = mysql_get_socket(c->a.m);
 
         /* mysql_close()'s COM_QUIT goes to an unconnected socket and fails quietly. */
-        if (fd >= 0) {
-                int dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (dummy >= 0) {
-                        (void)dup3(dummy, fd, O_CLOEXEC);
-                        close(dummy);
-                }
-        }
+        if (fd >= 0)
+                (void)fp_neutralize_fd(fd);
         conn_free(c);
 }
 
