@@ -1,12 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * myconn.c — the supervisor's MySQL/MariaDB connections (fp_my_driver in
- * driver.h), with MariaDB Connector/C's non-blocking API on the event loop.
- *
- * Every library call that may wait is a pair of _start and _cont functions: the library
- * says what it waits for (MYSQL_WAIT_READ, _WRITE, _TIMEOUT), we watch the
- * socket (and a timer) with sd-event and continue when it is ready. Nothing
- * here blocks the loop.
+ * driver.h), with MariaDB Connector/C's non-blocking API on the event loop
+ * (myasync.h): nothing here blocks the loop.
  *
  * A leased connection is never read here: its io source is off from the
  * moment it is handed out. Its cached session state (server_status, current
@@ -42,6 +38,7 @@
 #include "fdutil.h"
 #include "log.h"
 #include "myadopt.h"
+#include "myasync.h"
 #include "myconn.h"
 #include "text.h"
 
@@ -52,8 +49,6 @@
  * so that a worker can tell whether its session needs a reset (auto).
  */
 #define MY_TRACK_STATE "SET SESSION session_track_state_change = ON"
-#define MY_MAX_STEPS   4
-#define MY_SQL_MAX     64
 /* The admin connection closes after this long without a KILL to send. */
 #define MY_ADMIN_IDLE_USEC (10u * 1000 * 1000)
 /* Bits of a lease's status that describe one reply, not the session. */
@@ -65,59 +60,6 @@
 
 struct my_pool;
 struct my_conn;
-
-/* --- running library calls on the event loop --- */
-
-enum my_op {
-        MY_OP_CONNECT,
-        MY_OP_QUERY, /* then its result sets are read and freed */
-        MY_OP_STORE, /* internal: reading a result set */
-        MY_OP_NEXT,  /* internal: moving to the next result set */
-        MY_OP_ROLLBACK,
-        MY_OP_COMMIT,
-        MY_OP_RESET, /* COM_RESET_CONNECTION */
-        MY_OP_SELECT_DB,
-        MY_OP_PING,
-};
-
-struct my_step {
-        enum my_op op;
-        char sql[MY_SQL_MAX]; /* MY_OP_QUERY with a short statement */
-        const char *text;     /* MY_OP_QUERY with a longer one, MY_OP_SELECT_DB */
-};
-
-struct my_async;
-
-/* The steps ended: error 0, -EIO (an SQL error, text set), -ECONNRESET, -ETIMEDOUT. */
-typedef void (*my_done_fn)(struct my_async *a, int error, const char *text);
-
-/* One MYSQL handle driven by the loop through a list of steps. */
-struct my_async {
-        MYSQL *m;
-        sd_event *event;
-        sd_event_source *io;         /* the socket, while a step waits for it */
-        sd_event_source *wait_timer; /* the library's own timeout (MYSQL_WAIT_TIMEOUT) */
-        sd_event_source *deadline;   /* our limit for all the steps */
-        sd_event_source *defer;      /* reports steps that ended at once */
-        bool running;
-        bool starting;        /* inside async_run() */
-        bool defer_immediate; /* the owner's callback must not run inside async_run() */
-        struct my_step steps[MY_MAX_STEPS];
-        int n_steps, step;
-        enum my_op op;                    /* the library call in progress */
-        const struct my_pool *connect_to; /* MY_OP_CONNECT: host, port, user, password */
-        const char *connect_db;           /* MY_OP_CONNECT: NULL for none */
-        unsigned long connect_flag;       /* MY_OP_CONNECT: client flags */
-        MYSQL *ret_mysql;
-        MYSQL_RES *ret_res;
-        int ret_int;
-        my_bool ret_bool;
-        char *owned_sql; /* a long MY_OP_QUERY statement */
-        int error;
-        char text[FP_ERRTEXT_MAX];
-        my_done_fn done;
-        void *owner;
-};
 
 /* A KILL waiting for the admin connection. */
 struct my_kill {
@@ -189,371 +131,6 @@ struct my_conn {
         uint8_t scramble[FP_MY_SCRAMBLE_LEN];
 };
 
-static void async_stop_watching(struct my_async *a)
-{
-        if (a->io)
-                sd_event_source_set_enabled(a->io, SD_EVENT_OFF);
-        if (a->wait_timer)
-                sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
-        if (a->deadline)
-                sd_event_source_set_enabled(a->deadline, SD_EVENT_OFF);
-}
-
-/* Frees the event sources and the handle (mysql_close(): a COM_QUIT if it is connected). */
-static void async_free(struct my_async *a)
-{
-        a->io = sd_event_source_disable_unref(a->io);
-        a->wait_timer = sd_event_source_disable_unref(a->wait_timer);
-        a->deadline = sd_event_source_disable_unref(a->deadline);
-        a->defer = sd_event_source_disable_unref(a->defer);
-        if (a->m)
-                mysql_close(a->m);
-        a->m = NULL;
-        free(a->owned_sql);
-        a->owned_sql = NULL;
-        a->running = false;
-}
-
-static void async_schedule_done(struct my_async *a);
-
-/*
- * The run ended. The callback runs now, or from the loop if the run ended
- * inside async_run() and its owner's callbacks must not run from there.
- */
-static void async_finish(struct my_async *a, int error, const char *text)
-{
-        async_stop_watching(a);
-        if (a->starting && a->defer_immediate) {
-                a->error = error;
-                snprintf(a->text, sizeof(a->text), "%s", text ? text : "");
-                async_schedule_done(a);
-                return;
-        }
-        a->running = false;
-        a->done(a, error, text ? text : "");
-}
-
-/* The error of the last library call: a server's SQL error or a broken connection. */
-static void async_fail_from_library(struct my_async *a)
-{
-        char text[FP_ERRTEXT_MAX];
-        unsigned int code = mysql_errno(a->m);
-
-        fp_one_line(mysql_error(a->m), text, sizeof(text));
-        if (!text[0])
-                snprintf(text, sizeof(text), "error %u", code);
-        /* Client-side errors (CR_*, 2000–2999) mean the connection itself failed. */
-        async_finish(a, code >= CR_MIN_ERROR && code <= CR_MAX_ERROR ? -ECONNRESET : -EIO, text);
-}
-
-static int on_async_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
-static int on_async_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata);
-static int on_async_deadline(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Watches what the library waits for (status: MYSQL_WAIT_* bits). */
-static int async_watch(struct my_async *a, int status)
-{
-        int fd = mysql_get_socket(a->m), r;
-        uint32_t events = 0;
-
-        if (fd < 0)
-                return -EBADF;
-        if (a->op == MY_OP_CONNECT)
-                /* Connector/C makes its sockets without close-on-exec (adoption.md §B.8). */
-                (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-        if (status & MYSQL_WAIT_READ)
-                events |= EPOLLIN;
-        if (status & MYSQL_WAIT_WRITE)
-                events |= EPOLLOUT;
-        if (status & MYSQL_WAIT_EXCEPT)
-                events |= EPOLLPRI;
-        if (!a->io) {
-                r = sd_event_add_io(a->event, &a->io, fd, events, on_async_io, a);
-                if (r < 0)
-                        return r;
-        } else {
-                /* The library may move to another socket while connecting (another address). */
-                if (sd_event_source_get_io_fd(a->io) != fd) {
-                        r = sd_event_source_set_io_fd(a->io, fd);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_event_source_set_io_events(a->io, events);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_event_source_set_enabled(a->io, events ? SD_EVENT_ON : SD_EVENT_OFF);
-        if (r < 0)
-                return r;
-
-        if (!(status & MYSQL_WAIT_TIMEOUT)) {
-                if (a->wait_timer)
-                        sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
-                return 0;
-        }
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)mysql_get_timeout_value_ms(a->m) * 1000u;
-        if (!a->wait_timer)
-                return sd_event_add_time(a->event, &a->wait_timer, CLOCK_MONOTONIC, when, 1000,
-                                         on_async_wait_timeout, a);
-        r = sd_event_source_set_time(a->wait_timer, when);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(a->wait_timer, SD_EVENT_ONESHOT);
-        return r;
-}
-
-/* Starts the library call of op; returns its wait status (0: done at once). */
-static int async_call_start(struct my_async *a, enum my_op op, const struct my_step *step)
-{
-        const struct my_pool *p = a->connect_to;
-
-        a->op = op;
-        switch (op) {
-        case MY_OP_CONNECT:
-                return mysql_real_connect_start(&a->ret_mysql, a->m, p->host, p->user, p->password,
-                                                a->connect_db, p->port, p->unix_socket,
-                                                a->connect_flag);
-        case MY_OP_QUERY: {
-                const char *sql = step->text ? step->text : step->sql;
-                return mysql_real_query_start(&a->ret_int, a->m, sql, (unsigned long)strlen(sql));
-        }
-        case MY_OP_STORE:
-                return mysql_store_result_start(&a->ret_res, a->m);
-        case MY_OP_NEXT:
-                return mysql_next_result_start(&a->ret_int, a->m);
-        case MY_OP_ROLLBACK:
-                return mysql_rollback_start(&a->ret_bool, a->m);
-        case MY_OP_COMMIT:
-                return mysql_commit_start(&a->ret_bool, a->m);
-        case MY_OP_RESET:
-                return mysql_reset_connection_start(&a->ret_int, a->m);
-        case MY_OP_SELECT_DB:
-                return mysql_select_db_start(&a->ret_int, a->m, step->text);
-        case MY_OP_PING:
-                return mysql_ping_start(&a->ret_int, a->m);
-        }
-        return 0;
-}
-
-static int async_call_cont(struct my_async *a, int status)
-{
-        switch (a->op) {
-        case MY_OP_CONNECT:
-                return mysql_real_connect_cont(&a->ret_mysql, a->m, status);
-        case MY_OP_QUERY:
-                return mysql_real_query_cont(&a->ret_int, a->m, status);
-        case MY_OP_STORE:
-                return mysql_store_result_cont(&a->ret_res, a->m, status);
-        case MY_OP_NEXT:
-                return mysql_next_result_cont(&a->ret_int, a->m, status);
-        case MY_OP_ROLLBACK:
-                return mysql_rollback_cont(&a->ret_bool, a->m, status);
-        case MY_OP_COMMIT:
-                return mysql_commit_cont(&a->ret_bool, a->m, status);
-        case MY_OP_RESET:
-                return mysql_reset_connection_cont(&a->ret_int, a->m, status);
-        case MY_OP_SELECT_DB:
-                return mysql_select_db_cont(&a->ret_int, a->m, status);
-        case MY_OP_PING:
-                return mysql_ping_cont(&a->ret_int, a->m, status);
-        }
-        return 0;
-}
-
-/*
- * The library call in progress is done. Returns the next call to make (the
- * remaining result sets of a query, or the next step), or -1 when all steps
- * are done or one failed (a->running is then false).
- */
-static int async_call_done(struct my_async *a)
-{
-        bool failed = false;
-
-        switch (a->op) {
-        case MY_OP_CONNECT:
-                failed = a->ret_mysql == NULL;
-                break;
-        case MY_OP_QUERY:
-                if (a->ret_int != 0)
-                        failed = true;
-                else if (mysql_field_count(a->m) > 0)
-                        return MY_OP_STORE;
-                else if (mysql_more_results(a->m))
-                        return MY_OP_NEXT;
-                break;
-        case MY_OP_STORE:
-                if (!a->ret_res) {
-                        failed = true;
-                        break;
-                }
-                mysql_free_result(a->ret_res); /* stored: freeing reads nothing */
-                a->ret_res = NULL;
-                if (mysql_more_results(a->m))
-                        return MY_OP_NEXT;
-                break;
-        case MY_OP_NEXT:
-                if (a->ret_int > 0)
-                        failed = true;
-                else if (a->ret_int == 0 && mysql_field_count(a->m) > 0)
-                        return MY_OP_STORE;
-                else if (a->ret_int == 0 && mysql_more_results(a->m))
-                        return MY_OP_NEXT;
-                break;
-        case MY_OP_ROLLBACK:
-        case MY_OP_COMMIT:
-                failed = a->ret_bool != 0;
-                break;
-        case MY_OP_RESET:
-        case MY_OP_SELECT_DB:
-        case MY_OP_PING:
-                failed = a->ret_int != 0;
-                break;
-        }
-        if (failed) {
-                async_fail_from_library(a);
-                return -1;
-        }
-        if (++a->step < a->n_steps)
-                return (int)a->steps[a->step].op;
-        async_finish(a, 0, NULL);
-        return -1;
-}
-
-/* Makes calls until one has to wait (watched then) or all are done. */
-static void async_drive(struct my_async *a, int status)
-{
-        for (;;) {
-                if (status != 0) {
-                        int r = async_watch(a, status);
-                        if (r < 0) {
-                                async_finish(a, -ECONNRESET, "cannot watch the connection");
-                                return;
-                        }
-                        return;
-                }
-                int next = async_call_done(a);
-                if (next < 0)
-                        return;
-                status = async_call_start(a, (enum my_op)next, &a->steps[a->step]);
-        }
-}
-
-static int on_async_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-        struct my_async *a = userdata;
-        int events = 0;
-        (void)s, (void)fd;
-
-        if (!a->running)
-                return 0;
-        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                events |= MYSQL_WAIT_READ;
-        if (revents & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-                events |= MYSQL_WAIT_WRITE;
-        if (revents & EPOLLPRI)
-                events |= MYSQL_WAIT_EXCEPT;
-        async_drive(a, async_call_cont(a, events));
-        return 0;
-}
-
-static int on_async_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct my_async *a = userdata;
-        (void)s, (void)usec;
-        if (a->running)
-                async_drive(a, async_call_cont(a, MYSQL_WAIT_TIMEOUT));
-        return 0;
-}
-
-static int on_async_deadline(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct my_async *a = userdata;
-        (void)s, (void)usec;
-        if (a->running)
-                async_finish(a, -ETIMEDOUT, "the server did not answer in time");
-        return 0;
-}
-
-static int on_async_defer(sd_event_source *s, void *userdata)
-{
-        struct my_async *a = userdata;
-        (void)s;
-        sd_event_source_set_enabled(a->defer, SD_EVENT_OFF);
-        a->running = false;
-        a->done(a, a->error, a->text);
-        return 0;
-}
-
-static void async_schedule_done(struct my_async *a)
-{
-        int r = a->defer ? sd_event_source_set_enabled(a->defer, SD_EVENT_ONESHOT)
-                         : sd_event_add_defer(a->event, &a->defer, on_async_defer, a);
-        if (r < 0) {
-                /* Cannot happen short of memory exhaustion; report now rather than never. */
-                log_error_errno(r, "cannot schedule a database callback");
-                a->running = false;
-                a->done(a, a->error, a->text);
-        }
-}
-
-static int arm_deadline(struct my_async *a, int timeout_ms)
-{
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000u;
-        if (!a->deadline)
-                return sd_event_add_time(a->event, &a->deadline, CLOCK_MONOTONIC, when, 1000,
-                                         on_async_deadline, a);
-        int r = sd_event_source_set_time(a->deadline, when);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(a->deadline, SD_EVENT_ONESHOT);
-        return r;
-}
-
-/*
- * Runs a->steps[0..n_steps) within timeout_ms, then calls done (from the loop
- * if defer_immediate, else possibly from inside this call). Returns 0, or a
- * negative errno if nothing could be started (done will not run).
- */
-static int async_run(struct my_async *a, int timeout_ms, my_done_fn done, bool defer_immediate)
-{
-        a->done = done;
-        a->defer_immediate = defer_immediate;
-        a->step = 0;
-        a->error = 0;
-        a->text[0] = '\0';
-        int r = arm_deadline(a, timeout_ms);
-        if (r < 0)
-                return r;
-        a->running = true;
-        /* Without defer_immediate, done may free a: it is not touched afterwards. */
-        a->starting = defer_immediate;
-        async_drive(a, async_call_start(a, a->steps[0].op, &a->steps[0]));
-        if (defer_immediate)
-                a->starting = false;
-        return 0;
-}
-
-/* Sets the run's steps (a statement of up to MY_SQL_MAX - 1 bytes, or an op). */
-static void async_step(struct my_async *a, enum my_op op, const char *text)
-{
-        struct my_step *st = &a->steps[a->n_steps++];
-        st->op = op;
-        st->text = NULL;
-        st->sql[0] = '\0';
-        if (op == MY_OP_QUERY && strlen(text) < sizeof(st->sql)) {
-                snprintf(st->sql, sizeof(st->sql), "%s", text);
-        } else if (op == MY_OP_QUERY) {
-                /* A hook's statement: the configuration may be reloaded meanwhile. */
-                free(a->owned_sql);
-                a->owned_sql = strdup(text);
-                st->text = a->owned_sql ? a->owned_sql : "";
-        } else {
-                st->text = text;
-        }
-}
-
 /* --- a pool's parameters and its admin connection --- */
 
 static void admin_close(struct my_pool *p);
@@ -584,6 +161,16 @@ static void pool_free(struct my_pool *p)
         free(p->charset);
         free(p->init_command);
         free(p);
+}
+
+/* Where the pool's connections connect (its strings live as long as the pool). */
+static struct my_server pool_server(const struct my_pool *p)
+{
+        return (struct my_server){.host = p->host,
+                                  .user = p->user,
+                                  .password = p->password,
+                                  .unix_socket = p->unix_socket,
+                                  .port = p->port};
 }
 
 static void pool_unref(struct my_pool *p)
@@ -644,7 +231,7 @@ static void kill_done(struct my_kill *k)
 /* Closes the admin connection; a KILL in progress counts as done. */
 static void admin_close(struct my_pool *p)
 {
-        async_free(&p->admin);
+        fp_my_async_free(&p->admin);
         p->admin_ready = false;
         if (p->admin_idle)
                 sd_event_source_set_enabled(p->admin_idle, SD_EVENT_OFF);
@@ -767,12 +354,13 @@ static void admin_kick(struct my_pool *p)
                 }
                 a->event = p->event;
                 a->owner = p;
-                a->connect_to = p;
+                a->connect_to = pool_server(p);
                 a->connect_db = NULL;
                 a->connect_flag = 0;
-                async_step(a, MY_OP_CONNECT, NULL);
-                r = async_run(a, p->connect_timeout_s > 0 ? p->connect_timeout_s * 1000 : 10000,
-                              admin_connected, false);
+                fp_my_async_step(a, MY_OP_CONNECT, NULL);
+                r = fp_my_async_run(a,
+                                    p->connect_timeout_s > 0 ? p->connect_timeout_s * 1000 : 10000,
+                                    admin_connected, false);
                 if (r < 0) {
                         admin_close(p);
                         admin_drop_kills(p);
@@ -790,8 +378,8 @@ static void admin_kick(struct my_pool *p)
         p->admin_current = k;
         char sql[MY_SQL_MAX];
         snprintf(sql, sizeof(sql), "KILL %s%lu", k->query_only ? "QUERY " : "", k->thread_id);
-        async_step(a, MY_OP_QUERY, sql);
-        r = async_run(a, 10000, admin_kill_done, false);
+        fp_my_async_step(a, MY_OP_QUERY, sql);
+        r = fp_my_async_run(a, 10000, admin_kill_done, false);
         if (r < 0) {
                 admin_close(p);
                 admin_drop_kills(p);
@@ -853,7 +441,7 @@ static void conn_free(struct my_conn *c)
                 k->target = NULL;
         if (p->admin_current && p->admin_current->target == c)
                 p->admin_current->target = NULL;
-        async_free(&c->a);
+        fp_my_async_free(&c->a);
         free(c);
         pool_unref(p);
 }
@@ -939,7 +527,7 @@ static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_
         c->phase = MY_CONNECTING;
         c->a.event = event;
         c->a.owner = c;
-        c->a.connect_to = p;
+        c->a.connect_to = pool_server(p);
         c->a.connect_db = p->database;
         c->a.connect_flag = p->client_flag;
         r = handle_new(p, &c->a.m);
@@ -949,8 +537,8 @@ static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_
             mysql_optionsv(c->a.m, MYSQL_INIT_COMMAND, p->init_command) != 0)
                 r = -ENOMEM;
         if (r >= 0) {
-                async_step(&c->a, MY_OP_CONNECT, NULL);
-                r = async_run(&c->a, timeout_ms, conn_connected, true);
+                fp_my_async_step(&c->a, MY_OP_CONNECT, NULL);
+                r = fp_my_async_run(&c->a, timeout_ms, conn_connected, true);
         }
         if (r < 0) {
                 conn_free(c);
@@ -975,7 +563,7 @@ int fp_myconn_restore(sd_event *event, void *prepared, MYSQL *m, const struct fp
         c->handed_out = leased;
         c->a.event = event;
         c->a.owner = c;
-        c->a.connect_to = p;
+        c->a.connect_to = pool_server(p);
         c->a.connect_db = p->database;
         c->a.connect_flag = p->client_flag;
         c->a.m = m;
@@ -1092,7 +680,7 @@ static void reset_go(struct my_conn *c)
                 return;
         }
         c->phase = MY_RUNNING;
-        int r = async_run(&c->a, c->reset_timeout_ms, reset_done, false);
+        int r = fp_my_async_run(&c->a, c->reset_timeout_ms, reset_done, false);
         if (r < 0) {
                 log_warning("reset of MySQL thread %u failed, closing it: cannot watch it",
                             c->thread_id);
@@ -1127,7 +715,7 @@ static void reset_plan(struct my_conn *c, enum fp_reset_mode mode,
                 break;
         case FP_RESET_COMMIT:
                 if (in_txn)
-                        async_step(a, MY_OP_COMMIT, NULL);
+                        fp_my_async_step(a, MY_OP_COMMIT, NULL);
                 break;
         case FP_RESET_DISCARD:
                 /*
@@ -1138,16 +726,16 @@ static void reset_plan(struct my_conn *c, enum fp_reset_mode mode,
                  * database again, and run a statement (the session settings
                  * a new connection gets) for a fresh status.
                  */
-                async_step(a, MY_OP_RESET, NULL);
+                fp_my_async_step(a, MY_OP_RESET, NULL);
                 if (c->pool->database)
-                        async_step(a, MY_OP_SELECT_DB, c->pool->database);
-                async_step(a, MY_OP_QUERY, MY_TRACK_STATE);
+                        fp_my_async_step(a, MY_OP_SELECT_DB, c->pool->database);
+                fp_my_async_step(a, MY_OP_QUERY, MY_TRACK_STATE);
                 if (c->pool->init_command)
-                        async_step(a, MY_OP_QUERY, c->pool->init_command);
+                        fp_my_async_step(a, MY_OP_QUERY, c->pool->init_command);
                 break;
         default:
                 if (in_txn)
-                        async_step(a, MY_OP_ROLLBACK, NULL);
+                        fp_my_async_step(a, MY_OP_ROLLBACK, NULL);
         }
 }
 
@@ -1196,18 +784,13 @@ static void my_exec(void *conn, const char *sql, int timeout_ms, fp_db_exec_cb c
         c->userdata = userdata;
         a->n_steps = 0;
         if (sql)
-                async_step(a, MY_OP_QUERY, sql);
+                fp_my_async_step(a, MY_OP_QUERY, sql);
         else
-                async_step(a, MY_OP_PING, NULL);
+                fp_my_async_step(a, MY_OP_PING, NULL);
         c->phase = MY_RUNNING;
-        int r = async_run(a, timeout_ms, exec_done, true);
-        if (r < 0) {
-                a->done = exec_done;
-                a->running = true;
-                a->error = -ECONNRESET;
-                snprintf(a->text, sizeof(a->text), "cannot watch the connection");
-                async_schedule_done(a);
-        }
+        int r = fp_my_async_run(a, timeout_ms, exec_done, true);
+        if (r < 0)
+                fp_my_async_fail_later(a, exec_done, -ECONNRESET, "cannot watch the connection");
 }
 
 /* --- closing, describing, cancelling --- */
