@@ -31,11 +31,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "config_values.h"
 #include "log.h"
 #include "segment.h"
 #include "url.h"
 
-#define FP_CONFIG_MAX_IDS 64
 #define FP_CONFIG_ERR_MAX 512
 
 struct fp_pool_config {
@@ -137,5 +137,15 @@ void fp_config_free(struct fp_config *cfg);
 
 /* The pool configuration named name, or NULL. */
 const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, const char *name);
+
+/*
+ * Fills *pc with a pool's defaults (pool_size 5, max_overflow 10, …), named
+ * name, its section starting at line (0: the command line). *pc holds no
+ * allocation afterwards.
+ */
+void fp_pool_config_defaults(struct fp_pool_config *pc, const char *name, int line);
+
+/* Frees what *pc owns (wiping the URL's password); *pc keeps its other values. */
+void fp_pool_config_free(struct fp_pool_config *pc);
 
 #endif /* FORKPOOL_CONFIG_H */
