@@ -37,6 +37,7 @@
 #include "ratelimit.h"
 #include "sockio.h"
 #include "access.h"
+#include "admin.h"
 #include "control.h"
 
 #define MESSAGES_PER_WAKEUP 64
@@ -307,8 +308,8 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
                 fp_control_send_error(client, id, -EBADMSG, "unterminated pool name");
                 return;
         }
-        if (!fp_supervisor_is_admin(client->sup, client->uid, client->gid, client->groups,
-                                    client->n_groups)) {
+        if (!fp_admin_allowed(client->sup, client->uid, client->gid, client->groups,
+                              client->n_groups)) {
                 warn_limited(client->sup, WARN_REFUSED,
                              "refused admin command %u from pid %d (uid %u): not in admin_users "
                              "or admin_groups",
@@ -317,8 +318,7 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
                 fp_control_send_error(client, id, -EPERM, text);
                 return;
         }
-        int r = fp_supervisor_admin(client->sup, msg->command, msg->pool, msg->arg, text,
-                                    sizeof(text));
+        int r = fp_admin_run(client->sup, msg->command, msg->pool, msg->arg, text, sizeof(text));
         if (r < 0) {
                 fp_control_send_error(client, id, r, text);
                 return;

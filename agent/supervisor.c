@@ -28,6 +28,7 @@
 #include "access.h"
 #include "fdstore.h"
 #include "log.h"
+#include "process.h"
 #include "sockio.h"
 
 static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
@@ -948,8 +949,7 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
                 (void)publish_segment(sup);
 }
 
-/* Re-reads the configuration file. Returns 0, or -EINVAL with the reason in err. */
-static int reload(struct fp_supervisor *sup, char *err, size_t len)
+int fp_supervisor_reload(struct fp_supervisor *sup, char *err, size_t len)
 {
         struct fp_config cfg;
 
@@ -979,65 +979,10 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
         char text[FP_CONFIG_ERR_MAX];
         (void)s, (void)si;
 
-        if (reload(sup, text, sizeof(text)) < 0)
+        if (fp_supervisor_reload(sup, text, sizeof(text)) < 0)
                 log_error("reload rejected, keeping the running configuration: %s", text);
         else
                 log_info("%s", text);
-        return 0;
-}
-
-/* --- admin commands --- */
-
-bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
-                            const gid_t *groups, size_t n_groups)
-{
-        const struct fp_config *c = &sup->cfg;
-        return fp_access_privileged(uid) ||
-               fp_access_listed(c->admin_uids, c->n_admin_uids, c->admin_gids, c->n_admin_gids, uid,
-                                gid, groups, n_groups);
-}
-
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
-                        char *text, size_t len)
-{
-        if (command == FP_ADMIN_RELOAD) {
-                int r = reload(sup, text, len);
-                fp_log(r < 0 ? FP_LOG_ERROR : FP_LOG_INFO, "admin reload: %s", text);
-                return r;
-        }
-        struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, pool);
-        if (!sp) {
-                snprintf(text, len, "no pool named '%s'", pool);
-                return -ENOENT;
-        }
-        switch (command) {
-        case FP_ADMIN_DISPOSE:
-                fp_pool_invalidate_all(&sp->pool);
-                snprintf(text, len,
-                         "pool %s disposed: idle connections closed, leased ones "
-                         "close when they come back",
-                         pool);
-                break;
-        case FP_ADMIN_PAUSE:
-                fp_pool_set_paused(&sp->pool, true);
-                snprintf(text, len, "pool %s paused: nothing is handed out, leases drain", pool);
-                break;
-        case FP_ADMIN_RESUME:
-                fp_pool_set_paused(&sp->pool, false);
-                snprintf(text, len, "pool %s resumed", pool);
-                break;
-        case FP_ADMIN_KILL_LEASE:
-                if (fp_pool_revoke(&sp->pool, arg) < 0) {
-                        snprintf(text, len, "pool %s has no lease in slot %u", pool, arg);
-                        return -ESRCH;
-                }
-                snprintf(text, len, "pool %s: lease in slot %u revoked", pool, arg);
-                break;
-        default:
-                snprintf(text, len, "unknown admin command %u", command);
-                return -EINVAL;
-        }
-        log_info("admin: %s", text);
         return 0;
 }
 
@@ -1051,72 +996,6 @@ static bool socket_is_live(const char *path)
                 return false;
         close(fd);
         return true;
-}
-
-/*
- * user = NAME, started as root: becomes NAME (its groups included) before
- * anything is created, so that the socket, the segment and every connection
- * belong to it. The socket's directory is created for it if missing.
- */
-static int drop_privileges(struct fp_supervisor *sup)
-{
-        const struct fp_config *c = &sup->cfg;
-        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        struct stat st;
-
-        if (!c->run_user)
-                return 0;
-        if (geteuid() != 0) {
-                if (geteuid() != c->run_uid)
-                        log_warning("user = %s ignored: not started as root", c->run_user);
-                return 0;
-        }
-        snprintf(dir, sizeof(dir), "%s", c->socket_path);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-                *slash = '\0';
-                if (stat(dir, &st) < 0 && errno == ENOENT) {
-                        /* Never chown what a symlink planted after mkdir points to. */
-                        if (mkdir(dir, 0755) < 0 || fchownat(AT_FDCWD, dir, c->run_uid, c->run_gid,
-                                                             AT_SYMLINK_NOFOLLOW) < 0)
-                                return log_error_errno(-errno, "cannot create %s for user %s", dir,
-                                                       c->run_user);
-                }
-        }
-        if (initgroups(c->run_user, c->run_gid) < 0 || setgid(c->run_gid) < 0 ||
-            setuid(c->run_uid) < 0)
-                return log_error_errno(-errno, "cannot become user %s", c->run_user);
-        if (setuid(0) == 0)
-                return log_error_errno(-EPERM, "still root after becoming %s", c->run_user);
-        log_info("running as user %s (uid %u)", c->run_user, (unsigned)c->run_uid);
-        return 0;
-}
-
-/*
- * Every control connection costs two descriptors (its socket and a pidfd),
- * so the usual soft limit of 1024 would let max_connections_per_uid
- * connections of one uid exhaust them: take up to FD_LIMIT_WANTED, as far
- * as the hard limit allows (forkpoold uses epoll and poll, never select, and
- * starts no children).
- */
-#define FD_LIMIT_WANTED 65536
-
-static void raise_fd_limit(void)
-{
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        rlim_t want = rl.rlim_max < FD_LIMIT_WANTED ? rl.rlim_max : FD_LIMIT_WANTED;
-        if (rl.rlim_cur >= want)
-                return;
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                log_debug("cannot raise the descriptor limit from %llu: %s",
-                          (unsigned long long)old, strerror(errno));
-        else
-                log_debug("descriptor limit raised from %llu to %llu", (unsigned long long)old,
-                          (unsigned long long)rl.rlim_cur);
 }
 
 /* fp_fdstore_pools.find */
@@ -1164,9 +1043,9 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
-        raise_fd_limit();
+        fp_process_raise_fd_limit();
 
-        r = drop_privileges(sup);
+        r = fp_process_drop_privileges(&sup->cfg);
         if (r < 0)
                 return r;
 

@@ -136,20 +136,11 @@ bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_
                                uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
 
 /*
- * Whether a peer may run admin commands: root, forkpoold's own uid, or a
- * listed admin uid/gid.
+ * Re-reads the configuration file and applies it (SIGHUP, the reload admin
+ * command). Returns 0 with a one-line account in text, or -EINVAL with the
+ * reason (the running configuration is kept).
  */
-bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
-                            const gid_t *groups, size_t n_groups);
-
-/*
- * Runs an admin command (enum fp_admin_command) on pool (ignored by reload)
- * with arg. Returns 0 with a one-line account in text, or a negative errno
- * with the reason in text (-ENOENT no such pool, -ESRCH no such lease,
- * -EINVAL bad command or a rejected reload).
- */
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
-                        char *text, size_t len);
+int fp_supervisor_reload(struct fp_supervisor *sup, char *text, size_t len);
 
 /*
  * Queues client's acquire (request_id; pid as the kernel reported it) in sp
