@@ -4,7 +4,7 @@
  * socket (myadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §B): Connector/C connects, with its
+ * The method: Connector/C connects, with its
  * non-blocking API, to a private Unix socket of this process (adoptsock.c: a
  * socket file in a fresh 0700 directory, which no other uid can reach); we
  * play the server's part of the handshake with the real session's values —

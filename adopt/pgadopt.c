@@ -4,7 +4,7 @@
  * socket (pgadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §A): libpq connects to a private Unix
+ * The method: libpq connects to a private Unix
  * socket of this process (adoptsock.c: a socket file in a fresh 0700
  * directory, which no other uid can reach); we answer its StartupMessage with
  * the real session's AuthenticationOk, ParameterStatus values, BackendKeyData
@@ -139,8 +139,7 @@ static int auth_options(void)
 
 /*
  * Reads and checks libpq's StartupMessage on our side of its connection
- * (anything but protocol 3.0 from this process is refused: research/
- * adoption.md §A pitfall 3).
+ * (anything but protocol 3.0 from this process is refused).
  */
 static int read_startup(int srv)
 {

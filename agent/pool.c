@@ -670,7 +670,7 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
         /*
          * §2.4: a new record goes away and O is restored; a pooled record goes
          * back to Q empty. Either way the next waiter is served now rather than
-         * at its timeout (our decision, DESIGN.md) — after the failed one has
+         * at its timeout (our decision, not SQLAlchemy's) — after the failed one has
          * been told, and after the counts it may read are true.
          */
         bool pooled = !rec->new_record;

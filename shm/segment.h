@@ -145,7 +145,7 @@ struct fp_shm_pool {
         int32_t connect_timeout_ms;
         uint32_t slot_base;  /* index of this pool's first slot */
         uint32_t slot_count; /* slots reserved for this pool */
-        /* SQLAlchemy's accounting (research/sqlalchemy_pool.md §2.1). */
+        /* SQLAlchemy's accounting (README: Pool semantics). */
         int32_t checked_in; /* len(Q) */
         int32_t checked_out;
         int32_t overflow; /* the raw counter O */

@@ -85,7 +85,7 @@ struct forkpool_lease {
 };
 
 /*
- * Makes a real PGconn on lease->fd as research/adoption.md §A describes: a
+ * Makes a real PGconn on lease->fd as adopt/pgadopt.h describes: a
  * private listener plays the server's part of the startup with the session's
  * real ParameterStatus and BackendKeyData, then the real socket is dup3'ed
  * over libpq's. Returns 0 (lease->pg set, lease->fd now libpq's socket) or a
@@ -183,7 +183,7 @@ void fp_adopt_mysql_atfork_parent(void);
 void fp_adopt_mysql_atfork_child(void);
 
 /*
- * Makes a real MYSQL on lease->fd as research/adoption.md §B describes: a
+ * Makes a real MYSQL on lease->fd as adopt/myadopt.h describes: a
  * private listener plays the server's part of the handshake with the real
  * session's values and checks the client's capabilities against the
  * session's, then the real socket is dup3'ed over the library's. A handle

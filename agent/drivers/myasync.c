@@ -86,7 +86,7 @@ static int async_watch(struct my_async *a, int status)
         if (fd < 0)
                 return -EBADF;
         if (a->op == MY_OP_CONNECT)
-                /* Connector/C makes its sockets without close-on-exec (adoption.md §B.8). */
+                /* Connector/C makes its sockets without close-on-exec. */
                 (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
         if (status & MYSQL_WAIT_READ)
                 events |= EPOLLIN;

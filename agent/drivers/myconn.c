@@ -7,7 +7,7 @@
  * A leased connection is never read here: its io source is off from the
  * moment it is handed out. Its cached session state (server_status, current
  * database, character set) goes stale during a lease; the worker's report at
- * release makes it true again (research/adoption.md §B pitfalls 5 and 6).
+ * release makes it true again.
  *
  * Cancelling is "KILL QUERY <thread id>" from a second, supervisor-only
  * connection of the pool (the admin connection: opened when first needed,
@@ -722,7 +722,7 @@ static void reset_plan(struct my_conn *c, enum fp_reset_mode mode,
                  * COM_RESET_CONNECTION rolls back and clears user variables,
                  * temporary tables, prepared statements and session variables,
                  * but keeps the current database and replies with the status
-                 * from before the reset (adoption.md §B.5): select the pool's
+                 * from before the reset: select the pool's
                  * database again, and run a statement (the session settings
                  * a new connection gets) for a fresh status.
                  */

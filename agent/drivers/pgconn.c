@@ -195,7 +195,7 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
                 break;
         }
 
-        /* Connected. A TLS session cannot move between processes (adoption.md §0). */
+        /* Connected. A TLS session cannot move between processes. */
         if (PQsslInUse(pc->conn)) {
                 pgconn_fail_connect(pc, -EPROTO,
                                     "the server negotiated TLS, which forkpool "
