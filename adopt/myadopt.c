@@ -48,18 +48,6 @@ void fp_my_adopt_atfork_child(void)
         pthread_mutex_init(&adopt_lock, NULL);
 }
 
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-        struct pollfd p = {.fd = fd, .events = events};
-        int n;
-        do
-                n = poll(&p, 1, timeout_ms);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : (int)p.revents;
-}
-
 /* Frames payload[0..len) as one packet with sequence number seq and sends it. */
 static int send_packet(int fd, unsigned char seq, const unsigned char *payload, size_t len)
 {
@@ -251,7 +239,7 @@ static int adopt_once(int real_fd, const struct fp_lease_mysql *info, fp_my_stat
                         short events = (short)((status & MYSQL_WAIT_READ ? POLLIN : 0) |
                                                (status & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
                                                (status & MYSQL_WAIT_EXCEPT ? POLLPRI : 0));
-                        int rev = wait_fd(mysql_get_socket(m), events, STEP_TIMEOUT_MS);
+                        int rev = fp_poll_fd(mysql_get_socket(m), events, STEP_TIMEOUT_MS);
                         if (rev < 0) {
                                 r = rev;
                                 break;

@@ -93,7 +93,7 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags)
         return n;
 }
 
-int fp_wait_fd(int fd, short events, int timeout_ms)
+int fp_poll_fd(int fd, short events, int timeout_ms)
 {
         struct pollfd p = {.fd = fd, .events = events};
         int n;
@@ -102,7 +102,13 @@ int fp_wait_fd(int fd, short events, int timeout_ms)
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
-        return n == 0 ? -ETIMEDOUT : 0;
+        return n == 0 ? -ETIMEDOUT : (int)p.revents;
+}
+
+int fp_wait_fd(int fd, short events, int timeout_ms)
+{
+        int r = fp_poll_fd(fd, events, timeout_ms);
+        return r < 0 ? r : 0;
 }
 
 int fp_write_full(int fd, const void *buf, size_t len)

@@ -37,9 +37,13 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags);
 int fp_connect_seqpacket(const char *path);
 
 /*
- * Waits up to timeout_ms for events (POLLIN, POLLOUT) on fd. Returns 0,
- * -ETIMEDOUT or a negative errno.
+ * Waits up to timeout_ms for events (POLLIN, POLLOUT) on fd, through
+ * signals. Returns what happened (poll's revents, > 0), -ETIMEDOUT or a
+ * negative errno.
  */
+int fp_poll_fd(int fd, short events, int timeout_ms);
+
+/* fp_poll_fd(), returning 0 when something happened. */
 int fp_wait_fd(int fd, short events, int timeout_ms);
 
 /*

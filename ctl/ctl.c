@@ -364,3 +364,16 @@ bool ctl_pool_selected(const struct ctl_pool_view *v, const char *only_pool)
 {
         return !only_pool || strcmp(v->pool.name, only_pool) == 0;
 }
+
+int ctl_status_load_pool(const char *socket_path, const char *only_pool, struct ctl_status *ret)
+{
+        int r = ctl_status_load(socket_path, ret);
+        if (r < 0)
+                return r;
+        if (only_pool && !ctl_status_has_pool(ret, only_pool)) {
+                fprintf(stderr, "forkpoolctl: no pool '%s'\n", only_pool);
+                ctl_status_free(ret);
+                return -ENOENT;
+        }
+        return 0;
+}

@@ -80,6 +80,13 @@ const char *ctl_fmt_pid(char *buf, size_t len, int32_t pid);
 /* Writes the seconds from since_usec to now_usec with one decimal ("-" if since is 0). */
 const char *ctl_fmt_age(char *buf, size_t len, uint64_t since_usec, uint64_t now_usec);
 
+/*
+ * ctl_status_load(), and then, if only_pool is not NULL, the check that st
+ * holds that pool ("no pool" on stderr, *ret freed, -ENOENT if not).
+ * Returns 0 or a negative errno (said on stderr).
+ */
+int ctl_status_load_pool(const char *socket_path, const char *only_pool, struct ctl_status *ret);
+
 /* True if st holds a pool named name. */
 bool ctl_status_has_pool(const struct ctl_status *st, const char *name);
 

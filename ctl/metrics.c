@@ -274,14 +274,8 @@ int ctl_cmd_metrics(int argc, char *argv[], const char *socket_path)
         r = ctl_parse_pool_arg(argc, argv, "metrics", &only_pool);
         if (r >= 0)
                 return r;
-        r = ctl_status_load(socket_path, &st);
-        if (r < 0)
+        if (ctl_status_load_pool(socket_path, only_pool, &st) < 0)
                 return CTL_EXIT_FAILURE;
-        if (only_pool && !ctl_status_has_pool(&st, only_pool)) {
-                fprintf(stderr, "forkpoolctl: no pool '%s'\n", only_pool);
-                ctl_status_free(&st);
-                return CTL_EXIT_FAILURE;
-        }
         ctl_print_metrics(&st, only_pool);
         ctl_status_free(&st);
         return ctl_finish_output();

@@ -277,14 +277,9 @@ int ctl_cmd_status(int argc, char *argv[], const char *socket_path)
         if (optind < argc)
                 only_pool = argv[optind];
 
-        r = ctl_status_load(socket_path, &st);
-        if (r < 0)
+        if (ctl_status_load_pool(socket_path, only_pool, &st) < 0)
                 return CTL_EXIT_FAILURE;
-        if (only_pool && !ctl_status_has_pool(&st, only_pool)) {
-                fprintf(stderr, "forkpoolctl: no pool '%s'\n", only_pool);
-                ctl_status_free(&st);
-                return CTL_EXIT_FAILURE;
-        }
+        r = 0;
         if (json)
                 r = ctl_print_status_json(&st, only_pool);
         else
