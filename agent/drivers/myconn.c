@@ -40,6 +40,7 @@
 #include "myadopt.h"
 #include "myasync.h"
 #include "myconn.h"
+#include "mykill.h"
 #include "text.h"
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
@@ -49,8 +50,6 @@
  * so that a worker can tell whether its session needs a reset (auto).
  */
 #define MY_TRACK_STATE "SET SESSION session_track_state_change = ON"
-/* The admin connection closes after this long without a KILL to send. */
-#define MY_ADMIN_IDLE_USEC (10u * 1000 * 1000)
 /* Bits of a lease's status that describe one reply, not the session. */
 #define MY_STATUS_TRANSIENT                                                                        \
         (SERVER_MORE_RESULTS_EXIST | SERVER_QUERY_NO_GOOD_INDEX_USED |                             \
@@ -60,16 +59,6 @@
 
 struct my_pool;
 struct my_conn;
-
-/* A KILL waiting for the admin connection. */
-struct my_kill {
-        TAILQ_ENTRY(my_kill) link;
-        unsigned long thread_id;
-        bool query_only;        /* KILL QUERY (cancel) rather than KILL (end the session) */
-        struct my_conn *target; /* told when it is done; NULL once the target is gone */
-};
-
-TAILQ_HEAD(my_kill_list, my_kill);
 
 /*
  * One pool's connect parameters (owned copies: connections outlive a reload
@@ -82,15 +71,7 @@ struct my_pool {
         unsigned int port;
         unsigned long client_flag;
         int connect_timeout_s;
-        sd_event *event; /* set by the first connect */
-
-        /* The admin connection for KILL; admin.m is NULL when closed. */
-        struct my_async admin;
-        bool admin_ready;
-        struct my_kill *admin_current;
-        struct my_kill_list kills;   /* KILL: sessions to end, first */
-        struct my_kill_list cancels; /* KILL QUERY: at most one per lease */
-        sd_event_source *admin_idle;
+        struct my_killer killer; /* the admin connection for KILL (mykill.h) */
 };
 
 enum my_phase {
@@ -133,23 +114,9 @@ struct my_conn {
 
 /* --- a pool's parameters and its admin connection --- */
 
-static void admin_close(struct my_pool *p);
-static void admin_kick(struct my_pool *p);
-
 static void pool_free(struct my_pool *p)
 {
-        struct my_kill *k;
-
-        admin_close(p);
-        while ((k = TAILQ_FIRST(&p->kills))) {
-                TAILQ_REMOVE(&p->kills, k, link);
-                free(k);
-        }
-        while ((k = TAILQ_FIRST(&p->cancels))) {
-                TAILQ_REMOVE(&p->cancels, k, link);
-                free(k);
-        }
-        p->admin_idle = sd_event_source_disable_unref(p->admin_idle);
+        fp_my_killer_done(&p->killer);
         if (p->password) {
                 explicit_bzero(p->password, strlen(p->password));
                 free(p->password);
@@ -218,197 +185,7 @@ static int handle_new(const struct my_pool *p, MYSQL **ret)
         return 0;
 }
 
-static void conn_kill_finished(struct my_conn *c);
-
-/* A KILL is done (or dropped): tell its target and free it. */
-static void kill_done(struct my_kill *k)
-{
-        if (k->target)
-                conn_kill_finished(k->target);
-        free(k);
-}
-
-/* Closes the admin connection; a KILL in progress counts as done. */
-static void admin_close(struct my_pool *p)
-{
-        fp_my_async_free(&p->admin);
-        p->admin_ready = false;
-        if (p->admin_idle)
-                sd_event_source_set_enabled(p->admin_idle, SD_EVENT_OFF);
-        if (p->admin_current) {
-                struct my_kill *k = p->admin_current;
-                p->admin_current = NULL;
-                kill_done(k);
-        }
-}
-
-/* Drops every queued KILL (the admin connection cannot be opened). */
-static void admin_drop_kills(struct my_pool *p)
-{
-        struct my_kill *k;
-        while ((k = TAILQ_FIRST(&p->kills))) {
-                TAILQ_REMOVE(&p->kills, k, link);
-                kill_done(k);
-        }
-        while ((k = TAILQ_FIRST(&p->cancels))) {
-                TAILQ_REMOVE(&p->cancels, k, link);
-                if (k->target)
-                        k->target->queued_cancel = NULL;
-                kill_done(k);
-        }
-}
-
-/* Whether a KILL or a cancel waits to be sent. */
-static bool admin_has_work(const struct my_pool *p)
-{
-        return !TAILQ_EMPTY(&p->kills) || !TAILQ_EMPTY(&p->cancels);
-}
-
-static int on_admin_idle(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct my_pool *p = userdata;
-        (void)s, (void)usec;
-        if (!p->admin.running && !admin_has_work(p)) {
-                log_debug("closing the idle admin connection of a MySQL pool");
-                admin_close(p);
-        }
-        return 0;
-}
-
-static void admin_connected(struct my_async *a, int error, const char *text)
-{
-        struct my_pool *p = a->owner;
-
-        if (error < 0) {
-                int n = 0;
-                struct my_kill *k;
-                TAILQ_FOREACH(k, &p->kills, link)
-                n++;
-                TAILQ_FOREACH(k, &p->cancels, link)
-                n++;
-                log_warning("cannot open the MySQL connection that sends KILL (%d KILL%s "
-                            "dropped): %s",
-                            n, n == 1 ? "" : "s", text);
-                admin_close(p);
-                admin_drop_kills(p);
-                return;
-        }
-        (void)fcntl(mysql_get_socket(a->m), F_SETFD, FD_CLOEXEC);
-        p->admin_ready = true;
-        log_debug("admin connection for KILL open (thread %lu)", mysql_thread_id(a->m));
-        admin_kick(p);
-}
-
-static void admin_kill_done(struct my_async *a, int error, const char *text)
-{
-        struct my_pool *p = a->owner;
-        struct my_kill *k = p->admin_current;
-
-        p->admin_current = NULL;
-        if (error == -EIO && mysql_errno(a->m) == 1094 /* ER_NO_SUCH_THREAD */)
-                log_debug("KILL%s %lu: the session is already gone", k->query_only ? " QUERY" : "",
-                          k->thread_id);
-        else if (error < 0)
-                log_warning("KILL%s %lu failed: %s", k->query_only ? " QUERY" : "", k->thread_id,
-                            text);
-        else
-                log_debug("KILL%s %lu done", k->query_only ? " QUERY" : "", k->thread_id);
-        if (error < 0 && error != -EIO)
-                admin_close(p); /* the admin connection itself failed: reopen if needed */
-        kill_done(k);
-        admin_kick(p);
-}
-
-/* Sends the next queued KILL, opening the admin connection first if needed. */
-static void admin_kick(struct my_pool *p)
-{
-        struct my_async *a = &p->admin;
-        int r;
-
-        if (a->running || !p->event)
-                return;
-        if (!admin_has_work(p)) {
-                if (!a->m)
-                        return;
-                r = p->admin_idle
-                            ? sd_event_source_set_time_relative(p->admin_idle, MY_ADMIN_IDLE_USEC)
-                            : sd_event_add_time_relative(p->event, &p->admin_idle, CLOCK_MONOTONIC,
-                                                         MY_ADMIN_IDLE_USEC, 1000000, on_admin_idle,
-                                                         p);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(p->admin_idle, SD_EVENT_ONESHOT);
-                if (r < 0)
-                        admin_close(p);
-                return;
-        }
-        if (p->admin_idle)
-                sd_event_source_set_enabled(p->admin_idle, SD_EVENT_OFF);
-        a->n_steps = 0;
-        if (!a->m) {
-                r = handle_new(p, &a->m);
-                if (r < 0) {
-                        log_warning("cannot open the MySQL connection that sends KILL: out of "
-                                    "memory");
-                        admin_drop_kills(p);
-                        return;
-                }
-                a->event = p->event;
-                a->owner = p;
-                a->connect_to = pool_server(p);
-                a->connect_db = NULL;
-                a->connect_flag = 0;
-                fp_my_async_step(a, MY_OP_CONNECT, NULL);
-                r = fp_my_async_run(a,
-                                    p->connect_timeout_s > 0 ? p->connect_timeout_s * 1000 : 10000,
-                                    admin_connected, false);
-                if (r < 0) {
-                        admin_close(p);
-                        admin_drop_kills(p);
-                }
-                return;
-        }
-        if (!p->admin_ready)
-                return;
-        /* Sessions to end first: a flood of cancels must not delay them. */
-        struct my_kill_list *list = TAILQ_EMPTY(&p->kills) ? &p->cancels : &p->kills;
-        struct my_kill *k = TAILQ_FIRST(list);
-        TAILQ_REMOVE(list, k, link);
-        if (k->query_only && k->target)
-                k->target->queued_cancel = NULL; /* sent: the reset waits for it */
-        p->admin_current = k;
-        char sql[MY_SQL_MAX];
-        snprintf(sql, sizeof(sql), "KILL %s%lu", k->query_only ? "QUERY " : "", k->thread_id);
-        fp_my_async_step(a, MY_OP_QUERY, sql);
-        r = fp_my_async_run(a, 10000, admin_kill_done, false);
-        if (r < 0) {
-                admin_close(p);
-                admin_drop_kills(p);
-        }
-}
-
-/*
- * Queues a KILL (or, query_only, a KILL QUERY) for thread_id; target (may be
- * NULL) is told when it is done. A KILL QUERY for a target is its
- * queued_cancel until it is sent. Returns 0 or -ENOMEM.
- */
-static int admin_queue_kill(struct my_pool *p, unsigned long thread_id, bool query_only,
-                            struct my_conn *target)
-{
-        struct my_kill *k = calloc(1, sizeof(*k));
-        if (!k)
-                return -ENOMEM;
-        k->thread_id = thread_id;
-        k->query_only = query_only;
-        k->target = target;
-        if (query_only) {
-                TAILQ_INSERT_TAIL(&p->cancels, k, link);
-                if (target)
-                        target->queued_cancel = k;
-        } else
-                TAILQ_INSERT_TAIL(&p->kills, k, link);
-        admin_kick(p);
-        return 0;
-}
+/* --- connections --- */
 
 /*
  * Drops c's KILL QUERY if it is still queued: its lease ended (or a new one
@@ -421,26 +198,18 @@ static void drop_queued_cancel(struct my_conn *c)
         if (!k)
                 return;
         c->queued_cancel = NULL;
-        TAILQ_REMOVE(&c->pool->cancels, k, link);
-        free(k);
+        fp_my_killer_drop(&c->pool->killer, k);
         if (c->kills_pending > 0)
                 c->kills_pending--;
 }
 
-/* --- connections --- */
-
 static void conn_free(struct my_conn *c)
 {
         struct my_pool *p = c->pool;
-        struct my_kill *k;
 
         /* Queued KILLs for it go on (the thread id stays valid); nobody waits for them. */
         drop_queued_cancel(c);
-        TAILQ_FOREACH(k, &p->kills, link)
-        if (k->target == c)
-                k->target = NULL;
-        if (p->admin_current && p->admin_current->target == c)
-                p->admin_current->target = NULL;
+        fp_my_killer_forget_target(&p->killer, c);
         fp_my_async_free(&c->a);
         free(c);
         pool_unref(p);
@@ -519,7 +288,7 @@ static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_
 
         if (!c)
                 return -ENOMEM;
-        p->event = event;
+        p->killer.event = event;
         p->refs++;
         c->pool = p;
         c->connect_cb = cb;
@@ -556,7 +325,7 @@ int fp_myconn_restore(sd_event *event, void *prepared, MYSQL *m, const struct fp
         if (!c)
                 return -ENOMEM;
         /* The admin connection (KILL) is opened on the pool's loop when first needed. */
-        p->event = event;
+        p->killer.event = event;
         p->refs++;
         c->pool = p;
         c->phase = MY_READY;
@@ -810,7 +579,7 @@ static void my_close(void *conn, bool hard)
                  * writes; end the session from the server's side at once.
                  */
                 if (c->handed_out || c->phase == MY_RUNNING)
-                        (void)admin_queue_kill(c->pool, c->thread_id, false, NULL);
+                        (void)fp_my_killer_queue(&c->pool->killer, c->thread_id, false, NULL, NULL);
         }
         conn_free(c);
 }
@@ -881,15 +650,36 @@ static int my_cancel(void *conn)
         /* One KILL QUERY queued per lease: a flood of cancels queues nothing more. */
         if (c->queued_cancel)
                 return 0;
-        /* Counted first: the KILL may be done before admin_queue_kill() returns. */
+        /* Counted first: the KILL may be done before fp_my_killer_queue() returns. */
         c->kills_pending++;
-        int r = admin_queue_kill(c->pool, c->thread_id, true, c);
+        int r = fp_my_killer_queue(&c->pool->killer, c->thread_id, true, c, &c->queued_cancel);
         if (r < 0)
                 c->kills_pending--;
         return r;
 }
 
 /* --- the driver interface --- */
+
+/* struct my_killer.new_handle */
+static int killer_new_handle(void *owner, MYSQL **ret)
+{
+        return handle_new(owner, ret);
+}
+
+/* struct my_killer.done */
+static void killer_done(void *owner, void *target)
+{
+        (void)owner;
+        conn_kill_finished(target);
+}
+
+/* struct my_killer.unqueued */
+static void killer_unqueued(void *owner, void *target)
+{
+        struct my_conn *c = target;
+        (void)owner;
+        c->queued_cancel = NULL;
+}
 
 static int my_prepare(const struct fp_url *url, void **ret)
 {
@@ -908,8 +698,7 @@ static int my_prepare(const struct fp_url *url, void **ret)
         if (!p)
                 return -ENOMEM;
         p->refs = 1;
-        TAILQ_INIT(&p->kills);
-        TAILQ_INIT(&p->cancels);
+        fp_my_killer_init(&p->killer);
         p->port = o.port;
         p->connect_timeout_s = o.connect_timeout_s;
         p->client_flag = (o.multi_statements ? CLIENT_MULTI_STATEMENTS : 0) |
@@ -931,6 +720,14 @@ static int my_prepare(const struct fp_url *url, void **ret)
                 pool_free(p);
                 return r;
         }
+        /* The admin connection for KILL: as a connection of the pool, without its database. */
+        p->killer.server = pool_server(p);
+        p->killer.connect_timeout_ms =
+                p->connect_timeout_s > 0 ? p->connect_timeout_s * 1000 : 10000;
+        p->killer.owner = p;
+        p->killer.new_handle = killer_new_handle;
+        p->killer.done = killer_done;
+        p->killer.unqueued = killer_unqueued;
         *ret = p;
         return 0;
 }
