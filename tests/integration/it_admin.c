@@ -77,9 +77,8 @@ static void test_reload(void)
         itest_sh(good, sizeof(good), "cat %s", s.config);
         write_text(s.config, "[pool main]\npool_size = nope\n");
         kill(s.pid, SIGHUP);
-        usleep(300000);
-        itest_sh(log, sizeof(log), "cat %s", s.log);
-        CHECK(strstr(log, "reload rejected"));
+        CHECK_SOON((itest_sh(log, sizeof(log), "cat %s", s.log), strstr(log, "reload rejected")),
+                   5000, "no rejected reload in the log:\n%s", log);
         CHECK(itest_pool(&s).pool_size == 2);
 
         forkpool *fp;
@@ -94,10 +93,8 @@ static void test_reload(void)
         p[strlen("pool_size = ")] = '4';
         write_text(s.config, good);
         kill(s.pid, SIGHUP);
-        int64_t end = itest_now_ms() + 3000;
-        while (itest_pool(&s).pool_size != 4 && itest_now_ms() < end)
-                usleep(10000);
-        CHECK(itest_pool(&s).pool_size == 4);
+        CHECK_SOON(itest_pool(&s).pool_size == 4, 3000, "pool_size %d after the reload",
+                   (int)itest_pool(&s).pool_size);
         CHECK(itest_pool(&s).overflow == -3); /* one connection exists: O = 1 - 4 */
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
         CHECK_OK(forkpool_release(lease));
@@ -176,7 +173,7 @@ static void test_forkpoolctl_status(void)
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &b));
         CHECK(forkpool_lease_pg(a));
         CHECK_OK(forkpool_release(a));
-        usleep(100000);
+        CHECK_SOON(itest_pool(&s).checked_in == 1, 5000, "the release was not handled");
 
         CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH, s.socket) ==
               0);
