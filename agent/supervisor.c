@@ -101,66 +101,18 @@ static void connect_now(struct fp_sup_pool *sp, struct fp_record *rec)
         }
 }
 
-static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Arms the connect_rate timer for the first delayed connect. */
-static void rate_timer_arm(struct fp_sup_pool *sp)
+/* struct fp_pacer.start: a record's connect, its turn come. */
+static void pacer_start(void *item, void *ctx)
 {
-        int r;
-        if (!sp->rate_timer)
-                r = sd_event_add_time(sp->sup->event, &sp->rate_timer, CLOCK_MONOTONIC,
-                                      sp->next_connect_usec, 1000, on_rate_timer, sp);
-        else {
-                r = sd_event_source_set_time(sp->rate_timer, sp->next_connect_usec);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(sp->rate_timer, SD_EVENT_ONESHOT);
-        }
-        if (r < 0)
-                log_error_errno(r, "pool %s: cannot arm the connect_rate timer", sp->cfg.name);
-}
-
-/* Starts the delayed connects whose turn has come, one per 1/connect_rate seconds. */
-static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct fp_sup_pool *sp = userdata;
-        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
-        (void)s;
-
-        while (sp->n_delayed > 0 && sp->next_connect_usec <= usec) {
-                struct fp_record *rec = sp->delayed[0];
-                memmove(sp->delayed, sp->delayed + 1, --sp->n_delayed * sizeof(*sp->delayed));
-                sp->next_connect_usec += step;
-                connect_now(sp, rec);
-        }
-        if (sp->n_delayed > 0)
-                rate_timer_arm(sp);
-        return 0;
+        connect_now(ctx, item);
 }
 
 static void op_connect(struct fp_pool *pool, struct fp_record *rec)
 {
         struct fp_sup_pool *sp = sup_pool_of(pool);
-        uint64_t now = fp_supervisor_now(sp->sup);
 
-        if (sp->cfg.connect_rate <= 0) {
-                connect_now(sp, rec);
-                return;
-        }
-        /* connect_rate: at most that many new connections per second (no login storm). */
-        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
-        if (sp->next_connect_usec <= now && sp->n_delayed == 0) {
-                sp->next_connect_usec = now + step;
-                connect_now(sp, rec);
-                return;
-        }
-        if (!sp->delayed)
-                sp->delayed = calloc(pool->capacity, sizeof(*sp->delayed));
-        if (!sp->delayed || sp->n_delayed >= pool->capacity) {
-                connect_now(sp, rec);
-                return;
-        }
-        sp->delayed[sp->n_delayed++] = rec;
-        rate_timer_arm(sp);
+        fp_pacer_submit(&sp->pacer, rec, sp->cfg.connect_rate, fp_supervisor_now(sp->sup),
+                        pool->capacity);
 }
 
 static void on_ping_done(void *conn, int error, const char *text, void *userdata)
@@ -423,6 +375,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
         if (!sp)
                 return -ENOMEM;
         sp->sup = sup;
+        fp_pacer_init(&sp->pacer, sup->event, pacer_start, sp, sp->cfg.name);
         pool_params_from_config(cfg, &params);
         r = sup_pool_set_config(sp, cfg);
         if (r >= 0)
@@ -443,8 +396,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
 static void sup_pool_free(struct fp_sup_pool *sp)
 {
         sd_event_source_disable_unref(sp->deadline);
-        sd_event_source_disable_unref(sp->rate_timer);
-        free(sp->delayed);
+        fp_pacer_done(&sp->pacer);
         for (uint32_t i = 0; i < sp->pool.capacity; i++) {
                 struct fp_record *rec = &sp->pool.records[i];
                 if (rec->conn && rec->in_fdstore && sp->driver->forget)

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "driver.h"
 #include "fdstore.h"
+#include "pacer.h"
 #include "peercount.h"
 #include "pool.h"
 
@@ -27,11 +28,7 @@ struct fp_sup_pool {
         void *prepared;            /* the driver's connect parameters, pointing into cfg.url */
         sd_event_source *deadline; /* the earliest waiter's timeout */
         bool removed;              /* gone from the configuration: draining */
-        /* connect_rate: connects wait here until the next start time. */
-        uint64_t next_connect_usec;
-        struct fp_record **delayed; /* records whose connect waits for its turn */
-        uint32_t n_delayed;
-        sd_event_source *rate_timer;
+        struct fp_pacer pacer;     /* connect_rate: connects wait here for their turn */
 };
 
 struct fp_client;
