@@ -34,8 +34,8 @@
 static void loader_end_section(struct config_loader *ld)
 {
         if (ld->section == CONFIG_SECTION_POOL && !ld->pool->url_text)
-                loader_fail(ld, ld->pool->line, -EINVAL, "url: missing in [pool %s] (required)",
-                            ld->pool->name);
+                config_loader_fail(ld, ld->pool->line, -EINVAL,
+                                   "url: missing in [pool %s] (required)", ld->pool->name);
         ld->section = CONFIG_SECTION_NONE;
         ld->pool = NULL;
         memset(ld->key_lines, 0, sizeof(ld->key_lines));
@@ -50,13 +50,13 @@ static int loader_section(struct config_loader *ld, char *s)
         struct fp_config *cfg = ld->cfg;
 
         if (!close) {
-                loader_fail(ld, ld->lineno, -EINVAL, "section header without ']'");
+                config_loader_fail(ld, ld->lineno, -EINVAL, "section header without ']'");
                 return ld->error;
         }
         for (after = close + 1; config_is_blank(*after); after++)
                 ;
         if (*after && *after != ';' && *after != '#') {
-                loader_fail(ld, ld->lineno, -EINVAL, "unexpected text after ']'");
+                config_loader_fail(ld, ld->lineno, -EINVAL, "unexpected text after ']'");
                 return ld->error;
         }
 
@@ -74,9 +74,9 @@ static int loader_section(struct config_loader *ld, char *s)
 
         if (strcmp(inner, "forkpool") == 0) {
                 if (ld->forkpool_line) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "duplicate section [forkpool] (first on line %d)",
-                                    ld->forkpool_line);
+                        config_loader_fail(ld, ld->lineno, -EINVAL,
+                                           "duplicate section [forkpool] (first on line %d)",
+                                           ld->forkpool_line);
                         return ld->error;
                 }
                 ld->forkpool_line = ld->lineno;
@@ -90,32 +90,32 @@ static int loader_section(struct config_loader *ld, char *s)
                 while (config_is_blank(*name))
                         name++;
                 if (!*name) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "missing pool name: write [pool NAME]");
+                        config_loader_fail(ld, ld->lineno, -EINVAL,
+                                           "missing pool name: write [pool NAME]");
                         return ld->error;
                 }
                 if (!config_pool_name_valid(name)) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "invalid pool name '%s' (" CONFIG_POOL_NAME_RULE ")",
-                                    config_quote(name, q));
+                        config_loader_fail(ld, ld->lineno, -EINVAL,
+                                           "invalid pool name '%s' (" CONFIG_POOL_NAME_RULE ")",
+                                           config_quote(name, q));
                         return ld->error;
                 }
                 other = fp_config_find_pool(cfg, name);
                 if (other && other->line > 0) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "duplicate pool '%s' (first defined on line %d)", name,
-                                    other->line);
+                        config_loader_fail(ld, ld->lineno, -EINVAL,
+                                           "duplicate pool '%s' (first defined on line %d)", name,
+                                           other->line);
                         return ld->error;
                 }
                 if (other) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "duplicate pool '%s' (already defined on the command line)",
-                                    name);
+                        config_loader_fail(
+                                ld, ld->lineno, -EINVAL,
+                                "duplicate pool '%s' (already defined on the command line)", name);
                         return ld->error;
                 }
                 if (cfg->n_pools == FP_SHM_MAX_POOLS) {
-                        loader_fail(ld, ld->lineno, -E2BIG, "too many pools (at most %d)",
-                                    FP_SHM_MAX_POOLS);
+                        config_loader_fail(ld, ld->lineno, -E2BIG, "too many pools (at most %d)",
+                                           FP_SHM_MAX_POOLS);
                         return ld->error;
                 }
                 ld->pool = &cfg->pools[cfg->n_pools++];
@@ -123,9 +123,9 @@ static int loader_section(struct config_loader *ld, char *s)
                 ld->section = CONFIG_SECTION_POOL;
                 return 0;
         }
-        loader_fail(ld, ld->lineno, -EINVAL,
-                    "unknown section [%s] (expected [forkpool] or [pool NAME])",
-                    config_quote(inner, q));
+        config_loader_fail(ld, ld->lineno, -EINVAL,
+                           "unknown section [%s] (expected [forkpool] or [pool NAME])",
+                           config_quote(inner, q));
         return ld->error;
 }
 
@@ -147,8 +147,8 @@ static char *config_reader(char *str, int num, void *stream)
         n = getline(&ld->line, &ld->line_cap, ld->f);
         if (n < 0) {
                 if (ferror(ld->f))
-                        loader_fail(ld, ld->lineno + 1, errno ? -errno : -EIO, "read error: %s",
-                                    strerror(errno ? errno : EIO));
+                        config_loader_fail(ld, ld->lineno + 1, errno ? -errno : -EIO,
+                                           "read error: %s", strerror(errno ? errno : EIO));
                 goto stop;
         }
         ld->lineno++;
@@ -172,8 +172,9 @@ static char *config_reader(char *str, int num, void *stream)
         }
         len = strlen(s);
         if (num <= 0 || len >= (size_t)num) {
-                loader_fail(ld, ld->lineno, -EINVAL, "line too long (more than %d characters)",
-                            num > 0 ? num - 1 : 0);
+                config_loader_fail(ld, ld->lineno, -EINVAL,
+                                   "line too long (more than %d characters)",
+                                   num > 0 ? num - 1 : 0);
                 goto stop;
         }
         memcpy(str, s, len + 1);
@@ -205,9 +206,9 @@ static int config_handler(void *user, const char *section, const char *name, con
                 snprintf(where, sizeof(where), "[pool %s]", ld->pool->name);
                 break;
         default:
-                loader_fail(ld, ld->lineno, -EINVAL,
-                            "%s: outside any section (start with [forkpool] or [pool NAME])",
-                            config_quote(name, q));
+                config_loader_fail(ld, ld->lineno, -EINVAL,
+                                   "%s: outside any section (start with [forkpool] or [pool NAME])",
+                                   config_quote(name, q));
                 return 0;
         }
 
@@ -215,22 +216,22 @@ static int config_handler(void *user, const char *section, const char *name, con
         const struct config_key *key = config_find_key(ld->section, name, &i);
         if (key) {
                 if (ld->key_lines[i]) {
-                        loader_fail(ld, ld->lineno, -EINVAL,
-                                    "%s: set twice in %s (first on line %d)", name, where,
-                                    ld->key_lines[i]);
+                        config_loader_fail(ld, ld->lineno, -EINVAL,
+                                           "%s: set twice in %s (first on line %d)", name, where,
+                                           ld->key_lines[i]);
                         return 0;
                 }
                 ld->key_lines[i] = ld->lineno;
                 reason[0] = '\0';
                 r = key->set(ld, value, reason, sizeof(reason));
                 if (r < 0) {
-                        loader_fail(ld, ld->lineno, r, "%s: %s", name, reason);
+                        config_loader_fail(ld, ld->lineno, r, "%s: %s", name, reason);
                         return 0;
                 }
                 return 1;
         }
-        loader_fail(ld, ld->lineno, -EINVAL, "unknown key '%s' in %s", config_quote(name, q),
-                    where);
+        config_loader_fail(ld, ld->lineno, -EINVAL, "unknown key '%s' in %s", config_quote(name, q),
+                           where);
         return 0;
 }
 
@@ -246,10 +247,11 @@ static void config_check_secret_mode(struct config_loader *ld)
                 return;
         for (size_t i = 0; i < ld->cfg->n_pools; i++)
                 if (ld->cfg->pools[i].url.password) {
-                        loader_fail(ld, ld->cfg->pools[i].line, -EPERM,
-                                    "url: holds a password, but the file is readable by everyone "
-                                    "(mode %04o): chmod o-r it",
-                                    (unsigned)(st.st_mode & 07777));
+                        config_loader_fail(
+                                ld, ld->cfg->pools[i].line, -EPERM,
+                                "url: holds a password, but the file is readable by everyone "
+                                "(mode %04o): chmod o-r it",
+                                (unsigned)(st.st_mode & 07777));
                         return;
                 }
 }
@@ -290,11 +292,12 @@ int fp_config_load(struct fp_config *cfg, const char *path, char *err, size_t er
         if (r > 0 && (!ld.error || r < ld.error_line)) {
                 /* A line inih could not split, before any error of ours. */
                 ld.error = 0;
-                loader_fail(&ld, r, -EINVAL,
-                            "syntax error: expected 'key = value', '[section]' or a comment");
+                config_loader_fail(
+                        &ld, r, -EINVAL,
+                        "syntax error: expected 'key = value', '[section]' or a comment");
         } else if (r < 0 && !ld.error) {
-                loader_fail(&ld, ld.lineno, r == -2 ? -ENOMEM : -EIO,
-                            "cannot parse the file (inih error %d)", r);
+                config_loader_fail(&ld, ld.lineno, r == -2 ? -ENOMEM : -EIO,
+                                   "cannot parse the file (inih error %d)", r);
         }
         if (!ld.error)
                 loader_end_section(&ld);

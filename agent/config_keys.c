@@ -15,7 +15,7 @@
 #include "config_values.h"
 
 /* Records the first error as "PATH:LINE: message"; later ones are dropped. */
-void loader_fail(struct config_loader *ld, int line, int r, const char *fmt, ...)
+void config_loader_fail(struct config_loader *ld, int line, int r, const char *fmt, ...)
 {
         va_list ap;
         int n;

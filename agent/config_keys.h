@@ -51,7 +51,7 @@ struct config_key {
  * Records the first error of the reading as "PATH:LINE: message" (in ld->err,
  * ld->error, ld->error_line); later ones are dropped.
  */
-void loader_fail(struct config_loader *ld, int line, int r, const char *fmt, ...)
+void config_loader_fail(struct config_loader *ld, int line, int r, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
 /*
