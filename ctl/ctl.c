@@ -6,15 +6,15 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <getopt.h>
-#include <signal.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>

@@ -6,15 +6,15 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <getopt.h>
-#include <json-c/json.h>
 
 /* SQLAlchemy's status() line for the pool's class (QueuePool's character for character). */
 static void ctl_print_status_line(const struct fp_shm_pool *p)
