@@ -1118,6 +1118,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
 
         memset(sup, 0, sizeof(*sup));
         sup->listen_fd = -1;
+        sup->clients_epfd = -1;
         sup->fdstore_fd = -1;
         LIST_INIT(&sup->clients);
         LIST_INIT(&sup->orphans);
