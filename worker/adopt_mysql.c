@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "myadopt.h"
 #include "sockio.h"
+#include "selfpid.h"
 
 #define COM_STMT_CLOSE_CODE          0x19
 #define COM_STMT_SEND_LONG_DATA_CODE 0x18
@@ -117,7 +118,7 @@ static MYSQL *cache_take(struct forkpool_lease *lease)
         if (!fp)
                 return NULL;
         pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid == getpid()) {
+        if (fp->pid == fp_self_pid()) {
                 for (size_t i = 0; i < fp->n_my_cache; i++) {
                         struct fp_my_cached *c = &fp->my_cache[i];
                         if (c->slot != slot)
@@ -187,7 +188,7 @@ void fp_release_mysql_cached(struct forkpool_lease *lease)
         MYSQL *m = lease->my, *evict = NULL;
         forkpool *fp = lease->fp;
 
-        if (!m || !fp || lease->pid != getpid() || mysql_errno(m) != 0 || m->stmts ||
+        if (!m || !fp || lease->pid != fp_self_pid() || mysql_errno(m) != 0 || m->stmts ||
             m->status != MYSQL_STATUS_READY || m->net.error) {
                 fp_abandon_mysql(lease);
                 return;
@@ -202,7 +203,7 @@ void fp_release_mysql_cached(struct forkpool_lease *lease)
         lease->fd = -1;
 
         pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid != getpid()) {
+        if (fp->pid != fp_self_pid()) {
                 evict = m;
         } else {
                 if (fp->n_my_cache == FP_MY_CACHE_MAX) {
@@ -227,7 +228,7 @@ void fp_my_cache_close(forkpool *fp)
         size_t n = 0;
 
         pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid == getpid()) {
+        if (fp->pid == fp_self_pid()) {
                 n = fp->n_my_cache;
                 memcpy(all, fp->my_cache, n * sizeof(all[0]));
         }
@@ -404,7 +405,7 @@ FORKPOOL_EXPORT int forkpool_lease_mysql_session(const forkpool_lease *lease,
 
         if (!lease || !ret || ret->struct_size < offsetof(forkpool_mysql_session, scramble) + 20)
                 return -EINVAL;
-        if (lease->pid != getpid())
+        if (lease->pid != fp_self_pid())
                 return -ECHILD;
         if (lease->db_kind != FP_DB_MYSQL)
                 return -EOPNOTSUPP;
@@ -442,7 +443,7 @@ FORKPOOL_EXPORT int forkpool_lease_mysql_report(forkpool_lease *lease, unsigned 
 
         if (!lease)
                 return -EINVAL;
-        if (lease->pid != getpid())
+        if (lease->pid != fp_self_pid())
                 return -ECHILD;
         if (lease->db_kind != FP_DB_MYSQL || lease->my)
                 return -EOPNOTSUPP;

@@ -24,7 +24,13 @@
  * reset mode). The libpq drop-in sets it on every lease.
  */
 #define FP_LEASE_LOCAL_CLEAN_DIRTY (1u << 16)
-#define FP_MY_CACHE_MAX            8
+/*
+ * The lease's PGconn is this library's own (made or taken from the cache by
+ * forkpool_lease_pg()), not an application's (the drop-in's): a release may
+ * keep it for the session's next lease here (pg_cache.h).
+ */
+#define FP_LEASE_LOCAL_OWN_PG (1u << 17)
+#define FP_MY_CACHE_MAX       8
 
 /*
  * A released MySQL handle kept for the next lease of the same session in the
@@ -117,6 +123,9 @@ int fp_track_pg_session(struct forkpool_lease *lease);
 
 /* Cuts the link between the lease and its PGconn's session tracker (if any). */
 void fp_untrack_pg(struct forkpool_lease *lease);
+
+/* Whether conn carries the session tracker (fp_track_pg_session() ran on it once). */
+bool fp_pg_tracked(PGconn *conn);
 
 /*
  * Makes conn, adopted by the caller on lease->fd's session (pgadopt.h), the
