@@ -49,8 +49,14 @@
 #include "supervisor.h"
 
 #define MESSAGES_PER_WAKEUP 64
-/* Ready clients taken from the clients' epoll per wakeup (one message each). */
-#define CLIENTS_PER_WAKEUP  64
+/* Ready clients taken from the clients' epoll per round (one message each). */
+#define CLIENTS_PER_ROUND 64
+/*
+ * Rounds per wakeup, before the event loop's other sources (timers, exits,
+ * the listener) get their turn: a worker's release and its next acquire,
+ * queued together, take one wakeup.
+ */
+#define ROUNDS_PER_WAKEUP   16
 #define MAX_PEER_GROUPS     256
 #define REFUSED_LINGER_USEC (2 * 1000 * 1000)
 /* Refused connections lingering for their answer at most; beyond, closed unanswered. */
@@ -472,27 +478,32 @@ static bool client_read_messages(struct fp_client *client, int max)
 }
 
 /*
- * The clients' epoll is readable: one message from each ready client (at
- * most CLIENTS_PER_WAKEUP of them; the rest are still ready next time).
- * Handling a client frees no other client, so every pointer taken from the
- * kernel stays valid for the round.
+ * The clients' epoll is readable: rounds of one message from each ready
+ * client (at most CLIENTS_PER_ROUND of them) until none is ready, or
+ * ROUNDS_PER_WAKEUP rounds (the rest are still ready next time). Handling a
+ * client frees no other client, so every pointer taken from the kernel stays
+ * valid for its round.
  */
 static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-        struct epoll_event events[CLIENTS_PER_WAKEUP];
+        struct epoll_event events[CLIENTS_PER_ROUND];
         (void)s, (void)revents, (void)userdata;
 
-        int n = epoll_wait(fd, events, CLIENTS_PER_WAKEUP, 0);
-        for (int i = 0; i < n; i++) {
-                struct fp_client *client = events[i].data.ptr;
-                uint32_t ev = events[i].events;
-                if ((ev & EPOLLIN) && !client_read_messages(client, 1))
-                        continue;
-                if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN))
-                        client_gone(client, "hang-up");
+        for (int round = 0; round < ROUNDS_PER_WAKEUP; round++) {
+                int n = epoll_wait(fd, events, CLIENTS_PER_ROUND, 0);
+                if (n < 0 && errno != EINTR)
+                        log_error_errno(-errno, "cannot wait for the control connections");
+                if (n <= 0)
+                        break;
+                for (int i = 0; i < n; i++) {
+                        struct fp_client *client = events[i].data.ptr;
+                        uint32_t ev = events[i].events;
+                        if ((ev & EPOLLIN) && !client_read_messages(client, 1))
+                                continue;
+                        if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN))
+                                client_gone(client, "hang-up");
+                }
         }
-        if (n < 0 && errno != EINTR)
-                log_error_errno(-errno, "cannot wait for the control connections");
         return 0;
 }
 

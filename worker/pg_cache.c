@@ -95,21 +95,23 @@ bool fp_pg_cache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
         if (foreign_events || !__atomic_load_n(&default_receiver, __ATOMIC_ACQUIRE) ||
             (lease->flags & FP_LEASE_STICKY) || lease->soft_invalidated || !at_rest(conn))
                 return false;
-        /* Whatever arrived goes with this holder, never to the next one. */
-        (void)PQconsumeInput(conn);
-        PGnotify *n;
-        while ((n = PQnotifies(conn)))
-                PQfreemem(n);
-        if (!at_rest(conn))
-                return false;
 
         struct cached c = {.lease_id = lease->lease_id,
                            .slot = lease->lease_id >> 32,
                            .backend_pid = lease->info.backend_pid,
                            .cancel_key = lease->info.cancel_key};
         snprintf(c.pool, sizeof(c.pool), "%s", lease->pool);
+        /* The release reads what has arrived, last, before the socket is swapped out. */
         if (fp_release_keep_pg(lease) != conn)
                 return false; /* not adopted by us after all: released as it was */
+        /* Whatever arrived goes with this holder, never to the next one. */
+        PGnotify *n;
+        while ((n = PQnotifies(conn)))
+                PQfreemem(n);
+        if (!at_rest(conn)) {
+                PQfinish(conn); /* given back, but not clean: on its dummy socket */
+                return true;
+        }
         c.conn = conn;
 
         PGconn *evicted = NULL;

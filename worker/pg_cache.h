@@ -59,8 +59,8 @@ bool fp_pg_cache_foreign_events(PGconn *conn, bool tracked);
  * Releases lease keeping its PGconn (fp_release_keep_pg) into the cache, if
  * conn may be kept (see above; foreign_events: the caller knows of an event
  * procedure that is not ours). Returns true if it did (the lease is given
- * back and freed, conn is the cache's); false: nothing was done, the caller
- * releases as usual.
+ * back and freed, conn is the cache's, or finished if what the release read
+ * left it busy); false: nothing was done, the caller releases as usual.
  */
 bool fp_pg_cache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events);
 
