@@ -722,7 +722,7 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
                         return NULL;
                 }
         }
-        lease->flags |= FP_LEASE_LOCAL_OWN_PG;
+        lease->own_pg = true;
         return lease->pg;
 }
 
@@ -908,7 +908,7 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
                 return 0;
         /* Our own PGconn, clean: kept for this session's next lease here. */
         PGconn *c = lease->pg;
-        if (!flags && c && (lease->flags & FP_LEASE_LOCAL_OWN_PG) &&
+        if (!flags && c && lease->own_pg &&
             fp_pg_cache_put(lease, c, fp_pg_cache_foreign_events(c, fp_pg_tracked(c))))
                 return 0;
 

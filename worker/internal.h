@@ -24,13 +24,7 @@
  * reset mode). The libpq drop-in sets it on every lease.
  */
 #define FP_LEASE_LOCAL_CLEAN_DIRTY (1u << 16)
-/*
- * The lease's PGconn is this library's own (made or taken from the cache by
- * forkpool_lease_pg()), not an application's (the drop-in's): a release may
- * keep it for the session's next lease here (pg_cache.h).
- */
-#define FP_LEASE_LOCAL_OWN_PG (1u << 17)
-#define FP_MY_CACHE_MAX       8
+#define FP_MY_CACHE_MAX            8
 
 /*
  * A released MySQL handle kept for the next lease of the same session in the
@@ -85,7 +79,14 @@ struct forkpool_lease {
         uint32_t dirty; /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
         struct fp_session_tracker *tracker; /* TRACK_DIRTY leases once adopted */
         bool soft_invalidated;
-        bool in_use;                   /* a sticky lease between acquire and release */
+        bool in_use; /* a sticky lease between acquire and release */
+        /*
+         * pg is this library's own (made or taken from the cache by
+         * forkpool_lease_pg()), not an application's (the drop-in's): a release
+         * may keep it for the session's next lease here (pg_cache.h). Only the
+         * lease's holder touches it (flags are read by other threads).
+         */
+        bool own_pg;
         char pool[FP_NAME_MAX];        /* for the sticky cache */
         uint32_t db_kind;              /* enum fp_db_kind */
         struct fp_lease_pg info;       /* PostgreSQL leases; info.backend_pid for every kind */

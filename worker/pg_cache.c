@@ -77,9 +77,18 @@ bool fp_pg_cache_foreign_events(PGconn *conn, bool tracked)
 
 void fp_pg_cache_atfork_child(void)
 {
-        /* Their memory is the child's copy; their sockets are unconnected dummies. */
+        /*
+         * The parent's PGconns are the child's copies, on the child's copies of
+         * the unconnected dummies (nothing in the child has run yet, so those
+         * numbers are still the dummies): finished here, they send nothing and
+         * free only the child's memory.
+         */
         pthread_mutex_init(&cache_lock, NULL);
+        if (cache_pid != fp_self_pid())
+                for (size_t i = 0; i < n_cached; i++)
+                        PQfinish(cache[i].conn);
         n_cached = 0;
+        cache_pid = fp_self_pid();
 }
 
 /* Whether conn is at rest: nothing in flight, no transaction, nothing unread, no error. */

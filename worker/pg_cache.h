@@ -77,7 +77,11 @@ PGconn *fp_pg_cache_take(forkpool_lease *lease);
  */
 uint64_t fp_pg_cache_preferred(const char *pool);
 
-/* In a child after fork: the parent's cached PGconns are forgotten. */
+/*
+ * In a child after fork (a pthread_atfork child handler, before anything else
+ * runs): the parent's cached PGconns are finished, sending nothing. A child
+ * that ran no handler (a raw clone) never uses them either.
+ */
 void fp_pg_cache_atfork_child(void);
 
 #endif /* FORKPOOL_PG_CACHE_H */
