@@ -49,6 +49,7 @@
 #define FAULT_SLACK_MS 15000
 /* At most this many workers hold a lease while their child leases too. */
 #define MAX_FORKING 2
+#define ERRNO_MAX   160
 
 /* What a worker is doing, as the killer sees it. */
 enum wstate {
@@ -98,6 +99,7 @@ struct churn_shared {
         int32_t forking;
         uint32_t n_details;
         char details[MAX_DETAILS][320];
+        uint64_t lease_errno[ERRNO_MAX]; /* open/acquire errors during faults, by errno */
 };
 
 static struct churn_shared *shared;
@@ -198,6 +200,16 @@ static void error_seen(const char *what, const char *text)
         }
         stat_add(ST_UNEXPLAINED);
         detail("unexplained error", "%s: %s", what, text);
+}
+
+/* An error of forkpool_open() or forkpool_acquire(): counted as error_seen(), and by errno. */
+static void lease_error_seen(const char *what, int r)
+{
+        char text[200];
+        snprintf(text, sizeof(text), "%s (%s)", forkpool_strerror(r), forkpool_last_error());
+        if (fault_explains() && -r > 0 && -r < ERRNO_MAX)
+                __atomic_fetch_add(&shared->lease_errno[-r], 1, __ATOMIC_RELAXED);
+        error_seen(what, text);
 }
 
 static void mismatch(const struct lease_ctx *c, const char *sql, const char *fmt, ...)
@@ -553,10 +565,7 @@ static bool lease_begin(forkpool *fp, int slot, struct lease_ctx *c)
         int r = forkpool_acquire(fp, c->pg ? "pg" : "my", ACQUIRE_MS, &c->lease);
         set_state(slot, W_HOLDING);
         if (r < 0) {
-                char text[200];
-                snprintf(text, sizeof(text), "%s (%s)", forkpool_strerror(r),
-                         forkpool_last_error());
-                error_seen(c->pg ? "acquire pg" : "acquire my", text);
+                lease_error_seen(c->pg ? "acquire pg" : "acquire my", r);
                 return false;
         }
         stat_add(c->pg ? ST_LEASES_PG : ST_LEASES_MY);
@@ -656,7 +665,7 @@ static _Noreturn void worker_main(int slot, uint64_t seed)
         while ((r = forkpool_open(socket_path, &fp)) < 0) {
                 if (__atomic_load_n(&shared->stop, __ATOMIC_RELAXED))
                         _exit(0);
-                error_seen("forkpool_open", forkpool_strerror(r));
+                lease_error_seen("forkpool_open", r);
                 usleep((100 + rnd(200)) * 1000);
         }
         /* Some workers end by themselves after a while, others run to the end or are killed. */
@@ -957,16 +966,44 @@ static int segment_files(const struct churn *t)
         return n;
 }
 
-/* One lease and release per pool, checked, so that each pool has a connection. */
-static void lease_each_pool_once(forkpool *fp)
+/* One lease of pool pg or my, its answer checked, and its release. */
+static void lease_pool_once(forkpool *fp, bool pg)
 {
-        for (int p = 0; p < 2; p++) {
-                struct lease_ctx c = {.pg = p == 0, .slot = -1};
-                CHECK_OK(forkpool_acquire(fp, c.pg ? "pg" : "my", 10000, &c.lease));
-                CHECK(adopt(&c));
-                CHECK(step_select(&c) == STEP_GO_ON);
-                CHECK_OK(forkpool_release(c.lease));
-        }
+        struct lease_ctx c = {.pg = pg, .slot = -1};
+        CHECK_OK(forkpool_acquire(fp, pg ? "pg" : "my", 10000, &c.lease));
+        CHECK(adopt(&c));
+        CHECK(step_select(&c) == STEP_GO_ON);
+        CHECK_OK(forkpool_release(c.lease));
+}
+
+/* What forkpoold's descriptors are, for a report (static buffer). */
+static const char *sup_fd_list(const struct churn *t)
+{
+        static char list[4096];
+        list[0] = '\0';
+        itest_sh(list, sizeof(list), "ls -l /proc/%d/fd | tail -n +2", t->sd.pid);
+        return list;
+}
+
+/*
+ * The descriptors one idle connection of pool pg or my costs forkpoold: one
+ * lease makes the pool open one (none is open before), and a handle closed
+ * after it leaves nothing else.
+ */
+static int fds_of_one_connection(const struct churn *t, bool pg)
+{
+        forkpool *fp;
+        int before = sup_fd_count_settled(t);
+        CHECK(pool_now(t, pg ? "pg" : "my").live == 0);
+        CHECK_OK(forkpool_open(t->sd.socket, &fp));
+        lease_pool_once(fp, pg);
+        forkpool_close(fp);
+        CHECK(wait_quiet(t));
+        int cost = sup_fd_count_settled(t) - before;
+        CHECK_MSG(cost >= 1 && pool_now(t, pg ? "pg" : "my").live == 1,
+                  "one idle connection costs %d descriptors over %d:\n%s", cost, before,
+                  sup_fd_list(t));
+        return cost;
 }
 
 static void setup_tables(struct churn *t)
@@ -1042,17 +1079,9 @@ static void test_churn(void)
          */
         fake_systemd_stop(&t.sd, SIGTERM);
         fake_systemd_start(&t.sd);
-        int fds_base = sup_fd_count(&t);
+        int fds_base = sup_fd_count_settled(&t);
+        int fds_pg = fds_of_one_connection(&t, true), fds_my = fds_of_one_connection(&t, false);
         forkpool *fp;
-        CHECK_OK(forkpool_open(t.sd.socket, &fp));
-        lease_each_pool_once(fp);
-        forkpool_close(fp);
-        CHECK(wait_quiet(&t));
-        sup_fd_count_settled(&t);
-        int fds_per_conn = (sup_fd_count(&t) - fds_base) / 2;
-        CHECK_MSG(fds_per_conn >= 1 && sup_fd_count(&t) == fds_base + 2 * fds_per_conn,
-                  "two idle connections cost %d descriptors over %d", sup_fd_count(&t) - fds_base,
-                  fds_base);
 
         /* The churn. */
         printf("churn: %d workers for %lld s on pools of %d+%d per database\n", t.n_workers,
@@ -1103,8 +1132,10 @@ static void test_churn(void)
         /* A last round through each pool: answers right, and counters that follow it. */
         struct fp_shm_pool before[2] = {pool_now(&t, "pg"), pool_now(&t, "my")};
         CHECK_OK(forkpool_open(t.sd.socket, &fp));
-        for (int i = 0; i < 5; i++)
-                lease_each_pool_once(fp);
+        for (int i = 0; i < 5; i++) {
+                lease_pool_once(fp, true);
+                lease_pool_once(fp, false);
+        }
         forkpool_close(fp);
         CHECK(wait_quiet(&t));
         struct fp_shm_pool after[2] = {pool_now(&t, "pg"), pool_now(&t, "my")};
@@ -1154,17 +1185,15 @@ static void test_churn(void)
 
         /* No descriptor leaked: the baseline plus the open connections (the KILL sender's idle
          * connection closes after 10 s). */
-        int want_fds = fds_base + fds_per_conn * (live_pg + live_my);
+        int want_fds = fds_base + fds_pg * live_pg + fds_my * live_my;
         int64_t end_wait = now_ms() + 20000;
         while (sup_fd_count(&t) != want_fds && now_ms() < end_wait)
                 usleep(50000);
         int fds = sup_fd_count(&t);
         if (fds != want_fds) {
                 leaks++;
-                char list[4096] = "";
-                itest_sh(list, sizeof(list), "ls -l /proc/%d/fd | tail -n +2", t.sd.pid);
-                printf("descriptor leak: forkpoold holds %d, want %d + %d x %d:\n%s\n", fds,
-                       fds_base, fds_per_conn, live_pg + live_my, list);
+                printf("descriptor leak: forkpoold holds %d, want %d + %d x %d + %d x %d:\n%s\n",
+                       fds, fds_base, fds_pg, live_pg, fds_my, live_my, sup_fd_list(&t));
         }
 
         /* No segment leaked: one published, whatever the restarts. */
@@ -1208,6 +1237,12 @@ static void test_churn(void)
                (unsigned long long)stat_get(ST_FAULT_ERRORS_QUERY),
                (unsigned long long)stat_get(ST_UNEXPLAINED),
                (unsigned long long)stat_get(ST_MISMATCHES));
+        printf("  open/acquire errors during faults, by errno:");
+        for (int e = 1; e < ERRNO_MAX; e++)
+                if (shared->lease_errno[e])
+                        printf(" %s %llu", strerrorname_np(e),
+                               (unsigned long long)shared->lease_errno[e]);
+        printf("\n");
         printf("  rows visible: %ld uncommitted, %ld rolled back, %ld committed (%llu "
                "acknowledged)\n",
                pg_unc + my_unc, pg_rb + my_rb, committed, (unsigned long long)stat_get(ST_COMMITS));
@@ -1215,8 +1250,9 @@ static void test_churn(void)
                "servers (a killed holder's session ends a moment after its slot is freed)\n",
                t.max_live[0], t.max_live[1], t.max_sessions[0], t.max_sessions[1]);
         printf("  after: %d+%d connections open = %d+%d sessions on the servers; forkpoold "
-               "holds %d descriptors (%d + %d per connection); %d segment; leaks: %d\n",
-               live_pg, live_my, b_pg, b_my, fds, fds_base, fds_per_conn, segs, leaks);
+               "holds %d descriptors (%d + %d per PostgreSQL and %d per MariaDB connection); %d "
+               "segment; leaks: %d\n",
+               live_pg, live_my, b_pg, b_my, fds, fds_base, fds_pg, fds_my, segs, leaks);
         for (uint32_t i = 0; i < shared->n_details && i < MAX_DETAILS; i++)
                 printf("  %s\n", shared->details[i]);
 
