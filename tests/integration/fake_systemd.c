@@ -18,14 +18,13 @@
 
 #include "itest.h"
 
-/* Handles one notify datagram: stores or removes descriptors, counts READY=1. */
+/* Handles one notify datagram: stores or removes descriptors, counts READY=1. Under sd->lock. */
 static void handle_notify(struct fake_systemd *sd, const char *text, const int *fds, int n_fds)
 {
         char name[64] = "stored";
         const char *p = strstr(text, "FDNAME=");
         if (p)
                 sscanf(p + 7, "%63[^\n]", name);
-        pthread_mutex_lock(&sd->lock);
         if (strstr(text, "READY=1"))
                 sd->ready++;
         if (strstr(text, "FDSTOREREMOVE=1")) {
@@ -49,7 +48,37 @@ static void handle_notify(struct fake_systemd *sd, const char *text, const int *
                 snprintf(sd->names[sd->n_stored], sizeof(sd->names[0]), "%s", name);
                 sd->n_stored++;
         }
-        pthread_mutex_unlock(&sd->lock);
+}
+
+/*
+ * Reads and handles one queued notify datagram, without waiting. Returns
+ * false when none is queued. Under sd->lock, so that whoever holds the lock
+ * knows no datagram is half handled.
+ */
+static bool notify_read_one(struct fake_systemd *sd)
+{
+        char text[4096];
+        union {
+                char buf[CMSG_SPACE(16 * sizeof(int))];
+                struct cmsghdr align;
+        } control;
+        struct iovec iov = {.iov_base = text, .iov_len = sizeof(text) - 1};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t n = recvmsg(sd->sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0)
+                return false;
+        text[n] = '\0';
+        int fds[16], n_fds = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                        for (size_t i = 0;
+                             i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < 16; i++)
+                                memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        handle_notify(sd, text, fds, n_fds);
+        return true;
 }
 
 /* Reads the notify socket all the time, as systemd does (its queue is short). */
@@ -60,29 +89,10 @@ static void *notify_loop(void *arg)
                 struct pollfd p = {.fd = sd->sock, .events = POLLIN};
                 if (poll(&p, 1, 50) != 1)
                         continue;
-                char text[4096];
-                union {
-                        char buf[CMSG_SPACE(16 * sizeof(int))];
-                        struct cmsghdr align;
-                } control;
-                struct iovec iov = {.iov_base = text, .iov_len = sizeof(text) - 1};
-                struct msghdr msg = {.msg_iov = &iov,
-                                     .msg_iovlen = 1,
-                                     .msg_control = control.buf,
-                                     .msg_controllen = sizeof(control.buf)};
-                ssize_t n = recvmsg(sd->sock, &msg, MSG_CMSG_CLOEXEC);
-                if (n < 0)
-                        continue;
-                text[n] = '\0';
-                int fds[16], n_fds = 0;
-                for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-                                for (size_t i = 0;
-                                     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < 16;
-                                     i++)
-                                        memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int),
-                                               sizeof(int));
-                handle_notify(sd, text, fds, n_fds);
+                pthread_mutex_lock(&sd->lock);
+                while (notify_read_one(sd))
+                        ;
+                pthread_mutex_unlock(&sd->lock);
         }
         return NULL;
 }
@@ -123,6 +133,10 @@ void fake_systemd_init(struct fake_systemd *sd, const char *url, const char *poo
 void fake_systemd_start(struct fake_systemd *sd)
 {
         pthread_mutex_lock(&sd->lock);
+        /* What the previous forkpoold sent before it ended counts, read or not: systemd, too,
+         * reads the notify socket before it handles the exit. */
+        while (notify_read_one(sd))
+                ;
         int ready = sd->ready, n = sd->n_stored, fds[FAKE_SYSTEMD_MAX_STORED];
         char names[FAKE_SYSTEMD_MAX_STORED * 65] = "";
         for (int i = 0; i < n; i++) {
