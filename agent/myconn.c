@@ -41,6 +41,7 @@
 #include "driver.h"
 #include "log.h"
 #include "myconn.h"
+#include "sockwatch.h"
 
 #define MY_DEFAULT_CHARSET "utf8mb4"
 /*
@@ -92,7 +93,7 @@ typedef void (*my_done_fn)(struct my_async *a, int error, const char *text);
 struct my_async {
         MYSQL *m;
         sd_event *event;
-        sd_event_source *io;         /* the socket, while a step waits for it */
+        struct fp_sockwatch io;      /* the socket, while a step waits for it */
         sd_event_source *wait_timer; /* the library's own timeout (MYSQL_WAIT_TIMEOUT) */
         sd_event_source *deadline;   /* our limit for all the steps */
         sd_event_source *defer;      /* reports steps that ended at once */
@@ -197,8 +198,7 @@ static void one_line(const char *in, char *out, size_t len)
 
 static void async_stop_watching(struct my_async *a)
 {
-        if (a->io)
-                sd_event_source_set_enabled(a->io, SD_EVENT_OFF);
+        fp_sockwatch_off(&a->io);
         if (a->wait_timer)
                 sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
         if (a->deadline)
@@ -208,7 +208,7 @@ static void async_stop_watching(struct my_async *a)
 /* Frees the event sources and the handle (mysql_close(): a COM_QUIT if it is connected). */
 static void async_free(struct my_async *a)
 {
-        a->io = sd_event_source_disable_unref(a->io);
+        fp_sockwatch_free(&a->io);
         a->wait_timer = sd_event_source_disable_unref(a->wait_timer);
         a->deadline = sd_event_source_disable_unref(a->deadline);
         a->defer = sd_event_source_disable_unref(a->defer);
@@ -273,22 +273,8 @@ static int async_watch(struct my_async *a, int status)
                 events |= EPOLLOUT;
         if (status & MYSQL_WAIT_EXCEPT)
                 events |= EPOLLPRI;
-        if (!a->io) {
-                r = sd_event_add_io(a->event, &a->io, fd, events, on_async_io, a);
-                if (r < 0)
-                        return r;
-        } else {
-                /* The library may move to another socket while connecting (another address). */
-                if (sd_event_source_get_io_fd(a->io) != fd) {
-                        r = sd_event_source_set_io_fd(a->io, fd);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_event_source_set_io_events(a->io, events);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_event_source_set_enabled(a->io, events ? SD_EVENT_ON : SD_EVENT_OFF);
+        /* The library may move to another socket while connecting (another address). */
+        r = fp_sockwatch_set(&a->io, a->event, fd, events, true, on_async_io, a);
         if (r < 0)
                 return r;
 

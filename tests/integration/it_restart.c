@@ -32,6 +32,7 @@ struct db {
         const char *name;
         const char *session_id_sql; /* the session's id, as forkpool_lease_backend_pid() */
         const char *alive_sql_fmt;  /* 1 if session %d exists, else 0 */
+        const char *end_sql_fmt;    /* ends session %d from the admin connection */
         /* Prepares app's namespace and returns the pool URL for it (static buffer). */
         const char *(*url)(const char *app);
         void *(*admin)(const char *app);
@@ -75,6 +76,7 @@ static const struct db pg_db = {
         .name = "postgresql",
         .session_id_sql = "SELECT pg_backend_pid()",
         .alive_sql_fmt = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
+        .end_sql_fmt = "SELECT pg_terminate_backend(%d)",
         .url = pg_url,
         .admin = pg_admin,
         .admin_close = pg_admin_close,
@@ -114,6 +116,7 @@ static const struct db my_db = {
         .name = "mariadb",
         .session_id_sql = "SELECT CONNECTION_ID()",
         .alive_sql_fmt = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %d",
+        .end_sql_fmt = "KILL %d",
         .url = my_url,
         .admin = my_admin,
         .admin_close = my_admin_close,
@@ -711,6 +714,104 @@ static void reset_stuck_at_sigterm(void)
         db->admin_close(admin);
 }
 
+/*
+ * An idle session that the server ended while its socket is also in the fd
+ * store: the pre-ping finds it dead, and the client library closes its
+ * socket on the spot. forkpoold must not keep watching that socket (the
+ * store's copy keeps it open, hung up): it replaces the connection and goes
+ * on serving, alive.
+ */
+static void session_ended_under_store(const struct db *db)
+{
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+        char sql[160];
+
+        void *admin = start_with_lease(db, &sd, "it_restart_ended",
+                                       "pool_size = 1\nmax_overflow = 0\npool_pre_ping = true\n",
+                                       &fp, &l);
+        int backend = session_id(db, l);
+        CHECK_OK(forkpool_release(l));
+        int64_t end = itest_now_ms() + 3000;
+        while ((fake_systemd_stored_connections(&sd) != 1 ||
+                pool_named(&sd, "main").checked_out != 0) &&
+               itest_now_ms() < end)
+                usleep(10000);
+        snprintf(sql, sizeof(sql), db->end_sql_fmt, backend);
+        db->query(admin, sql);
+        end = itest_now_ms() + 5000;
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
+                usleep(20000);
+        CHECK(!backend_alive(db, admin, backend));
+
+        for (int i = 0; i < 3; i++) {
+                CHECK_OK(forkpool_acquire(fp, "main", 10000, &l));
+                CHECK(session_id(db, l) != backend);
+                CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+                CHECK_OK(forkpool_release(l));
+                usleep(200000);
+                CHECK_MSG(waitpid(sd.pid, NULL, WNOHANG) == 0, "forkpoold died (log: %s)", sd.log);
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/*
+ * A reset whose session the server ends while the ROLLBACK waits (the
+ * backend is stopped, terminated, resumed), its socket also in the fd store:
+ * libpq closes its socket when the connection drops. forkpoold must not keep
+ * watching it: it closes the connection and goes on serving, alive.
+ */
+static void reset_session_ended_under_store(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+        char sql[160];
+
+        void *admin = start_with_lease(db, &sd, "it_restart_reset_ended",
+                                       "pool_size = 1\nmax_overflow = 0\n", &fp, &l);
+        int backend = session_id(db, l);
+        db->query(adopt(db, l), "BEGIN");
+        int64_t end = itest_now_ms() + 3000;
+        while (fake_systemd_stored_connections(&sd) != 1 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(kill(backend, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(l));
+        usleep(300000); /* the ROLLBACK is on its way */
+        snprintf(sql, sizeof(sql), db->end_sql_fmt, backend);
+        db->query(admin, sql);
+        CHECK(kill(backend, SIGCONT) == 0);
+        end = itest_now_ms() + 5000;
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
+                usleep(20000);
+        CHECK(!backend_alive(db, admin, backend));
+        for (int i = 0; i < 3; i++) {
+                usleep(200000);
+                CHECK_MSG(waitpid(sd.pid, NULL, WNOHANG) == 0, "forkpoold died (log: %s)", sd.log);
+                CHECK_OK(forkpool_acquire(fp, "main", 10000, &l));
+                CHECK(session_id(db, l) != backend);
+                CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+                CHECK_OK(forkpool_release(l));
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+static void pg_session_ended_under_store(void)
+{
+        session_ended_under_store(&pg_db);
+}
+
+static void my_session_ended_under_store(void)
+{
+        session_ended_under_store(&my_db);
+}
+
 static void pg_restart_keeps_sessions(void)
 {
         restart_keeps_sessions(&pg_db, SIGTERM);
@@ -753,4 +854,7 @@ ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
            {"postgresql/pools_reordered", pools_reordered, 60},
            {"postgresql/release_unread_at_sigterm", release_unread_at_sigterm, 60},
            {"postgresql/ping_in_flight_at_sigterm", ping_in_flight_at_sigterm, 60},
-           {"postgresql/reset_stuck_at_sigterm", reset_stuck_at_sigterm, 90})
+           {"postgresql/reset_stuck_at_sigterm", reset_stuck_at_sigterm, 90},
+           {"postgresql/session_ended_under_store", pg_session_ended_under_store, 60},
+           {"postgresql/reset_session_ended_under_store", reset_session_ended_under_store, 60},
+           {"mariadb/session_ended_under_store", my_session_ended_under_store, 60})
