@@ -302,6 +302,12 @@ run_ctest() {
           -LE '^unit$' "${sel[@]}"; then
     fail "$name: integration tests"
   fi
+  # The churn test's figures, which ctest shows only when it fails.
+  local log=$dir/Testing/Temporary/LastTest.log
+  if [[ -f $log ]] && grep -q '^churn figures' "$log"; then
+    say "$name: churn figures"
+    sed -n '/^churn figures/,/^  after:/p' "$log"
+  fi
 }
 
 # ---------------------------------------------------------------- fuzzing
