@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * it_restart.c — a restart drops nothing. This test plays systemd's part of
- * the protocols forkpoold uses for that, without PID 1: a notify socket that
- * keeps the descriptors forkpoold stores (FDSTORE=1, FDNAME=, FDSTOREREMOVE=1)
- * and hands them to the next forkpoold ($LISTEN_FDS, $LISTEN_PID,
- * $LISTEN_FDNAMES). Across a restart (SIGTERM) and a crash (SIGKILL) the
- * sessions on the server stay the same, an idle connection goes back to its
- * pool, a transaction open across the restart commits, and a holder that
- * died meanwhile is reclaimed. Every scenario runs once per database (the
- * real PostgreSQL and the real MariaDB that tests/run.sh starts), through a
- * small description of each, as in it_both.c.
+ * the protocols forkpoold uses for that, without PID 1 (fake_systemd.h).
+ * Across a restart (SIGTERM) and a crash (SIGKILL) the sessions on the server
+ * stay the same, an idle connection goes back to its pool, a transaction open
+ * across the restart commits, and a holder that died meanwhile is reclaimed;
+ * a reset or ping still running at SIGTERM finishes or costs its connection,
+ * and a session the server ends while the store holds its socket costs only
+ * that connection. Most scenarios run once per database (the real PostgreSQL
+ * and the real MariaDB that tests/run.sh starts), through a small description
+ * of each, as in it_both.c.
  */
 #include <errno.h>
 #include <fcntl.h>
