@@ -16,9 +16,10 @@
 #include "log.h"
 #include "text.h"
 
+/* The steps are over: the socket's watch goes (an idle connection holds no duplicate). */
 static void async_stop_watching(struct my_async *a)
 {
-        fp_sockwatch_off(&a->io);
+        fp_sockwatch_free(&a->io);
         if (a->wait_timer)
                 sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
         if (a->deadline)

@@ -203,7 +203,7 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
                                     "cannot lease; set sslmode=disable");
                 return 0;
         }
-        fp_sockwatch_off(&pc->io);
+        fp_sockwatch_free(&pc->io); /* idle: no duplicate kept */
         sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
         PQsetNoticeProcessor(pc->conn, notice_ignore, NULL);
         int sock = PQsocket(pc->conn);
@@ -296,7 +296,7 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
 
 static void run_stop_watching(struct fp_pgconn *pc)
 {
-        fp_sockwatch_off(&pc->io);
+        fp_sockwatch_free(&pc->io); /* idle: no duplicate kept */
         if (pc->timer)
                 sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
         pc->phase = PGCONN_READY;
@@ -429,11 +429,7 @@ int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *i
         if (!pc)
                 return -ENOMEM;
         pc->event = event;
-        pc->phase = PGCONN_READY;
-        if (fp_sockwatch_set(&pc->io, event, PQsocket(conn), EPOLLIN, false, on_io, pc) < 0) {
-                free(pc);
-                return -ENOMEM;
-        }
+        pc->phase = PGCONN_READY; /* idle: its socket is watched once a statement runs */
         pc->conn = conn;
         PQsetNoticeProcessor(conn, notice_ignore, NULL);
         pc->backend_pid = info->backend_pid;

@@ -45,12 +45,6 @@ int fp_sockwatch_set(struct fp_sockwatch *w, sd_event *event, int lib_fd, uint32
         return sd_event_source_set_enabled(w->io, enabled && events ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
-void fp_sockwatch_off(struct fp_sockwatch *w)
-{
-        if (w->io)
-                (void)sd_event_source_set_enabled(w->io, SD_EVENT_OFF);
-}
-
 void fp_sockwatch_free(struct fp_sockwatch *w)
 {
         if (!w->io)

@@ -37,9 +37,6 @@ struct fp_sockwatch {
 int fp_sockwatch_set(struct fp_sockwatch *w, sd_event *event, int lib_fd, uint32_t events,
                      bool enabled, sd_event_io_handler_t handler, void *userdata);
 
-/* Stops delivering events (the duplicate and the source stay for the next set). */
-void fp_sockwatch_off(struct fp_sockwatch *w);
-
 /* Drops the source, then closes the duplicate. Idempotent. */
 void fp_sockwatch_free(struct fp_sockwatch *w);
 
