@@ -65,7 +65,7 @@ struct tx_statement {
 struct txmode {
         int sock;                        /* PQsocket(): the same number throughout */
         bool pinned;                     /* the session stays until PQfinish() */
-        uint32_t pin_reasons;            /* enum fp_session_dirty: what pinned it */
+        uint32_t pin_reasons;            /* enum fp_pin_reason: what pinned it */
         uint32_t dirty_known;            /* the lease's dirty bits already judged */
         uint32_t persist;                /* what the commands sent since the lease may leave */
         bool failed;                     /* a command failed since the lease */
@@ -160,6 +160,18 @@ static bool stmt_has(const char *s, const char *end, const char *needle)
  */
 #define TX_UNSEEN (1u << 31)
 
+/*
+ * What a statement may leave is enum fp_session_dirty's bits (the session
+ * tracker's classes) in the low byte, and the enum fp_pin_reason it would
+ * pin for shifted by TX_REASON_SHIFT.
+ */
+#define TX_REASON_SHIFT           8
+#define TX_DIRTY_MASK             0xffu
+#define TX_PERSIST(dirty, reason) ((dirty) | (uint32_t)(reason) << TX_REASON_SHIFT)
+#define TX_ALL                                                                                     \
+        TX_PERSIST(FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS,           \
+                   FP_PIN_OTHER)
+
 /* What one statement, [s, end), may leave in the session beyond its transaction. */
 static uint32_t stmt_persist(const char *s, const char *end)
 {
@@ -171,18 +183,19 @@ static uint32_t stmt_persist(const char *s, const char *end)
                 const char *w = next_word(s);
                 return word_is(w, "local") || word_is(w, "transaction") || word_is(w, "constraints")
                                ? 0
-                               : FP_DIRTY_SET;
+                               : TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         }
         if (word_is(s, "reset"))
-                return FP_DIRTY_SET;
+                return TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         if (word_is(s, "listen"))
-                return FP_DIRTY_LISTEN;
+                return TX_PERSIST(FP_DIRTY_LISTEN, FP_PIN_LISTEN);
         if (word_is(s, "prepare"))
-                return FP_DIRTY_PREPARE;
+                return TX_PERSIST(FP_DIRTY_PREPARE, FP_PIN_PREPARE);
         if (word_is(s, "load"))
-                return FP_DIRTY_OBJECTS;
+                return TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_LOAD);
         if (word_is(s, "declare"))
-                return stmt_has(s, end, "with hold") ? FP_DIRTY_OBJECTS : 0;
+                return stmt_has(s, end, "with hold") ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_HOLD)
+                                                     : 0;
         if (word_is(s, "create")) {
                 const char *w = next_word(s);
                 if (word_is(w, "or"))
@@ -190,8 +203,9 @@ static uint32_t stmt_persist(const char *s, const char *end)
                 if (word_is(w, "global") || word_is(w, "local"))
                         w = next_word(w);
                 /* CREATE TEMP TABLE … AS reports "SELECT n": the tracker cannot see it. */
-                return word_is(w, "temp") || word_is(w, "temporary") ? FP_DIRTY_OBJECTS | TX_UNSEEN
-                                                                     : 0;
+                return word_is(w, "temp") || word_is(w, "temporary")
+                               ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN
+                               : 0;
         }
         if (word_is(s, "alter") || word_is(s, "drop") || word_is(s, "discard") ||
             word_is(s, "deallocate") || word_is(s, "unlisten") || word_is(s, "begin") ||
@@ -201,11 +215,11 @@ static uint32_t stmt_persist(const char *s, const char *end)
         /* A query: session advisory locks and set_config(…, false) show in its text. */
         uint32_t p = 0;
         if (stmt_has(s, end, "pg_advisory_lock") || stmt_has(s, end, "pg_try_advisory_lock"))
-                p |= FP_DIRTY_OBJECTS;
+                p |= TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_ADVISORY);
         if (stmt_has(s, end, "set_config") && !stmt_has(s, end, "true)"))
-                p |= FP_DIRTY_SET;
+                p |= TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         if (stmt_has(s, end, "into temp"))
-                p |= FP_DIRTY_OBJECTS | TX_UNSEEN; /* SELECT … INTO TEMP: "SELECT n" too */
+                p |= TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN; /* SELECT … INTO TEMP */
         return p;
 }
 
@@ -216,7 +230,7 @@ static uint32_t stmt_persist(const char *s, const char *end)
  */
 static uint32_t sql_persist(const char *sql)
 {
-        const uint32_t all = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        const uint32_t all = TX_ALL;
         uint32_t p = 0;
         if (!sql)
                 return all;
@@ -332,6 +346,28 @@ static void tx_give_back(struct dropin_conn *d)
 }
 
 /*
+ * The reasons (enum fp_pin_reason) among what the commands' text named
+ * (candidates) that explain the session tracker's classes seen (dirty);
+ * FP_PIN_OTHER if none does.
+ */
+static uint32_t tx_pin_reasons(uint32_t dirty, uint32_t candidates)
+{
+        static const struct {
+                uint32_t reason, dirty;
+        } classes[] = {
+                {FP_PIN_SET, FP_DIRTY_SET},         {FP_PIN_LISTEN, FP_DIRTY_LISTEN},
+                {FP_PIN_PREPARE, FP_DIRTY_PREPARE}, {FP_PIN_ADVISORY, FP_DIRTY_OBJECTS},
+                {FP_PIN_TEMP, FP_DIRTY_OBJECTS},    {FP_PIN_HOLD, FP_DIRTY_OBJECTS},
+                {FP_PIN_LOAD, FP_DIRTY_OBJECTS},
+        };
+        uint32_t reasons = 0;
+        for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+                if ((candidates & classes[i].reason) && (dirty & classes[i].dirty))
+                        reasons |= classes[i].reason;
+        return reasons ? reasons : FP_PIN_OTHER;
+}
+
+/*
  * After a command (its last result read, or a synchronous call returned):
  * judges what the session tracker saw change (a pin, or state that ended
  * with the transaction), and gives the session back if the connection is
@@ -344,18 +380,20 @@ static void tx_settle(struct dropin_conn *d)
         if (!lease || d->pid != getpid())
                 return;
         uint32_t fresh = lease->dirty & ~tx->dirty_known;
-        if ((tx->persist & TX_UNSEEN) && !tx->failed) {
-                tx->pinned = true;
-                tx->pin_reasons |= tx->persist & FP_DIRTY_OBJECTS;
-        }
+        uint32_t reasons = 0;
+        if ((tx->persist & TX_UNSEEN) && !tx->failed)
+                reasons |= FP_PIN_TEMP;
         if (fresh) {
-                uint32_t pin = fresh & tx->persist;
-                if (pin) {
-                        tx->pinned = true;
-                        tx->pin_reasons |= pin;
-                } else {
+                uint32_t pin = fresh & tx->persist & TX_DIRTY_MASK;
+                if (pin)
+                        reasons |= tx_pin_reasons(pin, tx->persist >> TX_REASON_SHIFT);
+                else
                         lease->dirty &= ~fresh; /* it ended with the transaction */
-                }
+        }
+        if (reasons & ~tx->pin_reasons) {
+                tx->pinned = true;
+                tx->pin_reasons |= reasons;
+                (void)fp_pin_report(lease, tx->pin_reasons);
         }
         tx->dirty_known = lease->dirty;
         if (tx->pinned || FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE ||
@@ -525,7 +563,7 @@ int txmode_connected(struct dropin_conn *d)
         tx->pin_reasons = 0;
         tx->error[0] = '\0';
         /* A connect that changed the session (client_encoding) keeps it. */
-        tx->persist = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        tx->persist = TX_ALL;
         tx->dirty_known = 0;
         dropin_cancel_cell_set(tx->cell, tx->info.backend_pid, tx->info.cancel_key);
         tx_settle(d);

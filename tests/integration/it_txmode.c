@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -177,25 +178,28 @@ static void test_pins(void)
                 const char *setup; /* ';'-separated is fine: one PQexec */
                 const char *check; /* its first value must be want */
                 const char *want;
+                const char *reason; /* as forkpoolctl shows it */
         } pins[] = {
-                {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms"},
-                {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB"},
-                {"RESET search_path", "SELECT 'reset'", "reset"},
+                {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms", "SET"},
+                {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB", "SET"},
+                {"RESET search_path", "SELECT 'reset'", "reset", "SET"},
                 {"LISTEN it_txmode_channel",
                  "SELECT count(*) FROM pg_listening_channels() WHERE pg_listening_channels = "
                  "'it_txmode_channel'",
-                 "1"},
-                {"PREPARE it_txmode_p AS SELECT 5", "EXECUTE it_txmode_p", "5"},
+                 "1", "LISTEN"},
+                {"PREPARE it_txmode_p AS SELECT 5", "EXECUTE it_txmode_p", "5", "PREPARE"},
                 {"SELECT pg_advisory_lock(4242)",
                  "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND "
                  "pid = pg_backend_pid()",
-                 "1"},
+                 "1", "advisory lock"},
                 {"CREATE TEMP TABLE it_txmode_tmp AS SELECT 9 AS v", "SELECT v FROM it_txmode_tmp",
-                 "9"},
+                 "9", "temporary table"},
                 {"BEGIN; DECLARE it_txmode_c CURSOR WITH HOLD FOR SELECT 11; COMMIT",
-                 "FETCH it_txmode_c", "11"},
-                {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded"},
+                 "FETCH it_txmode_c", "11", "WITH HOLD cursor"},
+                {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded", "LOAD"},
         };
+        char *json = malloc(1 << 16);
+        CHECK(json);
         start("it_txmode_pins", "pool_size = 3\nmax_overflow = 0\n");
         PGconn *other = connect_ok(); /* runs transactions between, on the other sessions */
         for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
@@ -207,6 +211,18 @@ static void test_pins(void)
                           "%s: %s", pins[i].setup, PQresultErrorMessage(res));
                 PQclear(res);
                 CHECK_MSG(checked_out() == 1, "'%s' did not pin", pins[i].setup);
+                /* forkpoolctl shows the pin and why. */
+                char want[128];
+                snprintf(want, sizeof(want), "\"pin_reason\":\"%s\"", pins[i].reason);
+                int64_t end = itest_now_ms() + 5000;
+                do
+                        CHECK(itest_status_json(&sup, json, 1 << 16) == 0);
+                while (!strstr(json, want) && itest_now_ms() < end && usleep(10000) == 0);
+                CHECK_MSG(strstr(json, want), "'%s': no %s in\n%s", pins[i].setup, want, json);
+                CHECK(itest_sh(json, 1 << 16, "%s --socket %s status", FP_FORKPOOLCTL_PATH,
+                               sup.socket) == 0);
+                snprintf(want, sizeof(want), "pinned: %s\n", pins[i].reason);
+                CHECK_MSG(strstr(json, want), "'%s': no '%s' in\n%s", pins[i].setup, want, json);
                 int pid = PQbackendPID(c);
                 for (int k = 0; k < 3; k++)
                         (void)itest_query(other, "SELECT 1");
@@ -240,8 +256,11 @@ static void test_pins(void)
                 PQclear(res);
                 CHECK_MSG(wait_checked_out(0) == 0, "'%s' pinned", clean[i]);
         }
+        CHECK(itest_status_json(&sup, json, 1 << 16) == 0);
+        CHECK_MSG(!strstr(json, "\"pin_reason\":\""), "a pin left:\n%s", json);
         PQfinish(c);
         PQfinish(other);
+        free(json);
         stop();
 }
 
