@@ -333,8 +333,19 @@ static void test_lease_failure_is_a_query_error(void)
         PQclear(res);
         CHECK_MSG(took >= 300 && took < 8000, "took %lld ms", (long long)took);
         CHECK(PQstatus(c) == CONNECTION_OK);
-        CHECK(PQsendQuery(c, "SELECT 1") == 0);
+        /* Asynchronous: PQsendQuery returns at once, the failure is its result. */
+        t0 = itest_now_ms();
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        CHECK(itest_now_ms() - t0 < 300);
+        CHECK(PQtransactionStatus(c) == PQTRANS_ACTIVE);
+        res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
+                  PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
         CHECK(strstr(PQerrorMessage(c), "no connection free"));
+        CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
         exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
         CHECK(strcmp(itest_query(c, "SELECT 3"), "3") == 0);
         CHECK(!strstr(PQerrorMessage(c), "no connection free"));
@@ -415,7 +426,14 @@ static void test_cancel(void)
         char err[256] = "";
         CHECK(PQcancel(cancel, err, sizeof(err)) == 1); /* nothing runs: nothing is sent */
         CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
-        usleep(200000);
+        /* As an event loop does: the query goes out once its session has come. */
+        int64_t until = itest_now_ms() + 300;
+        while (itest_now_ms() < until) {
+                struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+                (void)poll(&p, 1, 20);
+                CHECK(PQconsumeInput(c));
+        }
+        CHECK(checked_out() == 1);
         int64_t t0 = itest_now_ms();
         CHECK_MSG(PQcancel(cancel, err, sizeof(err)) == 1, "%s", err);
         PGresult *res = PQgetResult(c);
@@ -430,6 +448,65 @@ static void test_cancel(void)
         PQfreeCancel(cancel);
         CHECK(strcmp(itest_query(c, "SELECT 8"), "8") == 0);
         PQfinish(c);
+        stop();
+}
+
+/* A PQsend* that must wait for a session does not block: PQsocket() wakes when it comes. */
+static void test_send_waits_without_blocking(void)
+{
+        start("it_txmode_pending", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *holder = connect_ok(), *c = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        int sock = PQsocket(c);
+        int64_t t0 = itest_now_ms();
+        const char *v[] = {"21"};
+        CHECK(PQsendQueryParams(c, "SELECT $1::int * 2", 1, NULL, v, NULL, NULL, 0) == 1);
+        CHECK_MSG(itest_now_ms() - t0 < 300, "PQsendQueryParams blocked %lld ms",
+                  (long long)(itest_now_ms() - t0));
+        CHECK(PQsocket(c) == sock);
+        CHECK(PQisBusy(c) == 1);
+        CHECK(PQconsumeInput(c) == 1);
+        CHECK(PQflush(c) == 0);
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        CHECK(poll(&p, 1, 100) == 0); /* nothing yet */
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK_MSG(poll(&p, 1, 5000) == 1, "PQsocket() did not wake when the session came");
+        int64_t end = itest_now_ms() + 5000;
+        while (itest_now_ms() < end) {
+                CHECK(PQconsumeInput(c) == 1);
+                if (!PQisBusy(c))
+                        break;
+                (void)poll(&p, 1, 100);
+        }
+        PGresult *res = PQgetResult(c);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                          strcmp(PQgetvalue(res, 0, 0), "42") == 0,
+                  "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        CHECK(PQsocket(c) == sock);
+        CHECK(wait_checked_out(0) == 0);
+        /* A prepared statement sent while waiting, then run. */
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendPrepare(c, "twice", "SELECT $1::int * 2", 1, NULL) == 1);
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        res = PQgetResult(c); /* blocks until the session comes */
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        res = PQexecPrepared(c, "twice", 1, v, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "42") == 0);
+        PQclear(res);
+        PQfinish(holder);
+        /* PQfinish while a command waits gives its acquire up. */
+        PGconn *h2 = connect_ok();
+        exec_expect(h2, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        PQfinish(c);
+        exec_expect(h2, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+        CHECK(strcmp(itest_query(h2, "SELECT 2"), "2") == 0);
+        PQfinish(h2);
         stop();
 }
 
@@ -478,6 +555,7 @@ int main(void)
         test_fork();
         test_cancel();
         test_nonblocking();
+        test_send_waits_without_blocking();
         printf("it_txmode: all passed\n");
         return 0;
 }
