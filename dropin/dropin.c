@@ -859,7 +859,7 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
  * PQresetStart() reconnects it to the adoption listener and the new session
  * is adopted into it.
  */
-static void dropin_reset(struct dropin_conn *d)
+static void reset_lease(struct dropin_conn *d)
 {
         char text[512];
 
@@ -891,6 +891,14 @@ static void dropin_reset(struct dropin_conn *d)
                 return;
         }
         lease_blocking(d);
+}
+
+void dropin_reset(struct dropin_conn *d)
+{
+        /* What libpq and the adoption call on the way (PQexec for client_encoding) is ours. */
+        txmode_suspend(true);
+        reset_lease(d);
+        txmode_suspend(false);
 }
 
 DROPIN_EXPORT void PQreset(PGconn *conn)

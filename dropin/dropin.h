@@ -84,6 +84,14 @@ void dropin_acquire_abandon(struct dropin_conn *d);
 /* d's lease has been given back: its control connection no longer counts it. */
 void dropin_lease_gone(struct dropin_conn *d);
 
+/*
+ * A fresh lease into d's PGconn (PQreset()): what it holds goes back first,
+ * then the PGconn is reconnected to the adoption listener and the new
+ * session adopted into it (blocking, up to the acquire's timeout). d is
+ * READY, or FAILED (CONNECTION_BAD) with the reason in d->error.
+ */
+void dropin_reset(struct dropin_conn *d);
+
 /* One line saying why an acquire for t failed with err (forkpool's reason), into buf. */
 void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,
                           size_t cap);

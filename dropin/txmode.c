@@ -135,6 +135,14 @@ static int placeholder_fd(void)
  */
 static __thread unsigned tx_inside;
 
+void txmode_suspend(bool on)
+{
+        if (on)
+                tx_inside++;
+        else
+                tx_inside--;
+}
+
 /* The entry of a transaction-mode connection, or NULL (also inside an entry point). */
 static struct dropin_conn *tx_find(const PGconn *conn)
 {
@@ -215,7 +223,7 @@ static uint32_t stmt_persist(const char *s, const char *end)
                                : TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         }
         if (word_is(s, "reset"))
-                return TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
+                return 0; /* back to the session's defaults: PHP's pg_pconnect() sends RESET ALL */
         if (word_is(s, "listen"))
                 return TX_PERSIST(FP_DIRTY_LISTEN, FP_PIN_LISTEN);
         if (word_is(s, "prepare"))
@@ -501,6 +509,20 @@ static int tx_install(struct dropin_conn *d, forkpool_lease *lease)
         return 0;
 }
 
+/*
+ * A connection whose last reset found no session (the database down): tries
+ * again. Returns 0 (connected, idle) or -ECONNRESET with d->tx->error set.
+ */
+static int tx_recover(struct dropin_conn *d)
+{
+        dropin_reset(d);
+        if (d->tx && FP_REAL(PQstatus)(d->conn) == CONNECTION_OK)
+                return 0;
+        if (d->tx)
+                snprintf(d->tx->error, sizeof(d->tx->error), "%s", d->error);
+        return -ECONNRESET;
+}
+
 /* Makes sure d holds a session. Returns 0, or a negative errno with d->tx->error set. */
 static int tx_lease(struct dropin_conn *d)
 {
@@ -513,6 +535,8 @@ static int tx_lease(struct dropin_conn *d)
                 return -EPROTO;
         if (tx->pending)
                 (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
+                return -ECONNRESET;
         if (d->lease)
                 return 0;
         forkpool *fp = dropin_main_handle(d->target.socket, &r);
@@ -571,6 +595,12 @@ static void tx_settle(struct dropin_conn *d)
         forkpool_lease *lease = d->lease;
         if (!lease || d->pid != getpid())
                 return;
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD) {
+                /* The session died (a server restart): it goes back as such, and the PGconn
+                 * gets a fresh session now, so the next transaction works. */
+                dropin_reset(d);
+                return;
+        }
         uint32_t fresh = lease->dirty & ~tx->dirty_known;
         uint32_t reasons = 0;
         if ((tx->persist & TX_UNSEEN) && !tx->failed)
@@ -643,6 +673,8 @@ static int tx_begin_send(struct dropin_conn *d, const char *sql)
                 return -EPROTO;
         if (tx->pending)
                 (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
+                return -ECONNRESET;
         if (d->lease)
                 return tx_begin(d, sql);
         forkpool *fp = dropin_main_handle(d->target.socket, &r);

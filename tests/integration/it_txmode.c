@@ -182,7 +182,6 @@ static void test_pins(void)
         } pins[] = {
                 {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms", "SET"},
                 {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB", "SET"},
-                {"RESET search_path", "SELECT 'reset'", "reset", "SET"},
                 {"LISTEN it_txmode_channel",
                  "SELECT count(*) FROM pg_listening_channels() WHERE pg_listening_channels = "
                  "'it_txmode_channel'",
@@ -244,6 +243,8 @@ static void test_pins(void)
                 "SELECT set_config('work_mem', '9MB', true)",
                 "BEGIN; DECLARE it_txmode_c2 CURSOR FOR SELECT 1; COMMIT",
                 "SELECT pg_advisory_xact_lock(77)",
+                "RESET ALL", /* PHP's pg_pconnect() sends it on every reuse */
+                "RESET search_path",
                 "SELECT 'SET x = 1', 'LISTEN y'",
                 "CREATE TABLE IF NOT EXISTS it_txmode_perm (v int); DROP TABLE it_txmode_perm",
         };
@@ -451,6 +452,31 @@ static void test_cancel(void)
         stop();
 }
 
+/* Sessions that died while the connection was idle (a server restart): one error, then it works. */
+static void test_dead_session(void)
+{
+        start("it_txmode_dead", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *admin = itest_admin();
+        PGconn *c = connect_ok();
+        int before = atoi(itest_query(c, "SELECT pg_backend_pid()"));
+        CHECK(itest_admin_long(admin, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                      "pg_stat_activity WHERE application_name = "
+                                      "'it_txmode_dead'") >= 1);
+        usleep(300000); /* whether forkpoold notices first or the next lease finds it dead */
+        PGresult *res = PQexec(c, "SELECT 1");
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_FATAL_ERROR)
+                CHECK_MSG(PQstatus(c) == CONNECTION_OK, "the PGconn broke with its session: %s",
+                          PQerrorMessage(c));
+        int after = atoi(itest_query(c, "SELECT pg_backend_pid()"));
+        CHECK(after != before && after == PQbackendPID(c));
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        PQfinish(admin);
+        stop();
+}
+
 /* A PQsend* that must wait for a session does not block: PQsocket() wakes when it comes. */
 static void test_send_waits_without_blocking(void)
 {
@@ -556,6 +582,7 @@ int main(void)
         test_cancel();
         test_nonblocking();
         test_send_waits_without_blocking();
+        test_dead_session();
         printf("it_txmode: all passed\n");
         return 0;
 }
