@@ -57,6 +57,7 @@ FP_REALPQ_DECLARE(PQresultStatus);
 FP_REALPQ_DECLARE(PQclear);
 FP_REALPQ_DECLARE(PQconsumeInput);
 FP_REALPQ_DECLARE(PQflush);
+FP_REALPQ_DECLARE(PQsetSingleRowMode);
 
 /* A named protocol-level statement the application prepared on the connection. */
 struct tx_statement {
@@ -1325,6 +1326,15 @@ DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
         if (d)
                 tx_settle(d); /* the release point of an asynchronous command */
         return NULL;
+}
+
+DROPIN_EXPORT int PQsetSingleRowMode(PGconn *conn)
+{
+        /* Only right after a command has gone out: a pending one goes out first. */
+        struct dropin_conn *d = tx_find(conn);
+        if (d && d->tx->pending)
+                (void)tx_pending_complete(d, true);
+        return FP_REAL(PQsetSingleRowMode)(conn);
 }
 
 DROPIN_EXPORT int PQconsumeInput(PGconn *conn)

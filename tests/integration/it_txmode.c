@@ -573,6 +573,19 @@ static void test_send_waits_without_blocking(void)
         CHECK(PQgetResult(c) == NULL);
         CHECK(PQsocket(c) == sock);
         CHECK(wait_checked_out(0) == 0);
+        /* Single-row mode right after a command that waits for its session. */
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendQuery(c, "SELECT generate_series(1, 3)") == 1);
+        int64_t t1 = itest_now_ms();
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(PQsetSingleRowMode(c) == 1);
+        int rows = 0;
+        while ((res = PQgetResult(c))) {
+                rows += PQresultStatus(res) == PGRES_SINGLE_TUPLE;
+                PQclear(res);
+        }
+        CHECK_MSG(rows == 3, "%d single rows", rows);
+        CHECK(itest_now_ms() - t1 < 5000);
         /* A prepared statement sent while waiting, then run. */
         exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
         CHECK(PQsendPrepare(c, "twice", "SELECT $1::int * 2", 1, NULL) == 1);
