@@ -223,8 +223,23 @@ static bool stmt_has(const char *s, const char *end, const char *needle)
 /* What one statement, [s, end), may leave in the session beyond its transaction. */
 static uint32_t stmt_persist(const char *s, const char *end)
 {
-        while (s < end && isspace((unsigned char)*s))
-                s++;
+        for (;;) {
+                while (s < end && isspace((unsigned char)*s))
+                        s++;
+                if (s + 1 < end && s[0] == '/' && s[1] == '*') {
+                        const char *close = s + 2;
+                        while (close + 1 < end && !(close[0] == '*' && close[1] == '/'))
+                                close++;
+                        if (close + 1 >= end)
+                                return TX_ALL; /* an unterminated comment: no telling */
+                        s = close + 2;
+                } else if (s + 1 < end && s[0] == '-' && s[1] == '-') {
+                        while (s < end && *s != '\n')
+                                s++;
+                } else {
+                        break;
+                }
+        }
         if (s >= end)
                 return 0;
         if (word_is(s, "set")) {
@@ -255,11 +270,24 @@ static uint32_t stmt_persist(const char *s, const char *end)
                                ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN
                                : 0;
         }
-        if (word_is(s, "alter") || word_is(s, "drop") || word_is(s, "discard") ||
-            word_is(s, "deallocate") || word_is(s, "unlisten") || word_is(s, "begin") ||
-            word_is(s, "commit") || word_is(s, "rollback") || word_is(s, "end") ||
-            word_is(s, "start") || word_is(s, "savepoint") || word_is(s, "release"))
-                return 0;
+        static const char *const ends_with_transaction[] = {
+                "alter", "drop",   "discard",  "deallocate", "unlisten",  "begin",   "commit",
+                "abort", "start",  "rollback", "end",        "savepoint", "release", "truncate",
+                "grant", "revoke", "comment",  "analyze",    "vacuum",    "lock",    "notify",
+        };
+        static const char *const queries[] = {
+                "select", "with",    "values",  "insert", "update", "delete", "merge", "table",
+                "show",   "explain", "execute", "fetch",  "move",   "close",  "copy",  "call",
+        };
+        for (size_t i = 0; i < sizeof(ends_with_transaction) / sizeof(ends_with_transaction[0]);
+             i++)
+                if (word_is(s, ends_with_transaction[i]))
+                        return 0;
+        bool query = false;
+        for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]) && !query; i++)
+                query = word_is(s, queries[i]);
+        if (!query)
+                return TX_ALL; /* a statement not known here: what the tracker sees pins */
         /* A query: session advisory locks and set_config(…, false) show in its text. */
         uint32_t p = 0;
         if (stmt_has(s, end, "pg_advisory_lock") || stmt_has(s, end, "pg_try_advisory_lock"))

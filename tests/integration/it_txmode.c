@@ -201,6 +201,7 @@ static void test_pins(void)
                 {"BEGIN; DECLARE it_txmode_c CURSOR WITH HOLD FOR SELECT 11; COMMIT",
                  "FETCH it_txmode_c", "11", "WITH HOLD cursor"},
                 {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded", "LOAD"},
+                {"/* a comment */ SET work_mem = '3MB'", "SHOW work_mem", "3MB", "SET"},
         };
         char *json = malloc(1 << 16);
         CHECK(json);
@@ -251,6 +252,8 @@ static void test_pins(void)
                 "RESET ALL", /* PHP's pg_pconnect() sends it on every reuse */
                 "RESET search_path",
                 "SELECT 'SET x = 1', 'LISTEN y'",
+                "-- SET x = 1\nSELECT 1",
+                "/* LISTEN y */ SELECT 2",
                 "CREATE TABLE IF NOT EXISTS it_txmode_perm (v int); DROP TABLE it_txmode_perm",
         };
         PGconn *c = connect_ok();
