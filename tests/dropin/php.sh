@@ -148,7 +148,7 @@ dt_sampler_start "$APP"
 timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "${TARGETS[@]}" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
 dt_sampler_stop
-dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2))
+dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2)) php
 dt_check_cap "$CAP" "$((CHILDREN * 2))"
 # pg_host() (PQhost) says what the page asked for.
 if dt_dropin; then want_host=$(dt_dir sup); else want_host=$FORKPOOL_TEST_PG_SOCKET_DIR; fi
