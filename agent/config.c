@@ -36,6 +36,7 @@ void fp_pool_config_defaults(struct fp_pool_config *pc, const char *name, int li
         pc->connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
         pc->reset_mode = FP_RESET_ROLLBACK;
         pc->pool_class = FP_POOL_QUEUE;
+        pc->pool_mode = FP_POOL_MODE_SESSION;
         pc->recycle_ms = -1;
         pc->affinity = true;
         pc->line = line;

@@ -208,6 +208,19 @@ static int key_poolclass(struct config_loader *ld, const char *v, char *reason, 
         return -EINVAL;
 }
 
+static int key_pool_mode(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+
+        for (uint32_t m = 0; m < FP_POOL_MODE_MAX; m++)
+                if (strcmp(v, fp_pool_mode_name(m)) == 0) {
+                        ld->pool->pool_mode = (enum fp_pool_mode)m;
+                        return 0;
+                }
+        config_err(reason, len, "expected session or transaction, not '%s'", config_quote(v, q));
+        return -EINVAL;
+}
+
 static int key_pool_recycle(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_seconds_or_off(v, &ld->pool->recycle_ms, reason, len);
@@ -309,6 +322,7 @@ static const struct config_key pool_keys[] = {
         {"connect_timeout", key_connect_timeout},
         {"reset_on_return", key_reset_on_return},
         {"poolclass", key_poolclass},
+        {"pool_mode", key_pool_mode},
         {"pool_recycle", key_pool_recycle},
         {"pool_pre_ping", key_pool_pre_ping},
         {"pool_use_lifo", key_pool_use_lifo},

@@ -69,6 +69,14 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                         problem = "connect_timeout: must be more than 0 seconds";
                 else if (pc->reset_mode > FP_RESET_AUTO)
                         problem = "reset_on_return: invalid";
+                else if (pc->pool_mode == FP_POOL_MODE_TRANSACTION &&
+                         strcmp(pc->url.scheme, "postgresql") != 0)
+                        problem = "pool_mode: transaction needs a PostgreSQL pool (the libpq "
+                                  "drop-in is what leases by transaction)";
+                else if (pc->pool_mode == FP_POOL_MODE_TRANSACTION &&
+                         pc->pool_class == FP_POOL_PROCESS)
+                        problem = "pool_mode: transaction does not go with poolclass = process "
+                                  "(one connection kept per process)";
                 if (problem) {
                         config_err(err, errlen, "%s%s in [pool %s]", where, problem, pc->name);
                         return -EINVAL;

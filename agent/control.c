@@ -325,6 +325,16 @@ static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *
                              client->pid, (unsigned long long)msg->lease_id);
 }
 
+/* The holder's report that its session is pinned (the drop-in's transaction mode). No reply. */
+static void handle_pin(struct fp_client *client, const struct fp_msg_pin *msg)
+{
+        if (fp_supervisor_pin(client->sup, client, client->pid, msg->lease_id, msg->reasons) ==
+            -ESRCH)
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d pinned lease %#llx, which it does not hold: ignored",
+                             client->pid, (unsigned long long)msg->lease_id);
+}
+
 static void handle_admin(struct fp_client *client, const struct fp_msg_admin *msg)
 {
         struct fp_msg_admin_ok reply;
@@ -395,6 +405,9 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 break;
         case FP_OP_CANCEL:
                 handle_cancel(client, buf);
+                break;
+        case FP_OP_PIN:
+                handle_pin(client, buf);
                 break;
         default:
                 warn_limited(client->sup, WARN_MALFORMED,

@@ -309,6 +309,7 @@ static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_
 {
         *ret = (struct fp_pool_params){
                 .pool_class = cfg->pool_class,
+                .pool_mode = cfg->pool_mode,
                 .pool_size = cfg->pool_size,
                 .max_overflow = cfg->max_overflow,
                 .timeout_ms = cfg->timeout_ms,
@@ -564,6 +565,21 @@ int fp_supervisor_cancel(struct fp_supervisor *sup, struct fp_client *client, pi
         else
                 log_debug("pool %s: cancelling the query of backend %d for pid %d", sp->cfg.name,
                           rec->backend_pid, pid);
+        return 0;
+}
+
+int fp_supervisor_pin(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                      uint64_t lease_id, uint32_t reasons)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
+        char why[160];
+
+        if (!rec || rec->holder != client)
+                return -ESRCH;
+        log_debug("pool %s: pid %d pins backend %d (%s)", sp->cfg.name, pid, rec->backend_pid,
+                  fp_pin_reasons_text(reasons, why, sizeof(why)));
+        fp_pool_set_pin(&sp->pool, rec, reasons);
         return 0;
 }
 

@@ -160,6 +160,14 @@ int fp_supervisor_release(struct fp_supervisor *sup, struct fp_client *client, p
                           uint64_t lease_id, const struct fp_release_info *info);
 
 /*
+ * Records that client (pid) pinned the session of its lease lease_id, and
+ * why (enum fp_pin_reason), for forkpoolctl (FP_OP_PIN). Returns 0, or
+ * -ESRCH if client holds no such lease.
+ */
+int fp_supervisor_pin(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                      uint64_t lease_id, uint32_t reasons);
+
+/*
  * Asks the driver to cancel what the lease lease_id that client (pid) holds
  * is running (FP_OP_CANCEL); never blocks. A driver whose workers cancel by
  * themselves is not asked; a failure is logged. Returns 0, or -ESRCH if

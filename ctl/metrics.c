@@ -158,9 +158,9 @@ static void ctl_print_metrics(const struct ctl_status *st, const char *only_pool
                 if (!ctl_pool_selected(&st->pools[i], only_pool))
                         continue;
                 ctl_prom_sample_start("pool_info", p);
-                printf(",class=\"%s\",database=\"%s\",reset_on_return=\"%s\"} 1\n",
+                printf(",class=\"%s\",database=\"%s\",reset_on_return=\"%s\",pool_mode=\"%s\"} 1\n",
                        fp_pool_class_name(p->pool_class), ctl_db_kind_name(p->db_kind),
-                       ctl_reset_mode_name(p->reset_mode));
+                       ctl_reset_mode_name(p->reset_mode), fp_pool_mode_name(p->pool_mode));
         }
 
         for (size_t m = 0; m < sizeof(ctl_metrics) / sizeof(ctl_metrics[0]); m++) {

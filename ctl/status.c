@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto.h"
+
 /* SQLAlchemy's status() line for the pool's class (QueuePool's character for character). */
 static void ctl_print_status_line(const struct fp_shm_pool *p)
 {
@@ -28,14 +30,16 @@ static void ctl_print_status_line(const struct fp_shm_pool *p)
 
 static void ctl_print_slot_text(uint32_t index, const struct fp_shm_slot *s, uint64_t now_usec)
 {
-        char holder[16], held[32], backend[16], age[32];
+        char holder[16], held[32], backend[16], age[32], why[160];
         uint64_t checkout = s->state == FP_SLOT_LEASED ? s->last_checkout_usec : 0;
+        bool pinned = s->state == FP_SLOT_LEASED && s->pin_reasons;
 
-        printf("%4" PRIu32 "  %-10s  %7s  %8s  %7s  %8s\n", index, fp_slot_state_name(s->state),
+        printf("%4" PRIu32 "  %-10s  %7s  %8s  %7s  %8s%s%s\n", index, fp_slot_state_name(s->state),
                ctl_fmt_pid(holder, sizeof(holder), s->holder_pid),
                ctl_fmt_age(held, sizeof(held), checkout, now_usec),
                ctl_fmt_pid(backend, sizeof(backend), s->backend_pid),
-               ctl_fmt_age(age, sizeof(age), s->connect_usec, now_usec));
+               ctl_fmt_age(age, sizeof(age), s->connect_usec, now_usec), pinned ? "  pinned: " : "",
+               pinned ? fp_pin_reasons_text(s->pin_reasons, why, sizeof(why)) : "");
 }
 
 static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec)
@@ -43,9 +47,10 @@ static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec
         const struct fp_shm_pool *p = &v->pool;
         const struct fp_shm_counters *c = &p->counters;
 
-        printf("pool %s (%s, %s, max_overflow %" PRId32 ", timeout %g s, reset %s)\n", p->name,
-               ctl_db_kind_name(p->db_kind), fp_pool_class_name(p->pool_class), p->max_overflow,
-               p->timeout_ms / 1000.0, ctl_reset_mode_name(p->reset_mode));
+        printf("pool %s (%s, %s, max_overflow %" PRId32 ", timeout %g s, reset %s, pool_mode %s)\n",
+               p->name, ctl_db_kind_name(p->db_kind), fp_pool_class_name(p->pool_class),
+               p->max_overflow, p->timeout_ms / 1000.0, ctl_reset_mode_name(p->reset_mode),
+               fp_pool_mode_name(p->pool_mode));
         ctl_print_status_line(p);
         printf("acquires=%" PRIu64 " releases=%" PRIu64 " timeouts=%" PRIu64 " connects=%" PRIu64
                " connect_failures=%" PRIu64 " invalidations=%" PRIu64 " reclaims=%" PRIu64
@@ -119,6 +124,14 @@ static struct json_object *ctl_slot_json(uint32_t index, const struct fp_shm_slo
                                                 s->last_checkout_usec, now_usec)));
         else
                 ok = ok && ctl_json_add_null(obj, "held_for");
+        if (s->state == FP_SLOT_LEASED && s->pin_reasons) {
+                char why[160];
+                ok = ok && ctl_json_add(obj, "pin_reason",
+                                        json_object_new_string(fp_pin_reasons_text(
+                                                s->pin_reasons, why, sizeof(why))));
+        } else {
+                ok = ok && ctl_json_add_null(obj, "pin_reason");
+        }
         if (!ok) {
                 json_object_put(obj);
                 return NULL;
@@ -181,6 +194,8 @@ static struct json_object *ctl_pool_json(const struct ctl_pool_view *v, uint64_t
         ok = ok && ctl_json_add(obj, "timeout", ctl_json_seconds((int64_t)p->timeout_ms * 1000));
         ok = ok && ctl_json_add(obj, "reset_on_return",
                                 json_object_new_string(ctl_reset_mode_name(p->reset_mode)));
+        ok = ok && ctl_json_add(obj, "pool_mode",
+                                json_object_new_string(fp_pool_mode_name(p->pool_mode)));
         ok = ok && ctl_json_add(obj, "checked_in", json_object_new_int(p->checked_in));
         ok = ok && ctl_json_add(obj, "checked_out", json_object_new_int(p->checked_out));
         ok = ok && ctl_json_add(obj, "overflow", json_object_new_int(p->overflow));

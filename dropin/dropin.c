@@ -33,9 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
+#include "dropin.h"
 #include "pg_cache.h"
 #include "internal.h"
 #include "pgadopt.h"
@@ -45,29 +47,6 @@
 
 #define DROPIN_EXPORT __attribute__((visibility("default")))
 
-enum dropin_state {
-        DROPIN_ADOPTING, /* inside the drop-in's own calls into libpq: pass through */
-        DROPIN_PENDING,  /* an acquire is on its way; PQsocket() shows its control connection */
-        DROPIN_READY,    /* leased and adopted */
-        DROPIN_FAILED,   /* refused: CONNECTION_BAD, error says why */
-};
-
-struct dropin_conn {
-        struct dropin_conn *next; /* in its hash bucket */
-        PGconn *conn;
-        pid_t pid; /* the process that made it */
-        enum dropin_state state;
-        forkpool_lease *lease;    /* while READY */
-        struct wait_handle *wait; /* the control connection a non-blocking connect waited on */
-        bool wait_leased;         /* its lease came on it (and is counted there) */
-        uint32_t request_id;      /* the pending acquire's, on wait */
-        int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
-        struct fp_pg_adoption adoption; /* while PENDING */
-        bool foreign_events;            /* the application registered an event procedure */
-        struct dropin_target target;
-        char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
-};
-
 /* --- the table of the drop-in's connections --- */
 
 #define BUCKETS 1024
@@ -75,6 +54,16 @@ struct dropin_conn {
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dropin_conn *table[BUCKETS];
 static atomic_size_t table_count; /* lets the common case (no forkpool connection) skip the lock */
+
+/*
+ * Moves at every change of the table. Each thread remembers its last
+ * look-up (a PGconn is used by one thread at a time, and transaction mode
+ * looks its connection up at every call): valid while this has not moved.
+ */
+static atomic_uint_least64_t table_generation;
+static __thread const PGconn *last_conn;
+static __thread struct dropin_conn *last_found;
+static __thread uint64_t last_generation;
 
 static size_t bucket_of(const PGconn *conn)
 {
@@ -89,19 +78,25 @@ static void table_add(struct dropin_conn *d)
         d->next = table[b];
         table[b] = d;
         atomic_fetch_add(&table_count, 1);
+        atomic_fetch_add(&table_generation, 1);
         pthread_mutex_unlock(&table_lock);
 }
 
-/* The entry of conn, or NULL. The entry stays valid while conn is the caller's. */
-static struct dropin_conn *table_find(const PGconn *conn)
+struct dropin_conn *dropin_find(const PGconn *conn)
 {
         struct dropin_conn *d;
         if (!conn || atomic_load_explicit(&table_count, memory_order_relaxed) == 0)
                 return NULL;
+        uint64_t generation = atomic_load_explicit(&table_generation, memory_order_acquire);
+        if (conn == last_conn && generation == last_generation)
+                return last_found;
         pthread_mutex_lock(&table_lock);
         for (d = table[bucket_of(conn)]; d && d->conn != conn; d = d->next)
                 ;
         pthread_mutex_unlock(&table_lock);
+        last_conn = conn;
+        last_found = d;
+        last_generation = generation;
         return d;
 }
 
@@ -116,6 +111,7 @@ static struct dropin_conn *table_remove(const PGconn *conn)
                         d = *p;
                         *p = d->next;
                         atomic_fetch_sub(&table_count, 1);
+                        atomic_fetch_add(&table_generation, 1);
                         break;
                 }
         pthread_mutex_unlock(&table_lock);
@@ -137,7 +133,7 @@ struct main_handle {
 static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct main_handle *handles;
 
-static forkpool *main_handle(const char *socket, int *ret_error)
+forkpool *dropin_main_handle(const char *socket, int *ret_error)
 {
         struct main_handle *h;
         int r = 0;
@@ -191,8 +187,32 @@ static struct wait_handle *wait_handles; /* under handles_lock */
 #define IDLE_HANDLES_MAX 8
 
 /* Closes h (forkpoold drops an acquire still queued on it). Called with handles_lock held. */
+/*
+ * When forkpoold last refused this process a control connection
+ * (max_connections_per_pid, _per_uid), CLOCK_MONOTONIC ms, 0: not lately.
+ * Until one of the process's own closes, or OPEN_RETRY_MS pass, no new one
+ * is tried (each try is a connect and a refusal on forkpoold's loop): the
+ * acquire shares one or waits in the process. Under handles_lock.
+ */
+static int64_t open_refused_ms;
+#define OPEN_RETRY_MS 100
+
+static int64_t monotonic_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether forkpoold refused a connection for the number of them (not for another reason). */
+static bool open_refused_for_count(int r)
+{
+        return r == -EMFILE || r == -ENFILE || r == -EAGAIN || r == -EUSERS;
+}
+
 static void wait_handle_close(struct wait_handle *h)
 {
+        open_refused_ms = 0; /* one fewer: a new one may be accepted */
         for (struct wait_handle **p = &wait_handles; *p; p = &(*p)->next)
                 if (*p == h) {
                         *p = h->next;
@@ -265,9 +285,15 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 if (!shared)
                         shared = h;
         }
-        if (!h) {
+        bool refused_lately = open_refused_ms && monotonic_ms() - open_refused_ms < OPEN_RETRY_MS;
+        if (!h && refused_lately) {
+                h = shared;
+                r = h ? 0 : -EMFILE;
+        } else if (!h) {
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
+                if (open_refused_for_count(r))
+                        open_refused_ms = monotonic_ms();
                 if (r < 0) {
                         free(h);
                         h = shared;
@@ -330,6 +356,7 @@ static void atfork_child(void)
         /* Threads of the parent may have held these at fork; they are not here. */
         pthread_mutex_init(&table_lock, NULL);
         pthread_mutex_init(&handles_lock, NULL);
+        open_refused_ms = 0; /* the parent's count is not the child's */
         dropin_cancel_atfork_child();
         fp_pg_cache_atfork_child();
 }
@@ -342,8 +369,8 @@ __attribute__((constructor(102))) static void dropin_init(void)
 /* --- errors --- */
 
 /* One line saying why an acquire failed, for PQerrorMessage(). */
-static void acquire_error_text(const struct dropin_target *t, forkpool *fp, int err, char *buf,
-                               size_t cap)
+void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,
+                          size_t cap)
 {
         const char *detail = forkpool_last_error();
         forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
@@ -511,24 +538,20 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                 d->state = DROPIN_FAILED;
                 return -EINVAL;
         }
+        /* A pool in transaction mode: the session goes back until the first command. */
+        (void)txmode_connected(d);
         return 0;
 }
 
-/* A blocking lease into d (its PGconn made now, or d->adoption begun on it). */
-/*
- * A blocking acquire for d on a control connection no other acquire uses
- * right now (on the process's main one if forkpoold allows it no more); a
- * lease is counted on its connection (d->wait).
- */
-static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
-                            forkpool_lease **ret)
+int dropin_acquire(struct dropin_conn *d, forkpool *main, int timeout_ms, uint64_t prefer,
+                   forkpool_lease **ret)
 {
         int r;
         struct wait_handle *h = wait_handle_get(d->target.socket, false, &r);
         if (!h)
                 return main ? forkpool_acquire(main, d->target.pool, timeout_ms, ret) : r;
         /* A session whose PGconn this process still has, if forkpoold can give it. */
-        fp_prefer_lease(h->fp, d->target.pool, fp_pg_cache_preferred(d->target.pool));
+        fp_prefer_lease(h->fp, d->target.pool, prefer);
         r = forkpool_acquire(h->fp, d->target.pool, timeout_ms, ret);
         wait_handle_answered(h, r >= 0);
         if (r >= 0) {
@@ -538,17 +561,70 @@ static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_m
         return r;
 }
 
+void dropin_lease_gone(struct dropin_conn *d)
+{
+        if (d->wait && d->wait_leased)
+                wait_handle_lease_done(d->wait);
+        d->wait = NULL;
+        d->wait_leased = false;
+}
+
+int dropin_acquire_send(struct dropin_conn *d, int timeout_ms, uint64_t prefer)
+{
+        int r;
+        d->wait = wait_handle_get(d->target.socket, true, &r);
+        if (!d->wait)
+                return r;
+        fp_prefer_lease(d->wait->fp, d->target.pool, prefer);
+        int fd = fp_acquire_send(d->wait->fp, d->target.pool, timeout_ms, &d->request_id);
+        if (fd < 0) {
+                wait_handle_answered(d->wait, false);
+                d->wait = NULL;
+        }
+        d->wait_leased = false;
+        return fd;
+}
+
+int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error, size_t cap)
+{
+        int r = fp_acquire_recv(d->wait->fp, d->request_id, d->target.pool, ret);
+        if (r == -EAGAIN)
+                return r;
+        if (r < 0)
+                dropin_acquire_error(&d->target, d->wait->fp, r, error, cap);
+        wait_handle_answered(d->wait, r >= 0);
+        if (r >= 0)
+                d->wait_leased = true;
+        else
+                d->wait = NULL;
+        return r;
+}
+
+void dropin_acquire_abandon(struct dropin_conn *d)
+{
+        if (d->wait && !d->wait_leased)
+                wait_handle_abandon(d->wait, d->request_id);
+        d->wait = NULL;
+}
+
+/* A blocking acquire for d, asking for a session whose PGconn this process keeps. */
+static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
+                            forkpool_lease **ret)
+{
+        return dropin_acquire(d, main, timeout_ms, fp_pg_cache_preferred(d->target.pool), ret);
+}
+
 static void lease_blocking(struct dropin_conn *d)
 {
         char text[512];
         forkpool_lease *lease;
         int r;
 
-        forkpool *fp = main_handle(d->target.socket, &r);
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
         if (fp)
                 r = acquire_parallel(d, fp, d->target.timeout_ms, &lease);
         if (r < 0) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -566,9 +642,9 @@ static void lease_nonblocking(struct dropin_conn *d)
         forkpool_lease *lease;
         int r;
 
-        forkpool *fp = main_handle(d->target.socket, &r);
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
         if (!fp) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -581,7 +657,7 @@ static void lease_nonblocking(struct dropin_conn *d)
                 }
         }
         if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -595,7 +671,7 @@ static void lease_nonblocking(struct dropin_conn *d)
                 if (d->wait)
                         wait_handle_answered(d->wait, false);
                 d->wait = NULL;
-                acquire_error_text(&d->target, fp, control, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, control, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -639,7 +715,7 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
         close(d->libpq_fd);
         d->libpq_fd = -1;
         if (r < 0) {
-                acquire_error_text(&d->target, d->wait->fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, d->wait->fp, r, text, sizeof(text));
                 wait_handle_answered(d->wait, false);
                 d->wait = NULL;
                 fail_conn(d, text);
@@ -763,7 +839,7 @@ DROPIN_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const
 
 DROPIN_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d || d->state == DROPIN_ADOPTING)
                 return FP_REAL(PQconnectPoll)(conn);
         switch (d->state) {
@@ -806,7 +882,12 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
         }
         if (d->pid != fp_self_pid()) {
                 disown_in_child(d);
+                txmode_forget(d);
                 FP_REAL(PQfinish)(conn);
+        } else if (d->tx) {
+                txmode_finish(d);
+                drop_lease(d);
+                FP_REAL(PQfinish)(conn); /* its Terminate goes to an unconnected socket */
         } else if (d->state == DROPIN_READY && d->lease) {
                 /* Kept for its session's next lease here, or finished without a Terminate
                  * by forkpool_release(). */
@@ -828,7 +909,7 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
  * PQresetStart() reconnects it to the adoption listener and the new session
  * is adopted into it.
  */
-static void dropin_reset(struct dropin_conn *d)
+static void reset_lease(struct dropin_conn *d)
 {
         char text[512];
 
@@ -837,6 +918,7 @@ static void dropin_reset(struct dropin_conn *d)
                 disown_in_child(d);
                 d->pid = fp_self_pid();
         }
+        txmode_before_reset(d);
         if (d->state == DROPIN_READY && d->lease && d->lease->pg == d->conn) {
                 forkpool_lease *lease = d->lease;
                 d->lease = NULL;
@@ -861,9 +943,17 @@ static void dropin_reset(struct dropin_conn *d)
         lease_blocking(d);
 }
 
+void dropin_reset(struct dropin_conn *d)
+{
+        /* What libpq and the adoption call on the way (PQexec for client_encoding) is ours. */
+        txmode_suspend(true);
+        reset_lease(d);
+        txmode_suspend(false);
+}
+
 DROPIN_EXPORT void PQreset(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d) {
                 FP_REAL(PQreset)(conn);
                 return;
@@ -873,7 +963,7 @@ DROPIN_EXPORT void PQreset(PGconn *conn)
 
 DROPIN_EXPORT int PQresetStart(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetStart)(conn);
         /* The lease is taken at once (a reset is rare); PQresetPoll() reports the outcome. */
@@ -883,7 +973,7 @@ DROPIN_EXPORT int PQresetStart(PGconn *conn)
 
 DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetPoll)(conn);
         return d->state == DROPIN_READY ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
@@ -893,35 +983,36 @@ DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 
 DROPIN_EXPORT char *PQerrorMessage(const PGconn *conn)
 {
-        if (conn && FP_REAL(PQstatus)(conn) == CONNECTION_BAD) {
-                struct dropin_conn *d = table_find(conn);
-                if (d && d->error[0])
-                        return d->error;
-        }
+        struct dropin_conn *d = conn ? dropin_find(conn) : NULL;
+        if (d && d->error[0] && FP_REAL(PQstatus)(conn) == CONNECTION_BAD)
+                return d->error;
+        const char *tx_error = d ? txmode_error(d) : NULL;
+        if (tx_error)
+                return (char *)tx_error;
         return FP_REAL(PQerrorMessage)(conn);
 }
 
 DROPIN_EXPORT char *PQhost(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.host : FP_REAL(PQhost)(conn);
 }
 
 DROPIN_EXPORT char *PQhostaddr(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.hostaddr : FP_REAL(PQhostaddr)(conn);
 }
 
 DROPIN_EXPORT char *PQport(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.port : FP_REAL(PQport)(conn);
 }
 
 DROPIN_EXPORT char *PQpass(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.password : FP_REAL(PQpass)(conn);
 }
 
@@ -938,7 +1029,7 @@ static void option_set(PQconninfoOption *opt, const char *value)
 DROPIN_EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
 {
         PQconninfoOption *opts = FP_REAL(PQconninfo)(conn);
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d || !opts)
                 return opts;
         /* The adoption listener's values never show: what the application asked for does. */
@@ -967,7 +1058,7 @@ DROPIN_EXPORT int PQregisterEventProc(PGconn *conn, PGEventProc proc, const char
                                       void *passThrough)
 {
         /* A PGconn with the application's event procedure is never kept for reuse. */
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (d)
                 d->foreign_events = true;
         return FP_REAL(PQregisterEventProc)(conn, proc, name, passThrough);
@@ -981,7 +1072,7 @@ static PGPing dropin_ping(const struct dropin_target *t)
         int r;
         if (*t->refusal)
                 return PQPING_NO_ATTEMPT;
-        forkpool *fp = main_handle(t->socket, &r);
+        forkpool *fp = dropin_main_handle(t->socket, &r);
         if (!fp)
                 return r == -EACCES ? PQPING_REJECT : PQPING_NO_RESPONSE;
         r = forkpool_pool_state(fp, t->pool, &st);
@@ -1011,9 +1102,11 @@ DROPIN_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const
 
 DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQgetCancel)(conn);
+        if (d->tx && d->pid == fp_self_pid())
+                return txmode_get_cancel(d);
         if (d->state != DROPIN_READY || !d->lease || d->pid != fp_self_pid())
                 return NULL;
         return dropin_cancel_new(&d->lease->info);
@@ -1043,7 +1136,7 @@ DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
  */
 DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
 {
-        if (!table_find(conn))
+        if (!dropin_find(conn))
                 return FP_REAL(PQcancelCreate)(conn);
         errno = EOPNOTSUPP;
         return NULL;
@@ -1052,7 +1145,7 @@ DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
 
 DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQrequestCancel)(conn);
         return d->state == DROPIN_READY && d->lease && d->pid == fp_self_pid() &&

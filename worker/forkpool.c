@@ -936,6 +936,24 @@ static int lease_send_cancel(const forkpool_lease *lease)
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
+int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
+{
+        struct fp_msg_pin msg = {0};
+        forkpool *fp = lease->fp;
+        int r = -ECONNRESET;
+
+        if (!fp)
+                return r;
+        fp_msg_init(&msg.hdr, FP_OP_PIN, sizeof(msg), 0);
+        msg.lease_id = lease->lease_id;
+        msg.reasons = reasons;
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->fd >= 0 && fp->pid == getpid())
+                r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
+        pthread_mutex_unlock(&fp->io_lock);
+        return r;
+}
+
 FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease)
 {
         if (!lease)
@@ -1107,6 +1125,11 @@ int fp_release_unused(forkpool_lease *lease)
 
 PGconn *fp_release_keep_pg(forkpool_lease *lease)
 {
+        return fp_release_keep_pg_on(lease, -1);
+}
+
+PGconn *fp_release_keep_pg_on(forkpool_lease *lease, int placeholder)
+{
         struct fp_msg_release rel;
 
         if (!lease_is_ours(lease) || lease->db_kind == FP_DB_MYSQL)
@@ -1119,7 +1142,8 @@ PGconn *fp_release_keep_pg(forkpool_lease *lease)
         PGconn *conn = lease->pg;
         if (conn) {
                 /* No byte of ours reaches the session once it is given back. */
-                (void)fp_release_socket(PQsocket(conn));
+                if (placeholder < 0 || dup3(placeholder, PQsocket(conn), O_CLOEXEC) < 0)
+                        (void)fp_release_socket(PQsocket(conn));
                 fp_untrack_pg(lease);
                 lease->pg = NULL;
                 lease->fd = -1;
