@@ -337,6 +337,7 @@ static void config_pool_defaults(struct fp_pool_config *pc, const char *name, in
         pc->connect_timeout_ms = CONFIG_DEFAULT_CONNECT_TIMEOUT_MS;
         pc->reset_mode = FP_RESET_ROLLBACK;
         pc->pool_class = FP_POOL_QUEUE;
+        pc->pool_mode = FP_POOL_MODE_SESSION;
         pc->recycle_ms = -1;
         pc->affinity = true;
         pc->line = line;
@@ -723,6 +724,19 @@ static int key_poolclass(struct config_loader *ld, const char *v, char *reason, 
         return -EINVAL;
 }
 
+static int key_pool_mode(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+
+        for (uint32_t m = 0; m < FP_POOL_MODE_MAX; m++)
+                if (strcmp(v, fp_pool_mode_name(m)) == 0) {
+                        ld->pool->pool_mode = (enum fp_pool_mode)m;
+                        return 0;
+                }
+        config_err(reason, len, "expected session or transaction, not '%s'", config_quote(v, q));
+        return -EINVAL;
+}
+
 static int key_pool_recycle(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_seconds_or_off(v, &ld->pool->recycle_ms, reason, len);
@@ -824,6 +838,7 @@ static const struct config_key config_pool_keys[] = {
         {"connect_timeout", key_connect_timeout},
         {"reset_on_return", key_reset_on_return},
         {"poolclass", key_poolclass},
+        {"pool_mode", key_pool_mode},
         {"pool_recycle", key_pool_recycle},
         {"pool_pre_ping", key_pool_pre_ping},
         {"pool_use_lifo", key_pool_use_lifo},
@@ -1309,6 +1324,14 @@ int fp_config_validate(const struct fp_config *cfg, char *err, size_t errlen)
                         problem = "connect_timeout: must be more than 0 seconds";
                 else if (pc->reset_mode > FP_RESET_AUTO)
                         problem = "reset_on_return: invalid";
+                else if (pc->pool_mode == FP_POOL_MODE_TRANSACTION &&
+                         strcmp(pc->url.scheme, "postgresql") != 0)
+                        problem = "pool_mode: transaction needs a PostgreSQL pool (the libpq "
+                                  "drop-in is what leases by transaction)";
+                else if (pc->pool_mode == FP_POOL_MODE_TRANSACTION &&
+                         pc->pool_class == FP_POOL_PROCESS)
+                        problem = "pool_mode: transaction does not go with poolclass = process "
+                                  "(one connection kept per process)";
                 if (problem) {
                         config_err(err, errlen, "%s%s in [pool %s]", where, problem, pc->name);
                         return -EINVAL;

@@ -21,6 +21,7 @@
  *   pool_timeout = 30
  *   connect_timeout = 10
  *   reset_on_return = rollback
+ *   pool_mode = session
  *
  * Every error is one line naming file:line, the key and why.
  */
@@ -54,6 +55,7 @@ struct fp_pool_config {
         int connect_timeout_ms; /* default 10 s */
         enum fp_reset_mode reset_mode; /* default rollback */
         enum fp_pool_class pool_class; /* poolclass, default queue */
+        enum fp_pool_mode pool_mode;   /* default session; transaction: PostgreSQL only */
         int recycle_ms;                /* pool_recycle, default -1 (off) */
         bool pre_ping;                 /* pool_pre_ping, default false */
         bool use_lifo;                 /* pool_use_lifo, default false */

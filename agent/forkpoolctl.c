@@ -411,9 +411,10 @@ static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec
         const struct fp_shm_pool *p = &v->pool;
         const struct fp_shm_counters *c = &p->counters;
 
-        printf("pool %s (%s, %s, max_overflow %" PRId32 ", timeout %g s, reset %s)\n", p->name,
-               ctl_db_kind_name(p->db_kind), fp_pool_class_name(p->pool_class), p->max_overflow,
-               p->timeout_ms / 1000.0, ctl_reset_mode_name(p->reset_mode));
+        printf("pool %s (%s, %s, max_overflow %" PRId32 ", timeout %g s, reset %s, pool_mode %s)\n",
+               p->name, ctl_db_kind_name(p->db_kind), fp_pool_class_name(p->pool_class),
+               p->max_overflow, p->timeout_ms / 1000.0, ctl_reset_mode_name(p->reset_mode),
+               fp_pool_mode_name(p->pool_mode));
         ctl_print_status_line(p);
         printf("acquires=%" PRIu64 " releases=%" PRIu64 " timeouts=%" PRIu64 " connects=%" PRIu64
                " connect_failures=%" PRIu64 " invalidations=%" PRIu64 " reclaims=%" PRIu64
@@ -549,6 +550,8 @@ static struct json_object *ctl_pool_json(const struct ctl_pool_view *v, uint64_t
         ok = ok && ctl_json_add(obj, "timeout", ctl_json_seconds((int64_t)p->timeout_ms * 1000));
         ok = ok && ctl_json_add(obj, "reset_on_return",
                                 json_object_new_string(ctl_reset_mode_name(p->reset_mode)));
+        ok = ok && ctl_json_add(obj, "pool_mode",
+                                json_object_new_string(fp_pool_mode_name(p->pool_mode)));
         ok = ok && ctl_json_add(obj, "checked_in", json_object_new_int(p->checked_in));
         ok = ok && ctl_json_add(obj, "checked_out", json_object_new_int(p->checked_out));
         ok = ok && ctl_json_add(obj, "overflow", json_object_new_int(p->overflow));
@@ -835,9 +838,9 @@ static void ctl_print_metrics(const struct ctl_status *st, const char *only_pool
                 if (!ctl_pool_selected(&st->pools[i], only_pool))
                         continue;
                 ctl_prom_sample_start("pool_info", p);
-                printf(",class=\"%s\",database=\"%s\",reset_on_return=\"%s\"} 1\n",
+                printf(",class=\"%s\",database=\"%s\",reset_on_return=\"%s\",pool_mode=\"%s\"} 1\n",
                        fp_pool_class_name(p->pool_class), ctl_db_kind_name(p->db_kind),
-                       ctl_reset_mode_name(p->reset_mode));
+                       ctl_reset_mode_name(p->reset_mode), fp_pool_mode_name(p->pool_mode));
         }
 
         for (size_t m = 0; m < sizeof(ctl_metrics) / sizeof(ctl_metrics[0]); m++) {

@@ -1004,6 +1004,7 @@ void fp_pool_publish(struct fp_pool *pool)
 
         fp_segment_write_begin(shm);
         shm->pool_class = p->pool_class;
+        shm->pool_mode = p->pool_mode;
         shm->pool_size = pool->pool_size;
         shm->max_overflow = pool->max_overflow;
         shm->timeout_ms = p->timeout_ms;

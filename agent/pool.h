@@ -154,6 +154,7 @@ struct fp_pool_ops {
 struct fp_pool_params {
         char name[FP_SHM_POOL_NAME_MAX];
         enum fp_pool_class pool_class;
+        enum fp_pool_mode pool_mode; /* published for the drop-in; the pool itself ignores it */
         int pool_size;
         int max_overflow;
         int timeout_ms;

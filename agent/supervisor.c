@@ -355,6 +355,7 @@ static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_
 {
         *ret = (struct fp_pool_params){
                 .pool_class = cfg->pool_class,
+                .pool_mode = cfg->pool_mode,
                 .pool_size = cfg->pool_size,
                 .max_overflow = cfg->max_overflow,
                 .timeout_ms = cfg->timeout_ms,

@@ -501,6 +501,15 @@ const char *fp_pool_class_name(uint32_t pool_class)
         return pool_class < FP_POOL_CLASS_MAX ? names[pool_class] : "unknown";
 }
 
+const char *fp_pool_mode_name(uint32_t pool_mode)
+{
+        static const char *const names[FP_POOL_MODE_MAX] = {
+                [FP_POOL_MODE_SESSION] = "session",
+                [FP_POOL_MODE_TRANSACTION] = "transaction",
+        };
+        return pool_mode < FP_POOL_MODE_MAX ? names[pool_mode] : "unknown";
+}
+
 const char *fp_event_type_name(uint32_t type)
 {
         static const char *const names[FP_EV_TYPE_MAX] = {

@@ -48,6 +48,13 @@ enum fp_pool_class {
         FP_POOL_CLASS_MAX,
 };
 
+/* pool_mode: how the libpq drop-in leases for a connection of the pool. */
+enum fp_pool_mode {
+        FP_POOL_MODE_SESSION = 0, /* a lease per PQconnectdb, kept until PQfinish */
+        FP_POOL_MODE_TRANSACTION, /* a lease per transaction, the PGconn kept in between */
+        FP_POOL_MODE_MAX,
+};
+
 enum fp_event_type {
         FP_EV_CONNECT = 1,
         FP_EV_FIRST_CONNECT,
@@ -160,7 +167,8 @@ struct fp_shm_pool {
         int32_t leak_timeout_ms;
         int32_t max_lease_time_ms;
         uint32_t generation;
-        uint8_t reserved[32];
+        uint32_t pool_mode; /* enum fp_pool_mode; 0 (session) in older segments' reserved bytes */
+        uint8_t reserved[28];
         struct fp_shm_histogram wait_hist; /* how long acquires waited for their lease */
         struct fp_shm_histogram hold_hist; /* how long leases were held */
         uint8_t reserved2[32];
@@ -301,6 +309,9 @@ const char *fp_slot_state_name(uint32_t state);
 
 /* The configuration name of a pool class ("queue"), or "unknown". */
 const char *fp_pool_class_name(uint32_t pool_class);
+
+/* The configuration name of a pool_mode ("session", "transaction"), or "unknown". */
+const char *fp_pool_mode_name(uint32_t pool_mode);
 
 /* The name of an event type ("checkout"), or "unknown". */
 const char *fp_event_type_name(uint32_t type);

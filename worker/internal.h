@@ -136,6 +136,12 @@ int fp_attach_pg(struct forkpool_lease *lease, PGconn *conn);
 PGconn *fp_release_keep_pg(struct forkpool_lease *lease);
 
 /*
+ * fp_release_keep_pg(), with placeholder (a descriptor of the caller's, or
+ * -1 for the unconnected socket) dup3'ed under the PGconn instead.
+ */
+PGconn *fp_release_keep_pg_on(struct forkpool_lease *lease, int placeholder);
+
+/*
  * Gives back a lease that was never used (nothing was sent on its session):
  * the supervisor makes it idle again without a reset. Returns 0 or -ECHILD.
  */
@@ -164,6 +170,12 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
  * acquire's negative errno (forkpool_last_error() has the supervisor's text).
  */
 int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpool_lease **ret);
+
+/*
+ * The pool_mode (enum fp_pool_mode) of pool as the supervisor publishes it
+ * in its segment, or a negative errno (-ENOENT: no such pool). Never blocks.
+ */
+int fp_pool_mode(forkpool *fp, const char *pool);
 
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);

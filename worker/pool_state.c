@@ -132,3 +132,24 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
         pthread_mutex_unlock(&map_lock);
         return r < 0 ? r : -ENOENT;
 }
+
+int fp_pool_mode(forkpool *fp, const char *pool)
+{
+        struct fp_segment *seg;
+        struct fp_shm_pool p;
+        int r;
+
+        if (!fp || !pool)
+                return -EINVAL;
+        pthread_mutex_lock(&map_lock);
+        r = segment_for(fp, &seg);
+        for (uint32_t i = 0; r >= 0 && i < seg->hdr->pool_count; i++) {
+                r = fp_segment_snapshot(seg, i, &p, NULL, 0);
+                if (r < 0 || strcmp(p.name, pool) != 0)
+                        continue;
+                pthread_mutex_unlock(&map_lock);
+                return p.pool_mode < FP_POOL_MODE_MAX ? (int)p.pool_mode : FP_POOL_MODE_SESSION;
+        }
+        pthread_mutex_unlock(&map_lock);
+        return r < 0 ? r : -ENOENT;
+}

@@ -191,7 +191,7 @@ static void test_metrics(void)
         CHECK(out);
         snprintf(pool_lines, sizeof(pool_lines),
                  "pool_size = 3\nmax_overflow = 2\n\n[pool other]\nurl = %s\npool_size = 1\n"
-                 "max_overflow = 0\n",
+                 "max_overflow = 0\npool_mode = transaction\n",
                  itest_url("it_ctl_metrics"));
         itest_sup_start(&s, "it_ctl_metrics", pool_lines, NULL);
         CHECK_OK(forkpool_open(s.socket, &fp));
@@ -243,7 +243,10 @@ static void test_metrics(void)
         CHECK_SAMPLE(out, "forkpool_acquires_total{pool=\"other\"}", 1);
         CHECK(strstr(out,
                      "forkpool_pool_info{pool=\"main\",class=\"queue\",database=\"postgresql\","
-                     "reset_on_return=\"rollback\"} 1\n"));
+                     "reset_on_return=\"rollback\",pool_mode=\"session\"} 1\n"));
+        CHECK(strstr(out,
+                     "forkpool_pool_info{pool=\"other\",class=\"queue\",database=\"postgresql\","
+                     "reset_on_return=\"rollback\",pool_mode=\"transaction\"} 1\n"));
         double started = prom_value(out, "forkpool_start_time_seconds");
         CHECK_MSG(started > (double)now - 600 && started <= (double)now + 1, "started %f, now %ld",
                   started, (long)now);
@@ -252,6 +255,16 @@ static void test_metrics(void)
         CHECK(ctl(out, &s, "metrics other") == 0);
         check_prom_format(out);
         CHECK(strstr(out, "pool=\"other\"") && !strstr(out, "pool=\"main\""));
+
+        /* pool_mode in status, text and JSON. */
+        CHECK(ctl(out, &s, "status other") == 0);
+        CHECK_MSG(strstr(out, "reset rollback, pool_mode transaction)"), "%s", out);
+        CHECK(ctl(out, &s, "status main") == 0);
+        CHECK_MSG(strstr(out, "reset rollback, pool_mode session)"), "%s", out);
+        CHECK(ctl(out, &s, "status --json other") == 0);
+        CHECK_MSG(strstr(out, "\"pool_mode\":\"transaction\"") ||
+                          strstr(out, "\"pool_mode\": \"transaction\""),
+                  "%s", out);
 
         CHECK(ctl(out, &s, "metrics nosuch") == 1 && strstr(out, "no pool 'nosuch'"));
         CHECK(ctl(out, &s, "metrics main other") == 2 && strstr(out, "one POOL at most"));

@@ -629,6 +629,42 @@ static void test_quick_pool(void **state)
         fp_config_free(&cfg);
 }
 
+static void test_pool_mode(void **state)
+{
+        char err[FP_CONFIG_ERR_MAX];
+        struct fp_config cfg;
+
+        (void)state;
+        load_ok("[pool a]\nurl = " GOOD_URL "\n[pool b]\nurl = " GOOD_URL
+                "\npool_mode = transaction\n[pool c]\nurl = " GOOD_URL "\npool_mode = session\n",
+                &cfg);
+        assert_int_equal(fp_config_find_pool(&cfg, "a")->pool_mode, FP_POOL_MODE_SESSION);
+        assert_int_equal(fp_config_find_pool(&cfg, "b")->pool_mode, FP_POOL_MODE_TRANSACTION);
+        assert_int_equal(fp_config_find_pool(&cfg, "c")->pool_mode, FP_POOL_MODE_SESSION);
+        fp_config_free(&cfg);
+
+        load_fails("[pool main]\nurl = " GOOD_URL "\npool_mode = statement\n", 3,
+                   "pool_mode: expected session or transaction, not 'statement'");
+
+        /* The drop-in is libpq only: a MySQL pool cannot lease by transaction. */
+        assert_int_equal(load_text("[pool my]\nurl = mysql://app@/appdb\npool_mode = transaction\n",
+                                   &cfg, err, sizeof(err)),
+                         0);
+        assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "pool_mode: transaction needs a PostgreSQL pool"));
+        assert_non_null(strstr(err, "in [pool my]"));
+        assert_null(strchr(err, '\n'));
+        fp_config_free(&cfg);
+
+        assert_int_equal(load_text("[pool p]\nurl = " GOOD_URL
+                                   "\npoolclass = process\npool_mode = transaction\n",
+                                   &cfg, err, sizeof(err)),
+                         0);
+        assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "pool_mode: transaction does not go with poolclass = process"));
+        fp_config_free(&cfg);
+}
+
 static void test_validate(void **state)
 {
         char err[FP_CONFIG_ERR_MAX];
@@ -752,14 +788,14 @@ static void test_reset_mode(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_full_file),          cmocka_unit_test(test_defaults),
-                cmocka_unit_test(test_bad_values),         cmocka_unit_test(test_bad_urls),
-                cmocka_unit_test(test_structure_errors),   cmocka_unit_test(test_crlf_and_indent),
-                cmocka_unit_test(test_pool_names),         cmocka_unit_test(test_long_line),
-                cmocka_unit_test(test_decimals),           cmocka_unit_test(test_allow_ids),
-                cmocka_unit_test(test_missing_file),       cmocka_unit_test(test_quick_pool),
-                cmocka_unit_test(test_validate),           cmocka_unit_test(test_reset_mode),
-                cmocka_unit_test(test_password_file_mode),
+                cmocka_unit_test(test_full_file),        cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_bad_values),       cmocka_unit_test(test_bad_urls),
+                cmocka_unit_test(test_structure_errors), cmocka_unit_test(test_crlf_and_indent),
+                cmocka_unit_test(test_pool_names),       cmocka_unit_test(test_long_line),
+                cmocka_unit_test(test_decimals),         cmocka_unit_test(test_allow_ids),
+                cmocka_unit_test(test_missing_file),     cmocka_unit_test(test_quick_pool),
+                cmocka_unit_test(test_validate),         cmocka_unit_test(test_pool_mode),
+                cmocka_unit_test(test_reset_mode),       cmocka_unit_test(test_password_file_mode),
         };
 
         return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
