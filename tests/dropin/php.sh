@@ -177,6 +177,9 @@ done
 dt_sampler_start "$APP"
 timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "${TARGETS[@]}" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
+[[ -s $DT_TMP/load.json ]] ||
+  echo '{"good": 0, "codes": {}, "bodies_bad": ["no result: the load generator was stopped"], "pids": [], "apps": [], "hosts": [], "workers": 0}' \
+    >"$DT_TMP/load.json"
 dt_sampler_stop
 dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2))
 dt_check_cap "$CAP" "$((CHILDREN * 2))"
