@@ -18,6 +18,11 @@ Scenarios:
             statement) and half the processes prepare them in another order, so
             that psycopg's statement names mean different statements on
             different connections.
+  prepared  psycopg 3, prepare_threshold=0, a pool of 2: one connection's
+            transactions run on both sessions (another connection holds one of
+            them every other time); in each, the statement it just ran is
+            prepared on that session (pg_prepared_statements: a named
+            statement, once), and no statement error.
   pins      each state-creating command (session SET, LISTEN, SQL PREPARE,
             pg_advisory_lock, CREATE TEMP TABLE, DECLARE ... WITH HOLD, LOAD)
             pins the session: forkpoolctl shows the pin and its reason, the next
@@ -50,7 +55,8 @@ import time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg"])
-ap.add_argument("scenario", choices=["loop", "pins", "rollback", "exhausted", "restart"])
+ap.add_argument("scenario",
+                choices=["loop", "prepared", "pins", "rollback", "exhausted", "restart"])
 ap.add_argument("--ci", required=True)
 ap.add_argument("--ci-small", default=None)
 ap.add_argument("--direct-ci", required=True, help="straight to the server, never a lease")
@@ -184,11 +190,10 @@ def loop_queries(me):
         "reads": reads,
         "done": "update %s set state = 'done' where proc = %%s and seq = %%s and state = 'open' "
                 "returning %%s::text, pg_backend_pid(), txid_current()" % t,
-        "prepared": "select %s::text, count(*) from pg_prepared_statements where statement = %s",
     }
 
 
-def loop_txn(conn, me, seq, committed, Q, res, check_prepared=False):
+def loop_txn(conn, me, seq, committed, Q, res):
     """One transaction; returns True if it committed. Records violations in res."""
     def bad(what):
         if len(res["violations"]) < 5:
@@ -209,13 +214,6 @@ def loop_txn(conn, me, seq, committed, Q, res, check_prepared=False):
     if (echo, p, x) != (tok, pid, xid):
         bad("insert answered %r on backend %s xid %s, not %r on %s xid %s"
             % (echo, p, x, tok, pid, xid))
-    if check_prepared:
-        # The insert just ran as a prepared statement on this session: the
-        # session has it (under whatever name the drop-in gave it).
-        tok = token("%d-prep" % seq)
-        cur.execute(Q["prepared"], (tok, Q["insert"].replace("%s", "$%d") % (1, 2, 3)))
-        echo, n = cur.fetchone()
-        res["prepared_here"] = n
     for kind, sql in Q["reads"]:
         tok = token("%d-%s" % (seq, kind))
         cur.execute(sql, (tok, me))
@@ -242,8 +240,7 @@ def loop_txn(conn, me, seq, committed, Q, res, check_prepared=False):
 
 def loop_worker(me, barrier):
     res = {"me": me, "pid": os.getpid(), "committed": 0, "rolled_back": 0, "errors": [],
-           "pids": set(), "violations": [], "nviolations": 0, "barrier": False,
-           "prepared_here": None}
+           "pids": set(), "violations": [], "nviolations": 0, "barrier": False}
     conn = None
     Q = loop_queries(me)
     try:
@@ -259,8 +256,7 @@ def loop_worker(me, barrier):
             res["errors"].append("barrier: %s" % exc_text(e))
         for seq in range(1, args.txns):
             try:
-                if loop_txn(conn, me, seq, committed, Q, res,
-                            check_prepared=PG3 and seq == args.txns - 1):
+                if loop_txn(conn, me, seq, committed, Q, res):
                     committed += 1
                 else:
                     res["rolled_back"] += 1
@@ -345,13 +341,45 @@ def scenario_loop():
     if DROPIN:
         check(moved > 0, "transactions of one connection ran on different sessions "
               "(%d of %d processes)" % (moved, args.procs))
-    if PG3:
-        have = [r["prepared_here"] for r in results]
-        check(all(n is not None and n >= 1 for n in have),
-              "the session that ran a process's last insert had it prepared (counts %s)"
-              % sorted(set(str(n) for n in have)))
     cur.execute("drop table %s" % args.table)
     d.close()
+
+
+# ---------------------------------------------------------------- prepared
+def scenario_prepared():
+    if not PG3:
+        sys.exit("the prepared scenario is psycopg 3's")
+    a = connect(args.ci)
+    b = drv.connect(args.ci)                      # holds a session every other time
+    sql = "select %s::int + 1, pg_backend_pid()"
+    text = "select $1::int + 1, pg_backend_pid()"
+    seen, errs = [], []
+    for i in range(8):
+        try:
+            if i % 2:
+                b.execute("select 1")             # a transaction is open: b holds a session
+            row = a.execute(sql, (i,)).fetchone()
+            n = a.execute("select count(*) from pg_prepared_statements where statement = %s",
+                          (text,)).fetchone()[0]
+            seen.append((row[1], n))
+            if row[0] != i + 1:
+                errs.append("transaction %d: %s + 1 = %s" % (i, i, row[0]))
+            a.commit()
+            b.commit()
+        except drv.Error as e:
+            errs.append("transaction %d: %s" % (i, exc_text(e)))
+            a.rollback()
+            b.rollback()
+    a.close()
+    b.close()
+    print("    (backend, times prepared there): %s" % seen, flush=True)
+    check(not errs, "8 transactions ran the prepared statement (%s)" % errs[:3])
+    if DROPIN:
+        check(len({p for p, _ in seen}) >= 2, "they ran on both of the pool's sessions (%s)"
+              % sorted({p for p, _ in seen}))
+    check(len(seen) == 8 and all(n == 1 for _, n in seen),
+          "on each session the statement is prepared (a named statement), exactly once (%s)"
+          % [n for _, n in seen])
 
 
 # ---------------------------------------------------------------- pins
@@ -628,6 +656,6 @@ def scenario_restart():
     expect_released(args.pool, "after closing")
 
 
-{"loop": scenario_loop, "pins": scenario_pins, "rollback": scenario_rollback,
+{"loop": scenario_loop, "prepared": scenario_prepared, "pins": scenario_pins, "rollback": scenario_rollback,
  "exhausted": scenario_exhausted, "restart": scenario_restart}[args.scenario]()
 sys.exit(1 if FAILS else 0)

@@ -10,6 +10,9 @@
 #              uncommitted rows, never more than 4 backends
 #   psycopg3   the same with psycopg 3 and prepare_threshold=0: protocol-level
 #              prepared statements run on whichever session a transaction gets
+#   prepared   psycopg 3, prepare_threshold=0, pool of 2: a connection's
+#              statement is prepared on each session its transactions run on,
+#              once (pg_prepared_statements)
 #   pins       each state-creating command pins the session (forkpoolctl shows
 #              it and why; the next transaction sees the state); closed, the
 #              state is gone; a connection that creates no state is never pinned
@@ -19,12 +22,12 @@
 #              PostgreSQL restarted while the connections are idle: the next
 #              transaction works or fails clearly, the one after works
 #
-#   txmode.sh psycopg2|psycopg3|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
+#   txmode.sh psycopg2|psycopg3|prepared|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
 SCENARIO=${1:-}
 shift || true
 case $SCENARIO in
-  psycopg2 | psycopg3 | pins | errors) ;;
-  *) echo "usage: $0 psycopg2|psycopg3|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
+  psycopg2 | psycopg3 | prepared | pins | errors) ;;
+  *) echo "usage: $0 psycopg2|psycopg3|prepared|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
 esac
 # shellcheck source=tests/dropin/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -83,6 +86,12 @@ case $SCENARIO in
       --procs "$PROCS" --txns 30 --table "dt_tx_$$"
     dt_sampler_stop
     dt_check_cap "$CAP" "$PROCS"
+    check_pools main
+    ;;
+  prepared)
+    dt_pool sup main pool_mode=transaction pool_size=2 max_overflow=0 pool_timeout=30
+    dt_start sup
+    py psycopg prepared 60 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main
     check_pools main
     ;;
   pins)
