@@ -20,6 +20,9 @@ struct dropin_cancel {
         int32_t backend_pid;
         int32_t cancel_key;
         uint32_t next_free; /* index + 1 of the next free object, 0: none */
+        /* A cell: the session running now, backend_pid << 32 | cancel_key, 0: none. */
+        uint64_t live;
+        struct dropin_cancel *cell; /* a transaction-mode object's cell, or NULL */
 };
 
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -27,14 +30,10 @@ static struct dropin_cancel *arena; /* ARENA_OBJECTS objects, mapped once, never
 static uint32_t first_free;         /* index + 1, 0: none */
 static uint32_t never_used;         /* objects below this index have been handed out once */
 
-PGcancel *dropin_cancel_new(const struct fp_lease_pg *info)
+/* A free object of the arena (no cell, naming none), or NULL. Called with arena_lock held. */
+static struct dropin_cancel *arena_take(void)
 {
         struct dropin_cancel *c = NULL;
-
-        if (!info->has_cancel_key || info->server_addr_len == 0 ||
-            info->server_addr_len > sizeof(info->server_addr))
-                return NULL;
-        pthread_mutex_lock(&arena_lock);
         if (!arena) {
                 void *p = mmap(NULL, ARENA_OBJECTS * sizeof(*arena), PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -48,14 +47,59 @@ PGcancel *dropin_cancel_new(const struct fp_lease_pg *info)
                 c = &arena[never_used++];
         }
         if (c) {
+                c->next_free = 0;
+                c->cell = NULL;
+                __atomic_store_n(&c->live, 0, __ATOMIC_RELAXED);
+        }
+        return c;
+}
+
+PGcancel *dropin_cancel_new(const struct fp_lease_pg *info)
+{
+        return dropin_cancel_new_for_cell(info, NULL);
+}
+
+PGcancel *dropin_cancel_new_for_cell(const struct fp_lease_pg *info,
+                                     struct dropin_cancel_cell *cell)
+{
+        if (!info->has_cancel_key || info->server_addr_len == 0 ||
+            info->server_addr_len > sizeof(info->server_addr))
+                return NULL;
+        pthread_mutex_lock(&arena_lock);
+        struct dropin_cancel *c = arena_take();
+        if (c) {
                 memcpy(&c->addr, &info->server_addr, info->server_addr_len);
                 c->addr_len = info->server_addr_len;
                 c->backend_pid = info->backend_pid;
                 c->cancel_key = info->cancel_key;
-                c->next_free = 0;
+                c->cell = (struct dropin_cancel *)cell;
         }
         pthread_mutex_unlock(&arena_lock);
         return (PGcancel *)c;
+}
+
+struct dropin_cancel_cell *dropin_cancel_cell_new(void)
+{
+        pthread_mutex_lock(&arena_lock);
+        struct dropin_cancel *c = arena_take();
+        pthread_mutex_unlock(&arena_lock);
+        return (struct dropin_cancel_cell *)c;
+}
+
+void dropin_cancel_cell_set(struct dropin_cancel_cell *cell, int32_t backend_pid,
+                            int32_t cancel_key)
+{
+        struct dropin_cancel *c = (struct dropin_cancel *)cell;
+        uint64_t v = backend_pid ? (uint64_t)(uint32_t)backend_pid << 32 | (uint32_t)cancel_key : 0;
+        if (c)
+                __atomic_store_n(&c->live, v, __ATOMIC_RELEASE);
+}
+
+void dropin_cancel_cell_free(struct dropin_cancel_cell *cell)
+{
+        dropin_cancel_cell_set(cell, 0, 0);
+        if (cell)
+                dropin_cancel_free((PGcancel *)cell);
 }
 
 bool dropin_cancel_is_ours(const PGcancel *cancel)
@@ -79,8 +123,17 @@ static void put_error(char *errbuf, int errbufsize, const char *text)
 int dropin_cancel_send(const PGcancel *cancel, char *errbuf, int errbufsize)
 {
         const struct dropin_cancel *c = (const struct dropin_cancel *)cancel;
-        int r = fp_pg_cancel_request((const struct sockaddr *)&c->addr, c->addr_len, c->backend_pid,
-                                     c->cancel_key, CANCEL_TIMEOUT_MS);
+        int32_t pid = c->backend_pid, key = c->cancel_key;
+        if (c->cell) {
+                /* A transaction-mode connection: the session running now, if any. */
+                uint64_t v = __atomic_load_n(&c->cell->live, __ATOMIC_ACQUIRE);
+                if (!v)
+                        return 1; /* nothing runs: nothing to cancel */
+                pid = (int32_t)(uint32_t)(v >> 32);
+                key = (int32_t)(uint32_t)v;
+        }
+        int r = fp_pg_cancel_request((const struct sockaddr *)&c->addr, c->addr_len, pid, key,
+                                     CANCEL_TIMEOUT_MS);
         if (r == 0)
                 return 1;
         put_error(errbuf, errbufsize,

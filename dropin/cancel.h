@@ -14,6 +14,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "proto.h"
 
@@ -22,6 +23,30 @@
  * copied). Returns NULL if the arena is full or cannot be mapped. Thread-safe.
  */
 PGcancel *dropin_cancel_new(const struct fp_lease_pg *info);
+
+/*
+ * A transaction-mode connection's cell: which session runs its transaction
+ * now (none while it is idle). Its cancel objects send to the session the
+ * cell names at the time of PQcancel(), or nothing while it names none.
+ */
+struct dropin_cancel_cell;
+
+/* A new cell naming no session, or NULL. Thread-safe. */
+struct dropin_cancel_cell *dropin_cancel_cell_new(void);
+
+/* Names the session (backend_pid 0: none) in cell (NULL: nothing done). Async-signal-safe. */
+void dropin_cancel_cell_set(struct dropin_cancel_cell *cell, int32_t backend_pid,
+                            int32_t cancel_key);
+
+/* Frees cell (NULL: nothing); objects still made for it then cancel nothing. Thread-safe. */
+void dropin_cancel_cell_free(struct dropin_cancel_cell *cell);
+
+/*
+ * A cancel object for the server of info that cancels what cell names at
+ * the time (cell NULL: info's session, as dropin_cancel_new()).
+ */
+PGcancel *dropin_cancel_new_for_cell(const struct fp_lease_pg *info,
+                                     struct dropin_cancel_cell *cell);
 
 /* Whether cancel is one of ours. Async-signal-safe. */
 bool dropin_cancel_is_ours(const PGcancel *cancel);

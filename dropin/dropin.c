@@ -37,35 +37,14 @@
 
 #include "cancel.h"
 #include "conncache.h"
+#include "dropin.h"
 #include "internal.h"
 #include "pgadopt.h"
 #include "realpq.h"
 #include "target.h"
+#include "txmode.h"
 
 #define DROPIN_EXPORT __attribute__((visibility("default")))
-
-enum dropin_state {
-        DROPIN_ADOPTING, /* inside the drop-in's own calls into libpq: pass through */
-        DROPIN_PENDING,  /* an acquire is on its way; PQsocket() shows its control connection */
-        DROPIN_READY,    /* leased and adopted */
-        DROPIN_FAILED,   /* refused: CONNECTION_BAD, error says why */
-};
-
-struct dropin_conn {
-        struct dropin_conn *next; /* in its hash bucket */
-        PGconn *conn;
-        pid_t pid; /* the process that made it */
-        enum dropin_state state;
-        forkpool_lease *lease;    /* while READY */
-        struct wait_handle *wait; /* the control connection a non-blocking connect waited on */
-        bool wait_leased;         /* its lease came on it (and is counted there) */
-        uint32_t request_id;      /* the pending acquire's, on wait */
-        int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
-        struct fp_pg_adoption adoption; /* while PENDING */
-        bool foreign_events;            /* the application registered an event procedure */
-        struct dropin_target target;
-        char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
-};
 
 /* --- the table of the drop-in's connections --- */
 
@@ -91,8 +70,7 @@ static void table_add(struct dropin_conn *d)
         pthread_mutex_unlock(&table_lock);
 }
 
-/* The entry of conn, or NULL. The entry stays valid while conn is the caller's. */
-static struct dropin_conn *table_find(const PGconn *conn)
+struct dropin_conn *dropin_find(const PGconn *conn)
 {
         struct dropin_conn *d;
         if (!conn || atomic_load_explicit(&table_count, memory_order_relaxed) == 0)
@@ -136,7 +114,7 @@ struct main_handle {
 static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct main_handle *handles;
 
-static forkpool *main_handle(const char *socket, int *ret_error)
+forkpool *dropin_main_handle(const char *socket, int *ret_error)
 {
         struct main_handle *h;
         int r = 0;
@@ -341,8 +319,8 @@ __attribute__((constructor(102))) static void dropin_init(void)
 /* --- errors --- */
 
 /* One line saying why an acquire failed, for PQerrorMessage(). */
-static void acquire_error_text(const struct dropin_target *t, forkpool *fp, int err, char *buf,
-                               size_t cap)
+void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,
+                          size_t cap)
 {
         const char *detail = forkpool_last_error();
         forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
@@ -510,24 +488,20 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                 d->state = DROPIN_FAILED;
                 return -EINVAL;
         }
+        /* A pool in transaction mode: the session goes back until the first command. */
+        (void)txmode_connected(d);
         return 0;
 }
 
-/* A blocking lease into d (its PGconn made now, or d->adoption begun on it). */
-/*
- * A blocking acquire for d on a control connection no other acquire uses
- * right now (on the process's main one if forkpoold allows it no more); a
- * lease is counted on its connection (d->wait).
- */
-static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
-                            forkpool_lease **ret)
+int dropin_acquire(struct dropin_conn *d, forkpool *main, int timeout_ms, uint64_t prefer,
+                   forkpool_lease **ret)
 {
         int r;
         struct wait_handle *h = wait_handle_get(d->target.socket, false, &r);
         if (!h)
                 return main ? forkpool_acquire(main, d->target.pool, timeout_ms, ret) : r;
         /* A session whose PGconn this process still has, if forkpoold can give it. */
-        fp_prefer_lease(h->fp, d->target.pool, conncache_preferred(d->target.pool));
+        fp_prefer_lease(h->fp, d->target.pool, prefer);
         r = forkpool_acquire(h->fp, d->target.pool, timeout_ms, ret);
         wait_handle_answered(h, r >= 0);
         if (r >= 0) {
@@ -537,17 +511,32 @@ static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_m
         return r;
 }
 
+void dropin_lease_gone(struct dropin_conn *d)
+{
+        if (d->wait && d->wait_leased)
+                wait_handle_lease_done(d->wait);
+        d->wait = NULL;
+        d->wait_leased = false;
+}
+
+/* A blocking acquire for d, asking for a session whose PGconn this process keeps. */
+static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
+                            forkpool_lease **ret)
+{
+        return dropin_acquire(d, main, timeout_ms, conncache_preferred(d->target.pool), ret);
+}
+
 static void lease_blocking(struct dropin_conn *d)
 {
         char text[512];
         forkpool_lease *lease;
         int r;
 
-        forkpool *fp = main_handle(d->target.socket, &r);
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
         if (fp)
                 r = acquire_parallel(d, fp, d->target.timeout_ms, &lease);
         if (r < 0) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -565,9 +554,9 @@ static void lease_nonblocking(struct dropin_conn *d)
         forkpool_lease *lease;
         int r;
 
-        forkpool *fp = main_handle(d->target.socket, &r);
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
         if (!fp) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -580,7 +569,7 @@ static void lease_nonblocking(struct dropin_conn *d)
                 }
         }
         if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN) {
-                acquire_error_text(&d->target, fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -594,7 +583,7 @@ static void lease_nonblocking(struct dropin_conn *d)
                 if (d->wait)
                         wait_handle_answered(d->wait, false);
                 d->wait = NULL;
-                acquire_error_text(&d->target, fp, control, text, sizeof(text));
+                dropin_acquire_error(&d->target, fp, control, text, sizeof(text));
                 fail_conn(d, text);
                 return;
         }
@@ -638,7 +627,7 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
         close(d->libpq_fd);
         d->libpq_fd = -1;
         if (r < 0) {
-                acquire_error_text(&d->target, d->wait->fp, r, text, sizeof(text));
+                dropin_acquire_error(&d->target, d->wait->fp, r, text, sizeof(text));
                 wait_handle_answered(d->wait, false);
                 d->wait = NULL;
                 fail_conn(d, text);
@@ -762,7 +751,7 @@ DROPIN_EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const
 
 DROPIN_EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d || d->state == DROPIN_ADOPTING)
                 return FP_REAL(PQconnectPoll)(conn);
         switch (d->state) {
@@ -805,7 +794,12 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
         }
         if (d->pid != getpid()) {
                 disown_in_child(d);
+                txmode_forget(d);
                 FP_REAL(PQfinish)(conn);
+        } else if (d->tx) {
+                txmode_finish(d);
+                drop_lease(d);
+                FP_REAL(PQfinish)(conn); /* its Terminate goes to an unconnected socket */
         } else if (d->state == DROPIN_READY && d->lease) {
                 /* Kept for its session's next lease here, or finished without a Terminate
                  * by forkpool_release(). */
@@ -836,6 +830,7 @@ static void dropin_reset(struct dropin_conn *d)
                 disown_in_child(d);
                 d->pid = getpid();
         }
+        txmode_before_reset(d);
         if (d->state == DROPIN_READY && d->lease && d->lease->pg == d->conn) {
                 forkpool_lease *lease = d->lease;
                 d->lease = NULL;
@@ -862,7 +857,7 @@ static void dropin_reset(struct dropin_conn *d)
 
 DROPIN_EXPORT void PQreset(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d) {
                 FP_REAL(PQreset)(conn);
                 return;
@@ -872,7 +867,7 @@ DROPIN_EXPORT void PQreset(PGconn *conn)
 
 DROPIN_EXPORT int PQresetStart(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetStart)(conn);
         /* The lease is taken at once (a reset is rare); PQresetPoll() reports the outcome. */
@@ -882,7 +877,7 @@ DROPIN_EXPORT int PQresetStart(PGconn *conn)
 
 DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetPoll)(conn);
         return d->state == DROPIN_READY ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
@@ -892,35 +887,36 @@ DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
 
 DROPIN_EXPORT char *PQerrorMessage(const PGconn *conn)
 {
-        if (conn && FP_REAL(PQstatus)(conn) == CONNECTION_BAD) {
-                struct dropin_conn *d = table_find(conn);
-                if (d && d->error[0])
-                        return d->error;
-        }
+        struct dropin_conn *d = conn ? dropin_find(conn) : NULL;
+        if (d && d->error[0] && FP_REAL(PQstatus)(conn) == CONNECTION_BAD)
+                return d->error;
+        const char *tx_error = d ? txmode_error(d) : NULL;
+        if (tx_error)
+                return (char *)tx_error;
         return FP_REAL(PQerrorMessage)(conn);
 }
 
 DROPIN_EXPORT char *PQhost(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.host : FP_REAL(PQhost)(conn);
 }
 
 DROPIN_EXPORT char *PQhostaddr(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.hostaddr : FP_REAL(PQhostaddr)(conn);
 }
 
 DROPIN_EXPORT char *PQport(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.port : FP_REAL(PQport)(conn);
 }
 
 DROPIN_EXPORT char *PQpass(const PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         return d ? d->target.password : FP_REAL(PQpass)(conn);
 }
 
@@ -937,7 +933,7 @@ static void option_set(PQconninfoOption *opt, const char *value)
 DROPIN_EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
 {
         PQconninfoOption *opts = FP_REAL(PQconninfo)(conn);
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d || !opts)
                 return opts;
         /* The adoption listener's values never show: what the application asked for does. */
@@ -966,7 +962,7 @@ DROPIN_EXPORT int PQregisterEventProc(PGconn *conn, PGEventProc proc, const char
                                       void *passThrough)
 {
         /* A PGconn with the application's event procedure is never kept for reuse. */
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (d)
                 d->foreign_events = true;
         return FP_REAL(PQregisterEventProc)(conn, proc, name, passThrough);
@@ -980,7 +976,7 @@ static PGPing dropin_ping(const struct dropin_target *t)
         int r;
         if (*t->refusal)
                 return PQPING_NO_ATTEMPT;
-        forkpool *fp = main_handle(t->socket, &r);
+        forkpool *fp = dropin_main_handle(t->socket, &r);
         if (!fp)
                 return r == -EACCES ? PQPING_REJECT : PQPING_NO_RESPONSE;
         r = forkpool_pool_state(fp, t->pool, &st);
@@ -1010,9 +1006,11 @@ DROPIN_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const
 
 DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQgetCancel)(conn);
+        if (d->tx && d->pid == getpid())
+                return txmode_get_cancel(d);
         if (d->state != DROPIN_READY || !d->lease || d->pid != getpid())
                 return NULL;
         return dropin_cancel_new(&d->lease->info);
@@ -1042,7 +1040,7 @@ DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
  */
 DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
 {
-        if (!table_find(conn))
+        if (!dropin_find(conn))
                 return FP_REAL(PQcancelCreate)(conn);
         errno = EOPNOTSUPP;
         return NULL;
@@ -1051,7 +1049,7 @@ DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
 
 DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
 {
-        struct dropin_conn *d = table_find(conn);
+        struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQrequestCancel)(conn);
         return d->state == DROPIN_READY && d->lease && d->pid == getpid() &&

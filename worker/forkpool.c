@@ -934,6 +934,11 @@ int fp_release_unused(forkpool_lease *lease)
 
 PGconn *fp_release_keep_pg(forkpool_lease *lease)
 {
+        return fp_release_keep_pg_on(lease, -1);
+}
+
+PGconn *fp_release_keep_pg_on(forkpool_lease *lease, int placeholder)
+{
         struct fp_msg_release rel;
 
         if (!lease_is_ours(lease) || lease->db_kind == FP_DB_MYSQL)
@@ -946,7 +951,8 @@ PGconn *fp_release_keep_pg(forkpool_lease *lease)
         PGconn *conn = lease->pg;
         if (conn) {
                 /* No byte of ours reaches the session once it is given back. */
-                (void)fp_release_socket(PQsocket(conn));
+                if (placeholder < 0 || dup3(placeholder, PQsocket(conn), O_CLOEXEC) < 0)
+                        (void)fp_release_socket(PQsocket(conn));
                 fp_untrack_pg(lease);
                 lease->pg = NULL;
                 lease->fd = -1;

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dropin.h — the drop-in's record of a forkpool connection and what its
+ * modules share: dropin.c (connect, finish, reset, cancel, host reporting)
+ * and txmode.c (transaction pooling).
+ */
+#ifndef FORKPOOL_DROPIN_DROPIN_H
+#define FORKPOOL_DROPIN_DROPIN_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "internal.h"
+#include "pgadopt.h"
+#include "target.h"
+
+struct txmode;
+
+enum dropin_state {
+        DROPIN_ADOPTING, /* inside the drop-in's own calls into libpq: pass through */
+        DROPIN_PENDING,  /* an acquire is on its way; PQsocket() shows its control connection */
+        DROPIN_READY,    /* leased and adopted */
+        DROPIN_FAILED,   /* refused: CONNECTION_BAD, error says why */
+};
+
+struct dropin_conn {
+        struct dropin_conn *next; /* in its hash bucket */
+        PGconn *conn;
+        pid_t pid; /* the process that made it */
+        enum dropin_state state;
+        forkpool_lease *lease;    /* while READY */
+        struct wait_handle *wait; /* the control connection a non-blocking connect waited on */
+        bool wait_leased;         /* its lease came on it (and is counted there) */
+        uint32_t request_id;      /* the pending acquire's, on wait */
+        int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
+        struct fp_pg_adoption adoption; /* while PENDING */
+        bool foreign_events;            /* the application registered an event procedure */
+        struct txmode *tx; /* a transaction-mode connection's state (txmode.h), or NULL */
+        struct dropin_target target;
+        char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
+};
+
+/*
+ * The entry of conn, or NULL (not a forkpool connection; no lock taken when
+ * the process has none). The entry stays valid while conn is the caller's.
+ */
+struct dropin_conn *dropin_find(const PGconn *conn);
+
+/*
+ * The process's control connection to the forkpoold at socket, or NULL with
+ * a negative errno in *ret_error.
+ */
+forkpool *dropin_main_handle(const char *socket, int *ret_error);
+
+/*
+ * A blocking acquire for d from its pool (timeout_ms < 0: pool_timeout) on a
+ * control connection no other acquire uses right now, asking for the
+ * session prefer (a lease id this process held, 0: any); the lease is
+ * counted on that connection (d->wait) until dropin_lease_gone(). Returns 0
+ * with the lease in *ret or a negative errno.
+ */
+int dropin_acquire(struct dropin_conn *d, forkpool *main, int timeout_ms, uint64_t prefer,
+                   forkpool_lease **ret);
+
+/* d's lease has been given back: its control connection no longer counts it. */
+void dropin_lease_gone(struct dropin_conn *d);
+
+/* One line saying why an acquire for t failed with err (forkpool's reason), into buf. */
+void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,
+                          size_t cap);
+
+#endif /* FORKPOOL_DROPIN_DROPIN_H */

@@ -1,0 +1,890 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * txmode.c — transaction pooling in the drop-in (txmode.h): the command
+ * entry points of libpq, replaced so that a transaction-mode connection
+ * leases a session when a command starts and gives it back when it is idle
+ * again. For every other connection each is one atomic load (no
+ * transaction-mode connection in the process) or one table look-up, then
+ * the real function.
+ */
+#include "txmode.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cancel.h"
+#include "realpq.h"
+
+#define DROPIN_EXPORT __attribute__((visibility("default")))
+
+FP_REALPQ_DECLARE(PQexec);
+FP_REALPQ_DECLARE(PQexecParams);
+FP_REALPQ_DECLARE(PQprepare);
+FP_REALPQ_DECLARE(PQexecPrepared);
+FP_REALPQ_DECLARE(PQdescribePrepared);
+FP_REALPQ_DECLARE(PQdescribePortal);
+FP_REALPQ_DECLARE(PQsendQuery);
+FP_REALPQ_DECLARE(PQsendQueryParams);
+FP_REALPQ_DECLARE(PQsendPrepare);
+FP_REALPQ_DECLARE(PQsendQueryPrepared);
+FP_REALPQ_DECLARE(PQsendDescribePrepared);
+FP_REALPQ_DECLARE(PQsendDescribePortal);
+FP_REALPQ_DECLARE(PQgetResult);
+FP_REALPQ_DECLARE(PQenterPipelineMode);
+FP_REALPQ_DECLARE(PQexitPipelineMode);
+FP_REALPQ_DECLARE(PQpipelineStatus);
+FP_REALPQ_DECLARE(PQtransactionStatus);
+FP_REALPQ_DECLARE(PQisBusy);
+FP_REALPQ_DECLARE(PQbackendPID);
+FP_REALPQ_DECLARE(PQmakeEmptyPGresult);
+FP_REALPQ_DECLARE(PQresultAlloc);
+FP_REALPQ_DECLARE(PQresultSetInstanceData);
+FP_REALPQ_DECLARE(PQresultInstanceData);
+FP_REALPQ_DECLARE(PQresultErrorMessage);
+FP_REALPQ_DECLARE(PQresultErrorField);
+FP_REALPQ_DECLARE(PQresultStatus);
+FP_REALPQ_DECLARE(PQclear);
+
+/* A named protocol-level statement the application prepared on the connection. */
+struct tx_statement {
+        struct tx_statement *next;
+        char *name;
+        char *text;
+        int n_params;
+        Oid *types; /* n_params, or NULL */
+};
+
+struct txmode {
+        int sock;                        /* PQsocket(): the same number throughout */
+        bool pinned;                     /* the session stays until PQfinish() */
+        uint32_t pin_reasons;            /* enum fp_session_dirty: what pinned it */
+        uint32_t dirty_known;            /* the lease's dirty bits already judged */
+        uint32_t persist;                /* what the commands sent since the lease may leave */
+        bool failed;                     /* a command failed since the lease */
+        uint64_t last_lease_id;          /* the session to ask back */
+        struct fp_lease_pg info;         /* the current (or last) session's hand-over values */
+        struct dropin_cancel_cell *cell; /* what this connection's cancel objects cancel */
+        struct tx_statement *statements;
+        char error[600]; /* why the last lease failed, "…\n"; "" if it did not */
+};
+
+/* Transaction-mode connections in the process: 0 lets every entry point skip the look-up. */
+static atomic_size_t txmode_count;
+
+/*
+ * The placeholder: one end of a socketpair whose other end stays open, dup3'ed
+ * under idle connections. Made once per process (a child keeps its parent's:
+ * nobody writes on it).
+ */
+static pthread_mutex_t placeholder_lock = PTHREAD_MUTEX_INITIALIZER;
+static int placeholder_pair[2] = {-1, -1};
+
+static int placeholder_fd(void)
+{
+        pthread_mutex_lock(&placeholder_lock);
+        if (placeholder_pair[0] < 0 &&
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, placeholder_pair) <
+                    0)
+                placeholder_pair[0] = placeholder_pair[1] = -1;
+        int fd = placeholder_pair[0];
+        pthread_mutex_unlock(&placeholder_lock);
+        return fd;
+}
+
+/*
+ * Inside one of the entry points below on this thread: the real libpq calls
+ * its own exported functions (PQexec calls PQsendQuery and PQgetResult),
+ * which reach these again and must pass straight through.
+ */
+static __thread unsigned tx_inside;
+
+/* The entry of a transaction-mode connection, or NULL (also inside an entry point). */
+static struct dropin_conn *tx_find(const PGconn *conn)
+{
+        if (atomic_load_explicit(&txmode_count, memory_order_relaxed) == 0 || tx_inside)
+                return NULL;
+        struct dropin_conn *d = dropin_find(conn);
+        return d && d->tx ? d : NULL;
+}
+
+/* The event procedure whose instance data on a result is the drop-in's error text. */
+static int tx_event(PGEventId id, void *info, void *pass_through)
+{
+        (void)id;
+        (void)info;
+        (void)pass_through;
+        return 1;
+}
+
+/* --- which statements leave state behind the transaction --- */
+
+/* Whether word (lower case) starts s at a word boundary, case-insensitively. */
+static bool word_is(const char *s, const char *word)
+{
+        size_t n = strlen(word);
+        return strncasecmp(s, word, n) == 0 && !isalnum((unsigned char)s[n]) && s[n] != '_';
+}
+
+/* s after blanks and the word there. */
+static const char *next_word(const char *s)
+{
+        while (isalnum((unsigned char)*s) || *s == '_')
+                s++;
+        while (isspace((unsigned char)*s))
+                s++;
+        return s;
+}
+
+/* Whether the statement [s, end) holds needle, case-insensitively. */
+static bool stmt_has(const char *s, const char *end, const char *needle)
+{
+        size_t n = strlen(needle);
+        for (; s + n <= end; s++)
+                if (strncasecmp(s, needle, n) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Beside enum fp_session_dirty's bits: state the statement's text shows for
+ * certain that the session tracker cannot see (its command tag says SELECT):
+ * it pins unless the command failed.
+ */
+#define TX_UNSEEN (1u << 31)
+
+/* What one statement, [s, end), may leave in the session beyond its transaction. */
+static uint32_t stmt_persist(const char *s, const char *end)
+{
+        while (s < end && isspace((unsigned char)*s))
+                s++;
+        if (s >= end)
+                return 0;
+        if (word_is(s, "set")) {
+                const char *w = next_word(s);
+                return word_is(w, "local") || word_is(w, "transaction") || word_is(w, "constraints")
+                               ? 0
+                               : FP_DIRTY_SET;
+        }
+        if (word_is(s, "reset"))
+                return FP_DIRTY_SET;
+        if (word_is(s, "listen"))
+                return FP_DIRTY_LISTEN;
+        if (word_is(s, "prepare"))
+                return FP_DIRTY_PREPARE;
+        if (word_is(s, "load"))
+                return FP_DIRTY_OBJECTS;
+        if (word_is(s, "declare"))
+                return stmt_has(s, end, "with hold") ? FP_DIRTY_OBJECTS : 0;
+        if (word_is(s, "create")) {
+                const char *w = next_word(s);
+                if (word_is(w, "or"))
+                        w = next_word(next_word(w)); /* OR REPLACE */
+                if (word_is(w, "global") || word_is(w, "local"))
+                        w = next_word(w);
+                /* CREATE TEMP TABLE … AS reports "SELECT n": the tracker cannot see it. */
+                return word_is(w, "temp") || word_is(w, "temporary") ? FP_DIRTY_OBJECTS | TX_UNSEEN
+                                                                     : 0;
+        }
+        if (word_is(s, "alter") || word_is(s, "drop") || word_is(s, "discard") ||
+            word_is(s, "deallocate") || word_is(s, "unlisten") || word_is(s, "begin") ||
+            word_is(s, "commit") || word_is(s, "rollback") || word_is(s, "end") ||
+            word_is(s, "start") || word_is(s, "savepoint") || word_is(s, "release"))
+                return 0;
+        /* A query: session advisory locks and set_config(…, false) show in its text. */
+        uint32_t p = 0;
+        if (stmt_has(s, end, "pg_advisory_lock") || stmt_has(s, end, "pg_try_advisory_lock"))
+                p |= FP_DIRTY_OBJECTS;
+        if (stmt_has(s, end, "set_config") && !stmt_has(s, end, "true)"))
+                p |= FP_DIRTY_SET;
+        if (stmt_has(s, end, "into temp"))
+                p |= FP_DIRTY_OBJECTS | TX_UNSEEN; /* SELECT … INTO TEMP: "SELECT n" too */
+        return p;
+}
+
+/*
+ * What sql may leave in the session beyond its transaction (enum
+ * fp_session_dirty bits); every bit when the text cannot be split safely
+ * (dollar quoting).
+ */
+static uint32_t sql_persist(const char *sql)
+{
+        const uint32_t all = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        uint32_t p = 0;
+        if (!sql)
+                return all;
+        const char *start = sql, *s = sql;
+        for (; *s; s++) {
+                if (*s == '$' && (s == sql || !isalnum((unsigned char)s[-1])) &&
+                    (s[1] == '$' || isalpha((unsigned char)s[1])))
+                        return all;
+                if (*s == '\'' || *s == '"') {
+                        char q = *s;
+                        for (s++; *s && *s != q; s++)
+                                ;
+                        if (!*s)
+                                break;
+                } else if (s[0] == '-' && s[1] == '-') {
+                        while (*s && *s != '\n')
+                                s++;
+                        if (!*s)
+                                break;
+                } else if (*s == ';') {
+                        p |= stmt_persist(start, s);
+                        start = s + 1;
+                }
+        }
+        return p | stmt_persist(start, s);
+}
+
+/* --- leasing and giving back --- */
+
+/* Records why a lease failed; the command's result says it too. */
+static void tx_set_error(struct dropin_conn *d, const char *text)
+{
+        snprintf(d->tx->error, sizeof(d->tx->error), "%s\n", text);
+}
+
+/*
+ * A child after fork using an inherited connection: a session the parent
+ * leased is never used here (its descriptor is replaced by the
+ * placeholder); the child leases its own. Returns 0, or -EPROTO if the
+ * connection was inside the parent's transaction (unusable here).
+ */
+static int tx_adopt_in_child(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        bool had_lease = d->lease != NULL;
+        int ph = placeholder_fd();
+        if (had_lease && (ph < 0 || dup3(ph, tx->sock, O_CLOEXEC) < 0))
+                (void)fp_neutralize_fd(tx->sock);
+        d->lease = NULL; /* the parent's; libforkpool made our copy inert at fork */
+        d->wait = NULL;
+        d->wait_leased = false;
+        d->pid = getpid();
+        if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned) {
+                tx_set_error(d, "forkpool: this connection was in use by the parent process when "
+                                "it forked (a transaction, or a pinned session); open a new one");
+                return -EPROTO;
+        }
+        return 0;
+}
+
+/* Makes sure d holds a session. Returns 0, or a negative errno with d->tx->error set. */
+static int tx_lease(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        char text[512];
+        forkpool_lease *lease;
+        int r;
+
+        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
+                return -EPROTO;
+        if (d->lease)
+                return 0;
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
+        if (fp)
+                r = dropin_acquire(d, fp, d->target.timeout_ms, tx->last_lease_id, &lease);
+        if (r < 0) {
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
+                tx_set_error(d, text);
+                return r;
+        }
+        if (lease->db_kind != FP_DB_POSTGRES || lease->pg ||
+            dup3(lease->fd, tx->sock, O_CLOEXEC) < 0) {
+                (void)fp_release_unused(lease);
+                dropin_lease_gone(d);
+                snprintf(text, sizeof(text), "forkpool: pool \"%s\": the session cannot be used",
+                         d->target.pool);
+                tx_set_error(d, text);
+                return -EPROTO;
+        }
+        close(lease->fd);
+        lease->flags |= FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY;
+        (void)fp_attach_pg(lease, d->conn);
+        d->lease = lease;
+        tx->error[0] = '\0';
+        tx->dirty_known = 0;
+        tx->persist = 0;
+        tx->failed = false;
+        tx->last_lease_id = lease->lease_id;
+        memcpy(&tx->info, &lease->info, sizeof(tx->info));
+        dropin_cancel_cell_set(tx->cell, lease->info.backend_pid, lease->info.cancel_key);
+        return 0;
+}
+
+/* Gives d's session back, the placeholder under its PGconn. */
+static void tx_give_back(struct dropin_conn *d)
+{
+        forkpool_lease *lease = d->lease;
+        d->lease = NULL;
+        dropin_cancel_cell_set(d->tx->cell, 0, 0);
+        if (!fp_release_keep_pg_on(lease, placeholder_fd()))
+                (void)fp_neutralize_fd(d->tx->sock);
+        dropin_lease_gone(d);
+}
+
+/*
+ * After a command (its last result read, or a synchronous call returned):
+ * judges what the session tracker saw change (a pin, or state that ended
+ * with the transaction), and gives the session back if the connection is
+ * idle and not pinned.
+ */
+static void tx_settle(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        forkpool_lease *lease = d->lease;
+        if (!lease || d->pid != getpid())
+                return;
+        uint32_t fresh = lease->dirty & ~tx->dirty_known;
+        if ((tx->persist & TX_UNSEEN) && !tx->failed) {
+                tx->pinned = true;
+                tx->pin_reasons |= tx->persist & FP_DIRTY_OBJECTS;
+        }
+        if (fresh) {
+                uint32_t pin = fresh & tx->persist;
+                if (pin) {
+                        tx->pinned = true;
+                        tx->pin_reasons |= pin;
+                } else {
+                        lease->dirty &= ~fresh; /* it ended with the transaction */
+                }
+        }
+        tx->dirty_known = lease->dirty;
+        if (tx->pinned || FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE ||
+            FP_REAL(PQisBusy)(d->conn) || FP_REAL(PQpipelineStatus)(d->conn) != PQ_PIPELINE_OFF)
+                return;
+        tx_give_back(d);
+}
+
+/* A failed command's result carrying d's error (PQresultErrorMessage reads it), or NULL. */
+static PGresult *tx_error_result(struct dropin_conn *d)
+{
+        PGresult *res = FP_REAL(PQmakeEmptyPGresult)(d->conn, PGRES_FATAL_ERROR);
+        if (!res)
+                return NULL;
+        size_t n = strlen(d->tx->error) + 1;
+        char *copy = FP_REAL(PQresultAlloc)(res, n);
+        if (copy) {
+                memcpy(copy, d->tx->error, n);
+                (void)FP_REAL(PQresultSetInstanceData)(res, tx_event, copy);
+        }
+        return res;
+}
+
+/* Before a command on d whose text is sql (NULL: unknown): a session, and what it may leave. */
+static int tx_begin(struct dropin_conn *d, const char *sql)
+{
+        int r = tx_lease(d);
+        if (r < 0)
+                return r;
+        d->tx->persist |= sql_persist(sql);
+        tx_inside++;
+        return 0;
+}
+
+/* After the real call that tx_begin() prepared: tx_settle(), or nothing yet (settle false). */
+static void tx_end(struct dropin_conn *d, bool settle)
+{
+        tx_inside--;
+        if (settle)
+                tx_settle(d);
+}
+
+/* --- remembered statements --- */
+
+static struct tx_statement *tx_statement_find(const struct txmode *tx, const char *name)
+{
+        if (!name)
+                return NULL;
+        for (struct tx_statement *s = tx->statements; s; s = s->next)
+                if (strcmp(s->name, name) == 0)
+                        return s;
+        return NULL;
+}
+
+static void tx_statement_free(struct tx_statement *s)
+{
+        free(s->name);
+        free(s->text);
+        free(s->types);
+        free(s);
+}
+
+/* Remembers name's statement (replacing one of that name). Returns 0 or -ENOMEM. */
+static int tx_statement_put(struct txmode *tx, const char *name, const char *text, int n_params,
+                            const Oid *types)
+{
+        struct tx_statement *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->name = strdup(name);
+        s->text = strdup(text);
+        s->n_params = n_params;
+        if (types && n_params > 0) {
+                s->types = malloc((size_t)n_params * sizeof(Oid));
+                if (s->types)
+                        memcpy(s->types, types, (size_t)n_params * sizeof(Oid));
+        }
+        if (!s->name || !s->text || (types && n_params > 0 && !s->types)) {
+                tx_statement_free(s);
+                return -ENOMEM;
+        }
+        for (struct tx_statement **p = &tx->statements; *p; p = &(*p)->next)
+                if (strcmp((*p)->name, name) == 0) {
+                        struct tx_statement *old = *p;
+                        *p = old->next;
+                        tx_statement_free(old);
+                        break;
+                }
+        s->next = tx->statements;
+        tx->statements = s;
+        return 0;
+}
+
+/*
+ * If sql is "DEALLOCATE [PREPARE] name" of a remembered statement: forgets
+ * it and returns true (no session holds it: nothing to send).
+ */
+static bool tx_deallocate(struct txmode *tx, const char *sql)
+{
+        char name[256];
+        size_t n = 0;
+        const char *s = sql;
+        if (!s)
+                return false;
+        while (isspace((unsigned char)*s))
+                s++;
+        if (!word_is(s, "deallocate"))
+                return false;
+        s = next_word(s);
+        if (word_is(s, "prepare"))
+                s = next_word(s);
+        bool quoted = *s == '"';
+        s += quoted;
+        while (*s && n + 1 < sizeof(name) &&
+               (quoted ? *s != '"' : (isalnum((unsigned char)*s) || *s == '_')))
+                name[n++] = *s++;
+        name[n] = '\0';
+        s += quoted && *s == '"';
+        while (isspace((unsigned char)*s) || *s == ';')
+                s++;
+        if (*s || !n)
+                return false;
+        for (struct tx_statement **p = &tx->statements; *p; p = &(*p)->next)
+                if (strcmp((*p)->name, name) == 0) {
+                        struct tx_statement *old = *p;
+                        *p = old->next;
+                        tx_statement_free(old);
+                        return true;
+                }
+        return false;
+}
+
+/* A statement with an empty effect and the status DEALLOCATE has (PQsendQuery's stand-in). */
+#define TX_NOOP_SQL "DO $$BEGIN END$$"
+
+/* --- connecting and closing --- */
+
+int txmode_connected(struct dropin_conn *d)
+{
+        int r;
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
+        if (!fp || !d->lease || !d->conn)
+                return fp ? -EINVAL : r;
+        if (!d->tx) {
+                if (fp_pool_mode(fp, d->target.pool) != FP_POOL_MODE_TRANSACTION)
+                        return 0;
+                if ((d->lease->flags & FP_LEASE_STICKY) || placeholder_fd() < 0)
+                        return -EOPNOTSUPP;
+                struct txmode *tx = calloc(1, sizeof(*tx));
+                if (!tx)
+                        return -ENOMEM;
+                tx->cell = dropin_cancel_cell_new();
+                if (!FP_REAL(PQregisterEventProc)(d->conn, tx_event, "forkpool transaction mode",
+                                                  NULL)) {
+                        dropin_cancel_cell_free(tx->cell);
+                        free(tx);
+                        return -ENOMEM;
+                }
+                d->tx = tx;
+                atomic_fetch_add(&txmode_count, 1);
+        }
+        struct txmode *tx = d->tx;
+        tx->sock = FP_REAL(PQsocket)(d->conn);
+        tx->last_lease_id = d->lease->lease_id;
+        memcpy(&tx->info, &d->lease->info, sizeof(tx->info));
+        tx->pinned = false;
+        tx->pin_reasons = 0;
+        tx->error[0] = '\0';
+        /* A connect that changed the session (client_encoding) keeps it. */
+        tx->persist = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        tx->dirty_known = 0;
+        dropin_cancel_cell_set(tx->cell, tx->info.backend_pid, tx->info.cancel_key);
+        tx_settle(d);
+        return 0;
+}
+
+void txmode_before_reset(struct dropin_conn *d)
+{
+        if (d->tx && d->lease && d->pid == getpid())
+                tx_give_back(d);
+        if (d->tx)
+                d->tx->pinned = false;
+}
+
+static void tx_free(struct txmode *tx)
+{
+        struct tx_statement *next;
+        for (struct tx_statement *s = tx->statements; s; s = next) {
+                next = s->next;
+                tx_statement_free(s);
+        }
+        free(tx);
+}
+
+void txmode_finish(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        if (!tx)
+                return;
+        if (d->lease)
+                tx_give_back(d);
+        /* libpq's Terminate goes to an unconnected socket and fails quietly. */
+        (void)fp_release_socket(tx->sock);
+        dropin_cancel_cell_free(tx->cell);
+        d->tx = NULL;
+        atomic_fetch_sub(&txmode_count, 1);
+        tx_free(tx);
+}
+
+void txmode_forget(struct dropin_conn *d)
+{
+        if (!d->tx)
+                return;
+        tx_free(d->tx);
+        d->tx = NULL;
+        atomic_fetch_sub(&txmode_count, 1);
+}
+
+const char *txmode_error(const struct dropin_conn *d)
+{
+        return d->tx && d->tx->error[0] ? d->tx->error : NULL;
+}
+
+/* --- the replaced entry points --- */
+
+DROPIN_EXPORT PGresult *PQexec(PGconn *conn, const char *query)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQexec)(conn, query);
+        if (tx_deallocate(d->tx, query))
+                return FP_REAL(PQmakeEmptyPGresult)(conn, PGRES_COMMAND_OK);
+        if (tx_begin(d, query) < 0)
+                return tx_error_result(d);
+        PGresult *res = FP_REAL(PQexec)(conn, query);
+        d->tx->failed |= FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR;
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nParams,
+                                     const Oid *paramTypes, const char *const *paramValues,
+                                     const int *paramLengths, const int *paramFormats,
+                                     int resultFormat)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQexecParams)(conn, command, nParams, paramTypes, paramValues,
+                                             paramLengths, paramFormats, resultFormat);
+        if (tx_begin(d, command) < 0)
+                return tx_error_result(d);
+        PGresult *res = FP_REAL(PQexecParams)(conn, command, nParams, paramTypes, paramValues,
+                                              paramLengths, paramFormats, resultFormat);
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char *query,
+                                  int nParams, const Oid *paramTypes)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d || !stmtName)
+                return FP_REAL(PQprepare)(conn, stmtName, query, nParams, paramTypes);
+        if (tx_begin(d, query) < 0)
+                return tx_error_result(d);
+        /* Checked by the server as the unnamed statement; remembered if it is valid. */
+        PGresult *res = FP_REAL(PQprepare)(conn, "", query, nParams, paramTypes);
+        if (FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK &&
+            tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
+                FP_REAL(PQclear)(res);
+                snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+                res = tx_error_result(d);
+        }
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                       const char *const *paramValues, const int *paramLengths,
+                                       const int *paramFormats, int resultFormat)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQexecPrepared)(conn, stmtName, nParams, paramValues, paramLengths,
+                                               paramFormats, resultFormat);
+        const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
+        if (tx_begin(d, s ? s->text : NULL) < 0)
+                return tx_error_result(d);
+        PGresult *res = s ? FP_REAL(PQexecParams)(conn, s->text, nParams, s->types, paramValues,
+                                                  paramLengths, paramFormats, resultFormat)
+                          : FP_REAL(PQexecPrepared)(conn, stmtName, nParams, paramValues,
+                                                    paramLengths, paramFormats, resultFormat);
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQdescribePrepared)(conn, stmt);
+        const struct tx_statement *s = tx_statement_find(d->tx, stmt);
+        if (tx_begin(d, s ? s->text : "") < 0)
+                return tx_error_result(d);
+        PGresult *res;
+        if (s) {
+                res = FP_REAL(PQprepare)(conn, "", s->text, s->n_params, s->types);
+                if (FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK) {
+                        FP_REAL(PQclear)(res);
+                        res = FP_REAL(PQdescribePrepared)(conn, "");
+                }
+        } else {
+                res = FP_REAL(PQdescribePrepared)(conn, stmt);
+        }
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT PGresult *PQdescribePortal(PGconn *conn, const char *portal)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQdescribePortal)(conn, portal);
+        if (tx_begin(d, "") < 0)
+                return tx_error_result(d);
+        PGresult *res = FP_REAL(PQdescribePortal)(conn, portal);
+        tx_end(d, true);
+        return res;
+}
+
+DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendQuery)(conn, query);
+        if (tx_deallocate(d->tx, query))
+                query = TX_NOOP_SQL;
+        if (tx_begin(d, query) < 0)
+                return 0;
+        int ok = FP_REAL(PQsendQuery)(conn, query);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nParams,
+                                    const Oid *paramTypes, const char *const *paramValues,
+                                    const int *paramLengths, const int *paramFormats,
+                                    int resultFormat)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
+                                                  paramLengths, paramFormats, resultFormat);
+        if (tx_deallocate(d->tx, command))
+                command = TX_NOOP_SQL;
+        if (tx_begin(d, command) < 0)
+                return 0;
+        int ok = FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
+                                            paramLengths, paramFormats, resultFormat);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *query, int nParams,
+                                const Oid *paramTypes)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendPrepare)(conn, stmtName, query, nParams, paramTypes);
+        if (tx_begin(d, query) < 0)
+                return 0;
+        bool named = stmtName != NULL;
+        /* Remembered now (a later PQsendQueryPrepared may come before the result is read);
+         * the server checks it as the unnamed statement. */
+        if (named && tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
+                snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+                tx_end(d, true);
+                return 0;
+        }
+        int ok = FP_REAL(PQsendPrepare)(conn, named ? "" : stmtName, query, nParams, paramTypes);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nParams,
+                                      const char *const *paramValues, const int *paramLengths,
+                                      const int *paramFormats, int resultFormat)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
+                                                    paramLengths, paramFormats, resultFormat);
+        const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
+        if (tx_begin(d, s ? s->text : NULL) < 0)
+                return 0;
+        int ok = s ? FP_REAL(PQsendQueryParams)(conn, s->text, nParams, s->types, paramValues,
+                                                paramLengths, paramFormats, resultFormat)
+                   : FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
+                                                  paramLengths, paramFormats, resultFormat);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendDescribePrepared)(conn, stmt);
+        const struct tx_statement *s = tx_statement_find(d->tx, stmt);
+        if (tx_begin(d, s ? s->text : "") < 0)
+                return 0;
+        if (s && FP_REAL(PQpipelineStatus)(conn) == PQ_PIPELINE_OFF && !FP_REAL(PQisBusy)(conn)) {
+                /* The unnamed statement made first, at once; then its description is asked. */
+                PGresult *res = FP_REAL(PQprepare)(conn, "", s->text, s->n_params, s->types);
+                bool ok = FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK;
+                FP_REAL(PQclear)(res);
+                if (!ok) {
+                        tx_end(d, true);
+                        return 0;
+                }
+                stmt = "";
+        }
+        int ok = FP_REAL(PQsendDescribePrepared)(conn, stmt);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQsendDescribePortal)(conn, portal);
+        if (tx_begin(d, "") < 0)
+                return 0;
+        int ok = FP_REAL(PQsendDescribePortal)(conn, portal);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
+{
+        PGresult *res = FP_REAL(PQgetResult)(conn);
+        if (res) {
+                struct dropin_conn *d =
+                        FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR ? tx_find(conn) : NULL;
+                if (d)
+                        d->tx->failed = true;
+                return res;
+        }
+        struct dropin_conn *d = tx_find(conn);
+        if (d)
+                tx_settle(d); /* the release point of an asynchronous command */
+        return NULL;
+}
+
+DROPIN_EXPORT int PQenterPipelineMode(PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (!d)
+                return FP_REAL(PQenterPipelineMode)(conn);
+        /* A pipeline's syncs and flushes go to a session: it is leased now. */
+        if (tx_begin(d, "") < 0)
+                return 0;
+        int ok = FP_REAL(PQenterPipelineMode)(conn);
+        tx_end(d, !ok);
+        return ok;
+}
+
+DROPIN_EXPORT int PQexitPipelineMode(PGconn *conn)
+{
+        int ok = FP_REAL(PQexitPipelineMode)(conn);
+        struct dropin_conn *d = ok ? tx_find(conn) : NULL;
+        if (d)
+                tx_settle(d);
+        return ok;
+}
+
+DROPIN_EXPORT int PQbackendPID(const PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        return d ? d->tx->info.backend_pid : FP_REAL(PQbackendPID)(conn);
+}
+
+DROPIN_EXPORT const char *PQparameterStatus(const PGconn *conn, const char *paramName)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (d && !d->tx->pinned && paramName) {
+                /* The hand-over values of the session running now (or last). */
+                const char *v =
+                        fp_params_get(d->tx->info.params, d->tx->info.params_len, paramName);
+                if (v)
+                        return v;
+        }
+        return FP_REAL(PQparameterStatus)(conn, paramName);
+}
+
+DROPIN_EXPORT char *PQresultErrorMessage(const PGresult *res)
+{
+        if (res && atomic_load_explicit(&txmode_count, memory_order_relaxed) != 0) {
+                char *text = FP_REAL(PQresultInstanceData)(res, tx_event);
+                if (text)
+                        return text;
+        }
+        return FP_REAL(PQresultErrorMessage)(res);
+}
+
+DROPIN_EXPORT char *PQresultErrorField(const PGresult *res, int fieldcode)
+{
+        if (res && atomic_load_explicit(&txmode_count, memory_order_relaxed) != 0 &&
+            FP_REAL(PQresultInstanceData)(res, tx_event)) {
+                static char sqlstate[] = "57P03"; /* cannot_connect_now */
+                static char severity[] = "ERROR";
+                char *text = FP_REAL(PQresultInstanceData)(res, tx_event);
+                switch (fieldcode) {
+                case PG_DIAG_SQLSTATE:
+                        return sqlstate;
+                case PG_DIAG_SEVERITY:
+                case PG_DIAG_SEVERITY_NONLOCALIZED:
+                        return severity;
+                case PG_DIAG_MESSAGE_PRIMARY:
+                        return text;
+                default:
+                        return NULL;
+                }
+        }
+        return FP_REAL(PQresultErrorField)(res, fieldcode);
+}
+
+PGcancel *txmode_get_cancel(struct dropin_conn *d)
+{
+        return dropin_cancel_new_for_cell(&d->tx->info, d->tx->cell);
+}

@@ -1,0 +1,464 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * it_txmode.c — transaction pooling through the libpq drop-in (pool_mode =
+ * transaction), seen from a program that only knows libpq (ctest puts the
+ * drop-in's directory on LD_LIBRARY_PATH). It checks that an idle
+ * connection holds no lease; that PQsocket() keeps its number and
+ * PQbackendPID() follows the session; the release points (PQexec, an
+ * asynchronous command's last PQgetResult, a failed transaction kept until
+ * ROLLBACK, pipeline mode, COPY); that each kind of session state pins the
+ * session and the next transaction sees it, and that a connection without
+ * such state is never pinned; protocol-level prepared statements across
+ * sessions; a lease that fails is a query error and the connection stays
+ * usable; several connections on a one-connection pool; fork; cancel; and
+ * a non-blocking command.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+static struct itest_sup sup;
+static char conninfo[512];
+
+static void start(const char *app, const char *lines)
+{
+        char all[512];
+        snprintf(all, sizeof(all), "pool_mode = transaction\n%s", lines ? lines : "");
+        itest_sup_start(&sup, app, all, NULL);
+        snprintf(conninfo, sizeof(conninfo), "host=%s dbname=main", sup.dir);
+}
+
+static void stop(void)
+{
+        CHECK(itest_sup_stop(&sup) == 0);
+}
+
+static PGconn *connect_ok(void)
+{
+        PGconn *c = PQconnectdb(conninfo);
+        CHECK_MSG(PQstatus(c) == CONNECTION_OK, "%s: %s", conninfo, PQerrorMessage(c));
+        return c;
+}
+
+static int checked_out(void)
+{
+        return (int)itest_pool(&sup).checked_out;
+}
+
+static int wait_checked_out(int n)
+{
+        int64_t end = itest_now_ms() + 5000;
+        while (checked_out() != n && itest_now_ms() < end)
+                usleep(5000);
+        return checked_out();
+}
+
+/* Runs sql, expecting status; clears the result. */
+static void exec_expect(PGconn *c, const char *sql, ExecStatusType status)
+{
+        PGresult *res = PQexec(c, sql);
+        CHECK_MSG(PQresultStatus(res) == status, "%s: %s (%s)", sql,
+                  PQresStatus(PQresultStatus(res)), PQresultErrorMessage(res));
+        PQclear(res);
+}
+
+static void test_idle_connection_holds_no_lease(void)
+{
+        start("it_txmode_idle", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        CHECK_MSG(wait_checked_out(0) == 0, "an idle connection holds a lease");
+        int sock = PQsocket(c);
+        CHECK(sock >= 0);
+        /* Idle, its descriptor is neither readable nor at end of file. */
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        CHECK(poll(&p, 1, 50) == 0);
+        CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
+        for (int i = 0; i < 20; i++) {
+                char *pid = itest_query(c, "SELECT pg_backend_pid()");
+                CHECK_MSG(atoi(pid) == PQbackendPID(c), "PQbackendPID %d, session %s",
+                          PQbackendPID(c), pid);
+                CHECK(PQsocket(c) == sock);
+                CHECK(wait_checked_out(0) == 0);
+        }
+        CHECK(PQparameterStatus(c, "server_version") != NULL);
+        CHECK(strcmp(PQparameterStatus(c, "application_name"), "it_txmode_idle") == 0);
+        struct fp_shm_pool pool = itest_pool(&sup);
+        CHECK_MSG(pool.counters.acquires >= 21, "%llu acquires",
+                  (unsigned long long)pool.counters.acquires);
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+
+static void test_release_points(void)
+{
+        start("it_txmode_release", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        exec_expect(c, "CREATE TABLE IF NOT EXISTS it_txmode_t (v int)", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0); /* a permanent table is no session state */
+
+        /* A transaction keeps its session until it ends. */
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(checked_out() == 1);
+        int pid = PQbackendPID(c);
+        for (int i = 0; i < 5; i++)
+                CHECK(atoi(itest_query(c, "SELECT pg_backend_pid()")) == pid);
+        exec_expect(c, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+
+        /* A failed transaction keeps it until ROLLBACK. */
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        exec_expect(c, "SELECT 1/0", PGRES_FATAL_ERROR);
+        CHECK(PQtransactionStatus(c) == PQTRANS_INERROR);
+        usleep(50000);
+        CHECK(checked_out() == 1);
+        exec_expect(c, "SELECT 1", PGRES_FATAL_ERROR); /* still that aborted transaction */
+        exec_expect(c, "ROLLBACK", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+
+        /* Asynchronous: released when PQgetResult() returns NULL. */
+        CHECK(PQsendQuery(c, "SELECT 42"));
+        CHECK(checked_out() == 1);
+        PGresult *res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "42") == 0);
+        PQclear(res);
+        CHECK(checked_out() == 1);
+        CHECK(PQgetResult(c) == NULL);
+        CHECK(wait_checked_out(0) == 0);
+
+        /* Pipeline mode: held until it is left. */
+        CHECK(PQenterPipelineMode(c));
+        CHECK(checked_out() == 1);
+        CHECK(PQsendQueryParams(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0));
+        CHECK(PQsendQueryParams(c, "SELECT 2", 0, NULL, NULL, NULL, NULL, 0));
+        CHECK(PQpipelineSync(c));
+        int got = 0;
+        for (int i = 0; i < 2; i++) {
+                res = PQgetResult(c);
+                got += PQresultStatus(res) == PGRES_TUPLES_OK;
+                PQclear(res);
+                CHECK(PQgetResult(c) == NULL);
+                CHECK(checked_out() == 1);
+        }
+        res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_PIPELINE_SYNC);
+        PQclear(res);
+        CHECK(got == 2);
+        CHECK(PQexitPipelineMode(c));
+        CHECK(wait_checked_out(0) == 0);
+
+        /* COPY: held until its end is read. */
+        res = PQexec(c, "COPY it_txmode_t FROM STDIN");
+        CHECK(PQresultStatus(res) == PGRES_COPY_IN);
+        PQclear(res);
+        CHECK(checked_out() == 1);
+        CHECK(PQputCopyData(c, "1\n2\n", 4) == 1);
+        CHECK(PQputCopyEnd(c, NULL) == 1);
+        res = PQgetResult(c);
+        CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        CHECK(wait_checked_out(0) == 0);
+        CHECK(atoi(itest_query(c, "SELECT count(*) FROM it_txmode_t")) >= 2);
+        exec_expect(c, "DROP TABLE it_txmode_t", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        stop();
+}
+
+/* Each kind of session state pins; the next transaction sees the state. */
+static void test_pins(void)
+{
+        static const struct {
+                const char *setup; /* ';'-separated is fine: one PQexec */
+                const char *check; /* its first value must be want */
+                const char *want;
+        } pins[] = {
+                {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms"},
+                {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB"},
+                {"RESET search_path", "SELECT 'reset'", "reset"},
+                {"LISTEN it_txmode_channel",
+                 "SELECT count(*) FROM pg_listening_channels() WHERE pg_listening_channels = "
+                 "'it_txmode_channel'",
+                 "1"},
+                {"PREPARE it_txmode_p AS SELECT 5", "EXECUTE it_txmode_p", "5"},
+                {"SELECT pg_advisory_lock(4242)",
+                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND "
+                 "pid = pg_backend_pid()",
+                 "1"},
+                {"CREATE TEMP TABLE it_txmode_tmp AS SELECT 9 AS v", "SELECT v FROM it_txmode_tmp",
+                 "9"},
+                {"BEGIN; DECLARE it_txmode_c CURSOR WITH HOLD FOR SELECT 11; COMMIT",
+                 "FETCH it_txmode_c", "11"},
+                {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded"},
+        };
+        start("it_txmode_pins", "pool_size = 3\nmax_overflow = 0\n");
+        PGconn *other = connect_ok(); /* runs transactions between, on the other sessions */
+        for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
+                PGconn *c = connect_ok();
+                CHECK(wait_checked_out(0) == 0);
+                PGresult *res = PQexec(c, pins[i].setup);
+                CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                                  PQresultStatus(res) == PGRES_TUPLES_OK,
+                          "%s: %s", pins[i].setup, PQresultErrorMessage(res));
+                PQclear(res);
+                CHECK_MSG(checked_out() == 1, "'%s' did not pin", pins[i].setup);
+                int pid = PQbackendPID(c);
+                for (int k = 0; k < 3; k++)
+                        (void)itest_query(other, "SELECT 1");
+                char *v = itest_query(c, pins[i].check);
+                CHECK_MSG(strcmp(v, pins[i].want) == 0, "after '%s': %s gave %s", pins[i].setup,
+                          pins[i].check, v);
+                CHECK(PQbackendPID(c) == pid);
+                CHECK(atoi(itest_query(c, "SELECT pg_backend_pid()")) == pid);
+                PQfinish(c);
+                CHECK_MSG(wait_checked_out(0) == 0, "'%s': the pin outlived PQfinish",
+                          pins[i].setup);
+                /* The next holder of that session sees none of it. */
+                CHECK(strcmp(itest_query(other, "SHOW statement_timeout"), "0") == 0);
+        }
+
+        /* Transaction-scoped state does not pin. */
+        static const char *const clean[] = {
+                "BEGIN; SET LOCAL statement_timeout = '5s'; COMMIT",
+                "SELECT set_config('work_mem', '9MB', true)",
+                "BEGIN; DECLARE it_txmode_c2 CURSOR FOR SELECT 1; COMMIT",
+                "SELECT pg_advisory_xact_lock(77)",
+                "SELECT 'SET x = 1', 'LISTEN y'",
+                "CREATE TABLE IF NOT EXISTS it_txmode_perm (v int); DROP TABLE it_txmode_perm",
+        };
+        PGconn *c = connect_ok();
+        for (size_t i = 0; i < sizeof(clean) / sizeof(clean[0]); i++) {
+                PGresult *res = PQexec(c, clean[i]);
+                CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK ||
+                                  PQresultStatus(res) == PGRES_TUPLES_OK,
+                          "%s: %s", clean[i], PQresultErrorMessage(res));
+                PQclear(res);
+                CHECK_MSG(wait_checked_out(0) == 0, "'%s' pinned", clean[i]);
+        }
+        PQfinish(c);
+        PQfinish(other);
+        stop();
+}
+
+static void test_prepared_statements_across_sessions(void)
+{
+        start("it_txmode_prepared", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *a = connect_ok(), *b = connect_ok();
+        PGresult *res = PQprepare(a, "plus_one", "SELECT $1::int + 1", 1, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK_MSG(wait_checked_out(0) == 0, "PQprepare pinned");
+        /* The same name on another connection, another text: each its own. */
+        res = PQprepare(b, "plus_one", "SELECT $1::int + 100", 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        res = PQprepare(a, "bad", "SELECT FROM nowhere_at_all", 0, NULL);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        /* a's transaction holds one session: b's statements run on the other. */
+        exec_expect(a, "BEGIN", PGRES_COMMAND_OK);
+        for (int i = 0; i < 10; i++) {
+                const char *v[] = {"1"};
+                PGconn *c = i % 2 ? a : b;
+                res = PQexecPrepared(c, "plus_one", 1, v, NULL, NULL, 0);
+                CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+                CHECK(strcmp(PQgetvalue(res, 0, 0), c == a ? "2" : "101") == 0);
+                PQclear(res);
+        }
+        exec_expect(a, "COMMIT", PGRES_COMMAND_OK);
+        res = PQdescribePrepared(a, "plus_one");
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK && PQnparams(res) == 1);
+        PQclear(res);
+        /* Asynchronous, as psycopg 3 and PDO do it. */
+        CHECK(PQsendPrepare(b, "async_s", "SELECT $1::text || 'x'", 1, NULL));
+        while ((res = PQgetResult(b)))
+                PQclear(res);
+        const char *v[] = {"y"};
+        CHECK(PQsendQueryPrepared(b, "async_s", 1, v, NULL, NULL, 0));
+        res = PQgetResult(b);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "yx") == 0);
+        PQclear(res);
+        CHECK(PQgetResult(b) == NULL);
+        CHECK(wait_checked_out(0) == 0);
+        /* No session holds a statement of ours. */
+        CHECK(strcmp(itest_query(a, "SELECT count(*) FROM pg_prepared_statements"), "0") == 0);
+        exec_expect(a, "DEALLOCATE plus_one", PGRES_COMMAND_OK);
+        res = PQexecPrepared(a, "plus_one", 1, v, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(a);
+        PQfinish(b);
+        stop();
+}
+
+static void test_lease_failure_is_a_query_error(void)
+{
+        start("it_txmode_fail", "pool_size = 1\nmax_overflow = 0\npool_timeout = 0.5\n");
+        PGconn *holder = connect_ok(), *c = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        int64_t t0 = itest_now_ms();
+        PGresult *res = PQexec(c, "SELECT 1");
+        int64_t took = itest_now_ms() - t0;
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        CHECK_MSG(strstr(PQresultErrorMessage(res), "forkpool: pool \"main\": no connection free"),
+                  "%s", PQresultErrorMessage(res));
+        CHECK(strstr(PQerrorMessage(c), "no connection free"));
+        CHECK(PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
+              strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE), "57P03") == 0);
+        PQclear(res);
+        CHECK_MSG(took >= 300 && took < 8000, "took %lld ms", (long long)took);
+        CHECK(PQstatus(c) == CONNECTION_OK);
+        CHECK(PQsendQuery(c, "SELECT 1") == 0);
+        CHECK(strstr(PQerrorMessage(c), "no connection free"));
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(strcmp(itest_query(c, "SELECT 3"), "3") == 0);
+        CHECK(!strstr(PQerrorMessage(c), "no connection free"));
+        PQfinish(holder);
+        PQfinish(c);
+        stop();
+}
+
+static void test_many_connections_on_one_session(void)
+{
+        enum {
+                N = 6
+        };
+        start("it_txmode_many", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *c[N];
+        for (int i = 0; i < N; i++)
+                c[i] = connect_ok();
+        for (int round = 0; round < 5; round++)
+                for (int i = 0; i < N; i++) {
+                        char sql[64], want[16];
+                        snprintf(sql, sizeof(sql), "SELECT %d", round * N + i);
+                        snprintf(want, sizeof(want), "%d", round * N + i);
+                        CHECK(strcmp(itest_query(c[i], sql), want) == 0);
+                }
+        CHECK(itest_pool(&sup).live <= 1);
+        for (int i = 0; i < N; i++)
+                PQfinish(c[i]);
+        stop();
+}
+
+static void test_fork(void)
+{
+        start("it_txmode_fork", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                /* An idle inherited connection: the child leases a session of its own. */
+                PGresult *res = PQexec(c, "SELECT pg_backend_pid()");
+                int ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                         atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(c);
+                PQclear(res);
+                PQfinish(c);
+                _exit(ok ? 0 : 1);
+        }
+        int status = itest_wait_child(pid, 10000);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child could not lease");
+        CHECK(strcmp(itest_query(c, "SELECT 7"), "7") == 0);
+
+        /* Inside the parent's transaction: the child never touches that session. */
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        int parent_pid = PQbackendPID(c);
+        pid = fork();
+        if (pid == 0) {
+                PGresult *res = PQexec(c, "SELECT 1");
+                int refused = PQresultStatus(res) == PGRES_FATAL_ERROR &&
+                              strstr(PQresultErrorMessage(res), "parent process");
+                PQclear(res);
+                PQfinish(c);
+                _exit(refused ? 0 : 1);
+        }
+        status = itest_wait_child(pid, 10000);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child used the parent's transaction");
+        CHECK(atoi(itest_query(c, "SELECT pg_backend_pid()")) == parent_pid);
+        exec_expect(c, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        stop();
+}
+
+static void test_cancel(void)
+{
+        start("it_txmode_cancel", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        PGcancel *cancel = PQgetCancel(c); /* taken while idle, as psycopg2 does */
+        CHECK(cancel);
+        char err[256] = "";
+        CHECK(PQcancel(cancel, err, sizeof(err)) == 1); /* nothing runs: nothing is sent */
+        CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
+        usleep(200000);
+        int64_t t0 = itest_now_ms();
+        CHECK_MSG(PQcancel(cancel, err, sizeof(err)) == 1, "%s", err);
+        PGresult *res = PQgetResult(c);
+        CHECK(itest_now_ms() - t0 < 5000);
+        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR &&
+                          strstr(PQresultErrorMessage(res), "canceling statement"),
+                  "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        while ((res = PQgetResult(c)))
+                PQclear(res);
+        CHECK(wait_checked_out(0) == 0);
+        PQfreeCancel(cancel);
+        CHECK(strcmp(itest_query(c, "SELECT 8"), "8") == 0);
+        PQfinish(c);
+        stop();
+}
+
+static void test_nonblocking(void)
+{
+        start("it_txmode_nonblock", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *c = PQconnectStart(conninfo);
+        CHECK(c);
+        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+        int64_t end = itest_now_ms() + 5000;
+        while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED && itest_now_ms() < end) {
+                struct pollfd p = {.fd = PQsocket(c),
+                                   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+                (void)poll(&p, 1, 100);
+                st = PQconnectPoll(c);
+        }
+        CHECK_MSG(st == PGRES_POLLING_OK, "%s", PQerrorMessage(c));
+        CHECK(wait_checked_out(0) == 0);
+        CHECK(PQsetnonblocking(c, 1) == 0);
+        CHECK(PQsendQuery(c, "SELECT pg_sleep(0.2), 5"));
+        while (PQflush(c) > 0)
+                ;
+        end = itest_now_ms() + 5000;
+        while (PQisBusy(c) && itest_now_ms() < end) {
+                struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+                (void)poll(&p, 1, 100);
+                CHECK(PQconsumeInput(c));
+        }
+        PGresult *res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 1), "5") == 0);
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        stop();
+}
+
+int main(void)
+{
+        test_idle_connection_holds_no_lease();
+        test_release_points();
+        test_pins();
+        test_prepared_statements_across_sessions();
+        test_lease_failure_is_a_query_error();
+        test_many_connections_on_one_session();
+        test_fork();
+        test_cancel();
+        test_nonblocking();
+        printf("it_txmode: all passed\n");
+        return 0;
+}
