@@ -329,6 +329,25 @@ static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *
                           rec->backend_pid, client->pid);
 }
 
+/* The holder's report that its session is pinned (the drop-in's transaction mode). No reply. */
+static void handle_pin(struct fp_client *client, const struct fp_msg_pin *msg)
+{
+        struct fp_sup_pool *sp =
+                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
+
+        if (!rec || rec->holder != client) {
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d pinned lease %#llx, which it does not hold: ignored",
+                             client->pid, (unsigned long long)msg->lease_id);
+                return;
+        }
+        char why[160];
+        log_debug("pool %s: pid %d pins backend %d (%s)", sp->cfg.name, client->pid,
+                  rec->backend_pid, fp_pin_reasons_text(msg->reasons, why, sizeof(why)));
+        fp_pool_set_pin(&sp->pool, rec, msg->reasons);
+}
+
 static void handle_admin(struct fp_client *client, const struct fp_msg_admin *msg)
 {
         struct fp_msg_admin_ok reply;
@@ -400,6 +419,9 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 break;
         case FP_OP_CANCEL:
                 handle_cancel(client, buf);
+                break;
+        case FP_OP_PIN:
+                handle_pin(client, buf);
                 break;
         default:
                 warn_limited(client->sup, WARN_MALFORMED,

@@ -396,14 +396,16 @@ static const char *ctl_fmt_age(char *buf, size_t len, uint64_t since_usec, uint6
 
 static void ctl_print_slot_text(uint32_t index, const struct fp_shm_slot *s, uint64_t now_usec)
 {
-        char holder[16], held[32], backend[16], age[32];
+        char holder[16], held[32], backend[16], age[32], why[160];
         uint64_t checkout = s->state == FP_SLOT_LEASED ? s->last_checkout_usec : 0;
+        bool pinned = s->state == FP_SLOT_LEASED && s->pin_reasons;
 
-        printf("%4" PRIu32 "  %-10s  %7s  %8s  %7s  %8s\n", index, fp_slot_state_name(s->state),
+        printf("%4" PRIu32 "  %-10s  %7s  %8s  %7s  %8s%s%s\n", index, fp_slot_state_name(s->state),
                ctl_fmt_pid(holder, sizeof(holder), s->holder_pid),
                ctl_fmt_age(held, sizeof(held), checkout, now_usec),
                ctl_fmt_pid(backend, sizeof(backend), s->backend_pid),
-               ctl_fmt_age(age, sizeof(age), s->connect_usec, now_usec));
+               ctl_fmt_age(age, sizeof(age), s->connect_usec, now_usec), pinned ? "  pinned: " : "",
+               pinned ? fp_pin_reasons_text(s->pin_reasons, why, sizeof(why)) : "");
 }
 
 static void ctl_print_pool_text(const struct ctl_pool_view *v, uint64_t now_usec)
@@ -488,6 +490,14 @@ static struct json_object *ctl_slot_json(uint32_t index, const struct fp_shm_slo
                                                 s->last_checkout_usec, now_usec)));
         else
                 ok = ok && ctl_json_add_null(obj, "held_for");
+        if (s->state == FP_SLOT_LEASED && s->pin_reasons) {
+                char why[160];
+                ok = ok && ctl_json_add(obj, "pin_reason",
+                                        json_object_new_string(fp_pin_reasons_text(
+                                                s->pin_reasons, why, sizeof(why))));
+        } else {
+                ok = ok && ctl_json_add_null(obj, "pin_reason");
+        }
         if (!ok) {
                 json_object_put(obj);
                 return NULL;

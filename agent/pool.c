@@ -346,6 +346,7 @@ static void lease_to(struct fp_pool *pool, struct fp_record *rec, struct fp_wait
         rec->leased_at = now(pool);
         rec->last_checkout_usec = realtime_usec();
         memcpy(rec->label, w->label, sizeof(rec->label));
+        rec->pin_reasons = 0;
         record_set_state(pool, rec, FP_SLOT_LEASED);
 
         /* Readers of the segment see the lease by the time the worker has it. */
@@ -451,6 +452,7 @@ static void checkin(struct fp_pool *pool, struct fp_record *rec)
         rec->holder = NULL;
         rec->holder_pid = 0;
         rec->label[0] = '\0';
+        rec->pin_reasons = 0;
         if (pool->closing || pool->params.pool_class == FP_POOL_NULL ||
             (pool->pool_size > 0 && pool->queue_len >= (uint32_t)pool->pool_size)) {
                 record_discard(pool, rec);
@@ -815,6 +817,13 @@ void fp_pool_check_leases(struct fp_pool *pool)
         fp_pool_publish(pool);
 }
 
+void fp_pool_set_pin(struct fp_pool *pool, struct fp_record *rec, uint32_t reasons)
+{
+        rec->pin_reasons = reasons;
+        record_mark_dirty(pool, rec);
+        fp_pool_publish(pool);
+}
+
 void fp_pool_update_params(struct fp_pool *pool, const struct fp_pool_params *params)
 {
         int old_size = pool->pool_size;
@@ -1039,8 +1048,10 @@ void fp_pool_publish(struct fp_pool *pool)
                         .connect_usec = rec->conn ? rec->connect_usec : 0,
                         .last_checkout_usec = rec->last_checkout_usec,
                 };
-                if (rec->state == FP_SLOT_LEASED)
+                if (rec->state == FP_SLOT_LEASED) {
                         memcpy(slot->label, rec->label, sizeof(slot->label));
+                        slot->pin_reasons = rec->pin_reasons;
+                }
         }
         pool->n_dirty = 0;
         fp_segment_write_end(shm);

@@ -61,6 +61,7 @@ struct fp_record {
         uint64_t leased_at;           /* CLOCK_MONOTONIC of the current lease */
         uint64_t generation;          /* the pool's generation when it connected */
         char label[FP_SHM_LABEL_MAX]; /* the holder's label */
+        uint32_t pin_reasons;         /* enum fp_pin_reason the holder reported for this lease */
         bool new_record;              /* created for this connect: a failure un-counts it */
         bool fresh;                   /* connected and not yet handed out: never pinged */
         bool leak_reported;
@@ -338,6 +339,9 @@ int fp_pool_overflow(const struct fp_pool *pool);
  * connections: 0", "NullPool", "StaticPool", "AssertionPool".
  */
 int fp_pool_status(const struct fp_pool *pool, char *buf, size_t len);
+
+/* Records the holder's pin reasons (enum fp_pin_reason) for rec's lease, for forkpoolctl. */
+void fp_pool_set_pin(struct fp_pool *pool, struct fp_record *rec, uint32_t reasons);
 
 /* Record with the given lease id, or NULL. */
 struct fp_record *fp_pool_find_lease(struct fp_pool *pool, uint64_t lease_id);

@@ -5,6 +5,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t request_id)
@@ -39,6 +40,8 @@ static size_t msg_expected_size(uint32_t op)
                 return sizeof(struct fp_msg_admin);
         case FP_OP_ADMIN_OK:
                 return sizeof(struct fp_msg_admin_ok);
+        case FP_OP_PIN:
+                return sizeof(struct fp_msg_pin);
         default:
                 return 0;
         }
@@ -70,11 +73,33 @@ const char *fp_op_name(uint32_t op)
                 [FP_OP_ACQUIRE] = "acquire",   [FP_OP_LEASE] = "lease",
                 [FP_OP_RELEASE] = "release",   [FP_OP_ERROR] = "error",
                 [FP_OP_CANCEL] = "cancel",     [FP_OP_ADMIN] = "admin",
-                [FP_OP_ADMIN_OK] = "admin-ok",
+                [FP_OP_ADMIN_OK] = "admin-ok", [FP_OP_PIN] = "pin",
         };
         if (op < sizeof(names) / sizeof(names[0]) && names[op])
                 return names[op];
         return "unknown";
+}
+
+char *fp_pin_reasons_text(uint32_t reasons, char *buf, size_t len)
+{
+        static const char *const words[] = {
+                "SET",           "LISTEN",          "PREPARE",
+                "advisory lock", "temporary table", "WITH HOLD cursor",
+                "LOAD",          "session state",
+        };
+        size_t used = 0;
+        if (len == 0)
+                return buf;
+        buf[0] = '\0';
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+                if (!(reasons & (1u << i)))
+                        continue;
+                int n = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", words[i]);
+                if (n < 0 || (size_t)n >= len - used)
+                        break;
+                used += (size_t)n;
+        }
+        return buf;
 }
 
 int fp_params_check(const char *buf, size_t len)

@@ -38,6 +38,22 @@ enum fp_op {
         FP_OP_CANCEL,    /* worker → supervisor: cancel the lease's running query; no reply */
         FP_OP_ADMIN,     /* forkpoolctl → supervisor; reply FP_OP_ADMIN_OK or FP_OP_ERROR */
         FP_OP_ADMIN_OK,  /* supervisor → forkpoolctl */
+        FP_OP_PIN, /* worker → supervisor: the lease's session is pinned, and why; no reply */
+};
+
+/*
+ * Why a transaction-mode connection of the libpq drop-in keeps its session
+ * (FP_OP_PIN): the state it created, which must not be lost.
+ */
+enum fp_pin_reason {
+        FP_PIN_SET = 1u << 0,      /* SET, RESET, set_config(…, false) */
+        FP_PIN_LISTEN = 1u << 1,   /* LISTEN */
+        FP_PIN_PREPARE = 1u << 2,  /* SQL PREPARE */
+        FP_PIN_ADVISORY = 1u << 3, /* a session advisory lock */
+        FP_PIN_TEMP = 1u << 4,     /* a temporary table (or other temporary object) */
+        FP_PIN_HOLD = 1u << 5,     /* a WITH HOLD cursor */
+        FP_PIN_LOAD = 1u << 6,     /* LOAD */
+        FP_PIN_OTHER = 1u << 7,    /* other session state (e.g. the connect's client_encoding) */
 };
 
 /* Admin commands (FP_OP_ADMIN); only admin uids/gids may send them. */
@@ -200,6 +216,14 @@ struct fp_msg_cancel {
         uint64_t lease_id;
 };
 
+/* The lease's session stays with its holder until the lease ends (enum fp_pin_reason). */
+struct fp_msg_pin {
+        struct fp_msg_hdr hdr;
+        uint64_t lease_id;
+        uint32_t reasons; /* enum fp_pin_reason, 0: no longer pinned */
+        uint32_t reserved;
+};
+
 struct fp_msg_release {
         struct fp_msg_hdr hdr;
         uint64_t lease_id;
@@ -216,6 +240,7 @@ _Static_assert(sizeof(struct fp_msg_release) <= FP_MSG_MAX, "release fits a mess
 _Static_assert(sizeof(struct fp_lease_mysql) <= sizeof(struct fp_lease_pg),
                "a MySQL lease does not grow the lease message");
 _Static_assert(sizeof(struct fp_msg_cancel) == 24, "cancel layout");
+_Static_assert(sizeof(struct fp_msg_pin) == 32, "pin layout");
 
 struct fp_msg_admin {
         struct fp_msg_hdr hdr;
@@ -242,6 +267,12 @@ int fp_msg_check(const void *buf, size_t len);
 
 /* A short name of an op for logs ("acquire"), or "unknown". */
 const char *fp_op_name(uint32_t op);
+
+/*
+ * Writes the pin reasons (enum fp_pin_reason) as words separated by ", "
+ * ("SET, advisory lock") into buf; "" for none. Returns buf.
+ */
+char *fp_pin_reasons_text(uint32_t reasons, char *buf, size_t len);
 
 /* True if the fixed array s of n bytes holds a NUL. */
 static inline int fp_str_terminated(const char *s, size_t n)

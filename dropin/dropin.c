@@ -519,6 +519,44 @@ void dropin_lease_gone(struct dropin_conn *d)
         d->wait_leased = false;
 }
 
+int dropin_acquire_send(struct dropin_conn *d, int timeout_ms, uint64_t prefer)
+{
+        int r;
+        d->wait = wait_handle_get(d->target.socket, true, &r);
+        if (!d->wait)
+                return r;
+        fp_prefer_lease(d->wait->fp, d->target.pool, prefer);
+        int fd = fp_acquire_send(d->wait->fp, d->target.pool, timeout_ms, &d->request_id);
+        if (fd < 0) {
+                wait_handle_answered(d->wait, false);
+                d->wait = NULL;
+        }
+        d->wait_leased = false;
+        return fd;
+}
+
+int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error, size_t cap)
+{
+        int r = fp_acquire_recv(d->wait->fp, d->request_id, d->target.pool, ret);
+        if (r == -EAGAIN)
+                return r;
+        if (r < 0)
+                dropin_acquire_error(&d->target, d->wait->fp, r, error, cap);
+        wait_handle_answered(d->wait, r >= 0);
+        if (r >= 0)
+                d->wait_leased = true;
+        else
+                d->wait = NULL;
+        return r;
+}
+
+void dropin_acquire_abandon(struct dropin_conn *d)
+{
+        if (d->wait && !d->wait_leased)
+                wait_handle_abandon(d->wait, d->request_id);
+        d->wait = NULL;
+}
+
 /* A blocking acquire for d, asking for a session whose PGconn this process keeps. */
 static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
                             forkpool_lease **ret)
@@ -821,7 +859,7 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
  * PQresetStart() reconnects it to the adoption listener and the new session
  * is adopted into it.
  */
-static void dropin_reset(struct dropin_conn *d)
+static void reset_lease(struct dropin_conn *d)
 {
         char text[512];
 
@@ -853,6 +891,14 @@ static void dropin_reset(struct dropin_conn *d)
                 return;
         }
         lease_blocking(d);
+}
+
+void dropin_reset(struct dropin_conn *d)
+{
+        /* What libpq and the adoption call on the way (PQexec for client_encoding) is ours. */
+        txmode_suspend(true);
+        reset_lease(d);
+        txmode_suspend(false);
 }
 
 DROPIN_EXPORT void PQreset(PGconn *conn)

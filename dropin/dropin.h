@@ -64,8 +64,33 @@ forkpool *dropin_main_handle(const char *socket, int *ret_error);
 int dropin_acquire(struct dropin_conn *d, forkpool *main, int timeout_ms, uint64_t prefer,
                    forkpool_lease **ret);
 
+/*
+ * A non-blocking acquire for d on a control connection of its own (d->wait,
+ * d->request_id): returns that connection's descriptor, readable once the
+ * answer is there, or a negative errno.
+ */
+int dropin_acquire_send(struct dropin_conn *d, int timeout_ms, uint64_t prefer);
+
+/*
+ * Collects the answer of dropin_acquire_send() without blocking: 0 with the
+ * lease in *ret (counted on d->wait), -EAGAIN while it has not come, or the
+ * acquire's negative errno with its one-line reason in error.
+ */
+int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error, size_t cap);
+
+/* Gives up d's pending acquire (a lease that comes for it goes back unused). */
+void dropin_acquire_abandon(struct dropin_conn *d);
+
 /* d's lease has been given back: its control connection no longer counts it. */
 void dropin_lease_gone(struct dropin_conn *d);
+
+/*
+ * A fresh lease into d's PGconn (PQreset()): what it holds goes back first,
+ * then the PGconn is reconnected to the adoption listener and the new
+ * session adopted into it (blocking, up to the acquire's timeout). d is
+ * READY, or FAILED (CONNECTION_BAD) with the reason in d->error.
+ */
+void dropin_reset(struct dropin_conn *d);
 
 /* One line saying why an acquire for t failed with err (forkpool's reason), into buf. */
 void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,

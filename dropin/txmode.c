@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,6 +53,8 @@ FP_REALPQ_DECLARE(PQresultErrorMessage);
 FP_REALPQ_DECLARE(PQresultErrorField);
 FP_REALPQ_DECLARE(PQresultStatus);
 FP_REALPQ_DECLARE(PQclear);
+FP_REALPQ_DECLARE(PQconsumeInput);
+FP_REALPQ_DECLARE(PQflush);
 
 /* A named protocol-level statement the application prepared on the connection. */
 struct tx_statement {
@@ -65,7 +68,7 @@ struct tx_statement {
 struct txmode {
         int sock;                        /* PQsocket(): the same number throughout */
         bool pinned;                     /* the session stays until PQfinish() */
-        uint32_t pin_reasons;            /* enum fp_session_dirty: what pinned it */
+        uint32_t pin_reasons;            /* enum fp_pin_reason: what pinned it */
         uint32_t dirty_known;            /* the lease's dirty bits already judged */
         uint32_t persist;                /* what the commands sent since the lease may leave */
         bool failed;                     /* a command failed since the lease */
@@ -73,7 +76,33 @@ struct txmode {
         struct fp_lease_pg info;         /* the current (or last) session's hand-over values */
         struct dropin_cancel_cell *cell; /* what this connection's cancel objects cancel */
         struct tx_statement *statements;
-        char error[600]; /* why the last lease failed, "…\n"; "" if it did not */
+        /*
+         * A command sent while no session was free: the acquire waits on a
+         * control connection whose descriptor is under sock meanwhile, and the
+         * command goes out when the lease arrives.
+         */
+        bool pending;
+        struct tx_deferred *deferred;
+        bool deferred_failed; /* its lease failed: PQgetResult gives error, then NULL */
+        char error[600];      /* why the last lease failed, "…\n"; "" if it did not */
+};
+
+/* A PQsend* call waiting for its session: its arguments, copied. */
+enum tx_deferred_kind {
+        TX_SEND_QUERY,
+        TX_SEND_PARAMS,
+        TX_SEND_PREPARE
+};
+struct tx_deferred {
+        enum tx_deferred_kind kind;
+        char *name; /* TX_SEND_PREPARE's statement name */
+        char *text;
+        int n_params;
+        Oid *types;
+        char **values;
+        int *lengths;
+        int *formats;
+        int result_format;
 };
 
 /* Transaction-mode connections in the process: 0 lets every entry point skip the look-up. */
@@ -105,6 +134,14 @@ static int placeholder_fd(void)
  * which reach these again and must pass straight through.
  */
 static __thread unsigned tx_inside;
+
+void txmode_suspend(bool on)
+{
+        if (on)
+                tx_inside++;
+        else
+                tx_inside--;
+}
 
 /* The entry of a transaction-mode connection, or NULL (also inside an entry point). */
 static struct dropin_conn *tx_find(const PGconn *conn)
@@ -160,6 +197,18 @@ static bool stmt_has(const char *s, const char *end, const char *needle)
  */
 #define TX_UNSEEN (1u << 31)
 
+/*
+ * What a statement may leave is enum fp_session_dirty's bits (the session
+ * tracker's classes) in the low byte, and the enum fp_pin_reason it would
+ * pin for shifted by TX_REASON_SHIFT.
+ */
+#define TX_REASON_SHIFT           8
+#define TX_DIRTY_MASK             0xffu
+#define TX_PERSIST(dirty, reason) ((dirty) | (uint32_t)(reason) << TX_REASON_SHIFT)
+#define TX_ALL                                                                                     \
+        TX_PERSIST(FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS,           \
+                   FP_PIN_OTHER)
+
 /* What one statement, [s, end), may leave in the session beyond its transaction. */
 static uint32_t stmt_persist(const char *s, const char *end)
 {
@@ -171,18 +220,19 @@ static uint32_t stmt_persist(const char *s, const char *end)
                 const char *w = next_word(s);
                 return word_is(w, "local") || word_is(w, "transaction") || word_is(w, "constraints")
                                ? 0
-                               : FP_DIRTY_SET;
+                               : TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         }
         if (word_is(s, "reset"))
-                return FP_DIRTY_SET;
+                return 0; /* back to the session's defaults: PHP's pg_pconnect() sends RESET ALL */
         if (word_is(s, "listen"))
-                return FP_DIRTY_LISTEN;
+                return TX_PERSIST(FP_DIRTY_LISTEN, FP_PIN_LISTEN);
         if (word_is(s, "prepare"))
-                return FP_DIRTY_PREPARE;
+                return TX_PERSIST(FP_DIRTY_PREPARE, FP_PIN_PREPARE);
         if (word_is(s, "load"))
-                return FP_DIRTY_OBJECTS;
+                return TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_LOAD);
         if (word_is(s, "declare"))
-                return stmt_has(s, end, "with hold") ? FP_DIRTY_OBJECTS : 0;
+                return stmt_has(s, end, "with hold") ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_HOLD)
+                                                     : 0;
         if (word_is(s, "create")) {
                 const char *w = next_word(s);
                 if (word_is(w, "or"))
@@ -190,8 +240,9 @@ static uint32_t stmt_persist(const char *s, const char *end)
                 if (word_is(w, "global") || word_is(w, "local"))
                         w = next_word(w);
                 /* CREATE TEMP TABLE … AS reports "SELECT n": the tracker cannot see it. */
-                return word_is(w, "temp") || word_is(w, "temporary") ? FP_DIRTY_OBJECTS | TX_UNSEEN
-                                                                     : 0;
+                return word_is(w, "temp") || word_is(w, "temporary")
+                               ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN
+                               : 0;
         }
         if (word_is(s, "alter") || word_is(s, "drop") || word_is(s, "discard") ||
             word_is(s, "deallocate") || word_is(s, "unlisten") || word_is(s, "begin") ||
@@ -201,11 +252,11 @@ static uint32_t stmt_persist(const char *s, const char *end)
         /* A query: session advisory locks and set_config(…, false) show in its text. */
         uint32_t p = 0;
         if (stmt_has(s, end, "pg_advisory_lock") || stmt_has(s, end, "pg_try_advisory_lock"))
-                p |= FP_DIRTY_OBJECTS;
+                p |= TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_ADVISORY);
         if (stmt_has(s, end, "set_config") && !stmt_has(s, end, "true)"))
-                p |= FP_DIRTY_SET;
+                p |= TX_PERSIST(FP_DIRTY_SET, FP_PIN_SET);
         if (stmt_has(s, end, "into temp"))
-                p |= FP_DIRTY_OBJECTS | TX_UNSEEN; /* SELECT … INTO TEMP: "SELECT n" too */
+                p |= TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN; /* SELECT … INTO TEMP */
         return p;
 }
 
@@ -216,7 +267,7 @@ static uint32_t stmt_persist(const char *s, const char *end)
  */
 static uint32_t sql_persist(const char *sql)
 {
-        const uint32_t all = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        const uint32_t all = TX_ALL;
         uint32_t p = 0;
         if (!sql)
                 return all;
@@ -246,10 +297,157 @@ static uint32_t sql_persist(const char *sql)
 
 /* --- leasing and giving back --- */
 
+static void tx_settle(struct dropin_conn *d);
+static int tx_install(struct dropin_conn *d, forkpool_lease *lease);
+
 /* Records why a lease failed; the command's result says it too. */
 static void tx_set_error(struct dropin_conn *d, const char *text)
 {
         snprintf(d->tx->error, sizeof(d->tx->error), "%s\n", text);
+}
+
+/* Frees tx's deferred command, if any. */
+static void tx_deferred_free(struct txmode *tx)
+{
+        struct tx_deferred *c = tx->deferred;
+        if (!c)
+                return;
+        for (int i = 0; c->values && i < c->n_params; i++)
+                free(c->values[i]);
+        free(c->values);
+        free(c->lengths);
+        free(c->formats);
+        free(c->types);
+        free(c->text);
+        free(c->name);
+        free(c);
+        tx->deferred = NULL;
+}
+
+/* A copy of n items of size each at p (NULL for NULL or none); *ok false if out of memory. */
+static void *tx_copy(const void *p, size_t n, size_t size, bool *ok)
+{
+        if (!p || n == 0)
+                return NULL;
+        void *copy = malloc(n * size);
+        if (copy)
+                memcpy(copy, p, n * size);
+        else
+                *ok = false;
+        return copy;
+}
+
+/*
+ * Copies a PQsend* call's arguments into tx->deferred (lengths and formats
+ * say which values are binary, as libpq reads them). Returns 0 or -ENOMEM.
+ */
+static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const char *name,
+                    const char *text, int n_params, const Oid *types, const char *const *values,
+                    const int *lengths, const int *formats, int result_format)
+{
+        bool ok = true;
+        size_t n = n_params > 0 ? (size_t)n_params : 0;
+        struct tx_deferred *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        tx->deferred = c;
+        c->kind = kind;
+        c->n_params = n_params;
+        c->result_format = result_format;
+        c->name = name ? strdup(name) : NULL;
+        c->text = text ? strdup(text) : NULL;
+        ok = (!name || c->name) && (!text || c->text);
+        c->types = tx_copy(types, n, sizeof(Oid), &ok);
+        c->lengths = tx_copy(lengths, n, sizeof(int), &ok);
+        c->formats = tx_copy(formats, n, sizeof(int), &ok);
+        if (values && n) {
+                c->values = calloc(n, sizeof(char *));
+                ok = ok && c->values;
+                for (size_t i = 0; ok && i < n; i++) {
+                        if (!values[i])
+                                continue;
+                        bool binary = formats && formats[i] == 1;
+                        size_t len = binary && lengths ? (size_t)lengths[i] : strlen(values[i]) + 1;
+                        c->values[i] = tx_copy(values[i], len ? len : 1, 1, &ok);
+                }
+        }
+        if (!ok) {
+                tx_deferred_free(tx);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Sends tx's deferred command on the session now under the PGconn. Returns libpq's 1 or 0. */
+static int tx_send_deferred(struct dropin_conn *d)
+{
+        const struct tx_deferred *c = d->tx->deferred;
+        PGconn *conn = d->conn;
+        int ok;
+        switch (c->kind) {
+        case TX_SEND_QUERY:
+                ok = FP_REAL(PQsendQuery)(conn, c->text);
+                break;
+        case TX_SEND_PARAMS:
+                ok = FP_REAL(PQsendQueryParams)(conn, c->text, c->n_params, c->types,
+                                                (const char *const *)c->values, c->lengths,
+                                                c->formats, c->result_format);
+                break;
+        default:
+                ok = FP_REAL(PQsendPrepare)(conn, c->name, c->text, c->n_params, c->types);
+                break;
+        }
+        /* The application was told it was sent: whatever libpq buffered goes out now. */
+        while (ok && FP_REAL(PQflush)(conn) == 1) {
+                struct pollfd p = {.fd = d->tx->sock, .events = POLLOUT};
+                (void)poll(&p, 1, 1000);
+        }
+        return ok;
+}
+
+/*
+ * A pending command's lease: collected if it has come (block: waits for it;
+ * forkpoold answers by the acquire's timeout), then the command is sent.
+ * Returns 0 (not pending any more: sent, or failed with deferred_failed
+ * set) or -EAGAIN (still waiting; only without block).
+ */
+static int tx_pending_complete(struct dropin_conn *d, bool block)
+{
+        struct txmode *tx = d->tx;
+        char text[512];
+        forkpool_lease *lease;
+        int r;
+        if (!tx->pending)
+                return 0;
+        while ((r = dropin_acquire_recv(d, &lease, text, sizeof(text))) == -EAGAIN) {
+                if (!block)
+                        return -EAGAIN;
+                struct pollfd p = {.fd = tx->sock, .events = POLLIN};
+                (void)poll(&p, 1, 1000);
+        }
+        tx->pending = false;
+        int ph = placeholder_fd();
+        if (r < 0 && (ph < 0 || dup3(ph, tx->sock, O_CLOEXEC) < 0))
+                (void)fp_neutralize_fd(tx->sock);
+        if (r < 0)
+                tx_set_error(d, text);
+        else
+                r = tx_install(d, lease);
+        if (r >= 0) {
+                tx->persist |= sql_persist(tx->deferred->text);
+                tx_inside++;
+                if (!tx_send_deferred(d)) {
+                        snprintf(tx->error, sizeof(tx->error), "%s",
+                                 FP_REAL(PQerrorMessage)(d->conn));
+                        r = -EIO;
+                }
+                tx_inside--;
+        }
+        tx_deferred_free(tx);
+        tx->deferred_failed = r < 0;
+        if (r < 0 && d->lease)
+                tx_settle(d);
+        return 0;
 }
 
 /*
@@ -261,7 +459,7 @@ static void tx_set_error(struct dropin_conn *d, const char *text)
 static int tx_adopt_in_child(struct dropin_conn *d)
 {
         struct txmode *tx = d->tx;
-        bool had_lease = d->lease != NULL;
+        bool had_lease = d->lease != NULL || tx->pending;
         int ph = placeholder_fd();
         if (had_lease && (ph < 0 || dup3(ph, tx->sock, O_CLOEXEC) < 0))
                 (void)fp_neutralize_fd(tx->sock);
@@ -269,7 +467,10 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         d->wait = NULL;
         d->wait_leased = false;
         d->pid = getpid();
-        if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned) {
+        bool was_pending = tx->pending;
+        tx->pending = false;
+        tx_deferred_free(tx);
+        if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned || was_pending) {
                 tx_set_error(d, "forkpool: this connection was in use by the parent process when "
                                 "it forked (a transaction, or a pinned session); open a new one");
                 return -EPROTO;
@@ -277,28 +478,16 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         return 0;
 }
 
-/* Makes sure d holds a session. Returns 0, or a negative errno with d->tx->error set. */
-static int tx_lease(struct dropin_conn *d)
+/*
+ * Puts the session of lease (just acquired) under d's PGconn. Returns 0, or
+ * -EPROTO with d->tx->error set (the lease went back unused).
+ */
+static int tx_install(struct dropin_conn *d, forkpool_lease *lease)
 {
         struct txmode *tx = d->tx;
-        char text[512];
-        forkpool_lease *lease;
-        int r;
-
-        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
-                return -EPROTO;
-        if (d->lease)
-                return 0;
-        forkpool *fp = dropin_main_handle(d->target.socket, &r);
-        if (fp)
-                r = dropin_acquire(d, fp, d->target.timeout_ms, tx->last_lease_id, &lease);
-        if (r < 0) {
-                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
-                tx_set_error(d, text);
-                return r;
-        }
         if (lease->db_kind != FP_DB_POSTGRES || lease->pg ||
             dup3(lease->fd, tx->sock, O_CLOEXEC) < 0) {
+                char text[512];
                 (void)fp_release_unused(lease);
                 dropin_lease_gone(d);
                 snprintf(text, sizeof(text), "forkpool: pool \"%s\": the session cannot be used",
@@ -320,6 +509,47 @@ static int tx_lease(struct dropin_conn *d)
         return 0;
 }
 
+/*
+ * A connection whose last reset found no session (the database down): tries
+ * again. Returns 0 (connected, idle) or -ECONNRESET with d->tx->error set.
+ */
+static int tx_recover(struct dropin_conn *d)
+{
+        dropin_reset(d);
+        if (d->tx && FP_REAL(PQstatus)(d->conn) == CONNECTION_OK)
+                return 0;
+        if (d->tx)
+                snprintf(d->tx->error, sizeof(d->tx->error), "%s", d->error);
+        return -ECONNRESET;
+}
+
+/* Makes sure d holds a session. Returns 0, or a negative errno with d->tx->error set. */
+static int tx_lease(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        char text[512];
+        forkpool_lease *lease;
+        int r;
+
+        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
+                return -EPROTO;
+        if (tx->pending)
+                (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
+                return -ECONNRESET;
+        if (d->lease)
+                return 0;
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
+        if (fp)
+                r = dropin_acquire(d, fp, d->target.timeout_ms, tx->last_lease_id, &lease);
+        if (r < 0) {
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
+                tx_set_error(d, text);
+                return r;
+        }
+        return tx_install(d, lease);
+}
+
 /* Gives d's session back, the placeholder under its PGconn. */
 static void tx_give_back(struct dropin_conn *d)
 {
@@ -329,6 +559,28 @@ static void tx_give_back(struct dropin_conn *d)
         if (!fp_release_keep_pg_on(lease, placeholder_fd()))
                 (void)fp_neutralize_fd(d->tx->sock);
         dropin_lease_gone(d);
+}
+
+/*
+ * The reasons (enum fp_pin_reason) among what the commands' text named
+ * (candidates) that explain the session tracker's classes seen (dirty);
+ * FP_PIN_OTHER if none does.
+ */
+static uint32_t tx_pin_reasons(uint32_t dirty, uint32_t candidates)
+{
+        static const struct {
+                uint32_t reason, dirty;
+        } classes[] = {
+                {FP_PIN_SET, FP_DIRTY_SET},         {FP_PIN_LISTEN, FP_DIRTY_LISTEN},
+                {FP_PIN_PREPARE, FP_DIRTY_PREPARE}, {FP_PIN_ADVISORY, FP_DIRTY_OBJECTS},
+                {FP_PIN_TEMP, FP_DIRTY_OBJECTS},    {FP_PIN_HOLD, FP_DIRTY_OBJECTS},
+                {FP_PIN_LOAD, FP_DIRTY_OBJECTS},
+        };
+        uint32_t reasons = 0;
+        for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+                if ((candidates & classes[i].reason) && (dirty & classes[i].dirty))
+                        reasons |= classes[i].reason;
+        return reasons ? reasons : FP_PIN_OTHER;
 }
 
 /*
@@ -343,19 +595,27 @@ static void tx_settle(struct dropin_conn *d)
         forkpool_lease *lease = d->lease;
         if (!lease || d->pid != getpid())
                 return;
-        uint32_t fresh = lease->dirty & ~tx->dirty_known;
-        if ((tx->persist & TX_UNSEEN) && !tx->failed) {
-                tx->pinned = true;
-                tx->pin_reasons |= tx->persist & FP_DIRTY_OBJECTS;
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD) {
+                /* The session died (a server restart): it goes back as such, and the PGconn
+                 * gets a fresh session now, so the next transaction works. */
+                dropin_reset(d);
+                return;
         }
+        uint32_t fresh = lease->dirty & ~tx->dirty_known;
+        uint32_t reasons = 0;
+        if ((tx->persist & TX_UNSEEN) && !tx->failed)
+                reasons |= FP_PIN_TEMP;
         if (fresh) {
-                uint32_t pin = fresh & tx->persist;
-                if (pin) {
-                        tx->pinned = true;
-                        tx->pin_reasons |= pin;
-                } else {
+                uint32_t pin = fresh & tx->persist & TX_DIRTY_MASK;
+                if (pin)
+                        reasons |= tx_pin_reasons(pin, tx->persist >> TX_REASON_SHIFT);
+                else
                         lease->dirty &= ~fresh; /* it ended with the transaction */
-                }
+        }
+        if (reasons & ~tx->pin_reasons) {
+                tx->pinned = true;
+                tx->pin_reasons |= reasons;
+                (void)fp_pin_report(lease, tx->pin_reasons);
         }
         tx->dirty_known = lease->dirty;
         if (tx->pinned || FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE ||
@@ -388,6 +648,101 @@ static int tx_begin(struct dropin_conn *d, const char *sql)
         d->tx->persist |= sql_persist(sql);
         tx_inside++;
         return 0;
+}
+
+/* How long a PQsend* waits for a lease before it leaves it pending (a free session's round trip).
+ */
+#define TX_SEND_WAIT_MS 2
+
+/*
+ * Before a PQsend* call on d: like tx_begin(), but when no session is free
+ * the acquire is left waiting on a control connection of its own (its
+ * descriptor under PQsocket()) and 1 is returned: the caller defers the
+ * command (tx_defer), tx_pending_complete() sends it. 0: leased (call
+ * tx_end() after the real call); negative errno: failed, d->tx->error says
+ * why.
+ */
+static int tx_begin_send(struct dropin_conn *d, const char *sql)
+{
+        struct txmode *tx = d->tx;
+        forkpool_lease *lease;
+        char text[512];
+        int r;
+
+        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
+                return -EPROTO;
+        if (tx->pending)
+                (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
+                return -ECONNRESET;
+        if (d->lease)
+                return tx_begin(d, sql);
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
+        if (!fp) {
+                dropin_acquire_error(&d->target, fp, r, text, sizeof(text));
+                tx_set_error(d, text);
+                return r;
+        }
+        int control = dropin_acquire_send(d, d->target.timeout_ms, tx->last_lease_id);
+        if (control >= 0) {
+                /* A free session answers within a round trip: then the command goes out now. */
+                struct pollfd p = {.fd = control, .events = POLLIN};
+                if (poll(&p, 1, TX_SEND_WAIT_MS) == 1) {
+                        r = dropin_acquire_recv(d, &lease, text, sizeof(text));
+                        if (r == 0)
+                                return tx_install(d, lease) < 0 ? -EPROTO : tx_begin(d, sql);
+                        if (r != -EAGAIN) {
+                                tx_set_error(d, text);
+                                return r;
+                        }
+                }
+        }
+        if (control < 0 || dup3(control, tx->sock, O_CLOEXEC) < 0) {
+                if (control >= 0)
+                        dropin_acquire_abandon(d);
+                dropin_acquire_error(&d->target, fp, control < 0 ? control : -errno, text,
+                                     sizeof(text));
+                tx_set_error(d, text);
+                return control < 0 ? control : -EIO;
+        }
+        tx->pending = true;
+        tx->deferred_failed = false;
+        tx->persist |= sql_persist(sql);
+        return 1;
+}
+
+/* Gives up d's pending acquire and its command; the placeholder goes back under PQsocket(). */
+static void tx_pending_cancel(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        if (!tx->pending)
+                return;
+        dropin_acquire_abandon(d);
+        tx->pending = false;
+        tx_deferred_free(tx);
+        int ph = placeholder_fd();
+        if (ph < 0 || dup3(ph, tx->sock, O_CLOEXEC) < 0)
+                (void)fp_neutralize_fd(tx->sock);
+}
+
+/*
+ * The end of a PQsend* wrapper that called tx_begin_send() with result r:
+ * sends now (r 0: real is the real call's result), defers the arguments
+ * (r 1), or fails (r < 0). Returns what the wrapper returns.
+ */
+static int tx_send_result(struct dropin_conn *d, int r, int deferred_ok)
+{
+        if (r < 0)
+                return 0;
+        if (r == 1) {
+                if (deferred_ok < 0) {
+                        tx_pending_cancel(d);
+                        snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+                        return 0;
+                }
+                return 1;
+        }
+        return deferred_ok;
 }
 
 /* After the real call that tx_begin() prepared: tx_settle(), or nothing yet (settle false). */
@@ -525,7 +880,7 @@ int txmode_connected(struct dropin_conn *d)
         tx->pin_reasons = 0;
         tx->error[0] = '\0';
         /* A connect that changed the session (client_encoding) keeps it. */
-        tx->persist = FP_DIRTY_SET | FP_DIRTY_LISTEN | FP_DIRTY_PREPARE | FP_DIRTY_OBJECTS;
+        tx->persist = TX_ALL;
         tx->dirty_known = 0;
         dropin_cancel_cell_set(tx->cell, tx->info.backend_pid, tx->info.cancel_key);
         tx_settle(d);
@@ -534,6 +889,8 @@ int txmode_connected(struct dropin_conn *d)
 
 void txmode_before_reset(struct dropin_conn *d)
 {
+        if (d->tx && d->pid == getpid())
+                tx_pending_cancel(d);
         if (d->tx && d->lease && d->pid == getpid())
                 tx_give_back(d);
         if (d->tx)
@@ -542,6 +899,7 @@ void txmode_before_reset(struct dropin_conn *d)
 
 static void tx_free(struct txmode *tx)
 {
+        tx_deferred_free(tx);
         struct tx_statement *next;
         for (struct tx_statement *s = tx->statements; s; s = next) {
                 next = s->next;
@@ -555,6 +913,7 @@ void txmode_finish(struct dropin_conn *d)
         struct txmode *tx = d->tx;
         if (!tx)
                 return;
+        tx_pending_cancel(d);
         if (d->lease)
                 tx_give_back(d);
         /* libpq's Terminate goes to an unconnected socket and fails quietly. */
@@ -693,8 +1052,11 @@ DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
                 return FP_REAL(PQsendQuery)(conn, query);
         if (tx_deallocate(d->tx, query))
                 query = TX_NOOP_SQL;
-        if (tx_begin(d, query) < 0)
-                return 0;
+        int r = tx_begin_send(d, query);
+        if (r != 0)
+                return tx_send_result(
+                        d, r,
+                        tx_defer(d->tx, TX_SEND_QUERY, NULL, query, 0, NULL, NULL, NULL, NULL, 0));
         int ok = FP_REAL(PQsendQuery)(conn, query);
         tx_end(d, !ok);
         return ok;
@@ -711,8 +1073,12 @@ DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
                                                   paramLengths, paramFormats, resultFormat);
         if (tx_deallocate(d->tx, command))
                 command = TX_NOOP_SQL;
-        if (tx_begin(d, command) < 0)
-                return 0;
+        int r = tx_begin_send(d, command);
+        if (r != 0)
+                return tx_send_result(d, r,
+                                      tx_defer(d->tx, TX_SEND_PARAMS, NULL, command, nParams,
+                                               paramTypes, paramValues, paramLengths, paramFormats,
+                                               resultFormat));
         int ok = FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
                                             paramLengths, paramFormats, resultFormat);
         tx_end(d, !ok);
@@ -725,17 +1091,18 @@ DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQsendPrepare)(conn, stmtName, query, nParams, paramTypes);
-        if (tx_begin(d, query) < 0)
-                return 0;
-        bool named = stmtName != NULL;
         /* Remembered now (a later PQsendQueryPrepared may come before the result is read);
          * the server checks it as the unnamed statement. */
-        if (named && tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
+        if (stmtName && tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
                 snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
-                tx_end(d, true);
                 return 0;
         }
-        int ok = FP_REAL(PQsendPrepare)(conn, named ? "" : stmtName, query, nParams, paramTypes);
+        int r = tx_begin_send(d, query);
+        if (r != 0)
+                return tx_send_result(d, r,
+                                      tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? "" : NULL, query,
+                                               nParams, paramTypes, NULL, NULL, NULL, 0));
+        int ok = FP_REAL(PQsendPrepare)(conn, stmtName ? "" : NULL, query, nParams, paramTypes);
         tx_end(d, !ok);
         return ok;
 }
@@ -749,8 +1116,16 @@ DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
                 return FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
                                                     paramLengths, paramFormats, resultFormat);
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
-        if (tx_begin(d, s ? s->text : NULL) < 0)
+        if (s) {
+                int r = tx_begin_send(d, s->text);
+                if (r != 0)
+                        return tx_send_result(d, r,
+                                              tx_defer(d->tx, TX_SEND_PARAMS, NULL, s->text,
+                                                       nParams, s->types, paramValues, paramLengths,
+                                                       paramFormats, resultFormat));
+        } else if (tx_begin(d, NULL) < 0) {
                 return 0;
+        }
         int ok = s ? FP_REAL(PQsendQueryParams)(conn, s->text, nParams, s->types, paramValues,
                                                 paramLengths, paramFormats, resultFormat)
                    : FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
@@ -797,18 +1172,60 @@ DROPIN_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal)
 
 DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
+        struct dropin_conn *d = tx_find(conn);
+        if (d && (d->tx->pending || d->tx->deferred_failed)) {
+                (void)tx_pending_complete(d, true);
+                if (d->tx->deferred_failed) {
+                        /* The deferred command's one result: why it could not be sent. */
+                        d->tx->deferred_failed = false;
+                        return tx_error_result(d);
+                }
+        }
         PGresult *res = FP_REAL(PQgetResult)(conn);
         if (res) {
-                struct dropin_conn *d =
-                        FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR ? tx_find(conn) : NULL;
-                if (d)
+                if (d && FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR)
                         d->tx->failed = true;
                 return res;
         }
-        struct dropin_conn *d = tx_find(conn);
         if (d)
                 tx_settle(d); /* the release point of an asynchronous command */
         return NULL;
+}
+
+DROPIN_EXPORT int PQconsumeInput(PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (d && d->tx->pending && tx_pending_complete(d, false) == -EAGAIN)
+                return 1; /* the lease has not come: nothing to read yet */
+        if (d && d->tx->deferred_failed)
+                return 1;
+        return FP_REAL(PQconsumeInput)(conn);
+}
+
+DROPIN_EXPORT int PQisBusy(PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (d && d->tx->pending && tx_pending_complete(d, false) == -EAGAIN)
+                return 1;
+        if (d && d->tx->deferred_failed)
+                return 0; /* its error result is ready */
+        return FP_REAL(PQisBusy)(conn);
+}
+
+DROPIN_EXPORT int PQflush(PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (d && (d->tx->pending || d->tx->deferred_failed))
+                return 0; /* the command goes out, flushed, when its session comes */
+        return FP_REAL(PQflush)(conn);
+}
+
+DROPIN_EXPORT PGTransactionStatusType PQtransactionStatus(const PGconn *conn)
+{
+        struct dropin_conn *d = tx_find(conn);
+        if (d && (d->tx->pending || d->tx->deferred_failed))
+                return PQTRANS_ACTIVE; /* a command is in progress */
+        return FP_REAL(PQtransactionStatus)(conn);
 }
 
 DROPIN_EXPORT int PQenterPipelineMode(PGconn *conn)

@@ -71,6 +71,13 @@ void txmode_forget(struct dropin_conn *d);
  */
 PGcancel *txmode_get_cancel(struct dropin_conn *d);
 
+/*
+ * on: this thread's calls of the replaced command functions pass straight
+ * through to libpq until the matching call with off (the drop-in's own
+ * calls, while it connects or resets a connection). Nests.
+ */
+void txmode_suspend(bool on);
+
 /* PQerrorMessage() of a transaction-mode connection whose last lease failed, or NULL. */
 const char *txmode_error(const struct dropin_conn *d);
 

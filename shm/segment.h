@@ -183,7 +183,7 @@ struct fp_shm_slot {
         int32_t holder_pid;
         uint64_t lease_generation;
         int32_t backend_pid;
-        uint32_t reserved0;
+        uint32_t pin_reasons;         /* enum fp_pin_reason: a drop-in connection keeps it */
         uint64_t connect_usec;        /* CLOCK_REALTIME of the connect */
         uint64_t last_checkout_usec;  /* CLOCK_REALTIME of the last lease */
         char label[FP_SHM_LABEL_MAX]; /* the holder's label for the lease, "" if none */

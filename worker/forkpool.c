@@ -768,6 +768,24 @@ static int lease_send_cancel(const forkpool_lease *lease)
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
+int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
+{
+        struct fp_msg_pin msg = {0};
+        forkpool *fp = lease->fp;
+        int r = -ECONNRESET;
+
+        if (!fp)
+                return r;
+        fp_msg_init(&msg.hdr, FP_OP_PIN, sizeof(msg), 0);
+        msg.lease_id = lease->lease_id;
+        msg.reasons = reasons;
+        pthread_mutex_lock(&fp->io_lock);
+        if (fp->fd >= 0 && fp->pid == getpid())
+                r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
+        pthread_mutex_unlock(&fp->io_lock);
+        return r;
+}
+
 FORKPOOL_EXPORT int forkpool_cancel(forkpool_lease *lease)
 {
         if (!lease)

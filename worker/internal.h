@@ -177,6 +177,13 @@ int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpoo
  */
 int fp_pool_mode(forkpool *fp, const char *pool);
 
+/*
+ * Tells the supervisor that the lease's session is pinned to its holder, and
+ * why (enum fp_pin_reason), for forkpoolctl; no reply. Returns 0 or a
+ * negative errno (the report is lost, nothing else changes).
+ */
+int fp_pin_report(const struct forkpool_lease *lease, uint32_t reasons);
+
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);
 

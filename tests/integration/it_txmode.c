@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -177,25 +178,27 @@ static void test_pins(void)
                 const char *setup; /* ';'-separated is fine: one PQexec */
                 const char *check; /* its first value must be want */
                 const char *want;
+                const char *reason; /* as forkpoolctl shows it */
         } pins[] = {
-                {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms"},
-                {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB"},
-                {"RESET search_path", "SELECT 'reset'", "reset"},
+                {"SET statement_timeout = '1234ms'", "SHOW statement_timeout", "1234ms", "SET"},
+                {"SELECT set_config('work_mem', '7MB', false)", "SHOW work_mem", "7MB", "SET"},
                 {"LISTEN it_txmode_channel",
                  "SELECT count(*) FROM pg_listening_channels() WHERE pg_listening_channels = "
                  "'it_txmode_channel'",
-                 "1"},
-                {"PREPARE it_txmode_p AS SELECT 5", "EXECUTE it_txmode_p", "5"},
+                 "1", "LISTEN"},
+                {"PREPARE it_txmode_p AS SELECT 5", "EXECUTE it_txmode_p", "5", "PREPARE"},
                 {"SELECT pg_advisory_lock(4242)",
                  "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 AND "
                  "pid = pg_backend_pid()",
-                 "1"},
+                 "1", "advisory lock"},
                 {"CREATE TEMP TABLE it_txmode_tmp AS SELECT 9 AS v", "SELECT v FROM it_txmode_tmp",
-                 "9"},
+                 "9", "temporary table"},
                 {"BEGIN; DECLARE it_txmode_c CURSOR WITH HOLD FOR SELECT 11; COMMIT",
-                 "FETCH it_txmode_c", "11"},
-                {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded"},
+                 "FETCH it_txmode_c", "11", "WITH HOLD cursor"},
+                {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded", "LOAD"},
         };
+        char *json = malloc(1 << 16);
+        CHECK(json);
         start("it_txmode_pins", "pool_size = 3\nmax_overflow = 0\n");
         PGconn *other = connect_ok(); /* runs transactions between, on the other sessions */
         for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
@@ -207,6 +210,18 @@ static void test_pins(void)
                           "%s: %s", pins[i].setup, PQresultErrorMessage(res));
                 PQclear(res);
                 CHECK_MSG(checked_out() == 1, "'%s' did not pin", pins[i].setup);
+                /* forkpoolctl shows the pin and why. */
+                char want[128];
+                snprintf(want, sizeof(want), "\"pin_reason\":\"%s\"", pins[i].reason);
+                int64_t end = itest_now_ms() + 5000;
+                do
+                        CHECK(itest_status_json(&sup, json, 1 << 16) == 0);
+                while (!strstr(json, want) && itest_now_ms() < end && usleep(10000) == 0);
+                CHECK_MSG(strstr(json, want), "'%s': no %s in\n%s", pins[i].setup, want, json);
+                CHECK(itest_sh(json, 1 << 16, "%s --socket %s status", FP_FORKPOOLCTL_PATH,
+                               sup.socket) == 0);
+                snprintf(want, sizeof(want), "pinned: %s\n", pins[i].reason);
+                CHECK_MSG(strstr(json, want), "'%s': no '%s' in\n%s", pins[i].setup, want, json);
                 int pid = PQbackendPID(c);
                 for (int k = 0; k < 3; k++)
                         (void)itest_query(other, "SELECT 1");
@@ -228,6 +243,8 @@ static void test_pins(void)
                 "SELECT set_config('work_mem', '9MB', true)",
                 "BEGIN; DECLARE it_txmode_c2 CURSOR FOR SELECT 1; COMMIT",
                 "SELECT pg_advisory_xact_lock(77)",
+                "RESET ALL", /* PHP's pg_pconnect() sends it on every reuse */
+                "RESET search_path",
                 "SELECT 'SET x = 1', 'LISTEN y'",
                 "CREATE TABLE IF NOT EXISTS it_txmode_perm (v int); DROP TABLE it_txmode_perm",
         };
@@ -240,8 +257,11 @@ static void test_pins(void)
                 PQclear(res);
                 CHECK_MSG(wait_checked_out(0) == 0, "'%s' pinned", clean[i]);
         }
+        CHECK(itest_status_json(&sup, json, 1 << 16) == 0);
+        CHECK_MSG(!strstr(json, "\"pin_reason\":\""), "a pin left:\n%s", json);
         PQfinish(c);
         PQfinish(other);
+        free(json);
         stop();
 }
 
@@ -314,8 +334,19 @@ static void test_lease_failure_is_a_query_error(void)
         PQclear(res);
         CHECK_MSG(took >= 300 && took < 8000, "took %lld ms", (long long)took);
         CHECK(PQstatus(c) == CONNECTION_OK);
-        CHECK(PQsendQuery(c, "SELECT 1") == 0);
+        /* Asynchronous: PQsendQuery returns at once, the failure is its result. */
+        t0 = itest_now_ms();
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        CHECK(itest_now_ms() - t0 < 300);
+        CHECK(PQtransactionStatus(c) == PQTRANS_ACTIVE);
+        res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
+                  PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
         CHECK(strstr(PQerrorMessage(c), "no connection free"));
+        CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
         exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
         CHECK(strcmp(itest_query(c, "SELECT 3"), "3") == 0);
         CHECK(!strstr(PQerrorMessage(c), "no connection free"));
@@ -396,7 +427,14 @@ static void test_cancel(void)
         char err[256] = "";
         CHECK(PQcancel(cancel, err, sizeof(err)) == 1); /* nothing runs: nothing is sent */
         CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
-        usleep(200000);
+        /* As an event loop does: the query goes out once its session has come. */
+        int64_t until = itest_now_ms() + 300;
+        while (itest_now_ms() < until) {
+                struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+                (void)poll(&p, 1, 20);
+                CHECK(PQconsumeInput(c));
+        }
+        CHECK(checked_out() == 1);
         int64_t t0 = itest_now_ms();
         CHECK_MSG(PQcancel(cancel, err, sizeof(err)) == 1, "%s", err);
         PGresult *res = PQgetResult(c);
@@ -411,6 +449,90 @@ static void test_cancel(void)
         PQfreeCancel(cancel);
         CHECK(strcmp(itest_query(c, "SELECT 8"), "8") == 0);
         PQfinish(c);
+        stop();
+}
+
+/* Sessions that died while the connection was idle (a server restart): one error, then it works. */
+static void test_dead_session(void)
+{
+        start("it_txmode_dead", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *admin = itest_admin();
+        PGconn *c = connect_ok();
+        int before = atoi(itest_query(c, "SELECT pg_backend_pid()"));
+        CHECK(itest_admin_long(admin, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                      "pg_stat_activity WHERE application_name = "
+                                      "'it_txmode_dead'") >= 1);
+        usleep(300000); /* whether forkpoold notices first or the next lease finds it dead */
+        PGresult *res = PQexec(c, "SELECT 1");
+        ExecStatusType st = PQresultStatus(res);
+        PQclear(res);
+        if (st == PGRES_FATAL_ERROR)
+                CHECK_MSG(PQstatus(c) == CONNECTION_OK, "the PGconn broke with its session: %s",
+                          PQerrorMessage(c));
+        int after = atoi(itest_query(c, "SELECT pg_backend_pid()"));
+        CHECK(after != before && after == PQbackendPID(c));
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        PQfinish(admin);
+        stop();
+}
+
+/* A PQsend* that must wait for a session does not block: PQsocket() wakes when it comes. */
+static void test_send_waits_without_blocking(void)
+{
+        start("it_txmode_pending", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *holder = connect_ok(), *c = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        int sock = PQsocket(c);
+        int64_t t0 = itest_now_ms();
+        const char *v[] = {"21"};
+        CHECK(PQsendQueryParams(c, "SELECT $1::int * 2", 1, NULL, v, NULL, NULL, 0) == 1);
+        CHECK_MSG(itest_now_ms() - t0 < 300, "PQsendQueryParams blocked %lld ms",
+                  (long long)(itest_now_ms() - t0));
+        CHECK(PQsocket(c) == sock);
+        CHECK(PQisBusy(c) == 1);
+        CHECK(PQconsumeInput(c) == 1);
+        CHECK(PQflush(c) == 0);
+        struct pollfd p = {.fd = sock, .events = POLLIN};
+        CHECK(poll(&p, 1, 100) == 0); /* nothing yet */
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK_MSG(poll(&p, 1, 5000) == 1, "PQsocket() did not wake when the session came");
+        int64_t end = itest_now_ms() + 5000;
+        while (itest_now_ms() < end) {
+                CHECK(PQconsumeInput(c) == 1);
+                if (!PQisBusy(c))
+                        break;
+                (void)poll(&p, 1, 100);
+        }
+        PGresult *res = PQgetResult(c);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                          strcmp(PQgetvalue(res, 0, 0), "42") == 0,
+                  "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        CHECK(PQsocket(c) == sock);
+        CHECK(wait_checked_out(0) == 0);
+        /* A prepared statement sent while waiting, then run. */
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendPrepare(c, "twice", "SELECT $1::int * 2", 1, NULL) == 1);
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        res = PQgetResult(c); /* blocks until the session comes */
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+        res = PQexecPrepared(c, "twice", 1, v, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "42") == 0);
+        PQclear(res);
+        PQfinish(holder);
+        /* PQfinish while a command waits gives its acquire up. */
+        PGconn *h2 = connect_ok();
+        exec_expect(h2, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        PQfinish(c);
+        exec_expect(h2, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(wait_checked_out(0) == 0);
+        CHECK(strcmp(itest_query(h2, "SELECT 2"), "2") == 0);
+        PQfinish(h2);
         stop();
 }
 
@@ -459,6 +581,8 @@ int main(void)
         test_fork();
         test_cancel();
         test_nonblocking();
+        test_send_waits_without_blocking();
+        test_dead_session();
         printf("it_txmode: all passed\n");
         return 0;
 }
