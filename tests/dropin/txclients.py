@@ -165,10 +165,8 @@ def my_slots(pool):
 
 
 def pin_text(slot):
-    """What the slot says about a pin: the values of its keys naming a pin, '' if none."""
-    vals = [str(v) for k, v in sorted(slot.items())
-            if "pin" in k.lower() and v not in (None, False, "", 0, [], {})]
-    return " ".join(vals)
+    """The slot's pin reason in forkpoolctl status --json, '' if it is not pinned."""
+    return slot.get("pin_reason") or ""
 
 
 # ---------------------------------------------------------------- loop
