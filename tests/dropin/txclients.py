@@ -590,12 +590,14 @@ def scenario_exhausted():
         try:
             q1(waiter, "select 1")
             err = "no error"
+            raw = ""
         except drv.Error as e:
-            err = exc_text(e)
+            err, raw = exc_text(e), str(e).strip()
         took = time.monotonic() - t0
         print("    the query waited %.2f s: %s" % (took, err), flush=True)
         check("forkpool" in err, "the pool's timeout reaches the app as a query error naming "
               "forkpool (%s)" % err)
+        check(raw != "" and "\n" not in raw, "its message is one line (%r)" % raw)
         check(args.pool_timeout * 0.8 <= took <= args.pool_timeout + 20,
               "after about pool_timeout %.1f s, never a hang (%.2f s)" % (args.pool_timeout, took))
         closed = waiter.closed
