@@ -18,6 +18,11 @@ Scenarios:
             statement) and half the processes prepare them in another order, so
             that psycopg's statement names mean different statements on
             different connections.
+  async     psycopg 3 (asyncio), prepare_threshold=0: the loop's transactions
+            from --procs tasks of ONE thread, each with its own AsyncConnection,
+            all open at once, on a pool with fewer sessions: a command that must
+            wait for a session must not block the thread (the others' commits
+            are what frees one); the same checks as the loop.
   prepared  psycopg 3, prepare_threshold=0, a pool of 2: one connection's
             transactions run on both sessions (another connection holds one of
             them every other time); in each, the statement it just ran is
@@ -56,7 +61,8 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg"])
 ap.add_argument("scenario",
-                choices=["loop", "prepared", "pins", "rollback", "exhausted", "restart"])
+                choices=["loop", "async", "prepared", "pins", "rollback", "exhausted",
+                         "restart"])
 ap.add_argument("--ci", required=True)
 ap.add_argument("--ci-small", default=None)
 ap.add_argument("--direct-ci", required=True, help="straight to the server, never a lease")
@@ -191,31 +197,29 @@ def loop_queries(me):
     }
 
 
-def loop_txn(conn, me, seq, committed, Q, res):
-    """One transaction; returns True if it committed. Records violations in res."""
+def loop_steps(me, seq, committed, Q, res):
+    """One transaction, as a generator of steps for a driver's runner (run_txn,
+    arun_txn): yields ("q", SQL, PARAMS) and receives the rows, or yields
+    ("commit",) / ("rollback",). Returns True if it committed. Records violations
+    in res."""
     def bad(what):
         if len(res["violations"]) < 5:
             res["violations"].append("proc %d txn %d: %s" % (me, seq, what))
         res["nviolations"] += 1
 
-    rollback = seq % 7 == 3
-    cur = conn.cursor()
     tok = token("%d-first" % seq)
-    cur.execute(Q["first"], (tok,))
-    echo, pid, xid = cur.fetchone()
+    echo, pid, xid = (yield ("q", Q["first"], (tok,)))[0]
     if echo != tok:
         bad("first query answered %r, not its token %r" % (echo, tok))
     res["pids"].add(pid)
     tok = token("%d-row" % seq)
-    cur.execute(Q["insert"], (me, seq, tok))
-    echo, p, x = cur.fetchone()
+    echo, p, x = (yield ("q", Q["insert"], (me, seq, tok)))[0]
     if (echo, p, x) != (tok, pid, xid):
         bad("insert answered %r on backend %s xid %s, not %r on %s xid %s"
             % (echo, p, x, tok, pid, xid))
     for kind, sql in Q["reads"]:
         tok = token("%d-%s" % (seq, kind))
-        cur.execute(sql, (tok, me))
-        row = cur.fetchone()
+        row = (yield ("q", sql, (tok, me)))[0]
         if (row[0], row[1], row[2]) != (tok, pid, xid):
             bad("%s read answered %r on backend %s xid %s, not %r on %s xid %s"
                 % (kind, row[0], row[1], row[2], tok, pid, xid))
@@ -224,16 +228,56 @@ def loop_txn(conn, me, seq, committed, Q, res):
                 % (row[3], row[4], committed))
         if kind == "others" and row[3] != 0:
             bad("sees %d uncommitted rows of other processes" % row[3])
-    if rollback:
-        conn.rollback()
+    if seq % 7 == 3:
+        yield ("rollback",)
         return False
     tok = token("%d-done" % seq)
-    cur.execute(Q["done"], (me, seq, tok))
-    rows = cur.fetchall()
+    rows = yield ("q", Q["done"], (me, seq, tok))
     if rows != [(tok, pid, xid)]:
         bad("update answered %r, not one row %r on %s xid %s" % (rows, tok, pid, xid))
-    conn.commit()
+    yield ("commit",)
     return True
+
+
+def run_txn(conn, steps):
+    """Runs loop_steps on a blocking connection; returns what it returns."""
+    cur = conn.cursor()
+    step, val = next(steps), None
+    while True:
+        if step[0] == "q":
+            cur.execute(step[1], step[2])
+            val = [tuple(r) for r in cur.fetchall()]
+        elif step[0] == "commit":
+            conn.commit()
+        else:
+            conn.rollback()
+        try:
+            step = steps.send(val)
+        except StopIteration as e:
+            return e.value
+
+
+async def arun_txn(conn, steps):
+    """Runs loop_steps on a psycopg 3 AsyncConnection; returns what it returns."""
+    cur = conn.cursor()
+    step, val = next(steps), None
+    while True:
+        if step[0] == "q":
+            await cur.execute(step[1], step[2])
+            val = [tuple(r) for r in await cur.fetchall()]
+        elif step[0] == "commit":
+            await conn.commit()
+        else:
+            await conn.rollback()
+        try:
+            step = steps.send(val)
+        except StopIteration as e:
+            return e.value
+
+
+def loop_txn(conn, me, seq, committed, Q, res):
+    """One transaction on a blocking connection; returns True if it committed."""
+    return run_txn(conn, loop_steps(me, seq, committed, Q, res))
 
 
 def loop_worker(me, barrier):
@@ -276,11 +320,17 @@ def loop_worker(me, barrier):
     return res
 
 
-def scenario_loop():
+def loop_table():
+    """A direct connection, with the loop's table created."""
     d = direct()
     d.cursor().execute("create table %s (proc int not null, seq int not null, "
                        "token text primary key, state text not null, unique (proc, seq))"
                        % args.table)
+    return d
+
+
+def scenario_loop():
+    d = loop_table()
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(args.procs)
     procs, q = [], ctx.Queue()
@@ -302,9 +352,15 @@ def scenario_loop():
                 break
     for p in procs:
         p.join(timeout=5)
-    if not check(len(results) == args.procs, "all %d processes reported (%d did)"
-                 % (args.procs, len(results))):
-        return
+    if check(len(results) == args.procs, "all %d processes reported (%d did)"
+             % (args.procs, len(results))):
+        loop_report(results, d, "processes")
+    d.cursor().execute("drop table %s" % args.table)
+    d.close()
+
+
+def loop_report(results, d, who):
+    """The checks of the loop's results (one per process or task: who)."""
     results.sort(key=lambda r: r["me"])
     errs = [e for r in results for e in r["errors"]]
     viol = [v for r in results for v in r["violations"]]
@@ -313,33 +369,81 @@ def scenario_loop():
     expect_commit = args.txns - expect_rb
     backends = sorted({p for r in results for p in r["pids"]})
     moved = sum(1 for r in results if len(r["pids"]) > 1)
-    print("    %d processes x %d transactions; %d backends %s; %d processes ran on more than "
-          "one backend; errors: %s" % (args.procs, args.txns, len(backends), backends[:8],
-                                       moved, errs[:3]), flush=True)
+    print("    %d %s x %d transactions; %d backends %s; %d %s ran on more than one backend; "
+          "errors: %s" % (len(results), who, args.txns, len(backends), backends[:8], moved, who,
+                          errs[:3]), flush=True)
     check(all(r["barrier"] for r in results),
-          "all %d processes had their connection open and a transaction done at the same "
-          "time (%d reached the barrier)" % (args.procs, sum(r["barrier"] for r in results)))
+          "all %d %s had their connection open and a transaction done at the same time (%d "
+          "reached the barrier)" % (len(results), who, sum(r["barrier"] for r in results)))
     check(not errs, "no transaction failed (%d errors: %s)" % (len(errs), errs[:3]))
     check(all(r["committed"] == expect_commit and r["rolled_back"] == expect_rb
               for r in results),
-          "every process committed its %d transactions and rolled back %d (least committed: %d)"
-          % (expect_commit, expect_rb, min(r["committed"] for r in results)))
+          "every one of the %s committed its %d transactions and rolled back %d (least "
+          "committed: %d)" % (who, expect_commit, expect_rb, min(r["committed"] for r in results)))
     check(nviol == 0, "every answer carried its query's token, every statement of a transaction "
-          "ran in one server transaction, no process saw another's uncommitted rows (%d "
-          "violations: %s)" % (nviol, viol[:3]))
+          "ran in one server transaction, none of the %s saw another's uncommitted rows (%d "
+          "violations: %s)" % (who, nviol, viol[:3]))
     cur = d.cursor()
     cur.execute("select proc, count(*) filter (where state = 'done'), "
                 "count(*) filter (where state <> 'done') from %s group by proc order by proc"
                 % args.table)
     rows = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
     want = {r["me"]: (r["committed"], 0) for r in results}
-    check(rows == want, "the table holds exactly the committed rows of every process, nothing "
-          "rolled back or left open (%s)" % ("as reported" if rows == want else
+    check(rows == want, "the table holds exactly the committed rows of all %s, nothing "
+          "rolled back or left open (%s)" % (who, "as reported" if rows == want else
                                              sorted(set(rows.items()) ^ set(want.items()))[:4]))
     if DROPIN:
         check(moved > 0, "transactions of one connection ran on different sessions "
-              "(%d of %d processes)" % (moved, args.procs))
-    cur.execute("drop table %s" % args.table)
+              "(%d of %d %s)" % (moved, len(results), who))
+
+
+# ---------------------------------------------------------------- async
+def scenario_async():
+    """--procs connections in ONE thread (asyncio tasks) on a smaller pool."""
+    import asyncio
+
+    if not PG3:
+        sys.exit("the async scenario is psycopg 3's")
+    d = loop_table()
+    barrier = asyncio.Barrier(args.procs)
+
+    async def task(me):
+        res = {"me": me, "committed": 0, "rolled_back": 0, "errors": [], "pids": set(),
+               "violations": [], "nviolations": 0, "barrier": False}
+        Q = loop_queries(me)
+        conn = None
+        try:
+            conn = await drv.AsyncConnection.connect(args.ci, prepare_threshold=0)
+            for seq in range(args.txns):
+                try:
+                    if await arun_txn(conn, loop_steps(me, seq, res["committed"], Q, res)):
+                        res["committed"] += 1
+                    else:
+                        res["rolled_back"] += 1
+                except Exception as e:
+                    res["errors"].append("txn %d: %s" % (seq, exc_text(e)))
+                    if len(res["errors"]) > 5:
+                        break
+                    await conn.rollback()
+                if seq == 0:
+                    try:
+                        await asyncio.wait_for(barrier.wait(), 120)
+                        res["barrier"] = True
+                    except Exception as e:
+                        res["errors"].append("barrier: %s" % exc_text(e))
+        except Exception as e:
+            res["errors"].append(exc_text(e))
+        finally:
+            if conn is not None:
+                await conn.close()
+        return res
+
+    async def run():
+        return await asyncio.gather(*(task(me) for me in range(args.procs)))
+
+    results = asyncio.run(run())
+    loop_report(results, d, "tasks")
+    d.cursor().execute("drop table %s" % args.table)
     d.close()
 
 
@@ -669,6 +773,6 @@ def scenario_restart():
     expect_released(args.pool, "after closing")
 
 
-{"loop": scenario_loop, "prepared": scenario_prepared, "pins": scenario_pins, "rollback": scenario_rollback,
+{"loop": scenario_loop, "async": scenario_async, "prepared": scenario_prepared, "pins": scenario_pins, "rollback": scenario_rollback,
  "exhausted": scenario_exhausted, "restart": scenario_restart}[args.scenario]()
 sys.exit(1 if FAILS else 0)

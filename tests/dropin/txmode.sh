@@ -10,6 +10,9 @@
 #              uncommitted rows, never more than 4 backends
 #   psycopg3   the same with psycopg 3 and prepare_threshold=0: protocol-level
 #              prepared statements run on whichever session a transaction gets
+#   psycopg3-async  the same from 32 asyncio tasks in one thread, each with its
+#              own connection: a command waiting for a session must not block
+#              the thread
 #   prepared   psycopg 3, prepare_threshold=0, pool of 2: a connection's
 #              statement is prepared on each session its transactions run on,
 #              once (pg_prepared_statements)
@@ -22,16 +25,16 @@
 #              PostgreSQL restarted while the connections are idle: the next
 #              transaction works or fails clearly, the one after works
 #
-#   txmode.sh psycopg2|psycopg3|prepared|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
+#   txmode.sh psycopg2|psycopg3|psycopg3-async|prepared|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
 SCENARIO=${1:-}
 shift || true
 case $SCENARIO in
-  psycopg2 | psycopg3 | prepared | pins | errors) ;;
-  *) echo "usage: $0 psycopg2|psycopg3|prepared|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
+  psycopg2 | psycopg3 | psycopg3-async | prepared | pins | errors) ;;
+  *) echo "usage: $0 psycopg2|psycopg3|psycopg3-async|prepared|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
 esac
 # shellcheck source=tests/dropin/lib.sh
 . "$(dirname "$0")/lib.sh"
-DT_NAME=tx_$SCENARIO
+DT_NAME=tx_${SCENARIO//-/_}
 dt_init "$@"
 
 SOCK=$(dt_dir sup)/forkpool.sock
@@ -74,15 +77,16 @@ check_pools() {
 }
 
 case $SCENARIO in
-  psycopg2 | psycopg3)
+  psycopg2 | psycopg3 | psycopg3-async)
     CAP=4
     PROCS=32
     dt_pool sup main pool_mode=transaction pool_size=$CAP max_overflow=0 pool_timeout=60
     dt_start sup
-    drv=psycopg2
-    [[ $SCENARIO == psycopg3 ]] && drv=psycopg
+    drv=psycopg2 sc=loop
+    [[ $SCENARIO == psycopg3* ]] && drv=psycopg
+    [[ $SCENARIO == *-async ]] && sc=async
     dt_sampler_start "$(dt_app sup main)"
-    py "$drv" loop 250 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main \
+    py "$drv" "$sc" 250 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main \
       --procs "$PROCS" --txns 30 --table "dt_tx_$$"
     dt_sampler_stop
     dt_check_cap "$CAP" "$PROCS"
