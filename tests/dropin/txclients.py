@@ -44,6 +44,12 @@ Scenarios:
             connections; while one holds the session in an open transaction,
             the other's next query fails with forkpool's timeout as a query
             error, within bounds; that connection then works.
+  cancel    conn.cancel() stops the statement of the session that runs the
+            transaction now (not the one of connect time), and nothing of another
+            connection's transaction.
+  fork      a forked child with an inherited connection: idle, it may run a
+            transaction on a session of its own (or get a clean error); inside a
+            transaction, it gets an error and the parent's transaction goes on.
   restart   --restart-cmd CMD: connections idle, PostgreSQL restarted: the next
             transaction on each works or fails with a clear error, the one
             after works, on the same connection object.
@@ -62,7 +68,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg"])
 ap.add_argument("scenario",
                 choices=["loop", "async", "prepared", "pins", "rollback", "exhausted",
-                         "restart"])
+                         "cancel", "fork", "restart"])
 ap.add_argument("--ci", required=True)
 ap.add_argument("--ci-small", default=None)
 ap.add_argument("--direct-ci", required=True, help="straight to the server, never a lease")
@@ -727,6 +733,112 @@ def scenario_exhausted():
     holder.close()
 
 
+def scenario_cancel():
+    """conn.cancel() cancels the session that runs the connection's transaction now,
+    not the one it had at connect, and nothing of the other connection."""
+    import threading
+
+    c = connect(args.ci)
+    at_connect = q1(c, "select pg_backend_pid()")[0]
+    c.commit()
+    o = connect(args.ci)
+    ob = q1(o, "select pg_backend_pid()")[0]          # o holds a session in a transaction
+    o.cursor().execute("create temp table if not exists dt_o as select 1 as x")
+    cb = q1(c, "select pg_backend_pid()")[0]          # c's transaction on the other session
+    timer = threading.Timer(0.5, c.cancel)
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        q1(c, "select pg_sleep(10)")
+        err = "no error"
+    except errors.QueryCanceled as e:
+        err = exc_text(e)
+    except drv.Error as e:
+        err = "wrong error: " + exc_text(e)
+    took = time.monotonic() - t0
+    timer.join()
+    print("    backends: c at connect %s, o %s, c's transaction %s" % (at_connect, ob, cb),
+          flush=True)
+    check("canceling statement" in err and took < 8,
+          "cancel() stops the transaction's statement (%s, after %.1f s)" % (err, took))
+    c.rollback()
+    try:
+        row = q1(o, "select x, pg_backend_pid() from dt_o")
+        o.rollback()
+    except drv.Error as e:
+        row = exc_text(e)
+    check(row == (1, ob), "the other connection's transaction was not touched (%s)" % (row,))
+    tok = token("after-cancel")
+    row = q1(c, "select %s::text", (tok,))
+    c.commit()
+    check(row == (tok,), "the cancelled connection runs the next transaction (%s)" % (row,))
+    c.close()
+    o.close()
+
+
+def scenario_fork():
+    """A child of a process with a transaction-mode connection: inherited while idle,
+    the child may use it on a session of its own or get a clean error; inherited inside
+    a transaction, it must never reach the parent's session; the parent's connection is
+    unharmed either way."""
+    if not DROPIN:
+        print("    direct: a child must not use an inherited libpq connection at all (it shares "
+              "the parent's socket); nothing to check", flush=True)
+        return
+    c = connect(args.ci)
+    q1(c, "select pg_backend_pid()")
+    c.commit()
+
+    def child(conn):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                row = q1(conn, "select pg_backend_pid(), txid_current_if_assigned()")
+                out = "worked %s %s" % row
+            except Exception as e:
+                out = "error " + exc_text(e)
+            os.write(w, out.encode())
+            os._exit(0)
+        os.close(w)
+        out = b""
+        while True:
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            out += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        return out.decode()
+
+    idle = child(c)
+    if idle.startswith("worked"):
+        ok("idle at fork: the child ran a transaction on a session of its own (%s)" % idle)
+    else:
+        check("forkpool" in idle, "idle at fork: the child gets a clean error (%s)" % idle)
+    tok = token("parent")
+    row = q1(c, "select %s::text, pg_backend_pid()", (tok,))
+    c.commit()
+    check(row[0] == tok, "the parent's connection works after the child (%s)" % (row,))
+    # Inside a transaction at fork.
+    c2 = connect(args.ci)
+    b2, x2 = q1(c2, "select pg_backend_pid(), txid_current()")
+    inside = child(c2)
+    check(not inside.startswith("worked") and inside != "",
+          "inside a transaction at fork: the child gets an error, never the parent's "
+          "session (%s)" % inside)
+    try:
+        row = q1(c2, "select pg_backend_pid(), txid_current()")
+        c2.commit()
+    except drv.Error as e:
+        row = exc_text(e)
+    check(row == (b2, x2), "the parent's transaction goes on, on its session (%s; it had %s)"
+          % (row, (b2, x2)))
+    c2.close()
+    c.close()
+
+
 def scenario_restart():
     conns = [connect(args.ci) for _ in range(3)]
     before = []
@@ -773,6 +885,7 @@ def scenario_restart():
     expect_released(args.pool, "after closing")
 
 
-{"loop": scenario_loop, "async": scenario_async, "prepared": scenario_prepared, "pins": scenario_pins, "rollback": scenario_rollback,
- "exhausted": scenario_exhausted, "restart": scenario_restart}[args.scenario]()
+{"loop": scenario_loop, "async": scenario_async, "prepared": scenario_prepared,
+ "pins": scenario_pins, "rollback": scenario_rollback, "exhausted": scenario_exhausted,
+ "cancel": scenario_cancel, "fork": scenario_fork, "restart": scenario_restart}[args.scenario]()
 sys.exit(1 if FAILS else 0)

@@ -20,7 +20,10 @@
 #              it and why; the next transaction sees the state); closed, the
 #              state is gone; a connection that creates no state is never pinned
 #   errors     a failed transaction then ROLLBACK keeps then releases the
-#              session; the pool exhausted (pool_timeout 1 s): a query error
+#              session; cancel() stops the session that runs the transaction
+#              now (not the one of connect time), not the other connection's; a
+#              forked child with an inherited connection, idle or inside a
+#              transaction, never reaches the parent's session; the pool exhausted (pool_timeout 1 s): a query error
 #              naming forkpool, the connection usable afterwards; the test's own
 #              PostgreSQL restarted while the connections are idle: the next
 #              transaction works or fails clearly, the one after works
@@ -124,6 +127,8 @@ case $SCENARIO in
       max_overflow=0 pool_timeout=30
     dt_start sup
     py psycopg2 rollback 60 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main
+    py psycopg2 cancel 60 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main
+    py psycopg2 fork 60 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main
     py psycopg2 exhausted 90 "$(dt_conninfo sup small)" --direct-ci "$DIRECT_CI" \
       --ci-small "$(dt_conninfo sup small)" --pool-small small --pool-timeout 1
     py psycopg2 restart 150 "$(dt_conninfo sup rs)" --direct-ci "$PG2_DIRECT" --pool rs \
