@@ -299,22 +299,37 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
 }
 
 /*
+ * The record of lease_id if the client holds it (and its pool in *ret_sp);
+ * otherwise NULL, with a rate-limited warning that the client did what
+ * (e.g. "cancelled") to a lease it does not hold.
+ */
+static struct fp_record *held_record(struct fp_client *client, uint64_t lease_id, const char *what,
+                                     struct fp_sup_pool **ret_sp)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
+
+        if (!rec || rec->holder != client) {
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d %s lease %#llx, which it does not hold: ignored",
+                             client->pid, what, (unsigned long long)lease_id);
+                return NULL;
+        }
+        *ret_sp = sp;
+        return rec;
+}
+
+/*
  * Cancels the query running on a lease the client holds, from the
  * supervisor's side (MySQL: KILL QUERY from the pool's admin connection). No
  * reply: a cancel that cannot be sent is logged.
  */
 static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *msg)
 {
-        struct fp_sup_pool *sp =
-                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
-        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
-
-        if (!rec || rec->holder != client) {
-                warn_limited(client->sup, WARN_MALFORMED,
-                             "worker pid %d cancelled lease %#llx, which it does not hold: ignored",
-                             client->pid, (unsigned long long)msg->lease_id);
+        struct fp_sup_pool *sp;
+        struct fp_record *rec = held_record(client, msg->lease_id, "cancelled", &sp);
+        if (!rec)
                 return;
-        }
         if (!sp->driver->cancel) {
                 log_debug("pool %s: %s connections are cancelled by the worker itself",
                           sp->cfg.name, sp->driver->name);
@@ -332,16 +347,10 @@ static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *
 /* The holder's report that its session is pinned (the drop-in's transaction mode). No reply. */
 static void handle_pin(struct fp_client *client, const struct fp_msg_pin *msg)
 {
-        struct fp_sup_pool *sp =
-                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
-        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, msg->lease_id) : NULL;
-
-        if (!rec || rec->holder != client) {
-                warn_limited(client->sup, WARN_MALFORMED,
-                             "worker pid %d pinned lease %#llx, which it does not hold: ignored",
-                             client->pid, (unsigned long long)msg->lease_id);
+        struct fp_sup_pool *sp;
+        struct fp_record *rec = held_record(client, msg->lease_id, "pinned", &sp);
+        if (!rec)
                 return;
-        }
         char why[160];
         log_debug("pool %s: pid %d pins backend %d (%s)", sp->cfg.name, client->pid,
                   rec->backend_pid, fp_pin_reasons_text(msg->reasons, why, sizeof(why)));

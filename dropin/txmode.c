@@ -523,6 +523,22 @@ static int tx_recover(struct dropin_conn *d)
         return -ECONNRESET;
 }
 
+/*
+ * Before a command: a child's inherited connection adopted, a pending
+ * command sent (one at a time, as libpq), a broken connection recovered.
+ * Returns 0 or a negative errno with d->tx->error set.
+ */
+static int tx_ready(struct dropin_conn *d)
+{
+        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
+                return -EPROTO;
+        if (d->tx->pending)
+                (void)tx_pending_complete(d, true);
+        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
+                return -ECONNRESET;
+        return 0;
+}
+
 /* Makes sure d holds a session. Returns 0, or a negative errno with d->tx->error set. */
 static int tx_lease(struct dropin_conn *d)
 {
@@ -531,12 +547,9 @@ static int tx_lease(struct dropin_conn *d)
         forkpool_lease *lease;
         int r;
 
-        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
-                return -EPROTO;
-        if (tx->pending)
-                (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
-        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
-                return -ECONNRESET;
+        r = tx_ready(d);
+        if (r < 0)
+                return r;
         if (d->lease)
                 return 0;
         forkpool *fp = dropin_main_handle(d->target.socket, &r);
@@ -669,12 +682,9 @@ static int tx_begin_send(struct dropin_conn *d, const char *sql)
         char text[512];
         int r;
 
-        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
-                return -EPROTO;
-        if (tx->pending)
-                (void)tx_pending_complete(d, true); /* one command at a time, as libpq */
-        if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD && tx_recover(d) < 0)
-                return -ECONNRESET;
+        r = tx_ready(d);
+        if (r < 0)
+                return r;
         if (d->lease)
                 return tx_begin(d, sql);
         forkpool *fp = dropin_main_handle(d->target.socket, &r);

@@ -92,64 +92,61 @@ static double monotonic_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool_pool_stats *ret)
+/* A snapshot of pool's record in fp's segment: 0, or a negative errno (-ENOENT: no such pool). */
+static int pool_snapshot(forkpool *fp, const char *pool, struct fp_shm_pool *ret)
 {
         struct fp_segment *seg;
-        struct fp_shm_pool p;
-        int r;
-
-        if (!fp || !pool || !ret || ret->struct_size < FP_POOL_STATS_V1_SIZE)
-                return -EINVAL;
         pthread_mutex_lock(&map_lock);
-        r = segment_for(fp, &seg);
+        int r = segment_for(fp, &seg);
         for (uint32_t i = 0; r >= 0 && i < seg->hdr->pool_count; i++) {
-                r = fp_segment_snapshot(seg, i, &p, NULL, 0);
-                if (r < 0 || strcmp(p.name, pool) != 0)
-                        continue;
-                forkpool_pool_stats st = {
-                        .pool_size = p.pool_size,
-                        .max_overflow = p.max_overflow,
-                        .checked_out = p.checked_out,
-                        .idle = p.checked_in,
-                        .waiting = p.waiting,
-                        .oldest_wait_s = p.oldest_wait_start_usec
-                                                 ? monotonic_s() - p.oldest_wait_start_usec / 1e6
-                                                 : 0.0,
-                        .paused = (p.flags & FP_SHM_POOL_PAUSED) != 0,
-                        .overflow = p.pool_size != 0 ? (int)p.overflow : 0,
-                };
-                snprintf(st.poolclass, sizeof(st.poolclass), "%s",
-                         fp_pool_class_name(p.pool_class));
-                if (st.oldest_wait_s < 0)
-                        st.oldest_wait_s = 0;
-                pthread_mutex_unlock(&map_lock);
-                /* Only what fits in the caller's structure (an older header's is smaller). */
-                size_t n = ret->struct_size < sizeof(st) ? ret->struct_size : sizeof(st);
-                st.struct_size = n;
-                memcpy(ret, &st, n);
-                return 0;
+                r = fp_segment_snapshot(seg, i, ret, NULL, 0);
+                if (r >= 0 && strcmp(ret->name, pool) == 0) {
+                        pthread_mutex_unlock(&map_lock);
+                        return 0;
+                }
         }
         pthread_mutex_unlock(&map_lock);
         return r < 0 ? r : -ENOENT;
 }
 
+FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool_pool_stats *ret)
+{
+        struct fp_shm_pool p;
+
+        if (!fp || !pool || !ret || ret->struct_size < FP_POOL_STATS_V1_SIZE)
+                return -EINVAL;
+        int r = pool_snapshot(fp, pool, &p);
+        if (r < 0)
+                return r;
+        forkpool_pool_stats st = {
+                .pool_size = p.pool_size,
+                .max_overflow = p.max_overflow,
+                .checked_out = p.checked_out,
+                .idle = p.checked_in,
+                .waiting = p.waiting,
+                .oldest_wait_s = p.oldest_wait_start_usec
+                                         ? monotonic_s() - p.oldest_wait_start_usec / 1e6
+                                         : 0.0,
+                .paused = (p.flags & FP_SHM_POOL_PAUSED) != 0,
+                .overflow = p.pool_size != 0 ? (int)p.overflow : 0,
+        };
+        snprintf(st.poolclass, sizeof(st.poolclass), "%s", fp_pool_class_name(p.pool_class));
+        if (st.oldest_wait_s < 0)
+                st.oldest_wait_s = 0;
+        /* Only what fits in the caller's structure (an older header's is smaller). */
+        size_t n = ret->struct_size < sizeof(st) ? ret->struct_size : sizeof(st);
+        st.struct_size = n;
+        memcpy(ret, &st, n);
+        return 0;
+}
+
 int fp_pool_mode(forkpool *fp, const char *pool)
 {
-        struct fp_segment *seg;
         struct fp_shm_pool p;
-        int r;
-
         if (!fp || !pool)
                 return -EINVAL;
-        pthread_mutex_lock(&map_lock);
-        r = segment_for(fp, &seg);
-        for (uint32_t i = 0; r >= 0 && i < seg->hdr->pool_count; i++) {
-                r = fp_segment_snapshot(seg, i, &p, NULL, 0);
-                if (r < 0 || strcmp(p.name, pool) != 0)
-                        continue;
-                pthread_mutex_unlock(&map_lock);
-                return p.pool_mode < FP_POOL_MODE_MAX ? (int)p.pool_mode : FP_POOL_MODE_SESSION;
-        }
-        pthread_mutex_unlock(&map_lock);
-        return r < 0 ? r : -ENOENT;
+        int r = pool_snapshot(fp, pool, &p);
+        if (r < 0)
+                return r;
+        return p.pool_mode < FP_POOL_MODE_MAX ? (int)p.pool_mode : FP_POOL_MODE_SESSION;
 }

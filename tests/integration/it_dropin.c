@@ -72,10 +72,7 @@ static int checked_out(void)
 
 static int wait_checked_out(int n)
 {
-        int64_t end = itest_now_ms() + 5000;
-        while (checked_out() != n && itest_now_ms() < end)
-                usleep(10000);
-        return checked_out();
+        return itest_wait_checked_out(&sup, n);
 }
 
 static void test_exports_match_real_libpq(void)

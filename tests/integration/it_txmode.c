@@ -52,10 +52,7 @@ static int checked_out(void)
 
 static int wait_checked_out(int n)
 {
-        int64_t end = itest_now_ms() + 5000;
-        while (checked_out() != n && itest_now_ms() < end)
-                usleep(5000);
-        return checked_out();
+        return itest_wait_checked_out(&sup, n);
 }
 
 /* Runs sql, expecting status; clears the result. */

@@ -253,6 +253,15 @@ int itest_status_json(const struct itest_sup *s, char *buf, size_t len)
         return itest_sh(buf, len, "%s --socket %s status --json", FP_FORKPOOLCTL_PATH, s->socket);
 }
 
+int itest_wait_checked_out(const struct itest_sup *s, int n)
+{
+        int64_t end = itest_now_ms() + 5000;
+        int now;
+        while ((now = (int)itest_pool(s).checked_out) != n && itest_now_ms() < end)
+                usleep(5000);
+        return now;
+}
+
 struct fp_shm_pool itest_pool(const struct itest_sup *s)
 {
         struct fp_segment seg;

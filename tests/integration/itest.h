@@ -116,6 +116,12 @@ pid_t itest_fork_as(const char *user);
 /* Waits for a child of itest_fork_as() and returns its exit status (fails the test otherwise). */
 int itest_child_exit(pid_t pid, int timeout_ms);
 
+/*
+ * Waits up to 5 s for pool "main" (itest_pool()) to have n connections
+ * checked out; returns the last count.
+ */
+int itest_wait_checked_out(const struct itest_sup *s, int n);
+
 /* Reads forkpoolctl status --json for the supervisor into buf. Returns the exit status. */
 int itest_status_json(const struct itest_sup *s, char *buf, size_t len);
 
