@@ -54,6 +54,16 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dropin_conn *table[BUCKETS];
 static atomic_size_t table_count; /* lets the common case (no forkpool connection) skip the lock */
 
+/*
+ * Moves at every change of the table. Each thread remembers its last
+ * look-up (a PGconn is used by one thread at a time, and transaction mode
+ * looks its connection up at every call): valid while this has not moved.
+ */
+static atomic_uint_least64_t table_generation;
+static __thread const PGconn *last_conn;
+static __thread struct dropin_conn *last_found;
+static __thread uint64_t last_generation;
+
 static size_t bucket_of(const PGconn *conn)
 {
         uintptr_t p = (uintptr_t)conn;
@@ -67,6 +77,7 @@ static void table_add(struct dropin_conn *d)
         d->next = table[b];
         table[b] = d;
         atomic_fetch_add(&table_count, 1);
+        atomic_fetch_add(&table_generation, 1);
         pthread_mutex_unlock(&table_lock);
 }
 
@@ -75,10 +86,16 @@ struct dropin_conn *dropin_find(const PGconn *conn)
         struct dropin_conn *d;
         if (!conn || atomic_load_explicit(&table_count, memory_order_relaxed) == 0)
                 return NULL;
+        uint64_t generation = atomic_load_explicit(&table_generation, memory_order_acquire);
+        if (conn == last_conn && generation == last_generation)
+                return last_found;
         pthread_mutex_lock(&table_lock);
         for (d = table[bucket_of(conn)]; d && d->conn != conn; d = d->next)
                 ;
         pthread_mutex_unlock(&table_lock);
+        last_conn = conn;
+        last_found = d;
+        last_generation = generation;
         return d;
 }
 
@@ -93,6 +110,7 @@ static struct dropin_conn *table_remove(const PGconn *conn)
                         d = *p;
                         *p = d->next;
                         atomic_fetch_sub(&table_count, 1);
+                        atomic_fetch_add(&table_generation, 1);
                         break;
                 }
         pthread_mutex_unlock(&table_lock);

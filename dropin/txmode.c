@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
@@ -55,6 +57,7 @@ FP_REALPQ_DECLARE(PQresultStatus);
 FP_REALPQ_DECLARE(PQclear);
 FP_REALPQ_DECLARE(PQconsumeInput);
 FP_REALPQ_DECLARE(PQflush);
+FP_REALPQ_DECLARE(PQsetSingleRowMode);
 
 /* A named protocol-level statement the application prepared on the connection. */
 struct tx_statement {
@@ -82,6 +85,14 @@ struct txmode {
          * command goes out when the lease arrives.
          */
         bool pending;
+        /*
+         * While every control connection the process may open carries an acquire
+         * (max_connections_per_pid), a pending command waits in the process: a
+         * periodic timer is under sock instead and each wake-up tries again,
+         * until queue_deadline_ms.
+         */
+        int queue_timer; /* -1: not queued */
+        int64_t queue_deadline_ms;
         struct tx_deferred *deferred;
         bool deferred_failed; /* its lease failed: PQgetResult gives error, then NULL */
         char error[600];      /* why the last lease failed, "…\n"; "" if it did not */
@@ -212,8 +223,23 @@ static bool stmt_has(const char *s, const char *end, const char *needle)
 /* What one statement, [s, end), may leave in the session beyond its transaction. */
 static uint32_t stmt_persist(const char *s, const char *end)
 {
-        while (s < end && isspace((unsigned char)*s))
-                s++;
+        for (;;) {
+                while (s < end && isspace((unsigned char)*s))
+                        s++;
+                if (s + 1 < end && s[0] == '/' && s[1] == '*') {
+                        const char *close = s + 2;
+                        while (close + 1 < end && !(close[0] == '*' && close[1] == '/'))
+                                close++;
+                        if (close + 1 >= end)
+                                return TX_ALL; /* an unterminated comment: no telling */
+                        s = close + 2;
+                } else if (s + 1 < end && s[0] == '-' && s[1] == '-') {
+                        while (s < end && *s != '\n')
+                                s++;
+                } else {
+                        break;
+                }
+        }
         if (s >= end)
                 return 0;
         if (word_is(s, "set")) {
@@ -244,11 +270,24 @@ static uint32_t stmt_persist(const char *s, const char *end)
                                ? TX_PERSIST(FP_DIRTY_OBJECTS, FP_PIN_TEMP) | TX_UNSEEN
                                : 0;
         }
-        if (word_is(s, "alter") || word_is(s, "drop") || word_is(s, "discard") ||
-            word_is(s, "deallocate") || word_is(s, "unlisten") || word_is(s, "begin") ||
-            word_is(s, "commit") || word_is(s, "rollback") || word_is(s, "end") ||
-            word_is(s, "start") || word_is(s, "savepoint") || word_is(s, "release"))
-                return 0;
+        static const char *const ends_with_transaction[] = {
+                "alter", "drop",   "discard",  "deallocate", "unlisten",  "begin",   "commit",
+                "abort", "start",  "rollback", "end",        "savepoint", "release", "truncate",
+                "grant", "revoke", "comment",  "analyze",    "vacuum",    "lock",    "notify",
+        };
+        static const char *const queries[] = {
+                "select", "with",    "values",  "insert", "update", "delete", "merge", "table",
+                "show",   "explain", "execute", "fetch",  "move",   "close",  "copy",  "call",
+        };
+        for (size_t i = 0; i < sizeof(ends_with_transaction) / sizeof(ends_with_transaction[0]);
+             i++)
+                if (word_is(s, ends_with_transaction[i]))
+                        return 0;
+        bool query = false;
+        for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]) && !query; i++)
+                query = word_is(s, queries[i]);
+        if (!query)
+                return TX_ALL; /* a statement not known here: what the tracker sees pins */
         /* A query: session advisory locks and set_config(…, false) show in its text. */
         uint32_t p = 0;
         if (stmt_has(s, end, "pg_advisory_lock") || stmt_has(s, end, "pg_try_advisory_lock"))
@@ -405,6 +444,105 @@ static int tx_send_deferred(struct dropin_conn *d)
         return ok;
 }
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+static int64_t tx_now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How often a queued command tries again for a control connection. */
+#define TX_QUEUE_RETRY_MS 5
+
+/* Whether an acquire that could not start (r) may wait in the process for a control connection. */
+static bool tx_queueable(int r)
+{
+        return r == -EMFILE || r == -ENFILE || r == -EAGAIN || r == -EUSERS;
+}
+
+/*
+ * Leaves d's command waiting in the process for a control connection (see
+ * struct txmode): a periodic timer under PQsocket(). Returns 0 or a negative
+ * errno (nothing changed).
+ */
+static int tx_queue(struct dropin_conn *d, forkpool *fp)
+{
+        struct txmode *tx = d->tx;
+        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        struct itimerspec every = {.it_interval = {0, TX_QUEUE_RETRY_MS * 1000000L},
+                                   .it_value = {0, TX_QUEUE_RETRY_MS * 1000000L}};
+        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0 || dup3(t, tx->sock, O_CLOEXEC) < 0) {
+                int r = -errno;
+                if (t >= 0)
+                        close(t);
+                return r;
+        }
+        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
+                                               : fp_pool_timeout_ms(fp, d->target.pool);
+        tx->queue_timer = t;
+        tx->queue_deadline_ms = tx_now_ms() + (timeout > 0 ? timeout : 0);
+        return 0;
+}
+
+/* Reads the timer's expirations (it is readable again at the next one). */
+static void tx_timer_drain(int timer)
+{
+        uint64_t ticks;
+        ssize_t n = read(timer, &ticks, sizeof(ticks));
+        (void)n;
+}
+
+/* Stops d's queue timer (the caller puts another descriptor under PQsocket()). */
+static void tx_unqueue(struct txmode *tx)
+{
+        if (tx->queue_timer >= 0)
+                close(tx->queue_timer);
+        tx->queue_timer = -1;
+}
+
+/*
+ * A queued command: tries again to start its acquire (block: until it
+ * starts or its deadline). Returns 0 (started, or not queued), -EAGAIN
+ * (still queued; only without block) or a negative errno with its reason in
+ * text.
+ */
+static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t cap)
+{
+        struct txmode *tx = d->tx;
+        while (tx->queue_timer >= 0) {
+                int64_t left = tx->queue_deadline_ms - tx_now_ms();
+                int control = dropin_acquire_send(d, left > 0 ? (int)left : 0, tx->last_lease_id);
+                if (control >= 0) {
+                        int r = dup3(control, tx->sock, O_CLOEXEC) < 0 ? -errno : 0;
+                        tx_unqueue(tx);
+                        if (r < 0) {
+                                dropin_acquire_abandon(d);
+                                snprintf(text, cap, "forkpool: pool \"%s\": %s", d->target.pool,
+                                         strerror(-r));
+                        }
+                        return r;
+                }
+                if (!tx_queueable(control) || left <= 0) {
+                        int r = tx_queueable(control) ? -ETIMEDOUT : control;
+                        int ignored;
+                        dropin_acquire_error(&d->target,
+                                             dropin_main_handle(d->target.socket, &ignored), r,
+                                             text, cap);
+                        tx_unqueue(tx);
+                        return r;
+                }
+                if (!block) {
+                        tx_timer_drain(tx->queue_timer);
+                        return -EAGAIN;
+                }
+                struct pollfd p = {.fd = tx->queue_timer, .events = POLLIN};
+                (void)poll(&p, 1, TX_QUEUE_RETRY_MS * 2);
+                tx_timer_drain(tx->queue_timer);
+        }
+        return 0;
+}
+
 /*
  * A pending command's lease: collected if it has come (block: waits for it;
  * forkpoold answers by the acquire's timeout), then the command is sent.
@@ -419,11 +557,18 @@ static int tx_pending_complete(struct dropin_conn *d, bool block)
         int r;
         if (!tx->pending)
                 return 0;
-        while ((r = dropin_acquire_recv(d, &lease, text, sizeof(text))) == -EAGAIN) {
+        r = tx_queue_retry(d, block, text, sizeof(text));
+        if (r == -EAGAIN)
+                return r;
+        while (r >= 0) {
+                r = dropin_acquire_recv(d, &lease, text, sizeof(text));
+                if (r != -EAGAIN)
+                        break;
                 if (!block)
                         return -EAGAIN;
                 struct pollfd p = {.fd = tx->sock, .events = POLLIN};
                 (void)poll(&p, 1, 1000);
+                r = 0;
         }
         tx->pending = false;
         int ph = placeholder_fd();
@@ -469,6 +614,7 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         d->pid = getpid();
         bool was_pending = tx->pending;
         tx->pending = false;
+        tx_unqueue(tx); /* the child's copy of the timer */
         tx_deferred_free(tx);
         if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned || was_pending) {
                 tx_set_error(d, "forkpool: this connection was in use by the parent process when "
@@ -707,6 +853,12 @@ static int tx_begin_send(struct dropin_conn *d, const char *sql)
                         }
                 }
         }
+        if (control < 0 && tx_queueable(control) && tx_queue(d, fp) == 0) {
+                tx->pending = true; /* waits in the process for a control connection */
+                tx->deferred_failed = false;
+                tx->persist |= sql_persist(sql);
+                return 1;
+        }
         if (control < 0 || dup3(control, tx->sock, O_CLOEXEC) < 0) {
                 if (control >= 0)
                         dropin_acquire_abandon(d);
@@ -727,7 +879,10 @@ static void tx_pending_cancel(struct dropin_conn *d)
         struct txmode *tx = d->tx;
         if (!tx->pending)
                 return;
-        dropin_acquire_abandon(d);
+        if (tx->queue_timer >= 0)
+                tx_unqueue(tx);
+        else
+                dropin_acquire_abandon(d);
         tx->pending = false;
         tx_deferred_free(tx);
         int ph = placeholder_fd();
@@ -736,23 +891,17 @@ static void tx_pending_cancel(struct dropin_conn *d)
 }
 
 /*
- * The end of a PQsend* wrapper that called tx_begin_send() with result r:
- * sends now (r 0: real is the real call's result), defers the arguments
- * (r 1), or fails (r < 0). Returns what the wrapper returns.
+ * A PQsend* wrapper whose tx_begin_send() left the command pending, with
+ * tx_defer()'s result: returns what the wrapper returns (1, or 0 when the
+ * arguments could not be kept: the acquire is given up).
  */
-static int tx_send_result(struct dropin_conn *d, int r, int deferred_ok)
+static int tx_deferred(struct dropin_conn *d, int deferred_ok)
 {
-        if (r < 0)
-                return 0;
-        if (r == 1) {
-                if (deferred_ok < 0) {
-                        tx_pending_cancel(d);
-                        snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
-                        return 0;
-                }
+        if (deferred_ok >= 0)
                 return 1;
-        }
-        return deferred_ok;
+        tx_pending_cancel(d);
+        snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+        return 0;
 }
 
 /* After the real call that tx_begin() prepared: tx_settle(), or nothing yet (settle false). */
@@ -873,6 +1022,7 @@ int txmode_connected(struct dropin_conn *d)
                 if (!tx)
                         return -ENOMEM;
                 tx->cell = dropin_cancel_cell_new();
+                tx->queue_timer = -1;
                 if (!FP_REAL(PQregisterEventProc)(d->conn, tx_event, "forkpool transaction mode",
                                                   NULL)) {
                         dropin_cancel_cell_free(tx->cell);
@@ -1063,10 +1213,11 @@ DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
         if (tx_deallocate(d->tx, query))
                 query = TX_NOOP_SQL;
         int r = tx_begin_send(d, query);
-        if (r != 0)
-                return tx_send_result(
-                        d, r,
-                        tx_defer(d->tx, TX_SEND_QUERY, NULL, query, 0, NULL, NULL, NULL, NULL, 0));
+        if (r < 0)
+                return 0;
+        if (r == 1)
+                return tx_deferred(d, tx_defer(d->tx, TX_SEND_QUERY, NULL, query, 0, NULL, NULL,
+                                               NULL, NULL, 0));
         int ok = FP_REAL(PQsendQuery)(conn, query);
         tx_end(d, !ok);
         return ok;
@@ -1084,9 +1235,10 @@ DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
         if (tx_deallocate(d->tx, command))
                 command = TX_NOOP_SQL;
         int r = tx_begin_send(d, command);
-        if (r != 0)
-                return tx_send_result(d, r,
-                                      tx_defer(d->tx, TX_SEND_PARAMS, NULL, command, nParams,
+        if (r < 0)
+                return 0;
+        if (r == 1)
+                return tx_deferred(d, tx_defer(d->tx, TX_SEND_PARAMS, NULL, command, nParams,
                                                paramTypes, paramValues, paramLengths, paramFormats,
                                                resultFormat));
         int ok = FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
@@ -1108,9 +1260,10 @@ DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
                 return 0;
         }
         int r = tx_begin_send(d, query);
-        if (r != 0)
-                return tx_send_result(d, r,
-                                      tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? "" : NULL, query,
+        if (r < 0)
+                return 0;
+        if (r == 1)
+                return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? "" : NULL, query,
                                                nParams, paramTypes, NULL, NULL, NULL, 0));
         int ok = FP_REAL(PQsendPrepare)(conn, stmtName ? "" : NULL, query, nParams, paramTypes);
         tx_end(d, !ok);
@@ -1128,9 +1281,10 @@ DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
         if (s) {
                 int r = tx_begin_send(d, s->text);
-                if (r != 0)
-                        return tx_send_result(d, r,
-                                              tx_defer(d->tx, TX_SEND_PARAMS, NULL, s->text,
+                if (r < 0)
+                        return 0;
+                if (r == 1)
+                        return tx_deferred(d, tx_defer(d->tx, TX_SEND_PARAMS, NULL, s->text,
                                                        nParams, s->types, paramValues, paramLengths,
                                                        paramFormats, resultFormat));
         } else if (tx_begin(d, NULL) < 0) {
@@ -1200,6 +1354,15 @@ DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
         if (d)
                 tx_settle(d); /* the release point of an asynchronous command */
         return NULL;
+}
+
+DROPIN_EXPORT int PQsetSingleRowMode(PGconn *conn)
+{
+        /* Only right after a command has gone out: a pending one goes out first. */
+        struct dropin_conn *d = tx_find(conn);
+        if (d && d->tx->pending)
+                (void)tx_pending_complete(d, true);
+        return FP_REAL(PQsetSingleRowMode)(conn);
 }
 
 DROPIN_EXPORT int PQconsumeInput(PGconn *conn)

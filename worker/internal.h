@@ -184,6 +184,9 @@ int fp_pool_mode(forkpool *fp, const char *pool);
  */
 int fp_pin_report(const struct forkpool_lease *lease, uint32_t reasons);
 
+/* The pool_timeout of pool in milliseconds, as its segment record says, or a negative errno. */
+int fp_pool_timeout_ms(forkpool *fp, const char *pool);
+
 /* Sends a CancelRequest for the lease's backend to the real server. */
 int fp_cancel_pg(const struct forkpool_lease *lease);
 

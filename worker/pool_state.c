@@ -150,3 +150,12 @@ int fp_pool_mode(forkpool *fp, const char *pool)
                 return r;
         return p.pool_mode < FP_POOL_MODE_MAX ? (int)p.pool_mode : FP_POOL_MODE_SESSION;
 }
+
+int fp_pool_timeout_ms(forkpool *fp, const char *pool)
+{
+        struct fp_shm_pool p;
+        if (!fp || !pool)
+                return -EINVAL;
+        int r = pool_snapshot(fp, pool, &p);
+        return r < 0 ? r : p.timeout_ms;
+}

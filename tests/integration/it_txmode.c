@@ -25,6 +25,14 @@
 static struct itest_sup sup;
 static char conninfo[512];
 
+static void start_global(const char *app, const char *lines, const char *global_lines)
+{
+        char all[512];
+        snprintf(all, sizeof(all), "pool_mode = transaction\n%s", lines ? lines : "");
+        itest_sup_start(&sup, app, all, global_lines);
+        snprintf(conninfo, sizeof(conninfo), "host=%s dbname=main", sup.dir);
+}
+
 static void start(const char *app, const char *lines)
 {
         char all[512];
@@ -193,6 +201,7 @@ static void test_pins(void)
                 {"BEGIN; DECLARE it_txmode_c CURSOR WITH HOLD FOR SELECT 11; COMMIT",
                  "FETCH it_txmode_c", "11", "WITH HOLD cursor"},
                 {"LOAD 'plpgsql'", "SELECT 'loaded'", "loaded", "LOAD"},
+                {"/* a comment */ SET work_mem = '3MB'", "SHOW work_mem", "3MB", "SET"},
         };
         char *json = malloc(1 << 16);
         CHECK(json);
@@ -243,6 +252,8 @@ static void test_pins(void)
                 "RESET ALL", /* PHP's pg_pconnect() sends it on every reuse */
                 "RESET search_path",
                 "SELECT 'SET x = 1', 'LISTEN y'",
+                "-- SET x = 1\nSELECT 1",
+                "/* LISTEN y */ SELECT 2",
                 "CREATE TABLE IF NOT EXISTS it_txmode_perm (v int); DROP TABLE it_txmode_perm",
         };
         PGconn *c = connect_ok();
@@ -449,6 +460,62 @@ static void test_cancel(void)
         stop();
 }
 
+/*
+ * More commands waiting at once in one process than forkpoold lets it open
+ * control connections (an asyncio program with many connections): they wait
+ * in the process and all complete, driven by one thread's event loop.
+ */
+static void test_more_waiting_than_control_connections(void)
+{
+        enum {
+                N = 10
+        };
+        start_global("it_txmode_queue", "pool_size = 1\nmax_overflow = 0\n",
+                     "max_connections_per_pid = 4\n");
+        PGconn *c[N];
+        for (int i = 0; i < N; i++)
+                c[i] = connect_ok();
+        for (int round = 0; round < 3; round++) {
+                bool done[N] = {false};
+                int left = N;
+                for (int i = 0; i < N; i++) {
+                        char sql[64];
+                        snprintf(sql, sizeof(sql), "SELECT %d", round * N + i);
+                        CHECK_MSG(PQsendQuery(c[i], sql) == 1, "%d: %s", i, PQerrorMessage(c[i]));
+                }
+                int64_t end = itest_now_ms() + 20000;
+                while (left > 0 && itest_now_ms() < end) {
+                        struct pollfd p[N];
+                        for (int i = 0; i < N; i++)
+                                p[i] = (struct pollfd){.fd = done[i] ? -1 : PQsocket(c[i]),
+                                                       .events = POLLIN};
+                        (void)poll(p, N, 50);
+                        for (int i = 0; i < N; i++) {
+                                if (done[i])
+                                        continue;
+                                CHECK(PQconsumeInput(c[i]) == 1);
+                                if (PQisBusy(c[i]))
+                                        continue;
+                                PGresult *res = PQgetResult(c[i]);
+                                char want[16];
+                                snprintf(want, sizeof(want), "%d", round * N + i);
+                                CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                                                  strcmp(PQgetvalue(res, 0, 0), want) == 0,
+                                          "%d: %s", i, PQresultErrorMessage(res));
+                                PQclear(res);
+                                CHECK(PQgetResult(c[i]) == NULL);
+                                done[i] = true;
+                                left--;
+                        }
+                }
+                CHECK_MSG(left == 0, "%d commands never completed", left);
+        }
+        CHECK(wait_checked_out(0) == 0);
+        for (int i = 0; i < N; i++)
+                PQfinish(c[i]);
+        stop();
+}
+
 /* Sessions that died while the connection was idle (a server restart): one error, then it works. */
 static void test_dead_session(void)
 {
@@ -509,6 +576,19 @@ static void test_send_waits_without_blocking(void)
         CHECK(PQgetResult(c) == NULL);
         CHECK(PQsocket(c) == sock);
         CHECK(wait_checked_out(0) == 0);
+        /* Single-row mode right after a command that waits for its session. */
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendQuery(c, "SELECT generate_series(1, 3)") == 1);
+        int64_t t1 = itest_now_ms();
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(PQsetSingleRowMode(c) == 1);
+        int rows = 0;
+        while ((res = PQgetResult(c))) {
+                rows += PQresultStatus(res) == PGRES_SINGLE_TUPLE;
+                PQclear(res);
+        }
+        CHECK_MSG(rows == 3, "%d single rows", rows);
+        CHECK(itest_now_ms() - t1 < 5000);
         /* A prepared statement sent while waiting, then run. */
         exec_expect(holder, "BEGIN", PGRES_COMMAND_OK);
         CHECK(PQsendPrepare(c, "twice", "SELECT $1::int * 2", 1, NULL) == 1);
@@ -580,6 +660,7 @@ int main(void)
         test_nonblocking();
         test_send_waits_without_blocking();
         test_dead_session();
+        test_more_waiting_than_control_connections();
         printf("it_txmode: all passed\n");
         return 0;
 }
