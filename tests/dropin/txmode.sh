@@ -10,9 +10,10 @@
 #              uncommitted rows, never more than 4 backends
 #   psycopg3   the same with psycopg 3 and prepare_threshold=0: protocol-level
 #              prepared statements run on whichever session a transaction gets
-#   psycopg3-async  the same from 32 asyncio tasks in one thread, each with its
+#   psycopg3-async  the same from 16 asyncio tasks in one thread, each with its
 #              own connection: a command waiting for a session must not block
-#              the thread
+#              the thread (psycopg3-async-32: 32 tasks, as many connections as
+#              forkpoold's default max_connections_per_pid)
 #   prepared   psycopg 3, prepare_threshold=0, pool of 2: a connection's
 #              statement is prepared on each session its transactions run on,
 #              once (pg_prepared_statements)
@@ -28,12 +29,12 @@
 #              PostgreSQL restarted while the connections are idle: the next
 #              transaction works or fails clearly, the one after works
 #
-#   txmode.sh psycopg2|psycopg3|psycopg3-async|prepared|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
+#   txmode.sh psycopg2|psycopg3|psycopg3-async[-32]|prepared|pins|errors (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
 SCENARIO=${1:-}
 shift || true
 case $SCENARIO in
-  psycopg2 | psycopg3 | psycopg3-async | prepared | pins | errors) ;;
-  *) echo "usage: $0 psycopg2|psycopg3|psycopg3-async|prepared|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
+  psycopg2 | psycopg3 | psycopg3-async | psycopg3-async-32 | prepared | pins | errors) ;;
+  *) echo "usage: $0 psycopg2|psycopg3|psycopg3-async[-32]|prepared|pins|errors (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
 esac
 # shellcheck source=tests/dropin/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -80,14 +81,15 @@ check_pools() {
 }
 
 case $SCENARIO in
-  psycopg2 | psycopg3 | psycopg3-async)
+  psycopg2 | psycopg3 | psycopg3-async | psycopg3-async-32)
     CAP=4
     PROCS=32
+    [[ $SCENARIO == psycopg3-async ]] && PROCS=16
     dt_pool sup main pool_mode=transaction pool_size=$CAP max_overflow=0 pool_timeout=60
     dt_start sup
     drv=psycopg2 sc=loop
     [[ $SCENARIO == psycopg3* ]] && drv=psycopg
-    [[ $SCENARIO == *-async ]] && sc=async
+    [[ $SCENARIO == *-async* ]] && sc=async
     dt_sampler_start "$(dt_app sup main)"
     py "$drv" "$sc" 250 "$(dt_conninfo sup main)" --direct-ci "$DIRECT_CI" --pool main \
       --procs "$PROCS" --txns 30 --table "dt_tx_$$"
