@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
@@ -186,8 +187,32 @@ static struct wait_handle *wait_handles; /* under handles_lock */
 #define IDLE_HANDLES_MAX 8
 
 /* Closes h (forkpoold drops an acquire still queued on it). Called with handles_lock held. */
+/*
+ * When forkpoold last refused this process a control connection
+ * (max_connections_per_pid, _per_uid), CLOCK_MONOTONIC ms, 0: not lately.
+ * Until one of the process's own closes, or OPEN_RETRY_MS pass, no new one
+ * is tried (each try is a connect and a refusal on forkpoold's loop): the
+ * acquire shares one or waits in the process. Under handles_lock.
+ */
+static int64_t open_refused_ms;
+#define OPEN_RETRY_MS 100
+
+static int64_t monotonic_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether forkpoold refused a connection for the number of them (not for another reason). */
+static bool open_refused_for_count(int r)
+{
+        return r == -EMFILE || r == -ENFILE || r == -EAGAIN || r == -EUSERS;
+}
+
 static void wait_handle_close(struct wait_handle *h)
 {
+        open_refused_ms = 0; /* one fewer: a new one may be accepted */
         for (struct wait_handle **p = &wait_handles; *p; p = &(*p)->next)
                 if (*p == h) {
                         *p = h->next;
@@ -260,9 +285,15 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 if (!shared)
                         shared = h;
         }
-        if (!h) {
+        bool refused_lately = open_refused_ms && monotonic_ms() - open_refused_ms < OPEN_RETRY_MS;
+        if (!h && refused_lately) {
+                h = shared;
+                r = h ? 0 : -EMFILE;
+        } else if (!h) {
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
+                if (open_refused_for_count(r))
+                        open_refused_ms = monotonic_ms();
                 if (r < 0) {
                         free(h);
                         h = shared;
@@ -325,6 +356,7 @@ static void atfork_child(void)
         /* Threads of the parent may have held these at fork; they are not here. */
         pthread_mutex_init(&table_lock, NULL);
         pthread_mutex_init(&handles_lock, NULL);
+        open_refused_ms = 0; /* the parent's count is not the child's */
         dropin_cancel_atfork_child();
         conncache_atfork_child();
 }
