@@ -32,18 +32,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "config_values.h"
+#include "log.h"
 #include "segment.h"
 #include "url.h"
 
-#define FP_CONFIG_MAX_IDS 64
 #define FP_CONFIG_ERR_MAX 512
-
-enum fp_log_level {
-        FP_LOG_ERROR = 0,
-        FP_LOG_WARNING,
-        FP_LOG_INFO,
-        FP_LOG_DEBUG,
-};
 
 struct fp_pool_config {
         char name[FP_SHM_POOL_NAME_MAX];
@@ -147,12 +141,13 @@ void fp_config_free(struct fp_config *cfg);
 const struct fp_pool_config *fp_config_find_pool(const struct fp_config *cfg, const char *name);
 
 /*
- * Parses a reset_on_return value: "rollback" | "commit" | "none" | "discard"
- * | "auto". Returns 0 (*ret set) or -EINVAL (*ret untouched).
+ * Fills *pc with a pool's defaults (pool_size 5, max_overflow 10, …), named
+ * name, its section starting at line (0: the command line). *pc holds no
+ * allocation afterwards.
  */
-int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
+void fp_pool_config_defaults(struct fp_pool_config *pc, const char *name, int line);
 
-/* The config-file name of a reset mode ("rollback"). */
-const char *fp_reset_mode_name(enum fp_reset_mode mode);
+/* Frees what *pc owns (wiping the URL's password); *pc keeps its other values. */
+void fp_pool_config_free(struct fp_pool_config *pc);
 
 #endif /* FORKPOOL_CONFIG_H */

@@ -36,7 +36,9 @@
 #include "proto.h"
 #include "ratelimit.h"
 #include "sockio.h"
-#include "supervisor.h"
+#include "access.h"
+#include "admin.h"
+#include "control.h"
 
 #define MESSAGES_PER_WAKEUP 64
 #define MAX_PEER_GROUPS     256
@@ -151,35 +153,26 @@ static void client_gone(struct fp_client *client, const char *why)
         client_free(client);
 }
 
-static bool id_listed(const uint32_t *ids, size_t n, uint32_t id)
-{
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
-}
-
 /*
  * Whether the peer may use the pools: root, the supervisor's own uid, a listed
  * uid, or a listed gid among the peer's primary and supplementary groups.
  */
 static bool peer_allowed(const struct fp_config *cfg, int fd, uid_t uid, gid_t gid)
 {
-        if (uid == 0 || uid == geteuid() || id_listed(cfg->allow_uids, cfg->n_allow_uids, uid))
+        if (fp_access_privileged(uid) ||
+            fp_access_listed(cfg->allow_uids, cfg->n_allow_uids, cfg->allow_gids, cfg->n_allow_gids,
+                             uid, gid, NULL, 0))
                 return true;
         if (cfg->n_allow_gids == 0)
                 return false;
-        if (id_listed(cfg->allow_gids, cfg->n_allow_gids, gid))
-                return true;
 
+        /* The supplementary groups, asked for only when they can matter. */
         gid_t groups[MAX_PEER_GROUPS];
         socklen_t len = sizeof(groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
                 return false;
-        for (size_t i = 0; i < len / sizeof(gid_t); i++)
-                if (id_listed(cfg->allow_gids, cfg->n_allow_gids, groups[i]))
-                        return true;
-        return false;
+        return fp_access_listed(NULL, 0, cfg->allow_gids, cfg->n_allow_gids, uid, gid, groups,
+                                len / sizeof(gid_t));
 }
 
 void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
@@ -256,8 +249,8 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
         }
         /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
         client->n_waiting++;
-        int r = fp_pool_acquire(&sp->pool, client, client->pid, id, msg->timeout_ms, msg->label,
-                                msg->prefer_lease_id);
+        int r = fp_supervisor_acquire(sp, client, client->pid, id, msg->timeout_ms, msg->label,
+                                      msg->prefer_lease_id);
         if (r < 0) {
                 client->n_waiting--;
                 fp_control_send_error(client, id, r, "out of memory");
@@ -266,8 +259,6 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
 
 static void handle_release(struct fp_client *client, const struct fp_msg_release *msg)
 {
-        struct fp_sup_pool *sp =
-                fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(msg->lease_id));
         struct fp_release_info info = {
                 .flags = msg->flags,
                 .txn = msg->txn,
@@ -287,36 +278,11 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         }
         if (info.txn > FP_TXN_UNKNOWN)
                 info.flags |= FP_RELEASE_INVALIDATE;
-        if (sp && fp_pool_release(&sp->pool, client, client->pid, msg->lease_id, &info) == 0)
-                return;
-        /* A lease restored from systemd's fd store may carry its pool's old id. */
-        if (fp_supervisor_release_orphan(client->sup, client, client->pid, msg->lease_id, &info) ==
-            0)
+        if (fp_supervisor_release(client->sup, client, client->pid, msg->lease_id, &info) == 0)
                 return;
         warn_limited(client->sup, WARN_MALFORMED,
                      "worker pid %d released lease %#llx, which it does not hold: ignored",
                      client->pid, (unsigned long long)msg->lease_id);
-}
-
-/*
- * The record of lease_id if the client holds it (and its pool in *ret_sp);
- * otherwise NULL, with a rate-limited warning that the client did what
- * (e.g. "cancelled") to a lease it does not hold.
- */
-static struct fp_record *held_record(struct fp_client *client, uint64_t lease_id, const char *what,
-                                     struct fp_sup_pool **ret_sp)
-{
-        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(client->sup, fp_lease_id_pool(lease_id));
-        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
-
-        if (!rec || rec->holder != client) {
-                warn_limited(client->sup, WARN_MALFORMED,
-                             "worker pid %d %s lease %#llx, which it does not hold: ignored",
-                             client->pid, what, (unsigned long long)lease_id);
-                return NULL;
-        }
-        *ret_sp = sp;
-        return rec;
 }
 
 /*
@@ -326,35 +292,20 @@ static struct fp_record *held_record(struct fp_client *client, uint64_t lease_id
  */
 static void handle_cancel(struct fp_client *client, const struct fp_msg_cancel *msg)
 {
-        struct fp_sup_pool *sp;
-        struct fp_record *rec = held_record(client, msg->lease_id, "cancelled", &sp);
-        if (!rec)
-                return;
-        if (!sp->driver->cancel) {
-                log_debug("pool %s: %s connections are cancelled by the worker itself",
-                          sp->cfg.name, sp->driver->name);
-                return;
-        }
-        int r = sp->driver->cancel(rec->conn);
-        if (r < 0)
-                log_warning_errno(r, "pool %s: cannot cancel the query of backend %d for pid %d",
-                                  sp->cfg.name, rec->backend_pid, client->pid);
-        else
-                log_debug("pool %s: cancelling the query of backend %d for pid %d", sp->cfg.name,
-                          rec->backend_pid, client->pid);
+        if (fp_supervisor_cancel(client->sup, client, client->pid, msg->lease_id) == -ESRCH)
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d cancelled lease %#llx, which it does not hold: ignored",
+                             client->pid, (unsigned long long)msg->lease_id);
 }
 
 /* The holder's report that its session is pinned (the drop-in's transaction mode). No reply. */
 static void handle_pin(struct fp_client *client, const struct fp_msg_pin *msg)
 {
-        struct fp_sup_pool *sp;
-        struct fp_record *rec = held_record(client, msg->lease_id, "pinned", &sp);
-        if (!rec)
-                return;
-        char why[160];
-        log_debug("pool %s: pid %d pins backend %d (%s)", sp->cfg.name, client->pid,
-                  rec->backend_pid, fp_pin_reasons_text(msg->reasons, why, sizeof(why)));
-        fp_pool_set_pin(&sp->pool, rec, msg->reasons);
+        if (fp_supervisor_pin(client->sup, client, client->pid, msg->lease_id, msg->reasons) ==
+            -ESRCH)
+                warn_limited(client->sup, WARN_MALFORMED,
+                             "worker pid %d pinned lease %#llx, which it does not hold: ignored",
+                             client->pid, (unsigned long long)msg->lease_id);
 }
 
 static void handle_admin(struct fp_client *client, const struct fp_msg_admin *msg)
@@ -367,8 +318,8 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
                 fp_control_send_error(client, id, -EBADMSG, "unterminated pool name");
                 return;
         }
-        if (!fp_supervisor_is_admin(client->sup, client->uid, client->gid, client->groups,
-                                    client->n_groups)) {
+        if (!fp_admin_allowed(client->sup, client->uid, client->gid, client->groups,
+                              client->n_groups)) {
                 warn_limited(client->sup, WARN_REFUSED,
                              "refused admin command %u from pid %d (uid %u): not in admin_users "
                              "or admin_groups",
@@ -377,8 +328,7 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
                 fp_control_send_error(client, id, -EPERM, text);
                 return;
         }
-        int r = fp_supervisor_admin(client->sup, msg->command, msg->pool, msg->arg, text,
-                                    sizeof(text));
+        int r = fp_admin_run(client->sup, msg->command, msg->pool, msg->arg, text, sizeof(text));
         if (r < 0) {
                 fp_control_send_error(client, id, r, text);
                 return;
@@ -850,3 +800,14 @@ void fp_control_read_all(struct fp_supervisor *sup)
                 (void)client_read_messages(client, 64 * MESSAGES_PER_WAKEUP);
         }
 }
+
+const struct fp_transport fp_control_transport = {
+        .listen = fp_control_listen,
+        .stop_listening = fp_control_stop_listening,
+        .close_all = fp_control_close_all,
+        .read_all = fp_control_read_all,
+        .send_lease = fp_control_send_lease,
+        .send_error = fp_control_send_error,
+        .acquire_done = fp_control_acquire_done,
+        .client_waiters = fp_control_client_waiters,
+};

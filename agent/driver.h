@@ -13,6 +13,7 @@
 
 #include "pool.h"
 #include "proto.h"
+#include "savedstate.h"
 #include "url.h"
 
 /*
@@ -82,6 +83,24 @@ struct fp_db_driver {
          * a negative errno. NULL if the driver's workers cancel by themselves.
          */
         int (*cancel)(void *conn);
+        /*
+         * Fills the driver's part of conn's fd-store record (savedstate.h):
+         * s->txn and the session values in s->pg or s->my, as the next lease
+         * would hand them over. Unlike describe(), it does not count as handing
+         * the connection out. NULL if the driver's connections cannot be kept
+         * across restarts.
+         */
+        void (*save)(const void *conn, struct fp_saved_slot *s);
+        /*
+         * Adopts fd, a session a previous supervisor opened and saved as *s,
+         * as a connection of the pool whose prepare() made prepared (leased:
+         * s->state is FP_SLOT_LEASED). Takes fd in every case (closed on
+         * failure, never shut down: a worker may still hold it). Returns 0 and
+         * the connection in *ret, or a negative errno (logged when the reason
+         * is the database's).
+         */
+        int (*restore)(sd_event *event, void *prepared, int fd, const struct fp_saved_slot *s,
+                       void **ret);
 };
 
 extern const struct fp_db_driver fp_pg_driver;

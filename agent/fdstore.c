@@ -27,17 +27,12 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
-#include "myadopt.h"
-#include "myconn.h"
-#include "pgadopt.h"
-#include "pgconn.h"
-#include "supervisor.h"
 
 #define STATE_NAME "state"
 
-bool fp_fdstore_active(const struct fp_supervisor *sup)
+bool fp_fdstore_active(const struct fp_fdstore *store)
 {
-        return sup->fdstore_fd >= 0;
+        return store->fd >= 0;
 }
 
 /* A random epoch for this supervisor's store names; never 0. */
@@ -54,21 +49,21 @@ static uint64_t new_epoch(void)
         return epoch;
 }
 
-int fp_fdstore_init(struct fp_supervisor *sup)
+int fp_fdstore_init(struct fp_fdstore *store)
 {
         const char *max = getenv("FDSTORE");
         struct fp_saved_header hdr;
         int r;
 
-        sup->fdstore_fd = -1;
+        store->fd = -1;
         if (!getenv("NOTIFY_SOCKET") || !max || atoi(max) <= 0)
                 return 0;
 
         int fd = memfd_create("forkpool-state", MFD_CLOEXEC);
         if (fd < 0)
                 return log_error_errno(-errno, "cannot create the fd store's state memfd");
-        sup->fdstore_epoch = new_epoch();
-        fp_saved_header_init(&hdr, sup->fdstore_epoch);
+        store->epoch = new_epoch();
+        fp_saved_header_init(&hdr, store->epoch);
         if (ftruncate(fd, (off_t)fp_saved_state_size()) < 0) {
                 r = log_error_errno(-errno, "cannot size the fd store's state memfd");
                 close(fd);
@@ -80,145 +75,88 @@ int fp_fdstore_init(struct fp_supervisor *sup)
                 close(fd);
                 return r;
         }
-        sup->fdstore_fd = fd;
+        store->fd = fd;
         return 0;
 }
 
 /* Hands the (new) state memfd to systemd, replacing an older one. */
-static void store_state_memfd(struct fp_supervisor *sup)
+static void store_state_memfd(struct fp_fdstore *store)
 {
         (void)sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" STATE_NAME);
-        int r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" STATE_NAME, &sup->fdstore_fd, 1);
+        int r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME=" STATE_NAME, &store->fd, 1);
         if (r <= 0)
                 log_warning("cannot keep the state in systemd's fd store (%s): a restart will "
                             "close the pooled connections",
                             r < 0 ? strerror(-r) : "no notify socket");
 }
 
-void fp_fdstore_save(struct fp_supervisor *sup, struct fp_pool *pool, const struct fp_record *rec)
+void fp_fdstore_save(struct fp_fdstore *store, const struct fp_pool *pool,
+                     const struct fp_db_driver *driver, struct fp_record *rec)
 {
-        struct fp_sup_pool *sp = pool->userdata;
         struct fp_saved_slot s;
-        enum fp_db_kind kind = sp->driver->kind;
 
-        if (!fp_fdstore_active(sup) || !rec->conn ||
-            (kind != FP_DB_POSTGRES && kind != FP_DB_MYSQL))
+        if (!fp_fdstore_active(store) || !rec->conn || !driver->save)
                 return;
         memset(&s, 0, sizeof(s));
-        if (kind == FP_DB_POSTGRES) {
-                struct fp_msg_lease desc;
-                memset(&desc, 0, sizeof(desc));
-                sp->driver->describe(rec->conn, &desc);
-                s.txn = desc.txn;
-                s.pg = desc.pg;
-        } else {
-                /* Not the driver's describe(): that one counts as handing the connection out. */
-                fp_myconn_describe(rec->conn, &s.my, &s.txn);
-        }
+        driver->save(rec->conn, &s);
         s.magic = FP_SAVED_SLOT_MAGIC;
         s.index = rec->index;
         snprintf(s.pool, sizeof(s.pool), "%s", pool->params.name);
-        s.db_kind = kind;
+        s.db_kind = driver->kind;
         s.state = rec->state == FP_SLOT_LEASED ? FP_SLOT_LEASED : FP_SLOT_IDLE;
         s.holder_pid = rec->state == FP_SLOT_LEASED ? rec->holder_pid : 0;
         s.lease_generation = rec->lease_generation;
         if (rec->state == FP_SLOT_LEASED)
                 s.lease_id = rec->restored ? rec->restored_lease_id : fp_record_lease_id(pool, rec);
-        if (pwrite(sup->fdstore_fd, &s, sizeof(s),
-                   (off_t)fp_saved_record_offset(pool->id, rec->index)) != (ssize_t)sizeof(s))
+        if (pwrite(store->fd, &s, sizeof(s), (off_t)fp_saved_record_offset(pool->id, rec->index)) !=
+            (ssize_t)sizeof(s))
                 log_warning_errno(-errno, "pool %s: cannot save slot %u", pool->params.name,
                                   rec->index);
 
         if (rec->in_fdstore)
                 return;
         char name[FP_SAVED_NAME_MAX], msg[128];
-        int fd = sp->driver->socket(rec->conn);
-        fp_saved_name_format(name, sizeof(name), sup->fdstore_epoch, pool->id, rec->index);
+        int fd = driver->socket(rec->conn);
+        fp_saved_name_format(name, sizeof(name), store->epoch, pool->id, rec->index);
         snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
         if (sd_pid_notify_with_fds(0, 0, msg, &fd, 1) > 0)
-                ((struct fp_record *)rec)->in_fdstore = true;
+                rec->in_fdstore = true;
 }
 
-void fp_fdstore_forget(struct fp_supervisor *sup, struct fp_pool *pool, const struct fp_record *rec)
+void fp_fdstore_forget(struct fp_fdstore *store, const struct fp_pool *pool, struct fp_record *rec)
 {
         uint32_t zero = 0;
         char name[FP_SAVED_NAME_MAX];
 
-        if (!fp_fdstore_active(sup) || !rec->in_fdstore)
+        if (!fp_fdstore_active(store) || !rec->in_fdstore)
                 return;
-        fp_saved_name_format(name, sizeof(name), sup->fdstore_epoch, pool->id, rec->index);
+        fp_saved_name_format(name, sizeof(name), store->epoch, pool->id, rec->index);
         (void)sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name);
         /* The record goes too, so that the next forkpoold does not look for this connection. */
-        if (pwrite(sup->fdstore_fd, &zero, sizeof(zero),
+        if (pwrite(store->fd, &zero, sizeof(zero),
                    (off_t)fp_saved_record_offset(pool->id, rec->index)) != (ssize_t)sizeof(zero))
                 log_warning_errno(-errno, "pool %s: cannot clear saved slot %u", pool->params.name,
                                   rec->index);
-        ((struct fp_record *)rec)->in_fdstore = false;
-}
-
-/* The saved session's id (backend pid, thread id), for messages. */
-static int saved_backend_id(const struct fp_saved_slot *s)
-{
-        return s->db_kind == FP_DB_MYSQL ? (int)s->my.thread_id : s->pg.backend_pid;
-}
-
-/*
- * Adopts fd as a connection of sp's driver with s's saved values. Takes fd in
- * every case (closed on failure, never shut down: a worker may still hold
- * it). Returns 0 and the driver's connection in *ret, or a negative errno.
- */
-static int adopt_saved(struct fp_supervisor *sup, struct fp_sup_pool *sp, int fd,
-                       const struct fp_saved_slot *s, void **ret)
-{
-        char why[FP_ERRTEXT_MAX];
-        int r;
-
-        if (s->db_kind == FP_DB_POSTGRES) {
-                PGconn *conn;
-                struct fp_pgconn *pc;
-                r = fp_pg_adopt(fd, &s->pg, s->txn, &conn);
-                if (r < 0) {
-                        close(fd);
-                        return r;
-                }
-                r = fp_pgconn_restore(sup->event, conn, &s->pg, s->txn, &pc);
-                if (r < 0) {
-                        PQfinish(conn);
-                        return r;
-                }
-                *ret = pc;
-                return 0;
-        }
-
-        MYSQL *m;
-        r = fp_my_adopt(fd, &s->my, NULL, NULL, &m, why, sizeof(why));
-        if (r < 0) {
-                if (why[0])
-                        log_warning("fd store: pool %s: thread %u: %s", s->pool, s->my.thread_id,
-                                    why);
-                close(fd);
-                return r;
-        }
-        r = fp_myconn_restore(sup->event, sp->prepared, m, &s->my, s->state == FP_SLOT_LEASED, ret);
-        if (r < 0)
-                mysql_close(m);
-        return r;
+        rec->in_fdstore = false;
 }
 
 /* Adopts one saved connection into its pool. Takes fd in every case. */
-static bool restore_one(struct fp_supervisor *sup, int fd, const struct fp_saved_slot *s)
+static bool restore_one(struct fp_fdstore *store, sd_event *event,
+                        const struct fp_fdstore_pools *pools, int fd, const struct fp_saved_slot *s)
 {
-        struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, s->pool);
-        int backend = saved_backend_id(s);
+        const struct fp_db_driver *driver = NULL;
+        void *prepared = NULL;
+        struct fp_pool *pool = pools->find(pools->ctx, s->pool, &driver, &prepared);
+        int backend = fp_saved_slot_backend_id(s);
         void *conn;
 
-        if (!sp || sp->driver->kind != s->db_kind) {
+        if (!pool || driver->kind != s->db_kind || !driver->restore) {
                 log_warning("fd store: pool %s is gone: its backend %d is closed", s->pool,
                             backend);
                 close(fd); /* never shut down: a worker may still hold it */
                 return false;
         }
-        int r = adopt_saved(sup, sp, fd, s, &conn);
+        int r = driver->restore(event, prepared, fd, s, &conn);
         if (r < 0) {
                 log_warning_errno(r, "fd store: pool %s: cannot adopt backend %d", s->pool,
                                   backend);
@@ -229,25 +167,25 @@ static bool restore_one(struct fp_supervisor *sup, int fd, const struct fp_saved
          * An idle connection's next lease is this supervisor's: its generation
          * goes on, its id has this pool's new tag. A held lease keeps its id.
          */
-        r = fp_pool_restore(&sp->pool, s->index, conn, backend, leased, s->holder_pid,
+        r = fp_pool_restore(pool, s->index, conn, backend, leased, s->holder_pid,
                             s->lease_generation);
         if (r < 0) {
                 log_warning("fd store: pool %s: slot %u is taken: backend %d closed", s->pool,
                             s->index, backend);
-                sp->driver->close(conn, false);
+                driver->close(conn, false);
                 return false;
         }
         if (leased)
-                sp->pool.records[s->index].restored_lease_id = s->lease_id;
+                pool->records[s->index].restored_lease_id = s->lease_id;
         if (leased)
                 log_info("fd store: pool %s: slot %u back, backend %d, leased to pid %d", s->pool,
                          s->index, backend, (int)s->holder_pid);
         else
                 log_info("fd store: pool %s: slot %u back, backend %d, idle", s->pool, s->index,
                          backend);
-        fp_fdstore_save(sup, &sp->pool, &sp->pool.records[s->index]);
+        fp_fdstore_save(store, pool, driver, &pool->records[s->index]);
         if (leased)
-                fp_supervisor_watch_orphan(sup, sp, s->index, s->holder_pid);
+                pools->restored_leased(pools->ctx, pool, s->index, s->holder_pid);
         return true;
 }
 
@@ -288,7 +226,8 @@ static int state_read(int fd, uint32_t pool_id, uint32_t index, struct fp_saved_
         return fp_saved_record_check(&raw, (size_t)n, index, ret);
 }
 
-int fp_fdstore_restore(struct fp_supervisor *sup)
+int fp_fdstore_restore(struct fp_fdstore *store, sd_event *event,
+                       const struct fp_fdstore_pools *pools)
 {
         char **names = NULL;
         int n = sd_listen_fds_with_names(0, &names);
@@ -337,7 +276,7 @@ int fp_fdstore_restore(struct fp_supervisor *sup)
                 if (status[i] == 0 && saved[i].state == FP_SLOT_LEASED)
                         tags[n_tags++] = (uint16_t)fp_lease_id_pool(saved[i].lease_id);
         }
-        fp_supervisor_choose_lease_tags(sup, tags, n_tags);
+        pools->choose_lease_tags(pools->ctx, tags, n_tags);
 
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
@@ -356,7 +295,7 @@ int fp_fdstore_restore(struct fp_supervisor *sup)
                         close(fd); /* never shut down: a worker may still hold it */
                         continue;
                 }
-                restored += restore_one(sup, fd, &saved[i]);
+                restored += restore_one(store, event, pools, fd, &saved[i]);
         }
 done:
         for (int i = 0; i < n; i++) {
@@ -371,14 +310,14 @@ done:
         free(status);
         free(tags);
 store:
-        if (fp_fdstore_active(sup))
-                store_state_memfd(sup);
+        if (fp_fdstore_active(store))
+                store_state_memfd(store);
         return restored;
 }
 
-void fp_fdstore_done(struct fp_supervisor *sup)
+void fp_fdstore_done(struct fp_fdstore *store)
 {
-        if (sup->fdstore_fd >= 0)
-                close(sup->fdstore_fd);
-        sup->fdstore_fd = -1;
+        if (store->fd >= 0)
+                close(store->fd);
+        store->fd = -1;
 }

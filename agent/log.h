@@ -8,7 +8,15 @@
 #ifndef FORKPOOL_LOG_H
 #define FORKPOOL_LOG_H
 
-#include "config.h"
+#include <stdbool.h>
+
+/* How much is logged (forkpool.conf: log_level). */
+enum fp_log_level {
+        FP_LOG_ERROR = 0,
+        FP_LOG_WARNING,
+        FP_LOG_INFO,
+        FP_LOG_DEBUG,
+};
 
 /* Sets the most verbose level that is printed. */
 void fp_log_set_level(enum fp_log_level level);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "control.h"
 #include "forkpool.h"
 #include "log.h"
 #include "supervisor.h"
@@ -221,7 +222,7 @@ int main(int argc, char **argv)
                 return EXIT_CONFIG;
         }
 
-        r = fp_supervisor_init(&sup, &cfg);
+        r = fp_supervisor_init(&sup, &cfg, &fp_control_transport);
         if (r < 0) {
                 fp_supervisor_done(&sup);
                 return 1;

@@ -672,7 +672,7 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
         /*
          * §2.4: a new record goes away and O is restored; a pooled record goes
          * back to Q empty. Either way the next waiter is served now rather than
-         * at its timeout (our decision, DESIGN.md) — after the failed one has
+         * at its timeout (our decision, not SQLAlchemy's) — after the failed one has
          * been told, and after the counts it may read are true.
          */
         bool pooled = !rec->new_record;
@@ -984,22 +984,9 @@ int fp_pool_overflow(const struct fp_pool *pool)
 
 int fp_pool_status(const struct fp_pool *pool, char *buf, size_t len)
 {
-        switch (pool->params.pool_class) {
-        case FP_POOL_NULL:
-                return snprintf(buf, len, "NullPool");
-        case FP_POOL_STATIC:
-                return snprintf(buf, len, "StaticPool");
-        case FP_POOL_ASSERTION:
-                return snprintf(buf, len, "AssertionPool");
-        case FP_POOL_PROCESS:
-                return snprintf(buf, len, "ProcessPool size: %d", fp_pool_checkedout(pool));
-        default:
-                return snprintf(buf, len,
-                                "Pool size: %d  Connections in pool: %d Current Overflow: %d "
-                                "Current Checked out connections: %d",
-                                pool->pool_size, fp_pool_checkedin(pool), fp_pool_overflow(pool),
-                                fp_pool_checkedout(pool));
-        }
+        return fp_pool_status_line(buf, len, pool->params.pool_class, pool->pool_size,
+                                   fp_pool_checkedin(pool), fp_pool_overflow(pool),
+                                   fp_pool_checkedout(pool));
 }
 
 void fp_pool_publish(struct fp_pool *pool)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.h — one pool's accounting and its records' state machine, with
- * SQLAlchemy's pool semantics (research/sqlalchemy_pool.md §1–6) held for
+ * SQLAlchemy's pool semantics (README: Pool semantics; the § numbers here and
+ * in pool.c name the parts of that behaviour: §2 accounting, §3 checkout,
+ * return and invalidation, §4 the pool classes) held for
  * every process that leases from it.
  *
  * The pool knows nothing of sockets, databases or event loops: connecting,

@@ -142,3 +142,8 @@ bool fp_saved_name_parse(const char *name, uint64_t *ret_epoch, uint32_t *ret_po
         *ret_index = index;
         return true;
 }
+
+int fp_saved_slot_backend_id(const struct fp_saved_slot *s)
+{
+        return s->db_kind == FP_DB_MYSQL ? (int)s->my.thread_id : s->pg.backend_pid;
+}

@@ -104,6 +104,9 @@ int fp_saved_header_check(const void *buf, size_t len, uint64_t file_size, uint6
  */
 int fp_saved_record_check(const void *buf, size_t len, uint32_t index, struct fp_saved_slot *ret);
 
+/* The saved session's id, for messages: its backend pid or MySQL thread id. */
+int fp_saved_slot_backend_id(const struct fp_saved_slot *s);
+
 /* Writes the store name of a connection into buf (FP_SAVED_NAME_MAX bytes). */
 void fp_saved_name_format(char *buf, size_t len, uint64_t epoch, uint32_t pool_id, uint32_t index);
 

@@ -25,8 +25,11 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
 #include "fdstore.h"
 #include "log.h"
+#include "process.h"
+#include "sockio.h"
 
 static struct fp_sup_pool *sup_pool_of(struct fp_pool *pool)
 {
@@ -98,66 +101,18 @@ static void connect_now(struct fp_sup_pool *sp, struct fp_record *rec)
         }
 }
 
-static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata);
-
-/* Arms the connect_rate timer for the first delayed connect. */
-static void rate_timer_arm(struct fp_sup_pool *sp)
+/* struct fp_pacer.start: a record's connect, its turn come. */
+static void pacer_start(void *item, void *ctx)
 {
-        int r;
-        if (!sp->rate_timer)
-                r = sd_event_add_time(sp->sup->event, &sp->rate_timer, CLOCK_MONOTONIC,
-                                      sp->next_connect_usec, 1000, on_rate_timer, sp);
-        else {
-                r = sd_event_source_set_time(sp->rate_timer, sp->next_connect_usec);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(sp->rate_timer, SD_EVENT_ONESHOT);
-        }
-        if (r < 0)
-                log_error_errno(r, "pool %s: cannot arm the connect_rate timer", sp->cfg.name);
-}
-
-/* Starts the delayed connects whose turn has come, one per 1/connect_rate seconds. */
-static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct fp_sup_pool *sp = userdata;
-        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
-        (void)s;
-
-        while (sp->n_delayed > 0 && sp->next_connect_usec <= usec) {
-                struct fp_record *rec = sp->delayed[0];
-                memmove(sp->delayed, sp->delayed + 1, --sp->n_delayed * sizeof(*sp->delayed));
-                sp->next_connect_usec += step;
-                connect_now(sp, rec);
-        }
-        if (sp->n_delayed > 0)
-                rate_timer_arm(sp);
-        return 0;
+        connect_now(ctx, item);
 }
 
 static void op_connect(struct fp_pool *pool, struct fp_record *rec)
 {
         struct fp_sup_pool *sp = sup_pool_of(pool);
-        uint64_t now = fp_supervisor_now(sp->sup);
 
-        if (sp->cfg.connect_rate <= 0) {
-                connect_now(sp, rec);
-                return;
-        }
-        /* connect_rate: at most that many new connections per second (no login storm). */
-        uint64_t step = 1000000u / (uint64_t)sp->cfg.connect_rate;
-        if (sp->next_connect_usec <= now && sp->n_delayed == 0) {
-                sp->next_connect_usec = now + step;
-                connect_now(sp, rec);
-                return;
-        }
-        if (!sp->delayed)
-                sp->delayed = calloc(pool->capacity, sizeof(*sp->delayed));
-        if (!sp->delayed || sp->n_delayed >= pool->capacity) {
-                connect_now(sp, rec);
-                return;
-        }
-        sp->delayed[sp->n_delayed++] = rec;
-        rate_timer_arm(sp);
+        fp_pacer_submit(&sp->pacer, rec, sp->cfg.connect_rate, fp_supervisor_now(sp->sup),
+                        pool->capacity);
 }
 
 static void on_ping_done(void *conn, int error, const char *text, void *userdata)
@@ -213,8 +168,8 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         driver->describe(rec->conn, &msg);
         msg.flags = (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
-        int r = fp_control_send_lease(w->client, w->request_id, &msg, sizeof(msg),
-                                      driver->socket(rec->conn));
+        int r = sup_pool_of(pool)->sup->transport->send_lease(
+                w->client, w->request_id, &msg, sizeof(msg), driver->socket(rec->conn));
         if (r < 0)
                 log_debug("pool %s: lease to pid %d not delivered: %s", pool->params.name, w->pid,
                           strerror(-r));
@@ -223,20 +178,17 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
 
 static void op_send_error(struct fp_pool *pool, struct fp_waiter *w, int error, const char *text)
 {
-        (void)pool;
-        fp_control_send_error(w->client, w->request_id, error, text);
+        sup_pool_of(pool)->sup->transport->send_error(w->client, w->request_id, error, text);
 }
 
 static void op_waiter_done(struct fp_pool *pool, struct fp_waiter *w)
 {
-        (void)pool;
-        fp_control_acquire_done(w->client);
+        sup_pool_of(pool)->sup->transport->acquire_done(w->client);
 }
 
 static struct fp_waiter_list *op_client_waiters(struct fp_pool *pool, void *client)
 {
-        (void)pool;
-        return fp_control_client_waiters(client);
+        return sup_pool_of(pool)->sup->transport->client_waiters(client);
 }
 
 static uint64_t op_now(struct fp_pool *pool)
@@ -276,11 +228,13 @@ static void op_event(struct fp_pool *pool, enum fp_event_type type, const struct
         };
         if (seg->hdr)
                 fp_segment_event_write(seg, &ev);
-        if (rec && fp_fdstore_active(sp->sup)) {
+        if (rec && fp_fdstore_active(&sp->sup->fdstore)) {
+                /* The event's record, as the pool (ours to change) holds it. */
+                struct fp_record *stored = &pool->records[rec->index];
                 if (type == FP_EV_CLOSE)
-                        fp_fdstore_forget(sp->sup, pool, rec);
+                        fp_fdstore_forget(&sp->sup->fdstore, pool, stored);
                 else if (type == FP_EV_CONNECT || type == FP_EV_CHECKOUT || type == FP_EV_CHECKIN)
-                        fp_fdstore_save(sp->sup, pool, rec);
+                        fp_fdstore_save(&sp->sup->fdstore, pool, sp->driver, stored);
         }
 
         int echo = sp->cfg.echo;
@@ -422,6 +376,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
         if (!sp)
                 return -ENOMEM;
         sp->sup = sup;
+        fp_pacer_init(&sp->pacer, sup->event, pacer_start, sp, sp->cfg.name);
         pool_params_from_config(cfg, &params);
         r = sup_pool_set_config(sp, cfg);
         if (r >= 0)
@@ -442,8 +397,7 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
 static void sup_pool_free(struct fp_sup_pool *sp)
 {
         sd_event_source_disable_unref(sp->deadline);
-        sd_event_source_disable_unref(sp->rate_timer);
-        free(sp->delayed);
+        fp_pacer_done(&sp->pacer);
         for (uint32_t i = 0; i < sp->pool.capacity; i++) {
                 struct fp_record *rec = &sp->pool.records[i];
                 if (rec->conn && rec->in_fdstore && sp->driver->forget)
@@ -497,42 +451,22 @@ void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *
                 sup->pools[i]->pool.lease_tag = (uint16_t)(base + sup->pools[i]->pool.id);
 }
 
-static bool id_in(const uint32_t *ids, size_t n, uint32_t id)
-{
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
-}
-
-/* Whether uid, gid or one of groups is listed (no list: nobody is). */
-static bool ids_allow(const uint32_t *uids, size_t n_uids, const uint32_t *gids, size_t n_gids,
-                      uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
-{
-        if (id_in(uids, n_uids, uid) || id_in(gids, n_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups && n_gids > 0; i++)
-                if (id_in(gids, n_gids, groups[i]))
-                        return true;
-        return false;
-}
-
 bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
                                uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
 {
         const struct fp_config *g = &sup->cfg;
         const struct fp_pool_config *c = &sp->cfg;
 
-        if (uid == 0 || uid == geteuid())
+        if (fp_access_privileged(uid))
                 return true;
         /* The global lists, as at connect: a reload may have removed this peer since. */
-        if (!ids_allow(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid, gid,
-                       groups, n_groups))
+        if (!fp_access_listed(g->allow_uids, g->n_allow_uids, g->allow_gids, g->n_allow_gids, uid,
+                              gid, groups, n_groups))
                 return false;
         if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
                 return true;
-        return ids_allow(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid, gid,
-                         groups, n_groups);
+        return fp_access_listed(c->allow_uids, c->n_allow_uids, c->allow_gids, c->n_allow_gids, uid,
+                                gid, groups, n_groups);
 }
 
 /* The holder of a restored lease, watched until it reconnects or dies. */
@@ -589,13 +523,64 @@ void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *s
         }
 }
 
-int fp_supervisor_release_orphan(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
-                                 uint64_t lease_id, const struct fp_release_info *info)
+int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
+                          uint32_t request_id, int timeout_ms, const char *label,
+                          uint64_t prefer_lease_id)
 {
+        return fp_pool_acquire(&sp->pool, client, pid, request_id, timeout_ms, label,
+                               prefer_lease_id);
+}
+
+int fp_supervisor_release(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                          uint64_t lease_id, const struct fp_release_info *info)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+
+        if (sp && fp_pool_release(&sp->pool, client, pid, lease_id, info) == 0)
+                return 0;
+        /* A lease restored from systemd's fd store may carry its pool's old id. */
         for (size_t i = 0; i < sup->n_pools; i++)
                 if (fp_pool_release(&sup->pools[i]->pool, client, pid, lease_id, info) == 0)
                         return 0;
         return -ESRCH;
+}
+
+int fp_supervisor_cancel(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                         uint64_t lease_id)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
+
+        if (!rec || rec->holder != client)
+                return -ESRCH;
+        if (!sp->driver->cancel) {
+                log_debug("pool %s: %s connections are cancelled by the worker itself",
+                          sp->cfg.name, sp->driver->name);
+                return 0;
+        }
+        int r = sp->driver->cancel(rec->conn);
+        if (r < 0)
+                log_warning_errno(r, "pool %s: cannot cancel the query of backend %d for pid %d",
+                                  sp->cfg.name, rec->backend_pid, pid);
+        else
+                log_debug("pool %s: cancelling the query of backend %d for pid %d", sp->cfg.name,
+                          rec->backend_pid, pid);
+        return 0;
+}
+
+int fp_supervisor_pin(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                      uint64_t lease_id, uint32_t reasons)
+{
+        struct fp_sup_pool *sp = fp_supervisor_pool_by_id(sup, fp_lease_id_pool(lease_id));
+        struct fp_record *rec = sp ? fp_pool_find_lease(&sp->pool, lease_id) : NULL;
+        char why[160];
+
+        if (!rec || rec->holder != client)
+                return -ESRCH;
+        log_debug("pool %s: pid %d pins backend %d (%s)", sp->cfg.name, pid, rec->backend_pid,
+                  fp_pin_reasons_text(reasons, why, sizeof(why)));
+        fp_pool_set_pin(&sp->pool, rec, reasons);
+        return 0;
 }
 
 void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid)
@@ -744,7 +729,7 @@ static int quiesce_count(struct fp_supervisor *sup, bool abandon)
                                             pool->params.name, rec->backend_pid,
                                             rec->state == FP_SLOT_RESETTING ? "resetting"
                                                                             : "being pinged");
-                                fp_fdstore_forget(sup, pool, rec);
+                                fp_fdstore_forget(&sup->fdstore, pool, rec);
                         }
                 }
         }
@@ -759,7 +744,7 @@ static int on_quiesce_check(sd_event_source *s, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         (void)s;
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         if (quiesce_count(sup, false) == 0)
                 sd_event_exit(sup->event, 0);
         return 0;
@@ -769,7 +754,7 @@ static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
         (void)s, (void)usec;
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         (void)quiesce_count(sup, true);
         sd_event_exit(sup->event, 0);
         return 0;
@@ -785,7 +770,7 @@ static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
  */
 static void quiesce_for_fdstore(struct fp_supervisor *sup)
 {
-        fp_control_read_all(sup);
+        sup->transport->read_all(sup);
         if (quiesce_count(sup, false) == 0) {
                 sd_event_exit(sup->event, 0);
                 return;
@@ -809,7 +794,7 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
         if (sup->stopping)
                 return;
         sup->stopping = true;
-        if (fp_fdstore_active(sup)) {
+        if (fp_fdstore_active(&sup->fdstore)) {
                 /*
                  * The connections stay in systemd's fd store for the next start;
                  * leased ones go on under their holders, who give them back to it.
@@ -817,14 +802,14 @@ static void begin_shutdown(struct fp_supervisor *sup, const char *why)
                 (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: connections kept in the fd "
                                    "store");
                 log_info("%s: stopping; connections kept in systemd's fd store", why);
-                fp_control_stop_listening(sup);
+                sup->transport->stop_listening(sup);
                 quiesce_for_fdstore(sup);
                 return;
         }
         (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
         log_info("%s: stopping (leases held: waiting up to %d ms)", why,
                  sup->cfg.shutdown_grace_ms);
-        fp_control_stop_listening(sup);
+        sup->transport->stop_listening(sup);
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_drain(&sup->pools[i]->pool, -ESHUTDOWN, "forkpoold is shutting down");
         if (all_pools_idle(sup)) {
@@ -932,8 +917,7 @@ static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
                 (void)publish_segment(sup);
 }
 
-/* Re-reads the configuration file. Returns 0, or -EINVAL with the reason in err. */
-static int reload(struct fp_supervisor *sup, char *err, size_t len)
+int fp_supervisor_reload(struct fp_supervisor *sup, char *err, size_t len)
 {
         struct fp_config cfg;
 
@@ -963,69 +947,10 @@ static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *s
         char text[FP_CONFIG_ERR_MAX];
         (void)s, (void)si;
 
-        if (reload(sup, text, sizeof(text)) < 0)
+        if (fp_supervisor_reload(sup, text, sizeof(text)) < 0)
                 log_error("reload rejected, keeping the running configuration: %s", text);
         else
                 log_info("%s", text);
-        return 0;
-}
-
-/* --- admin commands --- */
-
-bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
-                            const gid_t *groups, size_t n_groups)
-{
-        const struct fp_config *c = &sup->cfg;
-        if (uid == 0 || uid == geteuid() || id_in(c->admin_uids, c->n_admin_uids, uid) ||
-            id_in(c->admin_gids, c->n_admin_gids, gid))
-                return true;
-        for (size_t i = 0; i < n_groups; i++)
-                if (id_in(c->admin_gids, c->n_admin_gids, groups[i]))
-                        return true;
-        return false;
-}
-
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
-                        char *text, size_t len)
-{
-        if (command == FP_ADMIN_RELOAD) {
-                int r = reload(sup, text, len);
-                fp_log(r < 0 ? FP_LOG_ERROR : FP_LOG_INFO, "admin reload: %s", text);
-                return r;
-        }
-        struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, pool);
-        if (!sp) {
-                snprintf(text, len, "no pool named '%s'", pool);
-                return -ENOENT;
-        }
-        switch (command) {
-        case FP_ADMIN_DISPOSE:
-                fp_pool_invalidate_all(&sp->pool);
-                snprintf(text, len,
-                         "pool %s disposed: idle connections closed, leased ones "
-                         "close when they come back",
-                         pool);
-                break;
-        case FP_ADMIN_PAUSE:
-                fp_pool_set_paused(&sp->pool, true);
-                snprintf(text, len, "pool %s paused: nothing is handed out, leases drain", pool);
-                break;
-        case FP_ADMIN_RESUME:
-                fp_pool_set_paused(&sp->pool, false);
-                snprintf(text, len, "pool %s resumed", pool);
-                break;
-        case FP_ADMIN_KILL_LEASE:
-                if (fp_pool_revoke(&sp->pool, arg) < 0) {
-                        snprintf(text, len, "pool %s has no lease in slot %u", pool, arg);
-                        return -ESRCH;
-                }
-                snprintf(text, len, "pool %s: lease in slot %u revoked", pool, arg);
-                break;
-        default:
-                snprintf(text, len, "unknown admin command %u", command);
-                return -EINVAL;
-        }
-        log_info("admin: %s", text);
         return 0;
 }
 
@@ -1034,100 +959,61 @@ int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char 
 /* True if another supervisor accepts connections on path. */
 static bool socket_is_live(const char *path)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof(addr.sun_path))
-                return false;
-        memcpy(addr.sun_path, path, strlen(path) + 1);
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        int fd = fp_connect_seqpacket(path);
         if (fd < 0)
                 return false;
-        bool live = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
         close(fd);
-        return live;
+        return true;
 }
 
-/*
- * user = NAME, started as root: becomes NAME (its groups included) before
- * anything is created, so that the socket, the segment and every connection
- * belong to it. The socket's directory is created for it if missing.
- */
-static int drop_privileges(struct fp_supervisor *sup)
+/* fp_fdstore_pools.find */
+static struct fp_pool *restore_find(void *ctx, const char *name,
+                                    const struct fp_db_driver **ret_driver, void **ret_prepared)
 {
-        const struct fp_config *c = &sup->cfg;
-        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        struct stat st;
-
-        if (!c->run_user)
-                return 0;
-        if (geteuid() != 0) {
-                if (geteuid() != c->run_uid)
-                        log_warning("user = %s ignored: not started as root", c->run_user);
-                return 0;
-        }
-        snprintf(dir, sizeof(dir), "%s", c->socket_path);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-                *slash = '\0';
-                if (stat(dir, &st) < 0 && errno == ENOENT) {
-                        /* Never chown what a symlink planted after mkdir points to. */
-                        if (mkdir(dir, 0755) < 0 || fchownat(AT_FDCWD, dir, c->run_uid, c->run_gid,
-                                                             AT_SYMLINK_NOFOLLOW) < 0)
-                                return log_error_errno(-errno, "cannot create %s for user %s", dir,
-                                                       c->run_user);
-                }
-        }
-        if (initgroups(c->run_user, c->run_gid) < 0 || setgid(c->run_gid) < 0 ||
-            setuid(c->run_uid) < 0)
-                return log_error_errno(-errno, "cannot become user %s", c->run_user);
-        if (setuid(0) == 0)
-                return log_error_errno(-EPERM, "still root after becoming %s", c->run_user);
-        log_info("running as user %s (uid %u)", c->run_user, (unsigned)c->run_uid);
-        return 0;
+        struct fp_sup_pool *sp = fp_supervisor_find_pool(ctx, name);
+        if (!sp)
+                return NULL;
+        *ret_driver = sp->driver;
+        *ret_prepared = sp->prepared;
+        return &sp->pool;
 }
 
-/*
- * Every control connection costs two descriptors (its socket and a pidfd),
- * so the usual soft limit of 1024 would let max_connections_per_uid
- * connections of one uid exhaust them: take up to FD_LIMIT_WANTED, as far
- * as the hard limit allows (forkpoold uses epoll and poll, never select, and
- * starts no children).
- */
-#define FD_LIMIT_WANTED 65536
-
-static void raise_fd_limit(void)
+/* fp_fdstore_pools.choose_lease_tags */
+static void restore_choose_tags(void *ctx, const uint16_t *avoid, size_t n)
 {
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        rlim_t want = rl.rlim_max < FD_LIMIT_WANTED ? rl.rlim_max : FD_LIMIT_WANTED;
-        if (rl.rlim_cur >= want)
-                return;
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = want;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                log_debug("cannot raise the descriptor limit from %llu: %s",
-                          (unsigned long long)old, strerror(errno));
-        else
-                log_debug("descriptor limit raised from %llu to %llu", (unsigned long long)old,
-                          (unsigned long long)rl.rlim_cur);
+        fp_supervisor_choose_lease_tags(ctx, avoid, n);
 }
 
-int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
+/* fp_fdstore_pools.restored_leased */
+static void restore_leased(void *ctx, struct fp_pool *pool, uint32_t index, pid_t holder)
 {
+        fp_supervisor_watch_orphan(ctx, sup_pool_of(pool), index, holder);
+}
+
+int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
+                       const struct fp_transport *transport)
+{
+        const struct fp_fdstore_pools restore_pools = {
+                .ctx = sup,
+                .find = restore_find,
+                .choose_lease_tags = restore_choose_tags,
+                .restored_leased = restore_leased,
+        };
         sigset_t mask;
         int r;
 
         memset(sup, 0, sizeof(*sup));
+        sup->transport = transport;
         sup->listen_fd = -1;
-        sup->fdstore_fd = -1;
+        sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
         LIST_INIT(&sup->orphans);
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
-        raise_fd_limit();
+        fp_process_raise_fd_limit();
 
-        r = drop_privileges(sup);
+        r = fp_process_drop_privileges(&sup->cfg);
         if (r < 0)
                 return r;
 
@@ -1154,11 +1040,11 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         r = publish_segment(sup);
         if (r < 0)
                 return r;
-        r = fp_fdstore_init(sup);
+        r = fp_fdstore_init(&sup->fdstore);
         if (r < 0)
                 return r;
         /* Before the control socket: it takes $LISTEN_FDS away from the environment. */
-        r = fp_fdstore_restore(sup);
+        r = fp_fdstore_restore(&sup->fdstore, sup->event, &restore_pools);
         if (r > 0)
                 log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");
 
@@ -1176,7 +1062,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg)
         if (r < 0)
                 return log_error_errno(r, "cannot watch signals");
 
-        r = fp_control_listen(sup);
+        r = sup->transport->listen(sup);
         if (r < 0)
                 return r;
         r = sd_event_add_time_relative(sup->event, &sup->lease_check, CLOCK_MONOTONIC,
@@ -1218,13 +1104,13 @@ int fp_supervisor_run(struct fp_supervisor *sup)
 
 void fp_supervisor_done(struct fp_supervisor *sup)
 {
-        fp_control_stop_listening(sup);
-        fp_control_close_all(sup);
+        sup->transport->stop_listening(sup);
+        sup->transport->close_all(sup);
         while (!LIST_EMPTY(&sup->orphans))
                 orphan_watch_free(LIST_FIRST(&sup->orphans));
         for (size_t i = 0; i < sup->n_pools; i++)
                 sup_pool_free(sup->pools[i]);
-        fp_fdstore_done(sup);
+        fp_fdstore_done(&sup->fdstore);
         sup->n_pools = 0;
         if (sup->seg.hdr) {
                 char name[FP_SHM_NAME_MAX];

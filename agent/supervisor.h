@@ -14,6 +14,8 @@
 
 #include "config.h"
 #include "driver.h"
+#include "fdstore.h"
+#include "pacer.h"
 #include "peercount.h"
 #include "pool.h"
 
@@ -26,11 +28,7 @@ struct fp_sup_pool {
         void *prepared;            /* the driver's connect parameters, pointing into cfg.url */
         sd_event_source *deadline; /* the earliest waiter's timeout */
         bool removed;              /* gone from the configuration: draining */
-        /* connect_rate: connects wait here until the next start time. */
-        uint64_t next_connect_usec;
-        struct fp_record **delayed; /* records whose connect waits for its turn */
-        uint32_t n_delayed;
-        sd_event_source *rate_timer;
+        struct fp_pacer pacer;     /* connect_rate: connects wait here for their turn */
 };
 
 struct fp_client;
@@ -38,7 +36,34 @@ LIST_HEAD(fp_client_list, fp_client);
 struct orphan_watch;
 LIST_HEAD(fp_orphan_list, orphan_watch);
 
+/*
+ * What the supervisor needs of the transport that serves its clients (the
+ * control socket, control.h): it is given one at fp_supervisor_init() and
+ * reaches its clients only through it.
+ */
+struct fp_transport {
+        /* Starts accepting clients. Returns 0 or a negative errno (logged). */
+        int (*listen)(struct fp_supervisor *sup);
+        /* Stops accepting (shutdown): no new client arrives. */
+        void (*stop_listening)(struct fp_supervisor *sup);
+        /* Closes every client connection (end of shutdown). */
+        void (*close_all)(struct fp_supervisor *sup);
+        /* Handles every message the clients sent that is still queued; never blocks. */
+        void (*read_all)(struct fp_supervisor *sup);
+        /* Sends a lease (msg, len) with the connection's fd. Returns 0 or a negative errno. */
+        int (*send_lease)(struct fp_client *client, uint32_t request_id, const void *msg,
+                          size_t len, int fd);
+        /* Sends an error reply (a failure drops the client later). */
+        void (*send_error)(struct fp_client *client, uint32_t request_id, int error,
+                           const char *text);
+        /* A queued acquire of the client was answered or dropped. */
+        void (*acquire_done)(struct fp_client *client);
+        /* The list of the client's waiters in every pool (struct fp_pool_ops.client_waiters). */
+        struct fp_waiter_list *(*client_waiters)(struct fp_client *client);
+};
+
 struct fp_supervisor {
+        const struct fp_transport *transport; /* how clients are reached */
         sd_event *event;
         struct fp_config cfg;
         struct fp_segment seg;
@@ -55,21 +80,22 @@ struct fp_supervisor {
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
         bool socket_activated;        /* the control socket came from systemd: not ours to remove */
-        int fdstore_fd;          /* the fd store's state memfd, -1 when not in use (fdstore.c) */
-        uint16_t lease_tag_base; /* pool id i has lease tag base + i
-                                    (fp_supervisor_choose_lease_tags) */
-        uint64_t fdstore_epoch;  /* this supervisor's, in its store names (savedstate.h) */
+        struct fp_fdstore fdstore;    /* connections kept across restarts (fdstore.h) */
+        uint16_t lease_tag_base;      /* pool id i has lease tag base + i
+                                         (fp_supervisor_choose_lease_tags) */
         struct fp_orphan_list orphans; /* holders of restored leases, not reconnected yet */
         char last_status[512];         /* the last STATUS= sent to systemd */
 };
 
 /*
  * Sets up everything from cfg (whose ownership moves to sup): the segment,
- * the control socket, the pools and the signal handlers. A stale segment or
+ * the pools, the signal handlers, and transport's listener (which sup uses
+ * until fp_supervisor_done()). A stale segment or
  * socket left by a crashed supervisor is replaced; a live one is an error.
  * Returns 0 or a negative errno (logged).
  */
-int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg);
+int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
+                       const struct fp_transport *transport);
 
 /* Runs the event loop until a shutdown completes. Returns the exit code. */
 int fp_supervisor_run(struct fp_supervisor *sup);
@@ -107,27 +133,46 @@ bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_
                                uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
 
 /*
- * Whether a peer may run admin commands: root, forkpoold's own uid, or a
- * listed admin uid/gid.
+ * Re-reads the configuration file and applies it (SIGHUP, the reload admin
+ * command). Returns 0 with a one-line account in text, or -EINVAL with the
+ * reason (the running configuration is kept).
  */
-bool fp_supervisor_is_admin(const struct fp_supervisor *sup, uid_t uid, gid_t gid,
-                            const gid_t *groups, size_t n_groups);
+int fp_supervisor_reload(struct fp_supervisor *sup, char *text, size_t len);
 
 /*
- * Runs an admin command (enum fp_admin_command) on pool (ignored by reload)
- * with arg. Returns 0 with a one-line account in text, or a negative errno
- * with the reason in text (-ENOENT no such pool, -ESRCH no such lease,
- * -EINVAL bad command or a rejected reload).
+ * Queues client's acquire (request_id; pid as the kernel reported it) in sp
+ * (from fp_supervisor_find_pool(), allowed by fp_supervisor_pool_allows()):
+ * the answer goes out through the transport, possibly from inside this call.
+ * Returns 0, or -ENOMEM (then no answer goes out).
  */
-int fp_supervisor_admin(struct fp_supervisor *sup, uint32_t command, const char *pool, uint32_t arg,
-                        char *text, size_t len);
+int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
+                          uint32_t request_id, int timeout_ms, const char *label,
+                          uint64_t prefer_lease_id);
 
 /*
- * Releases a lease restored from the fd store whose id names another pool
- * (ids can change across restarts): tried in every pool. Returns 0 or -ESRCH.
+ * Releases the lease lease_id that client (pid) holds, with the worker's
+ * report: in the pool its id names, else in every pool (a lease restored from
+ * the fd store may carry its pool's old id). Returns 0 or -ESRCH (not held).
  */
-int fp_supervisor_release_orphan(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
-                                 uint64_t lease_id, const struct fp_release_info *info);
+int fp_supervisor_release(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                          uint64_t lease_id, const struct fp_release_info *info);
+
+/*
+ * Records that client (pid) pinned the session of its lease lease_id, and
+ * why (enum fp_pin_reason), for forkpoolctl (FP_OP_PIN). Returns 0, or
+ * -ESRCH if client holds no such lease.
+ */
+int fp_supervisor_pin(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                      uint64_t lease_id, uint32_t reasons);
+
+/*
+ * Asks the driver to cancel what the lease lease_id that client (pid) holds
+ * is running (FP_OP_CANCEL); never blocks. A driver whose workers cancel by
+ * themselves is not asked; a failure is logged. Returns 0, or -ESRCH if
+ * client holds no such lease.
+ */
+int fp_supervisor_cancel(struct fp_supervisor *sup, struct fp_client *client, pid_t pid,
+                         uint64_t lease_id);
 
 /* A process connected: it becomes the holder of the restored leases it had. */
 void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid);
@@ -142,42 +187,7 @@ void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *s
 /* Called by control.c when a client is gone: reclaims its leases in every pool. */
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);
 
-/* --- control.c --- */
-
-/* Creates the listening control socket (mode 0660) and watches it. */
-int fp_control_listen(struct fp_supervisor *sup);
-
-/* Stops accepting: closes the listener and removes the socket file. */
-void fp_control_stop_listening(struct fp_supervisor *sup);
-
-/* Closes every client connection (end of shutdown). */
-void fp_control_close_all(struct fp_supervisor *sup);
-
-/*
- * Handles every message the clients have sent that is still queued in their
- * sockets (before a restart leaves the connections to the fd store). Does not
- * block. A client may be freed meanwhile (end of stream).
- */
-void fp_control_read_all(struct fp_supervisor *sup);
-
-/* Sends a lease (with the connection's fd) to a client. Returns 0 or a negative errno. */
-int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,
-                          size_t len, int fd);
-
-/* Sends an error reply to a client (failures are handled by dropping the client later). */
-void fp_control_send_error(struct fp_client *client, uint32_t request_id, int error,
-                           const char *text);
-
-/*
- * An acquire the client queued (fp_pool_acquire() accepted it) was answered
- * or dropped: it no longer counts against max_waiting_per_connection.
- */
-void fp_control_acquire_done(struct fp_client *client);
-
-/* The list of the client's waiters in every pool (struct fp_pool_ops.client_waiters). */
-struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client);
-
-/* The pid the kernel reported for the client (SO_PEERCRED). */
+/* The pid the kernel reported for the client (SO_PEERCRED); the transport's. */
 pid_t fp_client_pid(const struct fp_client *client);
 
 #endif /* FORKPOOL_SUPERVISOR_H */

@@ -21,7 +21,7 @@
  * connection string, e.g. "socket=/run/mysqld/mysqld.sock;user=app;
  * password=secret;database=appdb".
  * Compare ratios taken in one run: on a small VM the absolute numbers move
- * with CPU placement (see research/perf_anchors.md).
+ * with CPU placement (bench/results/perf.md).
  */
 #include <errno.h>
 #include <fcntl.h>

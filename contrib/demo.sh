@@ -52,7 +52,7 @@ say "building into $BUILD"
 cmake -S "$ROOT" -B "$BUILD" >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target forkpoold forkpoolctl forkpool-demo-server >/dev/null
 FORKPOOLD=$BUILD/agent/forkpoold
-FORKPOOLCTL=$BUILD/agent/forkpoolctl
+FORKPOOLCTL=$BUILD/ctl/forkpoolctl
 SERVER=$BUILD/contrib/forkpool-demo-server
 
 # --- (c) PostgreSQL --------------------------------------------------------------------------

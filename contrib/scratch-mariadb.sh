@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # PROG, OS_USER and MARKER are scratch-lib.sh's
 # scratch-mariadb.sh — start and stop a throwaway MariaDB server in a directory.
 #
 #   scratch-mariadb.sh start DIR   mariadb-install-db into DIR/data, start a
@@ -28,34 +29,18 @@
 set -euo pipefail
 
 PROG=scratch-mariadb.sh
-MY_OS_USER=mysql             # system user that runs the server when we are root
+OS_USER=mysql                # system user that runs the server when we are root
 TEST_USER=forkpool
 TEST_PASSWORD=forkpool-test-pw
 TEST_DB=forkpool_test
 MARKER=.scratch-mariadb      # marks a directory this script may delete
 START_ATTEMPTS=5
 START_WAIT_S=60
-
-die() { echo "$PROG: error: $*" >&2; exit 1; }
-
-usage() {
-  echo "usage: $PROG start DIR | $PROG stop DIR" >&2
-  exit 2
-}
-
-is_root() { [[ $(id -u) -eq 0 ]]; }
+# shellcheck source=contrib/scratch-lib.sh disable=SC1091
+source "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/scratch-lib.sh"
 
 # The caller's client environment must not leak into the commands we run.
 unset MYSQL_HOST MYSQL_TCP_PORT MYSQL_UNIX_PORT MYSQL_PWD MYSQL_HOME MARIADB_HOME || true
-
-RUN_AS=
-as_my() {
-  if [[ -n $RUN_AS ]]; then
-    (cd "$DIR" && runuser -u "$RUN_AS" -- "$@")
-  else
-    (cd "$DIR" && "$@")
-  fi
-}
 
 find_server() {
   local d
@@ -76,84 +61,6 @@ find_tool() {
   local name=$1
   command -v "$name" >/dev/null 2>&1 || die "$name not found (install the 'mariadb-server' and 'mariadb-client' packages)"
   command -v "$name"
-}
-
-# Print a TCP port on 127.0.0.1 that is free right now; start_server retries
-# if another process takes it first.
-pick_port() {
-  local p i
-  if command -v python3 >/dev/null 2>&1; then
-    p=$(python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()' 2>/dev/null || true)
-    if [[ $p =~ ^[0-9]+$ ]]; then echo "$p"; return; fi
-  fi
-  for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    if ! command -v ss >/dev/null 2>&1 || [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]]; then
-      echo "$p"
-      return
-    fi
-  done
-  die "could not find a free TCP port"
-}
-
-# Percent-encode a string for use in a URL query value (keeps '/').
-urlencode() {
-  local s=$1 out='' c i
-  local LC_ALL=C
-  for ((i = 0; i < ${#s}; i++)); do
-    c=${s:i:1}
-    case $c in
-      [A-Za-z0-9/._~-]) out+=$c ;;
-      *) out+=$(printf '%%%02X' "'$c") ;;
-    esac
-  done
-  printf '%s' "$out"
-}
-
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-
-ensure_os_user() {
-  getent passwd "$MY_OS_USER" >/dev/null && return
-  if command -v adduser >/dev/null 2>&1; then
-    adduser --system --group --quiet --no-create-home --home /nonexistent \
-            --shell /usr/sbin/nologin "$MY_OS_USER" >/dev/null ||
-      die "could not create system user '$MY_OS_USER' with adduser"
-  else
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-            --shell /usr/sbin/nologin "$MY_OS_USER" ||
-      die "could not create system user '$MY_OS_USER' with useradd"
-  fi
-}
-
-check_traversable() {
-  local a=$DIR
-  runuser -u "$RUN_AS" -- test -x "$DIR" -a -w "$DIR" 2>/dev/null && return 0
-  local chain=()
-  while :; do
-    chain=("$a" "${chain[@]}")
-    [[ $a == / ]] && break
-    a=$(dirname "$a")
-  done
-  for a in "${chain[@]}"; do
-    if ! runuser -u "$RUN_AS" -- test -x "$a" 2>/dev/null; then
-      echo "$a (mode 0$(stat -c %a "$a"), owner $(stat -c %U "$a")) is not traversable by user '$RUN_AS', which must run MariaDB as we are root; put DIR where every parent is world-searchable (e.g. under /tmp)"
-      return 1
-    fi
-  done
-  echo "$DIR is not writable by user '$RUN_AS'"
-  return 1
-}
-
-log_tail() {
-  local f=$1
-  [[ -s $f ]] || return 0
-  echo "$PROG: --- last lines of $f ---" >&2
-  tail -n 20 "$f" >&2
-  echo "$PROG: ---" >&2
 }
 
 # The pid of the server started in DIR, if it is running.
@@ -208,36 +115,8 @@ cmd_start() {
     die "$DIR is too long for a Unix socket path (max 88 characters)"
   fi
 
-  if [[ -e $DIR && ! -d $DIR ]]; then
-    die "$DIR exists and is not a directory"
-  fi
-  if [[ -d $DIR/data ]]; then
-    die "$DIR/data already exists (a scratch server is already set up there; run '$PROG stop $DIR' first)"
-  fi
-  if [[ -d $DIR ]]; then
-    if [[ ! -e $DIR/$MARKER && -n $(ls -A "$DIR") ]]; then
-      die "$DIR exists and is not empty"
-    fi
-  else
-    mkdir -p "$(dirname "$DIR")"
-    mkdir -m 0755 "$DIR"
-  fi
-  chmod 0755 "$DIR"
-  touch "$DIR/$MARKER"
-
+  prepare_dir MariaDB
   ROOT_ACCOUNT=$(id -un)
-  if is_root; then
-    command -v runuser >/dev/null 2>&1 || die "runuser not found (install util-linux)"
-    RUN_AS=$MY_OS_USER
-    ensure_os_user
-    chown "$RUN_AS:" "$DIR" "$DIR/$MARKER"
-    local why
-    if ! why=$(check_traversable); then
-      rm -f "$DIR/$MARKER"
-      rmdir "$DIR" 2>/dev/null || true
-      die "$why"
-    fi
-  fi
 
   DATA=$DIR/data
   LOG=$DIR/mariadb.log
@@ -248,7 +127,7 @@ cmd_start() {
   # bootstrap server has been seen to fail once and then succeed.
   local installed=0 try
   for try in 1 2; do
-    if as_my "$install" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
+    if as_server "$install" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
          --auth-root-authentication-method=socket --auth-root-socket-user="$ROOT_ACCOUNT" \
          --skip-test-db --skip-name-resolve >"$DIR/install.log" 2>&1; then
       installed=1
@@ -324,9 +203,7 @@ EOF
     echo "export FORKPOOL_TEST_MY_PASSWORD=$TEST_PASSWORD"
     echo "export FORKPOOL_TEST_MY_DATABASE=$TEST_DB"
     echo "export FORKPOOL_TEST_MY_DIR=$qdir"
-  } >"$DIR/env.tmp"
-  chmod 0644 "$DIR/env.tmp"
-  mv -f "$DIR/env.tmp" "$DIR/env"
+  } | write_env
 
   STARTED_OK=1
   trap - EXIT
@@ -336,24 +213,9 @@ EOF
 }
 
 cmd_stop() {
-  [[ -e $DIR ]] || return 0       # nothing to do: stop is idempotent
-  [[ -d $DIR ]] || die "$DIR is not a directory"
-  if [[ ! -e $DIR/$MARKER ]]; then
-    rmdir "$DIR" 2>/dev/null && return 0
-    die "$DIR was not created by $PROG (no $MARKER file); not removing it"
-  fi
+  may_remove_dir || return 0
   stop_server || die "could not stop MariaDB in $DIR (log: $DIR/mariadb.log)"
   rm -rf -- "$DIR"
 }
 
-[[ $# -eq 2 ]] || usage
-ACTION=$1
-[[ -n $2 ]] || usage
-DIR=$(realpath -m -- "$2")
-[[ $DIR != / ]] || die "refusing to use / as the scratch directory"
-
-case $ACTION in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
-  *) usage ;;
-esac
+scratch_main "$@"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # PROG, OS_USER and MARKER are scratch-lib.sh's
 # scratch-pg.sh — start and stop a throwaway PostgreSQL server in a directory.
 #
 #   scratch-pg.sh start DIR   initdb into DIR/data, start a server listening on
@@ -21,38 +22,19 @@
 set -euo pipefail
 
 PROG=scratch-pg.sh
-PG_OS_USER=postgres          # system user that runs the server when we are root
+OS_USER=postgres             # system user that runs the server when we are root
 BOOTSTRAP_ROLE=postgres      # initdb's bootstrap superuser
 TEST_ROLE=forkpool
 TEST_PASSWORD=forkpool-test-pw
 TEST_DB=forkpool_test
 MARKER=.scratch-pg           # marks a directory this script may delete
 START_ATTEMPTS=5
-
-die() { echo "$PROG: error: $*" >&2; exit 1; }
-
-usage() {
-  echo "usage: $PROG start DIR | $PROG stop DIR" >&2
-  exit 2
-}
-
-is_root() { [[ $(id -u) -eq 0 ]]; }
+# shellcheck source=contrib/scratch-lib.sh disable=SC1091
+source "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/scratch-lib.sh"
 
 # Do not let the caller's libpq environment (PGHOST, PGSERVICE, PGOPTIONS, a
 # previously sourced DIR/env, ...) leak into the commands we run.
 while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^PG' || true)
-
-# Run a PostgreSQL command as the user that owns the cluster. $RUN_AS is empty
-# when we run as ourselves. Runs from DIR so that a 0700 cwd (e.g. /root) does
-# not produce "could not change directory" noise.
-RUN_AS=
-as_pg() {
-  if [[ -n $RUN_AS ]]; then
-    (cd "$DIR" && runuser -u "$RUN_AS" -- "$@")
-  else
-    (cd "$DIR" && "$@")
-  fi
-}
 
 find_bindir() {
   local d
@@ -79,100 +61,17 @@ find_bindir() {
   die "no PostgreSQL server binaries found (need initdb, pg_ctl, postgres; install the 'postgresql' package or set SCRATCH_PG_BINDIR)"
 }
 
-# Print a TCP port on 127.0.0.1 that is free right now. Another process may
-# still grab it before the server binds it; start_server() retries for that.
-pick_port() {
-  local p i
-  if command -v python3 >/dev/null 2>&1; then
-    p=$(python3 -c 'import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()' 2>/dev/null || true)
-    if [[ $p =~ ^[0-9]+$ ]]; then echo "$p"; return; fi
-  fi
-  for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    if ! command -v ss >/dev/null 2>&1 || [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]]; then
-      echo "$p"
-      return
-    fi
-  done
-  die "could not find a free TCP port"
-}
-
-# Percent-encode a string for use in a URL query value (keeps '/').
-urlencode() {
-  local s=$1 out='' c i
-  local LC_ALL=C
-  for ((i = 0; i < ${#s}; i++)); do
-    c=${s:i:1}
-    case $c in
-      [A-Za-z0-9/._~-]) out+=$c ;;
-      *) out+=$(printf '%%%02X' "'$c") ;;
-    esac
-  done
-  printf '%s' "$out"
-}
-
-# Single-quote a string for the shell.
-shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-
-ensure_pg_os_user() {
-  getent passwd "$PG_OS_USER" >/dev/null && return
-  if command -v adduser >/dev/null 2>&1; then
-    adduser --system --group --quiet --no-create-home --home /nonexistent \
-            --shell /usr/sbin/nologin "$PG_OS_USER" >/dev/null ||
-      die "could not create system user '$PG_OS_USER' with adduser"
-  else
-    useradd --system --user-group --no-create-home --home-dir /nonexistent \
-            --shell /usr/sbin/nologin "$PG_OS_USER" ||
-      die "could not create system user '$PG_OS_USER' with useradd"
-  fi
-}
-
-# Check that $RUN_AS can reach DIR (it cannot when DIR is under a 0700
-# directory); if not, print why and return 1.
-check_traversable() {
-  local a=$DIR
-  runuser -u "$RUN_AS" -- test -x "$DIR" -a -w "$DIR" 2>/dev/null && return 0
-  # Find the first ancestor that blocks it, to say exactly what is wrong.
-  local chain=()
-  while :; do
-    chain=("$a" "${chain[@]}")
-    [[ $a == / ]] && break
-    a=$(dirname "$a")
-  done
-  for a in "${chain[@]}"; do
-    if ! runuser -u "$RUN_AS" -- test -x "$a" 2>/dev/null; then
-      echo "$a (mode 0$(stat -c %a "$a"), owner $(stat -c %U "$a")) is not traversable by user '$RUN_AS', which must run PostgreSQL as we are root; put DIR where every parent is world-searchable (e.g. under /tmp)"
-      return 1
-    fi
-  done
-  echo "$DIR is not writable by user '$RUN_AS'"
-  return 1
-}
-
-log_tail() {
-  local f=$1
-  [[ -s $f ]] || return 0
-  echo "$PROG: --- last lines of $f ---" >&2
-  tail -n 20 "$f" >&2
-  echo "$PROG: ---" >&2
-}
-
 # Write the per-attempt port setting (postgresql.conf includes this file).
 write_port_conf() {
   printf 'port = %s\n' "$1" >"$DATA/scratch-port.conf"
   [[ -z $RUN_AS ]] || chown "$RUN_AS:" "$DATA/scratch-port.conf"
 }
 
-CREATED_DIR=0
 STARTED=0
 STARTED_OK=0
 cleanup_failed_start() {
   if [[ $STARTED -eq 1 && $STARTED_OK -eq 0 ]]; then
-    as_pg "$BINDIR/pg_ctl" -D "$DATA" stop -m immediate -w >/dev/null 2>&1 || true
+    as_server "$BINDIR/pg_ctl" -D "$DATA" stop -m immediate -w >/dev/null 2>&1 || true
   fi
 }
 
@@ -184,43 +83,13 @@ cmd_start() {
     die "$DIR is too long for a Unix socket directory (max 90 characters)"
   fi
 
-  # Create DIR (mode 0755) or accept an existing empty / fresh directory.
-  if [[ -e $DIR && ! -d $DIR ]]; then
-    die "$DIR exists and is not a directory"
-  fi
-  if [[ -d $DIR/data ]]; then
-    die "$DIR/data already exists (a scratch server is already set up there; run '$PROG stop $DIR' first)"
-  fi
-  if [[ -d $DIR ]]; then
-    if [[ ! -e $DIR/$MARKER && -n $(ls -A "$DIR") ]]; then
-      die "$DIR exists and is not empty"
-    fi
-  else
-    mkdir -p "$(dirname "$DIR")"
-    mkdir -m 0755 "$DIR"
-    CREATED_DIR=1
-  fi
-  chmod 0755 "$DIR"
-  touch "$DIR/$MARKER"
-
-  if is_root; then
-    command -v runuser >/dev/null 2>&1 || die "runuser not found (install util-linux)"
-    RUN_AS=$PG_OS_USER
-    ensure_pg_os_user
-    chown "$RUN_AS:" "$DIR" "$DIR/$MARKER"
-    local why
-    if ! why=$(check_traversable); then
-      # Leave nothing behind that we created.
-      if [[ $CREATED_DIR -eq 1 ]]; then rm -f "$DIR/$MARKER"; rmdir "$DIR" 2>/dev/null || true; fi
-      die "$why"
-    fi
-  fi
+  prepare_dir PostgreSQL
 
   DATA=$DIR/data
   LOG=$DIR/postgres.log
 
   # initdb (quiet; its output goes to DIR/initdb.log).
-  if ! as_pg "$BINDIR/initdb" -D "$DATA" -U "$BOOTSTRAP_ROLE" -E UTF8 \
+  if ! as_server "$BINDIR/initdb" -D "$DATA" -U "$BOOTSTRAP_ROLE" -E UTF8 \
          --locale=C --auth=trust --no-sync >"$DIR/initdb.log" 2>&1; then
     log_tail "$DIR/initdb.log"
     die "initdb failed (log: $DIR/initdb.log)"
@@ -258,13 +127,13 @@ EOF
     write_port_conf "$port"
     logsize=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
     STARTED=1
-    if as_pg "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >"$DIR/pg_ctl.log" 2>&1; then
+    if as_server "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >"$DIR/pg_ctl.log" 2>&1; then
       ok=1
       break
     fi
     newlog=$(tail -c +"$((logsize + 1))" "$LOG" 2>/dev/null || true)
     if grep -qE 'could not bind|Address already in use|could not create any TCP/IP sockets' <<<"$newlog"; then
-      as_pg "$BINDIR/pg_ctl" -D "$DATA" stop -m immediate -w >/dev/null 2>&1 || true
+      as_server "$BINDIR/pg_ctl" -D "$DATA" stop -m immediate -w >/dev/null 2>&1 || true
       continue
     fi
     log_tail "$LOG"
@@ -297,7 +166,6 @@ EOF
     die "could not create role '$TEST_ROLE' / database '$TEST_DB'"
   fi
 
-  # DIR/env, written atomically.
   local qdir
   qdir=$(shquote "$DIR")
   {
@@ -310,9 +178,7 @@ EOF
     echo "export FORKPOOL_TEST_PG_TCP_URL=$(shquote "postgresql://$TEST_ROLE:$TEST_PASSWORD@127.0.0.1:$port/$TEST_DB")"
     echo "export FORKPOOL_TEST_PG_SOCKET_DIR=$qdir"
     echo "export FORKPOOL_TEST_PG_PORT=$port"
-  } >"$DIR/env.tmp"
-  chmod 0644 "$DIR/env.tmp"
-  mv -f "$DIR/env.tmp" "$DIR/env"
+  } | write_env
 
   STARTED_OK=1
   trap - EXIT
@@ -322,13 +188,7 @@ EOF
 }
 
 cmd_stop() {
-  [[ -e $DIR ]] || return 0       # nothing to do: stop is idempotent
-  [[ -d $DIR ]] || die "$DIR is not a directory"
-  if [[ ! -e $DIR/$MARKER ]]; then
-    # Refuse to rm -rf a directory we did not set up; an empty one is fine.
-    rmdir "$DIR" 2>/dev/null && return 0
-    die "$DIR was not created by $PROG (no $MARKER file); not removing it"
-  fi
+  may_remove_dir || return 0
 
   local data=$DIR/data
   if [[ -f $data/PG_VERSION ]]; then
@@ -337,10 +197,10 @@ cmd_stop() {
     if is_root && [[ $owner != root ]]; then RUN_AS=$owner; fi
     BINDIR=$(find_bindir)
     if [[ -f $data/postmaster.pid ]]; then
-      if ! as_pg "$BINDIR/pg_ctl" -D "$data" stop -m fast -w -t 60 >/dev/null 2>&1; then
+      if ! as_server "$BINDIR/pg_ctl" -D "$data" stop -m fast -w -t 60 >/dev/null 2>&1; then
         # Still running? Try harder; a stale pid file is fine.
-        if as_pg "$BINDIR/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-          as_pg "$BINDIR/pg_ctl" -D "$data" stop -m immediate -w -t 30 >/dev/null 2>&1 ||
+        if as_server "$BINDIR/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+          as_server "$BINDIR/pg_ctl" -D "$data" stop -m immediate -w -t 30 >/dev/null 2>&1 ||
             die "could not stop PostgreSQL in $data (log: $DIR/postgres.log)"
         fi
       fi
@@ -349,14 +209,4 @@ cmd_stop() {
   rm -rf -- "$DIR"
 }
 
-[[ $# -eq 2 ]] || usage
-ACTION=$1
-[[ -n $2 ]] || usage
-DIR=$(realpath -m -- "$2")
-[[ $DIR != / ]] || die "refusing to use / as the scratch directory"
-
-case $ACTION in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
-  *) usage ;;
-esac
+scratch_main "$@"

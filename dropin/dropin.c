@@ -5,7 +5,7 @@
  * untouched.
  *
  * A leased connection is a real PGconn of the real libpq, adopted on the
- * leased socket (common/pgadopt.c), so every function the drop-in does not
+ * leased socket (adopt/pgadopt.c), so every function the drop-in does not
  * replace works on it as on any other. The drop-in keeps, per such PGconn,
  * an entry (struct dropin_conn) in a hash table: what the application asked
  * for (PQhost, PQport, PQconninfo report it), the lease, and the state of a

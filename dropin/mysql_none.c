@@ -38,9 +38,12 @@ void fp_my_cache_close(forkpool *fp)
         (void)fp;
 }
 
-void fp_my_cache_forget(forkpool *fp)
+void fp_adopt_mysql_atfork_prepare(void)
 {
-        (void)fp;
+}
+
+void fp_adopt_mysql_atfork_parent(void)
+{
 }
 
 void fp_forget_mysql(struct forkpool_lease *lease)

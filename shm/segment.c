@@ -510,6 +510,60 @@ const char *fp_pool_mode_name(uint32_t pool_mode)
         return pool_mode < FP_POOL_MODE_MAX ? names[pool_mode] : "unknown";
 }
 
+int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret)
+{
+        if (strcmp(text, "rollback") == 0)
+                *ret = FP_RESET_ROLLBACK;
+        else if (strcmp(text, "commit") == 0)
+                *ret = FP_RESET_COMMIT;
+        else if (strcmp(text, "none") == 0)
+                *ret = FP_RESET_NONE;
+        else if (strcmp(text, "discard") == 0)
+                *ret = FP_RESET_DISCARD;
+        else if (strcmp(text, "auto") == 0)
+                *ret = FP_RESET_AUTO;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+const char *fp_reset_mode_name(enum fp_reset_mode mode)
+{
+        switch (mode) {
+        case FP_RESET_ROLLBACK:
+                return "rollback";
+        case FP_RESET_COMMIT:
+                return "commit";
+        case FP_RESET_NONE:
+                return "none";
+        case FP_RESET_DISCARD:
+                return "discard";
+        case FP_RESET_AUTO:
+                return "auto";
+        }
+        return "unknown";
+}
+
+int fp_pool_status_line(char *buf, size_t len, uint32_t pool_class, int pool_size, int checked_in,
+                        int overflow, int checked_out)
+{
+        switch (pool_class) {
+        case FP_POOL_NULL:
+                return snprintf(buf, len, "NullPool");
+        case FP_POOL_STATIC:
+                return snprintf(buf, len, "StaticPool");
+        case FP_POOL_ASSERTION:
+                return snprintf(buf, len, "AssertionPool");
+        case FP_POOL_PROCESS:
+                return snprintf(buf, len, "ProcessPool size: %d", checked_out);
+        default:
+                return snprintf(buf, len,
+                                "Pool size: %d  Connections in pool: %d Current Overflow: %d "
+                                "Current Checked out connections: %d",
+                                pool_size, checked_in, overflow, checked_out);
+        }
+}
+
 const char *fp_event_type_name(uint32_t type)
 {
         static const char *const names[FP_EV_TYPE_MAX] = {

@@ -152,7 +152,7 @@ struct fp_shm_pool {
         int32_t connect_timeout_ms;
         uint32_t slot_base;  /* index of this pool's first slot */
         uint32_t slot_count; /* slots reserved for this pool */
-        /* SQLAlchemy's accounting (research/sqlalchemy_pool.md §2.1). */
+        /* SQLAlchemy's accounting (README: Pool semantics). */
         int32_t checked_in; /* len(Q) */
         int32_t checked_out;
         int32_t overflow; /* the raw counter O */
@@ -312,6 +312,26 @@ const char *fp_pool_class_name(uint32_t pool_class);
 
 /* The configuration name of a pool_mode ("session", "transaction"), or "unknown". */
 const char *fp_pool_mode_name(uint32_t pool_mode);
+
+/*
+ * Parses a reset_on_return value: "rollback" | "commit" | "none" | "discard"
+ * | "auto". Returns 0 (*ret set) or -EINVAL (*ret untouched).
+ */
+int fp_reset_mode_parse(const char *text, enum fp_reset_mode *ret);
+
+/* The config-file name of a reset mode ("rollback"). */
+const char *fp_reset_mode_name(enum fp_reset_mode mode);
+
+/*
+ * Writes SQLAlchemy's status() line for a pool of class pool_class (enum
+ * fp_pool_class) with these counts into buf, QueuePool's character for
+ * character: "Pool size: 5  Connections in pool: 1 Current Overflow: -4
+ * Current Checked out connections: 0"; "NullPool", "StaticPool",
+ * "AssertionPool", "ProcessPool size: N" (N checked out). Returns what
+ * snprintf() returns.
+ */
+int fp_pool_status_line(char *buf, size_t len, uint32_t pool_class, int pool_size, int checked_in,
+                        int overflow, int checked_out);
 
 /* The name of an event type ("checkout"), or "unknown". */
 const char *fp_event_type_name(uint32_t type);

@@ -12,8 +12,8 @@
 #    in the repository (gitignored), or under $FORKPOOL_BUILD_DIR when that is
 #    set.
 # 3. Runs the static checks (static/clang-format, static/cppcheck,
-#    static/shellcheck, static/man) on the project's C files, shell scripts
-#    and manual pages; a finding fails the run.
+#    static/shellcheck, static/includes, static/man) on the project's C
+#    files, shell scripts and manual pages; a finding fails the run.
 # 4. Starts a throwaway PostgreSQL with contrib/scratch-pg.sh and exports its
 #    connection settings (PGHOST, PGPORT, PGUSER, PGDATABASE,
 #    FORKPOOL_TEST_PG_URL, FORKPOOL_TEST_PG_TCP_URL,
@@ -306,7 +306,7 @@ fuzz_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"fuzz/$1"; }
 # checks_selected: whether --only selects a static check or a fuzz target.
 checks_selected() {
   local c
-  for c in clang-format cppcheck shellcheck man; do static_selected "$c" && return 0; done
+  for c in clang-format cppcheck shellcheck includes man; do static_selected "$c" && return 0; done
   for c in "${FUZZ_TARGETS[@]}"; do fuzz_selected "$c" && return 0; done
   return 1
 }
@@ -346,7 +346,7 @@ run_fuzz() {
 static_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"static/$1"; }
 
 project_c_files() {
-  find agent bench common contrib include shm tests worker -type f -name '*.[ch]' | sort
+  find adopt agent base bench contrib ctl include shm tests worker -type f -name '*.[ch]' | sort
 }
 project_shell_files() {
   { find bench contrib tests -type f -name '*.sh'; find contrib/debian -type f -perm -u+x; } | sort
@@ -372,12 +372,18 @@ run_static_checks() {
       --inline-suppr --suppressions-list=tests/static/cppcheck-suppressions.txt \
       --library=posix --library=tests/static/cppcheck.cfg \
       -D_GNU_SOURCE '-D_Noreturn=__attribute__((noreturn))' \
-      -I include -I "$BUILD_ROOT/build/include" -I common -I shm -I agent -I worker \
+      -I include -I "$BUILD_ROOT/build/include" -I base -I shm -I adopt -I agent -I agent/drivers -I ctl -I worker \
       -I tests/integration -j "$JOBS" "${c_files[@]}" || fail "static/cppcheck"
   fi
   if static_selected shellcheck; then
     say "static/shellcheck (${#sh_files[@]} scripts)"
     run shellcheck "${sh_files[@]}" || fail "static/shellcheck"
+  fi
+  # The dependency rule between the rooms, and no include cycle between
+  # modules (tests/static/check_includes.sh).
+  if static_selected includes; then
+    say "static/includes"
+    run tests/static/check_includes.sh || fail "static/includes"
   fi
   # The manual pages: groff's warnings (-ww) are findings.
   if static_selected man; then

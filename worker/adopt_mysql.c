@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * adopt_mysql.c — turning a leased MySQL/MariaDB socket into a real MYSQL *
- * (common/myadopt.c plays the server's part of the handshake), tracking what
+ * (adopt/myadopt.c plays the server's part of the handshake), tracking what
  * the holder changes in the session, and giving the socket back without a
  * COM_QUIT.
  */
@@ -18,6 +18,7 @@
 #include <errmsg.h>
 #include <mysql.h>
 
+#include "bytes.h"
 #include "internal.h"
 #include "myadopt.h"
 #include "sockio.h"
@@ -26,18 +27,63 @@
 #define COM_STMT_SEND_LONG_DATA_CODE 0x18
 #define COM_QUIT_CODE                0x01
 
+/*
+ * A released MySQL handle kept for the next lease of the same session in the
+ * same process: its socket is an unconnected dummy, it has no statement, no
+ * result and no status callback.
+ */
+struct fp_my_cached {
+        MYSQL *my;
+        uint64_t slot;             /* lease_id >> 32: pool id and slot index */
+        struct fp_lease_mysql was; /* the lease it was adopted for */
+};
+
+#define FP_MY_CACHE_MAX 8
+
+/* One forkpool handle's cache (fp->my_cache). */
+struct fp_my_cache {
+        struct fp_my_cache *next; /* in caches */
+        pid_t pid;                /* the process whose handles these are */
+        size_t n;
+        struct fp_my_cached entries[FP_MY_CACHE_MAX]; /* oldest first */
+};
+
+/*
+ * cache_lock guards every cache, every fp->my_cache pointer and the list of
+ * caches. It is held only to move entries: never across a call into the
+ * client library, never while taking a forkpool's io_lock (a fork takes it
+ * after them: fp_adopt_mysql_atfork_prepare()).
+ */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fp_my_cache *caches;
+
+/*
+ * Forgets the handles of a cache that another process (the parent of a fork)
+ * filled: only this process's copies of their dummy sockets are closed.
+ * Async-signal-safe.
+ */
+static void cache_forget(struct fp_my_cache *cache)
+{
+        for (size_t i = 0; i < cache->n; i++)
+                close(mysql_get_socket(cache->entries[i].my));
+        cache->n = 0;
+        cache->pid = getpid();
+}
+
+/* Under cache_lock: a cache inherited through a fork that bypassed the handlers is emptied. */
+static void cache_claim(struct fp_my_cache *cache)
+{
+        if (cache->pid != getpid())
+                cache_forget(cache);
+}
+
 void fp_adopt_mysql_atfork_child(void)
 {
         fp_my_adopt_atfork_child();
-}
-
-static void put_u32(unsigned char **p, uint32_t v)
-{
-        (*p)[0] = (unsigned char)(v & 0xff);
-        (*p)[1] = (unsigned char)((v >> 8) & 0xff);
-        (*p)[2] = (unsigned char)((v >> 16) & 0xff);
-        (*p)[3] = (unsigned char)((v >> 24) & 0xff);
-        *p += 4;
+        for (struct fp_my_cache *c = caches; c; c = c->next)
+                cache_forget(c);
+        /* Taken by fp_adopt_mysql_atfork_prepare() in the thread that forked: this one. */
+        pthread_mutex_unlock(&cache_lock);
 }
 
 /* What a status callback of a TRACK_DIRTY lease records (reset_on_return = auto). */
@@ -116,22 +162,24 @@ static MYSQL *cache_take(struct forkpool_lease *lease)
 
         if (!fp)
                 return NULL;
-        pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid == getpid()) {
-                for (size_t i = 0; i < fp->n_my_cache; i++) {
-                        struct fp_my_cached *c = &fp->my_cache[i];
+        pthread_mutex_lock(&cache_lock);
+        struct fp_my_cache *cache = fp->my_cache;
+        if (cache) {
+                cache_claim(cache);
+                for (size_t i = 0; i < cache->n; i++) {
+                        struct fp_my_cached *c = &cache->entries[i];
                         if (c->slot != slot)
                                 continue;
                         if (cached_matches(c, slot, &lease->my_info))
                                 hit = c->my;
                         else
                                 stale = c->my;
-                        memmove(c, c + 1, (fp->n_my_cache - i - 1) * sizeof(*c));
-                        fp->n_my_cache--;
+                        memmove(c, c + 1, (cache->n - i - 1) * sizeof(*c));
+                        cache->n--;
                         break;
                 }
         }
-        pthread_mutex_unlock(&fp->io_lock);
+        pthread_mutex_unlock(&cache_lock);
         if (stale)
                 mysql_close(stale);
         return hit;
@@ -201,22 +249,33 @@ void fp_release_mysql_cached(struct forkpool_lease *lease)
         lease->my = NULL;
         lease->fd = -1;
 
-        pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid != getpid()) {
-                evict = m;
-        } else {
-                if (fp->n_my_cache == FP_MY_CACHE_MAX) {
-                        evict = fp->my_cache[0].my;
-                        memmove(fp->my_cache, fp->my_cache + 1,
-                                (FP_MY_CACHE_MAX - 1) * sizeof(fp->my_cache[0]));
-                        fp->n_my_cache--;
+        pthread_mutex_lock(&cache_lock);
+        struct fp_my_cache *cache = fp->my_cache;
+        if (!cache) {
+                cache = calloc(1, sizeof(*cache));
+                if (cache) {
+                        cache->pid = getpid();
+                        cache->next = caches;
+                        caches = cache;
+                        fp->my_cache = cache;
                 }
-                struct fp_my_cached *c = &fp->my_cache[fp->n_my_cache++];
+        }
+        if (!cache) {
+                evict = m; /* out of memory: not kept */
+        } else {
+                cache_claim(cache);
+                if (cache->n == FP_MY_CACHE_MAX) {
+                        evict = cache->entries[0].my;
+                        memmove(cache->entries, cache->entries + 1,
+                                (FP_MY_CACHE_MAX - 1) * sizeof(cache->entries[0]));
+                        cache->n--;
+                }
+                struct fp_my_cached *c = &cache->entries[cache->n++];
                 c->my = m;
                 c->slot = lease->lease_id >> 32;
                 c->was = lease->my_info;
         }
-        pthread_mutex_unlock(&fp->io_lock);
+        pthread_mutex_unlock(&cache_lock);
         if (evict)
                 mysql_close(evict);
 }
@@ -226,23 +285,33 @@ void fp_my_cache_close(forkpool *fp)
         struct fp_my_cached all[FP_MY_CACHE_MAX];
         size_t n = 0;
 
-        pthread_mutex_lock(&fp->io_lock);
-        if (fp->pid == getpid()) {
-                n = fp->n_my_cache;
-                memcpy(all, fp->my_cache, n * sizeof(all[0]));
+        pthread_mutex_lock(&cache_lock);
+        struct fp_my_cache *cache = fp->my_cache;
+        if (cache) {
+                cache_claim(cache);
+                n = cache->n;
+                memcpy(all, cache->entries, n * sizeof(all[0]));
+                for (struct fp_my_cache **p = &caches; *p; p = &(*p)->next)
+                        if (*p == cache) {
+                                *p = cache->next;
+                                break;
+                        }
+                fp->my_cache = NULL;
         }
-        fp->n_my_cache = 0;
-        pthread_mutex_unlock(&fp->io_lock);
+        pthread_mutex_unlock(&cache_lock);
         for (size_t i = 0; i < n; i++)
                 mysql_close(all[i].my);
+        free(cache);
 }
 
-void fp_my_cache_forget(forkpool *fp)
+void fp_adopt_mysql_atfork_prepare(void)
 {
-        /* Our copies of the dummies only; close() is async-signal-safe, mysql_close() is not. */
-        for (size_t i = 0; i < fp->n_my_cache; i++)
-                close(mysql_get_socket(fp->my_cache[i].my));
-        fp->n_my_cache = 0;
+        pthread_mutex_lock(&cache_lock);
+}
+
+void fp_adopt_mysql_atfork_parent(void)
+{
+        pthread_mutex_unlock(&cache_lock);
 }
 
 void fp_abandon_mysql(struct forkpool_lease *lease)
@@ -313,7 +382,7 @@ static void close_left_statements(MYSQL *m)
                 unsigned char pkt[9] = {5, 0, 0, 0, COM_STMT_CLOSE_CODE};
                 uint32_t id = (uint32_t)stmt->stmt_id;
                 unsigned char *p = pkt + 5;
-                put_u32(&p, id);
+                fp_put_le32(&p, id);
                 (void)fp_write_full(fd, pkt, sizeof(pkt));
         }
 }

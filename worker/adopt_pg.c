@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * adopt_pg.c — a lease's real PGconn (common/pgadopt.c makes it), giving it
+ * adopt_pg.c — a lease's real PGconn (adopt/pgadopt.c makes it), giving it
  * back without a Terminate, tracking what changes in the session, and
  * cancelling through the real server.
  */
@@ -27,16 +27,6 @@
 #include "sockio.h"
 
 #define CANCEL_TIMEOUT_MS 5000
-
-int fp_neutralize_fd(int fd)
-{
-        int dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (dummy < 0)
-                return -errno;
-        int r = dup3(dummy, fd, O_CLOEXEC) < 0 ? -errno : 0;
-        close(dummy);
-        return r;
-}
 
 /*
  * The process's unconnected socket for releases, made once; its identity is

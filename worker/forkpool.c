@@ -83,7 +83,6 @@ static void handle_forget_parent(forkpool *fp)
         if (fp->fd >= 0)
                 close(fp->fd); /* our copy only: closing sends nothing */
         fp->fd = -1;
-        fp_my_cache_forget(fp);
         fp->pid = getpid();
 }
 
@@ -92,10 +91,12 @@ static void atfork_prepare(void)
         pthread_mutex_lock(&handles_lock);
         for (forkpool *fp = handles; fp; fp = fp->next_handle)
                 pthread_mutex_lock(&fp->io_lock);
+        fp_adopt_mysql_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+        fp_adopt_mysql_atfork_parent();
         for (forkpool *fp = handles; fp; fp = fp->next_handle)
                 pthread_mutex_unlock(&fp->io_lock);
         pthread_mutex_unlock(&handles_lock);
@@ -165,7 +166,6 @@ static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd)
  */
 static int control_open(const char *socket_path, int *ret_fd)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
         union {
                 struct fp_msg_hdr hdr;
                 struct fp_msg_error error;
@@ -174,15 +174,11 @@ static int control_open(const char *socket_path, int *ret_fd)
         struct fp_msg_hello hello;
         int fd, r;
 
-        memcpy(addr.sun_path, socket_path, sizeof(addr.sun_path));
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-                r = errno == ENOENT ? -ECONNREFUSED : -errno;
+        fd = fp_connect_seqpacket(socket_path);
+        if (fd < 0) {
+                r = fd == -ENOENT ? -ECONNREFUSED : fd;
                 set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
                                                   : NULL);
-                close(fd);
                 return r;
         }
 

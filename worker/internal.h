@@ -11,6 +11,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "fdutil.h"
 #include "forkpool.h"
 #include "proto.h"
 #include "segment.h"
@@ -24,18 +25,9 @@
  * reset mode). The libpq drop-in sets it on every lease.
  */
 #define FP_LEASE_LOCAL_CLEAN_DIRTY (1u << 16)
-#define FP_MY_CACHE_MAX            8
 
-/*
- * A released MySQL handle kept for the next lease of the same session in the
- * same process (fp_my_cache_put): its socket is an unconnected dummy, it has
- * no statement, no result and no status callback.
- */
-struct fp_my_cached {
-        struct st_mysql *my;
-        uint64_t slot;             /* lease_id >> 32: pool id and slot index */
-        struct fp_lease_mysql was; /* the lease it was adopted for */
-};
+/* A handle's cache of released MySQL handles: adopt_mysql.c's, under its own lock. */
+struct fp_my_cache;
 
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
@@ -49,14 +41,13 @@ struct forkpool {
         struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */
         size_t n_pending;
-        struct fp_segment segment;   /* forkpool_pool_state()'s read-only mapping */
-        pid_t segment_pid;           /* the process that mapped it */
-        uint64_t segment_checked_ms; /* CLOCK_MONOTONIC of the last look at the name's inode */
-        struct fp_my_cached my_cache[FP_MY_CACHE_MAX]; /* oldest first; this process's */
+        struct fp_segment segment;    /* forkpool_pool_state()'s read-only mapping */
+        pid_t segment_pid;            /* the process that mapped it */
+        uint64_t segment_checked_ms;  /* CLOCK_MONOTONIC of the last look at the name's inode */
+        struct fp_my_cache *my_cache; /* adopt_mysql.c's (NULL: none yet); not under io_lock */
         /* The session this process would like back (fp_prefer_lease), for acquires of that pool. */
         uint64_t prefer_lease_id;
         char prefer_pool[FP_NAME_MAX];
-        size_t n_my_cache;
 };
 
 /*
@@ -94,7 +85,7 @@ struct forkpool_lease {
 };
 
 /*
- * Makes a real PGconn on lease->fd as research/adoption.md §A describes: a
+ * Makes a real PGconn on lease->fd as adopt/pgadopt.h describes: a
  * private listener plays the server's part of the startup with the session's
  * real ParameterStatus and BackendKeyData, then the real socket is dup3'ed
  * over libpq's. Returns 0 (lease->pg set, lease->fd now libpq's socket) or a
@@ -191,12 +182,6 @@ int fp_pool_timeout_ms(forkpool *fp, const char *pool);
 int fp_cancel_pg(const struct forkpool_lease *lease);
 
 /*
- * Replaces fd with an unconnected socket (same number), closing the original.
- * Async-signal-safe (used in the fork child handler).
- */
-int fp_neutralize_fd(int fd);
-
-/*
  * The same for a release: one dup3 of a cached unconnected socket (checked to
  * still be ours), falling back to fp_neutralize_fd().
  */
@@ -204,11 +189,23 @@ int fp_release_socket(int fd);
 
 /* In a child after fork: the modules' process-wide locks start unlocked. */
 void fp_adopt_pg_atfork_child(void);
-void fp_adopt_mysql_atfork_child(void);
 void fp_pool_state_atfork_child(void);
 
 /*
- * Makes a real MYSQL on lease->fd as research/adoption.md §B describes: a
+ * Around a fork (the atfork handlers, after every fp->io_lock is taken):
+ * prepare takes the MySQL handle caches' lock, so that the child finds every
+ * cache whole; parent gives it back; child forgets the parent's cached
+ * handles (never reused nor mysql_close()d: their memory is left to the
+ * child's exit; only the child's copies of their dummy sockets are closed,
+ * which writes nothing) and gives the lock back. child runs only after
+ * prepare.
+ */
+void fp_adopt_mysql_atfork_prepare(void);
+void fp_adopt_mysql_atfork_parent(void);
+void fp_adopt_mysql_atfork_child(void);
+
+/*
+ * Makes a real MYSQL on lease->fd as adopt/myadopt.h describes: a
  * private listener plays the server's part of the handshake with the real
  * session's values and checks the client's capabilities against the
  * session's, then the real socket is dup3'ed over the library's. A handle
@@ -240,18 +237,11 @@ void fp_abandon_mysql(struct forkpool_lease *lease);
 void fp_release_mysql_cached(struct forkpool_lease *lease);
 
 /*
- * Closes the handles of fp's cache (this process's; a child's inherited ones
- * are only forgotten, see fp_my_cache_forget). Takes fp->io_lock.
+ * Closes the handles of fp's cache and frees it (a parent's handles inherited
+ * by a fork that bypassed the atfork handlers are only forgotten). Call
+ * without fp->io_lock.
  */
 void fp_my_cache_close(forkpool *fp);
-
-/*
- * In a child after fork (fp->io_lock held or the atfork child handler): the
- * parent's cached handles are forgotten, never reused nor mysql_close()d
- * (their memory is left to the child's exit); only the child's copies of
- * their dummy sockets are closed. Writes nothing. Async-signal-safe.
- */
-void fp_my_cache_forget(forkpool *fp);
 
 /* Detach: the caller keeps lease->my; the lease lets go of it. */
 void fp_forget_mysql(struct forkpool_lease *lease);

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The server's part of a MySQL handshake, played with a leased session's values.
 
-The same method as libforkpool's adoption for Connector/C (common/myadopt.c):
+The same method as libforkpool's adoption for Connector/C (adopt/myadopt.c):
 the client library connects to something of ours, we send the greeting of
 the real session (version, thread id, capabilities, collation, status,
 scramble), read its HandshakeResponse, check that it asks for what the

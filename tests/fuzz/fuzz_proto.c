@@ -45,7 +45,7 @@ static volatile size_t fuzz_sink;
 
 /*
  * A packed "name\0value\0" list of params_len bytes in a field of cap bytes,
- * checked and used as its receivers do (agent/control.c, agent/pgconn.c,
+ * checked and used as its receivers do (agent/control.c, agent/drivers/pgconn.c,
  * worker/forkpool.c, worker/adopt_pg.c).
  */
 static void fuzz_params(const char *params, size_t cap, uint32_t params_len)
@@ -150,7 +150,7 @@ static void fuzz_admin(const struct fp_msg_admin *msg)
         fuzz_sink += strlen(msg->pool) + msg->command + msg->arg;
 }
 
-/* forkpoolctl's handling of an admin reply (agent/ctl_commands.c). */
+/* forkpoolctl's handling of an admin reply (ctl/ctl_commands.c). */
 static void fuzz_admin_ok(const struct fp_msg_admin_ok *msg)
 {
         char text[FP_ERRTEXT_MAX];

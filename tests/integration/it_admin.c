@@ -77,9 +77,8 @@ static void test_reload(void)
         itest_sh(good, sizeof(good), "cat %s", s.config);
         write_text(s.config, "[pool main]\npool_size = nope\n");
         kill(s.pid, SIGHUP);
-        usleep(300000);
-        itest_sh(log, sizeof(log), "cat %s", s.log);
-        CHECK(strstr(log, "reload rejected"));
+        CHECK_SOON((itest_sh(log, sizeof(log), "cat %s", s.log), strstr(log, "reload rejected")),
+                   5000, "no rejected reload in the log:\n%s", log);
         CHECK(itest_pool(&s).pool_size == 2);
 
         forkpool *fp;
@@ -94,10 +93,8 @@ static void test_reload(void)
         p[strlen("pool_size = ")] = '4';
         write_text(s.config, good);
         kill(s.pid, SIGHUP);
-        int64_t end = itest_now_ms() + 3000;
-        while (itest_pool(&s).pool_size != 4 && itest_now_ms() < end)
-                usleep(10000);
-        CHECK(itest_pool(&s).pool_size == 4);
+        CHECK_SOON(itest_pool(&s).pool_size == 4, 3000, "pool_size %d after the reload",
+                   (int)itest_pool(&s).pool_size);
         CHECK(itest_pool(&s).overflow == -3); /* one connection exists: O = 1 - 4 */
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &lease));
         CHECK_OK(forkpool_release(lease));
@@ -176,7 +173,7 @@ static void test_forkpoolctl_status(void)
         CHECK_OK(forkpool_acquire(fp, "main", 2000, &b));
         CHECK(forkpool_lease_pg(a));
         CHECK_OK(forkpool_release(a));
-        usleep(100000);
+        CHECK_SOON(itest_pool(&s).checked_in == 1, 5000, "the release was not handled");
 
         CHECK(itest_sh(out, sizeof(out), "%s --socket %s status", FP_FORKPOOLCTL_PATH, s.socket) ==
               0);
@@ -352,7 +349,78 @@ static void test_events_and_url_check(void)
         CHECK(strstr(out, "TLS"));
 }
 
+/* The application_name of the session a lease of pool has. */
+static char *lease_app(forkpool *fp, const char *pool, char *buf, size_t len)
+{
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_acquire(fp, pool, 5000, &lease));
+        PGconn *c = forkpool_lease_pg(lease);
+        CHECK(c);
+        snprintf(buf, len, "%s", itest_query(c, "SELECT current_setting('application_name')"));
+        CHECK_OK(forkpool_release(lease));
+        return buf;
+}
+
+/* Writes the supervisor's configuration: its [forkpool] section and the pools given. */
+static void write_pools(const struct itest_sup *s, const char *pools)
+{
+        char text[4096];
+        snprintf(text, sizeof(text), "[forkpool]\nsocket = %s\nshutdown_grace = 5\n\n%s", s->socket,
+                 pools);
+        write_text(s->config, text);
+}
+
+/* A reload that changes a pool's URL, adds a pool, then removes it again. */
+static void test_reload_url_and_pools(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_pool_stats st = FORKPOOL_POOL_STATS_INIT;
+        char main_url[512], second_url[512], pools[2048], app[64];
+
+        snprintf(second_url, sizeof(second_url), "%s", itest_url("it_rl_second"));
+        snprintf(main_url, sizeof(main_url), "%s", itest_url("it_rl_main2"));
+        itest_sup_start(&s, "it_rl_main", "pool_size = 2\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_MSG(strcmp(lease_app(fp, "main", app, sizeof(app)), "it_rl_main") == 0, "app %s",
+                  app);
+        CHECK(forkpool_pool_state(fp, "second", &st) == -ENOENT);
+
+        /* main's URL changes, second is added. */
+        snprintf(pools, sizeof(pools),
+                 "[pool main]\nurl = %s\npool_size = 2\nmax_overflow = 0\n\n"
+                 "[pool second]\nurl = %s\npool_size = 1\n",
+                 main_url, second_url);
+        write_pools(&s, pools);
+        CHECK(kill(s.pid, SIGHUP) == 0);
+        CHECK_SOON(forkpool_pool_state(fp, "second", &st) == 0, 5000,
+                   "pool second did not appear after the reload");
+        CHECK_MSG(strcmp(lease_app(fp, "second", app, sizeof(app)), "it_rl_second") == 0,
+                  "second: app %s", app);
+        /* The connection made for the old URL is not handed out again. */
+        CHECK_MSG(strcmp(lease_app(fp, "main", app, sizeof(app)), "it_rl_main2") == 0,
+                  "main after its URL changed: app %s", app);
+
+        /* second goes away: it refuses acquires and its connection is closed. */
+        snprintf(pools, sizeof(pools), "[pool main]\nurl = %s\npool_size = 2\nmax_overflow = 0\n",
+                 main_url);
+        write_pools(&s, pools);
+        CHECK(kill(s.pid, SIGHUP) == 0);
+        forkpool_lease *lease;
+        int r;
+        CHECK_SOON((r = forkpool_acquire(fp, "second", 1000, &lease)) == -ENOENT ||
+                           (r == 0 && forkpool_release(lease) < 0),
+                   5000, "pool second still serves after its removal (%d)", r);
+        PGconn *admin = itest_admin();
+        CHECK(itest_wait_backends(admin, "it_rl_second", 0, 5000) == 0);
+        CHECK(itest_wait_backends(admin, "it_rl_main", 0, 5000) == 0);
+        PQfinish(admin);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"bad_config_refused", test_bad_config_refused, 60}, {"reload", test_reload, 60},
+           {"reload_url_and_pools", test_reload_url_and_pools, 60},
            {"sigterm_waits_for_leases", test_sigterm_waits_for_leases, 60},
            {"sigterm_grace_revokes", test_sigterm_grace_revokes, 60},
            {"forkpoolctl_status", test_forkpoolctl_status, 60},

@@ -100,13 +100,18 @@ static int count_in_log(const struct itest_sup *s, const char *needle)
         return atoi(out);
 }
 
-static int ctl_dispose(const struct itest_sup *s)
+/* `forkpoolctl dispose main` as uid 65534 with the gid and groups given (setpriv's options). */
+static int ctl_dispose_as(const struct itest_sup *s, const char *groups)
 {
         char out[4096];
         return itest_sh(out, sizeof(out),
-                        "setpriv --reuid=65534 --regid=0 --clear-groups %s --socket %s dispose "
-                        "main 2>&1",
+                        "setpriv --reuid=65534 %s %s --socket %s dispose main 2>&1", groups,
                         FP_FORKPOOLCTL_PATH, s->socket);
+}
+
+static int ctl_dispose(const struct itest_sup *s)
+{
+        return ctl_dispose_as(s, "--regid=0 --clear-groups");
 }
 
 /* Item 3: admin_users is re-read on reload, so a removed admin loses its rights. */
@@ -127,6 +132,28 @@ static void test_reload_applies_admin_users(void)
         while ((status = ctl_dispose(&s)) == 0 && itest_now_ms() < end)
                 usleep(50000);
         CHECK_MSG(status == 1, "nobody still runs admin commands after the reload");
+        CHECK(count_in_log(&s, "may not\\|not in admin_users") >= 1);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/*
+ * admin_groups: a peer runs admin commands when one of its groups is listed,
+ * its primary or a supplementary one; not otherwise, even when it may lease.
+ */
+static void test_admin_groups(void)
+{
+        struct itest_sup s;
+
+        itest_sup_start(&s, "it_h_admin_groups", NULL,
+                        "allow_users = root, nobody\nadmin_groups = 65534\n");
+        /* gid 0 (for the 0660 socket), no other group: not an admin. */
+        CHECK_MSG(ctl_dispose(&s) == 1, "a peer outside admin_groups ran an admin command");
+        /* The listed group as a supplementary group. */
+        CHECK_MSG(ctl_dispose_as(&s, "--regid=0 --groups=65534") == 0,
+                  "a peer with admin group 65534 among its groups could not dispose");
+        /* Its primary group listed (the socket is reached through group 0 among its groups). */
+        CHECK_MSG(ctl_dispose_as(&s, "--regid=65534 --groups=0") == 0,
+                  "a peer whose primary group is admin group 65534 could not dispose");
         CHECK(count_in_log(&s, "may not\\|not in admin_users") >= 1);
         CHECK(itest_sup_stop(&s) == 0);
 }
@@ -669,6 +696,7 @@ static void test_events_follow_ends(void)
 }
 
 ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
+           {"admin_groups", test_admin_groups, 60},
            {"reload_applies_allow_users", test_reload_applies_allow_users, 60},
            {"connection_limits", test_connection_limits, 90},
            {"hello_timeout", test_hello_timeout, 60},

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "forkpool.h"
 #include "segment.h"
@@ -46,6 +47,22 @@
                 if (_r < 0)                                                                        \
                         itest_fail(__FILE__, __LINE__, "%s = %d (%s; %s)", #expr, _r,              \
                                    forkpool_strerror(_r), forkpool_last_error());                  \
+        } while (0)
+
+/*
+ * Re-evaluates cond (an expression, which may assign what it looks at) every
+ * 5 ms until it is true or timeout_ms have passed; then checks it, failing
+ * the test with msg (printf arguments) if it never became true. For what
+ * happens asynchronously (a release, a reclaim, a restart): the test waits
+ * for the state it asserts, not for a time.
+ */
+#define CHECK_SOON(cond, timeout_ms, ...)                                                          \
+        do {                                                                                       \
+                int64_t _end = itest_now_ms() + (timeout_ms);                                      \
+                while (!(cond) && itest_now_ms() < _end)                                           \
+                        usleep(5000);                                                              \
+                if (!(cond))                                                                       \
+                        itest_fail(__FILE__, __LINE__, __VA_ARGS__);                               \
         } while (0)
 
 _Noreturn void itest_fail(const char *file, int line, const char *fmt, ...)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_pgtrace.c — the cancel key read from libpq's protocol trace
- * (agent/pgtrace.c): libpq 15's format is read, with and without
+ * (agent/drivers/pgtrace.c): libpq 15's format is read, with and without
  * timestamps; libpq 18's longer keys and anything malformed are refused,
  * never read as a wrong key.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_pool.c — QueuePool accounting (agent/pool.c) against SQLAlchemy's
- * observable behaviour (research/sqlalchemy_pool.md §2): counts, the status
+ * observable behaviour (README: Pool semantics): counts, the status
  * line, when connections are discarded, waiter order and timeouts, failed
  * connects, dead clients and dispose. The pool's I/O is replaced by a
  * recorder: connects complete when the test says so.

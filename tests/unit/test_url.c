@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_url.c — unit tests of the URL parser (agent/url.h).
+ * test_url.c — unit tests of the URL parser (base/url.h).
  */
 #include <errno.h>
 #include <setjmp.h>

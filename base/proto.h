@@ -147,7 +147,7 @@ struct fp_msg_error {
         char text[FP_ERRTEXT_MAX];
 };
 
-/* What a worker needs to adopt a PostgreSQL connection (research/adoption.md §A). */
+/* What a worker needs to adopt a PostgreSQL connection (adopt/pgadopt.h). */
 struct fp_lease_pg {
         int32_t backend_pid;
         int32_t cancel_key;
@@ -169,7 +169,7 @@ struct fp_lease_pg {
 /*
  * What a worker needs to adopt a MySQL/MariaDB connection: the real session's
  * handshake values, mirrored in the greeting its client library reads
- * (research/adoption.md §B).
+ * (adopt/myadopt.h).
  */
 struct fp_lease_mysql {
         uint32_t thread_id;

@@ -2,7 +2,7 @@
 /*
  * pgadopt.h — a real PGconn on an already-authenticated PostgreSQL socket,
  * made by playing the server's part of the startup with the session's own
- * values (research/adoption.md §A). Used by libforkpool for every lease and by
+ * values (pgadopt.c says how). Used by libforkpool for every lease and by
  * forkpoold for the connections it gets back from systemd's fd store.
  */
 #ifndef FORKPOOL_PGADOPT_H

@@ -50,7 +50,6 @@ int ctl_is_extra_command(const char *name)
 /* Sends one admin message and prints the answer. Returns the exit status. */
 static int admin_send(const char *socket_path, uint32_t command, const char *pool, uint32_t arg)
 {
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
         union {
                 struct fp_msg_hdr hdr;
                 struct fp_msg_error error;
@@ -60,15 +59,12 @@ static int admin_send(const char *socket_path, uint32_t command, const char *poo
         struct fp_msg_admin msg;
         struct pollfd p;
 
-        if (strlen(socket_path) >= sizeof(addr.sun_path))
+        int fd = fp_connect_seqpacket(socket_path);
+        if (fd == -ENAMETOOLONG)
                 return usage_error("socket path too long");
-        memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        if (fd < 0) {
                 fprintf(stderr, "forkpoolctl: no forkpoold is listening on %s: %s\n", socket_path,
-                        strerror(errno));
-                if (fd >= 0)
-                        close(fd);
+                        strerror(-fd));
                 return EXIT_FAILED;
         }
         fp_msg_init(&msg.hdr, FP_OP_ADMIN, sizeof(msg), 1);

@@ -4,7 +4,7 @@
  * socket (myadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §B): Connector/C connects, with its
+ * The method: Connector/C connects, with its
  * non-blocking API, to a private Unix socket of this process (adoptsock.c: a
  * socket file in a fresh 0700 directory, which no other uid can reach); we
  * play the server's part of the handshake with the real session's values —
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "adoptsock.h"
+#include "bytes.h"
 #include "sockio.h"
 
 #define STEP_TIMEOUT_MS         2000
@@ -45,36 +46,6 @@ void fp_my_adopt_atfork_child(void)
 {
         /* A thread of the parent may have held it at fork; it is not here. */
         pthread_mutex_init(&adopt_lock, NULL);
-}
-
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-        struct pollfd p = {.fd = fd, .events = events};
-        int n;
-        do
-                n = poll(&p, 1, timeout_ms);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return -errno;
-        return n == 0 ? -ETIMEDOUT : (int)p.revents;
-}
-
-static void put_u16(unsigned char **p, uint32_t v)
-{
-        (*p)[0] = (unsigned char)(v & 0xff);
-        (*p)[1] = (unsigned char)((v >> 8) & 0xff);
-        *p += 2;
-}
-
-static void put_u32(unsigned char **p, uint32_t v)
-{
-        put_u16(p, v & 0xffff);
-        put_u16(p, v >> 16);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Frames payload[0..len) as one packet with sequence number seq and sends it. */
@@ -103,19 +74,19 @@ static int send_greeting(int fd, const struct fp_lease_mysql *info)
         memcpy(p, info->server_version, vlen);
         p += vlen;
         *p++ = '\0';
-        put_u32(&p, info->thread_id);
+        fp_put_le32(&p, info->thread_id);
         memcpy(p, info->scramble, 8);
         p += 8;
         *p++ = '\0';
-        put_u16(&p, caps & 0xffff);
+        fp_put_le16(&p, caps & 0xffff);
         *p++ = (unsigned char)info->server_language;
-        put_u16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
-        put_u16(&p, caps >> 16);
+        fp_put_le16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
+        fp_put_le16(&p, caps >> 16);
         *p++ = FP_MY_SCRAMBLE_LEN + 1;
         memset(p, 0, 6);
         p += 6;
         /* MariaDB's extended capabilities, read when CLIENT_MYSQL is clear. */
-        put_u32(&p, (caps & CLIENT_MYSQL) ? 0 : info->server_ext_capabilities);
+        fp_put_le32(&p, (caps & CLIENT_MYSQL) ? 0 : info->server_ext_capabilities);
         memcpy(p, info->scramble + 8, FP_MY_SCRAMBLE_LEN - 8);
         p += FP_MY_SCRAMBLE_LEN - 8;
         *p++ = '\0';
@@ -143,7 +114,7 @@ static int check_response(int fd, const struct fp_lease_mysql *info, char *why, 
         if (r < 0)
                 return r;
 
-        uint32_t got = get_u32(body) & ~(uint32_t)CAPS_IGNORED;
+        uint32_t got = fp_get_le32(body) & ~(uint32_t)CAPS_IGNORED;
         uint32_t want = info->client_flag & ~(uint32_t)CAPS_IGNORED;
         if (got != want) {
                 snprintf(why, whylen,
@@ -155,7 +126,7 @@ static int check_response(int fd, const struct fp_lease_mysql *info, char *why, 
                 return -EPROTO;
         }
         if (!(info->server_capabilities & CLIENT_MYSQL)) {
-                uint32_t got_ext = get_u32(body + 28);
+                uint32_t got_ext = fp_get_le32(body + 28);
                 if (got_ext != info->client_ext_flag) {
                         snprintf(why, whylen,
                                  "capability mismatch: this process's MySQL client library asks "
@@ -182,8 +153,8 @@ static int send_ok(int fd, const struct fp_lease_mysql *info)
         *p++ = 0x00; /* OK */
         *p++ = 0x00; /* affected rows */
         *p++ = 0x00; /* insert id */
-        put_u16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
-        put_u16(&p, 0); /* warnings */
+        fp_put_le16(&p, info->server_status & ~(uint32_t)SERVER_SESSION_STATE_CHANGED);
+        fp_put_le16(&p, 0); /* warnings */
         return send_packet(fd, 2, buf, sizeof(buf));
 }
 
@@ -194,7 +165,7 @@ static void send_refusal(int fd, const char *why)
         if (n > sizeof(buf) - 16)
                 n = sizeof(buf) - 16;
         *p++ = 0xff;
-        put_u16(&p, ER_HANDSHAKE_ERROR_CODE);
+        fp_put_le16(&p, ER_HANDSHAKE_ERROR_CODE);
         memcpy(p, "#08S01", 6);
         p += 6;
         memcpy(p, why, n);
@@ -268,7 +239,7 @@ static int adopt_once(int real_fd, const struct fp_lease_mysql *info, fp_my_stat
                         short events = (short)((status & MYSQL_WAIT_READ ? POLLIN : 0) |
                                                (status & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
                                                (status & MYSQL_WAIT_EXCEPT ? POLLPRI : 0));
-                        int rev = wait_fd(mysql_get_socket(m), events, STEP_TIMEOUT_MS);
+                        int rev = fp_poll_fd(mysql_get_socket(m), events, STEP_TIMEOUT_MS);
                         if (rev < 0) {
                                 r = rev;
                                 break;

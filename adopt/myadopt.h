@@ -2,7 +2,7 @@
 /*
  * myadopt.h — a real MYSQL * on an already-authenticated MySQL/MariaDB
  * socket, made by playing the server's part of the handshake with the
- * session's own values (research/adoption.md §B). Used by libforkpool for
+ * session's own values (myadopt.c says how). Used by libforkpool for
  * every lease and by forkpoold for the connections it gets back from
  * systemd's fd store.
  */

@@ -4,7 +4,7 @@
  * socket (pgadopt.h), for the worker's leases and the supervisor's restored
  * connections alike.
  *
- * The method (research/adoption.md §A): libpq connects to a private Unix
+ * The method: libpq connects to a private Unix
  * socket of this process (adoptsock.c: a socket file in a fresh 0700
  * directory, which no other uid can reach); we answer its StartupMessage with
  * the real session's AuthenticationOk, ParameterStatus values, BackendKeyData
@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "adoptsock.h"
+#include "bytes.h"
 #include "sockio.h"
 
 #define FAKE_PORT         "5432"
@@ -48,13 +49,6 @@ void fp_pg_adopt_atfork_child(void)
         pthread_mutex_init(&adopt_lock, NULL);
 }
 
-static void put_u32(char **p, uint32_t v)
-{
-        v = htonl(v);
-        memcpy(*p, &v, 4);
-        *p += 4;
-}
-
 /* Builds AuthenticationOk, ParameterStatus…, BackendKeyData, ReadyForQuery. */
 static size_t build_startup_reply(const struct fp_lease_pg *info, uint32_t txn, char *buf,
                                   size_t cap)
@@ -62,8 +56,8 @@ static size_t build_startup_reply(const struct fp_lease_pg *info, uint32_t txn, 
         char *p = buf;
 
         *p++ = 'R';
-        put_u32(&p, 8);
-        put_u32(&p, 0);
+        fp_put_be32(&p, 8);
+        fp_put_be32(&p, 0);
 
         size_t pos = 0;
         while (pos < info->params_len) {
@@ -73,7 +67,7 @@ static size_t build_startup_reply(const struct fp_lease_pg *info, uint32_t txn, 
                 if ((size_t)(p - buf) + 5 + nlen + vlen + 32 > cap)
                         break;
                 *p++ = 'S';
-                put_u32(&p, (uint32_t)(4 + nlen + vlen));
+                fp_put_be32(&p, (uint32_t)(4 + nlen + vlen));
                 memcpy(p, name, nlen);
                 p += nlen;
                 memcpy(p, value, vlen);
@@ -82,12 +76,12 @@ static size_t build_startup_reply(const struct fp_lease_pg *info, uint32_t txn, 
         }
 
         *p++ = 'K';
-        put_u32(&p, 12);
-        put_u32(&p, (uint32_t)info->backend_pid);
-        put_u32(&p, (uint32_t)info->cancel_key);
+        fp_put_be32(&p, 12);
+        fp_put_be32(&p, (uint32_t)info->backend_pid);
+        fp_put_be32(&p, (uint32_t)info->cancel_key);
 
         *p++ = 'Z';
-        put_u32(&p, 5);
+        fp_put_be32(&p, 5);
         *p++ = txn == FP_TXN_INTRANS ? 'T' : txn == FP_TXN_INERROR ? 'E' : 'I';
         return (size_t)(p - buf);
 }
@@ -145,8 +139,7 @@ static int auth_options(void)
 
 /*
  * Reads and checks libpq's StartupMessage on our side of its connection
- * (anything but protocol 3.0 from this process is refused: research/
- * adoption.md §A pitfall 3).
+ * (anything but protocol 3.0 from this process is refused).
  */
 static int read_startup(int srv)
 {

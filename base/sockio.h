@@ -28,9 +28,22 @@ int fp_send_msg(int sock, const void *buf, size_t len, int fd, int flags);
 ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags);
 
 /*
- * Waits up to timeout_ms for events (POLLIN, POLLOUT) on fd. Returns 0,
- * -ETIMEDOUT or a negative errno.
+ * Connects a new SOCK_SEQPACKET socket (close-on-exec, blocking) to the Unix
+ * socket at path, forkpoold's control socket. Returns the descriptor, or
+ * -ENAMETOOLONG (path does not fit a socket address), or the negative errno
+ * of socket() or connect() (-ENOENT: no such socket; -ECONNREFUSED: nobody
+ * listening on it).
  */
+int fp_connect_seqpacket(const char *path);
+
+/*
+ * Waits up to timeout_ms for events (POLLIN, POLLOUT) on fd, through
+ * signals. Returns what happened (poll's revents, > 0), -ETIMEDOUT or a
+ * negative errno.
+ */
+int fp_poll_fd(int fd, short events, int timeout_ms);
+
+/* fp_poll_fd(), returning 0 when something happened. */
 int fp_wait_fd(int fd, short events, int timeout_ms);
 
 /*

@@ -7,7 +7,7 @@
  * The supervisor's PGconn is never read while the connection is leased: its
  * event source is disabled from the moment it is handed out. Its cached
  * session state goes stale during a lease; the worker's report at release and
- * the reset's own reports make the cache true again (research/adoption.md §A.7).
+ * the reset's own reports make the cache true again.
  */
 #ifndef FORKPOOL_PGCONN_H
 #define FORKPOOL_PGCONN_H

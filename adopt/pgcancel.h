@@ -13,6 +13,12 @@
 #define FP_PG_CANCEL_REQUEST_CODE 80877102
 
 /*
+ * Writes the 16 bytes of CancelRequest(backend_pid, cancel_key) into packet,
+ * in network byte order, ready to send.
+ */
+void fp_pg_cancel_packet(uint32_t packet[4], int32_t backend_pid, int32_t cancel_key);
+
+/*
  * Connects to the server at addr, sends CancelRequest(backend_pid,
  * cancel_key) and waits up to timeout_ms for the server to close the
  * connection (it does once it has handled the request). Returns 0 when the

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define MAX_FDS_ACCEPTED 4
@@ -92,7 +93,7 @@ ssize_t fp_recv_msg(int sock, void *buf, size_t cap, int *ret_fd, int flags)
         return n;
 }
 
-int fp_wait_fd(int fd, short events, int timeout_ms)
+int fp_poll_fd(int fd, short events, int timeout_ms)
 {
         struct pollfd p = {.fd = fd, .events = events};
         int n;
@@ -101,7 +102,13 @@ int fp_wait_fd(int fd, short events, int timeout_ms)
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
-        return n == 0 ? -ETIMEDOUT : 0;
+        return n == 0 ? -ETIMEDOUT : (int)p.revents;
+}
+
+int fp_wait_fd(int fd, short events, int timeout_ms)
+{
+        int r = fp_poll_fd(fd, events, timeout_ms);
+        return r < 0 ? r : 0;
 }
 
 int fp_write_full(int fd, const void *buf, size_t len)
@@ -139,4 +146,23 @@ int fp_read_full(int fd, void *buf, size_t len, int timeout_ms)
                         return r;
         }
         return 0;
+}
+
+int fp_connect_seqpacket(const char *path)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        size_t len = strlen(path);
+
+        if (len >= sizeof(addr.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(addr.sun_path, path, len + 1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
 }

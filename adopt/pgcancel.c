@@ -9,13 +9,22 @@
 #include <poll.h>
 #include <unistd.h>
 
+void fp_pg_cancel_packet(uint32_t packet[4], int32_t backend_pid, int32_t cancel_key)
+{
+        packet[0] = htonl(16);
+        packet[1] = htonl(FP_PG_CANCEL_REQUEST_CODE);
+        packet[2] = htonl((uint32_t)backend_pid);
+        packet[3] = htonl((uint32_t)cancel_key);
+}
+
 int fp_pg_cancel_request(const struct sockaddr *addr, socklen_t addr_len, int32_t backend_pid,
                          int32_t cancel_key, int timeout_ms)
 {
-        uint32_t packet[4] = {htonl(16), htonl(FP_PG_CANCEL_REQUEST_CODE),
-                              htonl((uint32_t)backend_pid), htonl((uint32_t)cancel_key)};
+        uint32_t packet[4];
         size_t done = 0;
         int fd, r = 0;
+
+        fp_pg_cancel_packet(packet, backend_pid, cancel_key);
 
         fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)

@@ -16,8 +16,12 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "fdutil.h"
 #include "log.h"
+#include "pgadopt.h"
+#include "pgcancel.h"
 #include "pgtrace.h"
+#include "text.h"
 
 enum pgconn_phase {
         PGCONN_CONNECTING,
@@ -119,26 +123,10 @@ static void pgconn_free(struct fp_pgconn *pc)
         free(pc);
 }
 
-/* Turns libpq's multi-line error text into one line. */
-static void one_line(const char *in, char *out, size_t len)
-{
-        size_t j = 0;
-        for (size_t i = 0; in && in[i] && j + 1 < len; i++) {
-                char c = in[i];
-                if (c == '\n') {
-                        if (in[i + 1] == '\0')
-                                break;
-                        c = ' ';
-                }
-                out[j++] = c;
-        }
-        out[j] = '\0';
-}
-
 static void pgconn_fail_connect(struct fp_pgconn *pc, int error, const char *why)
 {
         char text[FP_ERRTEXT_MAX];
-        one_line(why, text, sizeof(text));
+        fp_one_line(why, text, sizeof(text));
         fp_db_connect_cb cb = pc->connect_cb;
         void *userdata = pc->userdata;
         pgconn_free(pc);
@@ -207,7 +195,7 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
                 break;
         }
 
-        /* Connected. A TLS session cannot move between processes (adoption.md §0). */
+        /* Connected. A TLS session cannot move between processes. */
         if (PQsslInUse(pc->conn)) {
                 pgconn_fail_connect(pc, -EPROTO,
                                     "the server negotiated TLS, which forkpool "
@@ -339,7 +327,7 @@ static void run_finish(struct fp_pgconn *pc, int error, const char *text)
 static void run_fail_connection(struct fp_pgconn *pc)
 {
         char text[FP_ERRTEXT_MAX];
-        one_line(PQerrorMessage(pc->conn), text, sizeof(text));
+        fp_one_line(PQerrorMessage(pc->conn), text, sizeof(text));
         run_finish(pc, -ECONNRESET, text);
 }
 
@@ -376,7 +364,7 @@ static void run_take_result(struct fp_pgconn *pc, PGresult *res)
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY &&
                    pc->run_error == 0) {
                 pc->run_error = -EIO;
-                one_line(PQresultErrorMessage(res), pc->run_text, sizeof(pc->run_text));
+                fp_one_line(PQresultErrorMessage(res), pc->run_text, sizeof(pc->run_text));
         }
 }
 
@@ -715,10 +703,7 @@ static void send_cancel(const struct fp_pgconn *pc)
         struct pending_cancel *pcx = calloc(1, sizeof(*pcx));
         if (!pcx)
                 return;
-        pcx->packet[0] = htonl(16);
-        pcx->packet[1] = htonl(80877102);
-        pcx->packet[2] = htonl((uint32_t)pc->backend_pid);
-        pcx->packet[3] = htonl((uint32_t)pc->cancel_key);
+        fp_pg_cancel_packet(pcx->packet, pc->backend_pid, pc->cancel_key);
         pcx->fd = socket(pc->server_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (pcx->fd < 0 ||
             (connect(pcx->fd, (const struct sockaddr *)&pc->server_addr, pc->server_addr_len) < 0 &&
@@ -823,11 +808,7 @@ static void pg_forget(void *conn)
         struct fp_pgconn *pc = conn;
         /* The worker owns the session now: PQfinish's Terminate must not reach it. */
         if (pc->conn && PQsocket(pc->conn) >= 0) {
-                int dummy = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (dummy >= 0) {
-                        (void)dup3(dummy, PQsocket(pc->conn), O_CLOEXEC);
-                        close(dummy);
-                }
+                (void)fp_neutralize_fd(PQsocket(pc->conn));
         }
         pgconn_free(pc);
 }
@@ -853,6 +834,32 @@ static void pg_describe(const void *conn, struct fp_msg_lease *msg)
         fp_pgconn_describe(conn, &msg->pg, &msg->txn);
 }
 
+static void pg_save(const void *conn, struct fp_saved_slot *s)
+{
+        fp_pgconn_describe(conn, &s->pg, &s->txn);
+}
+
+static int pg_restore(sd_event *event, void *prepared, int fd, const struct fp_saved_slot *s,
+                      void **ret)
+{
+        PGconn *conn;
+        struct fp_pgconn *pc;
+        (void)prepared;
+
+        int r = fp_pg_adopt(fd, &s->pg, s->txn, &conn);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        r = fp_pgconn_restore(event, conn, &s->pg, s->txn, &pc);
+        if (r < 0) {
+                PQfinish(conn);
+                return r;
+        }
+        *ret = pc;
+        return 0;
+}
+
 const struct fp_db_driver fp_pg_driver = {
         .name = "postgresql",
         .kind = FP_DB_POSTGRES,
@@ -866,4 +873,6 @@ const struct fp_db_driver fp_pg_driver = {
         .socket = pg_socket,
         .backend_id = pg_backend_id,
         .describe = pg_describe,
+        .save = pg_save,
+        .restore = pg_restore,
 };
