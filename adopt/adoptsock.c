@@ -47,6 +47,7 @@
  *   skipped), so another user taking it changes nothing but that.
  */
 #include "adoptsock.h"
+#include "selfpid.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -124,7 +125,8 @@ static void sweep_stale(const char *base)
                 const char *p = e->d_name + strlen(DIR_PREFIX);
                 char *end;
                 long pid = strtol(p, &end, 10);
-                if (end == p || *end != '.' || strlen(end + 1) != 6 || pid <= 0 || pid == getpid())
+                if (end == p || *end != '.' || strlen(end + 1) != 6 || pid <= 0 ||
+                    pid == fp_self_pid())
                         continue;
                 struct stat st;
                 if (fstatat(bfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
@@ -203,7 +205,7 @@ static int bind_listen(struct fp_adopt_listener *l)
 
 int fp_adopt_listener_open(struct fp_adopt_listener *l)
 {
-        pid_t pid = getpid();
+        pid_t pid = fp_self_pid();
         uid_t uid = geteuid();
         char base[FP_ADOPT_SOCK_PATH_MAX];
         int fd, r;
@@ -256,7 +258,7 @@ void fp_adopt_listener_reset(struct fp_adopt_listener *l)
         if (l->fd >= 0)
                 close(l->fd); /* in a child after fork: only our copy */
         /* The files are the parent's if we are its child: leave them. */
-        if (l->fd >= 0 && l->pid == getpid() && l->dir[0]) {
+        if (l->fd >= 0 && l->pid == fp_self_pid() && l->dir[0]) {
                 (void)unlink(l->path);
                 (void)rmdir(l->dir);
         }
@@ -293,7 +295,7 @@ int fp_adopt_listener_accept(struct fp_adopt_listener *l, int timeout_ms)
                 struct ucred cred;
                 socklen_t clen = sizeof(cred);
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
-                    cred.pid == getpid())
+                    cred.pid == fp_self_pid())
                         return fd;
                 close(fd); /* not ours: skip it */
                 if (now_ms() >= deadline)
@@ -307,7 +309,7 @@ __attribute__((destructor)) static void adoptsock_cleanup(void)
         unsigned n = __atomic_load_n(&registry_count, __ATOMIC_ACQUIRE);
         for (unsigned i = 0; i < n && i < REGISTRY_SLOTS; i++) {
                 struct fp_adopt_listener *l = __atomic_load_n(&registry[i], __ATOMIC_ACQUIRE);
-                if (l && l->fd >= 0 && l->pid == getpid())
+                if (l && l->fd >= 0 && l->pid == fp_self_pid())
                         fp_adopt_listener_reset(l);
         }
 }

@@ -8,6 +8,16 @@
  * its death is noticed even if a child still holds the socket. Malformed
  * messages are answered with an error and change nothing.
  *
+ * The clients' sockets are watched by an epoll instance of their own, itself
+ * one source of the event loop: a wakeup takes every ready client from it at
+ * once and handles one message of each (level-triggered: a client with more
+ * queued is ready again in the next round). The event loop dispatches one
+ * source per iteration and asks the kernel again for every ready descriptor
+ * each time, which with a source per client cost each message a pass over all
+ * the clients that had one queued; this way a message costs O(1) however many
+ * clients are waiting, no read ends in EAGAIN, and a client that floods takes
+ * its turn with the others.
+ *
  * What one peer can make forkpoold hold is bounded: connections per uid and
  * per pid, acquires queued per connection, and the time a connection may stay
  * silent before its first message. A refused connection is answered with the
@@ -41,6 +51,14 @@
 #include "control.h"
 
 #define MESSAGES_PER_WAKEUP 64
+/* Ready clients taken from the clients' epoll per round (one message each). */
+#define CLIENTS_PER_ROUND 64
+/*
+ * Rounds per wakeup, before the event loop's other sources (timers, exits,
+ * the listener) get their turn: a worker's release and its next acquire,
+ * queued together, take one wakeup.
+ */
+#define ROUNDS_PER_WAKEUP   16
 #define MAX_PEER_GROUPS     256
 #define REFUSED_LINGER_USEC (2 * 1000 * 1000)
 /* Refused connections lingering for their answer at most; beyond, closed unanswered. */
@@ -73,7 +91,7 @@ struct fp_client {
         gid_t gid;
         gid_t groups[MAX_PEER_GROUPS]; /* supplementary groups (SO_PEERGROUPS) */
         size_t n_groups;
-        sd_event_source *io;
+        bool watched; /* in sup->clients_epfd */
         sd_event_source *pid_src;
         sd_event_source *refused_timer; /* set for a refused peer: closes it soon */
         sd_event_source *hello_timer;   /* until its first message: closes a silent peer */
@@ -122,16 +140,25 @@ void fp_control_acquire_done(struct fp_client *client)
                 client->n_waiting--;
 }
 
+/* Stops watching the client's socket (before it is closed or the client freed). */
+static void client_unwatch(struct fp_client *client)
+{
+        if (!client->watched)
+                return;
+        (void)epoll_ctl(client->sup->clients_epfd, EPOLL_CTL_DEL, client->fd, NULL);
+        client->watched = false;
+}
+
 static void client_free(struct fp_client *client)
 {
         LIST_REMOVE(client, link);
+        client_unwatch(client);
         if (client->refused_timer)
                 client->sup->n_refused--;
         if (client->counted) {
                 fp_peercount_sub(&client->sup->conns_by_uid, client->uid);
                 fp_peercount_sub(&client->sup->conns_by_pid, (uint32_t)client->pid);
         }
-        sd_event_source_disable_unref(client->io);
         sd_event_source_disable_unref(client->pid_src);
         sd_event_source_disable_unref(client->refused_timer);
         sd_event_source_disable_unref(client->hello_timer);
@@ -148,7 +175,7 @@ static void client_gone(struct fp_client *client, const char *why)
         log_debug("worker pid %d disconnected (%s)", client->pid, why);
         struct fp_supervisor *sup = client->sup;
         /* Unhook first: reclaiming may serve other clients, never this one. */
-        sd_event_source_set_enabled(client->io, SD_EVENT_OFF);
+        client_unwatch(client);
         fp_supervisor_client_gone(sup, client);
         client_free(client);
 }
@@ -431,15 +458,60 @@ static bool client_read_messages(struct fp_client *client, int max)
         return true;
 }
 
-static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/*
+ * The clients' epoll is readable: rounds of one message from each ready
+ * client (at most CLIENTS_PER_ROUND of them) until none is ready, or
+ * ROUNDS_PER_WAKEUP rounds (the rest are still ready next time). Handling a
+ * client frees no other client, so every pointer taken from the kernel stays
+ * valid for its round.
+ */
+static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-        struct fp_client *client = userdata;
-        (void)s, (void)fd;
+        struct epoll_event events[CLIENTS_PER_ROUND];
+        (void)s, (void)revents, (void)userdata;
 
-        if (!client_read_messages(client, MESSAGES_PER_WAKEUP))
+        for (int round = 0; round < ROUNDS_PER_WAKEUP; round++) {
+                int n = epoll_wait(fd, events, CLIENTS_PER_ROUND, 0);
+                if (n < 0 && errno != EINTR)
+                        log_error_errno(-errno, "cannot wait for the control connections");
+                if (n <= 0)
+                        break;
+                for (int i = 0; i < n; i++) {
+                        struct fp_client *client = events[i].data.ptr;
+                        uint32_t ev = events[i].events;
+                        if ((ev & EPOLLIN) && !client_read_messages(client, 1))
+                                continue;
+                        if ((ev & (EPOLLHUP | EPOLLERR)) && !(ev & EPOLLIN))
+                                client_gone(client, "hang-up");
+                }
+        }
+        return 0;
+}
+
+/* The clients' epoll instance and its source in the event loop, made once. */
+static int clients_epoll_open(struct fp_supervisor *sup)
+{
+        if (sup->clients_epfd >= 0)
                 return 0;
-        if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLIN))
-                client_gone(client, "hang-up");
+        int fd = epoll_create1(EPOLL_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = sd_event_add_io(sup->event, &sup->clients_src, fd, EPOLLIN, on_clients_ready, sup);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        sup->clients_epfd = fd;
+        return 0;
+}
+
+/* Watches the client's socket for messages. Returns 0 or a negative errno. */
+static int client_watch(struct fp_client *client)
+{
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = client};
+        if (epoll_ctl(client->sup->clients_epfd, EPOLL_CTL_ADD, client->fd, &ev) < 0)
+                return -errno;
+        client->watched = true;
         return 0;
 }
 
@@ -528,7 +600,7 @@ static void client_refuse(struct fp_client *client, int error, const char *text)
                 client_free(client);
                 return;
         }
-        r = sd_event_add_io(sup->event, &client->io, client->fd, EPOLLIN, on_client_io, client);
+        r = client_watch(client);
         if (r >= 0)
                 r = sd_event_add_time_relative(sup->event, &client->refused_timer, CLOCK_MONOTONIC,
                                                REFUSED_LINGER_USEC, 0, on_refused_timeout, client);
@@ -643,7 +715,7 @@ static void accept_one(struct fp_supervisor *sup, int fd)
         }
         client->counted = r >= 0;
         if (r >= 0)
-                r = sd_event_add_io(sup->event, &client->io, fd, EPOLLIN, on_client_io, client);
+                r = client_watch(client);
         if (r >= 0)
                 r = sd_event_add_io(sup->event, &client->pid_src, client->pidfd, EPOLLIN,
                                     on_client_exit, client);
@@ -719,6 +791,10 @@ int fp_control_listen(struct fp_supervisor *sup)
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
         int fd, r;
 
+        r = clients_epoll_open(sup);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the epoll instance of the control "
+                                          "connections");
         fd = activated_socket(path);
         if (fd >= 0) {
                 (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -787,6 +863,10 @@ void fp_control_close_all(struct fp_supervisor *sup)
         struct fp_client *client;
         while ((client = LIST_FIRST(&sup->clients)))
                 client_free(client);
+        sup->clients_src = sd_event_source_disable_unref(sup->clients_src);
+        if (sup->clients_epfd >= 0)
+                close(sup->clients_epfd);
+        sup->clients_epfd = -1;
         fp_peercount_done(&sup->conns_by_uid);
         fp_peercount_done(&sup->conns_by_pid);
 }

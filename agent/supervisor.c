@@ -1005,6 +1005,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         memset(sup, 0, sizeof(*sup));
         sup->transport = transport;
         sup->listen_fd = -1;
+        sup->clients_epfd = -1;
         sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
         LIST_INIT(&sup->orphans);

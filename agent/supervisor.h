@@ -70,7 +70,9 @@ struct fp_supervisor {
         int listen_fd;
         sd_event_source *listen_src;
         struct fp_client_list clients;
-        unsigned n_refused; /* refused clients waiting to read their answer */
+        int clients_epfd;             /* the clients' sockets, watched together (control.c) */
+        sd_event_source *clients_src; /* clients_epfd in the event loop */
+        unsigned n_refused;           /* refused clients waiting to read their answer */
         struct fp_peercount conns_by_uid, conns_by_pid; /* served clients (control.c) */
         sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;

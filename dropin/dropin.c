@@ -37,12 +37,13 @@
 #include <unistd.h>
 
 #include "cancel.h"
-#include "conncache.h"
 #include "dropin.h"
+#include "pg_cache.h"
 #include "internal.h"
 #include "pgadopt.h"
 #include "realpq.h"
 #include "target.h"
+#include "selfpid.h"
 #include "txmode.h"
 
 #define DROPIN_EXPORT __attribute__((visibility("default")))
@@ -230,7 +231,7 @@ static void wait_handle_maybe_close(struct wait_handle *h)
         unsigned idle = 0;
         for (const struct wait_handle *o = wait_handles; o; o = o->next)
                 idle += o != h && o->pid == h->pid && !o->leases && !o->waiting && !o->abandoned_id;
-        if (h->pid != getpid() || idle >= IDLE_HANDLES_MAX)
+        if (h->pid != fp_self_pid() || idle >= IDLE_HANDLES_MAX)
                 wait_handle_close(h);
 }
 
@@ -243,7 +244,7 @@ static void wait_handles_reap(void)
         struct wait_handle *next;
         for (struct wait_handle *h = wait_handles; h; h = next) {
                 next = h->next;
-                if (!h->abandoned_id || h->pid != getpid())
+                if (!h->abandoned_id || h->pid != fp_self_pid())
                         continue;
                 forkpool_lease *lease;
                 int r = fp_acquire_recv(h->fp, h->abandoned_id, "", &lease);
@@ -259,7 +260,7 @@ static void wait_handles_reap(void)
 /* Whether h is free for a new acquire (of this process, to socket). */
 static bool wait_handle_free(const struct wait_handle *h, const char *socket)
 {
-        return h->pid == getpid() && !h->waiting && !h->abandoned_id &&
+        return h->pid == fp_self_pid() && !h->waiting && !h->abandoned_id &&
                strcmp(h->socket, socket) == 0;
 }
 
@@ -301,7 +302,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                                 r = 0;
                 } else {
                         snprintf(h->socket, sizeof(h->socket), "%s", socket);
-                        h->pid = getpid();
+                        h->pid = fp_self_pid();
                         h->next = wait_handles;
                         wait_handles = h;
                 }
@@ -358,7 +359,7 @@ static void atfork_child(void)
         pthread_mutex_init(&handles_lock, NULL);
         open_refused_ms = 0; /* the parent's count is not the child's */
         dropin_cancel_atfork_child();
-        conncache_atfork_child();
+        fp_pg_cache_atfork_child();
 }
 
 __attribute__((constructor(102))) static void dropin_init(void)
@@ -492,7 +493,7 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                 d->state = DROPIN_READY;
                 return 0;
         }
-        PGconn *cached = d->conn ? NULL : conncache_take(lease);
+        PGconn *cached = d->conn ? NULL : fp_pg_cache_take(lease);
         if (cached) {
                 /* This process's PGconn of that very session: its descriptor is under it. */
                 d->conn = cached;
@@ -519,7 +520,7 @@ static int adopt_lease(struct dropin_conn *d, forkpool_lease *lease)
                         fail_conn(d, text);
                         return r;
                 }
-                conncache_learn_defaults(d->conn);
+                fp_pg_cache_learn_defaults(d->conn);
         }
         /* Whatever the pool's reset mode, the next client gets a clean session. */
         lease->flags |= FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY;
@@ -611,7 +612,7 @@ void dropin_acquire_abandon(struct dropin_conn *d)
 static int acquire_parallel(struct dropin_conn *d, forkpool *main, int timeout_ms,
                             forkpool_lease **ret)
 {
-        return dropin_acquire(d, main, timeout_ms, conncache_preferred(d->target.pool), ret);
+        return dropin_acquire(d, main, timeout_ms, fp_pg_cache_preferred(d->target.pool), ret);
 }
 
 static void lease_blocking(struct dropin_conn *d)
@@ -705,7 +706,7 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
         char text[512];
         forkpool_lease *lease;
 
-        if (d->pid != getpid())
+        if (d->pid != fp_self_pid())
                 return PGRES_POLLING_FAILED;
         int r = fp_acquire_recv(d->wait->fp, d->request_id, d->target.pool, &lease);
         if (r == -EAGAIN)
@@ -732,7 +733,7 @@ static struct dropin_conn *dropin_new(const struct dropin_target *target)
         struct dropin_conn *d = calloc(1, sizeof(*d));
         if (!d)
                 return NULL;
-        d->pid = getpid();
+        d->pid = fp_self_pid();
         d->target = *target;
         d->libpq_fd = -1;
         d->adoption.srv = -1;
@@ -880,7 +881,7 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
                 FP_REAL(PQfinish)(conn);
                 return;
         }
-        if (d->pid != getpid()) {
+        if (d->pid != fp_self_pid()) {
                 disown_in_child(d);
                 txmode_forget(d);
                 FP_REAL(PQfinish)(conn);
@@ -891,7 +892,7 @@ DROPIN_EXPORT void PQfinish(PGconn *conn)
         } else if (d->state == DROPIN_READY && d->lease) {
                 /* Kept for its session's next lease here, or finished without a Terminate
                  * by forkpool_release(). */
-                if (conncache_put(d->lease, conn, d->foreign_events))
+                if (fp_pg_cache_put(d->lease, conn, d->foreign_events))
                         d->lease = NULL;
                 drop_lease(d);
         } else {
@@ -913,10 +914,10 @@ static void reset_lease(struct dropin_conn *d)
 {
         char text[512];
 
-        if (d->pid != getpid()) {
+        if (d->pid != fp_self_pid()) {
                 /* An inherited connection: the child gets a session of its own. */
                 disown_in_child(d);
-                d->pid = getpid();
+                d->pid = fp_self_pid();
         }
         txmode_before_reset(d);
         if (d->state == DROPIN_READY && d->lease && d->lease->pg == d->conn) {
@@ -1105,9 +1106,9 @@ DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
         struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQgetCancel)(conn);
-        if (d->tx && d->pid == getpid())
+        if (d->tx && d->pid == fp_self_pid())
                 return txmode_get_cancel(d);
-        if (d->state != DROPIN_READY || !d->lease || d->pid != getpid())
+        if (d->state != DROPIN_READY || !d->lease || d->pid != fp_self_pid())
                 return NULL;
         return dropin_cancel_new(&d->lease->info);
 }
@@ -1148,6 +1149,6 @@ DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
         struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQrequestCancel)(conn);
-        return d->state == DROPIN_READY && d->lease && d->pid == getpid() &&
+        return d->state == DROPIN_READY && d->lease && d->pid == fp_self_pid() &&
                forkpool_cancel(d->lease) == 0;
 }

@@ -25,6 +25,7 @@
 
 #include "cancel.h"
 #include "realpq.h"
+#include "selfpid.h"
 
 #define DROPIN_EXPORT __attribute__((visibility("default")))
 
@@ -611,7 +612,7 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         d->lease = NULL; /* the parent's; libforkpool made our copy inert at fork */
         d->wait = NULL;
         d->wait_leased = false;
-        d->pid = getpid();
+        d->pid = fp_self_pid();
         bool was_pending = tx->pending;
         tx->pending = false;
         tx_unqueue(tx); /* the child's copy of the timer */
@@ -676,7 +677,7 @@ static int tx_recover(struct dropin_conn *d)
  */
 static int tx_ready(struct dropin_conn *d)
 {
-        if (d->pid != getpid() && tx_adopt_in_child(d) < 0)
+        if (d->pid != fp_self_pid() && tx_adopt_in_child(d) < 0)
                 return -EPROTO;
         if (d->tx->pending)
                 (void)tx_pending_complete(d, true);
@@ -752,7 +753,7 @@ static void tx_settle(struct dropin_conn *d)
 {
         struct txmode *tx = d->tx;
         forkpool_lease *lease = d->lease;
-        if (!lease || d->pid != getpid())
+        if (!lease || d->pid != fp_self_pid())
                 return;
         if (FP_REAL(PQstatus)(d->conn) == CONNECTION_BAD) {
                 /* The session died (a server restart): it goes back as such, and the PGconn
@@ -1049,9 +1050,9 @@ int txmode_connected(struct dropin_conn *d)
 
 void txmode_before_reset(struct dropin_conn *d)
 {
-        if (d->tx && d->pid == getpid())
+        if (d->tx && d->pid == fp_self_pid())
                 tx_pending_cancel(d);
-        if (d->tx && d->lease && d->pid == getpid())
+        if (d->tx && d->lease && d->pid == fp_self_pid())
                 tx_give_back(d);
         if (d->tx)
                 d->tx->pinned = false;

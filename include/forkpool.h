@@ -156,8 +156,15 @@ FORKPOOL_EXPORT const char *forkpool_last_error(void);
 /*
  * A real libpq connection on the leased socket, made on first call and owned
  * by the lease (do not PQfinish it; do not PQreset it; do not use PQcancel,
- * use forkpool_cancel()). Returns NULL if the lease is not a PostgreSQL lease,
- * if called from another process, or if adoption failed (errno is set).
+ * use forkpool_cancel(); do not use it after the release). A PGconn released
+ * at rest (no transaction, nothing in flight, its last command not failed,
+ * no event procedure of the application's) is kept by the process, on an
+ * unconnected socket, and handed out again by this call when the same
+ * session comes back to the same process, with libpq's defaults restored
+ * (notice hooks, non-blocking mode, error verbosity and context, tracing):
+ * the pointer may be the same as an earlier lease's. Returns NULL if the
+ * lease is not a PostgreSQL lease, if called from another process, or if
+ * adoption failed (errno is set).
  */
 FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease);
 

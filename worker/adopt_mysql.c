@@ -21,6 +21,7 @@
 #include "bytes.h"
 #include "internal.h"
 #include "myadopt.h"
+#include "selfpid.h"
 #include "sockio.h"
 
 #define COM_STMT_CLOSE_CODE          0x19
@@ -67,13 +68,13 @@ static void cache_forget(struct fp_my_cache *cache)
         for (size_t i = 0; i < cache->n; i++)
                 close(mysql_get_socket(cache->entries[i].my));
         cache->n = 0;
-        cache->pid = getpid();
+        cache->pid = fp_self_pid();
 }
 
 /* Under cache_lock: a cache inherited through a fork that bypassed the handlers is emptied. */
 static void cache_claim(struct fp_my_cache *cache)
 {
-        if (cache->pid != getpid())
+        if (cache->pid != fp_self_pid())
                 cache_forget(cache);
 }
 
@@ -235,7 +236,7 @@ void fp_release_mysql_cached(struct forkpool_lease *lease)
         MYSQL *m = lease->my, *evict = NULL;
         forkpool *fp = lease->fp;
 
-        if (!m || !fp || lease->pid != getpid() || mysql_errno(m) != 0 || m->stmts ||
+        if (!m || !fp || lease->pid != fp_self_pid() || mysql_errno(m) != 0 || m->stmts ||
             m->status != MYSQL_STATUS_READY || m->net.error) {
                 fp_abandon_mysql(lease);
                 return;
@@ -254,7 +255,7 @@ void fp_release_mysql_cached(struct forkpool_lease *lease)
         if (!cache) {
                 cache = calloc(1, sizeof(*cache));
                 if (cache) {
-                        cache->pid = getpid();
+                        cache->pid = fp_self_pid();
                         cache->next = caches;
                         caches = cache;
                         fp->my_cache = cache;
@@ -473,7 +474,7 @@ FORKPOOL_EXPORT int forkpool_lease_mysql_session(const forkpool_lease *lease,
 
         if (!lease || !ret || ret->struct_size < offsetof(forkpool_mysql_session, scramble) + 20)
                 return -EINVAL;
-        if (lease->pid != getpid())
+        if (lease->pid != fp_self_pid())
                 return -ECHILD;
         if (lease->db_kind != FP_DB_MYSQL)
                 return -EOPNOTSUPP;
@@ -511,7 +512,7 @@ FORKPOOL_EXPORT int forkpool_lease_mysql_report(forkpool_lease *lease, unsigned 
 
         if (!lease)
                 return -EINVAL;
-        if (lease->pid != getpid())
+        if (lease->pid != fp_self_pid())
                 return -ECHILD;
         if (lease->db_kind != FP_DB_MYSQL || lease->my)
                 return -EOPNOTSUPP;

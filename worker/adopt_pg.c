@@ -22,6 +22,7 @@
 #include <libpq-events.h>
 
 #include "internal.h"
+#include "pg_cache.h"
 #include "pgadopt.h"
 #include "pgcancel.h"
 #include "sockio.h"
@@ -77,6 +78,7 @@ int fp_adopt_pg(struct forkpool_lease *lease)
         int r = fp_pg_adopt(fd, &lease->info, lease->txn, &conn);
         if (r < 0)
                 return r;
+        fp_pg_cache_learn_defaults(conn);
         lease->fd = PQsocket(conn);
         lease->pg = conn;
         return 0;
@@ -173,6 +175,11 @@ int fp_track_pg_session(struct forkpool_lease *lease)
         (void)PQsetInstanceData(lease->pg, track_event, tracker);
         lease->tracker = tracker;
         return 0;
+}
+
+bool fp_pg_tracked(PGconn *conn)
+{
+        return PQinstanceData(conn, track_event) != NULL;
 }
 
 void fp_untrack_pg(struct forkpool_lease *lease)

@@ -25,8 +25,10 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "pg_cache.h"
 #include "pgparams.h"
 #include "sockio.h"
+#include "selfpid.h"
 
 #define HELLO_TIMEOUT_MS 10000
 /* How long past its own timeout an acquire waits for the supervisor's answer. */
@@ -78,12 +80,12 @@ static void lease_abandon(struct forkpool_lease *lease)
 static void handle_forget_parent(forkpool *fp)
 {
         for (struct forkpool_lease *l = fp->leases; l; l = l->next)
-                if (l->fd >= 0 && l->pid != getpid())
+                if (l->fd >= 0 && l->pid != fp_self_pid())
                         (void)fp_neutralize_fd(l->fd);
         if (fp->fd >= 0)
                 close(fp->fd); /* our copy only: closing sends nothing */
         fp->fd = -1;
-        fp->pid = getpid();
+        fp->pid = fp_self_pid();
 }
 
 static void atfork_prepare(void)
@@ -105,6 +107,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
         fp_adopt_pg_atfork_child();
+        fp_pg_cache_atfork_child();
         fp_adopt_mysql_atfork_child();
         fp_pool_state_atfork_child();
         for (forkpool *fp = handles; fp; fp = fp->next_handle) {
@@ -124,7 +127,7 @@ static void atfork_register(void)
 /* For forks that bypassed pthread_atfork (a raw clone): same effect, lazily. */
 static void handle_check_fork(forkpool *fp)
 {
-        if (fp->pid != getpid())
+        if (fp->pid != fp_self_pid())
                 handle_forget_parent(fp);
 }
 
@@ -183,7 +186,7 @@ static int control_open(const char *socket_path, int *ret_fd)
         }
 
         fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
-        hello.pid = getpid();
+        hello.pid = fp_self_pid();
         /* A refusal may already be waiting even if this send fails: read it anyway. */
         int sent = fp_send_msg(fd, &hello, sizeof(hello), -1, 0);
         r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
@@ -212,7 +215,7 @@ static int control_open(const char *socket_path, int *ret_fd)
  */
 static void control_install(forkpool *fp, int fd)
 {
-        if (fp->fd >= 0 || fp->pid != getpid()) {
+        if (fp->fd >= 0 || fp->pid != fp_self_pid()) {
                 close(fd);
                 return;
         }
@@ -252,7 +255,7 @@ static void control_reopen_for_pending(forkpool *fp)
 {
         int fd;
         pthread_mutex_lock(&fp->io_lock);
-        bool needed = fp->n_pending > 0 && fp->fd < 0 && fp->pid == getpid();
+        bool needed = fp->n_pending > 0 && fp->fd < 0 && fp->pid == fp_self_pid();
         pthread_mutex_unlock(&fp->io_lock);
         if (!needed || control_open(fp->socket_path, &fd) < 0)
                 return;
@@ -281,7 +284,7 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         }
         strcpy(fp->socket_path, socket_path);
         fp->fd = -1;
-        fp->pid = getpid();
+        fp->pid = fp_self_pid();
         pthread_mutex_init(&fp->acquire_lock, NULL);
         pthread_mutex_init(&fp->io_lock, NULL);
 
@@ -321,7 +324,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         struct forkpool_lease *l = fp->leases;
         while (l) {
                 struct forkpool_lease *next = l->next;
-                if (l->pid == getpid() && (l->flags & FP_LEASE_STICKY) && !l->in_use &&
+                if (l->pid == fp_self_pid() && (l->flags & FP_LEASE_STICKY) && !l->in_use &&
                     fp->fd >= 0) {
                         /* A process pool's idle connection goes back for reuse. */
                         struct fp_msg_release rel;
@@ -331,7 +334,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
                         lease_abandon(l);
                         (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
                         free(l);
-                } else if (l->pid == getpid()) {
+                } else if (l->pid == fp_self_pid()) {
                         lease_abandon(l);
                         free(l);
                 } else {
@@ -374,7 +377,7 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 return -ENOMEM;
         *lease = (forkpool_lease){
                 .fp = fp,
-                .pid = getpid(),
+                .pid = fp_self_pid(),
                 .lease_id = msg->lease_id,
                 .fd = fd,
                 .txn = msg->txn,
@@ -561,7 +564,7 @@ static forkpool_lease *sticky_take(forkpool *fp, const char *pool)
         pthread_mutex_lock(&fp->io_lock);
         handle_check_fork(fp);
         for (forkpool_lease *l = fp->leases; l; l = l->next)
-                if ((l->flags & FP_LEASE_STICKY) && !l->in_use && l->pid == getpid() &&
+                if ((l->flags & FP_LEASE_STICKY) && !l->in_use && l->pid == fp_self_pid() &&
                     strcmp(l->pool, pool) == 0) {
                         l->in_use = true;
                         found = l;
@@ -669,7 +672,7 @@ int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpoo
 {
         if (!fp || !pool || !ret)
                 return -EINVAL;
-        if (fp->pid != getpid() || fp->fd < 0)
+        if (fp->pid != fp_self_pid() || fp->fd < 0)
                 return -ECHILD;
         set_last_error(NULL);
         int r = acquire_reply(fp, fp->fd, request_id, pool, ret);
@@ -680,7 +683,7 @@ int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpoo
 
 static bool lease_is_ours(const forkpool_lease *lease)
 {
-        return lease && lease->pid == getpid();
+        return lease && lease->pid == fp_self_pid();
 }
 
 FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
@@ -695,15 +698,27 @@ FORKPOOL_EXPORT PGconn *forkpool_lease_pg(forkpool_lease *lease)
                 errno = EOPNOTSUPP;
                 return NULL;
         }
-        if (!lease->pg) {
+        if (lease->pg)
+                return lease->pg;
+        /* This process's PGconn of that very session, if it kept one: no adoption. */
+        PGconn *kept = fp_pg_cache_take(lease);
+        if (kept) {
+                /* Without its tracker nothing the session did would be reported. */
+                if (fp_attach_pg(lease, kept) < 0)
+                        lease->dirty |= FP_DIRTY_UNKNOWN;
+        } else {
                 int r = fp_adopt_pg(lease);
-                if (r >= 0 && (lease->flags & FP_LEASE_TRACK_DIRTY))
+                if (r >= 0 && (lease->flags & FP_LEASE_TRACK_DIRTY)) {
                         r = fp_track_pg_session(lease);
+                        if (r >= 0)
+                                fp_pg_cache_learn_tracked(lease->pg, false);
+                }
                 if (r < 0) {
                         errno = -r;
                         return NULL;
                 }
         }
+        lease->own_pg = true;
         return lease->pg;
 }
 
@@ -758,7 +773,7 @@ static int lease_send_cancel(const forkpool_lease *lease)
         fp_msg_init(&msg.hdr, FP_OP_CANCEL, sizeof(msg), 0);
         msg.lease_id = lease->lease_id;
         pthread_mutex_lock(&fp->io_lock);
-        if (fp->fd >= 0 && fp->pid == getpid())
+        if (fp->fd >= 0 && fp->pid == fp_self_pid())
                 r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
         pthread_mutex_unlock(&fp->io_lock);
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
@@ -880,7 +895,7 @@ static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_relea
         forkpool *fp = lease->fp;
         if (fp) {
                 pthread_mutex_lock(&fp->io_lock);
-                if (fp->pid == getpid())
+                if (fp->pid == fp_self_pid())
                         send_release(fp, rel);
                 if (lease->prev)
                         lease->prev->next = lease->next;
@@ -904,6 +919,11 @@ static int lease_give_back(forkpool_lease *lease, uint32_t flags)
         if (!lease_is_ours(lease))
                 return -ECHILD;
         if (!(flags & FP_RELEASE_DETACH) && sticky_keep(lease, flags))
+                return 0;
+        /* Our own PGconn, clean: kept for this session's next lease here. */
+        PGconn *c = lease->pg;
+        if (!flags && c && lease->own_pg &&
+            fp_pg_cache_put(lease, c, fp_pg_cache_foreign_events(c, fp_pg_tracked(c))))
                 return 0;
 
         fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);

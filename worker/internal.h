@@ -70,7 +70,14 @@ struct forkpool_lease {
         uint32_t dirty; /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
         struct fp_session_tracker *tracker; /* TRACK_DIRTY leases once adopted */
         bool soft_invalidated;
-        bool in_use;                   /* a sticky lease between acquire and release */
+        bool in_use; /* a sticky lease between acquire and release */
+        /*
+         * pg is this library's own (made or taken from the cache by
+         * forkpool_lease_pg()), not an application's (the drop-in's): a release
+         * may keep it for the session's next lease here (pg_cache.h). Only the
+         * lease's holder touches it (flags are read by other threads).
+         */
+        bool own_pg;
         char pool[FP_NAME_MAX];        /* for the sticky cache */
         uint32_t db_kind;              /* enum fp_db_kind */
         struct fp_lease_pg info;       /* PostgreSQL leases; info.backend_pid for every kind */
@@ -108,6 +115,9 @@ int fp_track_pg_session(struct forkpool_lease *lease);
 
 /* Cuts the link between the lease and its PGconn's session tracker (if any). */
 void fp_untrack_pg(struct forkpool_lease *lease);
+
+/* Whether conn carries the session tracker (fp_track_pg_session() ran on it once). */
+bool fp_pg_tracked(PGconn *conn);
 
 /*
  * Makes conn, adopted by the caller on lease->fd's session (pgadopt.h), the

@@ -17,6 +17,7 @@
 
 #include "internal.h"
 #include "segment.h"
+#include "selfpid.h"
 
 /* The size of forkpool_pool_stats in its first version (0.1): the least a caller may pass. */
 #define FP_POOL_STATS_V1_SIZE                                                                      \
@@ -68,7 +69,7 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
         struct fp_segment *seg = &fp->segment;
 
         if (seg->hdr &&
-            (fp->segment_pid != getpid() ||
+            (fp->segment_pid != fp_self_pid() ||
              __atomic_load_n(&seg->hdr->obsolete, __ATOMIC_ACQUIRE) || segment_replaced(fp)))
                 fp_segment_close(seg);
         if (!seg->hdr) {
@@ -78,7 +79,7 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
                 int r = fp_segment_find(seg, fp->socket_path);
                 if (r < 0)
                         return r == -EBADMSG ? -ENOENT : r;
-                fp->segment_pid = getpid();
+                fp->segment_pid = fp_self_pid();
                 fp->segment_checked_ms = monotonic_ms();
         }
         *ret = seg;

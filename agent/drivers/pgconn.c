@@ -595,25 +595,27 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
         pc->reset_cb = cb;
         pc->userdata = userdata;
         pc->readback_sent = false;
-        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
-                pc->before_reset[i] =
-                        param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
-        apply_report(pc, info);
 
         /*
          * ROLLBACK or COMMIT outside a transaction changes nothing: when the
          * worker saw the session idle (and, for auto, unchanged), the round
          * trip is skipped and the session is handed on as it is (reset none:
-         * open transaction included).
+         * open transaction included). Only statements about to run need the
+         * values from before them (the common release, with none, copies
+         * nothing).
          */
         pc->n_steps = reset_plan(mode, info, pc->steps);
         if (pc->n_steps == 0) {
+                apply_report(pc, info);
                 pc->txn = info->txn == FP_TXN_UNKNOWN ? FP_TXN_IDLE : info->txn;
-                free_param_array(pc->before_reset);
                 free_param_array(pc->reported);
                 cb(pc, true, userdata);
                 return;
         }
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
+                pc->before_reset[i] =
+                        param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
+        apply_report(pc, info);
         run_start(pc, timeout_ms, reset_done);
 }
 

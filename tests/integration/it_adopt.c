@@ -253,15 +253,22 @@ static int dirs_of(pid_t pid)
         return n;
 }
 
-/* A tmp cleaner removes the directory: the next adoption recreates it. */
+/*
+ * A tmp cleaner removes the directory: the next adoption recreates it (the
+ * first lease is invalidated, so that its PGconn is not kept and the next
+ * lease needs an adoption).
+ */
 static void test_recovers_when_dir_removed(void)
 {
         struct itest_sup s;
         forkpool *fp;
+        forkpool_lease *lease;
 
         itest_sup_start(&s, "it_adopt_rm", NULL, NULL);
         CHECK_OK(forkpool_open(s.socket, &fp));
-        lease_pg_ok(fp, "main");
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        CHECK(forkpool_lease_pg(lease));
+        CHECK_OK(forkpool_invalidate(lease));
         CHECK(dirs_of(getpid()) == 1);
         CHECK(itest_sh(NULL, 0,
                        "rm -rf /tmp/forkpool-%u/forkpool.%d.* /tmp/forkpool.%d.* "

@@ -3,7 +3,8 @@
  * it_harden.c — what one peer can make forkpoold hold, and how it recovers:
  * a reload takes admin rights away; connections are capped per uid and per
  * pid with a reason; a silent connection is closed; descriptor exhaustion
- * does not spin; queued acquires are capped per connection; tens of
+ * does not spin; queued acquires are capped per connection; many connections
+ * ready at once are all answered, in order per connection; tens of
  * thousands of waiters neither crash forkpoold nor slow it down, and time out
  * in deadline order; a long-lived handle's forkpool_pool_state() follows a
  * restarted supervisor.
@@ -448,6 +449,79 @@ static void test_waiting_cap(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* Waits until process pid is stopped by a signal (state T in /proc). */
+static bool wait_stopped(pid_t pid, int timeout_ms)
+{
+        char path[64], stat[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        int64_t end = itest_now_ms() + timeout_ms;
+        do {
+                FILE *f = fopen(path, "r");
+                CHECK(f);
+                size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+                fclose(f);
+                stat[n] = '\0';
+                const char *paren = strrchr(stat, ')');
+                if (paren && paren[1] == ' ' && paren[2] == 'T')
+                        return true;
+                usleep(5000);
+        } while (itest_now_ms() < end);
+        return false;
+}
+
+/*
+ * More connections with messages queued than forkpoold takes in one wakeup,
+ * each with several: every message is answered, in order per connection, and
+ * one that closed behind its messages is simply gone. forkpoold is stopped
+ * while they queue, so that all of them are ready at once.
+ */
+static void test_ready_together(void)
+{
+        enum {
+                CONNS = 200,
+                PER = 3
+        };
+        struct itest_sup s;
+        int fds[CONNS];
+        union reply r;
+
+        itest_sup_start(&s, "it_h_ready", "pool_size = 1\nmax_overflow = 0\n",
+                        "max_connections_per_pid = 256\n");
+        for (int c = 0; c < CONNS; c++)
+                fds[c] = raw_hello(s.socket);
+        CHECK(kill(s.pid, SIGSTOP) == 0);
+        CHECK_MSG(wait_stopped(s.pid, 5000), "forkpoold did not stop");
+        for (int c = 0; c < CONNS; c++)
+                for (uint32_t i = 1; i <= PER; i++) {
+                        struct fp_msg_hello hello;
+                        fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), i);
+                        hello.pid = getpid();
+                        CHECK(fp_send_msg(fds[c], &hello, sizeof(hello), -1, 0) == 0);
+                }
+        close(fds[CONNS - 1]);
+        CHECK(kill(s.pid, SIGCONT) == 0);
+
+        for (int c = 0; c < CONNS - 1; c++)
+                for (uint32_t i = 1; i <= PER; i++) {
+                        ssize_t n = recv_within(fds[c], &r, 10000);
+                        CHECK_MSG(n > 0 && r.hdr.op == FP_OP_HELLO_OK && r.hdr.request_id == i,
+                                  "connection %d: reply %u missing or out of order (%zd, op %u, "
+                                  "request %u)",
+                                  c, i, n, n > 0 ? r.hdr.op : 0, n > 0 ? r.hdr.request_id : 0);
+                }
+        for (int c = 0; c < CONNS - 1; c++)
+                close(fds[c]);
+
+        forkpool *fp;
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        CHECK(forkpool_lease_pg(lease));
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 /*
  * Item 5: 20000 waiters over 100 connections. forkpoold keeps answering
  * while they wait; they time out in deadline order (each connection queued
@@ -701,6 +775,7 @@ ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"connection_limits", test_connection_limits, 90},
            {"hello_timeout", test_hello_timeout, 60},
            {"fd_exhaustion_no_spin", test_fd_exhaustion_no_spin, 90},
-           {"waiting_cap", test_waiting_cap, 60}, {"many_waiters", test_many_waiters, 180},
+           {"waiting_cap", test_waiting_cap, 60}, {"ready_together", test_ready_together, 60},
+           {"many_waiters", test_many_waiters, 180},
            {"pool_state_after_restart", test_pool_state_after_restart, 90},
            {"events_follow_ends", test_events_follow_ends, 60})

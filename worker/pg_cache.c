@@ -1,29 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conncache.c — released PGconns kept for their session's next lease
- * (conncache.h).
+ * pg_cache.c — released PGconns kept for their session's next lease
+ * (pg_cache.h).
  */
-#include "conncache.h"
+#include "pg_cache.h"
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "realpq.h"
-
-FP_REALPQ_DECLARE(PQsetNoticeReceiver);
-FP_REALPQ_DECLARE(PQsetNoticeProcessor);
-FP_REALPQ_DECLARE(PQsetnonblocking);
-FP_REALPQ_DECLARE(PQsetErrorVerbosity);
-FP_REALPQ_DECLARE(PQsetErrorContextVisibility);
-FP_REALPQ_DECLARE(PQuntrace);
-FP_REALPQ_DECLARE(PQnotifies);
-FP_REALPQ_DECLARE(PQfreemem);
-FP_REALPQ_DECLARE(PQisBusy);
-FP_REALPQ_DECLARE(PQpipelineStatus);
-FP_REALPQ_DECLARE(PQtransactionStatus);
-FP_REALPQ_DECLARE(PQconsumeInput);
+#include "selfpid.h"
 
 #define CACHE_MAX 16
 
@@ -43,48 +31,78 @@ static pid_t cache_pid;
 
 static PQnoticeReceiver default_receiver;
 static PQnoticeProcessor default_processor;
+/* PQresultMemorySize() of an empty result of a PGconn with no event procedure / only ours. */
+static size_t plain_size, tracked_size;
 
-void conncache_learn_defaults(PGconn *conn)
+/* The size of an empty result made from conn: fixed, plus each event procedure's copy. */
+static size_t empty_result_size(PGconn *conn)
 {
-        if (default_receiver)
+        PGresult *res = PQmakeEmptyPGresult(conn, PGRES_EMPTY_QUERY);
+        if (!res)
+                return 0;
+        size_t size = PQresultMemorySize(res);
+        PQclear(res);
+        return size;
+}
+
+void fp_pg_cache_learn_defaults(PGconn *conn)
+{
+        if (__atomic_load_n(&default_receiver, __ATOMIC_ACQUIRE))
                 return;
         /* With a NULL hook libpq returns the current one and changes nothing. */
-        PQnoticeProcessor p = FP_REAL(PQsetNoticeProcessor)(conn, NULL, NULL);
-        PQnoticeReceiver r = FP_REAL(PQsetNoticeReceiver)(conn, NULL, NULL);
+        PQnoticeProcessor p = PQsetNoticeProcessor(conn, NULL, NULL);
+        PQnoticeReceiver r = PQsetNoticeReceiver(conn, NULL, NULL);
+        size_t size = empty_result_size(conn);
         pthread_mutex_lock(&cache_lock);
-        if (!default_receiver) {
+        if (!default_receiver && size > 0) {
                 default_processor = p;
-                default_receiver = r;
+                plain_size = size;
+                __atomic_store_n(&default_receiver, r, __ATOMIC_RELEASE);
         }
         pthread_mutex_unlock(&cache_lock);
 }
 
-void conncache_atfork_child(void)
+void fp_pg_cache_learn_tracked(PGconn *conn, bool had_events_before)
 {
-        /* Their memory is the child's copy; their sockets are unconnected dummies. */
-        pthread_mutex_init(&cache_lock, NULL);
-        n_cached = 0;
+        if (had_events_before || __atomic_load_n(&tracked_size, __ATOMIC_ACQUIRE))
+                return;
+        __atomic_store_n(&tracked_size, empty_result_size(conn), __ATOMIC_RELEASE);
 }
 
-/* Whether conn is at rest: nothing in flight, no transaction, nothing unread. */
+bool fp_pg_cache_foreign_events(PGconn *conn, bool tracked)
+{
+        size_t want = tracked ? __atomic_load_n(&tracked_size, __ATOMIC_ACQUIRE) : plain_size;
+        return want == 0 || empty_result_size(conn) != want;
+}
+
+void fp_pg_cache_atfork_child(void)
+{
+        /*
+         * The parent's PGconns are the child's copies, on the child's copies of
+         * the unconnected dummies (nothing in the child has run yet, so those
+         * numbers are still the dummies): finished here, they send nothing and
+         * free only the child's memory.
+         */
+        pthread_mutex_init(&cache_lock, NULL);
+        if (cache_pid != fp_self_pid())
+                for (size_t i = 0; i < n_cached; i++)
+                        PQfinish(cache[i].conn);
+        n_cached = 0;
+        cache_pid = fp_self_pid();
+}
+
+/* Whether conn is at rest: nothing in flight, no transaction, nothing unread, no error. */
 static bool at_rest(PGconn *conn)
 {
-        return FP_REAL(PQstatus)(conn) == CONNECTION_OK &&
-               FP_REAL(PQtransactionStatus)(conn) == PQTRANS_IDLE && !FP_REAL(PQisBusy)(conn) &&
-               FP_REAL(PQpipelineStatus)(conn) == PQ_PIPELINE_OFF;
+        const char *error = PQerrorMessage(conn);
+        return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE &&
+               !PQisBusy(conn) && PQpipelineStatus(conn) == PQ_PIPELINE_OFF && (!error || !*error);
 }
 
-bool conncache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
+bool fp_pg_cache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
 {
-        if (foreign_events || !default_receiver || (lease->flags & FP_LEASE_STICKY) ||
-            lease->soft_invalidated || !at_rest(conn))
-                return false;
-        /* Whatever arrived goes with this holder, never to the next one. */
-        (void)FP_REAL(PQconsumeInput)(conn);
-        PGnotify *n;
-        while ((n = FP_REAL(PQnotifies)(conn)))
-                FP_REAL(PQfreemem)(n);
-        if (!at_rest(conn))
+        if (foreign_events || !__atomic_load_n(&default_receiver, __ATOMIC_ACQUIRE) ||
+            (lease->flags & FP_LEASE_STICKY) || lease->soft_invalidated || !at_rest(conn))
                 return false;
 
         struct cached c = {.lease_id = lease->lease_id,
@@ -92,15 +110,24 @@ bool conncache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
                            .backend_pid = lease->info.backend_pid,
                            .cancel_key = lease->info.cancel_key};
         snprintf(c.pool, sizeof(c.pool), "%s", lease->pool);
+        /* The release reads what has arrived, last, before the socket is swapped out. */
         if (fp_release_keep_pg(lease) != conn)
                 return false; /* not adopted by us after all: released as it was */
+        /* Whatever arrived goes with this holder, never to the next one. */
+        PGnotify *n;
+        while ((n = PQnotifies(conn)))
+                PQfreemem(n);
+        if (!at_rest(conn)) {
+                PQfinish(conn); /* given back, but not clean: on its dummy socket */
+                return true;
+        }
         c.conn = conn;
 
         PGconn *evicted = NULL;
         pthread_mutex_lock(&cache_lock);
-        if (cache_pid != getpid()) {
+        if (cache_pid != fp_self_pid()) {
                 n_cached = 0;
-                cache_pid = getpid();
+                cache_pid = fp_self_pid();
         }
         if (n_cached == CACHE_MAX) {
                 evicted = cache[0].conn;
@@ -110,7 +137,7 @@ bool conncache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
         cache[n_cached++] = c;
         pthread_mutex_unlock(&cache_lock);
         if (evicted)
-                FP_REAL(PQfinish)(evicted); /* its Terminate goes to the dummy socket */
+                PQfinish(evicted); /* its Terminate goes to the dummy socket */
         return true;
 }
 
@@ -121,7 +148,7 @@ static bool params_match(PGconn *conn, const struct fp_lease_pg *info)
         while (pos < info->params_len) {
                 const char *name = info->params + pos;
                 const char *value = name + strlen(name) + 1;
-                const char *known = FP_REAL(PQparameterStatus)(conn, name);
+                const char *known = PQparameterStatus(conn, name);
                 if (!known || strcmp(known, value) != 0)
                         return false;
                 pos = (size_t)(value - info->params) + strlen(value) + 1;
@@ -132,15 +159,15 @@ static bool params_match(PGconn *conn, const struct fp_lease_pg *info)
 /* Everything an application may have set on the PGconn, back to libpq's defaults. */
 static void reset_hooks(PGconn *conn)
 {
-        FP_REAL(PQsetNoticeReceiver)(conn, default_receiver, NULL);
-        FP_REAL(PQsetNoticeProcessor)(conn, default_processor, NULL);
-        (void)FP_REAL(PQsetnonblocking)(conn, 0);
-        FP_REAL(PQsetErrorVerbosity)(conn, PQERRORS_DEFAULT);
-        FP_REAL(PQsetErrorContextVisibility)(conn, PQSHOW_CONTEXT_ERRORS);
-        FP_REAL(PQuntrace)(conn);
+        PQsetNoticeReceiver(conn, default_receiver, NULL);
+        PQsetNoticeProcessor(conn, default_processor, NULL);
+        (void)PQsetnonblocking(conn, 0);
+        PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
+        PQsetErrorContextVisibility(conn, PQSHOW_CONTEXT_ERRORS);
+        PQuntrace(conn);
 }
 
-PGconn *conncache_take(forkpool_lease *lease)
+PGconn *fp_pg_cache_take(forkpool_lease *lease)
 {
         uint64_t slot = lease->lease_id >> 32;
         PGconn *conn = NULL;
@@ -148,7 +175,7 @@ PGconn *conncache_take(forkpool_lease *lease)
         if (lease->txn != FP_TXN_IDLE || lease->pg || lease->fd < 0)
                 return NULL;
         pthread_mutex_lock(&cache_lock);
-        if (cache_pid == getpid())
+        if (cache_pid == fp_self_pid())
                 for (size_t i = n_cached; i-- > 0;)
                         if (cache[i].slot == slot &&
                             cache[i].backend_pid == lease->info.backend_pid &&
@@ -162,21 +189,21 @@ PGconn *conncache_take(forkpool_lease *lease)
         pthread_mutex_unlock(&cache_lock);
         if (!conn)
                 return NULL;
-        if (!params_match(conn, &lease->info) ||
-            dup3(lease->fd, FP_REAL(PQsocket)(conn), O_CLOEXEC) < 0) {
-                FP_REAL(PQfinish)(conn); /* on its dummy socket: nothing is sent */
+        if (!params_match(conn, &lease->info) || dup3(lease->fd, PQsocket(conn), O_CLOEXEC) < 0) {
+                PQfinish(conn); /* on its dummy socket: nothing is sent */
                 return NULL;
         }
         close(lease->fd);
+        lease->fd = -1;
         reset_hooks(conn);
         return conn;
 }
 
-uint64_t conncache_preferred(const char *pool)
+uint64_t fp_pg_cache_preferred(const char *pool)
 {
         uint64_t id = 0;
         pthread_mutex_lock(&cache_lock);
-        if (cache_pid == getpid())
+        if (cache_pid == fp_self_pid())
                 for (size_t i = n_cached; i-- > 0 && !id;)
                         if (strcmp(cache[i].pool, pool) == 0)
                                 id = cache[i].lease_id;
