@@ -44,7 +44,6 @@
 #include "realpq.h"
 #include "target.h"
 #include "selfpid.h"
-#include "txmode.h"
 
 #define DROPIN_EXPORT __attribute__((visibility("default")))
 

@@ -37,7 +37,7 @@ struct dropin_conn {
         int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
         struct fp_pg_adoption adoption; /* while PENDING */
         bool foreign_events;            /* the application registered an event procedure */
-        struct txmode *tx; /* a transaction-mode connection's state (txmode.h), or NULL */
+        struct txmode *tx; /* a transaction-mode connection's state (txmode.c), or NULL */
         struct dropin_target target;
         char error[600]; /* PQerrorMessage() of a FAILED connection, "…\n" */
 };
@@ -95,5 +95,49 @@ void dropin_reset(struct dropin_conn *d);
 /* One line saying why an acquire for t failed with err (forkpool's reason), into buf. */
 void dropin_acquire_error(const struct dropin_target *t, forkpool *fp, int err, char *buf,
                           size_t cap);
+
+/* --- transaction mode (txmode.c; its header comment says how it works) --- */
+
+/*
+ * Called when d has just been connected (or reset) with its lease adopted:
+ * if its pool is in transaction mode, d becomes a transaction-mode
+ * connection and its session goes back (unless the connect itself left
+ * state: then it is pinned). Returns 0 or a negative errno (d is then left
+ * as a session-mode connection).
+ */
+int txmode_connected(struct dropin_conn *d);
+
+/*
+ * Before PQreset() of a transaction-mode connection: its lease (if any) goes
+ * back, the placeholder stays under the PGconn.
+ */
+void txmode_before_reset(struct dropin_conn *d);
+
+/*
+ * PQfinish() of a transaction-mode connection in the process that made it:
+ * its lease (if any) goes back, an unconnected socket is put under the
+ * PGconn and d->tx is freed. The caller then finishes the PGconn.
+ */
+void txmode_finish(struct dropin_conn *d);
+
+/* Frees d->tx without a word to anyone (a child after fork). */
+void txmode_forget(struct dropin_conn *d);
+
+/*
+ * PQgetCancel() of a transaction-mode connection: an object that cancels
+ * the session running its transaction at the time of PQcancel() (nothing
+ * while it is idle), or NULL.
+ */
+PGcancel *txmode_get_cancel(struct dropin_conn *d);
+
+/*
+ * on: this thread's calls of the replaced command functions pass straight
+ * through to libpq until the matching call with off (the drop-in's own
+ * calls, while it connects or resets a connection). Nests.
+ */
+void txmode_suspend(bool on);
+
+/* PQerrorMessage() of a transaction-mode connection whose last lease failed, or NULL. */
+const char *txmode_error(const struct dropin_conn *d);
 
 #endif /* FORKPOOL_DROPIN_DROPIN_H */

@@ -1,13 +1,48 @@
 /* SPDX-License-Identifier: MIT */
+
 /*
- * txmode.c — transaction pooling in the drop-in (txmode.h): the command
+ * How it works.
+ *
+ * A connection to a pool in transaction mode is connected as in session
+ * mode (a lease, adopted into a real PGconn); then its session goes back at
+ * once and the PGconn is kept on a placeholder descriptor under the same
+ * PQsocket() number (one end of a socketpair whose other end the drop-in
+ * keeps open: the idle PGconn neither reads EOF nor becomes readable).
+ *
+ * The first command on an idle connection leases a session (the one the
+ * connection held last, if forkpoold can give it) and dup3()s its socket
+ * under the PGconn; the connection gives it back when it is idle again:
+ * PQTRANS_IDLE, every result consumed, no pipeline and no COPY in progress,
+ * not pinned. libpq's per-connection state is the same for every session of
+ * a pool, but for what the drop-in answers itself: PQbackendPID(),
+ * PQparameterStatus(), PQgetCancel() describe the session that runs the
+ * current transaction (while idle, the last one).
+ *
+ * State that outlives a transaction pins the session to the connection
+ * until PQfinish(): what the session tracker (worker/adopt_pg.c) sees change,
+ * less what the statement's text shows to end with the transaction (SET
+ * LOCAL, CREATE of a permanent object, DECLARE without WITH HOLD, …).
+ *
+ * Protocol-level prepared statements do not pin: the drop-in remembers each
+ * named statement (name, text, parameter types) and runs it as an unnamed
+ * statement on whatever session the transaction has, so no session ever
+ * holds one and none is ever prepared twice.
+ *
+ * A lease that fails (timeout, no supervisor, the database down) makes the
+ * command fail as a query does (PGRES_FATAL_ERROR, forkpool's reason in
+ * PQresultErrorMessage() and PQerrorMessage(); PQsend* return 0); the
+ * PGconn stays CONNECTION_OK for the next try.
+ */
+/*
+ * txmode.c — transaction pooling in the drop-in (pool_mode = transaction;
+ * its entry points for dropin.c are declared in dropin.h): the command
  * entry points of libpq, replaced so that a transaction-mode connection
  * leases a session when a command starts and gives it back when it is idle
  * again. For every other connection each is one atomic load (no
  * transaction-mode connection in the process) or one table look-up, then
  * the real function.
  */
-#include "txmode.h"
+#include "dropin.h"
 
 #include <ctype.h>
 #include <errno.h>
