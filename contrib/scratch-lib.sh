@@ -4,12 +4,13 @@
 # its system user when started as root, a free port, quoting, and the command
 # line. Sourced, never run; the sourcing script sets PROG (its name), MARKER
 # (the file that marks a directory it may delete) and OS_USER (the system user
-# that runs the server when we are root), and defines cmd_start and cmd_stop.
+# that runs the server when we are root), and defines cmd_start, cmd_stop and
+# cmd_restart (which reads $MODE: fast or immediate).
 
 die() { echo "$PROG: error: $*" >&2; exit 1; }
 
 usage() {
-  echo "usage: $PROG start DIR | $PROG stop DIR" >&2
+  echo "usage: $PROG start DIR | $PROG stop DIR | $PROG restart DIR [fast|immediate]" >&2
   exit 2
 }
 
@@ -165,16 +166,20 @@ may_remove_dir() {
   return 0
 }
 
-# scratch_main "$@": the command line, start DIR | stop DIR.
+# scratch_main "$@": the command line, start DIR | stop DIR | restart DIR [MODE].
 scratch_main() {
-  [[ $# -eq 2 ]] || usage
+  [[ $# -eq 2 || ($# -eq 3 && $1 == restart) ]] || usage
   local action=$1
   [[ -n $2 ]] || usage
   DIR=$(realpath -m -- "$2")
   [[ $DIR != / ]] || die "refusing to use / as the scratch directory"
+  MODE=${3:-fast}
+  [[ $MODE == fast || $MODE == immediate ]] ||
+    die "restart mode must be fast or immediate, not '$MODE'"
   case $action in
     start) cmd_start ;;
     stop) cmd_stop ;;
+    restart) cmd_restart ;;
     *) usage ;;
   esac
 }

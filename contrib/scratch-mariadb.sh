@@ -11,6 +11,12 @@
 #                                  "forkpool_test", and write DIR/env
 #                                  (sourceable shell, see below).
 #   scratch-mariadb.sh stop DIR    stop that server and remove DIR.
+#   scratch-mariadb.sh restart DIR [fast|immediate]
+#                                  stop that server (fast: SIGTERM, a clean
+#                                  shutdown, the default; immediate: SIGKILL,
+#                                  crash recovery at the next start) and start
+#                                  it again on the same port and socket;
+#                                  DIR/env stays valid.
 #
 # DIR/env exports FORKPOOL_TEST_MY_URL (mysql:// over the Unix socket),
 # FORKPOOL_TEST_MY_TCP_URL (mysql:// over 127.0.0.1), FORKPOOL_TEST_MY_SOCKET,
@@ -72,19 +78,54 @@ server_pid() {
   echo "$pid"
 }
 
-# Stop the server in DIR: SIGTERM (a clean shutdown), then SIGKILL after 60 s.
+# Whether process PID is gone (a zombie is: it holds no file any more).
+process_gone() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 0
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)
+  [[ -z $state || $state == Z ]]
+}
+
+# Stop the server in DIR: SIGTERM (a clean shutdown), then SIGKILL after 60 s;
+# with "immediate", SIGKILL at once (a crash).
 stop_server() {
   local pid i
   pid=$(server_pid) || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  echo "$PROG: warning: MariaDB (pid $pid) did not stop in 60 s; killing it" >&2
+  if [[ ${1:-fast} == fast ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 600; i++)); do
+      process_gone "$pid" && return 0
+      sleep 0.1
+    done
+    echo "$PROG: warning: MariaDB (pid $pid) did not stop in 60 s; killing it" >&2
+  fi
   kill -KILL "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    process_gone "$pid" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Starts the server in the background on port $1 (detached: its own session,
+# no terminal; started as root, mariadbd drops to --user itself) and waits
+# until it answers. Returns 1 if it exited or did not answer in time.
+launch_server() {
+  local port=$1 i
+  local user_opt=()
+  [[ -n $RUN_AS ]] && user_opt=(--user="$RUN_AS")
+  (cd "$DIR" && exec setsid "$SERVER" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
+    --socket="$SOCK" --port="$port" --bind-address=127.0.0.1 \
+    --pid-file="$DIR/mariadbd.pid" --log-error="$LOG" \
+    --skip-name-resolve --max-connections=300 --skip-log-bin \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+    --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=0 \
+    --innodb-doublewrite=0 --skip-ssl \
+    </dev/null >>"$DIR/mariadbd.out" 2>&1) &
+  for ((i = 0; i < START_WAIT_S * 10; i++)); do
+    if admin_sql -e 'SELECT 1' >/dev/null 2>&1; then return 0; fi
+    # Exited? (a port taken in the meantime, or a real failure)
+    if ! jobs -pr | grep -q .; then return 1; fi
     sleep 0.1
   done
   return 1
@@ -105,8 +146,8 @@ admin_sql() {
 }
 
 cmd_start() {
-  local server install
-  server=$(find_server)
+  local install
+  SERVER=$(find_server)
   install=$(find_tool mariadb-install-db)
   CLIENT=$(find_tool mariadb)
 
@@ -142,28 +183,12 @@ cmd_start() {
   fi
 
   trap cleanup_failed_start EXIT
-  local attempt port logsize newlog ok=0 i
+  local attempt port logsize newlog ok=0
   for ((attempt = 1; attempt <= START_ATTEMPTS; attempt++)); do
     port=$(pick_port)
     logsize=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
     STARTED=1
-    # Detached: its own session, no terminal. Started as root, mariadbd drops
-    # to --user itself.
-    (cd "$DIR" && exec setsid "$server" --no-defaults --datadir="$DATA" "${user_opt[@]}" \
-      --socket="$SOCK" --port="$port" --bind-address=127.0.0.1 \
-      --pid-file="$DIR/mariadbd.pid" --log-error="$LOG" \
-      --skip-name-resolve --max-connections=300 --skip-log-bin \
-      --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-      --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=0 \
-      --innodb-doublewrite=0 --skip-ssl \
-      </dev/null >>"$DIR/mariadbd.out" 2>&1) &
-    for ((i = 0; i < START_WAIT_S * 10; i++)); do
-      if admin_sql -e 'SELECT 1' >/dev/null 2>&1; then ok=1; break; fi
-      # Exited? (a port taken in the meantime, or a real failure)
-      if ! jobs -pr | grep -q .; then break; fi
-      sleep 0.1
-    done
-    [[ $ok -eq 1 ]] && break
+    if launch_server "$port"; then ok=1; break; fi
     newlog=$(tail -c +"$((logsize + 1))" "$LOG" 2>/dev/null || true)
     stop_server || true
     wait 2>/dev/null || true
@@ -208,7 +233,7 @@ EOF
   STARTED_OK=1
   trap - EXIT
   local version
-  version=$("$server" --version 2>/dev/null | sed -n 's/.*Ver \([^ ]*\).*/\1/p')
+  version=$("$SERVER" --version 2>/dev/null | sed -n 's/.*Ver \([^ ]*\).*/\1/p')
   echo "scratch-mariadb: MariaDB ${version:-?} ready in $DIR (127.0.0.1:$port and Unix socket; source $DIR/env)"
 }
 
@@ -216,6 +241,29 @@ cmd_stop() {
   may_remove_dir || return 0
   stop_server || die "could not stop MariaDB in $DIR (log: $DIR/mariadb.log)"
   rm -rf -- "$DIR"
+}
+
+cmd_restart() {
+  local port
+  [[ -e $DIR/$MARKER && -d $DIR/data ]] ||
+    die "$DIR has no scratch server (run '$PROG start $DIR' first)"
+  port=$(sed -n 's/^export FORKPOOL_TEST_MY_PORT=//p' "$DIR/env" 2>/dev/null || true)
+  [[ $port =~ ^[0-9]+$ ]] || die "$DIR/env names no port"
+  SERVER=$(find_server)
+  CLIENT=$(find_tool mariadb)
+  SOCK=$DIR/mysqld.sock
+  DATA=$DIR/data
+  LOG=$DIR/mariadb.log
+  ROOT_ACCOUNT=$(id -un)
+  if is_root; then
+    RUN_AS=$(stat -c %U "$DATA")
+    [[ $RUN_AS != root ]] || RUN_AS=
+  fi
+  stop_server "$MODE" || die "could not stop MariaDB in $DIR (log: $LOG)"
+  if ! launch_server "$port"; then
+    log_tail "$LOG"
+    die "MariaDB did not restart (log: $LOG)"
+  fi
 }
 
 scratch_main "$@"

@@ -8,6 +8,11 @@
 #                             "forkpool-test-pw") and database "forkpool_test",
 #                             and write DIR/env (sourceable shell, see below).
 #   scratch-pg.sh stop DIR    stop that server (fast shutdown) and remove DIR.
+#   scratch-pg.sh restart DIR [fast|immediate]
+#                             stop that server (fast shutdown, the default, or
+#                             immediate: no checkpoint, crash recovery at the
+#                             next start) and start it again, on the same
+#                             port and socket; DIR/env stays valid.
 #
 # DIR/env exports PGHOST, PGPORT, PGUSER, PGDATABASE, FORKPOOL_TEST_PG_URL
 # (Unix socket, trust auth), FORKPOOL_TEST_PG_TCP_URL (127.0.0.1, scram-sha-256
@@ -207,6 +212,22 @@ cmd_stop() {
     fi
   fi
   rm -rf -- "$DIR"
+}
+
+cmd_restart() {
+  local data=$DIR/data owner
+  [[ -e $DIR/$MARKER && -f $data/PG_VERSION ]] ||
+    die "$DIR has no scratch server (run '$PROG start $DIR' first)"
+  owner=$(stat -c %U "$data")
+  if is_root && [[ $owner != root ]]; then RUN_AS=$owner; fi
+  BINDIR=$(find_bindir)
+  # The port stays: it is in DATA/scratch-port.conf.
+  if ! as_server "$BINDIR/pg_ctl" -D "$data" -l "$DIR/postgres.log" -m "$MODE" -w -t 60 restart \
+         >"$DIR/pg_ctl.log" 2>&1; then
+    log_tail "$DIR/postgres.log"
+    log_tail "$DIR/pg_ctl.log"
+    die "PostgreSQL did not restart (log: $DIR/postgres.log)"
+  fi
 }
 
 scratch_main "$@"

@@ -23,10 +23,12 @@
  *
  * Threads: one forkpool handle may be shared by the threads of a process.
  * - Acquires on it are served one after another: an acquire waits (within
- *   its timeout) for another thread's acquire to finish, so an acquire with
- *   timeout 0 fails with -ETIMEDOUT while another thread's acquire waits
- *   for a connection, even in another pool. Give each thread that must
- *   never wait its own handle.
+ *   its timeout) for another thread's acquire to finish. An acquire with
+ *   timeout 0 never waits for another thread: while one waits, it is sent
+ *   alongside on the same control connection and answered at once (a
+ *   connection, or -ETIMEDOUT if its pool has none free and none can be
+ *   opened now; -ETIMEDOUT too if the handle has no control connection at
+ *   that moment, as during a restart of forkpoold).
  * - Releases, cancels and fork() never wait for an acquire, nor for a
  *   reconnect to a restarting forkpoold (that happens outside the handle's
  *   lock; a release that finds no supervisor is sent to the next one).

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016,SC2317  # literal quotes around $ONLY; trap handlers
 # tests/run.sh — the test command of forkpool.
 #
-#   ./tests/run.sh [--no-asan] [--no-fuzz] [--only REGEX]
+#   ./tests/run.sh [--no-asan] [--no-fuzz] [--only REGEX] [--soak MINUTES]
 #
 # 1. Installs the Debian packages the build and the tests need (only the
 #    missing ones; needs root when something is missing).
@@ -40,6 +40,9 @@
 #   --only REGEX    run only the tests whose name matches REGEX (ctest -R;
 #                   fuzz targets are named fuzz/<target>, static checks
 #                   static/<tool>)
+#   --soak MINUTES  run the churn test (integration/it_churn: random leases,
+#                   kills and restarts; 60 s by default) for MINUTES minutes;
+#                   e.g. --soak 10 --only it_churn --no-asan --no-fuzz
 #
 # Exits non-zero if anything failed; the last line is a summary.
 set -euo pipefail
@@ -55,6 +58,7 @@ usage() {
 ASAN=1
 FUZZ=1
 ONLY=
+CHURN_SECONDS=60
 while [[ $# -gt 0 ]]; do
   case $1 in
     --no-asan) ASAN=0 ;;
@@ -65,6 +69,12 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     --only=*) ONLY=${1#--only=} ;;
+    --soak)
+      [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] ||
+        { echo "$PROG: --soak needs a whole number of minutes >= 1" >&2; exit 2; }
+      CHURN_SECONDS=$(($2 * 60))
+      shift
+      ;;
     -h | --help) usage 0 ;;
     *) echo "$PROG: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -292,6 +302,12 @@ run_ctest() {
           -LE '^unit$' "${sel[@]}"; then
     fail "$name: integration tests"
   fi
+  # The churn test's figures, which ctest shows only when it fails.
+  local log=$dir/Testing/Temporary/LastTest.log
+  if [[ -f $log ]] && grep -q '^churn figures' "$log"; then
+    say "$name: churn figures"
+    sed -n '/^churn figures/,/^  after:/p' "$log"
+  fi
 }
 
 # ---------------------------------------------------------------- fuzzing
@@ -407,12 +423,14 @@ BUILT=()
 # The project's own runs treat warnings as errors (users' builds do not).
 # build/ is configured as a distribution would (prefix /usr), for the tests of
 # its install tree and its Debian package (tests/package/).
+# Every configure states the churn test's length, so that a --soak run's does not stay.
 if build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFORKPOOL_SANITIZE=OFF -DFORKPOOL_WERROR=ON \
-     -DCMAKE_INSTALL_PREFIX=/usr; then
+     -DCMAKE_INSTALL_PREFIX=/usr -DFORKPOOL_CHURN_SECONDS="$CHURN_SECONDS"; then
   BUILT+=(build)
 fi
 if [[ $ASAN -eq 1 ]]; then
-  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON -DFORKPOOL_WERROR=ON; then
+  if build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DFORKPOOL_SANITIZE=ON -DFORKPOOL_WERROR=ON \
+       -DFORKPOOL_CHURN_SECONDS="$CHURN_SECONDS"; then
     BUILT+=(build-asan)
   fi
 fi
@@ -489,6 +507,7 @@ fi
 
 elapsed=$((SECONDS - START_TIME))
 trees="build"
+[[ $CHURN_SECONDS -ne 60 ]] && trees="churn ${CHURN_SECONDS}s, $trees"
 [[ $ASAN -eq 1 ]] && trees+=" + build-asan"
 [[ $TSAN_BUILT -eq 1 ]] && trees+=" + build-tsan"
 [[ $FUZZ -eq 1 ]] && trees+=" + build-fuzz"

@@ -114,6 +114,8 @@ static void atfork_child(void)
                 handle_forget_parent(fp);
                 /* Another thread may have held it mid-acquire; that thread is not here. */
                 pthread_mutex_init(&fp->acquire_lock, NULL);
+                pthread_cond_init(&fp->side_cond, NULL);
+                fp->side = NULL;
                 pthread_mutex_unlock(&fp->io_lock);
         }
         pthread_mutex_unlock(&handles_lock);
@@ -287,9 +289,11 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         fp->pid = fp_self_pid();
         pthread_mutex_init(&fp->acquire_lock, NULL);
         pthread_mutex_init(&fp->io_lock, NULL);
+        pthread_cond_init(&fp->side_cond, NULL);
 
         r = control_open(fp->socket_path, &fp->fd);
         if (r < 0) {
+                pthread_cond_destroy(&fp->side_cond);
                 free(fp);
                 return r;
         }
@@ -349,6 +353,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
         fp_my_cache_close(fp);
         pthread_mutex_destroy(&fp->io_lock);
         pthread_mutex_destroy(&fp->acquire_lock);
+        pthread_cond_destroy(&fp->side_cond);
         fp_segment_close(&fp->segment);
         free(fp->pending);
         free(fp);
@@ -431,44 +436,91 @@ static uint64_t preferred_lease(forkpool *fp, const char *pool)
 }
 
 /*
+ * The answer to this thread's own acquire (reply, with lease_fd, owned from
+ * here on): 0 with a new lease in *ret, or the supervisor's negative errno.
+ * A lease that cannot be taken goes back unused on fd.
+ */
+static int own_reply(forkpool *fp, int fd, const struct fp_side_wait *reply_of, int lease_fd,
+                     const char *pool, forkpool_lease **ret)
+{
+        if (reply_of->reply.hdr.op == FP_OP_ERROR) {
+                if (lease_fd >= 0)
+                        close(lease_fd);
+                return error_reply(&reply_of->reply.error);
+        }
+        if (reply_of->reply.hdr.op != FP_OP_LEASE || lease_fd < 0) {
+                if (lease_fd >= 0)
+                        close(lease_fd);
+                return -EPROTO;
+        }
+        int r = lease_new(fp, &reply_of->reply.lease, lease_fd, pool, ret);
+        if (r < 0)
+                return_unused(fd, &reply_of->reply.lease, lease_fd);
+        return r;
+}
+
+/*
+ * Hands a reply for another request to the timeout-0 acquire waiting for it
+ * (fp->side). Returns false if nobody waits for it.
+ */
+static bool side_deliver(forkpool *fp, const struct fp_side_wait *got, size_t len, int lease_fd)
+{
+        bool taken = false;
+        pthread_mutex_lock(&fp->io_lock);
+        for (struct fp_side_wait *w = fp->side; w; w = w->next) {
+                if (w->request_id != got->reply.hdr.request_id || w->done)
+                        continue;
+                memcpy(w->reply.bytes, got->reply.bytes, len);
+                w->lease_fd = lease_fd;
+                w->done = true;
+                taken = true;
+                pthread_cond_broadcast(&fp->side_cond);
+                break;
+        }
+        pthread_mutex_unlock(&fp->io_lock);
+        return taken;
+}
+
+/*
  * Reads the replies that have arrived on fd until the one for request id:
  * returns 0 with a new lease in *ret, -EAGAIN if it has not arrived yet, the
  * supervisor's negative errno, or -ECONNRESET/-EPIPE when the connection is
- * dead. Leases for requests nobody waits for any more go back unused.
+ * dead. Replies to other threads' timeout-0 acquires are handed to them;
+ * leases for requests nobody waits for any more go back unused.
  * Never blocks.
  */
 static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, forkpool_lease **ret)
 {
-        union {
-                struct fp_msg_hdr hdr;
-                struct fp_msg_error error;
-                struct fp_msg_lease lease;
-                char bytes[FP_MSG_MAX];
-        } reply;
+        struct fp_side_wait got;
 
         for (;;) {
                 int lease_fd = -1;
-                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &lease_fd);
+                ssize_t n = recv_reply(fd, got.reply.bytes, sizeof(got.reply), &lease_fd);
                 if (n < 0)
                         return (int)n;
-                if (reply.hdr.request_id != id) {
-                        /* An answer to an earlier request that gave up waiting. */
-                        if (reply.hdr.op == FP_OP_LEASE)
-                                return_unused(fd, &reply.lease, lease_fd);
+                if (got.reply.hdr.request_id == id)
+                        return own_reply(fp, fd, &got, lease_fd, pool, ret);
+                if (side_deliver(fp, &got, (size_t)n, lease_fd))
                         continue;
-                }
-                if (reply.hdr.op == FP_OP_ERROR)
-                        return error_reply(&reply.error);
-                if (reply.hdr.op != FP_OP_LEASE || lease_fd < 0) {
-                        if (lease_fd >= 0)
-                                close(lease_fd);
-                        return -EPROTO;
-                }
-                int r = lease_new(fp, &reply.lease, lease_fd, pool, ret);
-                if (r < 0)
-                        return_unused(fd, &reply.lease, lease_fd);
-                return r;
+                /* An answer to an earlier request that gave up waiting. */
+                if (got.reply.hdr.op == FP_OP_LEASE)
+                        return_unused(fd, &got.reply.lease, lease_fd);
         }
+}
+
+/* Sends acquire request id for pool on control connection fd (send flags as fp_send_msg()). */
+static int acquire_send(forkpool *fp, int fd, uint32_t id, const char *pool, int timeout_ms,
+                        const char *label, int flags)
+{
+        struct fp_msg_acquire req;
+
+        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.timeout_ms = timeout_ms;
+        snprintf(req.pool, sizeof(req.pool), "%s", pool);
+        if (label)
+                snprintf(req.label, sizeof(req.label), "%s", label);
+        req.prefer_lease_id = preferred_lease(fp, pool);
+        return fp_send_msg(fd, &req, sizeof(req), -1, flags);
 }
 
 /*
@@ -479,17 +531,8 @@ static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, fo
 static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, const char *label,
                         forkpool_lease **ret)
 {
-        struct fp_msg_acquire req;
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        int r;
-
-        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
-        req.timeout_ms = timeout_ms;
-        snprintf(req.pool, sizeof(req.pool), "%s", pool);
-        if (label)
-                snprintf(req.label, sizeof(req.label), "%s", label);
-        req.prefer_lease_id = preferred_lease(fp, pool);
-        r = fp_send_msg(fd, &req, sizeof(req), -1, 0);
+        int r = acquire_send(fp, fd, id, pool, timeout_ms, label, 0);
         if (r < 0)
                 return r;
 
@@ -574,6 +617,119 @@ static forkpool_lease *sticky_take(forkpool *fp, const char *pool)
         return found;
 }
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+static int64_t monotonic_ms(void)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Lets acquire_lock go and wakes the timeout-0 acquires that may now read the connection. */
+static void acquire_unlock(forkpool *fp)
+{
+        pthread_mutex_unlock(&fp->acquire_lock);
+        pthread_mutex_lock(&fp->io_lock);
+        pthread_cond_broadcast(&fp->side_cond);
+        pthread_mutex_unlock(&fp->io_lock);
+}
+
+/*
+ * Waits (up to 50 ms) for w's reply to be handed over. Returns true once it
+ * has been, or once the control connection of generation is gone.
+ */
+static bool side_wait_slice(forkpool *fp, struct fp_side_wait *w, uint64_t generation)
+{
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&fp->io_lock);
+        if (!w->done && fp->fd_generation == generation)
+                (void)pthread_cond_timedwait(&fp->side_cond, &fp->io_lock, &until);
+        bool over = w->done || fp->fd_generation != generation;
+        pthread_mutex_unlock(&fp->io_lock);
+        return over;
+}
+
+/*
+ * A timeout-0 acquire while another thread's acquire holds acquire_lock (it
+ * may be waiting for a connection of another pool, for seconds): the request
+ * goes out at once on the same control connection, and its reply is handed
+ * over by the thread that reads the connection — the other acquire, or this
+ * one when acquire_lock is free meanwhile. Never connects (without a control
+ * connection: -ETIMEDOUT, nothing can be had at once). Returns as
+ * forkpool_acquire(); blocks for one round trip to the supervisor.
+ */
+static int acquire_side(forkpool *fp, const char *pool, const char *label, forkpool_lease **ret)
+{
+        struct fp_side_wait w = {.lease_fd = -1};
+        uint64_t generation = 0;
+        int r = -ETIMEDOUT, fd = -1;
+
+        pthread_mutex_lock(&fp->io_lock);
+        handle_check_fork(fp);
+        if (fp->fd >= 0) {
+                fd = fcntl(fp->fd, F_DUPFD_CLOEXEC, 3);
+                r = fd < 0 ? -errno : 0;
+                generation = fp->fd_generation;
+        }
+        if (fd >= 0) {
+                w.request_id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
+                w.next = fp->side;
+                fp->side = &w;
+        }
+        pthread_mutex_unlock(&fp->io_lock);
+        if (fd < 0)
+                return r;
+
+        r = acquire_send(fp, fd, w.request_id, pool, 0, label, 0);
+        int64_t give_up = monotonic_ms() + REPLY_SLACK_MS;
+        bool handed_over = false;
+        while (r >= 0) {
+                if (side_wait_slice(fp, &w, generation)) {
+                        handed_over = true;
+                        break;
+                }
+                if (monotonic_ms() > give_up) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                if (pthread_mutex_trylock(&fp->acquire_lock) != 0)
+                        continue;
+                /* Nobody else reads the connection now: this thread does. */
+                do {
+                        r = fp_wait_fd(fd, POLLIN, 50);
+                        if (r == 0 || r == -ETIMEDOUT)
+                                r = acquire_reply(fp, fd, w.request_id, pool, ret);
+                } while ((r == -EAGAIN || r == -ETIMEDOUT) && !w.done && monotonic_ms() <= give_up);
+                acquire_unlock(fp);
+                if (r != -EAGAIN && r != -ETIMEDOUT)
+                        break; /* this thread read its own reply, or the connection died */
+        }
+
+        /* Out of the list; a reply that came meanwhile is used, or a lease in it given back. */
+        pthread_mutex_lock(&fp->io_lock);
+        for (struct fp_side_wait **p = &fp->side; *p; p = &(*p)->next)
+                if (*p == &w) {
+                        *p = w.next;
+                        break;
+                }
+        bool done = w.done;
+        pthread_mutex_unlock(&fp->io_lock);
+        if (r == -EAGAIN)
+                r = -ETIMEDOUT;
+        if (done)
+                r = own_reply(fp, fd, &w, w.lease_fd, pool, ret);
+        else if (handed_over)
+                r = -ECONNRESET; /* the connection was replaced before the reply came */
+        close(fd);
+        return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
+}
+
 FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int timeout_ms,
                                              const char *label, forkpool_lease **ret)
 {
@@ -591,8 +747,15 @@ FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int
                 return 0;
         }
 
-        /* Another thread's acquire may be waiting: that wait counts against ours. */
-        if (timeout_ms >= 0) {
+        /* Another thread's acquire may be waiting: that wait counts against ours; an
+         * acquire that must not wait asks alongside it. */
+        if (timeout_ms == 0) {
+                r = pthread_mutex_trylock(&fp->acquire_lock);
+                if (r == EBUSY)
+                        return acquire_side(fp, pool, label, ret);
+                if (r != 0)
+                        return -r;
+        } else if (timeout_ms > 0) {
                 struct timespec start, deadline;
                 clock_gettime(CLOCK_REALTIME, &start);
                 deadline = start;
@@ -625,7 +788,7 @@ FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int
                 if (r == -EPIPE || r == -ENOTCONN)
                         r = -ECONNRESET;
         }
-        pthread_mutex_unlock(&fp->acquire_lock);
+        acquire_unlock(fp);
         return r;
 }
 
@@ -637,8 +800,6 @@ FORKPOOL_EXPORT int forkpool_acquire(forkpool *fp, const char *pool, int timeout
 
 int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *ret_request_id)
 {
-        struct fp_msg_acquire req;
-
         if (!fp || !pool || !ret_request_id)
                 return -EINVAL;
         if (strlen(pool) >= FP_NAME_MAX)
@@ -648,11 +809,7 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
         if (fd < 0)
                 return fd;
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
-        req.timeout_ms = timeout_ms;
-        snprintf(req.pool, sizeof(req.pool), "%s", pool);
-        req.prefer_lease_id = preferred_lease(fp, pool);
-        int r = fp_send_msg(fd, &req, sizeof(req), -1, MSG_DONTWAIT);
+        int r = acquire_send(fp, fd, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
         close(fd);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;

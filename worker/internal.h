@@ -29,9 +29,29 @@
 /* A handle's cache of released MySQL handles: adopt_mysql.c's, under its own lock. */
 struct fp_my_cache;
 
+/*
+ * A timeout-0 acquire sent while another thread's acquire holds acquire_lock
+ * and reads the control connection: that reader hands its reply over here.
+ * Lives on the waiting thread's stack, in forkpool.side (under io_lock).
+ */
+struct fp_side_wait {
+        struct fp_side_wait *next;
+        uint32_t request_id;
+        bool done;    /* reply holds the answer */
+        int lease_fd; /* the descriptor that came with it, or -1 */
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_error error;
+                struct fp_msg_lease lease;
+                char bytes[FP_MSG_MAX];
+        } reply;
+};
+
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
-        pthread_mutex_t acquire_lock; /* one acquire round trip at a time */
+        pthread_mutex_t acquire_lock; /* one reader of the control connection's replies */
+        struct fp_side_wait *side;    /* timeout-0 acquires waiting for a reply (io_lock) */
+        pthread_cond_t side_cond;     /* a side reply arrived, or acquire_lock was let go */
         pthread_mutex_t io_lock;      /* fd, pid, the lease list; held briefly */
         char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
         int fd;                 /* control connection, -1 when not connected */

@@ -16,10 +16,10 @@
 #include "log.h"
 #include "text.h"
 
+/* The steps are over: the socket's watch goes (an idle connection holds no duplicate). */
 static void async_stop_watching(struct my_async *a)
 {
-        if (a->io)
-                sd_event_source_set_enabled(a->io, SD_EVENT_OFF);
+        fp_sockwatch_free(&a->io);
         if (a->wait_timer)
                 sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
         if (a->deadline)
@@ -29,7 +29,7 @@ static void async_stop_watching(struct my_async *a)
 /* Frees the event sources and the handle (mysql_close(): a COM_QUIT if it is connected). */
 void fp_my_async_free(struct my_async *a)
 {
-        a->io = sd_event_source_disable_unref(a->io);
+        fp_sockwatch_free(&a->io);
         a->wait_timer = sd_event_source_disable_unref(a->wait_timer);
         a->deadline = sd_event_source_disable_unref(a->deadline);
         a->defer = sd_event_source_disable_unref(a->defer);
@@ -94,22 +94,8 @@ static int async_watch(struct my_async *a, int status)
                 events |= EPOLLOUT;
         if (status & MYSQL_WAIT_EXCEPT)
                 events |= EPOLLPRI;
-        if (!a->io) {
-                r = sd_event_add_io(a->event, &a->io, fd, events, on_async_io, a);
-                if (r < 0)
-                        return r;
-        } else {
-                /* The library may move to another socket while connecting (another address). */
-                if (sd_event_source_get_io_fd(a->io) != fd) {
-                        r = sd_event_source_set_io_fd(a->io, fd);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_event_source_set_io_events(a->io, events);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_event_source_set_enabled(a->io, events ? SD_EVENT_ON : SD_EVENT_OFF);
+        /* The library may move to another socket while connecting (another address). */
+        r = fp_sockwatch_set(&a->io, a->event, fd, events, true, on_async_io, a);
         if (r < 0)
                 return r;
 

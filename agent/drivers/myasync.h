@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "proto.h"
+#include "sockwatch.h"
 
 #define MY_MAX_STEPS 4
 #define MY_SQL_MAX   64
@@ -58,7 +59,7 @@ typedef void (*my_done_fn)(struct my_async *a, int error, const char *text);
 struct my_async {
         MYSQL *m;
         sd_event *event;
-        sd_event_source *io;         /* the socket, while a step waits for it */
+        struct fp_sockwatch io;      /* the socket, while a step waits for it */
         sd_event_source *wait_timer; /* the library's own timeout (MYSQL_WAIT_TIMEOUT) */
         sd_event_source *deadline;   /* our limit for all the steps */
         sd_event_source *defer;      /* reports steps that ended at once */

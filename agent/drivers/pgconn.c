@@ -21,6 +21,7 @@
 #include "pgadopt.h"
 #include "pgcancel.h"
 #include "pgtrace.h"
+#include "sockwatch.h"
 #include "text.h"
 
 enum pgconn_phase {
@@ -40,7 +41,7 @@ typedef void (*run_done_fn)(struct fp_pgconn *pc, int error, const char *text);
 struct fp_pgconn {
         PGconn *conn;
         sd_event *event;
-        sd_event_source *io;    /* enabled only while connecting or resetting */
+        struct fp_sockwatch io; /* the socket; enabled only while connecting or resetting */
         sd_event_source *timer; /* connect or reset deadline */
         sd_event_source *defer; /* reports a connect that failed at once */
         enum pgconn_phase phase;
@@ -110,7 +111,7 @@ static void trace_stop(struct fp_pgconn *pc)
 static void pgconn_free(struct fp_pgconn *pc)
 {
         trace_stop(pc);
-        sd_event_source_disable_unref(pc->io);
+        fp_sockwatch_free(&pc->io);
         sd_event_source_disable_unref(pc->timer);
         sd_event_source_disable_unref(pc->defer);
         if (pc->conn)
@@ -202,7 +203,7 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
                                     "cannot lease; set sslmode=disable");
                 return 0;
         }
-        sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
+        fp_sockwatch_free(&pc->io); /* idle: no duplicate kept */
         sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
         PQsetNoticeProcessor(pc->conn, notice_ignore, NULL);
         int sock = PQsocket(pc->conn);
@@ -215,28 +216,13 @@ static int on_connect_io(sd_event_source *s, int fd, uint32_t revents, void *use
 
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata);
 
-/* Points the io source at the connection's current socket, waiting for events. */
+/*
+ * Points the io source at the connection's current socket (libpq may switch
+ * sockets while connecting, to another address), waiting for events.
+ */
 static int pgconn_watch(struct fp_pgconn *pc, uint32_t events)
 {
-        int sock = PQsocket(pc->conn), r;
-        if (sock < 0)
-                return -EBADF;
-        if (!pc->io) {
-                r = sd_event_add_io(pc->event, &pc->io, sock, events, on_io, pc);
-                if (r < 0)
-                        return r;
-        } else {
-                /* libpq may switch sockets while connecting (another address). */
-                if (sd_event_source_get_io_fd(pc->io) != sock) {
-                        r = sd_event_source_set_io_fd(pc->io, sock);
-                        if (r < 0)
-                                return r;
-                }
-                r = sd_event_source_set_io_events(pc->io, events);
-                if (r < 0)
-                        return r;
-        }
-        return sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
+        return fp_sockwatch_set(&pc->io, pc->event, PQsocket(pc->conn), events, true, on_io, pc);
 }
 
 static int arm_timer(struct fp_pgconn *pc, int timeout_ms)
@@ -310,8 +296,7 @@ int fp_pgconn_connect(sd_event *event, const char *const *keys, const char *cons
 
 static void run_stop_watching(struct fp_pgconn *pc)
 {
-        if (pc->io)
-                sd_event_source_set_enabled(pc->io, SD_EVENT_OFF);
+        fp_sockwatch_free(&pc->io); /* idle: no duplicate kept */
         if (pc->timer)
                 sd_event_source_set_enabled(pc->timer, SD_EVENT_OFF);
         pc->phase = PGCONN_READY;
@@ -339,13 +324,7 @@ static int run_send(struct fp_pgconn *pc)
         int flushed = PQflush(pc->conn);
         if (flushed < 0)
                 return -ECONNRESET;
-        int r = sd_event_source_set_io_fd(pc->io, PQsocket(pc->conn));
-        if (r >= 0)
-                r = sd_event_source_set_io_events(pc->io,
-                                                  flushed == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(pc->io, SD_EVENT_ON);
-        return r;
+        return pgconn_watch(pc, flushed == 1 ? EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
 /* A result of the current step. Read-back values are taken here. */
@@ -450,13 +429,7 @@ int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *i
         if (!pc)
                 return -ENOMEM;
         pc->event = event;
-        pc->phase = PGCONN_READY;
-        if (sd_event_add_io(event, &pc->io, PQsocket(conn), EPOLLIN, on_io, pc) < 0 ||
-            sd_event_source_set_enabled(pc->io, SD_EVENT_OFF) < 0) {
-                sd_event_source_disable_unref(pc->io);
-                free(pc);
-                return -ENOMEM;
-        }
+        pc->phase = PGCONN_READY; /* idle: its socket is watched once a statement runs */
         pc->conn = conn;
         PQsetNoticeProcessor(conn, notice_ignore, NULL);
         pc->backend_pid = info->backend_pid;

@@ -468,12 +468,17 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$
   return 1
 }
 
-# Check a loadgen.py result: dt_check_load FILE REQUESTS APP CAP WORKERS
+# Check a loadgen.py result: dt_check_load FILE REQUESTS APP CAP WORKERS POOL
 # Every request answered 200 with a good body, by sessions of the pool (its
-# application_name), from at least WORKERS server processes; --dropin: by at
-# most CAP backends.
+# application_name), from at least WORKERS server processes; --dropin: by
+# backends that are all forkpoold's connections of POOL (no more than it ever
+# opened), and by at most CAP of them when the pool has no overflow. (An
+# overflow connection is closed when it comes back and a later one is a new
+# backend, so with overflow only the sampler's count of backends at the same
+# time, dt_check_cap, bounds them by CAP.)
 dt_check_load() {
-  local file=$1 want=$2 app=$3 cap=$4 min_workers=$5 good pids apps workers bad
+  local file=$1 want=$2 app=$3 cap=$4 min_workers=$5 pool=$6 good pids apps workers bad
+  local connects overflow
   read -r good pids apps workers < <("$DT_PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -483,7 +488,15 @@ print(d["good"], len(d["pids"]), ",".join(d["apps"]) or "-", d["workers"])' "$fi
   dt_check "every answer came from a session of the pool (application_name $apps)" test "$apps" = "$app"
   dt_check "at least $min_workers server processes answered ($workers did)" test "$workers" -ge "$min_workers"
   if dt_dropin; then
-    dt_check "by at most $cap backends ($pids)" test "$pids" -le "$cap"
+    read -r connects overflow < <(dt_status_json sup | "$DT_PY" -c '
+import json, sys
+p = [p for p in json.load(sys.stdin)["pools"] if p["name"] == sys.argv[1]][0]
+print(p["counters"]["connects"], p["max_overflow"])' "$pool")
+    dt_check "by forkpoold's connections: $pids backends, $connects connects" \
+      test "$pids" -le "$connects"
+    if [[ $overflow == 0 ]]; then
+      dt_check "by at most $cap backends ($pids)" test "$pids" -le "$cap"
+    fi
   else
     dt_log "direct: $pids backends answered"
   fi

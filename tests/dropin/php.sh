@@ -181,7 +181,7 @@ timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency 
   echo '{"good": 0, "codes": {}, "bodies_bad": ["no result: the load generator was stopped"], "pids": [], "apps": [], "hosts": [], "workers": 0}' \
     >"$DT_TMP/load.json"
 dt_sampler_stop
-dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2))
+dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2)) php
 dt_check_cap "$CAP" "$((CHILDREN * 2))"
 # pg_host() (PQhost) says what the page asked for.
 if dt_dropin; then want_host=$(dt_dir sup); else want_host=$FORKPOOL_TEST_PG_SOCKET_DIR; fi

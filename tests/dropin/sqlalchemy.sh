@@ -40,7 +40,7 @@ dt_sampler_start "$APP"
 timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "http://127.0.0.1:$PORT/" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
 dt_sampler_stop
-dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((WORKERS / 2))
+dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((WORKERS / 2)) web
 dt_check_cap "$CAP" "$WORKERS"
 dt_check "gunicorn logged no worker error" \
   bash -c "! grep -E 'Traceback|WORKER TIMEOUT|Worker exiting' '$DT_TMP/gunicorn.log'"

@@ -180,19 +180,26 @@ static void test_pool_state(void)
 
 static forkpool *shared_fp;
 
+/* The lease's session is the one it names; then it goes back. */
+static void use_and_release(forkpool_lease *lease)
+{
+        PGconn *c = forkpool_lease_pg(lease);
+        CHECK(c);
+        PGresult *res = PQexec(c, "SELECT pg_backend_pid()");
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK &&
+              atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(c) &&
+              PQbackendPID(c) == forkpool_lease_backend_pid(lease));
+        PQclear(res);
+        CHECK_OK(forkpool_release(lease));
+}
+
 static void *thread_loop(void *arg)
 {
         (void)arg;
         for (int round = 0; round < 20; round++) {
                 forkpool_lease *lease;
                 CHECK_OK(forkpool_acquire(shared_fp, "main", 10000, &lease));
-                PGconn *c = forkpool_lease_pg(lease);
-                CHECK(c);
-                PGresult *res = PQexec(c, "SELECT pg_backend_pid()");
-                CHECK(PQresultStatus(res) == PGRES_TUPLES_OK &&
-                      atoi(PQgetvalue(res, 0, 0)) == PQbackendPID(c));
-                PQclear(res);
-                CHECK_OK(forkpool_release(lease));
+                use_and_release(lease);
         }
         return NULL;
 }
@@ -289,6 +296,97 @@ static void test_threads_across_restart(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* An acquire that waits for pool "main" on the shared handle (the other threads try meanwhile). */
+static void *wait_main(void *arg)
+{
+        int *result = arg;
+        forkpool_lease *lease;
+        *result = forkpool_acquire(shared_fp, "main", 30000, &lease);
+        if (*result == 0)
+                CHECK_OK(forkpool_release(lease));
+        return NULL;
+}
+
+static atomic_int tries_ok, tries_busy;
+
+/* timeout-0 acquires of pool "other" on the shared handle: each gets one at once or -ETIMEDOUT. */
+static void *try_other(void *arg)
+{
+        (void)arg;
+        for (int i = 0; i < 40; i++) {
+                forkpool_lease *lease;
+                int r = forkpool_acquire(shared_fp, "other", 0, &lease);
+                CHECK_MSG(r == 0 || r == -ETIMEDOUT, "timeout-0 acquire: %d (%s)", r,
+                          forkpool_strerror(r));
+                if (r < 0) {
+                        tries_busy++;
+                        continue;
+                }
+                use_and_release(lease);
+                tries_ok++;
+        }
+        return NULL;
+}
+
+/*
+ * A timeout-0 acquire on a handle whose other thread waits for an exhausted
+ * pool is answered at once: a connection of another pool if it has one, or
+ * -ETIMEDOUT; the waiting acquire is served when its pool frees up, and the
+ * tries go on after it ended.
+ */
+static void test_timeout0_beside_waiter(void)
+{
+        enum {
+                TRIERS = 3
+        };
+        struct itest_sup s;
+        forkpool_lease *held, *l;
+        pthread_t waiter, triers[TRIERS];
+        int waited = 1;
+        char pools[1024];
+
+        /* "main" of one connection, "other" of two. */
+        snprintf(pools, sizeof(pools),
+                 "pool_size = 1\nmax_overflow = 0\n[pool other]\nurl = %s\n%s",
+                 itest_url("it_timeout0"), "pool_size = 2\nmax_overflow = 0\n");
+        itest_sup_start(&s, "it_timeout0", pools, NULL);
+        CHECK_OK(forkpool_open(s.socket, &shared_fp));
+        CHECK_OK(forkpool_acquire(shared_fp, "main", 5000, &held));
+        CHECK(pthread_create(&waiter, NULL, wait_main, &waited) == 0);
+        int64_t end = itest_now_ms() + 10000;
+        while (itest_pool(&s).waiting != 1 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK_MSG(itest_pool(&s).waiting == 1, "the waiting acquire did not reach forkpoold");
+
+        /* While it waits: the exhausted pool says so at once, the other one serves. */
+        CHECK(forkpool_acquire(shared_fp, "main", 0, &l) == -ETIMEDOUT);
+        for (int i = 0; i < 3; i++) {
+                CHECK_OK(forkpool_acquire(shared_fp, "other", 0, &l));
+                CHECK(atoi(itest_query(forkpool_lease_pg(l), "SELECT 40 + 2")) == 42);
+                CHECK_OK(forkpool_release(l));
+        }
+        CHECK(itest_pool(&s).waiting == 1 && waited == 1);
+
+        /* Tries from several threads, while the waiter is served and ends. */
+        for (int i = 0; i < TRIERS; i++)
+                CHECK(pthread_create(&triers[i], NULL, try_other, NULL) == 0);
+        usleep(50000);
+        CHECK_OK(forkpool_release(held));
+        pthread_join(waiter, NULL);
+        for (int i = 0; i < TRIERS; i++)
+                pthread_join(triers[i], NULL);
+        CHECK_MSG(waited == 0, "the waiting acquire: %d (%s)", waited, forkpool_strerror(waited));
+        CHECK_MSG(tries_ok > 0 && tries_ok + tries_busy == TRIERS * 40, "%d ok, %d busy",
+                  (int)tries_ok, (int)tries_busy);
+        end = itest_now_ms() + 3000;
+        while (itest_pool(&s).checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(itest_pool(&s).checked_out == 0);
+        forkpool_close(shared_fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 ITEST_MAIN({"acquire_query_release", test_acquire_query_release, 60}, {"threads", test_threads, 60},
            {"pool_state", test_pool_state, 60},
-           {"threads_across_restart", test_threads_across_restart, 60})
+           {"threads_across_restart", test_threads_across_restart, 60},
+           {"timeout0_beside_waiter", test_timeout0_beside_waiter, 90})

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * it_restart.c — a restart drops nothing. This test plays systemd's part of
- * the protocols forkpoold uses for that, without PID 1: a notify socket that
- * keeps the descriptors forkpoold stores (FDSTORE=1, FDNAME=, FDSTOREREMOVE=1)
- * and hands them to the next forkpoold ($LISTEN_FDS, $LISTEN_PID,
- * $LISTEN_FDNAMES). Across a restart (SIGTERM) and a crash (SIGKILL) the
- * sessions on the server stay the same, an idle connection goes back to its
- * pool, a transaction open across the restart commits, and a holder that
- * died meanwhile is reclaimed. Every scenario runs once per database (the
- * real PostgreSQL and the real MariaDB that tests/run.sh starts), through a
- * small description of each, as in it_both.c.
+ * the protocols forkpoold uses for that, without PID 1 (fake_systemd.h).
+ * Across a restart (SIGTERM) and a crash (SIGKILL) the sessions on the server
+ * stay the same, an idle connection goes back to its pool, a transaction open
+ * across the restart commits, and a holder that died meanwhile is reclaimed;
+ * a reset or ping still running at SIGTERM finishes or costs its connection,
+ * and a session the server ends while the store holds its socket costs only
+ * that connection. Most scenarios run once per database (the real PostgreSQL
+ * and the real MariaDB that tests/run.sh starts), through a small description
+ * of each, as in it_both.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,208 +24,15 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "fake_systemd.h"
 #include "savedstate.h"
-
-#define MAX_STORED 64
-
-/* systemd, as far as forkpoold can tell. */
-struct fake_systemd {
-        char dir[64], config[128], socket[128], notify[128], log[128];
-        int sock;
-        pthread_t thread;
-        pthread_mutex_t lock;
-        bool stop;
-        int n_stored;
-        char names[MAX_STORED][64];
-        int fds[MAX_STORED];
-        int ready; /* READY=1 messages seen */
-        pid_t pid;
-};
-
-/* Handles one notify datagram: stores or removes descriptors, counts READY=1. */
-static void handle_notify(struct fake_systemd *sd, const char *text, const int *fds, int n_fds)
-{
-        char name[64] = "stored";
-        const char *p = strstr(text, "FDNAME=");
-        if (p)
-                sscanf(p + 7, "%63[^\n]", name);
-        pthread_mutex_lock(&sd->lock);
-        if (strstr(text, "READY=1"))
-                sd->ready++;
-        if (strstr(text, "FDSTOREREMOVE=1")) {
-                for (int i = 0; i < sd->n_stored;) {
-                        if (strcmp(sd->names[i], name) != 0) {
-                                i++;
-                                continue;
-                        }
-                        close(sd->fds[i]);
-                        sd->n_stored--;
-                        sd->fds[i] = sd->fds[sd->n_stored];
-                        memcpy(sd->names[i], sd->names[sd->n_stored], sizeof(sd->names[i]));
-                }
-        }
-        for (int i = 0; i < n_fds; i++) {
-                if (!strstr(text, "FDSTORE=1") || sd->n_stored == MAX_STORED) {
-                        close(fds[i]);
-                        continue;
-                }
-                sd->fds[sd->n_stored] = fds[i];
-                snprintf(sd->names[sd->n_stored], sizeof(sd->names[0]), "%s", name);
-                sd->n_stored++;
-        }
-        pthread_mutex_unlock(&sd->lock);
-}
-
-/* Reads the notify socket all the time, as systemd does (its queue is short). */
-static void *notify_loop(void *arg)
-{
-        struct fake_systemd *sd = arg;
-        while (!sd->stop) {
-                struct pollfd p = {.fd = sd->sock, .events = POLLIN};
-                if (poll(&p, 1, 50) != 1)
-                        continue;
-                char text[4096];
-                union {
-                        char buf[CMSG_SPACE(16 * sizeof(int))];
-                        struct cmsghdr align;
-                } control;
-                struct iovec iov = {.iov_base = text, .iov_len = sizeof(text) - 1};
-                struct msghdr msg = {.msg_iov = &iov,
-                                     .msg_iovlen = 1,
-                                     .msg_control = control.buf,
-                                     .msg_controllen = sizeof(control.buf)};
-                ssize_t n = recvmsg(sd->sock, &msg, MSG_CMSG_CLOEXEC);
-                if (n < 0)
-                        continue;
-                text[n] = '\0';
-                int fds[16], n_fds = 0;
-                for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-                        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-                                for (size_t i = 0;
-                                     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n_fds < 16;
-                                     i++)
-                                        memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int),
-                                               sizeof(int));
-                handle_notify(sd, text, fds, n_fds);
-        }
-        return NULL;
-}
-
-static void fake_systemd_init(struct fake_systemd *sd, const char *url, const char *pool_lines)
-{
-        struct sockaddr_un addr = {.sun_family = AF_UNIX};
-
-        memset(sd, 0, sizeof(*sd));
-        pthread_mutex_init(&sd->lock, NULL);
-        snprintf(sd->dir, sizeof(sd->dir), "/tmp/fp-it-restart.XXXXXX");
-        CHECK(mkdtemp(sd->dir));
-        chmod(sd->dir, 0755);
-        snprintf(sd->config, sizeof(sd->config), "%s/forkpool.conf", sd->dir);
-        snprintf(sd->socket, sizeof(sd->socket), "%s/forkpool.sock", sd->dir);
-        snprintf(sd->notify, sizeof(sd->notify), "%s/notify", sd->dir);
-        snprintf(sd->log, sizeof(sd->log), "%s/log", sd->dir);
-        FILE *f = fopen(sd->config, "w");
-        CHECK(f);
-        fprintf(f, "[forkpool]\nsocket = %s\n[pool main]\nurl = %s\n%s", sd->socket, url,
-                pool_lines);
-        fclose(f);
-        chmod(sd->config, 0600); /* a URL with a password must not be readable by everyone */
-        sd->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        CHECK(sd->sock >= 0);
-        memcpy(addr.sun_path, sd->notify, strlen(sd->notify) + 1);
-        CHECK(bind(sd->sock, (struct sockaddr *)&addr, sizeof(addr)) == 0);
-        CHECK(pthread_create(&sd->thread, NULL, notify_loop, sd) == 0);
-}
-
-/* Starts forkpoold the way systemd does, passing what the store holds. */
-static void fake_systemd_start(struct fake_systemd *sd)
-{
-        pthread_mutex_lock(&sd->lock);
-        int ready = sd->ready, n = sd->n_stored, fds[MAX_STORED];
-        char names[MAX_STORED * 65] = "";
-        for (int i = 0; i < n; i++) {
-                fds[i] = sd->fds[i];
-                strcat(names, i ? ":" : "");
-                strcat(names, sd->names[i]);
-        }
-        pthread_mutex_unlock(&sd->lock);
-
-        sd->pid = fork();
-        CHECK(sd->pid >= 0);
-        if (sd->pid == 0) {
-                char pid[16], count[16];
-                CHECK(freopen(sd->log, "a", stderr));
-                /* Out of the way first, then in place from 3 on (dup2 clears close-on-exec). */
-                int high[MAX_STORED];
-                for (int i = 0; i < n; i++)
-                        high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 200);
-                for (int i = 0; i < n; i++)
-                        CHECK(dup2(high[i], 3 + i) == 3 + i);
-                snprintf(pid, sizeof(pid), "%d", getpid());
-                snprintf(count, sizeof(count), "%d", n);
-                setenv("NOTIFY_SOCKET", sd->notify, 1);
-                setenv("FDSTORE", "64", 1);
-                if (n > 0) {
-                        setenv("LISTEN_FDS", count, 1);
-                        setenv("LISTEN_PID", pid, 1);
-                        setenv("LISTEN_FDNAMES", names, 1);
-                }
-                execl(FP_FORKPOOLD_PATH, "forkpoold", "--config", sd->config, "--log-level",
-                      "debug", (char *)NULL);
-                _exit(127);
-        }
-        int64_t end = itest_now_ms() + 10000;
-        for (;;) {
-                pthread_mutex_lock(&sd->lock);
-                bool up = sd->ready > ready;
-                pthread_mutex_unlock(&sd->lock);
-                if (up)
-                        break;
-                CHECK_MSG(itest_now_ms() < end, "forkpoold did not send READY=1");
-                usleep(10000);
-        }
-}
-
-static int stored_connections(struct fake_systemd *sd)
-{
-        int n = 0;
-        pthread_mutex_lock(&sd->lock);
-        for (int i = 0; i < sd->n_stored; i++)
-                n += sd->names[i][0] == 'c';
-        pthread_mutex_unlock(&sd->lock);
-        return n;
-}
-
-static void fake_systemd_stop(struct fake_systemd *sd, int sig)
-{
-        kill(sd->pid, sig);
-        int status = itest_wait_child(sd->pid, 10000);
-        CHECK(status >= 0);
-        if (sig == SIGTERM)
-                CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
-        sd->pid = 0;
-}
-
-static void fake_systemd_done(struct fake_systemd *sd)
-{
-        if (sd->pid > 0) {
-                kill(sd->pid, SIGTERM);
-                itest_wait_child(sd->pid, 10000);
-        }
-        sd->stop = true;
-        pthread_join(sd->thread, NULL);
-        for (int i = 0; i < sd->n_stored; i++)
-                close(sd->fds[i]);
-        close(sd->sock);
-        if (!getenv("ITEST_KEEP_LOGS"))
-                itest_sh(NULL, 0, "rm -rf %s", sd->dir);
-}
 
 /* One database, as the scenarios see it. */
 struct db {
         const char *name;
         const char *session_id_sql; /* the session's id, as forkpool_lease_backend_pid() */
         const char *alive_sql_fmt;  /* 1 if session %d exists, else 0 */
+        const char *end_sql_fmt;    /* ends session %d from the admin connection */
         /* Prepares app's namespace and returns the pool URL for it (static buffer). */
         const char *(*url)(const char *app);
         void *(*admin)(const char *app);
@@ -269,6 +76,7 @@ static const struct db pg_db = {
         .name = "postgresql",
         .session_id_sql = "SELECT pg_backend_pid()",
         .alive_sql_fmt = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d",
+        .end_sql_fmt = "SELECT pg_terminate_backend(%d)",
         .url = pg_url,
         .admin = pg_admin,
         .admin_close = pg_admin_close,
@@ -308,6 +116,7 @@ static const struct db my_db = {
         .name = "mariadb",
         .session_id_sql = "SELECT CONNECTION_ID()",
         .alive_sql_fmt = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %d",
+        .end_sql_fmt = "KILL %d",
         .url = my_url,
         .admin = my_admin,
         .admin_close = my_admin_close,
@@ -405,8 +214,8 @@ static void restart_keeps_sessions(const struct db *db, int sig)
         CHECK(read(ready[0], &leased_backend, sizeof(leased_backend)) == sizeof(leased_backend));
         CHECK_OK(forkpool_release(l));
         usleep(100000);
-        CHECK_MSG(stored_connections(&sd) == 2, "%d connections in the store",
-                  stored_connections(&sd));
+        CHECK_MSG(fake_systemd_stored_connections(&sd) == 2, "%d connections in the store",
+                  fake_systemd_stored_connections(&sd));
 
         fake_systemd_stop(&sd, sig);
         /* The sessions outlive the supervisor: systemd holds them. */
@@ -510,6 +319,22 @@ static void holder_died_meanwhile(const struct db *db)
         db->admin_close(admin);
 }
 
+/*
+ * Starts a supervisor for app (its pool "main" with pool_lines) under sd, opens
+ * a handle on it and leases one connection. Returns app's admin connection.
+ */
+static void *start_with_lease(const struct db *db, struct fake_systemd *sd, const char *app,
+                              const char *pool_lines, forkpool **ret_fp, forkpool_lease **ret_lease)
+{
+        const char *url = db->url(app);
+        void *admin = db->admin(app);
+        fake_systemd_init(sd, url, pool_lines);
+        fake_systemd_start(sd);
+        CHECK_OK(forkpool_open(sd->socket, ret_fp));
+        CHECK_OK(forkpool_acquire(*ret_fp, "main", 5000, ret_lease));
+        return admin;
+}
+
 /* How a test damages the state memfd that the store keeps between two forkpoolds. */
 enum damage {
         DAMAGE_TRUNCATE,  /* shorter than its header says (SIGBUS for a reader that maps it) */
@@ -517,21 +342,9 @@ enum damage {
         DAMAGE_PG_RECORD, /* one PostgreSQL record with unterminated strings, a wild length */
 };
 
-/* The stored descriptor named name, or -1. */
-static int stored_fd(struct fake_systemd *sd, const char *name, int nth)
-{
-        int fd = -1;
-        pthread_mutex_lock(&sd->lock);
-        for (int i = 0; i < sd->n_stored && fd < 0; i++)
-                if (strncmp(sd->names[i], name, strlen(name)) == 0 && nth-- == 0)
-                        fd = sd->fds[i];
-        pthread_mutex_unlock(&sd->lock);
-        return fd;
-}
-
 static void damage_state(struct fake_systemd *sd, enum damage how, char *ret_name, size_t len)
 {
-        int state = stored_fd(sd, "state", 0);
+        int state = fake_systemd_stored_fd(sd, "state", 0);
         CHECK(state >= 0);
         if (how == DAMAGE_TRUNCATE) {
                 CHECK(ftruncate(state, 1000) == 0);
@@ -572,20 +385,16 @@ static void damaged_state(enum damage how)
         forkpool_lease *a, *b;
         char name[64] = "";
 
-        const char *url = db->url("it_restart_state");
-        void *admin = db->admin("it_restart_state");
-        fake_systemd_init(&sd, url, "pool_size = 2\nmax_overflow = 0\n");
-        fake_systemd_start(&sd);
-        CHECK_OK(forkpool_open(sd.socket, &fp));
-        CHECK_OK(forkpool_acquire(fp, "main", 5000, &a));
+        void *admin = start_with_lease(db, &sd, "it_restart_state",
+                                       "pool_size = 2\nmax_overflow = 0\n", &fp, &a);
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &b));
         int ids[2] = {session_id(db, a), session_id(db, b)};
         CHECK_OK(forkpool_release(a));
         CHECK_OK(forkpool_release(b));
         int64_t end = itest_now_ms() + 3000;
-        while (stored_connections(&sd) != 2 && itest_now_ms() < end)
+        while (fake_systemd_stored_connections(&sd) != 2 && itest_now_ms() < end)
                 usleep(10000);
-        CHECK(stored_connections(&sd) == 2);
+        CHECK(fake_systemd_stored_connections(&sd) == 2);
         fake_systemd_stop(&sd, SIGTERM);
 
         damage_state(&sd, how, name, sizeof(name));
@@ -597,8 +406,8 @@ static void damaged_state(enum damage how)
         CHECK(fp_segment_snapshot(&seg, 0, &pool, NULL, 0) == 0);
         fp_segment_close(&seg);
         CHECK_MSG(pool.live == kept, "live %d, want %d", pool.live, kept);
-        CHECK_MSG(stored_connections(&sd) == kept, "%d stored, want %d", stored_connections(&sd),
-                  kept);
+        CHECK_MSG(fake_systemd_stored_connections(&sd) == kept, "%d stored, want %d",
+                  fake_systemd_stored_connections(&sd), kept);
         /* The connections it could not trust are closed: their sessions end. */
         end = itest_now_ms() + 5000;
         while ((int)backend_alive(db, admin, ids[0]) + (int)backend_alive(db, admin, ids[1]) !=
@@ -686,7 +495,8 @@ static void pools_reordered(void)
         CHECK_OK(forkpool_acquire(fp, "other", 5000, &new_lease));
         CHECK_OK(forkpool_release(new_lease));
         int64_t end = itest_now_ms() + 3000;
-        while ((stored_connections(&sd) != 2 || pool_named(&sd, "other").checked_out != 0) &&
+        while ((fake_systemd_stored_connections(&sd) != 2 ||
+                pool_named(&sd, "other").checked_out != 0) &&
                itest_now_ms() < end)
                 usleep(10000);
         fake_systemd_stop(&sd, SIGTERM);
@@ -695,8 +505,8 @@ static void pools_reordered(void)
         fake_systemd_start(&sd);
         CHECK_MSG(pool_named(&sd, "main").checked_out == 1, "the lease is back");
         /* Both stay in the store: restoring one did not remove the other by its old name. */
-        CHECK_MSG(stored_connections(&sd) == 2, "%d connections in the store",
-                  stored_connections(&sd));
+        CHECK_MSG(fake_systemd_stored_connections(&sd) == 2, "%d connections in the store",
+                  fake_systemd_stored_connections(&sd));
         CHECK_OK(forkpool_acquire(fp, "other", 5000, &new_lease));
         int new_backend = session_id(db, new_lease);
         CHECK(new_backend != old_backend);
@@ -784,6 +594,15 @@ static void check_answer(PGconn *conn, const char *sql, const char *want)
         CHECK_MSG(strcmp(got, want) == 0, "%s answered %s, want %s", sql, got, want);
 }
 
+/* Two queries on the lease get their own answers; then it is released. */
+static void answers_right(const struct db *db, forkpool_lease *l)
+{
+        PGconn *c = adopt(db, l);
+        check_answer(c, "SELECT 40 + 2", "42");
+        check_answer(c, "SELECT 'second'", "second");
+        CHECK_OK(forkpool_release(l));
+}
+
 /*
  * A pre-ping still waiting for its reply at SIGTERM (the backend is stopped)
  * either finishes or costs its connection: a connection stored with the
@@ -834,14 +653,163 @@ static void ping_in_flight_at_sigterm(void)
         fake_systemd_start(&sd);
         for (int i = 0; i < 3; i++) {
                 CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
-                PGconn *c = adopt(db, l);
-                check_answer(c, "SELECT 40 + 2", "42");
-                check_answer(c, "SELECT 'second'", "second");
+                answers_right(db, l);
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/*
+ * A reset that cannot finish by the quiesce bound (5 s: its backend is
+ * stopped) at SIGTERM costs its connection: it leaves the store and is closed,
+ * never handed to the next supervisor with the ROLLBACK's reply unread.
+ */
+static void reset_stuck_at_sigterm(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+        char log[4096] = "";
+
+        void *admin = start_with_lease(db, &sd, "it_restart_stuck",
+                                       "pool_size = 1\nmax_overflow = 0\nconnect_timeout = 30\n",
+                                       &fp, &l);
+        int backend = session_id(db, l);
+        db->query(adopt(db, l), "BEGIN");
+        int64_t end = itest_now_ms() + 3000;
+        while (fake_systemd_stored_connections(&sd) != 1 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(fake_systemd_stored_connections(&sd) == 1);
+
+        /* The release's ROLLBACK waits on a stopped backend; SIGTERM comes meanwhile. */
+        CHECK(kill(backend, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(l));
+        end = itest_now_ms() + 5000;
+        while (pool_named(&sd, "main").checked_out != 0 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(kill(sd.pid, SIGTERM) == 0);
+        int status = itest_wait_child(sd.pid, 30000);
+        kill(backend, SIGCONT);
+        CHECK_MSG(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit %d", status);
+        sd.pid = 0;
+        itest_sh(log, sizeof(log), "grep -c 'still resetting at the restart: closed' %s", sd.log);
+        CHECK_MSG(atoi(log) == 1, "the stuck reset was not abandoned (log: %s)", sd.log);
+        CHECK_MSG(fake_systemd_stored_connections(&sd) == 0, "%d connections left in the store",
+                  fake_systemd_stored_connections(&sd));
+
+        /* The next supervisor starts without it; its session ends; a new one serves. */
+        fake_systemd_start(&sd);
+        CHECK(pool_named(&sd, "main").live == 0);
+        end = itest_now_ms() + 10000;
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
+                usleep(20000);
+        CHECK_MSG(!backend_alive(db, admin, backend), "backend %d outlived its close", backend);
+        CHECK_OK(forkpool_acquire(fp, "main", 10000, &l));
+        CHECK(session_id(db, l) != backend);
+        answers_right(db, l);
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/*
+ * An idle session that the server ended while its socket is also in the fd
+ * store: the pre-ping finds it dead, and the client library closes its
+ * socket on the spot. forkpoold must not keep watching that socket (the
+ * store's copy keeps it open, hung up): it replaces the connection and goes
+ * on serving, alive.
+ */
+static void session_ended_under_store(const struct db *db)
+{
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+        char sql[160];
+
+        void *admin = start_with_lease(db, &sd, "it_restart_ended",
+                                       "pool_size = 1\nmax_overflow = 0\npool_pre_ping = true\n",
+                                       &fp, &l);
+        int backend = session_id(db, l);
+        CHECK_OK(forkpool_release(l));
+        int64_t end = itest_now_ms() + 3000;
+        while ((fake_systemd_stored_connections(&sd) != 1 ||
+                pool_named(&sd, "main").checked_out != 0) &&
+               itest_now_ms() < end)
+                usleep(10000);
+        snprintf(sql, sizeof(sql), db->end_sql_fmt, backend);
+        db->query(admin, sql);
+        end = itest_now_ms() + 5000;
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
+                usleep(20000);
+        CHECK(!backend_alive(db, admin, backend));
+
+        for (int i = 0; i < 3; i++) {
+                CHECK_OK(forkpool_acquire(fp, "main", 10000, &l));
+                CHECK(session_id(db, l) != backend);
+                CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
+                CHECK_OK(forkpool_release(l));
+                usleep(200000);
+                CHECK_MSG(waitpid(sd.pid, NULL, WNOHANG) == 0, "forkpoold died (log: %s)", sd.log);
+        }
+        forkpool_close(fp);
+        fake_systemd_done(&sd);
+        db->admin_close(admin);
+}
+
+/*
+ * A reset whose session the server ends while the ROLLBACK waits (the
+ * backend is stopped, terminated, resumed), its socket also in the fd store:
+ * libpq closes its socket when the connection drops. forkpoold must not keep
+ * watching it: it closes the connection and goes on serving, alive.
+ */
+static void reset_session_ended_under_store(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        forkpool *fp;
+        forkpool_lease *l;
+        char sql[160];
+
+        void *admin = start_with_lease(db, &sd, "it_restart_reset_ended",
+                                       "pool_size = 1\nmax_overflow = 0\n", &fp, &l);
+        int backend = session_id(db, l);
+        db->query(adopt(db, l), "BEGIN");
+        int64_t end = itest_now_ms() + 3000;
+        while (fake_systemd_stored_connections(&sd) != 1 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK(kill(backend, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(l));
+        usleep(300000); /* the ROLLBACK is on its way */
+        snprintf(sql, sizeof(sql), db->end_sql_fmt, backend);
+        db->query(admin, sql);
+        CHECK(kill(backend, SIGCONT) == 0);
+        end = itest_now_ms() + 5000;
+        while (backend_alive(db, admin, backend) && itest_now_ms() < end)
+                usleep(20000);
+        CHECK(!backend_alive(db, admin, backend));
+        for (int i = 0; i < 3; i++) {
+                usleep(200000);
+                CHECK_MSG(waitpid(sd.pid, NULL, WNOHANG) == 0, "forkpoold died (log: %s)", sd.log);
+                CHECK_OK(forkpool_acquire(fp, "main", 10000, &l));
+                CHECK(session_id(db, l) != backend);
+                CHECK(query_long(db, adopt(db, l), "SELECT 40 + 2") == 42);
                 CHECK_OK(forkpool_release(l));
         }
         forkpool_close(fp);
         fake_systemd_done(&sd);
         db->admin_close(admin);
+}
+
+static void pg_session_ended_under_store(void)
+{
+        session_ended_under_store(&pg_db);
+}
+
+static void my_session_ended_under_store(void)
+{
+        session_ended_under_store(&my_db);
 }
 
 static void pg_restart_keeps_sessions(void)
@@ -885,4 +853,8 @@ ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
            {"state/bad_pg_record", state_bad_pg_record, 60},
            {"postgresql/pools_reordered", pools_reordered, 60},
            {"postgresql/release_unread_at_sigterm", release_unread_at_sigterm, 60},
-           {"postgresql/ping_in_flight_at_sigterm", ping_in_flight_at_sigterm, 60})
+           {"postgresql/ping_in_flight_at_sigterm", ping_in_flight_at_sigterm, 60},
+           {"postgresql/reset_stuck_at_sigterm", reset_stuck_at_sigterm, 90},
+           {"postgresql/session_ended_under_store", pg_session_ended_under_store, 60},
+           {"postgresql/reset_session_ended_under_store", reset_session_ended_under_store, 60},
+           {"mariadb/session_ended_under_store", my_session_ended_under_store, 60})
