@@ -6,11 +6,11 @@
 # Runs, one after the other (each starts and stops its own PostgreSQL and
 # forkpoold, and PgBouncer for peers.sh):
 #   run.sh     lease vs connect latency, lease-per-transaction throughput
-#   peers.sh   pgbench: direct, PgBouncer, the forkpool drop-in    (CSV + PNG)
+#   peers.sh   pgbench: direct, PgBouncer, the forkpool drop-in    (CSV + 2 PNG)
 #   perf.sh    where a lease's time goes (perf stat, strace -c, perf record)
 #   scale.sh   worker processes, pool sizes, memory, raw IPC floor (CSV + PNG)
 # and writes each one's markdown to DIR (default bench/results/): run.md,
-# peers.md, perf.md, scale.md, next to peers.csv/png and scale.csv/png.
+# peers.md, perf.md, scale.md, next to peers.csv/png, peers-tx.png and scale.csv/png.
 # --quick: short rows (a couple of minutes in all) for checking the scripts;
 # without it, about 15 minutes. Run it on an otherwise idle machine: every
 # process shares the same CPUs, and the load average is printed with each table.

@@ -3,7 +3,7 @@
 # measured by one unmodified client (pgbench) against one throwaway server.
 #
 #   ./bench/peers.sh [--seconds N] [--reps N] [--quick] [--csv PATH] [--png PATH]
-#                    [--clients N]
+#                    [--clients N] [--tx-clients N]
 #
 # --seconds N   length of one pgbench run (default 10)
 # --reps N      runs per row, interleaved; the row reports the median (default 1)
@@ -26,11 +26,21 @@
 #   direct_dropin     persistent direct connections with the drop-in loaded
 #                     (the forwarders' cost: should be ~1.00)
 #
+# and, with more clients than server connections (M = --tx-clients, default 4 N,
+# on the same N server connections; these clients never reconnect):
+#
+#   direct_many       M persistent connections to PostgreSQL (M backends)
+#   pgbouncer_tx_many PgBouncer, pool_mode transaction, M persistent clients
+#   forkpool_tx       the drop-in, pool_mode = transaction, M persistent clients:
+#                     each transaction leases a session, idle connections hold none
+#
 # PgBouncer and forkpoold each get a pool of N server connections (N = --clients);
-# forkpoold has max_overflow 0. Each row: TPS, average latency and the ratio to
-# "direct" of the same workload and protocol (measured minutes apart, in one run).
-# Writes a CSV (default bench/results/peers.csv) and a grouped bar chart of the
-# ratios (default: the CSV's name with .png) with gnuplot.
+# forkpoold has max_overflow 0. Each row: TPS, average latency, the ratio to
+# "direct" (direct_many for the M-client rows) and to PgBouncer's transaction mode
+# with the same number of clients, of the same workload and protocol (measured
+# minutes apart, in one run). Writes a CSV (default bench/results/peers.csv) and two
+# grouped bar charts of the ratios with gnuplot: the N-client rows (default: the
+# CSV's name with .png) and the M-client rows (the same with -tx.png).
 #
 # Builds forkpoold and the drop-in into $FORKPOOL_BUILD_DIR (default build/),
 # starts PostgreSQL with contrib/scratch-pg.sh, and stops everything it started.
@@ -44,6 +54,7 @@ PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contr
           libinih-dev libjson-c-dev pgbouncer gnuplot-nox)
 SECONDS_PER_ROW=10
 CLIENTS=8
+TX_CLIENTS=
 SCALE=10
 REPS=1
 CSV=$ROOT/bench/results/peers.csv
@@ -70,6 +81,8 @@ while (($#)); do
     --png=*) PNG=${1#*=} ;;
     --clients) CLIENTS=${2:-}; shift ;;
     --clients=*) CLIENTS=${1#*=} ;;
+    --tx-clients) TX_CLIENTS=${2:-}; shift ;;
+    --tx-clients=*) TX_CLIENTS=${1#*=} ;;
     -h | --help) usage 0 ;;
     *) echo "peers.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
@@ -78,6 +91,8 @@ done
 [[ $SECONDS_PER_ROW =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive number"
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps needs a positive number"
 [[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || die "--clients needs a positive number"
+[[ -n $TX_CLIENTS ]] || TX_CLIENTS=$((CLIENTS * 4))
+[[ $TX_CLIENTS =~ ^[1-9][0-9]*$ ]] || die "--tx-clients needs a positive number"
 [[ -n $CSV ]] || die "--csv needs a path"
 [[ -n $PNG ]] || PNG=${CSV%.csv}.png
 
@@ -131,7 +146,7 @@ unix_socket_dir = $BOUNCER_DIR
 auth_type = trust
 auth_file = $BOUNCER_DIR/userlist.txt
 default_pool_size = $CLIENTS
-max_client_conn = $((CLIENTS * 4 + 10))
+max_client_conn = $((CLIENTS * 4 + TX_CLIENTS + 10))
 server_reset_query =
 logfile = $BOUNCER_DIR/pgbouncer.log
 pidfile = $BOUNCER_DIR/pgbouncer.pid
@@ -149,7 +164,8 @@ for ((i = 0; i < 50; i++)); do
 done
 BOUNCER_PID=$(cat "$BOUNCER_DIR/pgbouncer.pid" 2>/dev/null) || die "PgBouncer did not start"
 
-# --- forkpoold: pool "bench" of CLIENTS connections, no overflow -------------
+# --- forkpoold: pools of CLIENTS connections, no overflow: "bench" (session
+# mode, a lease per connect) and "bench_tx" (transaction mode) ----------------
 FP_DIR=$TOP/forkpool
 mkdir "$FP_DIR"
 cat >"$FP_DIR/forkpool.conf" <<EOF
@@ -160,6 +176,13 @@ log_level = warning
 
 [pool bench]
 url = $FORKPOOL_TEST_PG_URL
+pool_size = $CLIENTS
+max_overflow = 0
+pool_timeout = 60
+
+[pool bench_tx]
+url = $FORKPOOL_TEST_PG_URL
+pool_mode = transaction
 pool_size = $CLIENTS
 max_overflow = 0
 pool_timeout = 60
@@ -187,14 +210,16 @@ machine() {
   echo "| PgBouncer | $(pgbouncer --version | head -n1 | awk '{print $NF}') |"
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| per row | pgbench -c $CLIENTS -j $CLIENTS -T $SECONDS_PER_ROW, median of $REPS, Unix sockets, scale $SCALE |"
+  echo "| rows with more clients | pgbench -c $TX_CLIENTS -j $TX_CLIENTS on $CLIENTS server connections |"
 }
 machine
 
 # --- the rows ---------------------------------------------------------------
 # run_row CONFIG WORKLOAD PROTOCOL: one pgbench run; prints "tps latency_ms".
 run_row() {
-  local config=$1 workload=$2 protocol=$3 out
-  local -a env=() args=(-n -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_ROW" -M "$protocol"
+  local config=$1 workload=$2 protocol=$3 out c
+  c=$(clients_of "$config")
+  local -a env=() args=(-n -c "$c" -j "$c" -T "$SECONDS_PER_ROW" -M "$protocol"
                         -f "$TOP/$workload.sql")
   case $config in
     direct) args+=(-h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
@@ -203,6 +228,9 @@ run_row() {
     pgbouncer_sess_C) args+=(-C -h "$BOUNCER_DIR" -p "$BOUNCER_PORT" bench_session) ;;
     forkpool_C) env=(LD_PRELOAD="$DROPIN"); args+=(-C -h "$FP_DIR" bench) ;;
     direct_dropin) env=(LD_PRELOAD="$DROPIN"); args+=(-h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
+    direct_many) args+=(-h "$PGHOST" -p "$PGPORT" "$PGDATABASE") ;;
+    pgbouncer_tx_many) args+=(-h "$BOUNCER_DIR" -p "$BOUNCER_PORT" bench_tx) ;;
+    forkpool_tx) env=(LD_PRELOAD="$DROPIN"); args+=(-h "$FP_DIR" bench_tx) ;;
   esac
   if ! out=$(env "${env[@]}" "$PGBENCH" "${args[@]}" 2>&1); then
     echo "peers.sh: $config $workload $protocol failed:" >&2
@@ -214,10 +242,23 @@ run_row() {
     <<<"$out"
 }
 
-CONFIGS=(direct direct_C pgbouncer_tx pgbouncer_sess_C forkpool_C direct_dropin)
+CONFIGS=(direct direct_C pgbouncer_tx pgbouncer_sess_C forkpool_C direct_dropin
+         direct_many pgbouncer_tx_many forkpool_tx)
 LABELS=("direct, persistent" "direct, -C" "PgBouncer transaction, persistent"
         "PgBouncer session, -C" "forkpool drop-in, -C (lease per txn)"
-        "direct, persistent, drop-in loaded")
+        "direct, persistent, drop-in loaded"
+        "direct, persistent, $TX_CLIENTS clients"
+        "PgBouncer transaction, $TX_CLIENTS clients on $CLIENTS"
+        "forkpool drop-in transaction mode, $TX_CLIENTS clients on $CLIENTS")
+# The first index of the configurations with TX_CLIENTS clients.
+MANY=6
+# clients_of CONFIG: pgbench's -c for it.
+clients_of() {
+  case $1 in
+    *_many | forkpool_tx) echo "$TX_CLIENTS" ;;
+    *) echo "$CLIENTS" ;;
+  esac
+}
 
 # median VALUES...: the median (mean of the middle two for an even count).
 median() {
@@ -226,18 +267,18 @@ median() {
 }
 
 mkdir -p "$(dirname "$CSV")"
-echo "workload,protocol,config,clients,seconds,reps,tps,tps_min,tps_max,latency_ms,ratio_to_direct,load1" \
+echo "workload,protocol,config,clients,seconds,reps,tps,tps_min,tps_max,latency_ms,ratio_to_direct,load1,ratio_to_pgbouncer_tx" \
   >"$CSV"
 # A short warm-up so that the first row does not pay for cold caches.
 "$PGBENCH" -n -c "$CLIENTS" -j "$CLIENTS" -T 1 -f "$TOP/web.sql" >/dev/null 2>&1 || true
 
 echo
-echo "| workload | protocol | configuration | TPS | latency avg (ms) | vs direct |"
-echo "|---|---|---|---|---|---|"
+echo "| workload | protocol | configuration | TPS | latency avg (ms) | vs direct | vs PgBouncer tx |"
+echo "|---|---|---|---|---|---|---|"
 NC=${#CONFIGS[@]}
 for workload in select1 web; do
   for protocol in simple extended; do
-    declare -A tps_of=() lat_of=() load_of=()
+    declare -A tps_of=() lat_of=() load_of=() med=()
     # REPS rounds over all configurations, each round starting one further on,
     # so that no configuration always runs first or right after the same one.
     for ((r = 0; r < REPS; r++)); do
@@ -249,23 +290,29 @@ for workload in select1 web; do
         lat_of[$k]+="$lat "
       done
     done
-    base=''
+    # shellcheck disable=SC2086  # the lists are space-separated numbers
+    for ((k = 0; k < NC; k++)); do med[$k]=$(median ${tps_of[$k]}); done
     for ((k = 0; k < NC; k++)); do
       # shellcheck disable=SC2086  # the lists are space-separated numbers
       {
-        tps=$(median ${tps_of[$k]})
+        tps=${med[$k]}
         lat=$(median ${lat_of[$k]})
         load=$(median ${load_of[$k]})
         lo=$(printf '%s\n' ${tps_of[$k]} | sort -g | head -n1)
         hi=$(printf '%s\n' ${tps_of[$k]} | sort -g | tail -n1)
       }
-      [[ -n $base ]] || base=$tps
+      # The bases: direct and PgBouncer's transaction mode with as many clients.
+      if ((k < MANY)); then base=${med[0]} bouncer=${med[2]}; else
+        base=${med[$MANY]} bouncer=${med[$((MANY + 1))]}
+      fi
       ratio=$(awk -v t="$tps" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? t / b : 0) }')
-      echo "$workload,$protocol,${CONFIGS[k]},$CLIENTS,$SECONDS_PER_ROW,$REPS,$tps,$lo,$hi,$lat,$ratio,$load" \
+      vsb=$(awk -v t="$tps" -v b="$bouncer" 'BEGIN { printf "%.3f", (b > 0 ? t / b : 0) }')
+      echo "$workload,$protocol,${CONFIGS[k]},$(clients_of "${CONFIGS[k]}"),$SECONDS_PER_ROW,$REPS,$tps,$lo,$hi,$lat,$ratio,$load,$vsb" \
         >>"$CSV"
-      printf '| %s | %s | %s | %.0f | %.3f | %.3f× |\n' "$workload" "$protocol" "${LABELS[k]}" \
-        "$tps" "$lat" "$ratio"
+      printf '| %s | %s | %s | %.0f | %.3f | %.3f× | %.3f× |\n' "$workload" "$protocol" \
+        "${LABELS[k]}" "$tps" "$lat" "$ratio" "$vsb"
     done
+    unset med
     unset tps_of lat_of load_of
   done
 done
@@ -273,30 +320,33 @@ echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "CSV: ${CSV#"$ROOT"/}"
 
-# --- the chart: one group of bars per workload/protocol, one bar per configuration
-DAT=$TOP/peers.dat
-{
-  printf 'group'
-  for label in "${LABELS[@]}"; do printf '\t"%s"' "$label"; done
-  printf '\n'
-  for workload in select1 web; do
-    for protocol in simple extended; do
-      case $workload in
-        select1) printf '"SELECT 1, -M %s"' "$protocol" ;;
-        web) printf '"10 SELECTs, -M %s"' "$protocol" ;;
-      esac
-      for config in "${CONFIGS[@]}"; do
-        awk -F, -v w="$workload" -v p="$protocol" -v c="$config" \
-          '$1 == w && $2 == p && $3 == c { printf "\t%s", $11 }' "$CSV"
+# --- the charts: one group of bars per workload/protocol, one bar per configuration
+# chart PNG TITLE FIRST LAST: the configurations FIRST..LAST (indexes into CONFIGS),
+# their ratios to direct (the CSV's 11th column).
+chart() {
+  local png=$1 title=$2 first=$3 last=$4 dat=$TOP/${1##*/}.dat n=$(($4 - $3 + 1)) k
+  {
+    printf 'group'
+    for ((k = first; k <= last; k++)); do printf '\t"%s"' "${LABELS[k]}"; done
+    printf '\n'
+    for workload in select1 web; do
+      for protocol in simple extended; do
+        case $workload in
+          select1) printf '"SELECT 1, -M %s"' "$protocol" ;;
+          web) printf '"10 SELECTs, -M %s"' "$protocol" ;;
+        esac
+        for ((k = first; k <= last; k++)); do
+          awk -F, -v w="$workload" -v p="$protocol" -v c="${CONFIGS[k]}" \
+            '$1 == w && $2 == p && $3 == c { printf "\t%s", $11 }' "$CSV"
+        done
+        printf '\n'
       done
-      printf '\n'
     done
-  done
-} >"$DAT"
-gnuplot <<EOF
+  } >"$dat"
+  gnuplot <<EOF
 set terminal pngcairo size 1000,560 font "sans,10"
-set output "$PNG"
-set title "pgbench -c $CLIENTS -j $CLIENTS, Unix sockets: TPS relative to direct persistent connections"
+set output "$png"
+set title "$title"
 set ylabel "TPS / direct persistent"
 set style data histograms
 set style histogram clustered gap 1
@@ -309,7 +359,13 @@ set key autotitle columnhead
 set grid ytics
 set key outside bottom center horizontal maxrows 2 noenhanced
 set xtics noenhanced
-plot for [i=2:$((${#CONFIGS[@]} + 1))] "$DAT" using i:xtic(1), \
-     for [i=2:$((${#CONFIGS[@]} + 1))] "" using (\$0 + (i - 2 - ${#CONFIGS[@]} / 2.0 + 0.5) / (${#CONFIGS[@]} + 1)):i:(sprintf("%.2f", column(i))) with labels offset 0,0.6 font ",7" notitle
+plot for [i=2:$((n + 1))] "$dat" using i:xtic(1), \
+     for [i=2:$((n + 1))] "" using (\$0 + (i - 2 - $n / 2.0 + 0.5) / ($n + 1)):i:(sprintf("%.2f", column(i))) with labels offset 0,0.6 font ",7" notitle
 EOF
-echo "chart: ${PNG#"$ROOT"/}"
+  echo "chart: ${png#"$ROOT"/}"
+}
+chart "$PNG" "pgbench -c $CLIENTS -j $CLIENTS, Unix sockets: TPS relative to direct persistent connections" \
+  0 $((MANY - 1))
+chart "${PNG%.png}-tx.png" \
+  "pgbench -c $TX_CLIENTS -j $TX_CLIENTS, persistent, $CLIENTS server connections: TPS relative to $TX_CLIENTS direct connections" \
+  "$MANY" $((${#CONFIGS[@]} - 1))

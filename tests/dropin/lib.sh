@@ -44,6 +44,7 @@
 #   dt_psql_direct ARGS...        psql straight to the scratch server
 #   dt_status_json INST           forkpoolctl status --json
 #   dt_bg PID                     a background process of the test: stopped at exit
+#   dt_at_exit CMD...             run CMD at exit, after the supervisors stopped
 #   dt_free_port                  a free TCP port on 127.0.0.1
 #   dt_check DESC CMD...          run CMD; print "ok - DESC" or "FAIL - DESC"
 #   dt_ok DESC / dt_fail DESC     record a result
@@ -69,6 +70,7 @@ DT_SAMPLER_MAX=0
 DT_SAMPLER_SAMPLES=0
 declare -A DT_SUP_PID=() DT_POOL_DIRECT=()
 DT_BG=()
+DT_AT_EXIT=()
 DT_INSTANCES=()
 
 dt_log() { printf '%s: %s\n' "$DT_NAME" "$*"; }
@@ -187,6 +189,9 @@ dt_cleanup() {
   for inst in "${DT_INSTANCES[@]}"; do
     [[ -n ${DT_SUP_PID[$inst]:-} ]] && dt_kill_wait "${DT_SUP_PID[$inst]}" TERM 15
   done
+  for ((i = ${#DT_AT_EXIT[@]} - 1; i >= 0; i--)); do
+    eval "${DT_AT_EXIT[i]}"
+  done
   if [[ $rc -ne 0 && -n $DT_TMP ]]; then
     for f in "$DT_TMP"/*.log "$DT_TMP"/*/*.log; do
       [[ -s $f ]] || continue
@@ -201,6 +206,7 @@ dt_cleanup() {
 }
 
 dt_bg() { DT_BG+=("$1"); }
+dt_at_exit() { DT_AT_EXIT+=("$(printf '%q ' "$@")"); }
 
 # ---------------------------------------------------------------- supervisors
 dt_dir() { echo "$DT_TMP/$1"; }

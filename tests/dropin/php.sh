@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dropin/php-apache, dropin/php-fpm — unmodified PHP pages, one with
+# dropin/php-apache, dropin/php-fpm, dropin/tx-php-apache — unmodified PHP pages, one with
 # ext/pgsql (pg_connect, pg_prepare, pg_close) and one with PDO_pgsql (a
 # server-side prepared statement in a transaction), served by
 #   apache:  Apache prefork + mod_php with 24 children (the drop-in loaded with
@@ -12,21 +12,35 @@
 # concurrent requests all answered, by at most 4 backends; after the server
 # stops nothing is left checked out and the server holds only the pool's idle
 # connections.
+#   apache-tx: Apache prefork as above, on a pool of 4 (no overflow) in
+#            transaction mode (pool_mode = transaction), with pages that keep
+#            their connection for the life of the child: pg_pconnect and PDO
+#            with PDO::ATTR_PERSISTENT (php/txpg.php, php/txpdo.php), one
+#            transaction of several statements per request, each carrying the
+#            request's token (a page answers 500 when an answer is not its
+#            own, the statements of its transaction ran on two backends or in
+#            two transactions, or it sees another request's uncommitted row).
+#            Also: the table holds exactly one committed row per request, and
+#            while the children keep their persistent connections open,
+#            nothing is checked out.
 #
-#   php.sh apache|fpm (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
+#   php.sh apache|apache-tx|fpm (--dropin LIBPQ.SO.5 | --direct) --forkpoold PATH ...
 # Each server runs in the foreground from its own temporary configuration, on
 # a free 127.0.0.1 port (Apache) or a Unix socket (PHP-FPM); its children run
 # as www-data.
 SERVER=${1:-}
 shift || true
+TX=0
 case $SERVER in
   apache) ;;
+  apache-tx) SERVER=apache TX=1 ;;
   fpm) DT_LOAD=libpath ;;
-  *) echo "usage: $0 apache|fpm (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
+  *) echo "usage: $0 apache|apache-tx|fpm (--dropin LIB | --direct) --forkpoold PATH" >&2; exit 2 ;;
 esac
 # shellcheck source=tests/dropin/lib.sh
 . "$(dirname "$0")/lib.sh"
 DT_NAME=php_$SERVER
+((TX)) && DT_NAME=php_apache_tx
 dt_init "$@"
 
 RUN_USER=www-data
@@ -37,18 +51,30 @@ REQUESTS=400
 CONCURRENCY=32
 POOL_SIZE=2
 MAX_OVERFLOW=2
+POOL_KEYS=()
+PAGES=(pg.php pdo.php)
+if ((TX)); then
+  POOL_SIZE=4
+  MAX_OVERFLOW=0
+  POOL_KEYS=(pool_mode=transaction)
+  PAGES=(txpg.php txpdo.php)
+fi
 CAP=$((POOL_SIZE + MAX_OVERFLOW))
 getent passwd "$RUN_USER" >/dev/null || dt_die "no user $RUN_USER (the apache2 package creates it)"
 
 # The children (www-data) must reach the socket: its group is the first of allow_groups.
 dt_global sup "allow_groups = $RUN_USER"
-dt_pool sup php pool_size=$POOL_SIZE max_overflow=$MAX_OVERFLOW pool_timeout=60
+dt_pool sup php "${POOL_KEYS[@]}" pool_size=$POOL_SIZE max_overflow=$MAX_OVERFLOW pool_timeout=60
 dt_start sup
 APP=$(dt_app sup php)
 
 DOCS=$DT_TMP/docs
 mkdir -m 0755 "$DOCS"
-cp "$DT_HERE/php/pg.php" "$DT_HERE/php/pdo.php" "$DOCS/"
+for page in "${PAGES[@]}"; do cp "$DT_HERE/php/$page" "$DOCS/"; done
+TABLE=dt_php_tx_$$
+if ((TX)); then
+  dt_psql_direct -c "create table $TABLE (worker int not null, token text primary key, state text not null)"
+fi
 CI=$(dt_conninfo sup php)
 if dt_dropin; then
   DSN="pgsql:host=$(dt_dir sup);dbname=php"
@@ -61,6 +87,7 @@ cat >"$DOCS/conf.php" <<EOF
 \$DT_CONNINFO = $(phpq "$CI");
 \$DT_PDO_DSN = $(phpq "$DSN");
 \$DT_USER = $(phpq "$PGUSER");
+\$DT_TABLE = $(phpq "$TABLE");
 EOF
 chmod 0644 "$DOCS"/*.php
 dt_log "pg_connect('$CI'), new PDO('$DSN', '$PGUSER')"
@@ -101,7 +128,8 @@ EOF
   dt_spawn "$SRV/server.log" apache2 -f "$SRV/httpd.conf" -DFOREGROUND
   SPID=$DT_PID
   dt_wait_tcp "$PORT" "$SPID" 30 || dt_die "apache2 did not listen on 127.0.0.1:$PORT"
-  TARGETS=("http://127.0.0.1:$PORT/pg.php" "http://127.0.0.1:$PORT/pdo.php")
+  TARGETS=()
+  for page in "${PAGES[@]}"; do TARGETS+=("http://127.0.0.1:$PORT/$page"); done
 else
   cat >"$SRV/php-fpm.conf" <<EOF
 [global]
@@ -139,14 +167,19 @@ for ((i = 0; i < 300; i++)); do
 done
 dt_check "$SERVER runs $CHILDREN children (got $kids)" test "$kids" -ge "$CHILDREN"
 
+WARM=0
 for t in "${TARGETS[@]}"; do
   out=$(timeout 60 "$DT_PY" "$DT_HERE/loadgen.py" --requests 1 --concurrency 1 "$t")
   dt_log "one request to ${t##*/}: $out"
+  WARM=$((WARM + 1))
 done
 
 dt_sampler_start "$APP"
 timeout 150 "$DT_PY" "$DT_HERE/loadgen.py" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
   "${TARGETS[@]}" >"$DT_TMP/load.json" || dt_fail "the load generator exits 0"
+[[ -s $DT_TMP/load.json ]] ||
+  echo '{"good": 0, "codes": {}, "bodies_bad": ["no result: the load generator was stopped"], "pids": [], "apps": [], "hosts": [], "workers": 0}' \
+    >"$DT_TMP/load.json"
 dt_sampler_stop
 dt_check_load "$DT_TMP/load.json" "$REQUESTS" "$APP" "$CAP" $((CHILDREN / 2)) php
 dt_check_cap "$CAP" "$((CHILDREN * 2))"
@@ -154,6 +187,26 @@ dt_check_cap "$CAP" "$((CHILDREN * 2))"
 if dt_dropin; then want_host=$(dt_dir sup); else want_host=$FORKPOOL_TEST_PG_SOCKET_DIR; fi
 hosts=$("$DT_PY" -c 'import json, sys; print(",".join(json.load(open(sys.argv[1]))["hosts"]))' "$DT_TMP/load.json")
 dt_check "pg_host() reports the host the page asked for ($hosts)" test "$hosts" = "$want_host"
+
+if ((TX)); then
+  # Every good answer committed exactly its row; nothing else is in the table.
+  read -r done_n other_n < <(dt_psql_direct -Atc \
+    "select count(*) filter (where state = 'done'), count(*) filter (where state <> 'done') from $TABLE" |
+    tr '|' ' ')
+  dt_check "the table holds one committed row per request ($done_n of $((REQUESTS + WARM)), $other_n not done)" \
+    test "$done_n" -eq $((REQUESTS + WARM)) -a "$other_n" -eq 0
+  if dt_dropin; then
+    # The children still hold their persistent connections; in transaction
+    # mode an idle connection holds no lease.
+    kids=$(pgrep -c -P "$SPID" || true)
+    n=$(dt_pool_field sup php checked_out)
+    dt_check "with $kids children holding persistent connections, 0 sessions are checked out (got $n)" \
+      test "$n" = 0
+    n=$(dt_pool_field sup php pool_mode || true)
+    dt_check "forkpoolctl status --json: pool php has pool_mode transaction (got ${n:-nothing})" \
+      test "$n" = transaction
+  fi
+fi
 
 # Stop the server; nothing may stay checked out, the server keeps only the
 # pool's idle connections (pool_size at most: the overflow ones are closed on return).
