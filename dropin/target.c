@@ -144,9 +144,13 @@ static int target_decide(const struct seen *s, struct dropin_target *t)
         const char *pool = seen_get(s, S_DBNAME);
         if (!pool)
                 pool = *t->user ? t->user : NULL;
+        /* The drop-in runs in threaded programs: getpwuid()'s static buffer is not its own. */
+        char pw_buf[1024];
         if (!pool) {
                 /* libpq's default database is the login name. */
-                struct passwd *pw = getpwuid(geteuid());
+                struct passwd pw_entry, *pw = NULL;
+                if (getpwuid_r(geteuid(), &pw_entry, pw_buf, sizeof(pw_buf), &pw) != 0)
+                        pw = NULL;
                 pool = pw ? pw->pw_name : "";
         }
         copy(t->pool, sizeof(t->pool), pool);

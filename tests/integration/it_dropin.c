@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <libpq-events.h>
 #include <poll.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -262,9 +263,30 @@ static void test_refusals_name_their_reason(void)
                 CHECK_MSG(strncmp(msg, "forkpool: ", 10) == 0 && strstr(msg, cases[i].expect),
                           "%s: %s", cases[i].extra, msg);
         }
+        /* No dbname and no user anywhere: the pool is libpq's default, the login name. */
+        char pw_buf[1024];
+        struct passwd pw_entry, *me = NULL;
+        CHECK(getpwuid_r(geteuid(), &pw_entry, pw_buf, sizeof(pw_buf), &me) == 0 && me);
+        char *saved_db = getenv("PGDATABASE") ? strdup(getenv("PGDATABASE")) : NULL;
+        char *saved_user = getenv("PGUSER") ? strdup(getenv("PGUSER")) : NULL;
+        unsetenv("PGDATABASE");
+        unsetenv("PGUSER");
+        char bare[600], want[300];
+        snprintf(bare, sizeof(bare), "host=%s", sup.dir);
+        snprintf(want, sizeof(want), "no pool \"%s\"", me->pw_name);
+        PGconn *c = PQconnectdb(bare);
+        CHECK_MSG(PQstatus(c) == CONNECTION_BAD && strstr(PQerrorMessage(c), want), "%s: %s", bare,
+                  PQerrorMessage(c));
+        PQfinish(c);
+        if (saved_db)
+                setenv("PGDATABASE", saved_db, 1);
+        if (saved_user)
+                setenv("PGUSER", saved_user, 1);
+        free(saved_db);
+        free(saved_user);
         /* Ignored, not refused: what the leased session settles already. */
-        PGconn *c = connect_ok("sslmode=prefer password=x keepalives=1 hostaddr=127.0.0.1 "
-                               "application_name=mine target_session_attrs=any port=6000");
+        c = connect_ok("sslmode=prefer password=x keepalives=1 hostaddr=127.0.0.1 "
+                       "application_name=mine target_session_attrs=any port=6000");
         CHECK(strcmp(PQport(c), "6000") == 0);
         PQfinish(c);
         /* The non-blocking path says the same. */
