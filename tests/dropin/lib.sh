@@ -364,6 +364,28 @@ dt_run() {
   env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER -u PGAPPNAME "${e[@]}" "$@"
 }
 
+# Run a client program that prints one "ok - " or "FAIL - " line per check,
+# and count its checks: dt_client_checks NAME SECONDS OUT CMD... (CMD runs
+# under dt_run, its output goes to OUT and to the log). A hang, a crash or an
+# exit status other than 0 or 1 is one more failed check.
+dt_client_checks() {
+  local name=$1 secs=$2 out=$3 rc=0 n
+  shift 3
+  dt_run timeout -k 5 "$secs" "$@" >"$out" 2>&1 || rc=$?
+  cat "$out"
+  DT_CHECKS=$((DT_CHECKS + $(grep -c '^ok - ' "$out" || true)))
+  if [[ $rc -ne 0 ]]; then
+    n=$(grep -c '^FAIL - ' "$out" || true)
+    DT_CHECKS=$((DT_CHECKS + n))
+    DT_FAILS=$((DT_FAILS + n))
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+      dt_fail "$name: the client program ends within $secs s (it hung)"
+    elif [[ $n -eq 0 || $rc -ne 1 ]]; then
+      dt_fail "$name: the client program exits 0 or 1 (status $rc)"
+    fi
+  fi
+}
+
 # dt_run as another user: dt_run_as USER CMD... (the drop-in must be readable
 # by USER: if it is not, a copy in the temp dir is used).
 dt_run_as() {

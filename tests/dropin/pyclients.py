@@ -25,6 +25,9 @@ import sys
 import threading
 import time
 
+import clientchecks
+from clientchecks import check, q1
+
 ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg", "psycopg-async"])
 ap.add_argument("scenario", choices=["many", "fork", "cancel", "hygiene", "prepared"])
@@ -52,30 +55,7 @@ else:
     def connect(ci, **kw):
         return drv.connect(ci, **kw)
 
-FAILS = 0
-
-
-def ok(desc):
-    print("ok - %s: %s" % (args.driver, desc), flush=True)
-
-
-def fail(desc):
-    global FAILS
-    FAILS += 1
-    print("FAIL - %s: %s" % (args.driver, desc), flush=True)
-
-
-def check(cond, desc):
-    (ok if cond else fail)(desc)
-    return cond
-
-
-def q1(conn, sql, params=None):
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    row = cur.fetchone()
-    cur.close()
-    return row
+clientchecks.label = args.driver
 
 
 async def aq1(conn, sql, params=None):
@@ -523,4 +503,4 @@ def scenario_prepared():
 
 {"many": scenario_many, "fork": scenario_fork, "cancel": scenario_cancel,
  "hygiene": scenario_hygiene, "prepared": scenario_prepared}[args.scenario]()
-sys.exit(1 if FAILS else 0)
+sys.exit(clientchecks.exit_status())

@@ -39,25 +39,11 @@ APP=$(dt_app sup main)
 APP1=$(dt_app sup one)
 
 py() { # SCENARIO SECONDS CI APP [ARGS...]
-  local sc=$1 secs=$2 ci=$3 app=$4 rc=0
+  local sc=$1 secs=$2 ci=$3 app=$4
   shift 4
   dt_log "scenario $sc"
-  dt_run timeout -k 5 "$secs" "$DT_PY" "$DT_HERE/pyclients.py" "$DRIVER" "$sc" --ci "$ci" --app "$app" \
-    --mode "$DT_MODE" "$@" >"$DT_TMP/$sc.out" 2>&1 || rc=$?
-  cat "$DT_TMP/$sc.out"
-  DT_CHECKS=$((DT_CHECKS + $(grep -c '^ok - ' "$DT_TMP/$sc.out" || true)))
-  if [[ $rc -ne 0 ]]; then
-    # Each FAIL line is one failed check; a crash, hang or traceback is one more.
-    local n
-    n=$(grep -c '^FAIL - ' "$DT_TMP/$sc.out" || true)
-    DT_CHECKS=$((DT_CHECKS + n))
-    DT_FAILS=$((DT_FAILS + n))
-    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-      dt_fail "$sc: the client program ends within $secs s (it hung)"
-    elif [[ $n -eq 0 || $rc -ne 1 ]]; then
-      dt_fail "$sc: the client program exits 0 or 1 (status $rc)"
-    fi
-  fi
+  dt_client_checks "$sc" "$secs" "$DT_TMP/$sc.out" "$DT_PY" "$DT_HERE/pyclients.py" "$DRIVER" "$sc" \
+    --ci "$ci" --app "$app" --mode "$DT_MODE" "$@"
 }
 
 dt_sampler_start "$APP"

@@ -64,6 +64,9 @@ import subprocess
 import sys
 import time
 
+import clientchecks
+from clientchecks import check, ok, q1
+
 ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg"])
 ap.add_argument("scenario",
@@ -109,30 +112,7 @@ else:
                 ext.TRANSACTION_STATUS_ACTIVE: "ACTIVE"}.get(conn.get_transaction_status(),
                                                                "UNKNOWN")
 
-FAILS = 0
-
-
-def ok(desc):
-    print("ok - %s: %s" % (args.driver, desc), flush=True)
-
-
-def fail(desc):
-    global FAILS
-    FAILS += 1
-    print("FAIL - %s: %s" % (args.driver, desc), flush=True)
-
-
-def check(cond, desc):
-    (ok if cond else fail)(desc)
-    return cond
-
-
-def q1(conn, sql, params=None):
-    cur = conn.cursor()
-    cur.execute(sql, params)
-    row = cur.fetchone()
-    cur.close()
-    return row
+clientchecks.label = args.driver
 
 
 def exc_text(e):
@@ -888,4 +868,4 @@ def scenario_restart():
 {"loop": scenario_loop, "async": scenario_async, "prepared": scenario_prepared,
  "pins": scenario_pins, "rollback": scenario_rollback, "exhausted": scenario_exhausted,
  "cancel": scenario_cancel, "fork": scenario_fork, "restart": scenario_restart}[args.scenario]()
-sys.exit(1 if FAILS else 0)
+sys.exit(clientchecks.exit_status())

@@ -45,26 +45,11 @@ SOCK=$(dt_dir sup)/forkpool.sock
 DIRECT_CI="host=$FORKPOOL_TEST_PG_SOCKET_DIR port=$FORKPOOL_TEST_PG_PORT dbname=$PGDATABASE user=$PGUSER application_name=dt-tx-direct"
 
 py() { # DRIVER SCENARIO SECONDS CI [ARGS...]
-  local drv=$1 sc=$2 secs=$3 ci=$4 rc=0 out
+  local drv=$1 sc=$2 secs=$3 ci=$4
   shift 4
-  out=$DT_TMP/$sc.out
   dt_log "scenario $sc ($drv)"
-  dt_run timeout -k 5 "$secs" "$DT_PY" "$DT_HERE/txclients.py" "$drv" "$sc" --ci "$ci" \
-    --mode "$DT_MODE" --ctl "$DT_FORKPOOLCTL" --socket "$SOCK" "$@" >"$out" 2>&1 || rc=$?
-  cat "$out"
-  DT_CHECKS=$((DT_CHECKS + $(grep -c '^ok - ' "$out" || true)))
-  if [[ $rc -ne 0 ]]; then
-    # Each FAIL line is one failed check; a crash, hang or traceback is one more.
-    local n
-    n=$(grep -c '^FAIL - ' "$out" || true)
-    DT_CHECKS=$((DT_CHECKS + n))
-    DT_FAILS=$((DT_FAILS + n))
-    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-      dt_fail "$sc: the client program ends within $secs s (it hung)"
-    elif [[ $n -eq 0 || $rc -ne 1 ]]; then
-      dt_fail "$sc: the client program exits 0 or 1 (status $rc)"
-    fi
-  fi
+  dt_client_checks "$sc" "$secs" "$DT_TMP/$sc.out" "$DT_PY" "$DT_HERE/txclients.py" "$drv" "$sc" \
+    --ci "$ci" --mode "$DT_MODE" --ctl "$DT_FORKPOOLCTL" --socket "$SOCK" "$@"
 }
 
 # forkpoolctl: the pool is in transaction mode, and nothing is left checked out.
