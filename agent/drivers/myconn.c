@@ -572,14 +572,18 @@ static void my_close(void *conn, bool hard)
                 return;
         int fd = c->a.m ? mysql_get_socket(c->a.m) : -1;
         if (hard && fd >= 0) {
-                /* Cuts every copy: a worker's too. */
-                (void)shutdown(fd, SHUT_RDWR);
                 /*
                  * A statement running in the session would go on until it next
-                 * writes; end the session from the server's side at once.
+                 * writes; end the session from the server's side at once. Every
+                 * copy of the socket (a worker's too) stops sending now, and is
+                 * cut when the KILL is done; without a KILL, at once.
                  */
-                if (c->handed_out || c->phase == MY_RUNNING)
-                        (void)fp_my_killer_queue(&c->pool->killer, c->thread_id, false, NULL, NULL);
+                bool busy = c->handed_out || c->phase == MY_RUNNING;
+                if (busy &&
+                    fp_my_killer_queue(&c->pool->killer, c->thread_id, fd, false, NULL, NULL) == 0)
+                        (void)shutdown(fd, SHUT_WR);
+                else
+                        (void)shutdown(fd, SHUT_RDWR);
         }
         conn_free(c);
 }
@@ -652,7 +656,8 @@ static int my_cancel(void *conn)
                 return 0;
         /* Counted first: the KILL may be done before fp_my_killer_queue() returns. */
         c->kills_pending++;
-        int r = fp_my_killer_queue(&c->pool->killer, c->thread_id, true, c, &c->queued_cancel);
+        int r = fp_my_killer_queue(&c->pool->killer, c->thread_id, mysql_get_socket(c->a.m), true,
+                                   c, &c->queued_cancel);
         if (r < 0)
                 c->kills_pending--;
         return r;

@@ -6,10 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "sockio.h"
 
 /* The admin connection closes after this long without a KILL to send. */
 #define MY_ADMIN_IDLE_USEC (10u * 1000 * 1000)
@@ -18,18 +22,39 @@
 struct my_kill {
         TAILQ_ENTRY(my_kill) link;
         unsigned long thread_id;
+        int witness;     /* the session's socket: shows whether the server still has it */
         bool query_only; /* KILL QUERY (cancel) rather than KILL (end the session) */
         void *target;    /* told when it is done; NULL once the target is gone */
 };
 
 static void admin_kick(struct my_killer *p);
 
+/* Frees k; a session it was to end is cut from every copy of its socket. */
+static void kill_free(struct my_kill *k)
+{
+        if (!k->query_only)
+                (void)shutdown(k->witness, SHUT_RDWR);
+        close(k->witness);
+        free(k);
+}
+
 /* A KILL is done (or dropped): tell its target and free it. */
 static void kill_done(struct my_killer *p, struct my_kill *k)
 {
         if (k->target)
                 p->done(p->owner, k->target);
-        free(k);
+        kill_free(k);
+}
+
+/*
+ * Whether the server has ended k's session (closed its socket). A KILL then
+ * must not be sent: the server numbers its sessions anew when it restarts,
+ * and the thread id may be someone else's now.
+ */
+static bool kill_target_gone(const struct my_kill *k)
+{
+        int r = fp_poll_fd(k->witness, POLLRDHUP, 0);
+        return r != -ETIMEDOUT && (r < 0 || (r & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)));
 }
 
 /* Closes the admin connection; a KILL in progress counts as done. */
@@ -46,19 +71,25 @@ static void admin_close(struct my_killer *p)
         }
 }
 
+/* Drops k, taken off its queue without being sent. */
+static void kill_drop(struct my_killer *p, struct my_kill *k)
+{
+        if (k->query_only && k->target)
+                p->unqueued(p->owner, k->target);
+        kill_done(p, k);
+}
+
 /* Drops every queued KILL (the admin connection cannot be opened). */
 static void admin_drop_kills(struct my_killer *p)
 {
         struct my_kill *k;
         while ((k = TAILQ_FIRST(&p->kills))) {
                 TAILQ_REMOVE(&p->kills, k, link);
-                kill_done(p, k);
+                kill_drop(p, k);
         }
         while ((k = TAILQ_FIRST(&p->cancels))) {
                 TAILQ_REMOVE(&p->cancels, k, link);
-                if (k->target)
-                        p->unqueued(p->owner, k->target);
-                kill_done(p, k);
+                kill_drop(p, k);
         }
 }
 
@@ -66,6 +97,25 @@ static void admin_drop_kills(struct my_killer *p)
 static bool admin_has_work(const struct my_killer *p)
 {
         return !TAILQ_EMPTY(&p->kills) || !TAILQ_EMPTY(&p->cancels);
+}
+
+/*
+ * The KILL to send next, still queued: sessions to end first (a flood of
+ * cancels must not delay them). KILLs whose session the server has ended are
+ * dropped on the way. NULL if none is left.
+ */
+static struct my_kill *next_kill(struct my_killer *p)
+{
+        for (;;) {
+                struct my_kill_list *list = TAILQ_EMPTY(&p->kills) ? &p->cancels : &p->kills;
+                struct my_kill *k = TAILQ_FIRST(list);
+                if (!k || !kill_target_gone(k))
+                        return k;
+                TAILQ_REMOVE(list, k, link);
+                log_debug("KILL%s %lu: the server has ended the session already",
+                          k->query_only ? " QUERY" : "", k->thread_id);
+                kill_drop(p, k);
+        }
 }
 
 static int on_admin_idle(sd_event_source *s, uint64_t usec, void *userdata)
@@ -131,7 +181,8 @@ static void admin_kick(struct my_killer *p)
 
         if (a->running || !p->event)
                 return;
-        if (!admin_has_work(p)) {
+        struct my_kill *k = next_kill(p);
+        if (!k) {
                 if (!a->m)
                         return;
                 r = p->idle ? sd_event_source_set_time_relative(p->idle, MY_ADMIN_IDLE_USEC)
@@ -170,10 +221,7 @@ static void admin_kick(struct my_killer *p)
         }
         if (!p->ready)
                 return;
-        /* Sessions to end first: a flood of cancels must not delay them. */
-        struct my_kill_list *list = TAILQ_EMPTY(&p->kills) ? &p->cancels : &p->kills;
-        struct my_kill *k = TAILQ_FIRST(list);
-        TAILQ_REMOVE(list, k, link);
+        TAILQ_REMOVE(k->query_only ? &p->cancels : &p->kills, k, link);
         if (k->query_only && k->target)
                 p->unqueued(p->owner, k->target); /* sent: the reset waits for it */
         p->current = k;
@@ -187,17 +235,18 @@ static void admin_kick(struct my_killer *p)
         }
 }
 
-/*
- * Queues a KILL (or, query_only, a KILL QUERY) for thread_id; target (may be
- * NULL) is told when it is done. A KILL QUERY for a target is its
- * queued_cancel until it is sent. Returns 0 or -ENOMEM.
- */
-int fp_my_killer_queue(struct my_killer *p, unsigned long thread_id, bool query_only, void *target,
-                       struct my_kill **ret)
+int fp_my_killer_queue(struct my_killer *p, unsigned long thread_id, int session_fd,
+                       bool query_only, void *target, struct my_kill **ret)
 {
         struct my_kill *k = calloc(1, sizeof(*k));
         if (!k)
                 return -ENOMEM;
+        k->witness = fcntl(session_fd, F_DUPFD_CLOEXEC, 3);
+        if (k->witness < 0) {
+                int r = -errno;
+                free(k);
+                return r;
+        }
         k->thread_id = thread_id;
         k->query_only = query_only;
         k->target = target;
@@ -214,7 +263,7 @@ int fp_my_killer_queue(struct my_killer *p, unsigned long thread_id, bool query_
 void fp_my_killer_drop(struct my_killer *p, struct my_kill *k)
 {
         TAILQ_REMOVE(&p->cancels, k, link);
-        free(k);
+        kill_free(k);
 }
 
 void fp_my_killer_forget_target(struct my_killer *p, void *target)
@@ -244,11 +293,11 @@ void fp_my_killer_done(struct my_killer *p)
         admin_close(p);
         while ((k = TAILQ_FIRST(&p->kills))) {
                 TAILQ_REMOVE(&p->kills, k, link);
-                free(k);
+                kill_free(k);
         }
         while ((k = TAILQ_FIRST(&p->cancels))) {
                 TAILQ_REMOVE(&p->cancels, k, link);
-                free(k);
+                kill_free(k);
         }
         p->idle = sd_event_source_disable_unref(p->idle);
 }

@@ -56,13 +56,19 @@ void fp_my_killer_init(struct my_killer *killer);
 void fp_my_killer_done(struct my_killer *killer);
 
 /*
- * Queues a KILL (or, query_only, a KILL QUERY) for thread_id, and sends it as
- * soon as it can. target (may be NULL) is told when it is done; *ret (if not
- * NULL) is the queued KILL, for fp_my_killer_drop() while it waits. done()
- * may run from inside this call. Returns 0 or -ENOMEM.
+ * Queues a KILL (or, query_only, a KILL QUERY) for thread_id, the session on
+ * socket session_fd, and sends it as soon as it can. The KILL keeps a
+ * duplicate of session_fd and is not sent if the server has closed that
+ * socket by then (after a restart the thread id may be another session's);
+ * a KILL that ends a session shuts its socket down for every copy when it is
+ * done or dropped. Only a server lost without closing its sockets (a host
+ * crash) can still receive a stale KILL. target (may be NULL) is told when it
+ * is done; *ret (if not NULL) is the queued KILL, for fp_my_killer_drop()
+ * while it waits. done() may run from inside this call. Returns 0, -ENOMEM or
+ * -EMFILE.
  */
-int fp_my_killer_queue(struct my_killer *killer, unsigned long thread_id, bool query_only,
-                       void *target, struct my_kill **ret);
+int fp_my_killer_queue(struct my_killer *killer, unsigned long thread_id, int session_fd,
+                       bool query_only, void *target, struct my_kill **ret);
 
 /*
  * Drops a KILL QUERY that fp_my_killer_queue() queued and that has not left

@@ -788,13 +788,6 @@ static void fault_end(void)
         __atomic_store_n(&shared->fault_active, 0, __ATOMIC_RELAXED);
 }
 
-static const char *env_or_fail(const char *name)
-{
-        const char *v = getenv(name);
-        CHECK_MSG(v && *v, "%s is not set: run the tests with tests/run.sh", name);
-        return v;
-}
-
 /* MariaDB's scratch server writes its redo log once a second; a commit must survive a crash. */
 static void my_durable_commits(struct churn *t)
 {
@@ -803,22 +796,16 @@ static void my_durable_commits(struct churn *t)
 
 static void restart_pg(struct churn *t, const char *mode)
 {
-        char out[2048] = "";
         PQfinish(t->pg_admin);
-        int rc = itest_sh(out, sizeof(out), "%s/scratch-pg.sh restart %s %s 2>&1", FP_CONTRIB_DIR,
-                          env_or_fail("FORKPOOL_TEST_PG_SOCKET_DIR"), mode);
-        CHECK_MSG(rc == 0, "PostgreSQL restart (%s) failed: %s", mode, out);
+        itest_pg_restart(mode);
         t->pg_admin = itest_admin();
         strcmp(mode, "fast") == 0 ? t->pg_fast++ : t->pg_immediate++;
 }
 
 static void restart_my(struct churn *t, const char *mode)
 {
-        char out[2048] = "";
         mysql_close(t->my_admin);
-        int rc = itest_sh(out, sizeof(out), "%s/scratch-mariadb.sh restart %s %s 2>&1",
-                          FP_CONTRIB_DIR, env_or_fail("FORKPOOL_TEST_MY_DIR"), mode);
-        CHECK_MSG(rc == 0, "MariaDB restart (%s) failed: %s", mode, out);
+        itest_my_restart(mode);
         t->my_admin = itest_my_admin(MY_DB);
         my_durable_commits(t);
         strcmp(mode, "fast") == 0 ? t->my_fast++ : t->my_immediate++;
@@ -979,9 +966,11 @@ static void lease_pool_once(forkpool *fp, bool pg)
 /* What forkpoold's descriptors are, for a report (static buffer). */
 static const char *sup_fd_list(const struct churn *t)
 {
-        static char list[4096];
+        static char list[16384];
         list[0] = '\0';
-        itest_sh(list, sizeof(list), "ls -l /proc/%d/fd | tail -n +2", t->sd.pid);
+        itest_sh(list, sizeof(list),
+                 "ls -l /proc/%d/fd | tail -n +2; ss -axtnpe | grep -F 'pid=%d,'", t->sd.pid,
+                 t->sd.pid);
         return list;
 }
 

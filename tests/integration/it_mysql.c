@@ -865,6 +865,64 @@ static void test_detach(void)
         mysql_close(admin);
 }
 
+/*
+ * A dead holder's session is ended with KILL <thread id> only while the server
+ * still has it: after a restart MariaDB numbers its sessions from the start
+ * again, and a stale KILL would end whoever has that number now.
+ */
+static void test_no_stale_kill_after_restart(void)
+{
+        struct itest_sup s;
+        int ready[2];
+
+        start(&s, "itm_stale_kill", NULL, "pool_size = 1\nmax_overflow = 0\n");
+        /* The held session gets a low number, which a fresh server reaches soon. */
+        itest_my_restart("fast");
+        CHECK(pipe(ready) == 0);
+        pid_t holder = fork();
+        CHECK(holder >= 0);
+        if (holder == 0) {
+                forkpool *fp;
+                forkpool_lease *lease;
+                CHECK_OK(forkpool_open(s.socket, &fp));
+                CHECK_OK(forkpool_acquire(fp, "main", 10000, &lease));
+                long id = session_id(adopt(lease));
+                CHECK(write(ready[1], &id, sizeof(id)) == (ssize_t)sizeof(id));
+                pause();
+                _exit(0);
+        }
+        close(ready[1]);
+        long held = 0;
+        CHECK(read(ready[0], &held, sizeof(held)) == (ssize_t)sizeof(held));
+        close(ready[0]);
+
+        itest_my_restart("immediate");
+        /* A session of ours takes the dead session's number. */
+        MYSQL *bystander = NULL;
+        for (int i = 0; i < 10000 && !bystander; i++) {
+                MYSQL *m = itest_my_admin(NULL);
+                long id = session_id(m);
+                CHECK_MSG(id <= held, "the restarted server numbered past %ld", held);
+                if (id == held)
+                        bystander = m;
+                else
+                        mysql_close(m);
+        }
+        CHECK(bystander);
+
+        /* The holder dies; forkpoold reclaims its lease and would KILL its thread id. */
+        CHECK(kill(holder, SIGKILL) == 0);
+        CHECK(itest_wait_child(holder, 5000) >= 0);
+        CHECK(itest_wait_checked_out(&s, 0) == 0);
+        usleep(1500000);
+        CHECK_MSG(mysql_query(bystander, "SELECT 1") == 0,
+                  "a session that took the dead session's thread id %ld was killed: %s", held,
+                  mysql_error(bystander));
+        mysql_free_result(mysql_store_result(bystander));
+        mysql_close(bystander);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 /* A connection given back in the middle of a reply is closed, never reused. */
 static void test_not_at_boundary(void)
 {
@@ -1152,4 +1210,5 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
            {"url_refused", test_url_refused, 60}, {"cache_reuse", test_cache_reuse, 60},
            {"cache_changed_elsewhere", test_cache_changed_elsewhere, 60},
-           {"cache_fork", test_cache_fork, 60}, {"session_report", test_session_report, 60})
+           {"cache_fork", test_cache_fork, 60}, {"session_report", test_session_report, 60},
+           {"no_stale_kill_after_restart", test_no_stale_kill_after_restart, 90})

@@ -333,7 +333,7 @@ int itest_run(const struct itest_case *cases, size_t n)
 
 /* --- MySQL/MariaDB --- */
 
-static const char *my_env(const char *name)
+static const char *required_env(const char *name)
 {
         const char *v = getenv(name);
         CHECK_MSG(v && *v, "%s is not set: run the tests with tests/run.sh", name);
@@ -343,7 +343,7 @@ static const char *my_env(const char *name)
 const char *itest_my_url(const char *db, const char *extra)
 {
         static char buf[1024];
-        const char *url = my_env("FORKPOOL_TEST_MY_URL");
+        const char *url = required_env("FORKPOOL_TEST_MY_URL");
         const char *auth_end = strstr(url, "://");
         CHECK(auth_end);
         const char *path = strchr(auth_end + 3, '/');
@@ -358,9 +358,9 @@ MYSQL *itest_my_admin(const char *db)
 {
         MYSQL *m = mysql_init(NULL);
         CHECK(m);
-        if (!mysql_real_connect(m, NULL, my_env("FORKPOOL_TEST_MY_USER"),
-                                my_env("FORKPOOL_TEST_MY_PASSWORD"), db, 0,
-                                my_env("FORKPOOL_TEST_MY_SOCKET"), CLIENT_MULTI_STATEMENTS))
+        if (!mysql_real_connect(m, NULL, required_env("FORKPOOL_TEST_MY_USER"),
+                                required_env("FORKPOOL_TEST_MY_PASSWORD"), db, 0,
+                                required_env("FORKPOOL_TEST_MY_SOCKET"), CLIENT_MULTI_STATEMENTS))
                 itest_fail(__FILE__, __LINE__, "MariaDB admin connection: %s", mysql_error(m));
         return m;
 }
@@ -422,6 +422,25 @@ int itest_my_wait_backends(MYSQL *admin, const char *db, int n, int timeout_ms)
         while ((count = itest_my_backends(admin, db)) != n && itest_now_ms() < end)
                 usleep(20000);
         return count;
+}
+
+/* contrib/scratch-<kind>.sh restart DIR MODE, the test failing unless it succeeds. */
+static void scratch_restart(const char *kind, const char *dir_env, const char *mode)
+{
+        char out[2048] = "";
+        int rc = itest_sh(out, sizeof(out), "%s/scratch-%s.sh restart %s %s 2>&1", FP_CONTRIB_DIR,
+                          kind, required_env(dir_env), mode);
+        CHECK_MSG(rc == 0, "%s restart (%s) failed: %s", kind, mode, out);
+}
+
+void itest_pg_restart(const char *mode)
+{
+        scratch_restart("pg", "FORKPOOL_TEST_PG_SOCKET_DIR", mode);
+}
+
+void itest_my_restart(const char *mode)
+{
+        scratch_restart("mariadb", "FORKPOOL_TEST_MY_DIR", mode);
 }
 
 pid_t itest_fork_as(const char *user)

@@ -193,6 +193,14 @@ int itest_my_backends(MYSQL *admin, const char *db);
 /* Waits up to timeout_ms for itest_my_backends() to equal n; returns the last count. */
 int itest_my_wait_backends(MYSQL *admin, const char *db, int n, int timeout_ms);
 
+/*
+ * Restarts the test PostgreSQL or MariaDB (contrib/scratch-*.sh restart) in
+ * mode "fast" or "immediate" (a crash); fails the test unless it is up again.
+ * Every session of the old server is gone afterwards.
+ */
+void itest_pg_restart(const char *mode);
+void itest_my_restart(const char *mode);
+
 struct itest_case {
         const char *name;
         void (*fn)(void);
