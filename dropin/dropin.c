@@ -45,8 +45,6 @@
 #include "target.h"
 #include "selfpid.h"
 
-#define DROPIN_EXPORT __attribute__((visibility("default")))
-
 /* --- the table of the drop-in's connections --- */
 
 #define BUCKETS 1024
@@ -197,7 +195,7 @@ static struct wait_handle *wait_handles; /* under handles_lock */
 static int64_t open_refused_ms;
 #define OPEN_RETRY_MS 100
 
-static int64_t monotonic_ms(void)
+int64_t dropin_now_ms(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -285,7 +283,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 if (!shared)
                         shared = h;
         }
-        bool refused_lately = open_refused_ms && monotonic_ms() - open_refused_ms < OPEN_RETRY_MS;
+        bool refused_lately = open_refused_ms && dropin_now_ms() - open_refused_ms < OPEN_RETRY_MS;
         if (!h && refused_lately) {
                 h = shared;
                 r = h ? 0 : -EMFILE;
@@ -293,7 +291,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
                 if (open_refused_for_count(r))
-                        open_refused_ms = monotonic_ms();
+                        open_refused_ms = dropin_now_ms();
                 if (r < 0) {
                         free(h);
                         h = shared;
@@ -976,6 +974,13 @@ DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
         struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetPoll)(conn);
+        /*
+         * A connect still waiting for its lease, polled as a reset (ruby-pg
+         * 1.5's PG::Connection#reset starts a new connection and polls it with
+         * PQresetPoll(), as libpq allows): as PQconnectPoll().
+         */
+        if (d->state == DROPIN_PENDING)
+                return pending_poll(d);
         return d->state == DROPIN_READY ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
 }
 
@@ -1100,16 +1105,21 @@ DROPIN_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const
 
 /* --- cancel --- */
 
-DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+PGcancel *dropin_get_cancel(struct dropin_conn *d)
 {
-        struct dropin_conn *d = dropin_find(conn);
-        if (!d)
-                return FP_REAL(PQgetCancel)(conn);
         if (d->tx && d->pid == fp_self_pid())
                 return txmode_get_cancel(d);
         if (d->state != DROPIN_READY || !d->lease || d->pid != fp_self_pid())
                 return NULL;
         return dropin_cancel_new(&d->lease->info);
+}
+
+DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+{
+        struct dropin_conn *d = dropin_find(conn);
+        if (!d)
+                return FP_REAL(PQgetCancel)(conn);
+        return dropin_get_cancel(d);
 }
 
 DROPIN_EXPORT void PQfreeCancel(PGcancel *cancel)
@@ -1126,22 +1136,6 @@ DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
                 return dropin_cancel_send(cancel, errbuf, errbufsize);
         return FP_REAL(PQcancel)(cancel, errbuf, errbufsize);
 }
-
-#ifdef LIBPQ_HAS_ASYNC_CANCEL
-/*
- * libpq 17's cancel connections copy the PGconn's address, which for a
- * leased connection is the private adoption listener: for those there is
- * none (NULL, as when out of memory); PQgetCancel()/PQcancel() reach the
- * real server.
- */
-DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
-{
-        if (!dropin_find(conn))
-                return FP_REAL(PQcancelCreate)(conn);
-        errno = EOPNOTSUPP;
-        return NULL;
-}
-#endif
 
 DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
 {

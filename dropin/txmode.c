@@ -62,8 +62,6 @@
 #include "realpq.h"
 #include "selfpid.h"
 
-#define DROPIN_EXPORT __attribute__((visibility("default")))
-
 FP_REALPQ_DECLARE(PQexec);
 FP_REALPQ_DECLARE(PQexecParams);
 FP_REALPQ_DECLARE(PQprepare);
@@ -480,14 +478,6 @@ static int tx_send_deferred(struct dropin_conn *d)
         return ok;
 }
 
-/* Milliseconds on CLOCK_MONOTONIC. */
-static int64_t tx_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* How often a queued command tries again for a control connection. */
 #define TX_QUEUE_RETRY_MS 5
 
@@ -517,7 +507,7 @@ static int tx_queue(struct dropin_conn *d, forkpool *fp)
         int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
                                                : fp_pool_timeout_ms(fp, d->target.pool);
         tx->queue_timer = t;
-        tx->queue_deadline_ms = tx_now_ms() + (timeout > 0 ? timeout : 0);
+        tx->queue_deadline_ms = dropin_now_ms() + (timeout > 0 ? timeout : 0);
         return 0;
 }
 
@@ -547,7 +537,7 @@ static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t 
 {
         struct txmode *tx = d->tx;
         while (tx->queue_timer >= 0) {
-                int64_t left = tx->queue_deadline_ms - tx_now_ms();
+                int64_t left = tx->queue_deadline_ms - dropin_now_ms();
                 int control = dropin_acquire_send(d, left > 0 ? (int)left : 0, tx->last_lease_id);
                 if (control >= 0) {
                         int r = dup3(control, tx->sock, O_CLOEXEC) < 0 ? -errno : 0;
