@@ -109,6 +109,7 @@ PACKAGES=(
   clang "libclang-rt-$CLANG_VERSION-dev"
   clang-format cppcheck shellcheck groff-base
   python3 procps iproute2 util-linux curl
+  file # cpack -G DEB (tests/package: dpkg-shlibdeps)
   # tests/dropin: unmodified libpq clients and the servers they run in
   python3-psycopg2 python3-psycopg python3-sqlalchemy gunicorn
   apache2 "libapache2-mod-php$PHP_VERSION" "php$PHP_VERSION-cli" "php$PHP_VERSION-fpm"
