@@ -1048,6 +1048,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         r = fp_fdstore_restore(&sup->fdstore, sup->event, &restore_pools);
         if (r > 0)
                 log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");
+        fp_db_drivers_restore_done();
 
         signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
