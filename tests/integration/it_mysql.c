@@ -914,7 +914,7 @@ static void test_no_stale_kill_after_restart(void)
         CHECK(kill(holder, SIGKILL) == 0);
         CHECK(itest_wait_child(holder, 5000) >= 0);
         CHECK(itest_wait_checked_out(&s, 0) == 0);
-        usleep(1500000);
+        nanosleep(&(struct timespec){.tv_sec = 1, .tv_nsec = 500000000}, NULL);
         CHECK_MSG(mysql_query(bystander, "SELECT 1") == 0,
                   "a session that took the dead session's thread id %ld was killed: %s", held,
                   mysql_error(bystander));
