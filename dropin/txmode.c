@@ -23,10 +23,31 @@
  * less what the statement's text shows to end with the transaction (SET
  * LOCAL, CREATE of a permanent object, DECLARE without WITH HOLD, …).
  *
- * Protocol-level prepared statements do not pin: the drop-in remembers each
- * named statement (name, text, parameter types) and runs it as an unnamed
- * statement on whatever session the transaction has, so no session ever
- * holds one and none is ever prepared twice.
+ * Protocol-level prepared statements do not pin, and each is prepared once
+ * per session: the drop-in remembers each named statement (name, text,
+ * parameter types) and names it on the wire by its content, "fp_" and the
+ * hex of 128 bits of a SHA-256 of its types and text, so a name means one
+ * statement on every session and for every connection and process. The
+ * lease carries the set of such statements the session holds (forkpoold
+ * keeps one per connection of a transaction-mode pool, bounded by
+ * FP_STMTS_MAX; the release gives it back, FP_LEASE_LOCAL_STATEMENTS): on a
+ * session that has the statement it is executed by that name with no Parse
+ * (a PQprepare of it needs no round trip: a made COMMAND_OK answers); on one
+ * that lacks it, it is prepared first (PQprepare, one round trip; for the
+ * PQsend* paths too, before the command goes out) and added to the set
+ * once the server accepted it. A full set, or a pipeline on a session that
+ * lacks it, runs it as the unnamed statement, as before. The session
+ * tracker empties the set at DEALLOCATE ALL and DISCARD ALL; forkpoold
+ * empties it when the session's statements go (its reset's DISCARD ALL, a
+ * release by a holder that does not keep it: DEALLOCATE ALL; a new
+ * connection). Our Parse is not the application's state: its
+ * FP_DIRTY_PREPARE is taken back (tx_parse), so it neither pins nor makes
+ * reset_on_return = auto discard the session. DEALLOCATE of one name only
+ * forgets the connection's name: the session keeps the statement for any
+ * connection that prepares the same text. Why not per connection (the
+ * application's name on the wire): two connections would then prepare the
+ * same text twice on one session, and a name on a session would say
+ * nothing about its text.
  *
  * A lease that fails (timeout, no supervisor, the database down) makes the
  * command fail as a query does (PGRES_FATAL_ERROR, forkpool's reason in
