@@ -48,6 +48,13 @@ void fp_my_adopt_atfork_child(void)
         pthread_mutex_init(&adopt_lock, NULL);
 }
 
+void fp_my_adopt_close_listener(void)
+{
+        pthread_mutex_lock(&adopt_lock);
+        fp_adopt_listener_reset(&listener);
+        pthread_mutex_unlock(&adopt_lock);
+}
+
 /* Frames payload[0..len) as one packet with sequence number seq and sends it. */
 static int send_packet(int fd, unsigned char seq, const unsigned char *payload, size_t len)
 {

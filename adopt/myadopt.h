@@ -36,4 +36,11 @@ int fp_my_adopt(int real_fd, const struct fp_lease_mysql *info, fp_my_status_fn 
 /* In a child after fork: the module's lock starts unlocked. */
 void fp_my_adopt_atfork_child(void);
 
+/*
+ * Closes this process's private adoption listener and removes its directory;
+ * the next adoption opens a new one. For a process that adopts only now and
+ * then (forkpoold, once it has restored its connections from the fd store).
+ */
+void fp_my_adopt_close_listener(void);
+
 #endif /* FORKPOOL_MYADOPT_H */

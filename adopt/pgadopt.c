@@ -49,6 +49,13 @@ void fp_pg_adopt_atfork_child(void)
         pthread_mutex_init(&adopt_lock, NULL);
 }
 
+void fp_pg_adopt_close_listener(void)
+{
+        pthread_mutex_lock(&adopt_lock);
+        fp_adopt_listener_reset(&listener);
+        pthread_mutex_unlock(&adopt_lock);
+}
+
 /* Builds AuthenticationOk, ParameterStatus…, BackendKeyData, ReadyForQuery. */
 static size_t build_startup_reply(const struct fp_lease_pg *info, uint32_t txn, char *buf,
                                   size_t cap)

@@ -75,4 +75,11 @@ void fp_pg_adoption_abort(struct fp_pg_adoption *a);
 /* In a child after fork: the module's lock starts unlocked. */
 void fp_pg_adopt_atfork_child(void);
 
+/*
+ * Closes this process's private adoption listener and removes its directory;
+ * the next adoption opens a new one. For a process that adopts only now and
+ * then (forkpoold, once it has restored its connections from the fd store).
+ */
+void fp_pg_adopt_close_listener(void);
+
 #endif /* FORKPOOL_PGADOPT_H */

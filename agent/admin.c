@@ -9,6 +9,7 @@
 
 #include "access.h"
 #include "log.h"
+#include "reload.h"
 
 bool fp_admin_allowed(const struct fp_supervisor *sup, uid_t uid, gid_t gid, const gid_t *groups,
                       size_t n_groups)

@@ -142,19 +142,32 @@ int config_parse_seconds(const char *v, int *ret_ms, char *reason, size_t len)
         return 0;
 }
 
+/* Parses a whole int of at least min; below it, the reason says it "must be <allowed>". */
+static int parse_int_at_least(const char *v, int min, const char *allowed, int *ret, char *reason,
+                              size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+        int n;
+
+        int r = config_parse_int(v, &n, reason, len);
+        if (r < 0)
+                return r;
+        if (n < min) {
+                config_err(reason, len, "must be %s: '%s'", allowed, config_quote(v, q));
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
 int config_parse_pool_size(const char *v, int *ret, char *reason, size_t len)
 {
         char q[CONFIG_QUOTE_MAX + 4];
         int n;
-        int r;
 
-        r = config_parse_int(v, &n, reason, len);
+        int r = config_parse_limit(v, &n, reason, len);
         if (r < 0)
                 return r;
-        if (n < 0) {
-                config_err(reason, len, "must be 0 (no limit) or more: '%s'", config_quote(v, q));
-                return -EINVAL;
-        }
         if (n > FP_SHM_MAX_SLOTS_PER_POOL) {
                 config_err(reason, len, "more than the %d connections a pool can hold: '%s'",
                            FP_SHM_MAX_SLOTS_PER_POOL, config_quote(v, q));
@@ -166,20 +179,7 @@ int config_parse_pool_size(const char *v, int *ret, char *reason, size_t len)
 
 int config_parse_max_overflow(const char *v, int *ret, char *reason, size_t len)
 {
-        char q[CONFIG_QUOTE_MAX + 4];
-        int n;
-        int r;
-
-        r = config_parse_int(v, &n, reason, len);
-        if (r < 0)
-                return r;
-        if (n < -1) {
-                config_err(reason, len, "must be -1 (no limit) or 0 or more: '%s'",
-                           config_quote(v, q));
-                return -EINVAL;
-        }
-        *ret = n;
-        return 0;
+        return parse_int_at_least(v, -1, "-1 (no limit) or 0 or more", ret, reason, len);
 }
 
 int config_parse_connect_timeout(const char *v, int *ret_ms, char *reason, size_t len)
@@ -388,18 +388,7 @@ int config_check_socket_path(const char *v, char *reason, size_t len)
 /* Parses a limit: a whole number >= 0, where 0 means no limit. */
 int config_parse_limit(const char *v, int *ret, char *reason, size_t len)
 {
-        char q[CONFIG_QUOTE_MAX + 4];
-        int n, r;
-
-        r = config_parse_int(v, &n, reason, len);
-        if (r < 0)
-                return r;
-        if (n < 0) {
-                config_err(reason, len, "must be 0 (no limit) or more: '%s'", config_quote(v, q));
-                return -EINVAL;
-        }
-        *ret = n;
-        return 0;
+        return parse_int_at_least(v, 0, "0 (no limit) or more", ret, reason, len);
 }
 
 int config_parse_bool(const char *v, bool *ret, char *reason, size_t len)

@@ -18,3 +18,10 @@ const struct fp_db_driver *fp_db_driver_for(const struct fp_url *url)
                         return drivers[i];
         return NULL;
 }
+
+void fp_db_drivers_restore_done(void)
+{
+        for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+                if (drivers[i]->restore_done)
+                        drivers[i]->restore_done();
+}

@@ -101,6 +101,12 @@ struct fp_db_driver {
          */
         int (*restore)(sd_event *event, void *prepared, int fd, const struct fp_saved_slot *s,
                        void **ret);
+        /*
+         * Called once the fd store's connections are restored: frees what
+         * restore() needed and the pool's connections do not (the private
+         * adoption listener). NULL if there is nothing.
+         */
+        void (*restore_done)(void);
 };
 
 extern const struct fp_db_driver fp_pg_driver;
@@ -108,5 +114,8 @@ extern const struct fp_db_driver fp_my_driver;
 
 /* The driver for a URL's scheme, or NULL. */
 const struct fp_db_driver *fp_db_driver_for(const struct fp_url *url);
+
+/* Calls every driver's restore_done(): the fd store's connections are back. */
+void fp_db_drivers_restore_done(void);
 
 #endif /* FORKPOOL_DRIVER_H */

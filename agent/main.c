@@ -20,6 +20,8 @@
 #include "control.h"
 #include "forkpool.h"
 #include "log.h"
+#include "reload.h"
+#include "shutdown.h"
 #include "supervisor.h"
 
 #define EXIT_USAGE  64
@@ -223,6 +225,10 @@ int main(int argc, char **argv)
         }
 
         r = fp_supervisor_init(&sup, &cfg, &fp_control_transport);
+        if (r >= 0)
+                r = fp_shutdown_watch_signals(&sup);
+        if (r >= 0)
+                r = fp_reload_watch_signal(&sup);
         if (r < 0) {
                 fp_supervisor_done(&sup);
                 return 1;

@@ -1,25 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * supervisor.c — forkpoold's top level (supervisor.h): pools wired to their
- * PostgreSQL connections, the shared segment, signals, reload and shutdown.
+ * database drivers, the shared segment, the lease checks, start and end.
+ * Stopping is shutdown.c's, reloading reload.c's, the holders of restored
+ * leases orphan.c's.
  */
 #include "supervisor.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <grp.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/random.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -313,7 +306,7 @@ static const struct fp_pool_ops pool_ops = {
 
 /* --- pools --- */
 
-static void pool_params_from_config(const struct fp_pool_config *cfg, struct fp_pool_params *ret)
+void fp_sup_pool_params(const struct fp_pool_config *cfg, struct fp_pool_params *ret)
 {
         *ret = (struct fp_pool_params){
                 .pool_class = cfg->pool_class,
@@ -346,12 +339,7 @@ static void pool_config_release(struct fp_pool_config *cfg)
         }
 }
 
-/*
- * Moves cfg (and the URL it owns) into sp and prepares its driver's connect
- * parameters. On failure sp keeps its previous configuration and cfg is
- * untouched.
- */
-static int sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cfg)
+int fp_sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cfg)
 {
         const struct fp_db_driver *driver = fp_db_driver_for(&cfg->url);
         void *prepared;
@@ -374,8 +362,7 @@ static int sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cf
         return 0;
 }
 
-static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
-                        struct fp_sup_pool **ret)
+int fp_sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg, struct fp_sup_pool **ret)
 {
         struct fp_sup_pool *sp = calloc(1, sizeof(*sp));
         struct fp_pool_params params;
@@ -385,8 +372,8 @@ static int sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
                 return -ENOMEM;
         sp->sup = sup;
         fp_pacer_init(&sp->pacer, sup->event, pacer_start, sp, sp->cfg.name);
-        pool_params_from_config(cfg, &params);
-        r = sup_pool_set_config(sp, cfg);
+        fp_sup_pool_params(cfg, &params);
+        r = fp_sup_pool_set_config(sp, cfg);
         if (r >= 0)
                 r = fp_pool_init(&sp->pool, &params, &pool_ops, sp);
         if (r < 0) {
@@ -477,60 +464,6 @@ bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_
                                 gid, groups, n_groups);
 }
 
-/* The holder of a restored lease, watched until it reconnects or dies. */
-struct orphan_watch {
-        LIST_ENTRY(orphan_watch) link;
-        struct fp_supervisor *sup;
-        struct fp_sup_pool *sp;
-        uint32_t index;
-        pid_t pid;
-        int pidfd;
-        sd_event_source *src;
-};
-
-static void orphan_watch_free(struct orphan_watch *w)
-{
-        LIST_REMOVE(w, link);
-        sd_event_source_disable_unref(w->src);
-        if (w->pidfd >= 0)
-                close(w->pidfd);
-        free(w);
-}
-
-static int on_orphan_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-        struct orphan_watch *w = userdata;
-        (void)s, (void)fd, (void)revents;
-        if (fp_pool_reclaim_orphan(&w->sp->pool, w->index, w->pid))
-                log_info("pool %s: pid %d, holder of slot %u before the restart, died: "
-                         "reclaimed",
-                         w->sp->cfg.name, (int)w->pid, w->index);
-        orphan_watch_free(w);
-        return 0;
-}
-
-void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *sp, uint32_t index,
-                                pid_t pid)
-{
-        struct orphan_watch *w = calloc(1, sizeof(*w));
-        if (!w) {
-                fp_pool_reclaim_orphan(&sp->pool, index, pid);
-                return;
-        }
-        *w = (struct orphan_watch){.sup = sup, .sp = sp, .index = index, .pid = pid};
-        LIST_INSERT_HEAD(&sup->orphans, w, link);
-        w->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (w->pidfd < 0 ||
-            sd_event_add_io(sup->event, &w->src, w->pidfd, EPOLLIN, on_orphan_exit, w) < 0) {
-                /* Already gone (or unwatchable): take it back now. */
-                log_info("pool %s: pid %d, holder of slot %u before the restart, is gone: "
-                         "reclaimed",
-                         sp->cfg.name, (int)pid, index);
-                fp_pool_reclaim_orphan(&sp->pool, index, pid);
-                orphan_watch_free(w);
-        }
-}
-
 int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
                           uint32_t request_id, int timeout_ms, const char *label,
                           uint64_t prefer_lease_id)
@@ -593,7 +526,7 @@ int fp_supervisor_pin(struct fp_supervisor *sup, struct fp_client *client, pid_t
 
 void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid)
 {
-        if (LIST_EMPTY(&sup->orphans))
+        if (!fp_orphans_any(&sup->orphans))
                 return;
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_attach_orphans(&sup->pools[i]->pool, client, pid);
@@ -612,8 +545,7 @@ void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *clie
 
 /* --- the segment --- */
 
-/* (Re)creates the segment for the current pools and attaches every pool to it. */
-static int publish_segment(struct fp_supervisor *sup)
+int fp_supervisor_publish_segment(struct fp_supervisor *sup)
 {
         char prefix[FP_SHM_NAME_MAX];
         struct fp_segment seg;
@@ -681,287 +613,6 @@ static int on_lease_check(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* --- shutdown --- */
-
-static bool all_pools_idle(struct fp_supervisor *sup)
-{
-        for (size_t i = 0; i < sup->n_pools; i++)
-                if (fp_pool_busy(&sup->pools[i]->pool) > 0)
-                        return false;
-        return true;
-}
-
-/* Runs after every event while stopping: exits once nothing is in use. */
-static int on_drain_check(sd_event_source *s, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)s;
-        if (all_pools_idle(sup))
-                sd_event_exit(sup->event, 0);
-        return 0;
-}
-
-static int on_grace_over(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)s, (void)usec;
-        log_warning("shutdown grace period over: revoking the leases still held");
-        for (size_t i = 0; i < sup->n_pools; i++)
-                fp_pool_revoke_all(&sup->pools[i]->pool);
-        sd_event_exit(sup->event, 0);
-        return 0;
-}
-
-/* The longest a restart through the fd store waits for resets and pings to finish. */
-#define QUIESCE_MAX_MS 5000
-
-/*
- * The connections in the middle of a statement of the supervisor's (a reset,
- * a pre-ping): their replies are still to be read, so they cannot be left to
- * the next supervisor as they are. With abandon, each leaves the fd store (and
- * is closed at exit). Returns how many there are. O(slots): only at shutdown.
- */
-static int quiesce_count(struct fp_supervisor *sup, bool abandon)
-{
-        int n = 0;
-        for (size_t i = 0; i < sup->n_pools; i++) {
-                struct fp_pool *pool = &sup->pools[i]->pool;
-                for (uint32_t j = 0; j < pool->capacity; j++) {
-                        struct fp_record *rec = &pool->records[j];
-                        if (!rec->conn ||
-                            (rec->state != FP_SLOT_RESETTING && rec->state != FP_SLOT_CHECKING))
-                                continue;
-                        n++;
-                        if (abandon && rec->in_fdstore) {
-                                log_warning("pool %s: backend %d still %s at the restart: closed",
-                                            pool->params.name, rec->backend_pid,
-                                            rec->state == FP_SLOT_RESETTING ? "resetting"
-                                                                            : "being pinged");
-                                fp_fdstore_forget(&sup->fdstore, pool, rec);
-                        }
-                }
-        }
-        return n;
-}
-
-/*
- * Runs after every event while a restart through the fd store quiesces: reads
- * what the workers sent meanwhile and exits once no connection is mid-statement.
- */
-static int on_quiesce_check(sd_event_source *s, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)s;
-        sup->transport->read_all(sup);
-        if (quiesce_count(sup, false) == 0)
-                sd_event_exit(sup->event, 0);
-        return 0;
-}
-
-static int on_quiesce_over(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)s, (void)usec;
-        sup->transport->read_all(sup);
-        (void)quiesce_count(sup, true);
-        sd_event_exit(sup->event, 0);
-        return 0;
-}
-
-/*
- * Leaves the connections to systemd's fd store for the next start, in a state
- * it can take over: first every release and acquire the workers already sent
- * is handled (a release left unread would leave its slot leased to a live
- * process that let it go), then the resets and pings running finish, or,
- * after QUIESCE_MAX_MS (at most the grace period), their connections are
- * closed: a reply left unread would be read by the next holder.
- */
-static void quiesce_for_fdstore(struct fp_supervisor *sup)
-{
-        sup->transport->read_all(sup);
-        if (quiesce_count(sup, false) == 0) {
-                sd_event_exit(sup->event, 0);
-                return;
-        }
-        int ms = sup->cfg.shutdown_grace_ms < QUIESCE_MAX_MS ? sup->cfg.shutdown_grace_ms
-                                                             : QUIESCE_MAX_MS;
-        int r = sd_event_add_post(sup->event, &sup->drain_check, on_quiesce_check, sup);
-        if (r >= 0)
-                r = sd_event_add_time_relative(sup->event, &sup->grace_timer, CLOCK_MONOTONIC,
-                                               (uint64_t)(ms > 0 ? ms : 0) * 1000u, 1000,
-                                               on_quiesce_over, sup);
-        if (r < 0) {
-                log_error_errno(r, "cannot wait for resets and pings; closing them");
-                (void)quiesce_count(sup, true);
-                sd_event_exit(sup->event, 0);
-        }
-}
-
-static void begin_shutdown(struct fp_supervisor *sup, const char *why)
-{
-        if (sup->stopping)
-                return;
-        sup->stopping = true;
-        if (fp_fdstore_active(&sup->fdstore)) {
-                /*
-                 * The connections stay in systemd's fd store for the next start;
-                 * leased ones go on under their holders, who give them back to it.
-                 */
-                (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: connections kept in the fd "
-                                   "store");
-                log_info("%s: stopping; connections kept in systemd's fd store", why);
-                sup->transport->stop_listening(sup);
-                quiesce_for_fdstore(sup);
-                return;
-        }
-        (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping: waiting for leases to come back");
-        log_info("%s: stopping (leases held: waiting up to %d ms)", why,
-                 sup->cfg.shutdown_grace_ms);
-        sup->transport->stop_listening(sup);
-        for (size_t i = 0; i < sup->n_pools; i++)
-                fp_pool_drain(&sup->pools[i]->pool, -ESHUTDOWN, "forkpoold is shutting down");
-        if (all_pools_idle(sup)) {
-                sd_event_exit(sup->event, 0);
-                return;
-        }
-        int r = sd_event_add_post(sup->event, &sup->drain_check, on_drain_check, sup);
-        if (r >= 0)
-                r = sd_event_add_time_relative(sup->event, &sup->grace_timer, CLOCK_MONOTONIC,
-                                               (uint64_t)sup->cfg.shutdown_grace_ms * 1000u, 1000,
-                                               on_grace_over, sup);
-        if (r < 0) {
-                log_error_errno(r, "cannot wait for leases; exiting now");
-                sd_event_exit(sup->event, 0);
-        }
-}
-
-static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
-{
-        (void)s;
-        begin_shutdown(userdata, si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        return 0;
-}
-
-/* --- reload --- */
-
-/* Applies a new, valid configuration: global settings and pools. Takes cfg's pools. */
-static void apply_config(struct fp_supervisor *sup, struct fp_config *cfg)
-{
-        bool layout_changed = false;
-
-        if (strcmp(cfg->socket_path, sup->cfg.socket_path) != 0)
-                log_warning("reload: the control socket cannot move (%s → %s); restart for that",
-                            sup->cfg.socket_path, cfg->socket_path);
-        fp_log_set_level(cfg->log_level);
-        sup->cfg.log_level = cfg->log_level;
-        sup->cfg.shutdown_grace_ms = cfg->shutdown_grace_ms;
-        sup->cfg.n_allow_uids = cfg->n_allow_uids;
-        memcpy(sup->cfg.allow_uids, cfg->allow_uids, sizeof(cfg->allow_uids));
-        sup->cfg.n_allow_gids = cfg->n_allow_gids;
-        memcpy(sup->cfg.allow_gids, cfg->allow_gids, sizeof(cfg->allow_gids));
-        /* Who is an admin is checked per command: a removed admin is refused from now on. */
-        sup->cfg.n_admin_uids = cfg->n_admin_uids;
-        memcpy(sup->cfg.admin_uids, cfg->admin_uids, sizeof(cfg->admin_uids));
-        sup->cfg.n_admin_gids = cfg->n_admin_gids;
-        memcpy(sup->cfg.admin_gids, cfg->admin_gids, sizeof(cfg->admin_gids));
-        /* Peer limits apply to new connections and new acquires. */
-        sup->cfg.max_connections_per_uid = cfg->max_connections_per_uid;
-        sup->cfg.max_connections_per_pid = cfg->max_connections_per_pid;
-        sup->cfg.max_waiting_per_connection = cfg->max_waiting_per_connection;
-        sup->cfg.hello_timeout_ms = cfg->hello_timeout_ms;
-
-        /* Pools that are gone drain: no new leases, the rest close as they come back. */
-        for (size_t i = 0; i < sup->n_pools; i++) {
-                struct fp_sup_pool *sp = sup->pools[i];
-                if (sp->removed || fp_config_find_pool(cfg, sp->cfg.name))
-                        continue;
-                log_info("reload: pool %s removed; its connections close as they come back",
-                         sp->cfg.name);
-                sp->removed = true;
-                fp_pool_drain(&sp->pool, -ENOENT, "the pool was removed by a reload");
-                layout_changed = true;
-        }
-
-        for (size_t i = 0; i < cfg->n_pools; i++) {
-                struct fp_pool_config *pc = &cfg->pools[i];
-                struct fp_sup_pool *sp = fp_supervisor_find_pool(sup, pc->name);
-                struct fp_pool_params params;
-                pool_params_from_config(pc, &params);
-
-                if (sp) {
-                        bool url_changed = strcmp(sp->cfg.url_text, pc->url_text) != 0;
-                        int r = sup_pool_set_config(sp, pc);
-                        if (r < 0) {
-                                log_error("reload: pool %s keeps its URL: the new one %s",
-                                          params.name,
-                                          r == -EINVAL ? "is for another kind of database"
-                                                       : "cannot be used");
-                                url_changed = false;
-                        }
-                        fp_pool_update_params(&sp->pool, &params);
-                        if (url_changed) {
-                                log_info("reload: pool %s has a new URL; existing connections "
-                                         "close as they come back",
-                                         params.name);
-                                fp_pool_invalidate_all(&sp->pool);
-                        }
-                        continue;
-                }
-                if (sup->n_pools >= FP_SHM_MAX_POOLS) {
-                        log_error("reload: pool %s not added: at most %d pools (removed ones "
-                                  "count until restart)",
-                                  pc->name, FP_SHM_MAX_POOLS);
-                        continue;
-                }
-                if (sup_pool_new(sup, pc, &sp) < 0) {
-                        log_error("reload: pool %s not added: out of memory", params.name);
-                        continue;
-                }
-                sup->pools[sup->n_pools++] = sp;
-                log_info("reload: pool %s added", params.name);
-                layout_changed = true;
-        }
-        if (layout_changed)
-                (void)publish_segment(sup);
-}
-
-int fp_supervisor_reload(struct fp_supervisor *sup, char *err, size_t len)
-{
-        struct fp_config cfg;
-
-        if (!sup->cfg.path) {
-                snprintf(err, len, "started without --config, nothing to reload");
-                return -EINVAL;
-        }
-        (void)sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, fp_supervisor_now(sup));
-        fp_config_init(&cfg);
-        if (fp_config_load(&cfg, sup->cfg.path, err, len) < 0 ||
-            fp_config_validate(&cfg, err, len) < 0) {
-                fp_config_free(&cfg);
-                (void)sd_notify(0, "READY=1");
-                return -EINVAL;
-        }
-        apply_config(sup, &cfg);
-        fp_config_free(&cfg);
-        sup->last_status[0] = '\0';
-        (void)sd_notify(0, "READY=1");
-        snprintf(err, len, "configuration reloaded from %s", sup->cfg.path);
-        return 0;
-}
-
-static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        char text[FP_CONFIG_ERR_MAX];
-        (void)s, (void)si;
-
-        if (fp_supervisor_reload(sup, text, sizeof(text)) < 0)
-                log_error("reload rejected, keeping the running configuration: %s", text);
-        else
-                log_info("%s", text);
-        return 0;
-}
-
 /* --- life cycle --- */
 
 /* True if another supervisor accepts connections on path. */
@@ -995,7 +646,8 @@ static void restore_choose_tags(void *ctx, const uint16_t *avoid, size_t n)
 /* fp_fdstore_pools.restored_leased */
 static void restore_leased(void *ctx, struct fp_pool *pool, uint32_t index, pid_t holder)
 {
-        fp_supervisor_watch_orphan(ctx, sup_pool_of(pool), index, holder);
+        struct fp_supervisor *sup = ctx;
+        fp_orphans_watch(&sup->orphans, sup->event, pool, index, holder);
 }
 
 int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
@@ -1016,7 +668,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         sup->clients_epfd = -1;
         sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
-        LIST_INIT(&sup->orphans);
+        fp_orphans_init(&sup->orphans);
         sup->cfg = *cfg;
         memset(cfg, 0, sizeof(*cfg));
         fp_log_set_level(sup->cfg.log_level);
@@ -1039,14 +691,14 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         fp_supervisor_choose_lease_tags(sup, NULL, 0);
         for (size_t i = 0; i < sup->cfg.n_pools; i++) {
                 struct fp_sup_pool *sp;
-                r = sup_pool_new(sup, &sup->cfg.pools[i], &sp);
+                r = fp_sup_pool_new(sup, &sup->cfg.pools[i], &sp);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up pool %s", sup->cfg.pools[i].name);
                 sup->pools[sup->n_pools++] = sp;
         }
         sup->cfg.n_pools = 0; /* the pools own their configuration now */
 
-        r = publish_segment(sup);
+        r = fp_supervisor_publish_segment(sup);
         if (r < 0)
                 return r;
         r = fp_fdstore_init(&sup->fdstore);
@@ -1056,20 +708,15 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         r = fp_fdstore_restore(&sup->fdstore, sup->event, &restore_pools);
         if (r > 0)
                 log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");
+        fp_db_drivers_restore_done();
 
+        /* Until the loop runs: SIGTERM, SIGINT and SIGHUP wait for their watchers (main.c). */
         signal(SIGPIPE, SIG_IGN);
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        r = sd_event_add_signal(sup->event, NULL, SIGTERM, on_stop_signal, sup);
-        if (r >= 0)
-                r = sd_event_add_signal(sup->event, NULL, SIGINT, on_stop_signal, sup);
-        if (r >= 0)
-                r = sd_event_add_signal(sup->event, NULL, SIGHUP, on_reload_signal, sup);
-        if (r < 0)
-                return log_error_errno(r, "cannot watch signals");
 
         r = sup->transport->listen(sup);
         if (r < 0)
@@ -1096,13 +743,13 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
                 log_warning_errno(r, "cannot arm the systemd watchdog");
         log_info("listening on %s%s (segment %s)", sup->cfg.socket_path,
                  sup->socket_activated ? " (socket activation)" : "", sup->seg.name);
-        (void)sd_notify(0, "READY=1");
-        notify_status(sup);
         return 0;
 }
 
 int fp_supervisor_run(struct fp_supervisor *sup)
 {
+        (void)sd_notify(0, "READY=1");
+        notify_status(sup);
         int r = sd_event_loop(sup->event);
         if (r < 0) {
                 log_error_errno(r, "event loop failed");
@@ -1115,8 +762,7 @@ void fp_supervisor_done(struct fp_supervisor *sup)
 {
         sup->transport->stop_listening(sup);
         sup->transport->close_all(sup);
-        while (!LIST_EMPTY(&sup->orphans))
-                orphan_watch_free(LIST_FIRST(&sup->orphans));
+        fp_orphans_done(&sup->orphans);
         for (size_t i = 0; i < sup->n_pools; i++)
                 sup_pool_free(sup->pools[i]);
         fp_fdstore_done(&sup->fdstore);

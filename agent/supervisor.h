@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * supervisor.h — forkpoold's top level: the event loop, the pools and their
- * database connections, the shared segment, signals, reload and shutdown.
- * control.c serves the control socket on its behalf.
+ * database connections, the shared segment. control.c serves the control
+ * socket on its behalf; shutdown.h stops it, reload.h reloads it, orphan.h
+ * watches the holders of restored leases.
  */
 #ifndef FORKPOOL_SUPERVISOR_H
 #define FORKPOOL_SUPERVISOR_H
@@ -15,6 +16,7 @@
 #include "config.h"
 #include "driver.h"
 #include "fdstore.h"
+#include "orphan.h"
 #include "pacer.h"
 #include "peercount.h"
 #include "pool.h"
@@ -33,8 +35,6 @@ struct fp_sup_pool {
 
 struct fp_client;
 LIST_HEAD(fp_client_list, fp_client);
-struct orphan_watch;
-LIST_HEAD(fp_orphan_list, orphan_watch);
 
 /*
  * What the supervisor needs of the transport that serves its clients (the
@@ -85,8 +85,8 @@ struct fp_supervisor {
         struct fp_fdstore fdstore;    /* connections kept across restarts (fdstore.h) */
         uint16_t lease_tag_base;      /* pool id i has lease tag base + i
                                          (fp_supervisor_choose_lease_tags) */
-        struct fp_orphan_list orphans; /* holders of restored leases, not reconnected yet */
-        char last_status[512];         /* the last STATUS= sent to systemd */
+        struct fp_orphans orphans;    /* holders of restored leases, not reconnected yet */
+        char last_status[512];        /* the last STATUS= sent to systemd */
 };
 
 /*
@@ -134,12 +134,31 @@ uint64_t fp_supervisor_now(struct fp_supervisor *sup);
 bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_sup_pool *sp,
                                uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
 
+/* --- for reload.c: pools made, changed and published --- */
+
+/* The pool parameters a pool configuration asks for. */
+void fp_sup_pool_params(const struct fp_pool_config *cfg, struct fp_pool_params *ret);
+
 /*
- * Re-reads the configuration file and applies it (SIGHUP, the reload admin
- * command). Returns 0 with a one-line account in text, or -EINVAL with the
- * reason (the running configuration is kept).
+ * Moves cfg (and the URL it owns) into sp and prepares its driver's connect
+ * parameters. On failure sp keeps its previous configuration and cfg is
+ * untouched: -EPROTONOSUPPORT (no driver for the URL), -EINVAL (another kind
+ * of database than the pool's), or the driver's error.
  */
-int fp_supervisor_reload(struct fp_supervisor *sup, char *text, size_t len);
+int fp_sup_pool_set_config(struct fp_sup_pool *sp, struct fp_pool_config *cfg);
+
+/*
+ * A new pool of sup from cfg (whose URL it takes), with the next pool id;
+ * the caller puts it in sup->pools. Returns 0 or a negative errno.
+ */
+int fp_sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
+                    struct fp_sup_pool **ret);
+
+/*
+ * (Re)creates the shared segment for the current pools and attaches every
+ * pool to it. Returns 0 or a negative errno (logged).
+ */
+int fp_supervisor_publish_segment(struct fp_supervisor *sup);
 
 /*
  * Queues client's acquire (request_id; pid as the kernel reported it) in sp
@@ -178,13 +197,6 @@ int fp_supervisor_cancel(struct fp_supervisor *sup, struct fp_client *client, pi
 
 /* A process connected: it becomes the holder of the restored leases it had. */
 void fp_supervisor_client_arrived(struct fp_supervisor *sup, struct fp_client *client, pid_t pid);
-
-/*
- * Watches the holder of a restored lease until its process reconnects; if it
- * dies first, the lease is reclaimed.
- */
-void fp_supervisor_watch_orphan(struct fp_supervisor *sup, struct fp_sup_pool *sp, uint32_t index,
-                                pid_t pid);
 
 /* Called by control.c when a client is gone: reclaims its leases in every pool. */
 void fp_supervisor_client_gone(struct fp_supervisor *sup, struct fp_client *client);

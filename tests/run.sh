@@ -362,7 +362,7 @@ run_fuzz() {
 static_selected() { [[ -z $ONLY ]] || grep -Eq -- "$ONLY" <<<"static/$1"; }
 
 project_c_files() {
-  find adopt agent base bench contrib ctl include shm tests worker -type f -name '*.[ch]' | sort
+  find adopt agent base bench contrib ctl dropin include shm tests worker -type f -name '*.[ch]' | sort
 }
 project_shell_files() {
   { find bench contrib tests -type f -name '*.sh'; find contrib/debian -type f -perm -u+x; } | sort
@@ -387,8 +387,9 @@ run_static_checks() {
     run cppcheck -q --std=c11 --enable=warning,portability,performance --error-exitcode=1 \
       --inline-suppr --suppressions-list=tests/static/cppcheck-suppressions.txt \
       --library=posix --library=tests/static/cppcheck.cfg \
-      -D_GNU_SOURCE '-D_Noreturn=__attribute__((noreturn))' \
+      -D_GNU_SOURCE '-D_Noreturn=__attribute__((noreturn))' '-DFP_REAL_LIBPQ="libpq.so.5"' \
       -I include -I "$BUILD_ROOT/build/include" -I base -I shm -I adopt -I agent -I agent/drivers -I ctl -I worker \
+      -I dropin -I "$BUILD_ROOT/build/dropin/gen" \
       -I tests/integration -j "$JOBS" "${c_files[@]}" || fail "static/cppcheck"
   fi
   if static_selected shellcheck; then

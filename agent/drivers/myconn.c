@@ -783,4 +783,5 @@ const struct fp_db_driver fp_my_driver = {
         .cancel = my_cancel,
         .save = my_save,
         .restore = my_restore,
+        .restore_done = fp_my_adopt_close_listener,
 };

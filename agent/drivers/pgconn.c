@@ -883,4 +883,5 @@ const struct fp_db_driver fp_pg_driver = {
         .describe = pg_describe,
         .save = pg_save,
         .restore = pg_restore,
+        .restore_done = fp_pg_adopt_close_listener,
 };

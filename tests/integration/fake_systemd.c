@@ -157,6 +157,8 @@ void fake_systemd_start(struct fake_systemd *sd)
                         high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 200);
                 for (int i = 0; i < n; i++)
                         CHECK(dup2(high[i], 3 + i) == 3 + i);
+                /* As systemd: the service gets the passed descriptors and nothing else. */
+                CHECK(close_range(3 + (unsigned)n, ~0u, 0) == 0);
                 snprintf(pid, sizeof(pid), "%d", getpid());
                 snprintf(count, sizeof(count), "%d", n);
                 setenv("NOTIFY_SOCKET", sd->notify, 1);

@@ -201,8 +201,9 @@ static void test_metrics(void)
         CHECK_OK(forkpool_release(b));
         CHECK_OK(forkpool_acquire(fp, "other", 2000, &o));
         CHECK(forkpool_acquire(fp, "other", 0, &o2) == -ETIMEDOUT);
-        /* The release is not answered: wait until the supervisor has handled it. */
-        CHECK_SOON(itest_pool(&s).counters.releases == 1, 5000, "the release was not handled");
+        /* The release is not answered: wait until the supervisor has handled it (reset too). */
+        CHECK_SOON(itest_pool(&s).counters.releases == 1 && itest_pool(&s).checked_in == 1, 5000,
+                   "the release was not handled");
 
         time_t now = time(NULL);
         CHECK_MSG(ctl(out, &s, "metrics") == 0, "metrics:\n%s", out);

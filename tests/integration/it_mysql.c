@@ -914,7 +914,10 @@ static void test_no_stale_kill_after_restart(void)
         CHECK(kill(holder, SIGKILL) == 0);
         CHECK(itest_wait_child(holder, 5000) >= 0);
         CHECK(itest_wait_checked_out(&s, 0) == 0);
-        usleep(1500000);
+        /* forkpoold has decided about that KILL once it logs it (sent, or not needed). */
+        char line[256];
+        CHECK_SOON(itest_sh(line, sizeof(line), "grep -E 'KILL %ld[: ]' %s", held, s.log) == 0,
+                   5000, "forkpoold did not log what it did about KILL %ld", held);
         CHECK_MSG(mysql_query(bystander, "SELECT 1") == 0,
                   "a session that took the dead session's thread id %ld was killed: %s", held,
                   mysql_error(bystander));

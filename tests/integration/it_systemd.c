@@ -8,8 +8,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,6 +20,8 @@
 
 #include "itest.h"
 
+#define NOTIFY_MAX 1024 /* messages kept; far more than a test's forkpoold sends */
+
 struct harness {
         char dir[64];
         char config[128];
@@ -27,7 +30,35 @@ struct harness {
         char log[128];
         int notify_fd;
         pid_t pid;
+        /*
+         * What forkpoold sent to the notify socket, read at once by a thread of
+         * the harness as systemd would: a datagram socket queues only
+         * net.unix.max_dgram_qlen (10) messages, then sd_notify() blocks.
+         */
+        pthread_t reader;
+        pthread_mutex_t lock;
+        char (*msgs)[1024];
+        int n_msgs;   /* received */
+        int next_msg; /* the first notify_wait() has not looked at */
 };
+
+static void *notify_reader(void *arg)
+{
+        struct harness *h = arg;
+        for (;;) {
+                char msg[1024];
+                ssize_t n = recv(h->notify_fd, msg, sizeof(msg) - 1, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return NULL; /* shut down by harness_done() */
+                msg[n] = '\0';
+                pthread_mutex_lock(&h->lock);
+                if (h->n_msgs < NOTIFY_MAX)
+                        memcpy(h->msgs[h->n_msgs++], msg, (size_t)n + 1);
+                pthread_mutex_unlock(&h->lock);
+        }
+}
 
 static int unix_socket(int type, const char *path, bool listening)
 {
@@ -58,9 +89,14 @@ static void harness_init(struct harness *h, const char *app)
                 itest_url(app));
         fclose(f);
         h->notify_fd = unix_socket(SOCK_DGRAM, h->notify, false);
+        h->msgs = calloc(NOTIFY_MAX, sizeof(*h->msgs));
+        CHECK(h->msgs);
+        pthread_mutex_init(&h->lock, NULL);
+        CHECK(pthread_create(&h->reader, NULL, notify_reader, h) == 0);
 }
 
 /* Starts forkpoold as systemd would; listen_fd >= 0 is passed as fd 3. */
+/* Starts forkpoold as systemd would, with the control socket listen_fd (or none: -1). */
 static void harness_start(struct harness *h, int listen_fd)
 {
         h->pid = fork();
@@ -87,23 +123,27 @@ static void harness_start(struct harness *h, int listen_fd)
  * Reads notify datagrams for up to timeout_ms, appending them to buf
  * (separated by '|'), until one contains want. Returns true if it came.
  */
+/*
+ * Waits up to timeout_ms for a message containing want, among those not
+ * looked at yet; every message looked at is appended to buf ("msg|").
+ */
 static bool notify_wait(struct harness *h, const char *want, char *buf, size_t len, int timeout_ms)
 {
         int64_t end = itest_now_ms() + timeout_ms;
-        while (itest_now_ms() < end) {
-                struct pollfd p = {.fd = h->notify_fd, .events = POLLIN};
-                if (poll(&p, 1, 50) != 1)
-                        continue;
-                char msg[1024];
-                ssize_t n = recv(h->notify_fd, msg, sizeof(msg) - 1, 0);
-                if (n <= 0)
-                        continue;
-                msg[n] = '\0';
-                size_t used = strlen(buf);
-                snprintf(buf + used, len - used, "%s|", msg);
-                if (strstr(msg, want))
+        do {
+                pthread_mutex_lock(&h->lock);
+                bool found = false;
+                while (h->next_msg < h->n_msgs && !found) {
+                        const char *msg = h->msgs[h->next_msg++];
+                        size_t used = strlen(buf);
+                        snprintf(buf + used, len - used, "%s|", msg);
+                        found = strstr(msg, want) != NULL;
+                }
+                pthread_mutex_unlock(&h->lock);
+                if (found)
                         return true;
-        }
+                usleep(10000);
+        } while (itest_now_ms() < end);
         return false;
 }
 
@@ -113,7 +153,10 @@ static void harness_done(struct harness *h)
                 kill(h->pid, SIGKILL);
                 waitpid(h->pid, NULL, 0);
         }
+        shutdown(h->notify_fd, SHUT_RDWR);
+        pthread_join(h->reader, NULL);
         close(h->notify_fd);
+        free(h->msgs);
         itest_sh(NULL, 0, "rm -rf %s", h->dir);
 }
 
