@@ -35,6 +35,14 @@ struct dropin_conn {
         bool wait_leased;         /* its lease came on it (and is counted there) */
         uint32_t request_id;      /* the pending acquire's, on wait */
         int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
+        /*
+         * A non-blocking connect that found no control connection to wait on
+         * (the process has as many as max_connections_per_pid allows): a
+         * periodic timer under PQsocket() instead, each PQconnectPoll() tries
+         * again until queue_deadline_ms. -1: not queued.
+         */
+        int queue_timer;
+        int64_t queue_deadline_ms;
         struct fp_pg_adoption adoption; /* while PENDING */
         bool foreign_events;            /* the application registered an event procedure */
         struct txmode *tx; /* a transaction-mode connection's state (txmode.c), or NULL */

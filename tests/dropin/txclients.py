@@ -356,6 +356,8 @@ def loop_report(results, d, who):
     """The checks of the loop's results (one per process or task: who)."""
     results.sort(key=lambda r: r["me"])
     errs = [e for r in results for e in r["errors"]]
+    # The cause first: a connect that failed leaves the others waiting at the barrier.
+    errs.sort(key=lambda e: e.startswith("barrier"))
     viol = [v for r in results for v in r["violations"]]
     nviol = sum(r["nviolations"] for r in results)
     expect_rb = len([s for s in range(1, args.txns) if s % 7 == 3])

@@ -752,6 +752,69 @@ static void test_more_waiting_than_control_connections(void)
         stop();
 }
 
+/*
+ * Non-blocking connects that must wait for a session, more of them than the
+ * process may open control connections: the rest wait in the process (a
+ * timer under PQsocket()) and every one connects once the session is free.
+ */
+static void test_more_connects_than_control_connections(void)
+{
+        enum {
+                N = 8
+        };
+        start_global("it_txmode_cqueue", "pool_size = 1\nmax_overflow = 0\n",
+                     "max_connections_per_pid = 4\n");
+        PGconn *holder = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK); /* no session free: the connects wait */
+        PGconn *c[N];
+        PostgresPollingStatusType st[N];
+        for (int i = 0; i < N; i++) {
+                c[i] = PQconnectStart(conninfo);
+                CHECK(c[i] && PQstatus(c[i]) != CONNECTION_BAD);
+                st[i] = PGRES_POLLING_WRITING;
+        }
+        int64_t release_at = itest_now_ms() + 300, end = itest_now_ms() + 20000;
+        int left = N;
+        while (left > 0 && itest_now_ms() < end) {
+                if (holder && itest_now_ms() >= release_at) {
+                        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+                        PQfinish(holder);
+                        holder = NULL;
+                }
+                struct pollfd p[N];
+                for (int i = 0; i < N; i++) {
+                        bool busy = st[i] != PGRES_POLLING_OK && st[i] != PGRES_POLLING_FAILED;
+                        p[i] = (struct pollfd){.fd = busy ? PQsocket(c[i]) : -1,
+                                               .events = st[i] == PGRES_POLLING_WRITING ? POLLOUT
+                                                                                        : POLLIN};
+                }
+                (void)poll(p, N, 50);
+                for (int i = 0; i < N; i++) {
+                        if (st[i] == PGRES_POLLING_OK || st[i] == PGRES_POLLING_FAILED ||
+                            !p[i].revents)
+                                continue;
+                        st[i] = PQconnectPoll(c[i]);
+                        CHECK_MSG(st[i] != PGRES_POLLING_FAILED, "connect %d: %s", i,
+                                  PQerrorMessage(c[i]));
+                        left -= st[i] == PGRES_POLLING_OK;
+                }
+        }
+        CHECK_MSG(left == 0, "%d connects never completed", left);
+        for (int i = 0; i < N; i++) {
+                char want[16];
+                snprintf(want, sizeof(want), "%d", i);
+                char sql[32];
+                snprintf(sql, sizeof(sql), "SELECT %d", i);
+                CHECK(strcmp(itest_query(c[i], sql), want) == 0);
+        }
+        CHECK(wait_checked_out(0) == 0);
+        for (int i = 0; i < N; i++)
+                PQfinish(c[i]);
+        if (holder)
+                PQfinish(holder);
+        stop();
+}
+
 /* Sessions that died while the connection was idle (a server restart): one error, then it works. */
 static void test_dead_session(void)
 {
@@ -898,6 +961,7 @@ int main(void)
         test_send_waits_without_blocking();
         test_dead_session();
         test_more_waiting_than_control_connections();
+        test_more_connects_than_control_connections();
         printf("it_txmode: all passed\n");
         return 0;
 }
