@@ -437,8 +437,22 @@ static void fail_conn(struct dropin_conn *d, const char *text)
 
 /* --- leasing --- */
 
-/* How often a queued connect tries again for a control connection. */
-#define CONNECT_QUEUE_RETRY_MS 5
+int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret_deadline_ms)
+{
+        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        struct itimerspec every = {.it_interval = {0, DROPIN_QUEUE_RETRY_MS * 1000000L},
+                                   .it_value = {0, DROPIN_QUEUE_RETRY_MS * 1000000L}};
+        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0) {
+                int r = -errno;
+                if (t >= 0)
+                        close(t);
+                return r;
+        }
+        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
+                                               : fp_pool_timeout_ms(main, d->target.pool);
+        *ret_deadline_ms = monotonic_ms() + (timeout > 0 ? timeout : 0);
+        return t;
+}
 
 /* Stops d's queued connect's timer, if any (its descriptor under PQsocket() stays until replaced).
  */
@@ -457,17 +471,10 @@ static void connect_unqueue(struct dropin_conn *d)
  */
 static int connect_queue(struct dropin_conn *d, forkpool *main)
 {
-        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-        struct itimerspec every = {.it_interval = {0, CONNECT_QUEUE_RETRY_MS * 1000000L},
-                                   .it_value = {0, CONNECT_QUEUE_RETRY_MS * 1000000L}};
-        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0) {
-                int r = -errno;
-                if (t >= 0)
-                        close(t);
-                return r;
-        }
-        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
-                                               : fp_pool_timeout_ms(main, d->target.pool);
+        int64_t deadline;
+        int t = dropin_queue_timer(d, main, &deadline);
+        if (t < 0)
+                return t;
         int writable = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (writable < 0) {
                 int r = -errno;
@@ -475,7 +482,7 @@ static int connect_queue(struct dropin_conn *d, forkpool *main)
                 return r;
         }
         d->queue_timer = t;
-        d->queue_deadline_ms = monotonic_ms() + (timeout > 0 ? timeout : 0);
+        d->queue_deadline_ms = deadline;
         return writable;
 }
 

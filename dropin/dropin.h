@@ -86,6 +86,17 @@ int dropin_acquire_send(struct dropin_conn *d, int timeout_ms, uint64_t prefer);
  */
 int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error, size_t cap);
 
+/* How often a command or a connect waiting in the process for a control connection retries. */
+#define DROPIN_QUEUE_RETRY_MS 5
+
+/*
+ * A periodic timer (every DROPIN_QUEUE_RETRY_MS, non-blocking) for what waits
+ * in the process for a control connection, and that wait's deadline (d's
+ * acquire timeout from now, CLOCK_MONOTONIC ms) in *ret_deadline_ms. Returns
+ * the timer's descriptor or a negative errno.
+ */
+int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret_deadline_ms);
+
 /* Gives up d's pending acquire (a lease that comes for it goes back unused). */
 void dropin_acquire_abandon(struct dropin_conn *d);
 

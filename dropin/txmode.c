@@ -75,7 +75,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -536,9 +535,6 @@ static int64_t tx_now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* How often a queued command tries again for a control connection. */
-#define TX_QUEUE_RETRY_MS 5
-
 /* Whether an acquire that could not start (r) may wait in the process for a control connection. */
 static bool tx_queueable(int r)
 {
@@ -553,19 +549,17 @@ static bool tx_queueable(int r)
 static int tx_queue(struct dropin_conn *d, forkpool *fp)
 {
         struct txmode *tx = d->tx;
-        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-        struct itimerspec every = {.it_interval = {0, TX_QUEUE_RETRY_MS * 1000000L},
-                                   .it_value = {0, TX_QUEUE_RETRY_MS * 1000000L}};
-        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0 || dup3(t, tx->sock, O_CLOEXEC) < 0) {
+        int64_t deadline;
+        int t = dropin_queue_timer(d, fp, &deadline);
+        if (t < 0)
+                return t;
+        if (dup3(t, tx->sock, O_CLOEXEC) < 0) {
                 int r = -errno;
-                if (t >= 0)
-                        close(t);
+                close(t);
                 return r;
         }
-        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
-                                               : fp_pool_timeout_ms(fp, d->target.pool);
         tx->queue_timer = t;
-        tx->queue_deadline_ms = tx_now_ms() + (timeout > 0 ? timeout : 0);
+        tx->queue_deadline_ms = deadline;
         return 0;
 }
 
@@ -621,7 +615,7 @@ static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t 
                         return -EAGAIN;
                 }
                 struct pollfd p = {.fd = tx->queue_timer, .events = POLLIN};
-                (void)poll(&p, 1, TX_QUEUE_RETRY_MS * 2);
+                (void)poll(&p, 1, DROPIN_QUEUE_RETRY_MS * 2);
                 tx_timer_drain(tx->queue_timer);
         }
         return 0;
