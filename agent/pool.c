@@ -21,6 +21,9 @@
 /* What a waiter hears when its connect or ping ends in a pool that is closing. */
 #define POOL_CLOSING_TEXT "the pool is closing"
 
+/* 64-bit words of a bitmap of n records. */
+#define UNUSED_WORDS(n) (((n) + 63) / 64)
+
 static uint64_t realtime_usec(void)
 {
         struct timespec ts;
@@ -102,14 +105,18 @@ int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
         pool->records = calloc(pool->capacity, sizeof(*pool->records));
         TAILQ_INIT(&pool->queue);
         pool->dirty = calloc(pool->capacity, sizeof(*pool->dirty));
-        if (!pool->records || !pool->dirty) {
+        pool->unused = calloc(UNUSED_WORDS(pool->capacity), sizeof(*pool->unused));
+        if (!pool->records || !pool->dirty || !pool->unused) {
                 free(pool->records);
                 free(pool->dirty);
+                free(pool->unused);
                 return -ENOMEM;
         }
-        for (uint32_t i = 0; i < pool->capacity; i++)
+        for (uint32_t i = 0; i < pool->capacity; i++) {
                 pool->records[i] =
                         (struct fp_record){.pool = pool, .index = i, .state = FP_SLOT_UNUSED};
+                pool->unused[i / 64] |= UINT64_C(1) << (i % 64);
+        }
         return 0;
 }
 
@@ -123,6 +130,7 @@ void fp_pool_done(struct fp_pool *pool)
         fp_heap_done(&pool->deadlines);
         free(pool->records);
         free(pool->dirty);
+        free(pool->unused);
         memset(pool, 0, sizeof(*pool));
 }
 
@@ -190,14 +198,29 @@ static struct fp_record *queue_take_preferred(struct fp_pool *pool, const struct
 
 static void record_set_state(struct fp_pool *pool, struct fp_record *rec, enum fp_slot_state state)
 {
+        uint64_t bit = UINT64_C(1) << (rec->index % 64);
         rec->state = state;
+        if (state == FP_SLOT_UNUSED) {
+                pool->unused[rec->index / 64] |= bit;
+        } else {
+                pool->unused[rec->index / 64] &= ~bit;
+                if (rec->index >= pool->records_end)
+                        pool->records_end = rec->index + 1;
+        }
         record_mark_dirty(pool, rec);
 }
 
+/*
+ * The unused record with the lowest index, made CONNECTING, or NULL: a look
+ * at one bit word per 64 records (the unused bitmap), not at each record.
+ */
 static struct fp_record *record_alloc(struct fp_pool *pool)
 {
-        for (uint32_t i = 0; i < pool->capacity; i++)
-                if (pool->records[i].state == FP_SLOT_UNUSED) {
+        for (uint32_t word = 0; word < UNUSED_WORDS(pool->capacity); word++)
+                if (pool->unused[word]) {
+                        uint32_t i = word * 64 + (uint32_t)__builtin_ctzll(pool->unused[word]);
+                        if (i >= pool->capacity)
+                                return NULL;
                         struct fp_record *rec = &pool->records[i];
                         uint64_t lease_generation = rec->lease_generation;
                         bool dirty = rec->dirty;
@@ -468,7 +491,7 @@ static void checkin(struct fp_pool *pool, struct fp_record *rec)
 /* The holder of an assertion pool's connection, if it is out (for the error text). */
 static const struct fp_record *assertion_holder(const struct fp_pool *pool)
 {
-        for (uint32_t i = 0; i < pool->capacity; i++) {
+        for (uint32_t i = 0; i < pool->records_end; i++) {
                 const struct fp_record *rec = &pool->records[i];
                 if (rec->state != FP_SLOT_UNUSED && rec->state != FP_SLOT_IDLE &&
                     rec->state != FP_SLOT_EMPTY)
@@ -753,7 +776,7 @@ int fp_pool_client_gone(struct fp_pool *pool, void *client)
                         }
                 }
         }
-        for (uint32_t i = 0; i < pool->capacity; i++) {
+        for (uint32_t i = 0; i < pool->records_end; i++) {
                 struct fp_record *rec = &pool->records[i];
                 if (rec->connecting_for && rec->connecting_for->client == client) {
                         /* The connect or ping goes on; its result goes to Q. */
@@ -798,7 +821,7 @@ void fp_pool_check_leases(struct fp_pool *pool)
 
         if (p->leak_timeout_ms <= 0 && p->max_lease_time_ms <= 0)
                 return;
-        for (uint32_t i = 0; i < pool->capacity; i++) {
+        for (uint32_t i = 0; i < pool->records_end; i++) {
                 struct fp_record *rec = &pool->records[i];
                 if (rec->state != FP_SLOT_LEASED)
                         continue;
@@ -870,7 +893,7 @@ void fp_pool_invalidate_all(struct fp_pool *pool)
 int fp_pool_busy(const struct fp_pool *pool)
 {
         int n = 0;
-        for (uint32_t i = 0; i < pool->capacity; i++) {
+        for (uint32_t i = 0; i < pool->records_end; i++) {
                 enum fp_slot_state s = pool->records[i].state;
                 n += s == FP_SLOT_LEASED || s == FP_SLOT_RESETTING || s == FP_SLOT_CONNECTING ||
                      s == FP_SLOT_CHECKING;
@@ -889,7 +912,7 @@ static void revoke(struct fp_pool *pool, struct fp_record *rec, int why)
 
 void fp_pool_revoke_all(struct fp_pool *pool)
 {
-        for (uint32_t i = 0; i < pool->capacity; i++)
+        for (uint32_t i = 0; i < pool->records_end; i++)
                 if (pool->records[i].state == FP_SLOT_LEASED)
                         revoke(pool, &pool->records[i], -ESHUTDOWN);
         fp_pool_publish(pool);
@@ -937,7 +960,7 @@ int fp_pool_restore(struct fp_pool *pool, uint32_t index, void *conn, int backen
 
 void fp_pool_attach_orphans(struct fp_pool *pool, void *client, pid_t pid)
 {
-        for (uint32_t i = 0; i < pool->capacity; i++) {
+        for (uint32_t i = 0; i < pool->records_end; i++) {
                 struct fp_record *rec = &pool->records[i];
                 if (rec->state == FP_SLOT_LEASED && !rec->holder && rec->holder_pid == pid)
                         rec->holder = client;

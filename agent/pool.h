@@ -191,6 +191,8 @@ struct fp_pool {
         /* In this supervisor's lease ids: never one a previous supervisor gave. */
         uint16_t lease_tag;
         struct fp_record *records;
+        uint64_t *unused;     /* bit i set: records[i] is FP_SLOT_UNUSED (record_alloc's lowest) */
+        uint32_t records_end; /* 1 + the highest index ever not FP_SLOT_UNUSED: scans stop there */
         /* Q: taken from the head (FIFO) or tail (LIFO). */
         TAILQ_HEAD(fp_record_queue, fp_record) queue;
         uint32_t queue_len;
@@ -262,8 +264,10 @@ void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok);
 /*
  * The control connection client is gone (its process died or closed it): its
  * waiters are dropped, its leases reclaimed (hard close, never reused).
- * Returns the number of leases reclaimed. O(pool capacity + the client's
- * waiters) with ops->client_waiters, O(capacity + all waiters) without.
+ * Returns the number of leases reclaimed. O(records in use + the client's
+ * waiters) with ops->client_waiters, O(records in use + all waiters) without
+ * (records in use: up to the highest slot index the pool has used, not its
+ * capacity).
  */
 int fp_pool_client_gone(struct fp_pool *pool, void *client);
 

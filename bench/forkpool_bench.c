@@ -4,9 +4,12 @@
  *
  *   forkpool-bench [--mode all|lease|connect|throughput] [--socket PATH] [--pool NAME]
  *                  [--iterations N] [--connect-iterations N] [--procs N] [--seconds T]
- *                  [--direct CONNINFO] [--db postgresql|mysql]
+ *                  [--direct CONNINFO] [--db postgresql|mysql] [--alternate]
  *
- * lease       median and p99 of forkpool_acquire + forkpool_lease_pg + forkpool_release
+ * lease       median and p99 of forkpool_acquire + forkpool_lease_pg + forkpool_release;
+ *             with --alternate each lease is taken while the previous one is still
+ *             held (then released), so that consecutive leases alternate between
+ *             two connections of the pool (which needs a pool_size of at least 2)
  * connect     median and p99 of PQconnectdb + PQfinish against the same server, and
  *             the ratio connect / lease (the goal is at least 20)
  * throughput  N processes doing acquire -> SELECT 1 -> release for T seconds, next to
@@ -53,7 +56,8 @@ struct options {
         const char *socket_path;
         const char *pool;
         const char *direct;
-        bool mysql; /* --db mysql */
+        bool mysql;     /* --db mysql */
+        bool alternate; /* --alternate */
         int iterations;
         int connect_iterations;
         int procs;
@@ -141,6 +145,42 @@ static int lease_once_mysql(forkpool_lease *lease, const char *sql)
         return forkpool_release(lease);
 }
 
+/*
+ * One acquire + lease_pg (lease_mysql), the lease kept in *ret. Returns 0 or
+ * a negative errno (nothing is held then).
+ */
+static int lease_take(const struct options *opt, forkpool *fp, const char *pool,
+                      forkpool_lease **ret)
+{
+        forkpool_lease *lease;
+        int r = forkpool_acquire(fp, pool, -1, &lease);
+        if (r < 0)
+                return r;
+        if (!(opt->mysql ? (void *)forkpool_lease_mysql(lease)
+                         : (void *)forkpool_lease_pg(lease))) {
+                r = errno > 0 ? -errno : -EIO;
+                forkpool_invalidate(lease);
+                return r;
+        }
+        *ret = lease;
+        return 0;
+}
+
+/*
+ * --alternate's step: a new lease while *held is still held, then *held
+ * given back and replaced by it. Returns 0 or a negative errno.
+ */
+static int lease_alternate(const struct options *opt, forkpool *fp, forkpool_lease **held)
+{
+        forkpool_lease *next;
+        int r = lease_take(opt, fp, opt->pool, &next);
+        if (r < 0)
+                return r;
+        r = forkpool_release(*held);
+        *held = next;
+        return r;
+}
+
 /* One acquire + lease_pg (lease_mysql) + release. Returns 0 or a negative errno. */
 static int lease_once(const struct options *opt, forkpool *fp, const char *pool, const char *sql)
 {
@@ -188,12 +228,21 @@ static int bench_lease(const struct options *opt, struct stats *ret)
                 forkpool_close(fp);
                 return -ENOMEM;
         }
-        fprintf(stderr, "lease: %d warm-up + %d timed iterations\n", WARMUP_ITERATIONS,
-                opt->iterations);
+        fprintf(stderr, "lease: %d warm-up + %d timed iterations%s\n", WARMUP_ITERATIONS,
+                opt->iterations, opt->alternate ? ", alternating connections" : "");
+        forkpool_lease *held = NULL;
+        if (opt->alternate) {
+                r = lease_take(opt, fp, opt->pool, &held);
+                if (r < 0) {
+                        fprintf(stderr, "lease: %s %s\n", forkpool_strerror(r),
+                                forkpool_last_error());
+                        goto out;
+                }
+        }
         for (int i = -WARMUP_ITERATIONS; i < opt->iterations; i++) {
                 uint64_t t0 = now_ns();
 
-                r = lease_once(opt, fp, opt->pool, NULL);
+                r = held ? lease_alternate(opt, fp, &held) : lease_once(opt, fp, opt->pool, NULL);
                 if (r < 0) {
                         fprintf(stderr, "lease: iteration %d: %s %s\n", i, forkpool_strerror(r),
                                 forkpool_last_error());
@@ -204,6 +253,8 @@ static int bench_lease(const struct options *opt, struct stats *ret)
         }
         compute_stats(samples, opt->iterations, ret);
 out:
+        if (held)
+                (void)forkpool_release(held);
         free(samples);
         forkpool_close(fp);
         return r;
@@ -440,7 +491,7 @@ static void usage(FILE *f)
         fprintf(f, "usage: forkpool-bench [--mode all|lease|connect|throughput] [--socket PATH]\n"
                    "         [--pool NAME] [--iterations N] [--connect-iterations N]\n"
                    "         [--procs N] [--seconds T] [--direct CONNINFO]\n"
-                   "         [--db postgresql|mysql]\n"
+                   "         [--db postgresql|mysql] [--alternate]\n"
                    "defaults: --mode all --pool default --iterations 5000\n"
                    "          --connect-iterations 500 --procs 8 --seconds 5\n"
                    "          --direct '' (libpq's PG* environment) --db postgresql\n"
@@ -460,11 +511,12 @@ static int parse_options(int argc, char **argv, struct options *opt)
                 {"seconds", required_argument, NULL, 't'},
                 {"direct", required_argument, NULL, 'd'},
                 {"db", required_argument, NULL, 'D'},
+                {"alternate", no_argument, NULL, 'a'},
                 {"help", no_argument, NULL, 'h'},
                 {}};
         int c;
 
-        *opt = (struct options){"all", NULL, "default", "", false, 5000, 500, 8, 5};
+        *opt = (struct options){"all", NULL, "default", "", false, false, 5000, 500, 8, 5};
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'm':
@@ -496,6 +548,9 @@ static int parse_options(int argc, char **argv, struct options *opt)
                             strcmp(optarg, "postgresql") != 0)
                                 return -EINVAL;
                         opt->mysql = strcmp(optarg, "postgresql") != 0;
+                        break;
+                case 'a':
+                        opt->alternate = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -543,9 +598,10 @@ int main(int argc, char **argv)
         if (lease.n || connect.n) {
                 printf("| latency | n | median | p99 |\n|---|---|---|---|\n");
                 if (lease.n)
-                        printf("| forkpool_acquire + forkpool_lease_%s + forkpool_release | %d | "
+                        printf("| forkpool_acquire + forkpool_lease_%s + forkpool_release%s | %d | "
                                "%s | %s |\n",
-                               opt.mysql ? "mysql" : "pg", lease.n,
+                               opt.mysql ? "mysql" : "pg",
+                               opt.alternate ? " (alternating connections)" : "", lease.n,
                                fmt_us(b1, sizeof(b1), lease.median_us),
                                fmt_us(b2, sizeof(b2), lease.p99_us));
                 if (connect.n)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +71,65 @@ static void lease_abandon(struct forkpool_lease *lease)
                 fp_abandon_pg(lease);
 }
 
+/* --- the control connection's descriptor --- */
+
+#define CONTROL_RETIRED 1u
+#define CONTROL_USER    2u
+
+/* Closes a control connection nobody uses any more. */
+static void control_free(struct fp_control *ctl)
+{
+        close(ctl->fd);
+        free(ctl);
+}
+
+/*
+ * Makes fd fp's control connection. Returns 0, or -ENOMEM (fd is closed).
+ * Called with io_lock held, fp->ctl NULL.
+ */
+static int control_set(forkpool *fp, int fd)
+{
+        struct fp_control *ctl = malloc(sizeof(*ctl));
+        if (!ctl) {
+                close(fd);
+                return -ENOMEM;
+        }
+        *ctl = (struct fp_control){.fd = fd, .recv_timeout_ms = -1};
+        fp->ctl = ctl;
+        fp->fd = fd;
+        fp->fd_generation++;
+        return 0;
+}
+
+/*
+ * fp's control connection is no longer its own (dead, or being replaced): it
+ * is closed now, or by its last user's control_put(). Called with io_lock
+ * held.
+ */
+static void control_retire(forkpool *fp)
+{
+        struct fp_control *ctl = fp->ctl;
+        fp->ctl = NULL;
+        fp->fd = -1;
+        if (ctl && __atomic_fetch_or(&ctl->state, CONTROL_RETIRED, __ATOMIC_ACQ_REL) == 0)
+                control_free(ctl);
+}
+
+/* The current control connection, counted as used (control_put()). Called with io_lock held. */
+static struct fp_control *control_get(forkpool *fp)
+{
+        __atomic_fetch_add(&fp->ctl->state, CONTROL_USER, __ATOMIC_RELAXED);
+        return fp->ctl;
+}
+
+/* Done with a control_get() connection: a retired one is closed by its last user. */
+static void control_put(struct fp_control *ctl)
+{
+        if (__atomic_fetch_sub(&ctl->state, CONTROL_USER, __ATOMIC_ACQ_REL) ==
+            (CONTROL_USER | CONTROL_RETIRED))
+                control_free(ctl);
+}
+
 /* --- fork handling --- */
 
 /*
@@ -82,8 +142,10 @@ static void handle_forget_parent(forkpool *fp)
         for (struct forkpool_lease *l = fp->leases; l; l = l->next)
                 if (l->fd >= 0 && l->pid != fp_self_pid())
                         (void)fp_neutralize_fd(l->fd);
-        if (fp->fd >= 0)
-                close(fp->fd); /* our copy only: closing sends nothing */
+        /* Our copy only: closing sends nothing; no thread of the parent's uses it here. */
+        if (fp->ctl)
+                control_free(fp->ctl);
+        fp->ctl = NULL;
         fp->fd = -1;
         fp->pid = fp_self_pid();
 }
@@ -145,10 +207,13 @@ static int error_reply(const struct fp_msg_error *msg)
         return msg->error < 0 && msg->error > -4096 ? msg->error : -EPROTO;
 }
 
-/* Receives one message and checks it; fds are accepted only with a lease. */
-static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd)
+/*
+ * Receives one message and checks it; fds are accepted only with a lease.
+ * flags: MSG_DONTWAIT, or 0 to wait (up to the socket's SO_RCVTIMEO).
+ */
+static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd, int flags)
 {
-        ssize_t n = fp_recv_msg(fd, buf, cap, ret_fd, MSG_DONTWAIT);
+        ssize_t n = fp_recv_msg(fd, buf, cap, ret_fd, flags);
         if (n == 0)
                 return -ECONNRESET;
         if (n < 0)
@@ -194,7 +259,7 @@ static int control_open(const char *socket_path, int *ret_fd)
         r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
         if (r >= 0) {
                 int rfd = -1;
-                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd);
+                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd, MSG_DONTWAIT);
                 if (n < 0)
                         r = sent < 0 ? -ECONNREFUSED : (int)n;
                 else if (reply.hdr.op == FP_OP_ERROR)
@@ -221,8 +286,8 @@ static void control_install(forkpool *fp, int fd)
                 close(fd);
                 return;
         }
-        fp->fd = fd;
-        fp->fd_generation++;
+        if (control_set(fp, fd) < 0)
+                return;
         /* Releases that found no supervisor go to this one (a restart kept their leases). */
         while (fp->n_pending > 0 &&
                fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
@@ -239,10 +304,7 @@ static void send_release(forkpool *fp, const struct fp_msg_release *rel)
 {
         if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
                 return;
-        if (fp->fd >= 0) {
-                close(fp->fd);
-                fp->fd = -1;
-        }
+        control_retire(fp);
         if (!fp->pending)
                 fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
         if (fp->pending && fp->n_pending < FP_PENDING_RELEASES_MAX)
@@ -291,7 +353,10 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         pthread_mutex_init(&fp->io_lock, NULL);
         pthread_cond_init(&fp->side_cond, NULL);
 
-        r = control_open(fp->socket_path, &fp->fd);
+        int fd;
+        r = control_open(fp->socket_path, &fd);
+        if (r >= 0)
+                r = control_set(fp, fd);
         if (r < 0) {
                 pthread_cond_destroy(&fp->side_cond);
                 free(fp);
@@ -347,8 +412,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
                 }
                 l = next;
         }
-        if (fp->fd >= 0)
-                close(fp->fd);
+        control_retire(fp);
         pthread_mutex_unlock(&fp->io_lock);
         fp_my_cache_close(fp);
         pthread_mutex_destroy(&fp->io_lock);
@@ -486,20 +550,23 @@ static bool side_deliver(forkpool *fp, const struct fp_side_wait *got, size_t le
 }
 
 /*
- * Reads the replies that have arrived on fd until the one for request id:
- * returns 0 with a new lease in *ret, -EAGAIN if it has not arrived yet, the
- * supervisor's negative errno, or -ECONNRESET/-EPIPE when the connection is
- * dead. Replies to other threads' timeout-0 acquires are handed to them;
- * leases for requests nobody waits for any more go back unused.
- * Never blocks.
+ * Reads the replies on fd until the one for request id: returns 0 with a new
+ * lease in *ret, -EAGAIN if it has not arrived yet (with wait: within the
+ * socket's SO_RCVTIMEO), the supervisor's negative errno, or
+ * -ECONNRESET/-EPIPE when the connection is dead. Replies to other threads'
+ * timeout-0 acquires are handed to them; leases for requests nobody waits for
+ * any more go back unused. Blocks only with wait (for one reader at a time:
+ * the holder of acquire_lock).
  */
-static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, forkpool_lease **ret)
+static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, bool wait,
+                         forkpool_lease **ret)
 {
         struct fp_side_wait got;
 
         for (;;) {
                 int lease_fd = -1;
-                ssize_t n = recv_reply(fd, got.reply.bytes, sizeof(got.reply), &lease_fd);
+                ssize_t n = recv_reply(fd, got.reply.bytes, sizeof(got.reply), &lease_fd,
+                                       wait ? 0 : MSG_DONTWAIT);
                 if (n < 0)
                         return (int)n;
                 if (got.reply.hdr.request_id == id)
@@ -528,15 +595,36 @@ static int acquire_send(forkpool *fp, int fd, uint32_t id, const char *pool, int
 }
 
 /*
- * One acquire round trip on the current control connection. Returns 0 with a
- * lease, a negative errno from the supervisor, or -EPIPE/-ECONNRESET when the
- * control connection is dead.
+ * Makes a blocking receive on ctl wait at most timeout_ms (< 0: without
+ * limit); a system call only when that differs from the last one's. Called
+ * by acquire_lock's holder. Returns 0 or a negative errno.
  */
-static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, const char *label,
-                        forkpool_lease **ret)
+static int control_recv_timeout(struct fp_control *ctl, int timeout_ms)
+{
+        if (ctl->recv_timeout_ms == timeout_ms)
+                return 0;
+        struct timeval tv = {0, 0}; /* zero: no limit */
+        if (timeout_ms >= 0) {
+                tv.tv_sec = timeout_ms / 1000;
+                tv.tv_usec = timeout_ms % 1000 * 1000 + (timeout_ms == 0);
+        }
+        if (setsockopt(ctl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+                return -errno;
+        ctl->recv_timeout_ms = timeout_ms;
+        return 0;
+}
+
+/*
+ * One acquire round trip on control connection ctl: the request, then one
+ * blocking receive (no poll first) for its answer. Returns 0 with a lease, a
+ * negative errno from the supervisor, -ETIMEDOUT when no answer came in time,
+ * or -EPIPE/-ECONNRESET when the control connection is dead.
+ */
+static int acquire_once(forkpool *fp, struct fp_control *ctl, const char *pool, int timeout_ms,
+                        const char *label, forkpool_lease **ret)
 {
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        int r = acquire_send(fp, fd, id, pool, timeout_ms, label, 0);
+        int r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, label, 0);
         if (r < 0)
                 return r;
 
@@ -544,34 +632,31 @@ static int acquire_once(forkpool *fp, int fd, const char *pool, int timeout_ms, 
         int wait_ms = timeout_ms < 0                          ? -1
                       : timeout_ms > INT_MAX - REPLY_SLACK_MS ? INT_MAX
                                                               : timeout_ms + REPLY_SLACK_MS;
-        for (;;) {
-                r = fp_wait_fd(fd, POLLIN, wait_ms);
-                if (r < 0)
-                        return r;
-                r = acquire_reply(fp, fd, id, pool, ret);
-                if (r != -EAGAIN)
-                        return r;
-        }
+        r = control_recv_timeout(ctl, wait_ms);
+        if (r < 0)
+                return r;
+        r = acquire_reply(fp, ctl->fd, id, pool, true, ret);
+        return r == -EAGAIN ? -ETIMEDOUT : r;
 }
 
 /*
- * A descriptor of the current control connection, (re)opened if needed, for
- * one acquire: a duplicate the caller closes, so that another thread's
- * release that replaces a dead connection cannot make this one's number refer
- * to another socket meanwhile. With stale (the *ret_generation of an earlier
- * call whose connection died), that connection is replaced first. The connect
- * runs outside io_lock. Returns the descriptor or a negative errno.
+ * The current control connection, (re)opened if needed, for one acquire:
+ * counted as used until the caller's control_put(), so that another thread's
+ * release that replaces a dead connection cannot make its number refer to
+ * another socket meanwhile (it is closed by its last user). With stale (the
+ * *ret_generation of an earlier call whose connection died), that connection
+ * is replaced first. The connect runs outside io_lock. Returns 0 with the
+ * connection in *ret, or a negative errno.
  */
-static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *ret_generation)
+static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *ret_generation,
+                      struct fp_control **ret)
 {
-        int r = 0, fd = -1;
+        int r = 0;
 
         pthread_mutex_lock(&fp->io_lock);
         handle_check_fork(fp);
-        if (reconnect && fp->fd >= 0 && fp->fd_generation == stale) {
-                close(fp->fd);
-                fp->fd = -1;
-        }
+        if (reconnect && fp->fd >= 0 && fp->fd_generation == stale)
+                control_retire(fp);
         if (fp->fd < 0) {
                 pthread_mutex_unlock(&fp->io_lock);
                 int fresh;
@@ -581,14 +666,14 @@ static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *re
                         control_install(fp, fresh);
         }
         if (fp->fd >= 0) {
-                fd = fcntl(fp->fd, F_DUPFD_CLOEXEC, 3);
-                r = fd < 0 ? -errno : 0;
+                *ret = control_get(fp);
                 *ret_generation = fp->fd_generation;
+                r = 0;
         } else if (r >= 0) {
                 r = -ECONNRESET;
         }
         pthread_mutex_unlock(&fp->io_lock);
-        return r < 0 ? r : fd;
+        return r;
 }
 
 /* Milliseconds of CLOCK_REALTIME since *start (never negative). */
@@ -671,24 +756,23 @@ static bool side_wait_slice(forkpool *fp, struct fp_side_wait *w, uint64_t gener
 static int acquire_side(forkpool *fp, const char *pool, const char *label, forkpool_lease **ret)
 {
         struct fp_side_wait w = {.lease_fd = -1};
+        struct fp_control *ctl = NULL;
         uint64_t generation = 0;
-        int r = -ETIMEDOUT, fd = -1;
+        int r;
 
         pthread_mutex_lock(&fp->io_lock);
         handle_check_fork(fp);
         if (fp->fd >= 0) {
-                fd = fcntl(fp->fd, F_DUPFD_CLOEXEC, 3);
-                r = fd < 0 ? -errno : 0;
+                ctl = control_get(fp);
                 generation = fp->fd_generation;
-        }
-        if (fd >= 0) {
                 w.request_id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
                 w.next = fp->side;
                 fp->side = &w;
         }
         pthread_mutex_unlock(&fp->io_lock);
-        if (fd < 0)
-                return r;
+        if (!ctl)
+                return -ETIMEDOUT;
+        int fd = ctl->fd;
 
         r = acquire_send(fp, fd, w.request_id, pool, 0, label, 0);
         int64_t give_up = monotonic_ms() + REPLY_SLACK_MS;
@@ -708,7 +792,7 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
                 do {
                         r = fp_wait_fd(fd, POLLIN, 50);
                         if (r == 0 || r == -ETIMEDOUT)
-                                r = acquire_reply(fp, fd, w.request_id, pool, ret);
+                                r = acquire_reply(fp, fd, w.request_id, pool, false, ret);
                 } while ((r == -EAGAIN || r == -ETIMEDOUT) && !w.done && monotonic_ms() <= give_up);
                 acquire_unlock(fp);
                 if (r != -EAGAIN && r != -ETIMEDOUT)
@@ -730,7 +814,7 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
                 r = own_reply(fp, fd, &w, w.lease_fd, pool, ret);
         else if (handed_over)
                 r = -ECONNRESET; /* the connection was replaced before the reply came */
-        close(fd);
+        control_put(ctl);
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
@@ -779,16 +863,19 @@ FORKPOOL_EXPORT int forkpool_acquire_labeled(forkpool *fp, const char *pool, int
                 pthread_mutex_lock(&fp->acquire_lock);
         }
         uint64_t generation = 0;
-        int fd = control_fd(fp, false, 0, &generation);
-        r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
-        if (fd >= 0)
-                close(fd);
+        struct fp_control *ctl;
+        r = control_fd(fp, false, 0, &generation, &ctl);
+        if (r >= 0) {
+                r = acquire_once(fp, ctl, pool, timeout_ms, label, ret);
+                control_put(ctl);
+        }
         if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
                 /* The supervisor went away (a restart?): one fresh connection, one retry. */
-                fd = control_fd(fp, true, generation, &generation);
-                r = fd < 0 ? fd : acquire_once(fp, fd, pool, timeout_ms, label, ret);
-                if (fd >= 0)
-                        close(fd);
+                r = control_fd(fp, true, generation, &generation, &ctl);
+                if (r >= 0) {
+                        r = acquire_once(fp, ctl, pool, timeout_ms, label, ret);
+                        control_put(ctl);
+                }
                 if (r == -EPIPE || r == -ENOTCONN)
                         r = -ECONNRESET;
         }
@@ -809,19 +896,20 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
         if (strlen(pool) >= FP_NAME_MAX)
                 return -ENOENT;
         uint64_t generation;
-        int fd = control_fd(fp, false, 0, &generation);
-        if (fd < 0)
-                return fd;
+        struct fp_control *ctl;
+        int r = control_fd(fp, false, 0, &generation, &ctl);
+        if (r < 0)
+                return r;
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        int r = acquire_send(fp, fd, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
-        close(fd);
+        r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
+        control_put(ctl);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;
         if (r < 0)
                 return r;
         /* The connection itself, to poll: the caller does not close it. */
         pthread_mutex_lock(&fp->io_lock);
-        fd = fp->fd;
+        int fd = fp->fd;
         pthread_mutex_unlock(&fp->io_lock);
         if (fd < 0)
                 return -ECONNRESET;
@@ -836,7 +924,7 @@ int fp_acquire_recv(forkpool *fp, uint32_t request_id, const char *pool, forkpoo
         if (fp->pid != fp_self_pid() || fp->fd < 0)
                 return -ECHILD;
         set_last_error(NULL);
-        int r = acquire_reply(fp, fp->fd, request_id, pool, ret);
+        int r = acquire_reply(fp, fp->fd, request_id, pool, false, ret);
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
@@ -1006,13 +1094,19 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
         }
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
                 const char *v = PQparameterStatus(c, fp_pg_reported_params[i]);
-                if (!v)
-                        continue;
-                (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
-                                    fp_pg_reported_params[i], v);
+                if (v)
+                        (void)fp_params_add(rel->params, sizeof(rel->params), &rel->params_len,
+                                            fp_pg_reported_params[i], v);
+        }
+        /* The same bytes as the hand-over (the common case): nothing changed. */
+        if (rel->params_len == lease->info.params_len &&
+            memcmp(rel->params, lease->info.params, rel->params_len) == 0)
+                return;
+        for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
+                const char *v = PQparameterStatus(c, fp_pg_reported_params[i]);
                 const char *was = fp_params_get(lease->info.params, lease->info.params_len,
                                                 fp_pg_reported_params[i]);
-                if (!was || strcmp(was, v) != 0)
+                if (v && (!was || strcmp(was, v) != 0))
                         rel->dirty |= FP_DIRTY_PARAMS;
         }
 }
@@ -1133,10 +1227,16 @@ int fp_release_unused(forkpool_lease *lease)
 
 PGconn *fp_release_keep_pg(forkpool_lease *lease)
 {
-        return fp_release_keep_pg_on(lease, -1);
+        return fp_release_keep_pg_reporting(lease, -1, NULL, NULL);
 }
 
 PGconn *fp_release_keep_pg_on(forkpool_lease *lease, int placeholder)
+{
+        return fp_release_keep_pg_reporting(lease, placeholder, NULL, NULL);
+}
+
+PGconn *fp_release_keep_pg_reporting(forkpool_lease *lease, int placeholder, char **ret_params,
+                                     uint32_t *ret_params_len)
 {
         struct fp_msg_release rel;
 
@@ -1148,6 +1248,12 @@ PGconn *fp_release_keep_pg_on(forkpool_lease *lease, int placeholder)
         if (lease->soft_invalidated)
                 rel.flags |= FP_RELEASE_SOFT_INVALIDATE;
         PGconn *conn = lease->pg;
+        if (conn && ret_params) {
+                *ret_params = rel.params_len > 0 ? malloc(rel.params_len) : NULL;
+                *ret_params_len = *ret_params ? rel.params_len : 0;
+                if (*ret_params)
+                        memcpy(*ret_params, rel.params, rel.params_len);
+        }
         if (conn) {
                 /* No byte of ours reaches the session once it is given back. */
                 if (placeholder < 0 || dup3(placeholder, PQsocket(conn), O_CLOEXEC) < 0)

@@ -54,6 +54,18 @@ struct fp_side_wait {
         } reply;
 };
 
+/*
+ * A control connection, counted while acquires use its descriptor outside
+ * io_lock: a connection that is replaced meanwhile (it died) is closed only
+ * when its last user is done, so its number cannot come to mean another
+ * socket under them. state is users << 1 | retired (atomic).
+ */
+struct fp_control {
+        int fd;
+        unsigned state;
+        int recv_timeout_ms; /* its SO_RCVTIMEO, -1: none (acquire_lock's holder sets it) */
+};
+
 struct forkpool {
         struct forkpool *next_handle; /* in the process-wide list, for fork handling */
         pthread_mutex_t acquire_lock; /* one reader of the control connection's replies */
@@ -61,7 +73,8 @@ struct forkpool {
         pthread_cond_t side_cond;     /* a side reply arrived, or acquire_lock was let go */
         pthread_mutex_t io_lock;      /* fd, pid, the lease list; held briefly */
         char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        int fd;                 /* control connection, -1 when not connected */
+        int fd;                 /* control connection (ctl->fd), -1 when not connected */
+        struct fp_control *ctl; /* the current control connection, NULL when not connected */
         uint64_t fd_generation; /* incremented for every new control connection */
         pid_t pid;              /* the process the control connection belongs to */
         uint32_t next_request_id;
@@ -177,6 +190,16 @@ PGconn *fp_release_keep_pg(struct forkpool_lease *lease);
  * -1 for the unconnected socket) dup3'ed under the PGconn instead.
  */
 PGconn *fp_release_keep_pg_on(struct forkpool_lease *lease, int placeholder);
+
+/*
+ * fp_release_keep_pg(), also handing the caller a copy of the session
+ * parameters the release reported (what the PGconn knows, packed as in
+ * fp_msg_release.params): *ret_params is malloc'ed (the caller frees it) and
+ * NULL with *ret_params_len 0 when there is none or no memory. Both are set
+ * only when a PGconn is returned.
+ */
+PGconn *fp_release_keep_pg_reporting(struct forkpool_lease *lease, int placeholder,
+                                     char **ret_params, uint32_t *ret_params_len);
 
 /*
  * Gives back a lease that was never used (nothing was sent on its session):

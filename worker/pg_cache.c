@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@ struct cached {
         uint64_t slot;          /* lease_id >> 32: the pool and slot of its session */
         int32_t backend_pid;
         int32_t cancel_key; /* with backend_pid: that very session, not a reconnect */
+        char *params;       /* what the PGconn knows, as its release reported it (malloc'ed) */
+        uint32_t params_len;
 };
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -85,8 +88,10 @@ void fp_pg_cache_atfork_child(void)
          */
         pthread_mutex_init(&cache_lock, NULL);
         if (cache_pid != fp_self_pid())
-                for (size_t i = 0; i < n_cached; i++)
+                for (size_t i = 0; i < n_cached; i++) {
                         PQfinish(cache[i].conn);
+                        free(cache[i].params);
+                }
         n_cached = 0;
         cache_pid = fp_self_pid();
 }
@@ -111,39 +116,50 @@ bool fp_pg_cache_put(forkpool_lease *lease, PGconn *conn, bool foreign_events)
                            .cancel_key = lease->info.cancel_key};
         snprintf(c.pool, sizeof(c.pool), "%s", lease->pool);
         /* The release reads what has arrived, last, before the socket is swapped out. */
-        if (fp_release_keep_pg(lease) != conn)
+        if (fp_release_keep_pg_reporting(lease, -1, &c.params, &c.params_len) != conn) {
+                free(c.params);
                 return false; /* not adopted by us after all: released as it was */
+        }
         /* Whatever arrived goes with this holder, never to the next one. */
         PGnotify *n;
         while ((n = PQnotifies(conn)))
                 PQfreemem(n);
         if (!at_rest(conn)) {
                 PQfinish(conn); /* given back, but not clean: on its dummy socket */
+                free(c.params);
                 return true;
         }
         c.conn = conn;
 
-        PGconn *evicted = NULL;
+        struct cached evicted = {.conn = NULL};
         pthread_mutex_lock(&cache_lock);
         if (cache_pid != fp_self_pid()) {
                 n_cached = 0;
                 cache_pid = fp_self_pid();
         }
         if (n_cached == CACHE_MAX) {
-                evicted = cache[0].conn;
+                evicted = cache[0];
                 memmove(&cache[0], &cache[1], (CACHE_MAX - 1) * sizeof(cache[0]));
                 n_cached--;
         }
         cache[n_cached++] = c;
         pthread_mutex_unlock(&cache_lock);
-        if (evicted)
-                PQfinish(evicted); /* its Terminate goes to the dummy socket */
+        if (evicted.conn)
+                PQfinish(evicted.conn); /* its Terminate goes to the dummy socket */
+        free(evicted.params);
         return true;
 }
 
-/* Whether conn knows every parameter of the session as the lease reports it. */
-static bool params_match(PGconn *conn, const struct fp_lease_pg *info)
+/*
+ * Whether conn (kept as c) knows every parameter of the session as the lease
+ * reports it: at once when the hand-over is the very report conn was kept
+ * with, else parameter by parameter.
+ */
+static bool params_match(PGconn *conn, const struct cached *c, const struct fp_lease_pg *info)
 {
+        if (c->params && c->params_len == info->params_len &&
+            memcmp(c->params, info->params, c->params_len) == 0)
+                return true;
         size_t pos = 0;
         while (pos < info->params_len) {
                 const char *name = info->params + pos;
@@ -170,7 +186,7 @@ static void reset_hooks(PGconn *conn)
 PGconn *fp_pg_cache_take(forkpool_lease *lease)
 {
         uint64_t slot = lease->lease_id >> 32;
-        PGconn *conn = NULL;
+        struct cached found = {.conn = NULL};
 
         if (lease->txn != FP_TXN_IDLE || lease->pg || lease->fd < 0)
                 return NULL;
@@ -180,16 +196,19 @@ PGconn *fp_pg_cache_take(forkpool_lease *lease)
                         if (cache[i].slot == slot &&
                             cache[i].backend_pid == lease->info.backend_pid &&
                             cache[i].cancel_key == lease->info.cancel_key) {
-                                conn = cache[i].conn;
+                                found = cache[i];
                                 memmove(&cache[i], &cache[i + 1],
                                         (n_cached - i - 1) * sizeof(cache[0]));
                                 n_cached--;
                                 break;
                         }
         pthread_mutex_unlock(&cache_lock);
+        PGconn *conn = found.conn;
         if (!conn)
                 return NULL;
-        if (!params_match(conn, &lease->info) || dup3(lease->fd, PQsocket(conn), O_CLOEXEC) < 0) {
+        bool match = params_match(conn, &found, &lease->info);
+        free(found.params);
+        if (!match || dup3(lease->fd, PQsocket(conn), O_CLOEXEC) < 0) {
                 PQfinish(conn); /* on its dummy socket: nothing is sent */
                 return NULL;
         }

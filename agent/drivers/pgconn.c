@@ -71,8 +71,16 @@ struct fp_pgconn {
         socklen_t server_addr_len;
 
         uint32_t txn; /* enum fp_txn at the next hand-over */
-        /* The session's current reported values (NULL: not reported). */
+        /* The session's current reported values (NULL: not reported); set with param_set(). */
         char *params[FP_PG_N_REPORTED];
+        /*
+         * The same, packed as a lease hands them over ("name\0value\0" in
+         * fp_pg_reported_params' order): copied into each lease, and compared
+         * with each release's report, which is these very bytes when the
+         * worker changed nothing.
+         */
+        char packed[FP_PARAMS_MAX];
+        uint32_t packed_len;
         /* What the supervisor's libpq showed before the reset (to spot new reports). */
         char *before_reset[FP_PG_N_REPORTED];
         /* What the worker reported, before the reset (to spot ambiguous values). */
@@ -148,12 +156,24 @@ static char *param_dup(const char *value)
         return value ? strdup(value) : NULL;
 }
 
+/* Makes value (owned from here on, NULL: not reported) parameter i's, and packs them again. */
+static void param_set(struct fp_pgconn *pc, size_t i, char *value)
+{
+        free(pc->params[i]);
+        pc->params[i] = value;
+        pc->packed_len = 0;
+        for (size_t k = 0; k < FP_PG_N_REPORTED; k++)
+                if (pc->params[k])
+                        (void)fp_params_add(pc->packed, sizeof(pc->packed), &pc->packed_len,
+                                            fp_pg_reported_params[k], pc->params[k]);
+}
+
 static void capture_session(struct fp_pgconn *pc)
 {
         pc->backend_pid = PQbackendPID(pc->conn);
         pc->txn = FP_TXN_IDLE;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
-                pc->params[i] = param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
+                param_set(pc, i, param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i])));
 
         /*
          * The cancel key as the server sent it, from libpq's trace of the
@@ -345,9 +365,8 @@ static void run_take_result(struct fp_pgconn *pc, PGresult *res)
             PQntuples(res) == 1 && PQnfields(res) == pc->n_readback) {
                 for (int f = 0; f < pc->n_readback; f++) {
                         int i = pc->readback[f];
-                        free(pc->params[i]);
-                        pc->params[i] =
-                                PQgetisnull(res, 0, f) ? NULL : strdup(PQgetvalue(res, 0, f));
+                        param_set(pc, (size_t)i,
+                                  PQgetisnull(res, 0, f) ? NULL : strdup(PQgetvalue(res, 0, f)));
                 }
         } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY &&
                    pc->run_error == 0) {
@@ -450,11 +469,12 @@ int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *i
         }
         pc->txn = txn;
         pc->statements_unknown = true;
+        bool valid = fp_params_check(info->params, info->params_len) >= 0;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
-                pc->params[i] = param_dup(fp_params_check(info->params, info->params_len) >= 0
-                                                  ? fp_params_get(info->params, info->params_len,
-                                                                  fp_pg_reported_params[i])
-                                                  : NULL);
+                param_set(pc, i,
+                          param_dup(valid ? fp_params_get(info->params, info->params_len,
+                                                          fp_pg_reported_params[i])
+                                          : NULL));
         *ret = pc;
         return 0;
 }
@@ -484,8 +504,7 @@ static bool reset_read_back_ambiguous(struct fp_pgconn *pc)
                 const char *before = pc->before_reset[i], *worker = pc->reported[i];
                 bool reported_now = now && (!before || strcmp(now, before) != 0);
                 if (reported_now) {
-                        free(pc->params[i]);
-                        pc->params[i] = strdup(now);
+                        param_set(pc, i, strdup(now));
                         continue;
                 }
                 if (!worker || !before || strcmp(worker, before) == 0 || n >= PG_SQL_MAX)
@@ -519,17 +538,31 @@ static void reset_done(struct fp_pgconn *pc, int error, const char *text)
         pc->reset_cb(pc, error == 0, pc->userdata);
 }
 
-/* Takes the worker's reported values as the session's current ones. */
-static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *info)
+/*
+ * Takes the worker's reported values as the session's current ones; with
+ * keep_reported (a reset is about to run) also remembers them in
+ * pc->reported. A report of exactly the values the lease was handed (the
+ * common release) changes nothing and is not parsed.
+ */
+static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *info,
+                         bool keep_reported)
 {
-        if (info->params_len == 0 || fp_params_check(info->params, info->params_len) < 0)
+        if (info->params_len == 0)
+                return;
+        if (!keep_reported && info->params_len == pc->packed_len &&
+            memcmp(info->params, pc->packed, pc->packed_len) == 0)
+                return;
+        if (fp_params_check(info->params, info->params_len) < 0)
                 return;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
                 const char *v =
                         fp_params_get(info->params, info->params_len, fp_pg_reported_params[i]);
-                if (v) {
-                        free(pc->params[i]);
-                        pc->params[i] = strdup(v);
+                if (!v)
+                        continue;
+                if (!pc->params[i] || strcmp(pc->params[i], v) != 0)
+                        param_set(pc, i, strdup(v));
+                if (keep_reported) {
+                        free(pc->reported[i]);
                         pc->reported[i] = strdup(v);
                 }
         }
@@ -607,7 +640,7 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
          */
         pc->n_steps = reset_plan(pc, mode, info, pc->steps);
         if (pc->n_steps == 0) {
-                apply_report(pc, info);
+                apply_report(pc, info, false);
                 pc->txn = info->txn == FP_TXN_UNKNOWN ? FP_TXN_IDLE : info->txn;
                 free_param_array(pc->reported);
                 cb(pc, true, userdata);
@@ -616,7 +649,7 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
                 pc->before_reset[i] =
                         param_dup(PQparameterStatus(pc->conn, fp_pg_reported_params[i]));
-        apply_report(pc, info);
+        apply_report(pc, info, true);
         run_start(pc, timeout_ms, reset_done);
 }
 
@@ -635,10 +668,8 @@ static void take_reported(struct fp_pgconn *pc)
                 const char *before = pc->before_reset[i];
                 if (now && (!before || strcmp(now, before) != 0)) {
                         char *copy = strdup(now);
-                        if (copy) {
-                                free(pc->params[i]);
-                                pc->params[i] = copy;
-                        }
+                        if (copy)
+                                param_set(pc, i, copy);
                 }
         }
         free_param_array(pc->before_reset);
@@ -757,10 +788,8 @@ void fp_pgconn_describe(const struct fp_pgconn *pc, struct fp_lease_pg *ret, uin
         }
         snprintf(ret->user, sizeof(ret->user), "%s", PQuser(pc->conn) ? PQuser(pc->conn) : "");
         snprintf(ret->dbname, sizeof(ret->dbname), "%s", PQdb(pc->conn) ? PQdb(pc->conn) : "");
-        for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
-                if (pc->params[i])
-                        (void)fp_params_add(ret->params, sizeof(ret->params), &ret->params_len,
-                                            fp_pg_reported_params[i], pc->params[i]);
+        memcpy(ret->params, pc->packed, pc->packed_len);
+        ret->params_len = pc->packed_len;
         *ret_txn = pc->txn;
 }
 

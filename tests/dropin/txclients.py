@@ -618,6 +618,17 @@ def released_slots(pool):
     return held
 
 
+def pinned_slots(pool):
+    """This process's slots once its pin was handled: a pin, like a release, needs no reply,
+    so forkpoold may show it a moment later (up to 3 s here)."""
+    deadline = time.monotonic() + 3
+    held = my_slots(pool)
+    while not (held and all(pin_text(s) for s in held)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        held = my_slots(pool)
+    return held
+
+
 def expect_released(pool, what):
     """In transaction mode an idle connection holds no lease: no slot held by this process."""
     if not DROPIN:
@@ -698,7 +709,7 @@ def scenario_pins():
         b1 = q1(c, "select pg_backend_pid()")[0]
         c.commit()
         if DROPIN:
-            held = my_slots(args.pool)
+            held = pinned_slots(args.pool)
             pins = [pin_text(s) for s in held]
             check(len(held) == 1 and pins[0] != "",
                   "%s: forkpoolctl status shows this process's session pinned (%s)"

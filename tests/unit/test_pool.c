@@ -19,7 +19,7 @@
 
 #include "pool.h"
 
-#define MAX_EVENTS 64
+#define MAX_EVENTS 128
 
 struct recorder {
         struct fp_record *connecting[MAX_EVENTS];
@@ -382,6 +382,43 @@ static void test_client_gone_reclaims(void **state)
         assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 2), &info),
                          -ESRCH);
         assert_int_equal(fp_pool_checkedout(pool), 1);
+        pool_done(pool);
+}
+
+/*
+ * A new connection takes the unused slot with the lowest index, past the
+ * first 64 too (the unused bitmap's words), and a disconnect reclaims every
+ * slot in use.
+ */
+static void test_lowest_unused_slot(void **state)
+{
+        (void)state;
+        enum {
+                N = 70
+        };
+        struct fp_pool *pool = pool_new(1, N - 1, 1000);
+        for (uint32_t i = 0; i < N; i++)
+                acquire(pool, &client_a, i + 1, -1);
+        connects_succeed(pool);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(rec_log.leased_rec[i]->index, i);
+        /* Slot 0 goes to Q (pool_size 1); 66 and 3 are discarded: unused again. */
+        release(pool, &client_a, lease_id_of(pool, 0));
+        release(pool, &client_a, lease_id_of(pool, 66));
+        release(pool, &client_a, lease_id_of(pool, 3));
+        assert_int_equal(rec_log.n_closed, 2);
+        assert_int_equal(pool->records[3].state, FP_SLOT_UNUSED);
+        acquire(pool, &client_b, 100, -1); /* the idle one, from Q */
+        acquire(pool, &client_b, 101, -1); /* new: slot 3 */
+        acquire(pool, &client_b, 102, -1); /* new: slot 66 */
+        assert_int_equal(rec_log.n_connecting, 2);
+        assert_int_equal(rec_log.connecting[0]->index, 3);
+        assert_int_equal(rec_log.connecting[1]->index, 66);
+        connects_succeed(pool);
+        assert_int_equal(rec_log.leased_rec[N]->index, 0);
+        assert_int_equal(fp_pool_client_gone(pool, &client_a), N - 3);
+        assert_int_equal(fp_pool_client_gone(pool, &client_b), 3);
+        assert_int_equal(fp_pool_checkedout(pool), 0);
         pool_done(pool);
 }
 
@@ -931,6 +968,7 @@ int main(void)
                 cmocka_unit_test(test_pool_size_zero_unbounded),
                 cmocka_unit_test(test_max_overflow_unlimited),
                 cmocka_unit_test(test_client_gone_reclaims),
+                cmocka_unit_test(test_lowest_unused_slot),
                 cmocka_unit_test(test_many_undeliverable_leases),
                 cmocka_unit_test(test_timeouts_in_deadline_order),
                 cmocka_unit_test(test_client_waiter_lists),
