@@ -91,7 +91,7 @@ say() { echo "==> $*"; }
 # ---------------------------------------------------------------- packages
 PACKAGES=(
   build-essential cmake pkg-config
-  libpq-dev postgresql postgresql-contrib
+  libpq-dev libssl-dev postgresql postgresql-contrib
   libmariadb-dev mariadb-server
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
   clang libclang-rt-14-dev
