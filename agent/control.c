@@ -292,6 +292,7 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
                 .dirty = msg->dirty,
                 .params = msg->params,
                 .params_len = msg->params_len,
+                .statements = (msg->flags & FP_RELEASE_STATEMENTS) ? &msg->statements : NULL,
         };
 
         if (msg->params_len > sizeof(msg->params) ||

@@ -103,6 +103,10 @@ struct fp_release_info {
         uint32_t dirty; /* enum fp_session_dirty: what the worker saw change */
         const char *params;
         uint32_t params_len;
+        /* The session's statement set as the worker left it (FP_RELEASE_STATEMENTS), or NULL. */
+        const struct fp_stmt_set *statements;
+        /* The pool keeps its connections' statement sets (transaction mode); set by op_reset. */
+        bool keep_statements;
 };
 
 struct fp_pool_ops {

@@ -134,7 +134,9 @@ static void on_reset(void *conn, bool ok, void *userdata)
 static void op_reset(struct fp_pool *pool, struct fp_record *rec,
                      const struct fp_release_info *info)
 {
-        sup_pool_of(pool)->driver->reset(rec->conn, pool->params.reset_mode, info,
+        struct fp_release_info report = *info;
+        report.keep_statements = pool->params.pool_mode == FP_POOL_MODE_TRANSACTION;
+        sup_pool_of(pool)->driver->reset(rec->conn, pool->params.reset_mode, &report,
                                          pool->params.connect_timeout_ms, on_reset, rec);
 }
 
@@ -159,8 +161,14 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         fp_msg_init(&msg.hdr, FP_OP_LEASE, sizeof(msg), w->request_id);
         msg.lease_id = fp_record_lease_id(pool, rec);
         driver->describe(rec->conn, &msg);
-        msg.flags = (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
-                    (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
+        msg.flags &= FP_LEASE_STATEMENTS;
+        msg.flags |= (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
+                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
+        if (pool->params.pool_mode != FP_POOL_MODE_TRANSACTION) {
+                /* Only the drop-in's transaction mode names statements by their content. */
+                msg.flags &= ~(uint32_t)FP_LEASE_STATEMENTS;
+                memset(&msg.statements, 0, sizeof(msg.statements));
+        }
         int r = sup_pool_of(pool)->sup->transport->send_lease(
                 w->client, w->request_id, &msg, sizeof(msg), driver->socket(rec->conn));
         if (r < 0)

@@ -5,6 +5,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,7 +64,45 @@ int fp_msg_check(const void *buf, size_t len)
                 return -EOPNOTSUPP;
         if (len != expected)
                 return -EBADMSG;
+        if (hdr.op == FP_OP_LEASE || hdr.op == FP_OP_RELEASE) {
+                size_t at = hdr.op == FP_OP_LEASE
+                                    ? offsetof(struct fp_msg_lease, statements.count)
+                                    : offsetof(struct fp_msg_release, statements.count);
+                uint32_t count;
+                memcpy(&count, (const char *)buf + at, sizeof(count));
+                if (count > FP_STMTS_MAX)
+                        return -EBADMSG;
+        }
         return 0;
+}
+
+bool fp_stmt_set_has(const struct fp_stmt_set *set, const uint8_t *hash)
+{
+        for (uint32_t i = 0; i < set->count && i < FP_STMTS_MAX; i++)
+                if (memcmp(set->hash[i], hash, FP_STMT_HASH_LEN) == 0)
+                        return true;
+        return false;
+}
+
+int fp_stmt_set_add(struct fp_stmt_set *set, const uint8_t *hash)
+{
+        if (fp_stmt_set_has(set, hash))
+                return 0;
+        if (set->count >= FP_STMTS_MAX)
+                return -ENOSPC;
+        memcpy(set->hash[set->count++], hash, FP_STMT_HASH_LEN);
+        return 0;
+}
+
+void fp_stmt_set_remove(struct fp_stmt_set *set, const uint8_t *hash)
+{
+        for (uint32_t i = 0; i < set->count && i < FP_STMTS_MAX; i++)
+                if (memcmp(set->hash[i], hash, FP_STMT_HASH_LEN) == 0) {
+                        set->count--;
+                        if (i != set->count)
+                                memcpy(set->hash[i], set->hash[set->count], FP_STMT_HASH_LEN);
+                        return;
+                }
 }
 
 const char *fp_op_name(uint32_t op)

@@ -14,12 +14,13 @@
 #ifndef FORKPOOL_PROTO_H
 #define FORKPOOL_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 #define FP_PROTO_MAGIC   0x46504331u /* "FPC1" */
-#define FP_PROTO_VERSION 2u
+#define FP_PROTO_VERSION 3u          /* 3: the statement sets of a lease and a release */
 
 #define FP_NAME_MAX    64   /* pool names, including the NUL */
 #define FP_IDENT_MAX   64   /* database user and database names, including the NUL */
@@ -88,6 +89,7 @@ enum fp_release_flags {
         FP_RELEASE_DISCONNECTED = 1u << 4,    /* the worker saw the server go away */
         FP_RELEASE_DETACH = 1u << 5,          /* the worker keeps the session: forget it */
         FP_RELEASE_CLEAN_DIRTY = 1u << 6,     /* whatever the pool's reset: clean what dirty says */
+        FP_RELEASE_STATEMENTS = 1u << 7,      /* statements is the session's set now */
 };
 
 /* What the worker saw change in the session (for reset_on_return = auto). */
@@ -104,6 +106,23 @@ enum fp_session_dirty {
 enum fp_lease_flags {
         FP_LEASE_TRACK_DIRTY = 1u << 0, /* the pool resets by what changed: report it */
         FP_LEASE_STICKY = 1u << 1,      /* process pool: keep it across releases */
+        FP_LEASE_STATEMENTS = 1u << 2,  /* statements is the session's set (transaction mode) */
+};
+
+#define FP_STMTS_MAX     64 /* statements a session's set holds */
+#define FP_STMT_HASH_LEN 16 /* bytes of a statement's hash */
+
+/*
+ * The protocol-level named statements the libpq drop-in prepared on a
+ * session in transaction mode, by the hash of their content (text and
+ * parameter types) that names them on the wire ("fp_" and its hex).
+ * forkpoold keeps one per connection; a lease hands it over, a release
+ * gives it back as the holder left the session.
+ */
+struct fp_stmt_set {
+        uint32_t count; /* hashes used in hash[], <= FP_STMTS_MAX */
+        uint32_t reserved;
+        uint8_t hash[FP_STMTS_MAX][FP_STMT_HASH_LEN];
 };
 
 struct fp_msg_hdr {
@@ -208,6 +227,7 @@ struct fp_msg_lease {
                 struct fp_lease_pg pg;
                 struct fp_lease_mysql my;
         };
+        struct fp_stmt_set statements; /* with FP_LEASE_STATEMENTS, else count 0 */
 };
 
 /* Asks the supervisor to cancel the query running on a lease the sender holds. */
@@ -230,8 +250,9 @@ struct fp_msg_release {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
-        uint32_t dirty;             /* enum fp_session_dirty */
-        char params[FP_PARAMS_MAX]; /* the session parameters the worker saw */
+        uint32_t dirty;                /* enum fp_session_dirty */
+        char params[FP_PARAMS_MAX];    /* the session parameters the worker saw */
+        struct fp_stmt_set statements; /* with FP_RELEASE_STATEMENTS, else count 0 */
 };
 
 _Static_assert(sizeof(struct fp_msg_hdr) == 16, "header layout");
@@ -259,11 +280,25 @@ void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t re
 
 /*
  * Validates a received message of len bytes: magic, version, size field equal
- * to len, a known op, and the exact size that op requires. Strings inside are
+ * to len, a known op, the exact size that op requires, and the count of a
+ * lease's or a release's statement set (<= FP_STMTS_MAX). Strings inside are
  * not yet checked (fp_msg_terminated() does that). Returns 0, -EPROTO (bad
- * magic or version), -EBADMSG (size mismatch) or -EOPNOTSUPP (unknown op).
+ * magic or version), -EBADMSG (size mismatch, a count out of range) or
+ * -EOPNOTSUPP (unknown op).
  */
 int fp_msg_check(const void *buf, size_t len);
+
+/* Whether set holds hash (FP_STMT_HASH_LEN bytes). */
+bool fp_stmt_set_has(const struct fp_stmt_set *set, const uint8_t *hash);
+
+/*
+ * Adds hash to set. Returns 0 (added, or already there) or -ENOSPC (the set
+ * is full: nothing changed).
+ */
+int fp_stmt_set_add(struct fp_stmt_set *set, const uint8_t *hash);
+
+/* Removes hash from set, if there. */
+void fp_stmt_set_remove(struct fp_stmt_set *set, const uint8_t *hash);
 
 /* A short name of an op for logs ("acquire"), or "unknown". */
 const char *fp_op_name(uint32_t op);

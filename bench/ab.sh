@@ -16,15 +16,19 @@
 # Rows of each round, each against a fresh forkpoold of its build:
 #   throughput  forkpool-scale --mode lease --workers N: leases/s, forkpoold's
 #               CPU per lease
-#   latency     forkpool-scale --mode lease --workers 1: the whole lease's p50
-#   raw         forkpool-scale --mode raw (the before build's) with N and 1
-#               processes: the floor under both
+#   latency     forkpool-scale --mode lease --workers 1: the whole lease's p50,
+#               with forkpoold and the worker both pinned to CPU 0 (taskset): an
+#               unpinned pair lands on one vCPU or on two at random, and on a VM
+#               the second costs several times the first
+#   raw         forkpool-scale --mode raw (the before build's) with N
+#               processes, and with 1 pinned to CPU 0: the floor under both
+# Each round's figures also go to stderr, one line per round.
 # Prints the machine, then each figure as the median of the rounds with
 # [min–max], and the ratios to the raw round trip of the same round.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib)
+PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib util-linux)
 BEFORE=
 AFTER=
 REPS=5
@@ -64,18 +68,21 @@ done
 bench_install_packages
 bench_scratch_start
 
-# start_forkpoold BUILD: a fresh forkpoold of that build on $SOCK.
+# start_forkpoold BUILD [PIN...]: a fresh forkpoold of that build on $SOCK
+# (PIN: a command to run it under, e.g. taskset -c 0).
 start_forkpoold() {
+  local build=$1
+  shift
   rm -f "$SOCK"
-  "$1/agent/forkpoold" --url "$FORKPOOL_TEST_PG_URL" --pool-size "$POOL" --max-overflow 0 \
+  "$@" "$build/agent/forkpoold" --url "$FORKPOOL_TEST_PG_URL" --pool-size "$POOL" --max-overflow 0 \
     --pool-timeout 60 --socket "$SOCK" --log-level warning 2>>"$TOP/forkpoold.log" &
   FORKPOOLD_PID=$!
   for ((i = 0; i < 100; i++)); do
     [[ -S $SOCK ]] && return 0
-    kill -0 "$FORKPOOLD_PID" 2>/dev/null || die "forkpoold of $1 exited at start"
+    kill -0 "$FORKPOOLD_PID" 2>/dev/null || die "forkpoold of $build exited at start"
     sleep 0.1
   done
-  die "forkpoold of $1 did not create $SOCK within 10 s"
+  die "forkpoold of $build did not create $SOCK within 10 s"
 }
 stop_forkpoold() {
   kill -TERM "$FORKPOOLD_PID" 2>/dev/null && wait "$FORKPOOLD_PID"
@@ -89,13 +96,14 @@ field() {
   i=$(tr ',' '\n' <<<"$HEADER" | grep -nx "$2" | cut -d: -f1)
   cut -d, -f"$i" <<<"$1"
 }
-# lease_row BUILD WORKERS: one forkpool-scale lease line.
+# lease_row BUILD WORKERS [PIN...]: one forkpool-scale lease line (PIN: as start_forkpoold).
 lease_row() {
-  local line
-  start_forkpoold "$1"
-  line=$("$1/bench/forkpool-scale" --mode lease --socket "$SOCK" --forkpoold-pid "$FORKPOOLD_PID" \
-           --pool-size "$POOL" --workers "$2" --seconds "$SECONDS_PER_ROW") ||
-    echo "ab.sh: a lease row of $1 had errors" >&2
+  local line build=$1 workers=$2
+  shift 2
+  start_forkpoold "$build" "$@"
+  line=$("$@" "$build/bench/forkpool-scale" --mode lease --socket "$SOCK" --forkpoold-pid "$FORKPOOLD_PID" \
+           --pool-size "$POOL" --workers "$workers" --seconds "$SECONDS_PER_ROW") ||
+    echo "ab.sh: a lease row of $build had errors" >&2
   stop_forkpoold
   echo "$line"
 }
@@ -116,20 +124,22 @@ RES=$TOP/ab.tsv
 record() { printf '%s\t%s\n' "$1" "$2" >>"$RES"; }
 for ((rep = 1; rep <= REPS; rep++)); do
   raw_n=$("$BEFORE/bench/forkpool-scale" --mode raw --workers "$WORKERS" --seconds "$SECONDS_PER_ROW")
-  raw_1=$("$BEFORE/bench/forkpool-scale" --mode raw --workers 1 --seconds "$SECONDS_PER_ROW")
+  raw_1=$(taskset -c 0 "$BEFORE/bench/forkpool-scale" --mode raw --workers 1 \
+           --seconds "$SECONDS_PER_ROW")
   record raw_ops "$(field "$raw_n" ops_per_s)"
   record raw_p50 "$(field "$raw_1" op_p50_us)"
   for side in before after; do
     dir=$BEFORE
     [[ $side == after ]] && dir=$AFTER
     tp=$(lease_row "$dir" "$WORKERS")
-    lat=$(lease_row "$dir" 1)
+    lat=$(lease_row "$dir" 1 taskset -c 0)
     ops=$(field "$tp" ops_per_s)
     record "${side}_ops" "$ops"
     record "${side}_cpu" "$(field "$tp" forkpoold_cpu_us_per_op)"
     record "${side}_ratio" "$(awk -v a="$ops" -v b="$(field "$raw_n" ops_per_s)" \
                                 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
     record "${side}_p50" "$(field "$lat" op_p50_us)"
+    echo "round $rep $side: $ops leases/s with $WORKERS workers (raw $(field "$raw_n" ops_per_s)), one pinned: $(field "$lat" op_p50_us) µs (raw $(field "$raw_1" op_p50_us))" >&2
   done
   echo "round $rep of $REPS done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 done
@@ -147,6 +157,6 @@ echo "|---|---|---|---|"
 echo "| leases/s, $WORKERS workers | $(stat before_ops) | $(stat after_ops) | $(stat raw_ops) |"
 echo "| vs raw, same round | $(stat before_ratio) | $(stat after_ratio) | 1 |"
 echo "| forkpoold CPU per lease (µs) | $(stat before_cpu) | $(stat after_cpu) | |"
-echo "| one process: lease p50 (µs) | $(stat before_p50) | $(stat after_p50) | $(stat raw_p50) |"
+echo "| one process, pinned with forkpoold to CPU 0: lease p50 (µs) | $(stat before_p50) | $(stat after_p50) | $(stat raw_p50) |"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

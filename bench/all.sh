@@ -9,8 +9,10 @@
 #   peers.sh   pgbench: direct, PgBouncer, the forkpool drop-in    (CSV + 2 PNG)
 #   perf.sh    where a lease's time goes (perf stat, strace -c, perf record)
 #   scale.sh   worker processes, pool sizes, memory, raw IPC floor (CSV + PNG)
+#   mysql.sh   a MariaDB lease against mysql_real_connect (same session, alternating)
 # and writes each one's markdown to DIR (default bench/results/): run.md,
-# peers.md, perf.md, scale.md, next to peers.csv/png, peers-tx.png and scale.csv/png.
+# peers.md, perf.md, scale.md, mysql.md, next to peers.csv/png, peers-tx.png and
+# scale.csv/png. (ab.sh, which compares two builds, is not part of it.)
 # --quick: short rows (a couple of minutes in all) for checking the scripts;
 # without it, about 15 minutes. Run it on an otherwise idle machine: every
 # process shares the same CPUs, and the load average is printed with each table.
@@ -36,11 +38,13 @@ if ((QUICK)); then
   peers_args=(--quick)
   perf_args=(--iterations 2000)
   scale_args=(--quick)
+  mysql_args=(--reps 1 --iterations 1000)
 else
   run_args=()
   peers_args=(--seconds 5 --reps 3)
   perf_args=(--iterations 20000)
   scale_args=(--seconds 5)
+  mysql_args=(--reps 3)
 fi
 
 echo "== run.sh" >&2
@@ -51,3 +55,5 @@ echo "== perf.sh" >&2
 "$ROOT/bench/perf.sh" "${perf_args[@]}" | tee "$OUT/perf.md"
 echo "== scale.sh" >&2
 "$ROOT/bench/scale.sh" "${scale_args[@]}" --csv "$OUT/scale.csv" | tee "$OUT/scale.md"
+echo "== mysql.sh" >&2
+"$ROOT/bench/mysql.sh" "${mysql_args[@]}" | tee "$OUT/mysql.md"

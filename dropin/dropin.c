@@ -33,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -433,6 +435,55 @@ static void fail_conn(struct dropin_conn *d, const char *text)
 
 /* --- leasing --- */
 
+int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret_deadline_ms)
+{
+        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        struct itimerspec every = {.it_interval = {0, DROPIN_QUEUE_RETRY_MS * 1000000L},
+                                   .it_value = {0, DROPIN_QUEUE_RETRY_MS * 1000000L}};
+        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0) {
+                int r = -errno;
+                if (t >= 0)
+                        close(t);
+                return r;
+        }
+        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
+                                               : fp_pool_timeout_ms(main, d->target.pool);
+        *ret_deadline_ms = dropin_now_ms() + (timeout > 0 ? timeout : 0);
+        return t;
+}
+
+/* Stops d's queued connect's timer, if any (its descriptor under PQsocket() stays until replaced).
+ */
+static void connect_unqueue(struct dropin_conn *d)
+{
+        if (d->queue_timer >= 0)
+                close(d->queue_timer);
+        d->queue_timer = -1;
+}
+
+/*
+ * Queues d's non-blocking connect in the process (struct dropin_conn):
+ * returns a descriptor to put under PQsocket() at once and close (an
+ * eventfd: writable, as an application waits for before its first
+ * PQconnectPoll(); that call puts the timer there), or a negative errno.
+ */
+static int connect_queue(struct dropin_conn *d, forkpool *main)
+{
+        int64_t deadline;
+        int t = dropin_queue_timer(d, main, &deadline);
+        if (t < 0)
+                return t;
+        int writable = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (writable < 0) {
+                int r = -errno;
+                close(t);
+                return r;
+        }
+        d->queue_timer = t;
+        d->queue_deadline_ms = deadline;
+        return writable;
+}
+
 /* Gives up what d's acquire or lease holds, leaving its PGconn as it is. */
 static void drop_lease(struct dropin_conn *d)
 {
@@ -442,6 +493,7 @@ static void drop_lease(struct dropin_conn *d)
                 close(d->libpq_fd);
         }
         d->libpq_fd = -1;
+        connect_unqueue(d);
         if (d->lease)
                 (void)forkpool_release(d->lease);
         d->lease = NULL;
@@ -660,11 +712,16 @@ static void lease_nonblocking(struct dropin_conn *d)
                 return;
         }
 
-        /* It must wait: on a control connection of its own, watched through PQsocket(). */
+        /*
+         * It must wait: on a control connection of its own, watched through
+         * PQsocket(); when the process may open no more, in the process (a timer
+         * under PQsocket(), pending_poll() tries again).
+         */
         d->wait = wait_handle_get(d->target.socket, true, &r);
-        int control = !d->wait ? r
-                               : fp_acquire_send(d->wait->fp, d->target.pool, d->target.timeout_ms,
-                                                 &d->request_id);
+        int control = d->wait ? fp_acquire_send(d->wait->fp, d->target.pool, d->target.timeout_ms,
+                                                &d->request_id)
+                      : open_refused_for_count(r) ? connect_queue(d, fp)
+                                                  : r;
         if (control < 0) {
                 if (d->wait)
                         wait_handle_answered(d->wait, false);
@@ -685,16 +742,66 @@ static void lease_nonblocking(struct dropin_conn *d)
         }
         int sock = FP_REAL(PQsocket)(d->conn);
         d->libpq_fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
-        if (d->libpq_fd < 0 || dup3(control, sock, O_CLOEXEC) < 0) {
+        bool ok = d->libpq_fd >= 0 && dup3(control, sock, O_CLOEXEC) >= 0;
+        if (d->queue_timer >= 0)
+                close(control); /* connect_queue()'s: its copy under sock is what counts */
+        if (!ok) {
                 if (d->libpq_fd >= 0)
                         close(d->libpq_fd);
                 d->libpq_fd = -1;
+                connect_unqueue(d);
                 snprintf(text, sizeof(text), "forkpool: pool \"%s\": %s", d->target.pool,
                          strerror(errno));
                 fail_conn(d, text);
                 return;
         }
         d->state = DROPIN_PENDING;
+}
+
+/*
+ * A queued connect: tries again to start its acquire. Returns 0 (started:
+ * its control connection under PQsocket()), -EAGAIN (still queued) or a
+ * negative errno with the reason in text.
+ */
+static int connect_queue_retry(struct dropin_conn *d, char *text, size_t cap)
+{
+        uint64_t ticks;
+        int r;
+        ssize_t n = read(d->queue_timer, &ticks, sizeof(ticks));
+        (void)n;
+        d->wait = wait_handle_get(d->target.socket, true, &r);
+        int control = d->wait ? fp_acquire_send(d->wait->fp, d->target.pool, d->target.timeout_ms,
+                                                &d->request_id)
+                              : r;
+        bool sent = control >= 0;
+        if (sent && dup3(control, FP_REAL(PQsocket)(d->conn), O_CLOEXEC) < 0)
+                control = -errno;
+        if (control >= 0) {
+                connect_unqueue(d);
+                return 0;
+        }
+        if (d->wait && sent)
+                wait_handle_abandon(d->wait, d->request_id); /* its answer goes back unused */
+        else if (d->wait)
+                wait_handle_answered(d->wait, false);
+        d->wait = NULL;
+        if (open_refused_for_count(control) && dropin_now_ms() < d->queue_deadline_ms) {
+                /* Still queued: the timer under PQsocket() (at first an eventfd is). */
+                if (dup3(d->queue_timer, FP_REAL(PQsocket)(d->conn), O_CLOEXEC) >= 0)
+                        return -EAGAIN;
+                control = -errno;
+        }
+        if (open_refused_for_count(control)) {
+                snprintf(text, cap,
+                         "forkpool: pool \"%s\": no control connection free for this process "
+                         "within its pool_timeout (as many as max_connections_per_pid allows "
+                         "carry acquires)",
+                         d->target.pool);
+                return -ETIMEDOUT;
+        }
+        forkpool *fp = dropin_main_handle(d->target.socket, &r);
+        dropin_acquire_error(&d->target, fp, control, text, cap);
+        return control;
 }
 
 /* PQconnectPoll() of a PENDING connection: has the lease arrived? */
@@ -705,6 +812,17 @@ static PostgresPollingStatusType pending_poll(struct dropin_conn *d)
 
         if (d->pid != fp_self_pid())
                 return PGRES_POLLING_FAILED;
+        if (d->queue_timer >= 0) {
+                int q = connect_queue_retry(d, text, sizeof(text));
+                if (q == 0 || q == -EAGAIN)
+                        return PGRES_POLLING_READING;
+                (void)dup3(d->libpq_fd, FP_REAL(PQsocket)(d->conn), O_CLOEXEC);
+                close(d->libpq_fd);
+                d->libpq_fd = -1;
+                connect_unqueue(d);
+                fail_conn(d, text);
+                return PGRES_POLLING_FAILED;
+        }
         int r = fp_acquire_recv(d->wait->fp, d->request_id, d->target.pool, &lease);
         if (r == -EAGAIN)
                 return PGRES_POLLING_READING;
@@ -733,6 +851,7 @@ static struct dropin_conn *dropin_new(const struct dropin_target *target)
         d->pid = fp_self_pid();
         d->target = *target;
         d->libpq_fd = -1;
+        d->queue_timer = -1;
         d->adoption.srv = -1;
         return d;
 }
@@ -867,8 +986,9 @@ static void disown_in_child(struct dropin_conn *d)
         if (d->adoption.srv >= 0)
                 close(d->adoption.srv);
         d->libpq_fd = d->adoption.srv = -1;
-        d->lease = NULL; /* the parent's; libforkpool made our copy inert at fork */
-        d->wait = NULL;  /* likewise */
+        connect_unqueue(d); /* the child's copy of the timer */
+        d->lease = NULL;    /* the parent's; libforkpool made our copy inert at fork */
+        d->wait = NULL;     /* likewise */
 }
 
 DROPIN_EXPORT void PQfinish(PGconn *conn)

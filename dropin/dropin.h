@@ -38,6 +38,14 @@ struct dropin_conn {
         bool wait_leased;         /* its lease came on it (and is counted there) */
         uint32_t request_id;      /* the pending acquire's, on wait */
         int libpq_fd;             /* libpq's own socket while PQsocket() shows wait's */
+        /*
+         * A non-blocking connect that found no control connection to wait on
+         * (the process has as many as max_connections_per_pid allows): a
+         * periodic timer under PQsocket() instead, each PQconnectPoll() tries
+         * again until queue_deadline_ms. -1: not queued.
+         */
+        int queue_timer;
+        int64_t queue_deadline_ms;
         struct fp_pg_adoption adoption; /* while PENDING */
         bool foreign_events;            /* the application registered an event procedure */
         struct txmode *tx; /* a transaction-mode connection's state (txmode.c), or NULL */
@@ -91,6 +99,17 @@ int dropin_acquire_send(struct dropin_conn *d, int timeout_ms, uint64_t prefer);
  * acquire's negative errno with its one-line reason in error.
  */
 int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error, size_t cap);
+
+/* How often a command or a connect waiting in the process for a control connection retries. */
+#define DROPIN_QUEUE_RETRY_MS 5
+
+/*
+ * A periodic timer (every DROPIN_QUEUE_RETRY_MS, non-blocking) for what waits
+ * in the process for a control connection, and that wait's deadline (d's
+ * acquire timeout from now, CLOCK_MONOTONIC ms) in *ret_deadline_ms. Returns
+ * the timer's descriptor or a negative errno.
+ */
+int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret_deadline_ms);
 
 /* Gives up d's pending acquire (a lease that comes for it goes back unused). */
 void dropin_acquire_abandon(struct dropin_conn *d);

@@ -23,10 +23,31 @@
  * less what the statement's text shows to end with the transaction (SET
  * LOCAL, CREATE of a permanent object, DECLARE without WITH HOLD, …).
  *
- * Protocol-level prepared statements do not pin: the drop-in remembers each
- * named statement (name, text, parameter types) and runs it as an unnamed
- * statement on whatever session the transaction has, so no session ever
- * holds one and none is ever prepared twice.
+ * Protocol-level prepared statements do not pin, and each is prepared once
+ * per session: the drop-in remembers each named statement (name, text,
+ * parameter types) and names it on the wire by its content, "fp_" and the
+ * hex of 128 bits of a SHA-256 of its types and text, so a name means one
+ * statement on every session and for every connection and process. The
+ * lease carries the set of such statements the session holds (forkpoold
+ * keeps one per connection of a transaction-mode pool, bounded by
+ * FP_STMTS_MAX; the release gives it back, FP_LEASE_LOCAL_STATEMENTS): on a
+ * session that has the statement it is executed by that name with no Parse
+ * (a PQprepare of it needs no round trip: a made COMMAND_OK answers); on one
+ * that lacks it, it is prepared first (PQprepare, one round trip; for the
+ * PQsend* paths too, before the command goes out) and added to the set
+ * once the server accepted it. A full set, or a pipeline on a session that
+ * lacks it, runs it as the unnamed statement, as before. The session
+ * tracker empties the set at DEALLOCATE ALL and DISCARD ALL; forkpoold
+ * empties it when the session's statements go (its reset's DISCARD ALL, a
+ * release by a holder that does not keep it: DEALLOCATE ALL; a new
+ * connection). Our Parse is not the application's state: its
+ * FP_DIRTY_PREPARE is taken back (tx_parse), so it neither pins nor makes
+ * reset_on_return = auto discard the session. DEALLOCATE of one name only
+ * forgets the connection's name: the session keeps the statement for any
+ * connection that prepares the same text. Why not per connection (the
+ * application's name on the wire): two connections would then prepare the
+ * same text twice on one session, and a name on a session would say
+ * nothing about its text.
  *
  * A lease that fails (timeout, no supervisor, the database down) makes the
  * command fail as a query does (PGRES_FATAL_ERROR, forkpool's reason in
@@ -54,9 +75,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "cancel.h"
 #include "realpq.h"
@@ -93,13 +115,18 @@ FP_REALPQ_DECLARE(PQconsumeInput);
 FP_REALPQ_DECLARE(PQflush);
 FP_REALPQ_DECLARE(PQsetSingleRowMode);
 
+/* "fp_" and the hex of a statement's hash: its name on the wire. */
+#define TX_WIRE_NAME_MAX (3 + 2 * FP_STMT_HASH_LEN + 1)
+
 /* A named protocol-level statement the application prepared on the connection. */
 struct tx_statement {
         struct tx_statement *next;
         char *name;
         char *text;
         int n_params;
-        Oid *types; /* n_params, or NULL */
+        Oid *types;                     /* n_params, or NULL */
+        uint8_t hash[FP_STMT_HASH_LEN]; /* of text and types (tx_statement_hash) */
+        char wire[TX_WIRE_NAME_MAX];    /* its name on every session */
 };
 
 struct txmode {
@@ -113,6 +140,12 @@ struct txmode {
         struct fp_lease_pg info;         /* the current (or last) session's hand-over values */
         struct dropin_cancel_cell *cell; /* what this connection's cancel objects cancel */
         struct tx_statement *statements;
+        /* A result the drop-in made without a round trip: PQgetResult()'s next one. */
+        PGresult *stash;
+        /* A Parse of parse_hash is in flight: its result says whether the session has it. */
+        bool parse_sent;
+        uint8_t parse_hash[FP_STMT_HASH_LEN];
+        uint32_t parse_dirty; /* the lease's FP_DIRTY_PREPARE before it (ours is no dirt) */
         /*
          * A command sent while no session was free: the acquire waits on a
          * control connection whose descriptor is under sock meanwhile, and the
@@ -136,11 +169,13 @@ struct txmode {
 enum tx_deferred_kind {
         TX_SEND_QUERY,
         TX_SEND_PARAMS,
-        TX_SEND_PREPARE
+        TX_SEND_PREPARE,  /* PQsendPrepare() */
+        TX_SEND_PREPARED, /* PQsendQueryPrepared() of a remembered statement */
 };
 struct tx_deferred {
         enum tx_deferred_kind kind;
-        char *name; /* TX_SEND_PREPARE's statement name */
+        bool named; /* hash names the statement (a PQsendPrepare() with a name, PREPARED) */
+        uint8_t hash[FP_STMT_HASH_LEN];
         char *text;
         int n_params;
         Oid *types;
@@ -392,7 +427,6 @@ static void tx_deferred_free(struct txmode *tx)
         free(c->formats);
         free(c->types);
         free(c->text);
-        free(c->name);
         free(c);
         tx->deferred = NULL;
 }
@@ -414,7 +448,7 @@ static void *tx_copy(const void *p, size_t n, size_t size, bool *ok)
  * Copies a PQsend* call's arguments into tx->deferred (lengths and formats
  * say which values are binary, as libpq reads them). Returns 0 or -ENOMEM.
  */
-static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const char *name,
+static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const uint8_t *hash,
                     const char *text, int n_params, const Oid *types, const char *const *values,
                     const int *lengths, const int *formats, int result_format)
 {
@@ -427,9 +461,11 @@ static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const char *n
         c->kind = kind;
         c->n_params = n_params;
         c->result_format = result_format;
-        c->name = name ? strdup(name) : NULL;
+        c->named = hash != NULL;
+        if (hash)
+                memcpy(c->hash, hash, sizeof(c->hash));
         c->text = text ? strdup(text) : NULL;
-        ok = (!name || c->name) && (!text || c->text);
+        ok = !text || c->text;
         c->types = tx_copy(types, n, sizeof(Oid), &ok);
         c->lengths = tx_copy(lengths, n, sizeof(int), &ok);
         c->formats = tx_copy(formats, n, sizeof(int), &ok);
@@ -451,6 +487,12 @@ static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const char *n
         return 0;
 }
 
+static int tx_send_prepare(struct dropin_conn *d, const uint8_t *hash, const char *text,
+                           int n_params, const Oid *types);
+static int tx_send_prepared(struct dropin_conn *d, const uint8_t *hash, const char *text,
+                            int n_params, const Oid *types, const char *const *values,
+                            const int *lengths, const int *formats, int result_format);
+
 /* Sends tx's deferred command on the session now under the PGconn. Returns libpq's 1 or 0. */
 static int tx_send_deferred(struct dropin_conn *d)
 {
@@ -466,8 +508,13 @@ static int tx_send_deferred(struct dropin_conn *d)
                                                 (const char *const *)c->values, c->lengths,
                                                 c->formats, c->result_format);
                 break;
+        case TX_SEND_PREPARED:
+                ok = tx_send_prepared(d, c->hash, c->text, c->n_params, c->types,
+                                      (const char *const *)c->values, c->lengths, c->formats,
+                                      c->result_format);
+                break;
         default:
-                ok = FP_REAL(PQsendPrepare)(conn, c->name, c->text, c->n_params, c->types);
+                ok = tx_send_prepare(d, c->named ? c->hash : NULL, c->text, c->n_params, c->types);
                 break;
         }
         /* The application was told it was sent: whatever libpq buffered goes out now. */
@@ -477,9 +524,6 @@ static int tx_send_deferred(struct dropin_conn *d)
         }
         return ok;
 }
-
-/* How often a queued command tries again for a control connection. */
-#define TX_QUEUE_RETRY_MS 5
 
 /* Whether an acquire that could not start (r) may wait in the process for a control connection. */
 static bool tx_queueable(int r)
@@ -495,19 +539,17 @@ static bool tx_queueable(int r)
 static int tx_queue(struct dropin_conn *d, forkpool *fp)
 {
         struct txmode *tx = d->tx;
-        int t = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-        struct itimerspec every = {.it_interval = {0, TX_QUEUE_RETRY_MS * 1000000L},
-                                   .it_value = {0, TX_QUEUE_RETRY_MS * 1000000L}};
-        if (t < 0 || timerfd_settime(t, 0, &every, NULL) < 0 || dup3(t, tx->sock, O_CLOEXEC) < 0) {
+        int64_t deadline;
+        int t = dropin_queue_timer(d, fp, &deadline);
+        if (t < 0)
+                return t;
+        if (dup3(t, tx->sock, O_CLOEXEC) < 0) {
                 int r = -errno;
-                if (t >= 0)
-                        close(t);
+                close(t);
                 return r;
         }
-        int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
-                                               : fp_pool_timeout_ms(fp, d->target.pool);
         tx->queue_timer = t;
-        tx->queue_deadline_ms = dropin_now_ms() + (timeout > 0 ? timeout : 0);
+        tx->queue_deadline_ms = deadline;
         return 0;
 }
 
@@ -563,7 +605,7 @@ static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t 
                         return -EAGAIN;
                 }
                 struct pollfd p = {.fd = tx->queue_timer, .events = POLLIN};
-                (void)poll(&p, 1, TX_QUEUE_RETRY_MS * 2);
+                (void)poll(&p, 1, DROPIN_QUEUE_RETRY_MS * 2);
                 tx_timer_drain(tx->queue_timer);
         }
         return 0;
@@ -605,7 +647,8 @@ static int tx_pending_complete(struct dropin_conn *d, bool block)
         else
                 r = tx_install(d, lease);
         if (r >= 0) {
-                tx->persist |= sql_persist(tx->deferred->text);
+                if (tx->deferred->kind != TX_SEND_PREPARE)
+                        tx->persist |= sql_persist(tx->deferred->text);
                 tx_inside++;
                 if (!tx_send_deferred(d)) {
                         snprintf(tx->error, sizeof(tx->error), "%s",
@@ -642,6 +685,9 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         tx->pending = false;
         tx_unqueue(tx); /* the child's copy of the timer */
         tx_deferred_free(tx);
+        FP_REAL(PQclear)(tx->stash);
+        tx->stash = NULL;
+        tx->parse_sent = false;
         if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned || was_pending) {
                 tx_set_error(d, "forkpool: this connection was in use by the parent process when "
                                 "it forked (a transaction, or a pinned session); open a new one");
@@ -668,13 +714,15 @@ static int tx_install(struct dropin_conn *d, forkpool_lease *lease)
                 return -EPROTO;
         }
         close(lease->fd);
-        lease->flags |= FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY;
+        lease->flags |=
+                FP_LEASE_TRACK_DIRTY | FP_LEASE_LOCAL_CLEAN_DIRTY | FP_LEASE_LOCAL_STATEMENTS;
         (void)fp_attach_pg(lease, d->conn);
         d->lease = lease;
         tx->error[0] = '\0';
         tx->dirty_known = 0;
         tx->persist = 0;
         tx->failed = false;
+        tx->parse_sent = false;
         tx->last_lease_id = lease->lease_id;
         memcpy(&tx->info, &lease->info, sizeof(tx->info));
         dropin_cancel_cell_set(tx->cell, lease->info.backend_pid, lease->info.cancel_key);
@@ -938,7 +986,47 @@ static void tx_end(struct dropin_conn *d, bool settle)
                 tx_settle(d);
 }
 
-/* --- remembered statements --- */
+/* --- remembered statements, named on the sessions by their content --- */
+
+/*
+ * The hash naming the statement of text with n_params parameter types
+ * (types NULL: every one 0, left to the server), into hash: SHA-256 (OpenSSL)
+ * of the count, the types and the text, its first FP_STMT_HASH_LEN bytes. Two
+ * statements only ever share a name on a session if they are the same.
+ * Returns 0 or -EIO.
+ */
+static int tx_statement_hash(const char *text, int n_params, const Oid *types, uint8_t *hash)
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        uint32_t n = n_params > 0 ? (uint32_t)n_params : 0;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        bool ok = ctx && text && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+                  EVP_DigestUpdate(ctx, &n, sizeof(n)) == 1;
+        for (uint32_t i = 0; ok && i < n; i++) {
+                uint32_t type = types ? (uint32_t)types[i] : 0;
+                ok = EVP_DigestUpdate(ctx, &type, sizeof(type)) == 1;
+        }
+        ok = ok && EVP_DigestUpdate(ctx, text, strlen(text)) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, &len) == 1 && len >= FP_STMT_HASH_LEN;
+        EVP_MD_CTX_free(ctx);
+        if (!ok)
+                return -EIO;
+        memcpy(hash, md, FP_STMT_HASH_LEN);
+        return 0;
+}
+
+/* The wire name of the statement of hash: "fp_" and its hex, into wire. */
+static void tx_wire_name(const uint8_t *hash, char wire[TX_WIRE_NAME_MAX])
+{
+        static const char hex[] = "0123456789abcdef";
+        memcpy(wire, "fp_", 3);
+        for (size_t i = 0; i < FP_STMT_HASH_LEN; i++) {
+                wire[3 + 2 * i] = hex[hash[i] >> 4];
+                wire[4 + 2 * i] = hex[hash[i] & 0xf];
+        }
+        wire[TX_WIRE_NAME_MAX - 1] = '\0';
+}
 
 static struct tx_statement *tx_statement_find(const struct txmode *tx, const char *name)
 {
@@ -958,13 +1046,27 @@ static void tx_statement_free(struct tx_statement *s)
         free(s);
 }
 
-/* Remembers name's statement (replacing one of that name). Returns 0 or -ENOMEM. */
-static int tx_statement_put(struct txmode *tx, const char *name, const char *text, int n_params,
-                            const Oid *types)
+/* Forgets every remembered statement. */
+static void tx_statement_forget_all(struct txmode *tx)
+{
+        struct tx_statement *next;
+        for (struct tx_statement *s = tx->statements; s; s = next) {
+                next = s->next;
+                tx_statement_free(s);
+        }
+        tx->statements = NULL;
+}
+
+/*
+ * Remembers name's statement, whose hash (tx_statement_hash) is hash
+ * (replacing one of that name). Returns it, or NULL (out of memory).
+ */
+static struct tx_statement *tx_statement_put(struct txmode *tx, const char *name, const char *text,
+                                             int n_params, const Oid *types, const uint8_t *hash)
 {
         struct tx_statement *s = calloc(1, sizeof(*s));
         if (!s)
-                return -ENOMEM;
+                return NULL;
         s->name = strdup(name);
         s->text = strdup(text);
         s->n_params = n_params;
@@ -975,8 +1077,10 @@ static int tx_statement_put(struct txmode *tx, const char *name, const char *tex
         }
         if (!s->name || !s->text || (types && n_params > 0 && !s->types)) {
                 tx_statement_free(s);
-                return -ENOMEM;
+                return NULL;
         }
+        memcpy(s->hash, hash, sizeof(s->hash));
+        tx_wire_name(hash, s->wire);
         for (struct tx_statement **p = &tx->statements; *p; p = &(*p)->next)
                 if (strcmp((*p)->name, name) == 0) {
                         struct tx_statement *old = *p;
@@ -986,12 +1090,17 @@ static int tx_statement_put(struct txmode *tx, const char *name, const char *tex
                 }
         s->next = tx->statements;
         tx->statements = s;
-        return 0;
+        return s;
 }
 
 /*
- * If sql is "DEALLOCATE [PREPARE] name" of a remembered statement: forgets
- * it and returns true (no session holds it: nothing to send).
+ * A statement the application sent as SQL that ends remembered statements:
+ * "DEALLOCATE [PREPARE] name" of a remembered one is forgotten and true is
+ * returned (nothing to send: the session keeps its statement under its
+ * wire name, for any connection that prepares the same text); after
+ * "DEALLOCATE [PREPARE] ALL" and "DISCARD ALL" every one is forgotten and
+ * false is returned (they go to the server, whose statements they drop: the
+ * session tracker empties the lease's set).
  */
 static bool tx_deallocate(struct txmode *tx, const char *sql)
 {
@@ -1002,11 +1111,19 @@ static bool tx_deallocate(struct txmode *tx, const char *sql)
                 return false;
         while (isspace((unsigned char)*s))
                 s++;
+        if (word_is(s, "discard") && word_is(next_word(s), "all")) {
+                tx_statement_forget_all(tx);
+                return false;
+        }
         if (!word_is(s, "deallocate"))
                 return false;
         s = next_word(s);
         if (word_is(s, "prepare"))
                 s = next_word(s);
+        if (word_is(s, "all")) {
+                tx_statement_forget_all(tx);
+                return false;
+        }
         bool quoted = *s == '"';
         s += quoted;
         while (*s && n + 1 < sizeof(name) &&
@@ -1026,6 +1143,131 @@ static bool tx_deallocate(struct txmode *tx, const char *sql)
                         return true;
                 }
         return false;
+}
+
+/* Whether d's session holds the statement of hash (its lease's set says so). */
+static bool tx_session_has(const struct dropin_conn *d, const uint8_t *hash)
+{
+        return d->lease && d->lease->statements_known &&
+               fp_stmt_set_has(&d->lease->statements, hash);
+}
+
+/*
+ * Whether a statement may be prepared under its wire name on d's session
+ * now: its set is known and not full, and nothing is in flight outside a
+ * pipeline (a Parse of ours would mix with the application's results).
+ */
+static bool tx_session_room(const struct dropin_conn *d)
+{
+        return d->lease && d->lease->statements_known &&
+               d->lease->statements.count < FP_STMTS_MAX &&
+               FP_REAL(PQpipelineStatus)(d->conn) == PQ_PIPELINE_OFF && !FP_REAL(PQisBusy)(d->conn);
+}
+
+/*
+ * PQprepare() of a statement of ours (wire) on d's session: the session
+ * tracker does not count it as the application's state (FP_DIRTY_PREPARE),
+ * which would pin the session or have it discarded.
+ */
+static PGresult *tx_parse(struct dropin_conn *d, const char *wire, const char *text, int n_params,
+                          const Oid *types)
+{
+        uint32_t before = d->lease->dirty & FP_DIRTY_PREPARE;
+        PGresult *res = FP_REAL(PQprepare)(d->conn, wire, text, n_params, types);
+        d->lease->dirty = (d->lease->dirty & ~(uint32_t)FP_DIRTY_PREPARE) | before;
+        return res;
+}
+
+/*
+ * Makes the statement of hash (text, types) a named statement on d's
+ * session unless it is one: a Parse under its wire name, one round trip
+ * (PQprepare), outside a pipeline only. Returns 1 (execute it by wire), 0
+ * (it cannot be named on this session: run it unnamed) or -1 with the
+ * server's error result in *ret_error (the text does not prepare; NULL if
+ * libpq made none).
+ */
+static int tx_name_now(struct dropin_conn *d, const uint8_t *hash, const char *text, int n_params,
+                       const Oid *types, PGresult **ret_error)
+{
+        char wire[TX_WIRE_NAME_MAX];
+        if (tx_session_has(d, hash))
+                return 1;
+        if (!tx_session_room(d))
+                return 0;
+        tx_wire_name(hash, wire);
+        PGresult *res = tx_parse(d, wire, text, n_params, types);
+        if (FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK) {
+                FP_REAL(PQclear)(res);
+                (void)fp_stmt_set_add(&d->lease->statements, hash);
+                return 1;
+        }
+        d->tx->failed = true;
+        *ret_error = res;
+        return -1;
+}
+
+/*
+ * Leaves res as the result of the command being "sent" (PQgetResult()
+ * returns it, then NULL). Returns libpq's 1, or 0 for no result.
+ */
+static int tx_stash(struct dropin_conn *d, PGresult *res)
+{
+        d->tx->stash = res;
+        return res != NULL;
+}
+
+/*
+ * PQsendPrepare() on d's session, of the statement of hash (NULL: the
+ * application named none): a session that has it gets nothing (a made
+ * COMMAND_OK result answers); one with room gets a Parse under its wire
+ * name (its result says whether it made it); else the unnamed statement,
+ * which the server checks.
+ */
+static int tx_send_prepare(struct dropin_conn *d, const uint8_t *hash, const char *text,
+                           int n_params, const Oid *types)
+{
+        PGconn *conn = d->conn;
+        char wire[TX_WIRE_NAME_MAX];
+        if (!hash)
+                return FP_REAL(PQsendPrepare)(conn, NULL, text, n_params, types);
+        bool plain = FP_REAL(PQpipelineStatus)(conn) == PQ_PIPELINE_OFF && !FP_REAL(PQisBusy)(conn);
+        if (tx_session_has(d, hash)) {
+                if (plain && FP_REAL(PQtransactionStatus)(conn) != PQTRANS_INERROR)
+                        return tx_stash(d, FP_REAL(PQmakeEmptyPGresult)(conn, PGRES_COMMAND_OK));
+        } else if (tx_session_room(d)) {
+                tx_wire_name(hash, wire);
+                int ok = FP_REAL(PQsendPrepare)(conn, wire, text, n_params, types);
+                if (ok && fp_stmt_set_add(&d->lease->statements, hash) == 0) {
+                        d->tx->parse_sent = true;
+                        d->tx->parse_dirty = d->lease->dirty & FP_DIRTY_PREPARE;
+                        memcpy(d->tx->parse_hash, hash, FP_STMT_HASH_LEN);
+                }
+                return ok;
+        }
+        return FP_REAL(PQsendPrepare)(conn, "", text, n_params, types);
+}
+
+/*
+ * PQsendQueryPrepared() of the statement of hash on d's session: by its
+ * wire name, prepared first (one round trip) if the session lacks it and
+ * may have it; unnamed (PQsendQueryParams) if it may not. A text that does
+ * not prepare answers with the server's error.
+ */
+static int tx_send_prepared(struct dropin_conn *d, const uint8_t *hash, const char *text,
+                            int n_params, const Oid *types, const char *const *values,
+                            const int *lengths, const int *formats, int result_format)
+{
+        PGresult *error = NULL;
+        char wire[TX_WIRE_NAME_MAX];
+        int named = tx_name_now(d, hash, text, n_params, types, &error);
+        if (named < 0)
+                return tx_stash(d, error);
+        if (named == 0)
+                return FP_REAL(PQsendQueryParams)(d->conn, text, n_params, types, values, lengths,
+                                                  formats, result_format);
+        tx_wire_name(hash, wire);
+        return FP_REAL(PQsendQueryPrepared)(d->conn, wire, n_params, values, lengths, formats,
+                                            result_format);
 }
 
 /* A statement with an empty effect and the status DEALLOCATE has (PQsendQuery's stand-in). */
@@ -1059,6 +1301,7 @@ int txmode_connected(struct dropin_conn *d)
                 atomic_fetch_add(&txmode_count, 1);
         }
         struct txmode *tx = d->tx;
+        d->lease->flags |= FP_LEASE_LOCAL_STATEMENTS;
         tx->sock = FP_REAL(PQsocket)(d->conn);
         tx->last_lease_id = d->lease->lease_id;
         memcpy(&tx->info, &d->lease->info, sizeof(tx->info));
@@ -1086,11 +1329,8 @@ void txmode_before_reset(struct dropin_conn *d)
 static void tx_free(struct txmode *tx)
 {
         tx_deferred_free(tx);
-        struct tx_statement *next;
-        for (struct tx_statement *s = tx->statements; s; s = next) {
-                next = s->next;
-                tx_statement_free(s);
-        }
+        tx_statement_forget_all(tx);
+        FP_REAL(PQclear)(tx->stash);
         free(tx);
 }
 
@@ -1162,18 +1402,37 @@ DROPIN_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char
                                   int nParams, const Oid *paramTypes)
 {
         struct dropin_conn *d = tx_find(conn);
-        if (!d || !stmtName)
+        uint8_t hash[FP_STMT_HASH_LEN];
+        if (!d || !stmtName || tx_statement_hash(query, nParams, paramTypes, hash) < 0)
                 return FP_REAL(PQprepare)(conn, stmtName, query, nParams, paramTypes);
-        if (tx_begin(d, query) < 0)
+        /* Preparing leaves no state of the application's: what the text does counts when it runs.
+         */
+        if (tx_begin(d, "") < 0)
                 return tx_error_result(d);
-        /* Checked by the server as the unnamed statement; remembered if it is valid. */
-        PGresult *res = FP_REAL(PQprepare)(conn, "", query, nParams, paramTypes);
-        if (FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK &&
-            tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
+        /*
+         * A session that has the statement needs no Parse; one with room gets it
+         * under its wire name; else the server checks it as the unnamed one.
+         */
+        char wire[TX_WIRE_NAME_MAX];
+        bool has = tx_session_has(d, hash);
+        bool name_it = !has && tx_session_room(d);
+        PGresult *res;
+        tx_wire_name(hash, wire);
+        if (has && FP_REAL(PQtransactionStatus)(conn) != PQTRANS_INERROR)
+                res = FP_REAL(PQmakeEmptyPGresult)(conn, PGRES_COMMAND_OK);
+        else if (name_it)
+                res = tx_parse(d, wire, query, nParams, paramTypes);
+        else
+                res = FP_REAL(PQprepare)(conn, "", query, nParams, paramTypes);
+        bool ok = FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK;
+        if (ok && name_it)
+                (void)fp_stmt_set_add(&d->lease->statements, hash);
+        if (ok && !tx_statement_put(d->tx, stmtName, query, nParams, paramTypes, hash)) {
                 FP_REAL(PQclear)(res);
                 snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
                 res = tx_error_result(d);
         }
+        d->tx->failed |= !ok;
         tx_end(d, true);
         return res;
 }
@@ -1189,10 +1448,18 @@ DROPIN_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int n
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
         if (tx_begin(d, s ? s->text : NULL) < 0)
                 return tx_error_result(d);
-        PGresult *res = s ? FP_REAL(PQexecParams)(conn, s->text, nParams, s->types, paramValues,
-                                                  paramLengths, paramFormats, resultFormat)
-                          : FP_REAL(PQexecPrepared)(conn, stmtName, nParams, paramValues,
-                                                    paramLengths, paramFormats, resultFormat);
+        PGresult *res = NULL;
+        int named = s ? tx_name_now(d, s->hash, s->text, s->n_params, s->types, &res) : -2;
+        if (named > 0)
+                res = FP_REAL(PQexecPrepared)(conn, s->wire, nParams, paramValues, paramLengths,
+                                              paramFormats, resultFormat);
+        else if (named == 0)
+                res = FP_REAL(PQexecParams)(conn, s->text, nParams, s->types, paramValues,
+                                            paramLengths, paramFormats, resultFormat);
+        else if (named == -2)
+                res = FP_REAL(PQexecPrepared)(conn, stmtName, nParams, paramValues, paramLengths,
+                                              paramFormats, resultFormat);
+        d->tx->failed |= FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR;
         tx_end(d, true);
         return res;
 }
@@ -1205,14 +1472,18 @@ DROPIN_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
         const struct tx_statement *s = tx_statement_find(d->tx, stmt);
         if (tx_begin(d, s ? s->text : "") < 0)
                 return tx_error_result(d);
-        PGresult *res;
-        if (s) {
+        PGresult *res = NULL;
+        int named = s ? tx_name_now(d, s->hash, s->text, s->n_params, s->types, &res) : -2;
+        if (named > 0) {
+                res = FP_REAL(PQdescribePrepared)(conn, s->wire);
+        } else if (named == 0) {
+                /* No room on this session: the unnamed statement made, then described. */
                 res = FP_REAL(PQprepare)(conn, "", s->text, s->n_params, s->types);
                 if (FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK) {
                         FP_REAL(PQclear)(res);
                         res = FP_REAL(PQdescribePrepared)(conn, "");
                 }
-        } else {
+        } else if (named == -2) {
                 res = FP_REAL(PQdescribePrepared)(conn, stmt);
         }
         tx_end(d, true);
@@ -1277,21 +1548,21 @@ DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
                                 const Oid *paramTypes)
 {
         struct dropin_conn *d = tx_find(conn);
-        if (!d)
+        uint8_t hash[FP_STMT_HASH_LEN];
+        if (!d || (stmtName && tx_statement_hash(query, nParams, paramTypes, hash) < 0))
                 return FP_REAL(PQsendPrepare)(conn, stmtName, query, nParams, paramTypes);
-        /* Remembered now (a later PQsendQueryPrepared may come before the result is read);
-         * the server checks it as the unnamed statement. */
-        if (stmtName && tx_statement_put(d->tx, stmtName, query, nParams, paramTypes) < 0) {
+        /* Remembered now: a later PQsendQueryPrepared may come before the result is read. */
+        if (stmtName && !tx_statement_put(d->tx, stmtName, query, nParams, paramTypes, hash)) {
                 snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
                 return 0;
         }
-        int r = tx_begin_send(d, query);
+        int r = tx_begin_send(d, ""); /* as PQprepare(): no state until it runs */
         if (r < 0)
                 return 0;
         if (r == 1)
-                return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? "" : NULL, query,
-                                               nParams, paramTypes, NULL, NULL, NULL, 0));
-        int ok = FP_REAL(PQsendPrepare)(conn, stmtName ? "" : NULL, query, nParams, paramTypes);
+                return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? hash : NULL,
+                                               query, nParams, paramTypes, NULL, NULL, NULL, 0));
+        int ok = tx_send_prepare(d, stmtName ? hash : NULL, query, nParams, paramTypes);
         tx_end(d, !ok);
         return ok;
 }
@@ -1305,21 +1576,23 @@ DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
                 return FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
                                                     paramLengths, paramFormats, resultFormat);
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
+        int ok;
         if (s) {
                 int r = tx_begin_send(d, s->text);
                 if (r < 0)
                         return 0;
                 if (r == 1)
-                        return tx_deferred(d, tx_defer(d->tx, TX_SEND_PARAMS, NULL, s->text,
-                                                       nParams, s->types, paramValues, paramLengths,
-                                                       paramFormats, resultFormat));
-        } else if (tx_begin(d, NULL) < 0) {
-                return 0;
-        }
-        int ok = s ? FP_REAL(PQsendQueryParams)(conn, s->text, nParams, s->types, paramValues,
-                                                paramLengths, paramFormats, resultFormat)
-                   : FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
+                        return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARED, s->hash, s->text,
+                                                       s->n_params, s->types, paramValues,
+                                                       paramLengths, paramFormats, resultFormat));
+                ok = tx_send_prepared(d, s->hash, s->text, s->n_params, s->types, paramValues,
+                                      paramLengths, paramFormats, resultFormat);
+        } else {
+                if (tx_begin(d, NULL) < 0)
+                        return 0;
+                ok = FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
                                                   paramLengths, paramFormats, resultFormat);
+        }
         tx_end(d, !ok);
         return ok;
 }
@@ -1332,10 +1605,21 @@ DROPIN_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt)
         const struct tx_statement *s = tx_statement_find(d->tx, stmt);
         if (tx_begin(d, s ? s->text : "") < 0)
                 return 0;
-        if (s && FP_REAL(PQpipelineStatus)(conn) == PQ_PIPELINE_OFF && !FP_REAL(PQisBusy)(conn)) {
-                /* The unnamed statement made first, at once; then its description is asked. */
+        PGresult *error = NULL;
+        int named = s ? tx_name_now(d, s->hash, s->text, s->n_params, s->types, &error) : -2;
+        int ok;
+        if (named == -1) {
+                ok = tx_stash(d, error); /* the text does not prepare: the server's error */
+                tx_end(d, !ok);
+                return ok;
+        }
+        if (named > 0) {
+                stmt = s->wire;
+        } else if (named == 0 && FP_REAL(PQpipelineStatus)(conn) == PQ_PIPELINE_OFF &&
+                   !FP_REAL(PQisBusy)(conn)) {
+                /* No room on this session: the unnamed statement made first, then described. */
                 PGresult *res = FP_REAL(PQprepare)(conn, "", s->text, s->n_params, s->types);
-                bool ok = FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK;
+                ok = FP_REAL(PQresultStatus)(res) == PGRES_COMMAND_OK;
                 FP_REAL(PQclear)(res);
                 if (!ok) {
                         tx_end(d, true);
@@ -1343,7 +1627,7 @@ DROPIN_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt)
                 }
                 stmt = "";
         }
-        int ok = FP_REAL(PQsendDescribePrepared)(conn, stmt);
+        ok = FP_REAL(PQsendDescribePrepared)(conn, stmt);
         tx_end(d, !ok);
         return ok;
 }
@@ -1371,7 +1655,21 @@ DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
                         return tx_error_result(d);
                 }
         }
+        if (d && d->tx->stash) {
+                PGresult *made = d->tx->stash;
+                d->tx->stash = NULL;
+                return made;
+        }
         PGresult *res = FP_REAL(PQgetResult)(conn);
+        if (d && d->tx->parse_sent) {
+                /* The result of our Parse: the session has the statement only if it worked. */
+                d->tx->parse_sent = false;
+                if (d->lease && FP_REAL(PQresultStatus)(res) != PGRES_COMMAND_OK)
+                        fp_stmt_set_remove(&d->lease->statements, d->tx->parse_hash);
+                if (d->lease)
+                        d->lease->dirty = (d->lease->dirty & ~(uint32_t)FP_DIRTY_PREPARE) |
+                                          d->tx->parse_dirty;
+        }
         if (res) {
                 if (d && FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR)
                         d->tx->failed = true;
@@ -1406,8 +1704,8 @@ DROPIN_EXPORT int PQisBusy(PGconn *conn)
         struct dropin_conn *d = tx_find(conn);
         if (d && d->tx->pending && tx_pending_complete(d, false) == -EAGAIN)
                 return 1;
-        if (d && d->tx->deferred_failed)
-                return 0; /* its error result is ready */
+        if (d && (d->tx->deferred_failed || d->tx->stash))
+                return 0; /* its result is ready */
         return FP_REAL(PQisBusy)(conn);
 }
 

@@ -103,7 +103,7 @@ case $RELEASE in
 esac
 PACKAGES=(
   build-essential cmake pkg-config
-  libpq-dev postgresql postgresql-contrib
+  libpq-dev libssl-dev postgresql postgresql-contrib
   libmariadb-dev mariadb-server mariadb-client
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
   clang "libclang-rt-$CLANG_VERSION-dev"

@@ -138,6 +138,23 @@ static uint32_t dirty_from_columns(const PGresult *res)
         return dirty;
 }
 
+/*
+ * What a command did to the session's protocol-level statements (struct
+ * forkpool_lease.statements), by its tag: DEALLOCATE ALL and DISCARD ALL
+ * drop them all; a DEALLOCATE of one name (the drop-in never sends its own)
+ * may have dropped one of the set.
+ */
+static void track_statements(struct forkpool_lease *lease, const char *tag)
+{
+        if (!tag || tag[0] != 'D')
+                return;
+        if (strcmp(tag, "DEALLOCATE ALL") == 0 || strcmp(tag, "DISCARD ALL") == 0) {
+                lease->statements.count = 0;
+                lease->statements_known = true;
+        } else if (strcmp(tag, "DEALLOCATE") == 0)
+                lease->statements_known = false;
+}
+
 static int track_event(PGEventId id, void *info, void *pass_through)
 {
         struct fp_session_tracker *tracker = pass_through;
@@ -152,6 +169,7 @@ static int track_event(PGEventId id, void *info, void *pass_through)
                 return 1;
         const PGresult *res = ((PGEventResultCreate *)info)->result;
         const char *tag = PQcmdStatus((PGresult *)res);
+        track_statements(tracker->lease, tag);
         if (PQresultStatus(res) == PGRES_COMMAND_OK && (!tag || !*tag))
                 tracker->lease->dirty |= FP_DIRTY_PREPARE; /* PQprepare: a named statement */
         else if (PQresultStatus(res) == PGRES_TUPLES_OK)

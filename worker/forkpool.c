@@ -455,6 +455,10 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 .db_kind = msg->db_kind,
         };
         snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
+        if ((msg->flags & FP_LEASE_STATEMENTS) && msg->statements.count <= FP_STMTS_MAX) {
+                lease->statements = msg->statements;
+                lease->statements_known = true;
+        }
         if (msg->db_kind == FP_DB_MYSQL) {
                 struct fp_lease_mysql *my = &lease->my_info;
                 *my = msg->my;
@@ -1084,6 +1088,10 @@ static void describe_release(const forkpool_lease *lease, struct fp_msg_release 
         else if (!boundary)
                 rel->flags |= FP_RELEASE_NOT_AT_BOUNDARY;
         rel->dirty = lease->dirty;
+        if ((lease->flags & FP_LEASE_LOCAL_STATEMENTS) && lease->statements_known) {
+                rel->flags |= FP_RELEASE_STATEMENTS;
+                rel->statements = lease->statements;
+        }
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++) {
                 const char *v = PQparameterStatus(c, fp_pg_reported_params[i]);
                 if (v)

@@ -26,6 +26,13 @@
  */
 #define FP_LEASE_LOCAL_CLEAN_DIRTY (1u << 16)
 
+/*
+ * Another of this library's lease flags: the holder keeps the lease's
+ * statement set true (the libpq drop-in in transaction mode adds what it
+ * prepares), so the release reports it (FP_RELEASE_STATEMENTS).
+ */
+#define FP_LEASE_LOCAL_STATEMENTS (1u << 17)
+
 /* A handle's cache of released MySQL handles: adopt_mysql.c's, under its own lock. */
 struct fp_my_cache;
 
@@ -102,6 +109,15 @@ struct forkpool_lease {
         uint32_t flags; /* enum fp_lease_flags */
         uint32_t dirty; /* enum fp_session_dirty, seen so far (TRACK_DIRTY leases) */
         struct fp_session_tracker *tracker; /* TRACK_DIRTY leases once adopted */
+        /*
+         * The session's protocol-level statements named by their hash (proto.h)
+         * while statements_known: from the lease (FP_LEASE_STATEMENTS), kept by
+         * a FP_LEASE_LOCAL_STATEMENTS holder; the session tracker empties it at
+         * DEALLOCATE ALL and DISCARD ALL and makes it unknown at a DEALLOCATE
+         * it cannot place.
+         */
+        struct fp_stmt_set statements;
+        bool statements_known;
         bool soft_invalidated;
         bool in_use; /* a sticky lease between acquire and release */
         /*

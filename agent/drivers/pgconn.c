@@ -88,6 +88,15 @@ struct fp_pgconn {
         /* Indexes of parameters whose value the reset reads back. */
         int readback[FP_PG_N_REPORTED];
         int n_readback;
+
+        /*
+         * The named statements the drop-in prepared on the session (a pool in
+         * transaction mode), as the last release reported them; unknown for a
+         * session a previous supervisor left (the fd store) until a reset
+         * deallocates them.
+         */
+        struct fp_stmt_set statements;
+        bool statements_unknown;
 };
 
 static void notice_ignore(void *arg, const char *message)
@@ -459,6 +468,7 @@ int fp_pgconn_restore(sd_event *event, PGconn *conn, const struct fp_lease_pg *i
                 pc->server_addr_len = info->server_addr_len;
         }
         pc->txn = txn;
+        pc->statements_unknown = true;
         bool valid = fp_params_check(info->params, info->params_len) >= 0;
         for (size_t i = 0; i < FP_PG_N_REPORTED; i++)
                 param_set(pc, i,
@@ -563,15 +573,26 @@ static void apply_report(struct fp_pgconn *pc, const struct fp_release_info *inf
  * release that asks for it (FP_RELEASE_CLEAN_DIRTY: the libpq drop-in, whose
  * clients leave prepared statements, cursors and SETs behind) also gets
  * DISCARD ALL when it reports a changed session, whatever the pool's mode.
+ * In a pool that keeps statement sets (transaction mode), a release that
+ * reports the session's set makes it pc's; one that does not (a holder that
+ * does not keep it) gets DEALLOCATE ALL when the set may hold anything. Each
+ * statement that drops them all empties the set.
  */
-static int reset_plan(enum fp_reset_mode mode, const struct fp_release_info *info,
-                      char steps[][PG_SQL_MAX])
+static int reset_plan(struct fp_pgconn *pc, enum fp_reset_mode mode,
+                      const struct fp_release_info *info, char steps[][PG_SQL_MAX])
 {
         bool in_txn = info->txn != FP_TXN_IDLE;
         bool discard =
                 info->dirty && (mode == FP_RESET_AUTO || (info->flags & FP_RELEASE_CLEAN_DIRTY));
+        bool deallocate = false;
         int n = 0;
 
+        if (info->keep_statements && info->statements) {
+                pc->statements = *info->statements;
+                pc->statements_unknown = false;
+        } else if (info->keep_statements) {
+                deallocate = pc->statements_unknown || pc->statements.count > 0;
+        }
         switch (mode) {
         case FP_RESET_NONE:
                 if (discard && in_txn)
@@ -591,6 +612,13 @@ static int reset_plan(enum fp_reset_mode mode, const struct fp_release_info *inf
         }
         if (discard)
                 snprintf(steps[n++], PG_SQL_MAX, "DISCARD ALL");
+        else if (deallocate)
+                snprintf(steps[n++], PG_SQL_MAX, "DEALLOCATE ALL");
+        if (discard || deallocate) {
+                /* A failed reset closes the connection: the set goes with it. */
+                pc->statements.count = 0;
+                pc->statements_unknown = false;
+        }
         return n;
 }
 
@@ -610,7 +638,7 @@ void fp_pgconn_reset(struct fp_pgconn *pc, enum fp_reset_mode mode,
          * values from before them (the common release, with none, copies
          * nothing).
          */
-        pc->n_steps = reset_plan(mode, info, pc->steps);
+        pc->n_steps = reset_plan(pc, mode, info, pc->steps);
         if (pc->n_steps == 0) {
                 apply_report(pc, info, false);
                 pc->txn = info->txn == FP_TXN_UNKNOWN ? FP_TXN_IDLE : info->txn;
@@ -834,8 +862,13 @@ static int pg_backend_id(const void *conn)
 
 static void pg_describe(const void *conn, struct fp_msg_lease *msg)
 {
+        const struct fp_pgconn *pc = conn;
         msg->db_kind = FP_DB_POSTGRES;
         fp_pgconn_describe(conn, &msg->pg, &msg->txn);
+        if (!pc->statements_unknown) {
+                msg->flags |= FP_LEASE_STATEMENTS;
+                msg->statements = pc->statements;
+        }
 }
 
 static void pg_save(const void *conn, struct fp_saved_slot *s)

@@ -27,7 +27,14 @@ Scenarios:
             transactions run on both sessions (another connection holds one of
             them every other time); in each, the statement it just ran is
             prepared on that session (pg_prepared_statements: a named
-            statement, once), and no statement error.
+            statement, once), and no statement error. Then, while another
+            connection holds one session: a child process and this one share
+            the other, and the statement the child prepared there is this
+            process's too (same prepare_time), never prepared again in the
+            next transactions; psycopg's own DEALLOCATE (prepared_max = 1)
+            breaks nothing; DISCARD ALL from another connection takes it and
+            the next use prepares it again; so does a new session
+            (forkpoolctl dispose).
   pins      each state-creating command (session SET, LISTEN, SQL PREPARE,
             pg_advisory_lock, CREATE TEMP TABLE, DECLARE ... WITH HOLD, LOAD)
             pins the session: forkpoolctl shows the pin and its reason, the next
@@ -349,6 +356,8 @@ def loop_report(results, d, who):
     """The checks of the loop's results (one per process or task: who)."""
     results.sort(key=lambda r: r["me"])
     errs = [e for r in results for e in r["errors"]]
+    # The cause first: a connect that failed leaves the others waiting at the barrier.
+    errs.sort(key=lambda e: e.startswith("barrier"))
     viol = [v for r in results for v in r["violations"]]
     nviol = sum(r["nviolations"] for r in results)
     expect_rb = len([s for s in range(1, args.txns) if s % 7 == 3])
@@ -468,6 +477,133 @@ def scenario_prepared():
     check(len(seen) == 8 and all(n == 1 for _, n in seen),
           "on each session the statement is prepared (a named statement), exactly once (%s)"
           % [n for _, n in seen])
+    prepared_across_processes()
+
+
+def stmt_on_session(conn, text):
+    """(backend, times prepared, prepare_time, executions) of the statement text on the
+    session that runs conn's transaction; the transaction is committed."""
+    row = q1(conn, "select pg_backend_pid(), count(*), max(prepare_time)::text, "
+             "coalesce(sum(generic_plans + custom_plans), 0)::int "
+             "from pg_prepared_statements where statement = %s", (text,))
+    conn.commit()
+    return tuple(row)
+
+
+def in_child(fn):
+    """fn() run in a forked child process; returns its repr()'d result as a string."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            out = repr(fn())
+        except Exception as e:
+            out = "error " + exc_text(e)
+        os.write(w, out.encode())
+        os._exit(0)
+    os.close(w)
+    out = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        out += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return out.decode()
+
+
+def prepared_across_processes():
+    """While another connection holds one of the pool's two sessions, a child process and
+    this one share the other: what the child prepared is this process's statement too,
+    kept from one transaction to the next; psycopg's DEALLOCATE (its cache evicting)
+    costs the session nothing; DISCARD ALL from another connection and a new session
+    (forkpoolctl dispose) take the statement, and it is prepared again at its next use."""
+    sql, text = "select %s::int * 5", "select $1::int * 5"
+    a = connect(args.ci)
+    b = drv.connect(args.ci)
+    b.execute("select 1")                         # holds one session until its commit
+
+    def child_work():
+        c = connect(args.ci)
+        v = c.execute(sql, (1,)).fetchone()[0]
+        c.commit()
+        info = stmt_on_session(c, text)
+        c.close()
+        return (v,) + info
+
+    got = in_child(child_work)
+    child = eval(got) if got.startswith("(") else None
+    check(child is not None and child[0] == 5, "a child process ran the statement (%s)" % got)
+    v = a.execute(sql, (2,)).fetchone()[0]
+    a.commit()
+    mine = stmt_on_session(a, text)
+    check(v == 10 and mine[1] == 1, "this process ran it, prepared once on its session (%s)"
+          % (mine,))
+    if DROPIN and child:
+        check(mine[0] == child[1] and mine[2] == child[3] and mine[3] >= 2,
+              "two processes, one session: the child's statement, not prepared again "
+              "(child %s, parent %s)" % (child[1:], mine))
+    for i in range(3):
+        a.execute(sql, (i,)).fetchone()
+        a.commit()
+    later = stmt_on_session(a, text)
+    check(later[1] == 1 and later[2] == mine[2] and later[3] >= mine[3] + 3,
+          "the next transactions on the session run it by its name, never prepared again "
+          "(%s, then %s)" % (mine, later))
+
+    # psycopg's cache evicts (DEALLOCATE name): the statement keeps working.
+    a.prepared_max = 1
+    errs = []
+    for i in range(4):
+        try:
+            for q in ("select %s::int * 7", sql, "select %s::int * 11"):
+                a.execute(q, (i,)).fetchone()
+            a.commit()
+        except drv.Error as e:
+            errs.append(exc_text(e))
+            a.rollback()
+    after = stmt_on_session(a, text)
+    check(not errs and after[1] == 1,
+          "with prepared_max = 1 (psycopg sends DEALLOCATE as it evicts) every statement "
+          "works and stays prepared once (%s; %s)" % (errs[:2], after))
+
+    # DISCARD ALL from another connection on the same session: prepared again at next use.
+    if DROPIN:
+        d = drv.connect(args.ci, autocommit=True)
+        d.execute("discard all")
+        d.close()
+        gone = stmt_on_session(a, text)
+        check(gone[1] == 0, "DISCARD ALL on the session took the statement (%s)" % (gone,))
+    try:
+        v = a.execute(sql, (4,)).fetchone()[0]
+        a.commit()
+    except drv.Error as e:
+        v = exc_text(e)
+        a.rollback()
+    again = stmt_on_session(a, text)
+    check(v == 20 and again[1] == 1, "after DISCARD ALL the statement is prepared again and "
+          "runs (%s; %s)" % (v, again))
+
+    # A new session (forkpoolctl dispose closes the pool's connections).
+    b.commit()
+    if DROPIN:
+        subprocess.run([args.ctl, "--socket", args.socket, "dispose", args.pool], env=ctl_env(),
+                       check=True, capture_output=True)
+    try:
+        v = a.execute(sql, (5,)).fetchone()[0]
+        a.commit()
+    except drv.Error as e:
+        v = exc_text(e)
+        a.rollback()
+    fresh = stmt_on_session(a, text)
+    check(v == 25 and fresh[1] == 1 and (fresh[0] != again[0] or not DROPIN),
+          "on a new session the statement is prepared again and runs (%s; %s, was backend %s)"
+          % (v, fresh, again[0]))
+    a.close()
+    b.close()
+    expect_released(args.pool, "the prepared scenario's connections")
 
 
 # ---------------------------------------------------------------- pins

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dropin/tx-psycopg2, dropin/tx-psycopg3, dropin/tx-pins, dropin/tx-errors —
+# dropin/tx-psycopg2, dropin/tx-psycopg3, dropin/tx-prepared, dropin/tx-pins, dropin/tx-errors —
 # unmodified psycopg2 and psycopg 3 programs (Debian's /usr/bin/python3 and
 # packages) that keep their connections open, through the drop-in, on pools in
 # transaction mode (pool_mode = transaction); txclients.py has the details:
@@ -16,7 +16,10 @@
 #              forkpoold's default max_connections_per_pid)
 #   prepared   psycopg 3, prepare_threshold=0, pool of 2: a connection's
 #              statement is prepared on each session its transactions run on,
-#              once (pg_prepared_statements)
+#              once (pg_prepared_statements); two processes on one session share
+#              it, the next transactions do not prepare it again; psycopg's
+#              DEALLOCATE, DISCARD ALL and a new session (forkpoolctl dispose)
+#              followed by a correct re-prepare
 #   pins       each state-creating command pins the session (forkpoolctl shows
 #              it and why; the next transaction sees the state); closed, the
 #              state is gone; a connection that creates no state is never pinned

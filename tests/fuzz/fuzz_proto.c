@@ -9,7 +9,8 @@
  * command, the packed session parameters of a release), libforkpool's
  * (worker/forkpool.c: the identifiers and parameters of a PostgreSQL or
  * MySQL lease, the text and errno of an error) and forkpoolctl's (the text of
- * an admin reply).
+ * an admin reply); the statement set of a lease or a release (its count
+ * bounded by fp_msg_check()).
  * Then every string the receiver goes on to use is used (strlen, lookups), in
  * a buffer of exactly the message's size, so that ASan sees any read a check
  * let through.
@@ -96,6 +97,26 @@ static void fuzz_params(const char *params, size_t cap, uint32_t params_len)
         }
 }
 
+/*
+ * A statement set as its receivers use it (worker/forkpool.c lease_new,
+ * agent/drivers/pgconn.c at a release): fp_msg_check() bounded its count,
+ * and every hash in it is found.
+ */
+static void fuzz_statements(const struct fp_stmt_set *set)
+{
+        FUZZ_ASSERT(set->count <= FP_STMTS_MAX);
+        struct fp_stmt_set copy = {0};
+        for (uint32_t i = 0; i < set->count; i++) {
+                FUZZ_ASSERT(fp_stmt_set_has(set, set->hash[i]));
+                FUZZ_ASSERT(fp_stmt_set_add(&copy, set->hash[i]) == 0);
+        }
+        for (uint32_t i = 0; i < set->count; i++) {
+                fp_stmt_set_remove(&copy, set->hash[i]);
+                FUZZ_ASSERT(!fp_stmt_set_has(&copy, set->hash[i]));
+        }
+        FUZZ_ASSERT(copy.count == 0);
+}
+
 /* forkpoold's handling of an acquire (agent/control.c handle_acquire). */
 static void fuzz_acquire(const struct fp_msg_acquire *msg)
 {
@@ -109,6 +130,7 @@ static void fuzz_acquire(const struct fp_msg_acquire *msg)
 /* libforkpool's handling of a lease (worker/forkpool.c lease_new, adopt_pg.c, adopt_mysql.c). */
 static void fuzz_lease(const struct fp_msg_lease *msg)
 {
+        fuzz_statements(&msg->statements);
         if (msg->db_kind == FP_DB_MYSQL) {
                 struct fp_lease_mysql my = msg->my;
                 my.server_version[sizeof(my.server_version) - 1] = '\0';
@@ -233,6 +255,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case FP_OP_RELEASE: {
                 const struct fp_msg_release *msg = buf;
                 fuzz_params(msg->params, sizeof(msg->params), msg->params_len);
+                fuzz_statements(&msg->statements);
                 break;
         }
         case FP_OP_ERROR:

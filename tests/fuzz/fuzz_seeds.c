@@ -90,10 +90,18 @@ static int seeds_proto(const char *dir)
         snprintf(lease.pg.user, sizeof(lease.pg.user), "app");
         snprintf(lease.pg.dbname, sizeof(lease.pg.dbname), "appdb");
         seeds_params(lease.pg.params, sizeof(lease.pg.params), &lease.pg.params_len);
+        lease.flags = FP_LEASE_STATEMENTS;
+        for (uint8_t i = 0; i < 3; i++) {
+                uint8_t hash[FP_STMT_HASH_LEN];
+                memset(hash, 0x10 * (i + 1), sizeof(hash));
+                (void)fp_stmt_set_add(&lease.statements, hash);
+        }
         fp_msg_init(&release.hdr, FP_OP_RELEASE, sizeof(release), 3);
         release.lease_id = lease.lease_id;
         release.txn = FP_TXN_INTRANS;
         seeds_params(release.params, sizeof(release.params), &release.params_len);
+        release.flags = FP_RELEASE_STATEMENTS;
+        release.statements = lease.statements;
         fp_msg_init(&error.hdr, FP_OP_ERROR, sizeof(error), 2);
         error.error = -ETIMEDOUT;
         snprintf(error.text, sizeof(error.text),

@@ -530,6 +530,42 @@ static void test_ready_together(void)
  * forkpoold (whose recursion used to overflow its stack here; it runs with
  * 2 MiB) lives on with the connection idle.
  */
+/*
+ * An acquire whose supervisor does not answer (stopped) gives up after its
+ * timeout plus the library's reply slack (10 s) with -ETIMEDOUT; the lease
+ * that answers it late goes back unused, so the pool's one connection serves
+ * the next acquire, and one without a time limit after it.
+ */
+static void test_acquire_timeout_unanswered(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+
+        itest_sup_start(&s, "it_h_unanswered", "pool_size = 1\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease)); /* connected, then idle */
+        CHECK_OK(forkpool_release(lease));
+
+        CHECK(kill(s.pid, SIGSTOP) == 0);
+        CHECK_MSG(wait_stopped(s.pid, 5000), "forkpoold did not stop");
+        int64_t start = itest_now_ms();
+        int r = forkpool_acquire(fp, "main", 100, &lease);
+        int64_t waited = itest_now_ms() - start;
+        CHECK(kill(s.pid, SIGCONT) == 0);
+        CHECK_MSG(r == -ETIMEDOUT, "acquire from a stopped forkpoold: %d (%s)", r,
+                  forkpool_strerror(r));
+        CHECK_MSG(waited >= 100 && waited < 60000, "gave up after %lld ms", (long long)waited);
+
+        CHECK_OK(forkpool_acquire(fp, "main", 10000, &lease));
+        CHECK(forkpool_lease_pg(lease));
+        CHECK_OK(forkpool_release(lease));
+        CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 static void test_many_waiters(void)
 {
         /*
@@ -776,6 +812,7 @@ ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"hello_timeout", test_hello_timeout, 60},
            {"fd_exhaustion_no_spin", test_fd_exhaustion_no_spin, 90},
            {"waiting_cap", test_waiting_cap, 60}, {"ready_together", test_ready_together, 60},
+           {"acquire_timeout_unanswered", test_acquire_timeout_unanswered, 90},
            {"many_waiters", test_many_waiters, 180},
            {"pool_state_after_restart", test_pool_state_after_restart, 90},
            {"events_follow_ends", test_events_follow_ends, 60})

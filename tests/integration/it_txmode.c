@@ -9,9 +9,9 @@
  * ROLLBACK, pipeline mode, COPY); that each kind of session state pins the
  * session and the next transaction sees it, and that a connection without
  * such state is never pinned; protocol-level prepared statements across
- * sessions; a lease that fails is a query error and the connection stays
- * usable; several connections on a one-connection pool; fork; cancel; and
- * a non-blocking command.
+ * sessions, prepared once per session under a name of their content; a lease that fails is a query
+ * error and the connection stays usable; several connections on a one-connection pool; fork;
+ * cancel; and a non-blocking command.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "itest.h"
+#include "proto.h"
 
 static struct itest_sup sup;
 static char conninfo[512];
@@ -313,13 +314,248 @@ static void test_prepared_statements_across_sessions(void)
         PQclear(res);
         CHECK(PQgetResult(b) == NULL);
         CHECK(wait_checked_out(0) == 0);
-        /* No session holds a statement of ours. */
-        CHECK(strcmp(itest_query(a, "SELECT count(*) FROM pg_prepared_statements"), "0") == 0);
+        /* No session holds a statement under an application's name. */
+        CHECK(strcmp(itest_query(a, "SELECT count(*) FROM pg_prepared_statements "
+                                    "WHERE name NOT LIKE 'fp\\_%'"),
+                     "0") == 0);
         exec_expect(a, "DEALLOCATE plus_one", PGRES_COMMAND_OK);
         res = PQexecPrepared(a, "plus_one", 1, v, NULL, NULL, 0);
         CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
         PQclear(res);
         CHECK(wait_checked_out(0) == 0);
+        PQfinish(a);
+        PQfinish(b);
+        stop();
+}
+
+/* The drop-in's named statements on the session that runs c's next command. */
+static int named_statements(PGconn *c)
+{
+        return atoi(itest_query(c, "SELECT count(*) FROM pg_prepared_statements "
+                                   "WHERE name LIKE 'fp\\_%'"));
+}
+
+/* When the session that runs c's next command prepared its statement of text, "" if it has none. */
+static char *prepared_at(PGconn *c, const char *text, char *buf, size_t len)
+{
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "SELECT prepare_time FROM pg_prepared_statements WHERE name LIKE 'fp\\_%%' "
+                 "AND statement = '%s'",
+                 text);
+        snprintf(buf, len, "%s", itest_query(c, sql));
+        return buf;
+}
+
+/* Runs the prepared statement name with one parameter, expecting the value want. */
+static void exec_prepared_expect(PGconn *c, const char *name, const char *param, const char *want)
+{
+        const char *v[] = {param};
+        PGresult *res = PQexecPrepared(c, name, 1, v, NULL, NULL, 0);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", name,
+                  PQresultErrorMessage(res));
+        CHECK_MSG(strcmp(PQgetvalue(res, 0, 0), want) == 0, "%s(%s) = %s, not %s", name, param,
+                  PQgetvalue(res, 0, 0), want);
+        PQclear(res);
+}
+
+/* Collects an asynchronous command's results: one of status (value want, if not NULL), then NULL.
+ */
+static void async_expect(PGconn *c, ExecStatusType status, const char *want)
+{
+        PGresult *res = PQgetResult(c);
+        CHECK_MSG(PQresultStatus(res) == status, "%s (%s)", PQresStatus(PQresultStatus(res)),
+                  PQresultErrorMessage(res));
+        if (want)
+                CHECK(strcmp(PQgetvalue(res, 0, 0), want) == 0);
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+}
+
+/*
+ * Protocol-level statements become named statements of the sessions, named
+ * by their content, prepared once per session: by any connection, in any
+ * process, kept from one transaction to the next (reset_on_return = auto
+ * does not discard them); DEALLOCATE forgets a name, DEALLOCATE ALL, DISCARD
+ * ALL and a session's death take the session's statements, and each comes
+ * back at its next use; a session's full set runs the rest unnamed.
+ */
+static void test_prepared_once_per_session(void)
+{
+        char t0[64], t1[64];
+        const char *twice = "SELECT $1::int * 2";
+        start("it_txmode_named", "pool_size = 1\nmax_overflow = 0\nreset_on_return = auto\n");
+        PGconn *a = connect_ok(), *b = connect_ok();
+        PGresult *res = PQprepare(a, "double", twice, 1, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(wait_checked_out(0) == 0);
+        CHECK_MSG(named_statements(a) == 1, "%d named statements", named_statements(a));
+        CHECK(strlen(itest_query(a, "SELECT name FROM pg_prepared_statements")) == 35);
+        CHECK(prepared_at(a, twice, t0, sizeof(t0))[0]);
+        /* Another connection, the same text under another name: nothing new on the session. */
+        res = PQprepare(b, "twice", twice, 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        CHECK(named_statements(b) == 1);
+        /* Types are part of a statement: the same text with a declared type is another. */
+        Oid int4 = 23;
+        res = PQprepare(b, "twice_typed", "SELECT $1 * 2", 1, &int4);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        CHECK(named_statements(b) == 2);
+        for (int i = 0; i < 6; i++) {
+                /* One session: b's statements run between a's transactions. */
+                if (i == 3)
+                        exec_expect(a, "BEGIN", PGRES_COMMAND_OK);
+                exec_prepared_expect(a, "double", "3", "6");
+                if (i == 3)
+                        continue;
+                if (i == 4)
+                        exec_expect(a, "COMMIT", PGRES_COMMAND_OK);
+                exec_prepared_expect(b, i % 2 ? "twice" : "twice_typed", "4", "8");
+        }
+        exec_prepared_expect(b, "twice", "4", "8");
+        CHECK(wait_checked_out(0) == 0);
+        CHECK(named_statements(a) == 2);
+        CHECK_MSG(strcmp(prepared_at(a, twice, t1, sizeof(t1)), t0) == 0,
+                  "prepared again: %s, then %s", t0, t1);
+        CHECK(atoi(itest_query(a, "SELECT sum(generic_plans + custom_plans) FROM "
+                                  "pg_prepared_statements WHERE name LIKE 'fp\\_%'")) >= 12);
+
+        /* Asynchronous, as psycopg 3 and PDO do it; a statement the session has costs no Parse. */
+        const char *suffix = "SELECT repeat($1::text, 2)";
+        CHECK(PQsendPrepare(b, "async_s", suffix, 1, NULL));
+        async_expect(b, PGRES_COMMAND_OK, NULL);
+        CHECK(named_statements(b) == 3);
+        CHECK(prepared_at(b, suffix, t0, sizeof(t0))[0]);
+        const char *y[] = {"y"};
+        CHECK(PQsendQueryPrepared(b, "async_s", 1, y, NULL, NULL, 0));
+        async_expect(b, PGRES_TUPLES_OK, "yy");
+        CHECK(PQsendPrepare(a, "suffix", suffix, 1, NULL));
+        async_expect(a, PGRES_COMMAND_OK, NULL);
+        CHECK(PQsendQueryPrepared(a, "suffix", 1, y, NULL, NULL, 0));
+        async_expect(a, PGRES_TUPLES_OK, "yy");
+        CHECK(named_statements(a) == 3);
+        CHECK(strcmp(prepared_at(a, suffix, t1, sizeof(t1)), t0) == 0);
+        res = PQdescribePrepared(a, "double");
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK && PQnparams(res) == 1 &&
+              PQparamtype(res, 0) == 23);
+        PQclear(res);
+        CHECK(PQsendDescribePrepared(b, "async_s"));
+        res = PQgetResult(b);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK && PQnparams(res) == 1);
+        PQclear(res);
+        CHECK(PQgetResult(b) == NULL);
+        /* A text that does not prepare: the server's error, nothing new on the session. */
+        res = PQprepare(a, "bad", "SELECT FROM nowhere_at_all", 0, NULL);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        CHECK(PQsendPrepare(b, "bad", "SELECT FROM nowhere_at_all", 0, NULL));
+        async_expect(b, PGRES_FATAL_ERROR, NULL);
+        CHECK(named_statements(a) == 3);
+        /* In a pipeline: by its name where the session has it. */
+        CHECK(PQenterPipelineMode(b));
+        const char *five[] = {"5"};
+        CHECK(PQsendQueryPrepared(b, "twice", 1, five, NULL, NULL, 0));
+        CHECK(PQsendQueryPrepared(b, "async_s", 1, five, NULL, NULL, 0));
+        CHECK(PQpipelineSync(b));
+        res = PQgetResult(b);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "10") == 0);
+        PQclear(res);
+        CHECK(PQgetResult(b) == NULL);
+        res = PQgetResult(b);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "55") == 0);
+        PQclear(res);
+        CHECK(PQgetResult(b) == NULL);
+        res = PQgetResult(b);
+        CHECK(PQresultStatus(res) == PGRES_PIPELINE_SYNC);
+        PQclear(res);
+        CHECK(PQexitPipelineMode(b));
+        CHECK(wait_checked_out(0) == 0);
+
+        /* Another process, the same session: what it prepares is the parent's too. */
+        pid_t pid = fork();
+        if (pid == 0) {
+                PGconn *c = PQconnectdb(conninfo);
+                PGresult *r = PQprepare(c, "thrice", "SELECT $1::int * 3", 1, NULL);
+                const char *two[] = {"2"};
+                int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+                PQclear(r);
+                r = PQprepare(c, "mine", twice, 1, NULL);
+                ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+                PQclear(r);
+                r = PQexecPrepared(c, "mine", 1, two, NULL, NULL, 0);
+                ok = ok && PQresultStatus(r) == PGRES_TUPLES_OK &&
+                     strcmp(PQgetvalue(r, 0, 0), "4") == 0;
+                PQclear(r);
+                r = PQexec(c, "SELECT count(*) FROM pg_prepared_statements");
+                ok = ok && PQresultStatus(r) == PGRES_TUPLES_OK &&
+                     strcmp(PQgetvalue(r, 0, 0), "4") == 0;
+                PQclear(r);
+                PQfinish(c);
+                _exit(ok ? 0 : 1);
+        }
+        int status = itest_wait_child(pid, 20000);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's statements");
+        prepared_at(a, "SELECT $1::int * 3", t0, sizeof(t0));
+        CHECK(t0[0]);
+        res = PQprepare(a, "thrice", "SELECT $1::int * 3", 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        exec_prepared_expect(a, "thrice", "3", "9");
+        CHECK(named_statements(a) == 4);
+        CHECK(strcmp(prepared_at(a, "SELECT $1::int * 3", t1, sizeof(t1)), t0) == 0);
+
+        /* DEALLOCATE forgets the connection's name; the session keeps the statement for others. */
+        exec_expect(a, "DEALLOCATE double", PGRES_COMMAND_OK);
+        res = PQexecPrepared(a, "double", 1, five, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        exec_prepared_expect(b, "twice", "5", "10");
+        CHECK(named_statements(a) == 4);
+        /* DEALLOCATE ALL and DISCARD ALL take the session's statements: they come back at use. */
+        exec_expect(a, "DEALLOCATE ALL", PGRES_COMMAND_OK);
+        CHECK(named_statements(a) == 0);
+        res = PQexecPrepared(a, "thrice", 1, five, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR); /* a's names went with it */
+        PQclear(res);
+        exec_prepared_expect(b, "twice", "6", "12");
+        CHECK(PQsendQueryPrepared(b, "async_s", 1, y, NULL, NULL, 0));
+        async_expect(b, PGRES_TUPLES_OK, "yy");
+        CHECK(named_statements(b) == 2);
+        exec_expect(b, "DISCARD ALL", PGRES_COMMAND_OK);
+        CHECK(named_statements(a) == 0);
+        res = PQprepare(a, "double", twice, 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        exec_prepared_expect(a, "double", "7", "14");
+        CHECK(named_statements(a) == 1);
+        /* The session dies: the new one gets its statements at their next use. */
+        PGconn *admin = itest_admin();
+        CHECK(itest_admin_long(admin, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                      "pg_stat_activity WHERE application_name = "
+                                      "'it_txmode_named'") == 1);
+        usleep(300000);
+        res = PQexec(a, "SELECT 1");
+        PQclear(res);
+        exec_prepared_expect(a, "double", "8", "16");
+        CHECK(named_statements(a) == 1);
+
+        /* A full set: the statements beyond it run unnamed, and right. */
+        for (int i = 0; i < FP_STMTS_MAX + 6; i++) {
+                char name[32], text[64], want[16];
+                snprintf(name, sizeof(name), "many_%d", i);
+                snprintf(text, sizeof(text), "SELECT $1::int + %d", i);
+                snprintf(want, sizeof(want), "%d", i + 1);
+                res = PQprepare(b, name, text, 1, NULL);
+                CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+                PQclear(res);
+                exec_prepared_expect(b, name, "1", want);
+        }
+        CHECK_MSG(named_statements(b) == FP_STMTS_MAX, "%d", named_statements(b));
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(admin);
         PQfinish(a);
         PQfinish(b);
         stop();
@@ -543,6 +779,69 @@ static void test_more_waiting_than_control_connections(void)
         stop();
 }
 
+/*
+ * Non-blocking connects that must wait for a session, more of them than the
+ * process may open control connections: the rest wait in the process (a
+ * timer under PQsocket()) and every one connects once the session is free.
+ */
+static void test_more_connects_than_control_connections(void)
+{
+        enum {
+                N = 8
+        };
+        start_global("it_txmode_cqueue", "pool_size = 1\nmax_overflow = 0\n",
+                     "max_connections_per_pid = 4\n");
+        PGconn *holder = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK); /* no session free: the connects wait */
+        PGconn *c[N];
+        PostgresPollingStatusType st[N];
+        for (int i = 0; i < N; i++) {
+                c[i] = PQconnectStart(conninfo);
+                CHECK(c[i] && PQstatus(c[i]) != CONNECTION_BAD);
+                st[i] = PGRES_POLLING_WRITING;
+        }
+        int64_t release_at = itest_now_ms() + 300, end = itest_now_ms() + 20000;
+        int left = N;
+        while (left > 0 && itest_now_ms() < end) {
+                if (holder && itest_now_ms() >= release_at) {
+                        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+                        PQfinish(holder);
+                        holder = NULL;
+                }
+                struct pollfd p[N];
+                for (int i = 0; i < N; i++) {
+                        bool busy = st[i] != PGRES_POLLING_OK && st[i] != PGRES_POLLING_FAILED;
+                        p[i] = (struct pollfd){.fd = busy ? PQsocket(c[i]) : -1,
+                                               .events = st[i] == PGRES_POLLING_WRITING ? POLLOUT
+                                                                                        : POLLIN};
+                }
+                (void)poll(p, N, 50);
+                for (int i = 0; i < N; i++) {
+                        if (st[i] == PGRES_POLLING_OK || st[i] == PGRES_POLLING_FAILED ||
+                            !p[i].revents)
+                                continue;
+                        st[i] = PQconnectPoll(c[i]);
+                        CHECK_MSG(st[i] != PGRES_POLLING_FAILED, "connect %d: %s", i,
+                                  PQerrorMessage(c[i]));
+                        left -= st[i] == PGRES_POLLING_OK;
+                }
+        }
+        CHECK_MSG(left == 0, "%d connects never completed", left);
+        for (int i = 0; i < N; i++) {
+                char want[16];
+                snprintf(want, sizeof(want), "%d", i);
+                char sql[32];
+                snprintf(sql, sizeof(sql), "SELECT %d", i);
+                CHECK(strcmp(itest_query(c[i], sql), want) == 0);
+        }
+        CHECK(wait_checked_out(0) == 0);
+        for (int i = 0; i < N; i++)
+                PQfinish(c[i]);
+        if (holder)
+                PQfinish(holder);
+        stop();
+}
+
 /* Sessions that died while the connection was idle (a server restart): one error, then it works. */
 static void test_dead_session(void)
 {
@@ -680,6 +979,7 @@ int main(void)
         test_release_points();
         test_pins();
         test_prepared_statements_across_sessions();
+        test_prepared_once_per_session();
         test_lease_failure_is_a_query_error();
         test_many_connections_on_one_session();
         test_fork();
@@ -691,6 +991,7 @@ int main(void)
         test_send_waits_without_blocking();
         test_dead_session();
         test_more_waiting_than_control_connections();
+        test_more_connects_than_control_connections();
         printf("it_txmode: all passed\n");
         return 0;
 }
