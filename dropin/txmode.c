@@ -144,6 +144,8 @@ struct txmode {
         PGresult *stash;
         /* A Parse of parse_hash is in flight: its result says whether the session has it. */
         bool parse_sent;
+        /* A statement went out under its wire name: its error may say the set is wrong. */
+        bool wire_sent;
         uint8_t parse_hash[FP_STMT_HASH_LEN];
         uint32_t parse_dirty; /* the lease's FP_DIRTY_PREPARE before it (ours is no dirt) */
         /*
@@ -177,8 +179,9 @@ struct tx_deferred {
         bool named; /* hash names the statement (a PQsendPrepare() with a name, PREPARED) */
         uint8_t hash[FP_STMT_HASH_LEN];
         char *text;
-        int n_params;
+        int n_types; /* types[]: the statement's parameter types, as prepared */
         Oid *types;
+        int n_params; /* values[], lengths[], formats[]: the call's parameters */
         char **values;
         int *lengths;
         int *formats;
@@ -445,12 +448,14 @@ static void *tx_copy(const void *p, size_t n, size_t size, bool *ok)
 }
 
 /*
- * Copies a PQsend* call's arguments into tx->deferred (lengths and formats
- * say which values are binary, as libpq reads them). Returns 0 or -ENOMEM.
+ * Copies a PQsend* call's arguments into tx->deferred: n_types types, and
+ * n_params values (lengths and formats say which are binary, as libpq reads
+ * them). Returns 0 or -ENOMEM.
  */
 static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const uint8_t *hash,
-                    const char *text, int n_params, const Oid *types, const char *const *values,
-                    const int *lengths, const int *formats, int result_format)
+                    const char *text, int n_types, const Oid *types, int n_params,
+                    const char *const *values, const int *lengths, const int *formats,
+                    int result_format)
 {
         bool ok = true;
         size_t n = n_params > 0 ? (size_t)n_params : 0;
@@ -459,6 +464,7 @@ static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const uint8_t
                 return -ENOMEM;
         tx->deferred = c;
         c->kind = kind;
+        c->n_types = n_types > 0 ? n_types : 0;
         c->n_params = n_params;
         c->result_format = result_format;
         c->named = hash != NULL;
@@ -466,7 +472,7 @@ static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const uint8_t
                 memcpy(c->hash, hash, sizeof(c->hash));
         c->text = text ? strdup(text) : NULL;
         ok = !text || c->text;
-        c->types = tx_copy(types, n, sizeof(Oid), &ok);
+        c->types = tx_copy(types, (size_t)c->n_types, sizeof(Oid), &ok);
         c->lengths = tx_copy(lengths, n, sizeof(int), &ok);
         c->formats = tx_copy(formats, n, sizeof(int), &ok);
         if (values && n) {
@@ -490,7 +496,7 @@ static int tx_defer(struct txmode *tx, enum tx_deferred_kind kind, const uint8_t
 static int tx_send_prepare(struct dropin_conn *d, const uint8_t *hash, const char *text,
                            int n_params, const Oid *types);
 static int tx_send_prepared(struct dropin_conn *d, const uint8_t *hash, const char *text,
-                            int n_params, const Oid *types, const char *const *values,
+                            int n_types, const Oid *types, int n_params, const char *const *values,
                             const int *lengths, const int *formats, int result_format);
 
 /* Sends tx's deferred command on the session now under the PGconn. Returns libpq's 1 or 0. */
@@ -509,12 +515,12 @@ static int tx_send_deferred(struct dropin_conn *d)
                                                 c->formats, c->result_format);
                 break;
         case TX_SEND_PREPARED:
-                ok = tx_send_prepared(d, c->hash, c->text, c->n_params, c->types,
+                ok = tx_send_prepared(d, c->hash, c->text, c->n_types, c->types, c->n_params,
                                       (const char *const *)c->values, c->lengths, c->formats,
                                       c->result_format);
                 break;
         default:
-                ok = tx_send_prepare(d, c->named ? c->hash : NULL, c->text, c->n_params, c->types);
+                ok = tx_send_prepare(d, c->named ? c->hash : NULL, c->text, c->n_types, c->types);
                 break;
         }
         /* The application was told it was sent: whatever libpq buffered goes out now. */
@@ -1179,6 +1185,40 @@ static PGresult *tx_parse(struct dropin_conn *d, const char *wire, const char *t
 }
 
 /*
+ * After a failed command: if the server's error says the session's named
+ * statements are not what the set says (26000: no such statement; 42P05:
+ * one exists already; 0A000: a statement whose plan a schema change broke,
+ * "cached plan must not change result type"), the set is no longer trusted:
+ * the rest of the lease runs its statements unnamed, and the release has
+ * forkpoold's reset deallocate them all, so the next lease prepares afresh.
+ */
+static void tx_check_statement_error(struct dropin_conn *d, const PGresult *res)
+{
+        if (!d->lease || FP_REAL(PQresultStatus)(res) != PGRES_FATAL_ERROR)
+                return;
+        const char *state = FP_REAL(PQresultErrorField)(res, PG_DIAG_SQLSTATE);
+        if (state && (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
+                      strcmp(state, "0A000") == 0))
+                d->lease->statements_known = false;
+}
+
+/*
+ * The statement's n_types parameter types as the n_params a call passes
+ * (libpq reads one type per parameter): NULL when types will do as they are
+ * (n_params <= n_types), else a copy padded with 0 (the server infers the
+ * rest), or NULL if out of memory. The caller frees it.
+ */
+static Oid *tx_types_for(int n_params, int n_types, const Oid *types)
+{
+        if (n_params <= n_types)
+                return NULL;
+        Oid *all = calloc((size_t)n_params, sizeof(Oid));
+        if (all && n_types > 0 && types)
+                memcpy(all, types, (size_t)n_types * sizeof(Oid));
+        return all;
+}
+
+/*
  * Makes the statement of hash (text, types) a named statement on d's
  * session unless it is one: a Parse under its wire name, one round trip
  * (PQprepare), outside a pipeline only. Returns 1 (execute it by wire), 0
@@ -1202,6 +1242,7 @@ static int tx_name_now(struct dropin_conn *d, const uint8_t *hash, const char *t
                 return 1;
         }
         d->tx->failed = true;
+        tx_check_statement_error(d, res);
         *ret_error = res;
         return -1;
 }
@@ -1254,20 +1295,30 @@ static int tx_send_prepare(struct dropin_conn *d, const uint8_t *hash, const cha
  * not prepare answers with the server's error.
  */
 static int tx_send_prepared(struct dropin_conn *d, const uint8_t *hash, const char *text,
-                            int n_params, const Oid *types, const char *const *values,
+                            int n_types, const Oid *types, int n_params, const char *const *values,
                             const int *lengths, const int *formats, int result_format)
 {
         PGresult *error = NULL;
         char wire[TX_WIRE_NAME_MAX];
-        int named = tx_name_now(d, hash, text, n_params, types, &error);
+        int named = tx_name_now(d, hash, text, n_types, types, &error);
         if (named < 0)
                 return tx_stash(d, error);
-        if (named == 0)
-                return FP_REAL(PQsendQueryParams)(d->conn, text, n_params, types, values, lengths,
-                                                  formats, result_format);
+        if (named == 0) {
+                Oid *all = tx_types_for(n_params, n_types, types);
+                if (!all && n_params > n_types) {
+                        snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+                        return 0;
+                }
+                int ok = FP_REAL(PQsendQueryParams)(d->conn, text, n_params, all ? all : types,
+                                                    values, lengths, formats, result_format);
+                free(all);
+                return ok;
+        }
         tx_wire_name(hash, wire);
-        return FP_REAL(PQsendQueryPrepared)(d->conn, wire, n_params, values, lengths, formats,
-                                            result_format);
+        int ok = FP_REAL(PQsendQueryPrepared)(d->conn, wire, n_params, values, lengths, formats,
+                                              result_format);
+        d->tx->wire_sent = ok;
+        return ok;
 }
 
 /* A statement with an empty effect and the status DEALLOCATE has (PQsendQuery's stand-in). */
@@ -1453,13 +1504,23 @@ DROPIN_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int n
         if (named > 0)
                 res = FP_REAL(PQexecPrepared)(conn, s->wire, nParams, paramValues, paramLengths,
                                               paramFormats, resultFormat);
-        else if (named == 0)
-                res = FP_REAL(PQexecParams)(conn, s->text, nParams, s->types, paramValues,
-                                            paramLengths, paramFormats, resultFormat);
-        else if (named == -2)
+        else if (named == 0) {
+                Oid *all = tx_types_for(nParams, s->n_params, s->types);
+                if (all || nParams <= s->n_params)
+                        res = FP_REAL(PQexecParams)(conn, s->text, nParams, all ? all : s->types,
+                                                    paramValues, paramLengths, paramFormats,
+                                                    resultFormat);
+                else
+                        snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
+                free(all);
+                if (!res)
+                        res = tx_error_result(d);
+        } else if (named == -2)
                 res = FP_REAL(PQexecPrepared)(conn, stmtName, nParams, paramValues, paramLengths,
                                               paramFormats, resultFormat);
         d->tx->failed |= FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR;
+        if (named > 0)
+                tx_check_statement_error(d, res);
         tx_end(d, true);
         return res;
 }
@@ -1513,7 +1574,7 @@ DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
         if (r < 0)
                 return 0;
         if (r == 1)
-                return tx_deferred(d, tx_defer(d->tx, TX_SEND_QUERY, NULL, query, 0, NULL, NULL,
+                return tx_deferred(d, tx_defer(d->tx, TX_SEND_QUERY, NULL, query, 0, NULL, 0, NULL,
                                                NULL, NULL, 0));
         int ok = FP_REAL(PQsendQuery)(conn, query);
         tx_end(d, !ok);
@@ -1536,8 +1597,8 @@ DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
                 return 0;
         if (r == 1)
                 return tx_deferred(d, tx_defer(d->tx, TX_SEND_PARAMS, NULL, command, nParams,
-                                               paramTypes, paramValues, paramLengths, paramFormats,
-                                               resultFormat));
+                                               paramTypes, nParams, paramValues, paramLengths,
+                                               paramFormats, resultFormat));
         int ok = FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
                                             paramLengths, paramFormats, resultFormat);
         tx_end(d, !ok);
@@ -1561,7 +1622,7 @@ DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
                 return 0;
         if (r == 1)
                 return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARE, stmtName ? hash : NULL,
-                                               query, nParams, paramTypes, NULL, NULL, NULL, 0));
+                                               query, nParams, paramTypes, 0, NULL, NULL, NULL, 0));
         int ok = tx_send_prepare(d, stmtName ? hash : NULL, query, nParams, paramTypes);
         tx_end(d, !ok);
         return ok;
@@ -1583,10 +1644,10 @@ DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
                         return 0;
                 if (r == 1)
                         return tx_deferred(d, tx_defer(d->tx, TX_SEND_PREPARED, s->hash, s->text,
-                                                       s->n_params, s->types, paramValues,
+                                                       s->n_params, s->types, nParams, paramValues,
                                                        paramLengths, paramFormats, resultFormat));
-                ok = tx_send_prepared(d, s->hash, s->text, s->n_params, s->types, paramValues,
-                                      paramLengths, paramFormats, resultFormat);
+                ok = tx_send_prepared(d, s->hash, s->text, s->n_params, s->types, nParams,
+                                      paramValues, paramLengths, paramFormats, resultFormat);
         } else {
                 if (tx_begin(d, NULL) < 0)
                         return 0;
@@ -1671,12 +1732,17 @@ DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
                                           d->tx->parse_dirty;
         }
         if (res) {
-                if (d && FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR)
+                if (d && FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR) {
                         d->tx->failed = true;
+                        if (d->tx->wire_sent)
+                                tx_check_statement_error(d, res);
+                }
                 return res;
         }
-        if (d)
-                tx_settle(d); /* the release point of an asynchronous command */
+        if (d) {
+                d->tx->wire_sent = false; /* that command's results are all read */
+                tx_settle(d);
+        } /* the release point of an asynchronous command */
         return NULL;
 }
 

@@ -592,6 +592,9 @@ static int reset_plan(struct fp_pgconn *pc, enum fp_reset_mode mode,
                 pc->statements_unknown = false;
         } else if (info->keep_statements) {
                 deallocate = pc->statements_unknown || pc->statements.count > 0;
+        } else {
+                /* Not kept (session mode): unknown, should a reload make it transaction mode. */
+                pc->statements_unknown = true;
         }
         switch (mode) {
         case FP_RESET_NONE:

@@ -561,6 +561,58 @@ static void test_prepared_once_per_session(void)
         stop();
 }
 
+/*
+ * A statement prepared without types, executed asynchronously with its
+ * parameters (the count is the call's, not the types'); and a statement whose
+ * plan a schema change broke: the error comes once, as on a direct
+ * connection, and the next transaction prepares it afresh.
+ */
+static void test_prepared_untyped_and_stale(void)
+{
+        start("it_txmode_stale", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        PGresult *res = PQprepare(c, "plus", "SELECT $1::int + 1", 0, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        for (int i = 0; i < 2; i++) {
+                const char *v[] = {"41"};
+                CHECK_MSG(PQsendQueryPrepared(c, "plus", 1, v, NULL, NULL, 0) == 1, "%s",
+                          PQerrorMessage(c));
+                res = PQgetResult(c);
+                CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                                  strcmp(PQgetvalue(res, 0, 0), "42") == 0,
+                          "run %d: %s", i, PQresultErrorMessage(res));
+                PQclear(res);
+                while ((res = PQgetResult(c)))
+                        PQclear(res);
+        }
+
+        exec_expect(c, "DROP TABLE IF EXISTS it_txmode_stale", PGRES_COMMAND_OK);
+        exec_expect(c, "CREATE TABLE it_txmode_stale (a int)", PGRES_COMMAND_OK);
+        exec_expect(c, "INSERT INTO it_txmode_stale VALUES (1)", PGRES_COMMAND_OK);
+        res = PQprepare(c, "all_of_it", "SELECT * FROM it_txmode_stale", 0, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        res = PQexecPrepared(c, "all_of_it", 0, NULL, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 1);
+        PQclear(res);
+        PGconn *admin = itest_admin();
+        itest_query(admin, "ALTER TABLE it_txmode_stale ADD COLUMN b int");
+        res = PQexecPrepared(c, "all_of_it", 0, NULL, NULL, NULL, 0);
+        bool stale = PQresultStatus(res) == PGRES_FATAL_ERROR;
+        CHECK_MSG(stale || PQnfields(res) == 2, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        /* The next transaction runs it with the table as it is now. */
+        res = PQexecPrepared(c, "all_of_it", 0, NULL, NULL, NULL, 0);
+        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) == 2, "%s",
+                  PQresultErrorMessage(res));
+        PQclear(res);
+        exec_expect(c, "DROP TABLE it_txmode_stale", PGRES_COMMAND_OK);
+        PQfinish(admin);
+        PQfinish(c);
+        stop();
+}
+
 static void test_lease_failure_is_a_query_error(void)
 {
         start("it_txmode_fail", "pool_size = 1\nmax_overflow = 0\npool_timeout = 0.5\n");
@@ -980,6 +1032,7 @@ int main(void)
         test_pins();
         test_prepared_statements_across_sessions();
         test_prepared_once_per_session();
+        test_prepared_untyped_and_stale();
         test_lease_failure_is_a_query_error();
         test_many_connections_on_one_session();
         test_fork();
