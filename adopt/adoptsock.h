@@ -29,10 +29,10 @@ struct fp_adopt_listener {
         char path[FP_ADOPT_SOCK_PATH_MAX]; /* dir + "/" + sock_name */
 };
 
-#define FP_ADOPT_LISTENER_INIT(name)                                                               \
-        {                                                                                          \
-                .fd = -1, .sock_name = (name)                                                      \
-        }
+/* (clang-format 14 and 19 lay out braces in a macro differently) */
+/* clang-format off */
+#define FP_ADOPT_LISTENER_INIT(name) {.fd = -1, .sock_name = (name)}
+/* clang-format on */
 
 /*
  * Makes sure l is a listening socket of this process at l->path. The first

@@ -10,10 +10,23 @@
 #define FORKPOOL_MYADOPT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <mysql.h>
 
 #include "proto.h"
+
+/*
+ * The MariaDB extended capabilities this Connector/C asks for in every
+ * handshake: all it supports (3.3), or its default set (3.4, which asks for
+ * MARIADB_CLIENT_BULK_UNIT_RESULTS only when told to). A session's
+ * negotiated extended capabilities are the server's & these.
+ */
+#ifdef CLIENT_DEFAULT_EXTENDED_FLAGS
+#define FP_MY_CLIENT_EXT_FLAGS ((uint32_t)(CLIENT_DEFAULT_EXTENDED_FLAGS >> 32))
+#else
+#define FP_MY_CLIENT_EXT_FLAGS ((uint32_t)(MARIADB_CLIENT_SUPPORTED_FLAGS >> 32))
+#endif
 
 /* A MARIADB_OPT_STATUS_CALLBACK function. */
 typedef void (*fp_my_status_fn)(void *data, enum enum_mariadb_status_info type, ...);

@@ -284,9 +284,10 @@ int fp_pg_adopt_complete(struct fp_pg_adoption *a, int real_fd, const struct fp_
 {
         char reply[FP_PARAMS_MAX + 256];
         int r = exchange_startup(a);
-        if (r >= 0)
-                r = fp_write_full(a->srv, reply,
-                                  build_startup_reply(info, txn, reply, sizeof(reply)));
+        if (r >= 0) {
+                size_t len = build_startup_reply(info, txn, reply, sizeof(reply));
+                r = fp_write_full(a->srv, reply, len);
+        }
         if (r >= 0)
                 r = finish_connect(a->conn);
         if (r >= 0 && dup3(real_fd, PQsocket(a->conn), O_CLOEXEC) < 0)

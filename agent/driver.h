@@ -35,6 +35,8 @@ typedef void (*fp_db_exec_cb)(void *conn, int error, const char *text, void *use
 struct fp_db_driver {
         const char *name; /* as in URLs and forkpoolctl: "postgresql" */
         enum fp_db_kind kind;
+        /* How its connections are kept off TLS, for the pool's start line (a phrase). */
+        const char *tls_off;
 
         /*
          * Derives what connects need from a parsed URL (which must outlive the

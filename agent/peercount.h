@@ -23,10 +23,10 @@ struct fp_peercount {
 };
 
 /* An empty table (allocates nothing until the first fp_peercount_add()). */
-#define FP_PEERCOUNT_INIT                                                                          \
-        {                                                                                          \
-                0                                                                                  \
-        }
+/* (clang-format 14 and 19 lay out braces in a macro differently) */
+/* clang-format off */
+#define FP_PEERCOUNT_INIT {0}
+/* clang-format on */
 
 /* Frees everything; the table is empty and usable again. Safe on an empty one. */
 void fp_peercount_done(struct fp_peercount *pc);

@@ -21,10 +21,11 @@ struct fp_ratelimit {
 };
 
 /* A bucket of burst lines refilled by one per interval_usec, full at first use. */
-#define FP_RATELIMIT_INIT(burst_, interval_usec_)                                                  \
-        {                                                                                          \
-                .burst = (burst_), .interval_usec = (interval_usec_)                               \
-        }
+/* (clang-format 14 and 19 lay out braces in a macro differently) */
+/* clang-format off */
+#define FP_RATELIMIT_INIT(burst_, interval_usec_) \
+        {.burst = (burst_), .interval_usec = (interval_usec_)}
+/* clang-format on */
 
 /*
  * Whether a line may be logged now (now_usec: CLOCK_MONOTONIC). When it may,

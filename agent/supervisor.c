@@ -385,6 +385,9 @@ int fp_sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg, struc
         }
         sp->pool.id = (uint32_t)sup->n_pools;
         sp->pool.lease_tag = (uint16_t)(sup->lease_tag_base + sp->pool.id);
+        /* A TLS session cannot move to another process: off on purpose, and said so. */
+        log_info("pool %s: TLS is off: leased connections cannot carry TLS (%s)", sp->cfg.name,
+                 sp->driver->tls_off);
         *ret = sp;
         return 0;
 }

@@ -39,7 +39,7 @@ enum fp_op {
         FP_OP_CANCEL,    /* worker → supervisor: cancel the lease's running query; no reply */
         FP_OP_ADMIN,     /* forkpoolctl → supervisor; reply FP_OP_ADMIN_OK or FP_OP_ERROR */
         FP_OP_ADMIN_OK,  /* supervisor → forkpoolctl */
-        FP_OP_PIN, /* worker → supervisor: the lease's session is pinned, and why; no reply */
+        FP_OP_PIN,       /* worker → supervisor: the session is pinned, and why; no reply */
 };
 
 /*

@@ -142,7 +142,7 @@ cleanup_failed_start() {
 # Client command over the server's socket as the server's root account
 # (authenticated by our Unix credentials).
 admin_sql() {
-  "$CLIENT" --no-defaults --protocol=socket -S "$SOCK" -u "$ROOT_ACCOUNT" "$@"
+  "$CLIENT" --no-defaults --skip-ssl --protocol=socket -S "$SOCK" -u "$ROOT_ACCOUNT" "$@"
 }
 
 cmd_start() {

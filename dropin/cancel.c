@@ -11,8 +11,7 @@
 
 #include "pgcancel.h"
 
-#define ARENA_OBJECTS     4096
-#define CANCEL_TIMEOUT_MS 5000
+#define ARENA_OBJECTS 4096
 
 struct dropin_cancel {
         struct sockaddr_storage addr;
@@ -120,20 +119,33 @@ static void put_error(char *errbuf, int errbufsize, const char *text)
         errbuf[i] = '\0';
 }
 
-int dropin_cancel_send(const PGcancel *cancel, char *errbuf, int errbufsize)
+bool dropin_cancel_target(const PGcancel *cancel, const struct sockaddr **addr, socklen_t *addr_len,
+                          int32_t *backend_pid, int32_t *cancel_key)
 {
         const struct dropin_cancel *c = (const struct dropin_cancel *)cancel;
-        int32_t pid = c->backend_pid, key = c->cancel_key;
+        *addr = (const struct sockaddr *)&c->addr;
+        *addr_len = c->addr_len;
+        *backend_pid = c->backend_pid;
+        *cancel_key = c->cancel_key;
         if (c->cell) {
                 /* A transaction-mode connection: the session running now, if any. */
                 uint64_t v = __atomic_load_n(&c->cell->live, __ATOMIC_ACQUIRE);
                 if (!v)
-                        return 1; /* nothing runs: nothing to cancel */
-                pid = (int32_t)(uint32_t)(v >> 32);
-                key = (int32_t)(uint32_t)v;
+                        return false;
+                *backend_pid = (int32_t)(uint32_t)(v >> 32);
+                *cancel_key = (int32_t)(uint32_t)v;
         }
-        int r = fp_pg_cancel_request((const struct sockaddr *)&c->addr, c->addr_len, pid, key,
-                                     CANCEL_TIMEOUT_MS);
+        return true;
+}
+
+int dropin_cancel_send(const PGcancel *cancel, char *errbuf, int errbufsize)
+{
+        const struct sockaddr *addr;
+        socklen_t addr_len;
+        int32_t pid, key;
+        if (!dropin_cancel_target(cancel, &addr, &addr_len, &pid, &key))
+                return 1; /* nothing runs: nothing to cancel */
+        int r = fp_pg_cancel_request(addr, addr_len, pid, key, DROPIN_CANCEL_TIMEOUT_MS);
         if (r == 0)
                 return 1;
         put_error(errbuf, errbufsize,

@@ -15,8 +15,12 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "proto.h"
+
+/* How long a cancel waits for the server to take the request. */
+#define DROPIN_CANCEL_TIMEOUT_MS 5000
 
 /*
  * A cancel object for the session described by info (its address and key are
@@ -50,6 +54,14 @@ PGcancel *dropin_cancel_new_for_cell(const struct fp_lease_pg *info,
 
 /* Whether cancel is one of ours. Async-signal-safe. */
 bool dropin_cancel_is_ours(const PGcancel *cancel);
+
+/*
+ * What cancel would cancel now: the server's address (*addr, valid while
+ * cancel is) and the session's pid and key. Returns false when nothing runs
+ * (a transaction-mode connection between transactions). Async-signal-safe.
+ */
+bool dropin_cancel_target(const PGcancel *cancel, const struct sockaddr **addr, socklen_t *addr_len,
+                          int32_t *backend_pid, int32_t *cancel_key);
 
 /*
  * Sends the CancelRequest (as PQcancel() does): returns 1, or 0 with a short

@@ -47,8 +47,6 @@
 #include "target.h"
 #include "selfpid.h"
 
-#define DROPIN_EXPORT __attribute__((visibility("default")))
-
 /* --- the table of the drop-in's connections --- */
 
 #define BUCKETS 1024
@@ -199,7 +197,7 @@ static struct wait_handle *wait_handles; /* under handles_lock */
 static int64_t open_refused_ms;
 #define OPEN_RETRY_MS 100
 
-static int64_t monotonic_ms(void)
+int64_t dropin_now_ms(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -287,7 +285,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 if (!shared)
                         shared = h;
         }
-        bool refused_lately = open_refused_ms && monotonic_ms() - open_refused_ms < OPEN_RETRY_MS;
+        bool refused_lately = open_refused_ms && dropin_now_ms() - open_refused_ms < OPEN_RETRY_MS;
         if (!h && refused_lately) {
                 h = shared;
                 r = h ? 0 : -EMFILE;
@@ -295,7 +293,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
                 if (open_refused_for_count(r))
-                        open_refused_ms = monotonic_ms();
+                        open_refused_ms = dropin_now_ms();
                 if (r < 0) {
                         free(h);
                         h = shared;
@@ -450,7 +448,7 @@ int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret
         }
         int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
                                                : fp_pool_timeout_ms(main, d->target.pool);
-        *ret_deadline_ms = monotonic_ms() + (timeout > 0 ? timeout : 0);
+        *ret_deadline_ms = dropin_now_ms() + (timeout > 0 ? timeout : 0);
         return t;
 }
 
@@ -787,7 +785,7 @@ static int connect_queue_retry(struct dropin_conn *d, char *text, size_t cap)
         else if (d->wait)
                 wait_handle_answered(d->wait, false);
         d->wait = NULL;
-        if (open_refused_for_count(control) && monotonic_ms() < d->queue_deadline_ms) {
+        if (open_refused_for_count(control) && dropin_now_ms() < d->queue_deadline_ms) {
                 /* Still queued: the timer under PQsocket() (at first an eventfd is). */
                 if (dup3(d->queue_timer, FP_REAL(PQsocket)(d->conn), O_CLOEXEC) >= 0)
                         return -EAGAIN;
@@ -1096,6 +1094,13 @@ DROPIN_EXPORT PostgresPollingStatusType PQresetPoll(PGconn *conn)
         struct dropin_conn *d = dropin_find(conn);
         if (!d)
                 return FP_REAL(PQresetPoll)(conn);
+        /*
+         * A connect still waiting for its lease, polled as a reset (ruby-pg
+         * 1.5's PG::Connection#reset starts a new connection and polls it with
+         * PQresetPoll(), as libpq allows): as PQconnectPoll().
+         */
+        if (d->state == DROPIN_PENDING)
+                return pending_poll(d);
         return d->state == DROPIN_READY ? PGRES_POLLING_OK : PGRES_POLLING_FAILED;
 }
 
@@ -1220,16 +1225,21 @@ DROPIN_EXPORT PGPing PQpingParams(const char *const *keywords, const char *const
 
 /* --- cancel --- */
 
-DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+PGcancel *dropin_get_cancel(struct dropin_conn *d)
 {
-        struct dropin_conn *d = dropin_find(conn);
-        if (!d)
-                return FP_REAL(PQgetCancel)(conn);
         if (d->tx && d->pid == fp_self_pid())
                 return txmode_get_cancel(d);
         if (d->state != DROPIN_READY || !d->lease || d->pid != fp_self_pid())
                 return NULL;
         return dropin_cancel_new(&d->lease->info);
+}
+
+DROPIN_EXPORT PGcancel *PQgetCancel(PGconn *conn)
+{
+        struct dropin_conn *d = dropin_find(conn);
+        if (!d)
+                return FP_REAL(PQgetCancel)(conn);
+        return dropin_get_cancel(d);
 }
 
 DROPIN_EXPORT void PQfreeCancel(PGcancel *cancel)
@@ -1246,22 +1256,6 @@ DROPIN_EXPORT int PQcancel(PGcancel *cancel, char *errbuf, int errbufsize)
                 return dropin_cancel_send(cancel, errbuf, errbufsize);
         return FP_REAL(PQcancel)(cancel, errbuf, errbufsize);
 }
-
-#ifdef LIBPQ_HAS_ASYNC_CANCEL
-/*
- * libpq 17's cancel connections copy the PGconn's address, which for a
- * leased connection is the private adoption listener: for those there is
- * none (NULL, as when out of memory); PQgetCancel()/PQcancel() reach the
- * real server.
- */
-DROPIN_EXPORT PGcancelConn *PQcancelCreate(PGconn *conn)
-{
-        if (!dropin_find(conn))
-                return FP_REAL(PQcancelCreate)(conn);
-        errno = EOPNOTSUPP;
-        return NULL;
-}
-#endif
 
 DROPIN_EXPORT int PQrequestCancel(PGconn *conn)
 {

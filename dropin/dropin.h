@@ -18,6 +18,9 @@
 
 struct txmode;
 
+/* Marks a function the drop-in exports in libpq's name (all else is hidden). */
+#define DROPIN_EXPORT __attribute__((visibility("default")))
+
 enum dropin_state {
         DROPIN_ADOPTING, /* inside the drop-in's own calls into libpq: pass through */
         DROPIN_PENDING,  /* an acquire is on its way; PQsocket() shows its control connection */
@@ -55,6 +58,17 @@ struct dropin_conn {
  * the process has none). The entry stays valid while conn is the caller's.
  */
 struct dropin_conn *dropin_find(const PGconn *conn);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t dropin_now_ms(void);
+
+/*
+ * A PGcancel object for d (PQgetCancel() of a forkpool connection): for the
+ * session of d's lease, or in transaction mode for the session running its
+ * transaction at the time of the cancel. NULL when d has no session it may
+ * cancel (not connected, or inherited across fork) or the arena is full.
+ */
+PGcancel *dropin_get_cancel(struct dropin_conn *d);
 
 /*
  * The process's control connection to the forkpoold at socket, or NULL with

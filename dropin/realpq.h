@@ -53,6 +53,14 @@ FP_REALPQ_DECLARE(PQsetClientEncoding);
 FP_REALPQ_DECLARE(PQregisterEventProc);
 #ifdef LIBPQ_HAS_ASYNC_CANCEL
 FP_REALPQ_DECLARE(PQcancelCreate);
+FP_REALPQ_DECLARE(PQcancelStart);
+FP_REALPQ_DECLARE(PQcancelBlocking);
+FP_REALPQ_DECLARE(PQcancelPoll);
+FP_REALPQ_DECLARE(PQcancelStatus);
+FP_REALPQ_DECLARE(PQcancelSocket);
+FP_REALPQ_DECLARE(PQcancelErrorMessage);
+FP_REALPQ_DECLARE(PQcancelReset);
+FP_REALPQ_DECLARE(PQcancelFinish);
 #endif
 
 #endif /* FORKPOOL_REALPQ_H */

@@ -84,8 +84,6 @@
 #include "realpq.h"
 #include "selfpid.h"
 
-#define DROPIN_EXPORT __attribute__((visibility("default")))
-
 FP_REALPQ_DECLARE(PQexec);
 FP_REALPQ_DECLARE(PQexecParams);
 FP_REALPQ_DECLARE(PQprepare);
@@ -533,14 +531,6 @@ static int tx_send_deferred(struct dropin_conn *d)
         return ok;
 }
 
-/* Milliseconds on CLOCK_MONOTONIC. */
-static int64_t tx_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Whether an acquire that could not start (r) may wait in the process for a control connection. */
 static bool tx_queueable(int r)
 {
@@ -595,7 +585,7 @@ static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t 
 {
         struct txmode *tx = d->tx;
         while (tx->queue_timer >= 0) {
-                int64_t left = tx->queue_deadline_ms - tx_now_ms();
+                int64_t left = tx->queue_deadline_ms - dropin_now_ms();
                 int control = dropin_acquire_send(d, left > 0 ? (int)left : 0, tx->last_lease_id);
                 if (control >= 0) {
                         int r = dup3(control, tx->sock, O_CLOEXEC) < 0 ? -errno : 0;

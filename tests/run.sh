@@ -89,17 +89,31 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 say() { echo "==> $*"; }
 
 # ---------------------------------------------------------------- packages
+# The release's versioned package names (the tests find the matching programs
+# themselves): Debian 12 "bookworm" and Debian 13 "trixie" are tested.
+RELEASE=$(sed -n "s/^VERSION_CODENAME=//p" /etc/os-release 2>/dev/null || true)
+case $RELEASE in
+  bookworm) CLANG_VERSION=14 PHP_VERSION=8.2 ;;
+  trixie) CLANG_VERSION=19 PHP_VERSION=8.4 ;;
+  *)
+    echo "$PROG: Debian ${RELEASE:-(unknown release)} is not one this suite knows" \
+      "(bookworm, trixie): add its clang and PHP versions to tests/run.sh" >&2
+    exit 1
+    ;;
+esac
 PACKAGES=(
   build-essential cmake pkg-config
   libpq-dev libssl-dev postgresql postgresql-contrib
-  libmariadb-dev mariadb-server
+  libmariadb-dev mariadb-server mariadb-client
   libsystemd-dev libinih-dev libjson-c-dev libcmocka-dev
-  clang libclang-rt-14-dev
+  clang "libclang-rt-$CLANG_VERSION-dev"
   clang-format cppcheck shellcheck groff-base
   python3 procps iproute2 util-linux curl
+  file # cpack -G DEB (tests/package: dpkg-shlibdeps)
   # tests/dropin: unmodified libpq clients and the servers they run in
   python3-psycopg2 python3-psycopg python3-sqlalchemy gunicorn
-  apache2 libapache2-mod-php8.2 php8.2-cli php8.2-fpm php8.2-pgsql
+  apache2 "libapache2-mod-php$PHP_VERSION" "php$PHP_VERSION-cli" "php$PHP_VERSION-fpm"
+  "php$PHP_VERSION-pgsql"
   ruby-pg libdbi-perl libdbd-pg-perl
   # The Python package's tests (python/tests, ctest python/*).
   python3-flask python3-flask-sqlalchemy python3-pymysql python3-mysqldb

@@ -232,7 +232,7 @@ static void conn_capture(struct my_conn *c)
         c->server_ext_caps = (uint32_t)ext;
         c->client_flag = (uint32_t)flags;
         /* What Connector/C negotiates from the greeting's extended capabilities. */
-        c->client_ext_flag = (uint32_t)(ext & (MARIADB_CLIENT_SUPPORTED_FLAGS >> 32));
+        c->client_ext_flag = (uint32_t)ext & FP_MY_CLIENT_EXT_FLAGS;
         c->server_language = m->server_language;
         c->server_status = m->server_status & ~MY_STATUS_TRANSIENT;
         mysql_get_character_set_info(m, &cs);
@@ -770,6 +770,7 @@ static int my_restore(sd_event *event, void *prepared, int fd, const struct fp_s
 const struct fp_db_driver fp_my_driver = {
         .name = "mysql",
         .kind = FP_DB_MYSQL,
+        .tls_off = "the client never asks for TLS; a server that requires it is refused",
         .prepare = my_prepare,
         .unprepare = my_unprepare,
         .connect = my_connect,

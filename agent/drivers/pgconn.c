@@ -903,6 +903,7 @@ static int pg_restore(sd_event *event, void *prepared, int fd, const struct fp_s
 const struct fp_db_driver fp_pg_driver = {
         .name = "postgresql",
         .kind = FP_DB_POSTGRES,
+        .tls_off = "sslmode=disable gssencmode=disable",
         .prepare = pg_prepare,
         .unprepare = free,
         .connect = pg_connect,

@@ -193,11 +193,14 @@ def _pymysql(pool, timeout, socket, label, kw):
         try:
             ours.settimeout(2.0)
             # PyMySQL reads the greeting, writes its response, then reads the verdict:
-            # with both queued first, the handshake runs in this one thread.
-            ours.sendall(_mysql.greeting(s) + _mysql.ok(s))
+            # with both queued first, the handshake runs in this one thread. PyMySQL
+            # >= 1.1 then sends SET NAMES for its charset, the session's: the OK
+            # queued for it answers it (older versions leave it unread).
+            ours.sendall(_mysql.greeting(s) + _mysql.ok(s) + _mysql.ok(s, seq=1))
             conn.connect(sock=theirs)
             seq, body = _mysql.read_packet(lambda n: _recv_exact(ours, n))
             _mysql.check_response(s, seq, body, "PyMySQL")
+            _mysql.check_set_names(ours, charset, "PyMySQL")
         finally:
             ours.close()
         # Now the real socket goes under PyMySQL: the lease's own descriptor, which

@@ -94,6 +94,31 @@ def check_response(s, seq, body, driver):
     return got
 
 
+COM_QUERY = 3
+
+
+def check_set_names(sock, charset, driver):
+    """Checks what the driver sent after its handshake, if anything, without waiting.
+
+    Only "SET NAMES <charset>" (PyMySQL >= 1.1 sends it at the end of connect()) is
+    allowed: the session already has that charset, so answering OK in its place
+    changes nothing. Anything else raises Refused.
+    """
+    sock.setblocking(False)
+    try:
+        extra = sock.recv(65536)
+    except BlockingIOError:
+        return
+    if not extra:
+        return
+    want = ("SET NAMES " + charset).encode()
+    n = extra[0] | extra[1] << 8 | extra[2] << 16 if len(extra) >= 4 else -1
+    if n != len(extra) - 4 or extra[3] != 0 or extra[4:5] != bytes([COM_QUERY]) or \
+            extra[5:].strip().upper() != want.upper():
+        raise Refused("%s sent %r after its handshake; only %r can be answered in the "
+                      "session's place" % (driver, extra[4:68], want.decode()))
+
+
 def client_flag_for(s, base):
     """The driver's client_flag: base, with FOUND_ROWS and multi-statements as the session has them."""
     flag = base & ~(CLIENT_FOUND_ROWS | CLIENT_MULTI_STATEMENTS)

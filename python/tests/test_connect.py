@@ -25,6 +25,8 @@ class Base:
     def setUp(self):
         os.environ["FORKPOOL_SOCKET"] = self.sup.socket
         forkpool._forget_handle()
+        # What the test before gave back (or a killed worker's, reclaimed) is back.
+        self.idle(0)
 
     def idle(self, n):
         fptest.wait_for(lambda: forkpool.pool_state(self.sup.pool).idle >= n

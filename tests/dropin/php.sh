@@ -94,6 +94,13 @@ dt_log "pg_connect('$CI'), new PDO('$DSN', '$PGUSER')"
 
 SRV=$DT_TMP/$SERVER
 mkdir -m 0755 "$SRV"
+# The release's PHP: the one mod_php module and the one php-fpmX.Y installed.
+php_one() {
+  local -a found
+  mapfile -t found < <(compgen -G "$1" | sort -V)
+  [[ ${#found[@]} -ge 1 ]] || dt_die "no $2 installed ($1)"
+  echo "${found[-1]}"
+}
 if [[ $SERVER == apache ]]; then
   PORT=$(dt_free_port)
   MODS=/usr/lib/apache2/modules
@@ -109,7 +116,7 @@ User $RUN_USER
 Group $RUN_USER
 LoadModule mpm_prefork_module $MODS/mod_mpm_prefork.so
 LoadModule authz_core_module $MODS/mod_authz_core.so
-LoadModule php_module $MODS/libphp8.2.so
+LoadModule php_module $(php_one "$MODS/libphp*.so" "mod_php")
 StartServers $CHILDREN
 MinSpareServers $CHILDREN
 MaxSpareServers $((CHILDREN * 2))
@@ -147,7 +154,7 @@ pm = static
 pm.max_children = $CHILDREN
 catch_workers_output = yes
 EOF
-  dt_spawn "$SRV/server.log" php-fpm8.2 -y "$SRV/php-fpm.conf" -F
+  dt_spawn "$SRV/server.log" "$(php_one '/usr/sbin/php-fpm[0-9]*' php-fpm)" -y "$SRV/php-fpm.conf" -F
   SPID=$DT_PID
   for ((i = 0; i < 300; i++)); do
     [[ -S $SRV/php-fpm.sock ]] && break

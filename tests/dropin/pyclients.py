@@ -9,7 +9,8 @@ Scenarios:
   fork      a child that inherited a connection cannot use it (a clean error),
             closing it in the child harms nothing, the parent's keeps working
   cancel    conn.cancel() from another thread/task stops pg_sleep(10) at once
-            (and PQhost reports the host= asked for)
+            (and PQhost reports the host= asked for); psycopg 3 with libpq >= 17:
+            conn.cancel_safe() (libpq 17's cancel API) likewise
   hygiene   a transaction left open, then one aborted by a server error, each
             closed as is: the next lease of the same session is clean
   prepared  the same statements prepared in many connections (psycopg 3:
@@ -273,14 +274,31 @@ def scenario_fork():
 
 
 # ---------------------------------------------------------------- cancel
-def scenario_cancel():
+def cancel_methods():
+    """conn.cancel(); and psycopg 3's conn.cancel_safe() where it is libpq 17's
+    cancel API (PQcancelCreate, PQcancelStart, PQcancelPoll): with libpq >= 17."""
+    if args.driver == "psycopg2":
+        return ["cancel"]
+    if not hasattr(drv, "capabilities"):  # psycopg 3.1 (Debian 12): no cancel_safe()
+        check(not hasattr(drv.Connection, "cancel_safe"),
+              "psycopg %s has no cancel_safe(): cancel() is its cancel" % drv.__version__)
+        return ["cancel"]
+    version = drv.pq.version()
+    safe = drv.capabilities.has_cancel_safe()
+    check(safe == (version >= 170000),
+          "cancel_safe() uses libpq 17's cancel API exactly when libpq is >= 17 (libpq %d)"
+          % version)
+    return ["cancel", "cancel_safe"] if safe else ["cancel"]
+
+
+def scenario_cancel_with(method):
     took = {}
 
     def cancel_later(conn):
         time.sleep(0.5)
         t0 = time.monotonic()
         try:
-            conn.cancel()
+            getattr(conn, method)()
             took["cancel"] = time.monotonic() - t0
         except Exception as e:
             took["cancel_error"] = "%s: %s" % (type(e).__name__, e)
@@ -297,7 +315,10 @@ def scenario_cancel():
             async def canceller():
                 await asyncio.sleep(0.5)
                 t0 = time.monotonic()
-                conn.cancel()
+                if method == "cancel":
+                    conn.cancel()
+                else:
+                    await conn.cancel_safe()
                 took["cancel"] = time.monotonic() - t0
             task = asyncio.create_task(canceller())
             t0 = time.monotonic()
@@ -337,11 +358,18 @@ def scenario_cancel():
         conn.close()
     msg = msg.strip()
     check("cancel" in took and took["cancel"] < 1.0,
-          "conn.cancel() returns at once (%s)" % (took,))
-    check("canceling statement" in msg, "the query ends with 'canceling statement' (%s)" % msg)
-    check(elapsed < 2.5, "within 2 s of the cancel (the query ran %.2f s, cancel sent at 0.5 s)"
-          % elapsed)
-    check(row == (pid0, 1), "the connection is usable afterwards, same session (%s)" % (row,))
+          "conn.%s() returns at once (%s)" % (method, took))
+    check("canceling statement" in msg, "%s: the query ends with 'canceling statement' (%s)"
+          % (method, msg))
+    check(elapsed < 2.5, "%s: within 2 s of the cancel (the query ran %.2f s, cancel sent at 0.5 s)"
+          % (method, elapsed))
+    check(row == (pid0, 1), "%s: the connection is usable afterwards, same session (%s)"
+          % (method, row,))
+
+
+def scenario_cancel():
+    for method in cancel_methods():
+        scenario_cancel_with(method)
 
 
 # ---------------------------------------------------------------- hygiene

@@ -8,7 +8,8 @@
 #             closing it there is harmless, and the parent's keeps working
 #   cancel    conn.cancel() from another thread (task) returns at once and the
 #             pg_sleep(10) ends with "canceling statement" within 2 s; PQhost
-#             reports the host= the program asked for
+#             reports the host= the program asked for; psycopg 3 with libpq >= 17:
+#             conn.cancel_safe() (PQcancelCreate/PQcancelStart/PQcancelPoll) too
 #   hygiene   a lease closed inside an open, then an aborted, transaction: the
 #             next lease of the same session has no transaction, no temp table,
 #             no SET left
@@ -52,7 +53,7 @@ dt_sampler_stop
 dt_check_cap "$CAP" 16
 
 py fork 40 "$(dt_conninfo sup main)" "$APP"
-py cancel 30 "$(dt_conninfo sup main)" "$APP"
+py cancel 60 "$(dt_conninfo sup main)" "$APP"
 py hygiene 40 "$(dt_conninfo sup one)" "$APP1"
 py prepared 60 "$(dt_conninfo sup one)" "$APP1" --procs 4 --connects 25 --cap 1
 

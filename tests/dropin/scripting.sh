@@ -46,7 +46,7 @@ done
 for ((i = 0; i < PROCS; i++)); do
   rc=0
   wait "${pids[i]}" || rc=$?
-  [[ $rc -eq 0 ]] || dt_fail "process $i exits 0 (status $rc): $(tail -n 3 "$DT_TMP/out.$i")"
+  [[ $rc -eq 0 ]] || dt_fail "process $i exits 0 (status $rc): $(head -n 3 "$DT_TMP/out.$i")"
 done
 dt_sampler_stop
 

@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fp_saved_header_check(image, size, file_size, &epoch) == 0)
                 FUZZ_ASSERT(file_size >= fp_saved_state_size());
         size_t at = size < FP_SAVED_HEADER_SIZE ? size : FP_SAVED_HEADER_SIZE;
-        for (uint32_t i = 0; at < size; i++, at += FP_SAVED_SLOT_SIZE) {
+        for (; at < size; at += FP_SAVED_SLOT_SIZE) {
                 struct fp_saved_slot s;
                 size_t len = size - at < FP_SAVED_SLOT_SIZE ? size - at : FP_SAVED_SLOT_SIZE;
                 /* The record's own index, as a name would give it. */

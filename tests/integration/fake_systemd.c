@@ -71,7 +71,7 @@ static bool notify_read_one(struct fake_systemd *sd)
         if (n < 0)
                 return false;
         text[n] = '\0';
-        int fds[16], n_fds = 0;
+        int fds[16] = {0}, n_fds = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
                         for (size_t i = 0;

@@ -497,6 +497,7 @@ static void holder_killed(const struct db *db, bool mid_query)
                 _exit(0);
         }
         char x;
+        close(ready[1]); /* a child that fails before it is ready: EOF, not a hang */
         CHECK(read(ready[0], &x, 1) == 1);
         usleep(100000);
         CHECK(itest_pool(&s).checked_out == 1);

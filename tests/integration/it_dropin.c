@@ -7,11 +7,10 @@
  * addressed to forkpool's socket directory is a lease (blocking, through
  * each open function) and PQfinish a release; that a non-blocking connect to
  * a busy pool hands out a pollable socket and finishes when a connection
- * comes back; PQreset, cancel, ping, PQhost/PQport/PQconninfo; every refusal
- * and failure as a clean CONNECTION_BAD with its reason; that other
- * connections pass through untouched; fork safety; that a session coming
- * back to the process comes back in the PGconn it had, with nothing of the
- * previous holder left; and the switch that turns it off.
+ * comes back; PQreset, cancel (and libpq 17's cancel connections), ping, PQhost/PQport/PQconninfo;
+ * every refusal and failure as a clean CONNECTION_BAD with its reason; that other connections pass
+ * through untouched; fork safety; that a session coming back to the process comes back in the
+ * PGconn it had, with nothing of the previous holder left; and the switch that turns it off.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -147,6 +146,22 @@ static void test_other_connections_pass_through(void)
         PQfinish(c);
 }
 
+/*
+ * Drives a non-blocking connect or reset with poll_fn from status st (what
+ * the last poll returned) to its end; returns the final poll status.
+ */
+static PostgresPollingStatusType
+drive_async(PGconn *c, PostgresPollingStatusType (*poll_fn)(PGconn *), PostgresPollingStatusType st)
+{
+        while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+                struct pollfd p = {.fd = PQsocket(c),
+                                   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+                CHECK_MSG(poll(&p, 1, 5000) == 1, "the connect did not wake its socket");
+                st = poll_fn(c);
+        }
+        return st;
+}
+
 static void test_nonblocking_connect_waits_without_blocking(void)
 {
         start("it_dropin_async", "pool_size = 1\nmax_overflow = 0\npool_timeout = 10\n");
@@ -161,13 +176,7 @@ static void test_nonblocking_connect_waits_without_blocking(void)
         CHECK(p.fd >= 0 && poll(&p, 1, 300) == 0); /* nothing yet: the pool is busy */
 
         PQfinish(holder); /* the lease comes to us */
-        PostgresPollingStatusType st = PGRES_POLLING_READING;
-        while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
-                p = (struct pollfd){.fd = PQsocket(c),
-                                    .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-                CHECK_MSG(poll(&p, 1, 5000) == 1, "the lease did not wake the socket");
-                st = PQconnectPoll(c);
-        }
+        PostgresPollingStatusType st = drive_async(c, PQconnectPoll, PGRES_POLLING_READING);
         CHECK_MSG(st == PGRES_POLLING_OK, "%s", PQerrorMessage(c));
         CHECK(PQstatus(c) == CONNECTION_OK);
         CHECK(strcmp(itest_query(c, "SELECT 41 + 1"), "42") == 0);
@@ -177,7 +186,21 @@ static void test_nonblocking_connect_waits_without_blocking(void)
         CHECK(pending);
         CHECK_MSG(PQconnectPoll(pending) == PGRES_POLLING_READING, "%s", PQerrorMessage(pending));
         PQfinish(pending);
-        PQfinish(c);
+
+        /*
+         * A pending connect polled with PQresetPoll(), as ruby-pg 1.5's
+         * PG::Connection#reset polls the new connection it starts: the same
+         * as PQconnectPoll().
+         */
+        PGconn *by_reset = PQconnectStart(conninfo);
+        CHECK(by_reset);
+        st = PQresetPoll(by_reset);
+        CHECK_MSG(st == PGRES_POLLING_READING, "%s", PQerrorMessage(by_reset));
+        PQfinish(c); /* its lease goes to by_reset */
+        st = drive_async(by_reset, PQresetPoll, st);
+        CHECK_MSG(st == PGRES_POLLING_OK, "%s", PQerrorMessage(by_reset));
+        CHECK(strcmp(itest_query(by_reset, "SELECT 43"), "43") == 0);
+        PQfinish(by_reset);
         CHECK(wait_checked_out(0) == 0);
         c = connect_ok(NULL);
         PQfinish(c);
@@ -187,14 +210,7 @@ static void test_nonblocking_connect_waits_without_blocking(void)
 /* Drives a non-blocking connect to its end; returns the final poll status. */
 static PostgresPollingStatusType finish_async(PGconn *c)
 {
-        PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-        while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
-                struct pollfd p = {.fd = PQsocket(c),
-                                   .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-                CHECK_MSG(poll(&p, 1, 5000) == 1, "the connect did not wake its socket");
-                st = PQconnectPoll(c);
-        }
-        return st;
+        return drive_async(c, PQconnectPoll, PGRES_POLLING_WRITING);
 }
 
 static void test_waiting_connects_share_control_connections(void)
@@ -386,6 +402,52 @@ static void test_cancel_reaches_the_server(void)
         PQfinish(c);
         stop();
 }
+
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+/*
+ * libpq 17's cancel connections on a leased connection stop the statement
+ * on the real server (not the private adoption listener), blocking and
+ * polled, from another thread; one object serves again after
+ * PQcancelReset(). A child after fork gets one that refuses with its reason;
+ * a connection that is not forkpool's gets libpq's own.
+ */
+static void test_cancel_connection_api(void)
+{
+        start("it_dropin_cancelconn", NULL);
+        PGconn *c = connect_ok(NULL);
+        PGcancelConn *cancel = PQcancelCreate(c);
+        CHECK(cancel);
+        CHECK(PQcancelSocket(cancel) == -1 && PQcancelErrorMessage(cancel)[0] == '\0');
+        itest_cancel_sleep(c, cancel, false, "dropin-blocking");
+        CHECK(PQcancelSocket(cancel) == -1);
+        CHECK(PQcancelStart(cancel) == 0 && strstr(PQcancelErrorMessage(cancel), "already"));
+        PQcancelReset(cancel);
+        itest_cancel_sleep(c, cancel, true, "dropin-polled");
+        PQcancelFinish(cancel);
+
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                PGcancelConn *inherited = PQcancelCreate(c);
+                _exit(inherited && PQcancelStatus(inherited) == CONNECTION_BAD &&
+                                      PQcancelStart(inherited) == 0 &&
+                                      strstr(PQcancelErrorMessage(inherited), "another process")
+                              ? 0
+                              : 1);
+        }
+        int status = itest_wait_child(pid, 30000);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+        CHECK(strcmp(itest_query(c, "SELECT 1"), "1") == 0);
+
+        PGcancelConn *other = PQcancelCreate(admin);
+        CHECK(other && PQcancelStatus(other) == CONNECTION_ALLOCATED);
+        CHECK_MSG(PQcancelBlocking(other) == 1, "%s", PQcancelErrorMessage(other));
+        PQcancelFinish(other);
+        PQfinish(c);
+        CHECK(wait_checked_out(0) == 0);
+        stop();
+}
+#endif
 
 static void test_ping_answers_from_the_segment(void)
 {
@@ -593,6 +655,9 @@ int main(int argc, char **argv)
         test_database_down();
         test_reset_gives_a_fresh_lease();
         test_cancel_reaches_the_server();
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+        test_cancel_connection_api();
+#endif
         test_ping_answers_from_the_segment();
         test_fork_child_cannot_use_parent_connection();
         test_session_comes_back_in_the_same_pgconn();

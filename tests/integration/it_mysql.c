@@ -24,6 +24,7 @@
 #include <errmsg.h>
 
 #include "itest.h"
+#include "myadopt.h"
 #include "proto.h"
 #include "sockio.h"
 
@@ -367,8 +368,7 @@ static void fake_supervisor(const char *path, int mode, int result_fd)
                         my->server_capabilities = (uint32_t)caps;
                         my->server_ext_capabilities = (uint32_t)ext;
                         my->client_flag = (uint32_t)m->client_flag;
-                        my->client_ext_flag =
-                                (uint32_t)(ext & (MARIADB_CLIENT_SUPPORTED_FLAGS >> 32));
+                        my->client_ext_flag = (uint32_t)ext & FP_MY_CLIENT_EXT_FLAGS;
                         my->server_language = m->server_language;
                         my->server_status = m->server_status;
                         my->charset_nr = cs.number;
@@ -991,6 +991,57 @@ static void test_tcp(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/*
+ * TLS is off on purpose: the pool's start says so in the log, and its
+ * sessions carry none. An account the server lets in only over TLS (REQUIRE
+ * SSL) is a clear one-line connect error, soon, not a hang.
+ */
+static void test_tls_off(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+        char url[512], log[8192];
+        const char *port = getenv("FORKPOOL_TEST_MY_PORT");
+        CHECK_MSG(port, "FORKPOOL_TEST_MY_PORT is not set: run the tests with tests/run.sh");
+
+        itest_sup_start_url(&s, getenv("FORKPOOL_TEST_MY_TCP_URL"),
+                            "pool_size = 1\nmax_overflow = 0\n", NULL);
+        CHECK_SOON((itest_sh(log, sizeof(log), "cat %s", s.log),
+                    strstr(log, "pool main: TLS is off: leased connections cannot carry TLS")),
+                   5000, "no TLS line in the log:\n%s", log);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        MYSQL *m = adopt(lease);
+        CHECK(strcmp(itest_my_query(m,
+                                    "SELECT COUNT(*) FROM information_schema.SESSION_STATUS "
+                                    "WHERE VARIABLE_NAME = 'Ssl_cipher' AND VARIABLE_VALUE <> ''"),
+                     "0") == 0);
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+
+        MYSQL *admin = itest_my_admin(NULL);
+        itest_my_query(admin, "DROP USER IF EXISTS 'fp_tls_only'@'127.0.0.1'");
+        itest_my_query(admin, "CREATE USER 'fp_tls_only'@'127.0.0.1' IDENTIFIED BY 'tls-pw' "
+                              "REQUIRE SSL");
+        snprintf(url, sizeof(url), "mysql://fp_tls_only:tls-pw@127.0.0.1:%s/%s", port,
+                 getenv("FORKPOOL_TEST_MY_DATABASE"));
+        itest_sup_start_url(&s, url, "pool_size = 1\nmax_overflow = 0\n", NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        int64_t t0 = itest_now_ms();
+        int r = forkpool_acquire(fp, "main", 10000, &lease);
+        int64_t took = itest_now_ms() - t0;
+        CHECK_MSG(r < 0, "a TLS-only account was leased");
+        const char *why = forkpool_last_error();
+        CHECK_MSG(strstr(why, "Access denied") && !strchr(why, '\n'), "error: [%s]", why);
+        CHECK_MSG(took < 9000, "the refusal took %lld ms", (long long)took);
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+        itest_my_query(admin, "DROP USER 'fp_tls_only'@'127.0.0.1'");
+        mysql_close(admin);
+}
+
 /* TLS and compression are refused at start, with the reason, the password unseen. */
 static void test_url_refused(void)
 {
@@ -1211,7 +1262,8 @@ ITEST_MAIN({"results", test_results, 60}, {"prepared_statements", test_prepared_
            {"process_pool", test_process_pool, 60},
            {"pre_ping_on_connect", test_pre_ping_on_connect, 60}, {"detach", test_detach, 60},
            {"not_at_boundary", test_not_at_boundary, 60}, {"tcp", test_tcp, 60},
-           {"url_refused", test_url_refused, 60}, {"cache_reuse", test_cache_reuse, 60},
+           {"tls_off", test_tls_off, 60}, {"url_refused", test_url_refused, 60},
+           {"cache_reuse", test_cache_reuse, 60},
            {"cache_changed_elsewhere", test_cache_changed_elsewhere, 60},
            {"cache_fork", test_cache_fork, 60}, {"session_report", test_session_report, 60},
            {"no_stale_kill_after_restart", test_no_stale_kill_after_restart, 90})

@@ -748,6 +748,33 @@ static void test_cancel(void)
         stop();
 }
 
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+/*
+ * libpq 17's cancel connections stop the session running the connection's
+ * transaction at PQcancelStart() (made while idle, as a program keeps one):
+ * nothing is sent while none runs; blocking and polled, from another thread.
+ */
+static void test_cancel_connection_api(void)
+{
+        start("it_txmode_cancelconn", "pool_size = 2\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        CHECK(wait_checked_out(0) == 0); /* idle: no session is this connection's */
+        PGcancelConn *cancel = PQcancelCreate(c);
+        CHECK(cancel && PQcancelStatus(cancel) == CONNECTION_ALLOCATED);
+        CHECK_MSG(PQcancelBlocking(cancel) == 1, "%s", PQcancelErrorMessage(cancel));
+        CHECK(PQcancelStatus(cancel) == CONNECTION_OK && checked_out() == 0);
+        PQcancelReset(cancel);
+        itest_cancel_sleep(c, cancel, false, "txmode-blocking");
+        CHECK(wait_checked_out(0) == 0);
+        PQcancelReset(cancel);
+        itest_cancel_sleep(c, cancel, true, "txmode-polled");
+        CHECK(wait_checked_out(0) == 0);
+        PQcancelFinish(cancel);
+        PQfinish(c);
+        stop();
+}
+#endif
+
 /*
  * More commands waiting at once in one process than forkpoold lets it open
  * control connections (an asyncio program with many connections): they wait
@@ -1010,6 +1037,9 @@ int main(void)
         test_many_connections_on_one_session();
         test_fork();
         test_cancel();
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+        test_cancel_connection_api();
+#endif
         test_nonblocking();
         test_send_waits_without_blocking();
         test_dead_session();

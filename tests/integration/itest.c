@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -202,6 +204,78 @@ char *itest_query(PGconn *c, const char *sql)
         PQclear(res);
         return value;
 }
+
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+struct cancel_job {
+        PGcancelConn *cancel;
+        bool polled;
+        char sql[128];
+        int64_t sent_ms; /* when the cancel was sent */
+        int ok;
+        char error[256];
+};
+
+/* Waits (on its own direct connection) for job's statement to run, then cancels it. */
+static void *cancel_thread(void *arg)
+{
+        struct cancel_job *job = arg;
+        PGconn *watch = itest_admin();
+        char sql[512];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = '%s'",
+                 job->sql);
+        CHECK_SOON(itest_admin_long(watch, sql) == 1, 20000, "'%s' did not start running",
+                   job->sql);
+        PQfinish(watch);
+        job->sent_ms = itest_now_ms();
+        if (!job->polled) {
+                job->ok = PQcancelBlocking(job->cancel);
+        } else {
+                PostgresPollingStatusType r = PGRES_POLLING_WRITING;
+                job->ok = PQcancelStart(job->cancel);
+                int64_t deadline = itest_now_ms() + 10000;
+                while (job->ok && r != PGRES_POLLING_OK && r != PGRES_POLLING_FAILED &&
+                       itest_now_ms() < deadline) {
+                        struct pollfd p = {.fd = PQcancelSocket(job->cancel),
+                                           .events = r == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+                        CHECK(p.fd >= 0);
+                        (void)poll(&p, 1, 1000);
+                        r = PQcancelPoll(job->cancel);
+                }
+                job->ok = job->ok && r == PGRES_POLLING_OK;
+        }
+        job->ok = job->ok && PQcancelStatus(job->cancel) == CONNECTION_OK;
+        snprintf(job->error, sizeof(job->error), "%s", PQcancelErrorMessage(job->cancel));
+        return NULL;
+}
+
+void itest_cancel_sleep(PGconn *c, PGcancelConn *cancel, bool polled, const char *tag)
+{
+        struct cancel_job job = {.cancel = cancel, .polled = polled};
+        pthread_t thread;
+        CHECK_MSG(PQcancelStatus(cancel) == CONNECTION_ALLOCATED, "cancel status %d: %s",
+                  (int)PQcancelStatus(cancel), PQcancelErrorMessage(cancel));
+        snprintf(job.sql, sizeof(job.sql), "SELECT pg_sleep(30) /* %s */", tag);
+        CHECK(PQsendQuery(c, job.sql));
+        CHECK(pthread_create(&thread, NULL, cancel_thread, &job) == 0);
+        PGresult *res = PQgetResult(c);
+        int64_t ended_ms = itest_now_ms();
+        CHECK(pthread_join(thread, NULL) == 0);
+        CHECK_MSG(job.ok, "%s: the cancel failed: %s", tag, job.error);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR && state && strcmp(state, "57014") == 0,
+                  "%s: the statement ended with %s: %s", tag, state ? state : "no SQLSTATE",
+                  PQresultErrorMessage(res));
+        CHECK_MSG(ended_ms - job.sent_ms < 10000,
+                  "%s: the statement ended %lld ms after the cancel", tag,
+                  (long long)(ended_ms - job.sent_ms));
+        PQclear(res);
+        while ((res = PQgetResult(c)))
+                PQclear(res);
+        CHECK_MSG(strcmp(itest_query(c, "SELECT 57014"), "57014") == 0, "%s: not usable after",
+                  tag);
+}
+#endif
 
 int itest_sh(char *buf, size_t len, const char *fmt, ...)
 {

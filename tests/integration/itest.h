@@ -117,6 +117,19 @@ char *itest_query(PGconn *c, const char *sql);
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t itest_now_ms(void);
 
+#ifdef LIBPQ_HAS_ASYNC_CANCEL
+/*
+ * The libpq 17 cancel API from another thread: runs "SELECT pg_sleep(30)"
+ * (tagged with tag) on c and, once the server shows it running, cancels it
+ * through cancel (made by PQcancelCreate(c), ALLOCATED: new or reset) with
+ * PQcancelBlocking() (polled false) or PQcancelStart() and PQcancelPoll() on
+ * PQcancelSocket() (polled true). Fails the test unless the cancel succeeds
+ * (CONNECTION_OK), the statement ends with SQLSTATE 57014 within 10 s of it,
+ * and c then answers a query.
+ */
+void itest_cancel_sleep(PGconn *c, PGcancelConn *cancel, bool polled, const char *tag);
+#endif
+
 /* Runs a shell command, returns its exit status; output captured to buf if not NULL. */
 int itest_sh(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
