@@ -4,7 +4,12 @@
  * from its sources (the shared library exports only forkpool_*): a released
  * socket becomes the process's cached unconnected socket, and that cache is
  * never trusted once the application has put something else at its number
- * (a daemon that closes every descriptor, then opens files).
+ * (a daemon that closes every descriptor, then opens files); and the
+ * acquire's side of the protocol against a stand-in supervisor (a thread on
+ * a real SEQPACKET socket): an error reply is the acquire's error and text,
+ * a lease for a request nobody waits for is given back and its descriptor
+ * closed, a malformed reply is -EPROTO, a supervisor that hangs up is
+ * -ECONNRESET after one reconnect.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +24,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/un.h>
+
 #include <cmocka.h>
 
 #include "internal.h"
+#include "proto.h"
+#include "sockio.h"
 
 /* Whether fd is an open socket with no peer, and close-on-exec. */
 static bool unconnected_socket(int fd)
@@ -86,10 +96,201 @@ static void test_release_socket(void **state)
         close(cached);
 }
 
+/* What the stand-in supervisor does with each acquire. */
+enum script {
+        SCRIPT_ERROR,     /* answers FP_OP_ERROR -ENOENT "no pool named 'x'" */
+        SCRIPT_STRAY,     /* a lease for another request first, then the lease asked for */
+        SCRIPT_MALFORMED, /* an answer with a bad magic */
+        SCRIPT_HANG_UP,   /* closes the connection (every connection) */
+};
+
+struct fake {
+        char dir[64];
+        char path[96];
+        int listen_fd;
+        enum script script;
+        pthread_t thread;
+        /* What it saw, for the test (read after the thread ended): */
+        int accepted;
+        uint64_t released[4];
+        int n_released;
+        int stray_peer; /* its end of the stray lease's socketpair */
+};
+
+static void fake_lease(int cfd, uint32_t request_id, uint64_t lease_id, int fd)
+{
+        struct fp_msg_lease lease;
+        memset(&lease, 0, sizeof(lease));
+        fp_msg_init(&lease.hdr, FP_OP_LEASE, sizeof(lease), request_id);
+        lease.lease_id = lease_id;
+        lease.db_kind = FP_DB_POSTGRES;
+        lease.txn = FP_TXN_IDLE;
+        snprintf(lease.pg.user, sizeof(lease.pg.user), "u");
+        snprintf(lease.pg.dbname, sizeof(lease.pg.dbname), "d");
+        assert_int_equal(fp_send_msg(cfd, &lease, sizeof(lease), fd, 0), 0);
+}
+
+/* Serves connections until the listener is shut down. */
+static void *fake_main(void *arg)
+{
+        struct fake *f = arg;
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_release release;
+                char bytes[FP_MSG_MAX];
+        } in;
+        int cfd;
+        while ((cfd = accept4(f->listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+                f->accepted++;
+                ssize_t n;
+                while ((n = fp_recv_msg(cfd, in.bytes, sizeof(in), NULL, 0)) > 0) {
+                        if (in.hdr.op == FP_OP_HELLO) {
+                                struct fp_msg_hello_ok ok;
+                                memset(&ok, 0, sizeof(ok));
+                                fp_msg_init(&ok.hdr, FP_OP_HELLO_OK, sizeof(ok), in.hdr.request_id);
+                                ok.supervisor_pid = getpid();
+                                assert_int_equal(fp_send_msg(cfd, &ok, sizeof(ok), -1, 0), 0);
+                        } else if (in.hdr.op == FP_OP_RELEASE) {
+                                if (f->n_released < 4)
+                                        f->released[f->n_released++] = in.release.lease_id;
+                        } else if (in.hdr.op == FP_OP_ACQUIRE && f->script == SCRIPT_ERROR) {
+                                struct fp_msg_error e;
+                                memset(&e, 0, sizeof(e));
+                                fp_msg_init(&e.hdr, FP_OP_ERROR, sizeof(e), in.hdr.request_id);
+                                e.error = -ENOENT;
+                                snprintf(e.text, sizeof(e.text), "no pool named 'x'");
+                                assert_int_equal(fp_send_msg(cfd, &e, sizeof(e), -1, 0), 0);
+                        } else if (in.hdr.op == FP_OP_ACQUIRE && f->script == SCRIPT_STRAY) {
+                                int sv[2], mine[2];
+                                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+                                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, mine), 0);
+                                fake_lease(cfd, in.hdr.request_id + 1000, 7, sv[0]);
+                                fake_lease(cfd, in.hdr.request_id, 8, mine[0]);
+                                close(sv[0]);
+                                close(mine[0]);
+                                close(mine[1]);
+                                f->stray_peer = sv[1];
+                        } else if (in.hdr.op == FP_OP_ACQUIRE && f->script == SCRIPT_MALFORMED) {
+                                struct fp_msg_error e;
+                                memset(&e, 0, sizeof(e));
+                                fp_msg_init(&e.hdr, FP_OP_ERROR, sizeof(e), in.hdr.request_id);
+                                e.hdr.magic ^= 1;
+                                assert_int_equal(fp_send_msg(cfd, &e, sizeof(e), -1, 0), 0);
+                        } else if (in.hdr.op == FP_OP_ACQUIRE) {
+                                break; /* SCRIPT_HANG_UP */
+                        }
+                }
+                close(cfd);
+        }
+        return NULL;
+}
+
+static void fake_start(struct fake *f, enum script script)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        memset(f, 0, sizeof(*f));
+        f->script = script;
+        f->stray_peer = -1;
+        snprintf(f->dir, sizeof(f->dir), "/tmp/fp-test-worker.XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof(f->path), "%s/forkpool.sock", f->dir);
+        snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", f->path);
+        f->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        assert_true(f->listen_fd >= 0);
+        assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+        assert_int_equal(listen(f->listen_fd, 8), 0);
+        assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+/* Ends the stand-in once every connection of fp is closed (forkpool_close() first). */
+static void fake_stop(struct fake *f)
+{
+        shutdown(f->listen_fd, SHUT_RDWR);
+        assert_int_equal(pthread_join(f->thread, NULL), 0);
+        close(f->listen_fd);
+        unlink(f->path);
+        rmdir(f->dir);
+}
+
+static void test_acquire_error_reply(void **state)
+{
+        struct fake f;
+        forkpool *fp;
+        forkpool_lease *lease = NULL;
+        (void)state;
+
+        fake_start(&f, SCRIPT_ERROR);
+        assert_int_equal(forkpool_open(f.path, &fp), 0);
+        assert_int_equal(forkpool_acquire(fp, "x", 1000, &lease), -ENOENT);
+        assert_null(lease);
+        assert_non_null(strstr(forkpool_last_error(), "no pool named 'x'"));
+        forkpool_close(fp);
+        fake_stop(&f);
+}
+
+static void test_acquire_stray_lease_given_back(void **state)
+{
+        struct fake f;
+        forkpool *fp;
+        forkpool_lease *lease = NULL;
+        char byte;
+        (void)state;
+
+        fake_start(&f, SCRIPT_STRAY);
+        assert_int_equal(forkpool_open(f.path, &fp), 0);
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &lease), 0);
+        assert_non_null(lease);
+        assert_int_equal(forkpool_release(lease), 0);
+        forkpool_close(fp);
+        fake_stop(&f);
+        /* The stray lease went back unused, then the one asked for; its descriptor is closed. */
+        assert_int_equal(f.n_released, 2);
+        assert_true(f.released[0] == 7 && f.released[1] == 8);
+        assert_true(f.stray_peer >= 0);
+        assert_int_equal(recv(f.stray_peer, &byte, 1, MSG_DONTWAIT), 0);
+        close(f.stray_peer);
+}
+
+static void test_acquire_malformed_reply(void **state)
+{
+        struct fake f;
+        forkpool *fp;
+        forkpool_lease *lease = NULL;
+        (void)state;
+
+        fake_start(&f, SCRIPT_MALFORMED);
+        assert_int_equal(forkpool_open(f.path, &fp), 0);
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &lease), -EPROTO);
+        assert_null(lease);
+        forkpool_close(fp);
+        fake_stop(&f);
+}
+
+static void test_acquire_supervisor_hangs_up(void **state)
+{
+        struct fake f;
+        forkpool *fp;
+        forkpool_lease *lease = NULL;
+        (void)state;
+
+        fake_start(&f, SCRIPT_HANG_UP);
+        assert_int_equal(forkpool_open(f.path, &fp), 0);
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &lease), -ECONNRESET);
+        assert_null(lease);
+        forkpool_close(fp);
+        fake_stop(&f);
+        /* The first connection, then the one retry on a fresh one. */
+        assert_int_equal(f.accepted, 2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_release_socket),
+                cmocka_unit_test(test_acquire_error_reply),
+                cmocka_unit_test(test_acquire_stray_lease_given_back),
+                cmocka_unit_test(test_acquire_malformed_reply),
+                cmocka_unit_test(test_acquire_supervisor_hangs_up),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
