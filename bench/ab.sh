@@ -36,13 +36,8 @@ SECONDS_PER_ROW=3
 WORKERS=32
 POOL=8
 
-die() { echo "ab.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
 
 while (($#)); do
   case $1 in

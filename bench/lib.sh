@@ -1,14 +1,23 @@
 # shellcheck shell=bash
 # bench/lib.sh — what the benchmark scripts share: their Debian packages, the
 # build, a scratch directory with a throwaway PostgreSQL in it, and cleaning
-# up after themselves. A script sets ROOT, BUILD and PACKAGES, defines die(),
-# then sources this file.
+# up after themselves, and die() and usage(). A script sets ROOT, BUILD and
+# PACKAGES, then sources this file.
 #
 # bench_scratch_start sets TOP (0755, so that the "postgres" user can reach
 # it when we are root), SOCK ($TOP/forkpool.sock) and FORKPOOLD_PID (empty),
 # and traps EXIT: forkpoold (if FORKPOOLD_PID is set) is stopped, then
 # bench_cleanup_extra if the script defines it, then PostgreSQL; on failure
 # the last lines of every file in BENCH_LOGS are shown; TOP is removed.
+
+# Says what went wrong, as the script that sourced this file, and exits 1.
+die() { echo "$(basename "$0"): error: $*" >&2; exit 1; }
+
+# Prints the script's header comment (its usage) and exits with $1 (default 0).
+usage() {
+  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+  exit "${1:-0}"
+}
 
 # Installs the missing ones of PACKAGES (needs root), or dies saying which.
 bench_install_packages() {

@@ -60,13 +60,8 @@ REPS=1
 CSV=$ROOT/bench/results/peers.csv
 PNG=
 
-die() { echo "peers.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
 
 while (($#)); do
   case $1 in

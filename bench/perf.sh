@@ -31,13 +31,8 @@ PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contr
 ITER=20000
 OUT=
 
-die() { echo "perf.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
 while (($#)); do
   case $1 in
     --iterations) ITER=${2:-}; shift ;;

@@ -16,7 +16,6 @@ BUILD=${FORKPOOL_BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake pkg-config libpq-dev postgresql postgresql-contrib libsystemd-dev
           libinih-dev libjson-c-dev libcmocka-dev python3 curl)
 
-die() { echo "bench/run.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 

@@ -30,13 +30,8 @@ PNG=
 COUNTS=(8 32 128 512 1024)
 FIXED_POOL=8
 
-die() { echo "scale.sh: error: $*" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-usage() {
-  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-  exit "${1:-0}"
-}
 
 while (($#)); do
   case $1 in
