@@ -491,13 +491,14 @@ def stmt_on_session(conn, text):
 
 
 def in_child(fn):
-    """fn() run in a forked child process; returns its repr()'d result as a string."""
+    """fn() run in a forked child process; returns the text it returned, or "error " and
+    the text of the exception it raised."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            out = repr(fn())
+            out = fn()
         except Exception as e:
             out = "error " + exc_text(e)
         os.write(w, out.encode())
@@ -531,7 +532,7 @@ def prepared_across_processes():
         c.commit()
         info = stmt_on_session(c, text)
         c.close()
-        return (v,) + info
+        return repr((v,) + info)
 
     got = in_child(child_work)
     child = eval(got) if got.startswith("(") else None
@@ -917,27 +918,8 @@ def scenario_fork():
     c.commit()
 
     def child(conn):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            try:
-                row = q1(conn, "select pg_backend_pid(), txid_current_if_assigned()")
-                out = "worked %s %s" % row
-            except Exception as e:
-                out = "error " + exc_text(e)
-            os.write(w, out.encode())
-            os._exit(0)
-        os.close(w)
-        out = b""
-        while True:
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            out += chunk
-        os.close(r)
-        os.waitpid(pid, 0)
-        return out.decode()
+        return in_child(lambda: "worked %s %s"
+                        % q1(conn, "select pg_backend_pid(), txid_current_if_assigned()"))
 
     idle = child(c)
     if idle.startswith("worked"):
