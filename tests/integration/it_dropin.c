@@ -382,23 +382,15 @@ static void test_cancel_reaches_the_server(void)
         int64_t t0 = itest_now_ms();
         CHECK_MSG(PQcancel(cancel, err, sizeof(err)) == 1, "%s", err);
         PGresult *res = PQgetResult(c);
-        CHECK(itest_now_ms() - t0 < 5000);
-        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR &&
-                          strstr(PQresultErrorMessage(res), "canceling statement"),
-                  "%s", PQresultErrorMessage(res));
-        PQclear(res);
-        while ((res = PQgetResult(c)))
-                PQclear(res);
+        itest_check_cancelled(c, res, itest_now_ms() - t0, 5000, "PQcancel");
         PQfreeCancel(cancel);
 
         CHECK(PQsendQuery(c, "SELECT pg_sleep(20)"));
         usleep(200000);
+        t0 = itest_now_ms();
         CHECK(PQrequestCancel(c) == 1);
         res = PQgetResult(c);
-        CHECK(strstr(PQresultErrorMessage(res), "canceling statement"));
-        PQclear(res);
-        while ((res = PQgetResult(c)))
-                PQclear(res);
+        itest_check_cancelled(c, res, itest_now_ms() - t0, 20000, "PQrequestCancel");
         PQfinish(c);
         stop();
 }

@@ -133,6 +133,15 @@ void itest_cancel_sleep(PGconn *c, PGcancelConn *cancel, bool polled, const char
 /* Runs a shell command, returns its exit status; output captured to buf if not NULL. */
 int itest_sh(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/*
+ * Checks res, c's first result after a cancel, which came elapsed_ms after
+ * it: the statement ended as cancelled ("canceling statement", SQLSTATE
+ * 57014) within max_ms. Frees res and drains c's other results. tag names
+ * the case in a failure.
+ */
+void itest_check_cancelled(PGconn *c, PGresult *res, int64_t elapsed_ms, int max_ms,
+                           const char *tag);
+
 /* Waits for a child with a time limit; returns its wait status or -1 on timeout (killed). */
 int itest_wait_child(pid_t pid, int timeout_ms);
 
