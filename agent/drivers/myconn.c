@@ -278,27 +278,40 @@ static void conn_connected(struct my_async *a, int error, const char *text)
         cb(c, 0, NULL, userdata);
 }
 
-static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_db_connect_cb cb,
-                      void *userdata)
+/*
+ * A connection of pool p on event, in phase, with no handle yet; it holds a
+ * reference on p (conn_free() drops it). The pool's admin connection (KILL)
+ * is opened on the same loop when first needed. NULL if out of memory.
+ */
+static struct my_conn *conn_new(struct my_pool *p, sd_event *event, enum my_phase phase)
 {
-        /* The pool's shared state is ours to count references on. */
-        struct my_pool *p = (struct my_pool *)prepared;
         struct my_conn *c = calloc(1, sizeof(*c));
-        int r;
-
         if (!c)
-                return -ENOMEM;
+                return NULL;
         p->killer.event = event;
         p->refs++;
         c->pool = p;
-        c->connect_cb = cb;
-        c->userdata = userdata;
-        c->phase = MY_CONNECTING;
+        c->phase = phase;
         c->a.event = event;
         c->a.owner = c;
         c->a.connect_to = pool_server(p);
         c->a.connect_db = p->database;
         c->a.connect_flag = p->client_flag;
+        return c;
+}
+
+static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_db_connect_cb cb,
+                      void *userdata)
+{
+        /* The pool's shared state is ours to count references on. */
+        struct my_pool *p = (struct my_pool *)prepared;
+        struct my_conn *c = conn_new(p, event, MY_CONNECTING);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->connect_cb = cb;
+        c->userdata = userdata;
         r = handle_new(p, &c->a.m);
         if (r >= 0 && mysql_optionsv(c->a.m, MYSQL_INIT_COMMAND, MY_TRACK_STATE) != 0)
                 r = -ENOMEM;
@@ -319,22 +332,11 @@ static int my_connect(sd_event *event, const void *prepared, int timeout_ms, fp_
 int fp_myconn_restore(sd_event *event, void *prepared, MYSQL *m, const struct fp_lease_mysql *info,
                       bool leased, void **ret)
 {
-        struct my_pool *p = prepared;
-        struct my_conn *c = calloc(1, sizeof(*c));
+        struct my_conn *c = conn_new(prepared, event, MY_READY);
 
         if (!c)
                 return -ENOMEM;
-        /* The admin connection (KILL) is opened on the pool's loop when first needed. */
-        p->killer.event = event;
-        p->refs++;
-        c->pool = p;
-        c->phase = MY_READY;
         c->handed_out = leased;
-        c->a.event = event;
-        c->a.owner = c;
-        c->a.connect_to = pool_server(p);
-        c->a.connect_db = p->database;
-        c->a.connect_flag = p->client_flag;
         c->a.m = m;
         (void)fcntl(mysql_get_socket(m), F_SETFD, FD_CLOEXEC);
         c->thread_id = info->thread_id;
