@@ -296,13 +296,15 @@ static void handle_release(struct fp_client *client, const struct fp_msg_release
         };
 
         if (msg->params_len > sizeof(msg->params) ||
-            fp_params_check(msg->params, msg->params_len) < 0) {
+            fp_params_check(msg->params, msg->params_len) < 0 ||
+            (info.statements && !fp_stmt_set_valid(info.statements))) {
                 /* The session state is unknown: do not reuse the connection. */
                 warn_limited(client->sup, WARN_MALFORMED,
                              "worker pid %d sent a malformed release: closing the connection",
                              client->pid);
                 info.flags |= FP_RELEASE_INVALIDATE;
                 info.params_len = 0;
+                info.statements = NULL;
         }
         if (info.txn > FP_TXN_UNKNOWN)
                 info.flags |= FP_RELEASE_INVALIDATE;
