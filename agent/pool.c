@@ -43,7 +43,7 @@ static void emit(struct fp_pool *pool, enum fp_event_type type, const struct fp_
                 pool->ops->event(pool, type, rec, pid, duration_usec, error);
 }
 
-/* The sizes a pool class forces (§4): null is unbounded, static and assertion hold one. */
+/* The sizes a pool class forces: null is unbounded, static and assertion hold one. */
 static void apply_class_sizes(struct fp_pool *pool)
 {
         const struct fp_pool_params *p = &pool->params;
@@ -249,7 +249,7 @@ static void record_close(struct fp_pool *pool, struct fp_record *rec, enum fp_cl
         record_set_state(pool, rec, FP_SLOT_EMPTY);
 }
 
-/* Hard invalidation (§3.1): the invalidate event, then a close that cuts every copy. */
+/* Hard invalidation: the invalidate event, then a close that cuts every copy. */
 static void record_invalidate(struct fp_pool *pool, struct fp_record *rec, int error)
 {
         pool->counters.invalidations++;
@@ -272,7 +272,7 @@ static bool can_create(const struct fp_pool *pool)
         return pool->max_overflow == -1 || pool->overflow < pool->max_overflow;
 }
 
-/* Whether an idle live record must be replaced before a checkout (§3.2). */
+/* Whether an idle live record must be replaced before a checkout (recycle, generation). */
 static bool record_is_stale(struct fp_pool *pool, const struct fp_record *rec)
 {
         return rec->generation < pool->generation || now(pool) >= rec->recycle_at;
@@ -402,7 +402,7 @@ static void connect_for(struct fp_pool *pool, struct fp_record *rec, struct fp_w
 
 /*
  * Serves w with rec, taken from Q: replaced first if stale or soft
- * invalidated (§3.2), pinged first if pre_ping and used before (§3.3).
+ * invalidated, pinged first if pre_ping and used before.
  */
 static void checkout_idle(struct fp_pool *pool, struct fp_record *rec, struct fp_waiter *w)
 {
@@ -465,7 +465,7 @@ static void dispatch(struct fp_pool *pool)
         deadline_changed(pool);
 }
 
-/* Puts rec back into Q, or discards it when Q is full (§2.3); then serves waiters. */
+/* Puts rec back into Q, or discards it when Q is full (overflow); then serves waiters. */
 static void checkin(struct fp_pool *pool, struct fp_record *rec)
 {
         uint64_t held = rec->holder ? now(pool) - rec->leased_at : 0;
@@ -574,7 +574,7 @@ struct fp_record *fp_pool_find_lease(struct fp_pool *pool, uint64_t lease_id)
         return rec;
 }
 
-/* Moves the generation on unless rec is already older than it (§3.4: stale reporters). */
+/* Moves the generation on unless rec is already older than it (a stale reporter). */
 static void invalidate_pool_from(struct fp_pool *pool, const struct fp_record *rec)
 {
         if (rec->generation == pool->generation)
@@ -617,7 +617,7 @@ int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t leas
         pool->counters.releases++;
         uint32_t f = info->flags;
         if (f & FP_RELEASE_DETACH) {
-                /* The worker keeps the session; the slot's capacity is free at once (§3.9). */
+                /* The worker keeps the session (detach); the slot's capacity is free at once. */
                 pool->counters.detaches++;
                 emit(pool, FP_EV_DETACH, rec, rec->holder_pid, now(pool) - rec->leased_at, 0);
                 record_close(pool, rec, FP_CLOSE_FORGET);
@@ -650,7 +650,7 @@ int fp_pool_release(struct fp_pool *pool, void *client, pid_t pid, uint64_t leas
 void fp_pool_reset_done(struct fp_pool *pool, struct fp_record *rec, bool ok)
 {
         if (!ok)
-                record_invalidate(pool, rec, -EIO); /* §3.8: closed, empty slot checked in */
+                record_invalidate(pool, rec, -EIO); /* closed, its empty slot checked in */
         else
                 record_set_state(pool, rec, FP_SLOT_IDLE);
         checkin(pool, rec);
@@ -693,7 +693,7 @@ void fp_pool_connect_done(struct fp_pool *pool, struct fp_record *rec, int error
         rec->conn = NULL;
         rec->backend_pid = 0;
         /*
-         * §2.4: a new record goes away and O is restored; a pooled record goes
+         * A failed connect: a new record goes away and O is restored; a pooled record goes
          * back to Q empty. Either way the next waiter is served now rather than
          * at its timeout (our decision, not SQLAlchemy's) — after the failed one has
          * been told, and after the counts it may read are true.
@@ -732,7 +732,7 @@ void fp_pool_ping_done(struct fp_pool *pool, struct fp_record *rec, int error, c
                 return;
         }
         /*
-         * §3.3: the dead connection is invalidated, and with it every connection
+         * A failed pre-ping: the dead connection is invalidated, and with it every connection
          * as old (the server probably restarted); then one reconnect in place,
          * whose failure is the caller's error.
          */

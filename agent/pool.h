@@ -1,17 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.h — one pool's accounting and its records' state machine, with
- * SQLAlchemy's pool semantics (README: Pool semantics; the § numbers here and
- * in pool.c name the parts of that behaviour: §2 accounting, §3 checkout,
- * return and invalidation, §4 the pool classes) held for
- * every process that leases from it.
+ * SQLAlchemy's pool semantics (README: Pool semantics, and where forkpool
+ * decides otherwise and why) held for every process that leases from it.
  *
  * The pool knows nothing of sockets, databases or event loops: connecting,
  * pinging, resetting, closing, answering a request and reading the clock go
  * through struct fp_pool_ops. That keeps the accounting testable on its own
  * and the I/O in one place (supervisor.c and the drivers).
  *
- * Accounting (QueuePool, §2): a record ("slot") exists while it is counted;
+ * Accounting (QueuePool): a record ("slot") exists while it is counted;
  * the idle queue Q holds records that are not in use, with or without a live
  * connection; the overflow counter O starts at -pool_size and counts records
  * beyond pool_size, so O + pool_size = records that exist. A returned record
@@ -19,7 +17,7 @@
  * FIFO order, each until its own deadline; a record entering Q, or capacity
  * freed by a failed connect, serves the first waiter.
  *
- * Checkout (§3.2–3.3): an idle record is replaced before it is handed out if
+ * Checkout: an idle record is replaced before it is handed out if
  * it is older than pool_recycle, older than the pool's generation (a dispose,
  * or a disconnect seen on a connection as new as the pool), or was soft
  * invalidated; otherwise, with pre_ping, a connection that has been used
@@ -338,7 +336,7 @@ int fp_pool_busy(const struct fp_pool *pool);
 /* Hard-closes every leased record (end of a shutdown grace period). */
 void fp_pool_revoke_all(struct fp_pool *pool);
 
-/* SQLAlchemy's accessors (§2.1). */
+/* SQLAlchemy's accessors (size(), checkedin(), overflow(), checkedout()). */
 int fp_pool_checkedin(const struct fp_pool *pool);
 int fp_pool_checkedout(const struct fp_pool *pool);
 int fp_pool_overflow(const struct fp_pool *pool);

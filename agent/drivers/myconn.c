@@ -255,7 +255,7 @@ static void conn_connected(struct my_async *a, int error, const char *text)
                 MYSQL *m = a->m;
                 unsigned long flags = 0;
                 (void)mariadb_get_infov(m, MARIADB_CONNECTION_CLIENT_CAPABILITIES, &flags);
-                /* Neither TLS nor compression state can move between processes (§0, §B.1). */
+                /* Neither TLS nor compression state can move between processes. */
                 if (mysql_get_ssl_cipher(m) || (flags & CLIENT_SSL)) {
                         error = -EPROTO;
                         text = "the server negotiated TLS, which forkpool cannot lease; "

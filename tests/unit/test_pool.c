@@ -225,7 +225,7 @@ static void test_lazy_and_overflow(void **state)
         pool_done(pool);
 }
 
-/* §2.3: discarded iff the queue is full at return time, not "because it overflowed". */
+/* Discarded iff the queue is full at return time, not "because it overflowed". */
 static void test_discard_only_when_queue_full(void **state)
 {
         (void)state;
@@ -296,7 +296,7 @@ static void test_waiters_fifo_and_deadlines(void **state)
         pool_done(pool);
 }
 
-/* §2.4 with our decision: a failed connect restores O and serves the next waiter now. */
+/* A failed connect restores O and (our decision) serves the next waiter now. */
 static void test_failed_connect_wakes_next(void **state)
 {
         (void)state;
@@ -576,7 +576,7 @@ static void test_invalidate_and_dispose(void **state)
         struct fp_release_info inval = {.flags = FP_RELEASE_INVALIDATE};
         assert_int_equal(fp_pool_release(pool, &client_a, 100, lease_id_of(pool, 0), &inval), 0);
         assert_int_equal(pool->counters.invalidations, 1);
-        /* The empty slot is back in the queue (§3.1). */
+        /* The empty slot is back in the queue. */
         assert_int_equal(fp_pool_checkedin(pool), 1);
         assert_int_equal(pool->n_live, 1);
 
@@ -682,7 +682,7 @@ static void test_event_sequences(void **state)
         (void)state;
         struct fp_pool *pool = pool_new(1, 1, 1000);
         checkout_new(pool, 2);
-        /* §5 sequence A, twice: the first connect of the pool also fires first_connect. */
+        /* The events of a checkout, twice: the pool's first connect also fires first_connect. */
         assert_string_equal(rec_log.events, "first_connect connect checkout connect checkout");
         rec_log.events[0] = '\0';
         release(pool, &client_a, lease_id_of(pool, 0));
@@ -712,7 +712,7 @@ static void test_recycle(void **state)
         rec_log.clock += 6 * 1000000u;
         rec_log.events[0] = '\0';
         acquire(pool, &client_a, 3, -1);
-        /* Older: closed and replaced in place before it is handed out (§5 G). */
+        /* Older: closed and replaced in place before it is handed out. */
         assert_string_equal(rec_log.events, "recycle close");
         assert_int_equal(rec_log.n_connecting, 1);
         connects_succeed(pool);
@@ -805,7 +805,7 @@ static void test_pre_ping_reconnect_fails(void **state)
         struct fp_record *rec = rec_log.connecting[0];
         rec_log.n_connecting = 0;
         fp_pool_connect_done(pool, rec, -EHOSTUNREACH, "the database system is shutting down");
-        /* The caller gets the connect error; the slot is back, empty (§2.4). */
+        /* The caller gets the connect error; the slot is back, empty. */
         assert_int_equal(rec_log.n_errors, 1);
         assert_int_equal(rec_log.error_code[0], -EHOSTUNREACH);
         assert_string_equal(rec_log.error_text[0], "the database system is shutting down");
