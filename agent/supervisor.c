@@ -608,6 +608,8 @@ static void notify_status(struct fp_supervisor *sup)
 static int on_lease_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
+        /* A lease given back on a release channel is not one to revoke. */
+        sup->transport->take_releases(sup);
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_check_leases(&sup->pools[i]->pool);
         notify_status(sup);
@@ -669,6 +671,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         sup->transport = transport;
         sup->listen_fd = -1;
         sup->clients_epfd = -1;
+        sup->releases_epfd = -1;
         sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
         fp_orphans_init(&sup->orphans);

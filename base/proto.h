@@ -4,8 +4,22 @@
  *
  * Transport: one AF_UNIX SOCK_SEQPACKET connection per worker process; one
  * message per datagram, every message starts with struct fp_msg_hdr. A lease
- * reply carries exactly one descriptor (SCM_RIGHTS); no other message carries
- * any, and the supervisor rejects messages that do.
+ * reply carries exactly one descriptor (SCM_RIGHTS), and so may a hello: the
+ * worker's release channel (FP_HELLO_RELEASE_CHANNEL). No other message
+ * carries any, and the supervisor rejects messages that do.
+ *
+ * The release channel is one end of a SOCK_SEQPACKET socket pair whose other
+ * end the worker keeps. Only releases travel on it, and sending one does not
+ * wake the supervisor: it reads the channels whenever it wakes for anything
+ * else (first of all, before the acquires of the same wake-up), while it
+ * hands out leases every FP_RELEASE_FLUSH_MS and twice more after the last,
+ * and at once while an acquire waits for a connection or it is stopping. A
+ * worker sends there only the release of a lease it held for less than
+ * FP_RELEASE_CHANNEL_HOLD_MS, and of which it sent nothing else (a cancel, a
+ * pin) on the control connection: the release of a short lease costs the
+ * supervisor no wake-up of its own, and is seen within about twice
+ * FP_RELEASE_FLUSH_MS even when nothing else happens; any other goes on the
+ * control connection, as do all of them if the channel is full or gone.
  *
  * Fields are host-endian fixed-width integers: both ends run on the same
  * machine. Strings are NUL-terminated inside fixed arrays. Every message is
@@ -20,7 +34,7 @@
 #include <sys/socket.h>
 
 #define FP_PROTO_MAGIC   0x46504331u /* "FPC1" */
-#define FP_PROTO_VERSION 3u          /* 3: the statement sets of a lease and a release */
+#define FP_PROTO_VERSION 4u          /* 4: the release channel */
 
 #define FP_NAME_MAX    64   /* pool names, including the NUL */
 #define FP_IDENT_MAX   64   /* database user and database names, including the NUL */
@@ -28,6 +42,9 @@
 #define FP_ERRTEXT_MAX 256  /* error text in an error reply */
 #define FP_PARAMS_MAX  2048 /* packed "name\0value\0" session parameters */
 #define FP_MSG_MAX     4096 /* no message is larger */
+
+#define FP_RELEASE_FLUSH_MS        10 /* the supervisor's reading of the release channels */
+#define FP_RELEASE_CHANNEL_HOLD_MS 5  /* leases held longer are released on the control socket */
 
 enum fp_op {
         FP_OP_HELLO = 1, /* worker → supervisor; reply FP_OP_HELLO_OK or FP_OP_ERROR */
@@ -133,16 +150,22 @@ struct fp_msg_hdr {
         uint32_t request_id; /* echoed in the reply */
 };
 
+/* Flags of a hello and of its answer. */
+enum fp_hello_flags {
+        /* hello: carries the release channel; hello-ok: it was taken (else it was closed) */
+        FP_HELLO_RELEASE_CHANNEL = 1u << 0,
+};
+
 struct fp_msg_hello {
         struct fp_msg_hdr hdr;
-        int32_t pid; /* informational; the supervisor trusts SO_PEERCRED */
-        uint32_t reserved;
+        int32_t pid;    /* informational; the supervisor trusts SO_PEERCRED */
+        uint32_t flags; /* enum fp_hello_flags */
 };
 
 struct fp_msg_hello_ok {
         struct fp_msg_hdr hdr;
         int32_t supervisor_pid;
-        uint32_t reserved;
+        uint32_t flags; /* enum fp_hello_flags: what the supervisor took */
 };
 
 struct fp_msg_acquire {

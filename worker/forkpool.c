@@ -62,6 +62,14 @@ void fp_set_last_error(const char *text)
         set_last_error(text);
 }
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+static int64_t monotonic_ms(void)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 /* Gives up the adopted connection (or the raw fd) so that no byte reaches the server. */
 static void lease_abandon(struct forkpool_lease *lease)
 {
@@ -80,25 +88,18 @@ static void lease_abandon(struct forkpool_lease *lease)
 static void control_free(struct fp_control *ctl)
 {
         close(ctl->fd);
+        if (ctl->release_fd >= 0)
+                close(ctl->release_fd);
         free(ctl);
 }
 
-/*
- * Makes fd fp's control connection. Returns 0, or -ENOMEM (fd is closed).
- * Called with io_lock held, fp->ctl NULL.
+/* Makes ctl (from control_open()) fp's control connection. Called with io_lock held, fp->ctl NULL.
  */
-static int control_set(forkpool *fp, int fd)
+static void control_set(forkpool *fp, struct fp_control *ctl)
 {
-        struct fp_control *ctl = malloc(sizeof(*ctl));
-        if (!ctl) {
-                close(fd);
-                return -ENOMEM;
-        }
-        *ctl = (struct fp_control){.fd = fd, .recv_timeout_ms = -1};
         fp->ctl = ctl;
-        fp->fd = fd;
+        fp->fd = ctl->fd;
         fp->fd_generation++;
-        return 0;
 }
 
 /*
@@ -229,79 +230,113 @@ static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd, int flags)
 }
 
 /*
- * Opens a control connection to socket_path and says hello. Takes no lock
- * (it may wait up to HELLO_TIMEOUT_MS for a restarting supervisor: fork()
- * and the other threads' releases must not wait with it). Returns 0 and the
- * connection in *ret_fd, or a negative errno.
+ * Says hello on a new control connection fd, handing over *release_fd, the
+ * supervisor's end of the release channel (closed here whatever happens).
+ * Waits up to HELLO_TIMEOUT_MS for the answer. Returns the answer's flags
+ * (FP_HELLO_RELEASE_CHANNEL: the channel was taken) or a negative errno.
  */
-static int control_open(const char *socket_path, int *ret_fd)
+static int control_hello(int fd, int *release_fd)
 {
         union {
                 struct fp_msg_hdr hdr;
                 struct fp_msg_error error;
+                struct fp_msg_hello_ok ok;
                 char bytes[FP_MSG_MAX];
         } reply;
         struct fp_msg_hello hello;
-        int fd, r;
-
-        fd = fp_connect_seqpacket(socket_path);
-        if (fd < 0) {
-                r = fd == -ENOENT ? -ECONNREFUSED : fd;
-                set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
-                                                  : NULL);
-                return r;
-        }
 
         fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
         hello.pid = fp_self_pid();
+        hello.flags = *release_fd >= 0 ? FP_HELLO_RELEASE_CHANNEL : 0;
         /* A refusal may already be waiting even if this send fails: read it anyway. */
-        int sent = fp_send_msg(fd, &hello, sizeof(hello), -1, 0);
-        r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
-        if (r >= 0) {
-                int rfd = -1;
-                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd, MSG_DONTWAIT);
-                if (n < 0)
-                        r = sent < 0 ? -ECONNREFUSED : (int)n;
-                else if (reply.hdr.op == FP_OP_ERROR)
-                        r = error_reply(&reply.error);
-                else if (reply.hdr.op != FP_OP_HELLO_OK)
-                        r = -EPROTO;
-        }
-        if (r < 0) {
-                close(fd);
+        int sent = fp_send_msg(fd, &hello, sizeof(hello), *release_fd, 0);
+        if (*release_fd >= 0)
+                close(*release_fd);
+        *release_fd = -1;
+        int r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
+        if (r < 0)
+                return r;
+        int rfd = -1;
+        ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd, MSG_DONTWAIT);
+        if (n < 0)
+                return sent < 0 ? -ECONNREFUSED : (int)n;
+        if (reply.hdr.op == FP_OP_ERROR)
+                return error_reply(&reply.error);
+        if (reply.hdr.op != FP_OP_HELLO_OK)
+                return -EPROTO;
+        return (int)(reply.ok.flags & FP_HELLO_RELEASE_CHANNEL);
+}
+
+/*
+ * Opens a control connection to socket_path, with its release channel
+ * (proto.h; none if the socket pair cannot be made), and says hello. Takes
+ * no lock (it may wait up to HELLO_TIMEOUT_MS for a restarting supervisor:
+ * fork() and the other threads' releases must not wait with it). Returns 0
+ * and the connection in *ret (control_free() frees it), or a negative errno.
+ */
+static int control_open(const char *socket_path, struct fp_control **ret)
+{
+        struct fp_control *ctl = malloc(sizeof(*ctl));
+        if (!ctl)
+                return -ENOMEM;
+        *ctl = (struct fp_control){.fd = -1, .release_fd = -1, .recv_timeout_ms = -1};
+
+        ctl->fd = fp_connect_seqpacket(socket_path);
+        if (ctl->fd < 0) {
+                int r = ctl->fd == -ENOENT ? -ECONNREFUSED : ctl->fd;
+                set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
+                                                  : NULL);
+                free(ctl);
                 return r;
         }
-        *ret_fd = fd;
+        int pair[2] = {-1, -1};
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0)
+                ctl->release_fd = pair[0];
+        int r = control_hello(ctl->fd, &pair[1]);
+        if (r < 0) {
+                control_free(ctl);
+                return r;
+        }
+        if (!(r & FP_HELLO_RELEASE_CHANNEL) && ctl->release_fd >= 0) {
+                close(ctl->release_fd);
+                ctl->release_fd = -1;
+        }
+        *ret = ctl;
         return 0;
 }
 
 /*
- * Makes fd (from control_open()) fp's control connection, unless another
- * thread installed one meanwhile (then fd is closed), and sends the releases
+ * Makes ctl (from control_open()) fp's control connection, unless another
+ * thread installed one meanwhile (then ctl is freed), and sends the releases
  * that waited for a supervisor. Called with io_lock held.
  */
-static void control_install(forkpool *fp, int fd)
+static void control_install(forkpool *fp, struct fp_control *ctl)
 {
         if (fp->fd >= 0 || fp->pid != fp_self_pid()) {
-                close(fd);
+                control_free(ctl);
                 return;
         }
-        if (control_set(fp, fd) < 0)
-                return;
+        control_set(fp, ctl);
         /* Releases that found no supervisor go to this one (a restart kept their leases). */
-        while (fp->n_pending > 0 &&
-               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
+        while (fp->n_pending > 0 && fp_send_msg(ctl->fd, &fp->pending[fp->n_pending - 1],
+                                                sizeof(fp->pending[0]), -1, 0) == 0)
                 fp->n_pending--;
 }
 
 /*
- * Sends a release. If the supervisor went away (a restart), the release waits
+ * Sends a release: on the release channel unless on_control (or the channel
+ * is full or gone), else on the control connection. If the supervisor went
+ * away (a restart), the release waits
  * in fp->pending for the next control connection (control_reopen_for_pending()
  * right after, or the next one this process makes). Called with io_lock held;
  * never blocks on a connect.
  */
-static void send_release(forkpool *fp, const struct fp_msg_release *rel)
+static void send_release(forkpool *fp, const struct fp_msg_release *rel, bool on_control)
 {
+        /* The channel first: a full or dead one leaves it to the control connection. */
+        if (fp->fd >= 0 && !on_control && fp->ctl->release_fd >= 0 &&
+            fp_send_msg(fp->ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0)
+                return;
         if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
                 return;
         control_retire(fp);
@@ -317,14 +352,14 @@ static void send_release(forkpool *fp, const struct fp_msg_release *rel)
  */
 static void control_reopen_for_pending(forkpool *fp)
 {
-        int fd;
+        struct fp_control *ctl;
         pthread_mutex_lock(&fp->io_lock);
         bool needed = fp->n_pending > 0 && fp->fd < 0 && fp->pid == fp_self_pid();
         pthread_mutex_unlock(&fp->io_lock);
-        if (!needed || control_open(fp->socket_path, &fd) < 0)
+        if (!needed || control_open(fp->socket_path, &ctl) < 0)
                 return;
         pthread_mutex_lock(&fp->io_lock);
-        control_install(fp, fd);
+        control_install(fp, ctl);
         pthread_mutex_unlock(&fp->io_lock);
 }
 
@@ -353,10 +388,10 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         pthread_mutex_init(&fp->io_lock, NULL);
         pthread_cond_init(&fp->side_cond, NULL);
 
-        int fd;
-        r = control_open(fp->socket_path, &fd);
+        struct fp_control *ctl;
+        r = control_open(fp->socket_path, &ctl);
         if (r >= 0)
-                r = control_set(fp, fd);
+                control_set(fp, ctl);
         if (r < 0) {
                 pthread_cond_destroy(&fp->side_cond);
                 free(fp);
@@ -453,6 +488,7 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 .flags = msg->flags,
                 .in_use = true,
                 .db_kind = msg->db_kind,
+                .leased_ms = monotonic_ms(),
         };
         snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
         if ((msg->flags & FP_LEASE_STATEMENTS) && msg->statements.count <= FP_STMTS_MAX) {
@@ -659,7 +695,7 @@ static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *re
                 control_retire(fp);
         if (fp->fd < 0) {
                 pthread_mutex_unlock(&fp->io_lock);
-                int fresh;
+                struct fp_control *fresh;
                 r = control_open(fp->socket_path, &fresh);
                 pthread_mutex_lock(&fp->io_lock);
                 if (r >= 0)
@@ -704,14 +740,6 @@ static forkpool_lease *sticky_take(forkpool *fp, const char *pool)
                 }
         pthread_mutex_unlock(&fp->io_lock);
         return found;
-}
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-static int64_t monotonic_ms(void)
-{
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Lets acquire_lock go and wakes the timeout-0 acquires that may now read the connection. */
@@ -1011,7 +1039,7 @@ FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease)
  * Asks the supervisor to cancel the lease's query (MySQL: it sends KILL QUERY
  * from its own connection). No reply is awaited.
  */
-static int lease_send_cancel(const forkpool_lease *lease)
+static int lease_send_cancel(forkpool_lease *lease)
 {
         struct fp_msg_cancel msg;
         forkpool *fp = lease->fp;
@@ -1021,6 +1049,7 @@ static int lease_send_cancel(const forkpool_lease *lease)
                 return r;
         fp_msg_init(&msg.hdr, FP_OP_CANCEL, sizeof(msg), 0);
         msg.lease_id = lease->lease_id;
+        __atomic_store_n(&lease->spoke_on_control, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&fp->io_lock);
         if (fp->fd >= 0 && fp->pid == fp_self_pid())
                 r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
@@ -1028,7 +1057,7 @@ static int lease_send_cancel(const forkpool_lease *lease)
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
-int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
+int fp_pin_report(forkpool_lease *lease, uint32_t reasons)
 {
         struct fp_msg_pin msg = {0};
         forkpool *fp = lease->fp;
@@ -1039,6 +1068,7 @@ int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
         fp_msg_init(&msg.hdr, FP_OP_PIN, sizeof(msg), 0);
         msg.lease_id = lease->lease_id;
         msg.reasons = reasons;
+        __atomic_store_n(&lease->spoke_on_control, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&fp->io_lock);
         if (fp->fd >= 0 && fp->pid == getpid())
                 r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
@@ -1148,6 +1178,16 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
         return true;
 }
 
+/*
+ * Whether the lease's release may go on the release channel (proto.h): held
+ * briefly, and nothing else of it went on the control connection.
+ */
+static bool release_on_channel(const forkpool_lease *lease)
+{
+        return !__atomic_load_n(&lease->spoke_on_control, __ATOMIC_ACQUIRE) &&
+               monotonic_ms() - lease->leased_ms < FP_RELEASE_CHANNEL_HOLD_MS;
+}
+
 /* Sends the release (rel) and forgets the lease. */
 static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_release *rel)
 {
@@ -1155,7 +1195,7 @@ static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_relea
         if (fp) {
                 pthread_mutex_lock(&fp->io_lock);
                 if (fp->pid == fp_self_pid())
-                        send_release(fp, rel);
+                        send_release(fp, rel, !release_on_channel(lease));
                 if (lease->prev)
                         lease->prev->next = lease->next;
                 else
