@@ -73,6 +73,8 @@
 #define MAX_REFUSED 64
 /* Out of descriptors (or memory for a socket): accepting resumes after this. */
 #define ACCEPT_PAUSE_USEC (100 * 1000)
+/* Releases a channel can hold at most (its socket buffer), read before a release on fd. */
+#define CHANNEL_RELEASES_MAX 4096
 /* While leases go out, the release channels are read this often at least. */
 #define RELEASE_FLUSH_USEC (FP_RELEASE_FLUSH_MS * 1000)
 
@@ -609,6 +611,8 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 handle_acquire(client, buf);
                 break;
         case FP_OP_RELEASE:
+                /* Releases are taken in the order they were given: the channel's first. */
+                (void)client_read_releases(client, CHANNEL_RELEASES_MAX);
                 handle_release(client, buf);
                 break;
         case FP_OP_ADMIN:

@@ -20,6 +20,10 @@
  * supervisor no wake-up of its own, and is seen within about twice
  * FP_RELEASE_FLUSH_MS even when nothing else happens; any other goes on the
  * control connection, as do all of them if the channel is full or gone.
+ * Releases are taken in the order given: the supervisor reads a worker's
+ * channel before a release that came on its control connection, and a worker
+ * that released on the control connection releases there until a lease
+ * arrives (by then the supervisor has read what came before its acquire).
  *
  * Fields are host-endian fixed-width integers: both ends run on the same
  * machine. Strings are NUL-terminated inside fixed arrays. Every message is

@@ -100,6 +100,7 @@ static void control_set(forkpool *fp, struct fp_control *ctl)
         fp->ctl = ctl;
         fp->fd = ctl->fd;
         fp->fd_generation++;
+        fp->released_on_control = false;
 }
 
 /*
@@ -334,11 +335,13 @@ static void control_install(forkpool *fp, struct fp_control *ctl)
 static void send_release(forkpool *fp, const struct fp_msg_release *rel, bool on_control)
 {
         /* The channel first: a full or dead one leaves it to the control connection. */
-        if (fp->fd >= 0 && !on_control && fp->ctl->release_fd >= 0 &&
+        if (fp->fd >= 0 && !on_control && !fp->released_on_control && fp->ctl->release_fd >= 0 &&
             fp_send_msg(fp->ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0)
                 return;
-        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
+        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0) {
+                fp->released_on_control = true;
                 return;
+        }
         control_retire(fp);
         if (!fp->pending)
                 fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
@@ -517,6 +520,8 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
         if (fp->leases)
                 fp->leases->prev = lease;
         fp->leases = lease;
+        /* forkpoold answered: it has read what this process sent on the connection before. */
+        fp->released_on_control = false;
         pthread_mutex_unlock(&fp->io_lock);
         *ret = lease;
         return 0;

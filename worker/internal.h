@@ -77,7 +77,13 @@ struct forkpool {
         int fd;                 /* control connection (ctl->fd), -1 when not connected */
         struct fp_control *ctl; /* the current control connection, NULL when not connected */
         uint64_t fd_generation; /* incremented for every new control connection */
-        pid_t pid;              /* the process the control connection belongs to */
+        /*
+         * A release went on the control connection and no lease has arrived
+         * since (which would show that forkpoold read it): the next releases
+         * go there too, so that forkpoold takes them in the order given.
+         */
+        bool released_on_control;
+        pid_t pid; /* the process the control connection belongs to */
         uint32_t next_request_id;
         struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */

@@ -392,6 +392,39 @@ static void test_release_channel(void **state)
         assert_int_equal(f.released_at_pin, 1); /* lease 10's pin came before its release */
 }
 
+/*
+ * After a release on the control connection, the next one goes there too
+ * until a lease arrives, short as its lease was: forkpoold takes releases in
+ * the order given (LIFO and FIFO pools depend on it).
+ */
+static void test_release_order(void **state)
+{
+        struct fake f;
+        forkpool *fp;
+        forkpool_lease *held, *brief;
+        uint64_t ids[4];
+        (void)state;
+
+        fake_start(&f, SCRIPT_LEASE);
+        f.take_channel = true;
+        assert_int_equal(forkpool_open(f.path, &fp), 0);
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &held), 0);
+        usleep(4 * FP_RELEASE_CHANNEL_HOLD_MS * 1000);
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &brief), 0);
+        assert_int_equal(forkpool_release(held), 0);
+        assert_int_equal(forkpool_release(brief), 0);
+        /* A lease arrived since: the channel again. */
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &brief), 0);
+        assert_int_equal(forkpool_release(brief), 0);
+        forkpool_close(fp);
+        fake_stop(&f);
+
+        assert_int_equal(f.n_released, 2);
+        assert_true(f.released[0] == 8 && f.released[1] == 9);
+        assert_int_equal(channel_releases(&f, ids, 4), 1);
+        assert_true(ids[0] == 10);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -402,6 +435,7 @@ int main(void)
                 cmocka_unit_test(test_acquire_supervisor_hangs_up),
                 cmocka_unit_test(test_release_without_channel),
                 cmocka_unit_test(test_release_channel),
+                cmocka_unit_test(test_release_order),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
