@@ -19,12 +19,13 @@
  * its turn with the others.
  *
  * A worker's releases come on its release channel (proto.h) instead, read
- * without a wake-up of their own: at the start of every round (before the
- * acquires of the round, which may want the session just given back), every
+ * without a wake-up of their own: before the worker's next acquire or release
+ * on its connection (which say how many it sent there: no system call when
+ * none is missing; the acquire may want the session just given back), every
  * RELEASE_FLUSH_USEC while leases go out and twice more after the last one
  * (a worker sends there only the releases of leases it held for less than
  * that), before the lease checks, and at once while an acquire waits or
- * forkpoold stops (then the channels' epoll is a source of the loop too).
+ * forkpoold stops (then the channels' epoll is watched with the clients').
  *
  * What one peer can make forkpoold hold is bounded: connections per uid and
  * per pid, acquires queued per connection, and the time a connection may stay
@@ -73,8 +74,6 @@
 #define MAX_REFUSED 64
 /* Out of descriptors (or memory for a socket): accepting resumes after this. */
 #define ACCEPT_PAUSE_USEC (100 * 1000)
-/* Releases a channel can hold at most (its socket buffer), read before a release on fd. */
-#define CHANNEL_RELEASES_MAX 4096
 /* While leases go out, the release channels are read this often at least. */
 #define RELEASE_FLUSH_USEC (FP_RELEASE_FLUSH_MS * 1000)
 
@@ -97,7 +96,8 @@ struct fp_client {
         LIST_ENTRY(fp_client) link;
         struct fp_supervisor *sup;
         int fd;
-        int release_fd; /* its release channel (proto.h), -1: none */
+        int release_fd;            /* its release channel (proto.h), -1: none */
+        uint32_t channel_releases; /* messages read from it */
         int pidfd;
         pid_t pid;
         uid_t uid;
@@ -188,6 +188,8 @@ static unsigned client_read_releases(struct fp_client *client, int max)
                         fp_recv_msg(client->release_fd, buf.bytes, sizeof(buf), NULL, MSG_DONTWAIT);
                 if (n == -EAGAIN)
                         break;
+                if (n > 0)
+                        client->channel_releases++;
                 if (n > 0 && fp_msg_check(buf.bytes, (size_t)n) == 0 &&
                     buf.hdr.op == FP_OP_RELEASE) {
                         handle_release(client, &buf.release);
@@ -202,6 +204,23 @@ static unsigned client_read_releases(struct fp_client *client, int max)
                 client_channel_close(client);
         }
         return handled;
+}
+
+/*
+ * Reads the client's channel until it has read sent of its messages (the
+ * count an acquire or a release on the control connection carries): what
+ * the worker gave back before that message is taken before it. No system
+ * call when nothing is missing; a count the channel never reaches (a peer
+ * that lies) stops at the channel's end.
+ */
+static void client_channel_catch_up(struct fp_client *client, uint32_t sent)
+{
+        while (client->release_fd >= 0 && (int32_t)(sent - client->channel_releases) > 0) {
+                uint32_t before = client->channel_releases;
+                (void)client_read_releases(client, 1);
+                if (client->channel_releases == before)
+                        break; /* empty: it never sent that many */
+        }
 }
 
 /* Handles one release of every ready channel; one epoll_wait when none is. Returns how many. */
@@ -224,27 +243,20 @@ static unsigned releases_take(struct fp_supervisor *sup)
 
 /*
  * While an acquire waits or forkpoold stops, a release is wanted at once:
- * the channels wake the loop then, and only then. Changes the loop's
- * epoll only when that changes.
+ * the channels' epoll is then one of the descriptors of the clients' epoll
+ * (marked by data.ptr == sup), so that a release wakes the loop and is read
+ * in the same rounds as the clients' messages. Changes the clients' epoll
+ * only when that changes.
  */
 static void releases_urgency_update(struct fp_supervisor *sup)
 {
         bool urgent = sup->n_acquires_queued > 0 || sup->stopping;
-        if (urgent == sup->releases_urgent || !sup->releases_src)
+        if (urgent == sup->releases_urgent || sup->releases_epfd < 0 || sup->clients_epfd < 0)
                 return;
-        if (sd_event_source_set_enabled(sup->releases_src, urgent ? SD_EVENT_ON : SD_EVENT_OFF) >=
-            0)
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sup};
+        if (epoll_ctl(sup->clients_epfd, urgent ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, sup->releases_epfd,
+                      &ev) == 0)
                 sup->releases_urgent = urgent;
-}
-
-/* The channels' epoll is readable (while releases are urgent). */
-static int on_releases_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)s, (void)fd, (void)revents;
-        (void)releases_take(sup);
-        releases_urgency_update(sup);
-        return 0;
 }
 
 /* Leases went out: read the releases sent since; again while leases go out or releases come. */
@@ -273,7 +285,7 @@ static void releases_flush_arm(struct fp_supervisor *sup)
         (void)sd_event_source_set_enabled(sup->releases_flush, SD_EVENT_ONESHOT);
 }
 
-/* The channels' epoll instance, its source (off) and the flush timer, made once. */
+/* The channels' epoll instance and the flush timer (off), made once. */
 static int releases_open(struct fp_supervisor *sup)
 {
         if (sup->releases_epfd >= 0)
@@ -281,17 +293,11 @@ static int releases_open(struct fp_supervisor *sup)
         int fd = epoll_create1(EPOLL_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        int r = sd_event_add_io(sup->event, &sup->releases_src, fd, EPOLLIN, on_releases_ready,
-                                sup);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(sup->releases_src, SD_EVENT_OFF);
-        if (r >= 0)
-                r = sd_event_add_time_relative(sup->event, &sup->releases_flush, CLOCK_MONOTONIC,
-                                               RELEASE_FLUSH_USEC, 1000, on_releases_flush, sup);
+        int r = sd_event_add_time_relative(sup->event, &sup->releases_flush, CLOCK_MONOTONIC,
+                                           RELEASE_FLUSH_USEC, 1000, on_releases_flush, sup);
         if (r >= 0)
                 r = sd_event_source_set_enabled(sup->releases_flush, SD_EVENT_OFF);
         if (r < 0) {
-                sup->releases_src = sd_event_source_disable_unref(sup->releases_src);
                 sup->releases_flush = sd_event_source_disable_unref(sup->releases_flush);
                 close(fd);
                 return r;
@@ -301,10 +307,10 @@ static int releases_open(struct fp_supervisor *sup)
         return 0;
 }
 
-/* Closes the channels' epoll instance and its sources (the clients' channels are closed). */
+/* Closes the channels' epoll instance and the flush timer (the clients' channels are closed). */
 static void releases_close(struct fp_supervisor *sup)
 {
-        sup->releases_src = sd_event_source_disable_unref(sup->releases_src);
+        sup->releases_urgent = false;
         sup->releases_flush = sd_event_source_disable_unref(sup->releases_flush);
         if (sup->releases_epfd >= 0)
                 close(sup->releases_epfd);
@@ -608,11 +614,13 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
                 handle_hello(client, buf, channel_fd);
                 break;
         case FP_OP_ACQUIRE:
+                client_channel_catch_up(client,
+                                        ((const struct fp_msg_acquire *)buf)->channel_releases);
                 handle_acquire(client, buf);
                 break;
         case FP_OP_RELEASE:
-                /* Releases are taken in the order they were given: the channel's first. */
-                (void)client_read_releases(client, CHANNEL_RELEASES_MAX);
+                client_channel_catch_up(client,
+                                        ((const struct fp_msg_release *)buf)->channel_releases);
                 handle_release(client, buf);
                 break;
         case FP_OP_ADMIN:
@@ -709,12 +717,12 @@ static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *
                         log_error_errno(-errno, "cannot wait for the control connections");
                 if (n <= 0)
                         break;
-                /*
-                 * The releases a worker sent before these messages are in its
-                 * channel now: they go first (its acquire may want that session).
-                 */
-                (void)releases_take(sup);
                 for (int i = 0; i < n; i++) {
+                        if (events[i].data.ptr == sup) {
+                                /* The channels' epoll, while releases are urgent. */
+                                (void)releases_take(sup);
+                                continue;
+                        }
                         struct fp_client *client = events[i].data.ptr;
                         uint32_t ev = events[i].events;
                         if ((ev & EPOLLIN) && !client_read_messages(client, 1))
@@ -744,6 +752,7 @@ static int clients_epoll_open(struct fp_supervisor *sup)
                 return r;
         }
         sup->clients_epfd = fd;
+        releases_urgency_update(sup); /* already stopping, or acquires queued: at once */
         return 0;
 }
 

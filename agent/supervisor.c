@@ -163,7 +163,8 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         driver->describe(rec->conn, &msg);
         msg.flags &= FP_LEASE_STATEMENTS;
         msg.flags |= (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
-                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
+                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0) |
+                     (pool->n_waiting > 0 ? FP_LEASE_CONTENDED : 0);
         if (pool->params.pool_mode != FP_POOL_MODE_TRANSACTION) {
                 /* Only the drop-in's transaction mode names statements by their content. */
                 msg.flags &= ~(uint32_t)FP_LEASE_STATEMENTS;

@@ -79,12 +79,11 @@ struct fp_supervisor {
         int clients_epfd;                /* the clients' sockets, watched together (control.c) */
         sd_event_source *clients_src;    /* clients_epfd in the event loop */
         int releases_epfd;               /* the clients' release channels, watched together */
-        sd_event_source *releases_src;   /* releases_epfd in the loop: on while releases_urgent */
         sd_event_source *releases_flush; /* reads the channels soon after a lease went out */
-        bool releases_urgent;            /* an acquire waits, or stopping: releases at once */
-        bool releases_leased;            /* a lease went out since releases_flush last ran */
-        uint32_t n_acquires_queued;      /* the clients' acquires queued in the pools */
-        unsigned n_refused;              /* refused clients waiting to read their answer */
+        bool releases_urgent; /* an acquire waits, or stopping: releases_epfd in clients_epfd */
+        bool releases_leased; /* a lease went out since releases_flush last ran */
+        uint32_t n_acquires_queued; /* the clients' acquires queued in the pools */
+        unsigned n_refused;         /* refused clients waiting to read their answer */
         struct fp_peercount conns_by_uid, conns_by_pid; /* served clients (control.c) */
         sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;

@@ -15,15 +15,18 @@
  * hands out leases every FP_RELEASE_FLUSH_MS and twice more after the last,
  * and at once while an acquire waits for a connection or it is stopping. A
  * worker sends there only the release of a lease it held for less than
- * FP_RELEASE_CHANNEL_HOLD_MS, and of which it sent nothing else (a cancel, a
- * pin) on the control connection: the release of a short lease costs the
+ * FP_RELEASE_CHANNEL_HOLD_MS, that was not handed out while others waited
+ * (FP_LEASE_CONTENDED: it is wanted at once), and of which it sent nothing
+ * else (a cancel, a pin) on the control connection: the release of a short lease costs the
  * supervisor no wake-up of its own, and is seen within about twice
  * FP_RELEASE_FLUSH_MS even when nothing else happens; any other goes on the
  * control connection, as do all of them if the channel is full or gone.
- * Releases are taken in the order given: the supervisor reads a worker's
- * channel before a release that came on its control connection, and a worker
- * that released on the control connection releases there until a lease
- * arrives (by then the supervisor has read what came before its acquire).
+ * Releases are taken in the order given, and before the acquires that follow
+ * them: an acquire and a release on the control connection say how many
+ * releases the worker sent on its channel so far, and the supervisor reads
+ * the channel up to there before it handles them; a worker that released on
+ * the control connection releases there until a lease arrives (by then the
+ * supervisor has read what came before its acquire).
  *
  * Fields are host-endian fixed-width integers: both ends run on the same
  * machine. Strings are NUL-terminated inside fixed arrays. Every message is
@@ -128,6 +131,7 @@ enum fp_lease_flags {
         FP_LEASE_TRACK_DIRTY = 1u << 0, /* the pool resets by what changed: report it */
         FP_LEASE_STICKY = 1u << 1,      /* process pool: keep it across releases */
         FP_LEASE_STATEMENTS = 1u << 2,  /* statements is the session's set (transaction mode) */
+        FP_LEASE_CONTENDED = 1u << 3,   /* others waited for the pool: release on the connection */
 };
 
 #define FP_STMTS_MAX     64 /* statements a session's set holds */
@@ -184,6 +188,9 @@ struct fp_msg_acquire {
          * that connection is idle and nobody has leased it since.
          */
         uint64_t prefer_lease_id;
+        /* Releases this connection sent on its release channel so far (they go first). */
+        uint32_t channel_releases;
+        uint32_t reserved;
 };
 
 struct fp_msg_error {
@@ -278,6 +285,8 @@ struct fp_msg_release {
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
         uint32_t dirty;                /* enum fp_session_dirty */
+        uint32_t channel_releases;     /* as in an acquire, on the control connection */
+        uint32_t reserved;
         char params[FP_PARAMS_MAX];    /* the session parameters the worker saw */
         struct fp_stmt_set statements; /* with FP_RELEASE_STATEMENTS, else count 0 */
 };

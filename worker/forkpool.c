@@ -332,12 +332,18 @@ static void control_install(forkpool *fp, struct fp_control *ctl)
  * right after, or the next one this process makes). Called with io_lock held;
  * never blocks on a connect.
  */
-static void send_release(forkpool *fp, const struct fp_msg_release *rel, bool on_control)
+static void send_release(forkpool *fp, struct fp_msg_release *rel, bool on_control)
 {
+        struct fp_control *ctl = fp->ctl;
         /* The channel first: a full or dead one leaves it to the control connection. */
-        if (fp->fd >= 0 && !on_control && !fp->released_on_control && fp->ctl->release_fd >= 0 &&
-            fp_send_msg(fp->ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0)
+        if (ctl && !on_control && !fp->released_on_control && ctl->release_fd >= 0 &&
+            fp_send_msg(ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0) {
+                __atomic_store_n(&ctl->channel_releases, ctl->channel_releases + 1,
+                                 __ATOMIC_RELEASE);
                 return;
+        }
+        if (ctl)
+                rel->channel_releases = ctl->channel_releases;
         if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0) {
                 fp->released_on_control = true;
                 return;
@@ -437,6 +443,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
                         struct fp_msg_release rel;
                         fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
                         rel.lease_id = l->lease_id;
+                        rel.channel_releases = fp->ctl->channel_releases;
                         describe_release(l, &rel);
                         lease_abandon(l);
                         (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
@@ -621,18 +628,19 @@ static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, bo
 }
 
 /* Sends acquire request id for pool on control connection fd (send flags as fp_send_msg()). */
-static int acquire_send(forkpool *fp, int fd, uint32_t id, const char *pool, int timeout_ms,
-                        const char *label, int flags)
+static int acquire_send(forkpool *fp, struct fp_control *ctl, uint32_t id, const char *pool,
+                        int timeout_ms, const char *label, int flags)
 {
         struct fp_msg_acquire req;
 
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.channel_releases = __atomic_load_n(&ctl->channel_releases, __ATOMIC_ACQUIRE);
         req.timeout_ms = timeout_ms;
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
         if (label)
                 snprintf(req.label, sizeof(req.label), "%s", label);
         req.prefer_lease_id = preferred_lease(fp, pool);
-        return fp_send_msg(fd, &req, sizeof(req), -1, flags);
+        return fp_send_msg(ctl->fd, &req, sizeof(req), -1, flags);
 }
 
 /*
@@ -665,7 +673,7 @@ static int acquire_once(forkpool *fp, struct fp_control *ctl, const char *pool, 
                         const char *label, forkpool_lease **ret)
 {
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        int r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, label, 0);
+        int r = acquire_send(fp, ctl, id, pool, timeout_ms, label, 0);
         if (r < 0)
                 return r;
 
@@ -807,7 +815,7 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
                 return -ETIMEDOUT;
         int fd = ctl->fd;
 
-        r = acquire_send(fp, fd, w.request_id, pool, 0, label, 0);
+        r = acquire_send(fp, ctl, w.request_id, pool, 0, label, 0);
         int64_t give_up = monotonic_ms() + REPLY_SLACK_MS;
         bool handed_over = false;
         while (r >= 0) {
@@ -934,7 +942,7 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
         if (r < 0)
                 return r;
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
+        r = acquire_send(fp, ctl, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
         control_put(ctl);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;
@@ -1185,16 +1193,18 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
 
 /*
  * Whether the lease's release may go on the release channel (proto.h): held
- * briefly, and nothing else of it went on the control connection.
+ * briefly, not wanted at once by others, and nothing else of it went on the
+ * control connection.
  */
 static bool release_on_channel(const forkpool_lease *lease)
 {
-        return !__atomic_load_n(&lease->spoke_on_control, __ATOMIC_ACQUIRE) &&
+        return !(lease->flags & FP_LEASE_CONTENDED) &&
+               !__atomic_load_n(&lease->spoke_on_control, __ATOMIC_ACQUIRE) &&
                monotonic_ms() - lease->leased_ms < FP_RELEASE_CHANNEL_HOLD_MS;
 }
 
 /* Sends the release (rel) and forgets the lease. */
-static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_release *rel)
+static void lease_send_and_free(forkpool_lease *lease, struct fp_msg_release *rel)
 {
         forkpool *fp = lease->fp;
         if (fp) {

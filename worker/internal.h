@@ -62,7 +62,8 @@ struct fp_side_wait {
  */
 struct fp_control {
         int fd;
-        int release_fd; /* the release channel (proto.h), -1: none */
+        int release_fd;            /* the release channel (proto.h), -1: none */
+        uint32_t channel_releases; /* releases sent on it (io_lock; read atomically) */
         unsigned state;
         int recv_timeout_ms; /* its SO_RCVTIMEO, -1: none (acquire_lock's holder sets it) */
 };

@@ -104,7 +104,7 @@ enum script {
         SCRIPT_STRAY,     /* a lease for another request first, then the lease asked for */
         SCRIPT_MALFORMED, /* an answer with a bad magic */
         SCRIPT_HANG_UP,   /* closes the connection (every connection) */
-        SCRIPT_LEASE,     /* the lease asked for (id 8 + the number of acquires before) */
+        SCRIPT_LEASE,     /* the lease asked for (id 8 + the acquires before; 11 contended) */
 };
 
 struct fake {
@@ -147,7 +147,7 @@ static int channel_releases(struct fake *f, uint64_t *ids, int max)
         return n;
 }
 
-static void fake_lease(int cfd, uint32_t request_id, uint64_t lease_id, int fd)
+static void fake_lease(int cfd, uint32_t request_id, uint64_t lease_id, int fd, uint32_t flags)
 {
         struct fp_msg_lease lease;
         memset(&lease, 0, sizeof(lease));
@@ -155,6 +155,7 @@ static void fake_lease(int cfd, uint32_t request_id, uint64_t lease_id, int fd)
         lease.lease_id = lease_id;
         lease.db_kind = FP_DB_POSTGRES;
         lease.txn = FP_TXN_IDLE;
+        lease.flags = flags;
         snprintf(lease.pg.user, sizeof(lease.pg.user), "u");
         snprintf(lease.pg.dbname, sizeof(lease.pg.dbname), "d");
         assert_int_equal(fp_send_msg(cfd, &lease, sizeof(lease), fd, 0), 0);
@@ -197,8 +198,10 @@ static void *fake_main(void *arg)
                         } else if (in.hdr.op == FP_OP_ACQUIRE && f->script == SCRIPT_LEASE) {
                                 int sv[2];
                                 assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-                                fake_lease(cfd, in.hdr.request_id, 8 + (uint64_t)f->n_acquires++,
-                                           sv[0]);
+                                /* The fourth as if others waited for the pool meanwhile. */
+                                fake_lease(cfd, in.hdr.request_id, 8 + (uint64_t)f->n_acquires,
+                                           sv[0], f->n_acquires == 3 ? FP_LEASE_CONTENDED : 0);
+                                f->n_acquires++;
                                 close(sv[0]);
                                 close(sv[1]);
                         } else if (in.hdr.op == FP_OP_RELEASE) {
@@ -215,8 +218,8 @@ static void *fake_main(void *arg)
                                 int sv[2], mine[2];
                                 assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
                                 assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, mine), 0);
-                                fake_lease(cfd, in.hdr.request_id + 1000, 7, sv[0]);
-                                fake_lease(cfd, in.hdr.request_id, 8, mine[0]);
+                                fake_lease(cfd, in.hdr.request_id + 1000, 7, sv[0], 0);
+                                fake_lease(cfd, in.hdr.request_id, 8, mine[0], 0);
                                 close(sv[0]);
                                 close(mine[0]);
                                 close(mine[1]);
@@ -357,8 +360,9 @@ static void test_release_without_channel(void **state)
 
 /*
  * A short lease's release goes on the channel; one held for longer than
- * FP_RELEASE_CHANNEL_HOLD_MS, and one that sent a pin on the control
- * connection (after the pin, there), go on the control connection.
+ * FP_RELEASE_CHANNEL_HOLD_MS, one that sent a pin on the control connection
+ * (after the pin, there) and one handed out while others waited go on the
+ * control connection.
  */
 static void test_release_channel(void **state)
 {
@@ -381,13 +385,17 @@ static void test_release_channel(void **state)
         assert_int_equal(forkpool_acquire(fp, "main", 1000, &lease), 0);
         assert_int_equal(fp_pin_report(lease, FP_PIN_SET), 0);
         assert_int_equal(forkpool_release(lease), 0);
+
+        /* Handed out while others waited: wanted at once, on the connection. */
+        assert_int_equal(forkpool_acquire(fp, "main", 1000, &lease), 0);
+        assert_int_equal(forkpool_release(lease), 0);
         forkpool_close(fp);
         fake_stop(&f);
 
         assert_int_equal(channel_releases(&f, ids, 4), 1);
         assert_true(ids[0] == 8);
-        assert_int_equal(f.n_released, 2);
-        assert_true(f.released[0] == 9 && f.released[1] == 10);
+        assert_int_equal(f.n_released, 3);
+        assert_true(f.released[0] == 9 && f.released[1] == 10 && f.released[2] == 11);
         assert_int_equal(f.n_pins, 1);
         assert_int_equal(f.released_at_pin, 1); /* lease 10's pin came before its release */
 }
