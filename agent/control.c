@@ -487,6 +487,13 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -EAGAIN, text);
                 return;
         }
+        /*
+         * Nothing idle: a release another worker sent on its channel may be
+         * waiting unread. It is taken before the pool opens a connection (or
+         * an overflow one) or queues this acquire for one.
+         */
+        while (!fp_supervisor_pool_has_idle(sp) && releases_take(sup) > 0)
+                ;
         /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
         client->n_waiting++;
         sup->n_acquires_queued++;

@@ -468,6 +468,11 @@ bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_
                                 gid, groups, n_groups);
 }
 
+bool fp_supervisor_pool_has_idle(const struct fp_sup_pool *sp)
+{
+        return fp_pool_has_idle_connection(&sp->pool);
+}
+
 int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
                           uint32_t request_id, int timeout_ms, const char *label,
                           uint64_t prefer_lease_id)

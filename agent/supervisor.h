@@ -171,6 +171,9 @@ int fp_sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
  */
 int fp_supervisor_publish_segment(struct fp_supervisor *sup);
 
+/* Whether sp would hand the next acquire an idle connection now (no connect). O(1). */
+bool fp_supervisor_pool_has_idle(const struct fp_sup_pool *sp);
+
 /*
  * Queues client's acquire (request_id; pid as the kernel reported it) in sp
  * (from fp_supervisor_find_pool(), allowed by fp_supervisor_pool_allows()):

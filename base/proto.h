@@ -284,8 +284,8 @@ struct fp_msg_release {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
-        uint32_t dirty;                /* enum fp_session_dirty */
-        uint32_t channel_releases;     /* as in an acquire, on the control connection */
+        uint32_t dirty;            /* enum fp_session_dirty */
+        uint32_t channel_releases; /* as in an acquire, on the control connection */
         uint32_t reserved;
         char params[FP_PARAMS_MAX];    /* the session parameters the worker saw */
         struct fp_stmt_set statements; /* with FP_RELEASE_STATEMENTS, else count 0 */

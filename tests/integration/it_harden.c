@@ -892,6 +892,36 @@ static void test_release_channel(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/*
+ * A release that waits unread in one worker's channel is taken before
+ * another worker's acquire opens a connection: the pool does not grow for a
+ * session that is already back.
+ */
+static void test_release_channel_before_connect(void)
+{
+        struct itest_sup s;
+        int pair[2];
+        bool taken;
+
+        itest_sup_start(&s, "it_h_chconn", "pool_size = 2\nmax_overflow = 2\n", NULL);
+        CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
+        int a = raw_hello_channel(s.socket, pair[1], &taken);
+        CHECK(taken);
+        int b = raw_hello(s.socket);
+        for (uint32_t i = 1; i <= 20; i++) {
+                send_release(pair[0], raw_lease(a, i));
+                send_release(b, raw_lease(b, i));
+        }
+        struct fp_shm_pool p = itest_pool(&s);
+        CHECK_MSG(p.counters.connects == 1,
+                  "%llu connections opened for leases that never overlapped",
+                  (unsigned long long)p.counters.connects);
+        close(a);
+        close(b);
+        close(pair[0]);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 static void test_events_follow_ends(void)
 {
         struct itest_sup s;
@@ -926,4 +956,5 @@ ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"many_waiters", test_many_waiters, 180},
            {"pool_state_after_restart", test_pool_state_after_restart, 90},
            {"events_follow_ends", test_events_follow_ends, 60},
-           {"release_channel", test_release_channel, 60})
+           {"release_channel", test_release_channel, 60},
+           {"release_channel_before_connect", test_release_channel_before_connect, 60})
