@@ -76,6 +76,28 @@ int fp_msg_check(const void *buf, size_t len)
         return 0;
 }
 
+bool fp_stmt_set_valid(const struct fp_stmt_set *set)
+{
+        enum {
+                SLOTS = 2 * FP_STMTS_MAX /* half full at most: a free slot ends every probe */
+        };
+        /* The index + 1 of the hash in each slot, 0: free. */
+        uint8_t slot[SLOTS] = {0};
+        if (set->count > FP_STMTS_MAX)
+                return false;
+        for (uint32_t i = 0; i < set->count; i++) {
+                /* Content hashes are uniform: their first bytes place them (a crafted set
+                 * only makes the probes longer, never the answer wrong). */
+                uint32_t at;
+                memcpy(&at, set->hash[i], sizeof(at));
+                for (at %= SLOTS; slot[at]; at = (at + 1) % SLOTS)
+                        if (memcmp(set->hash[slot[at] - 1], set->hash[i], FP_STMT_HASH_LEN) == 0)
+                                return false;
+                slot[at] = (uint8_t)(i + 1);
+        }
+        return true;
+}
+
 bool fp_stmt_set_has(const struct fp_stmt_set *set, const uint8_t *hash)
 {
         for (uint32_t i = 0; i < set->count && i < FP_STMTS_MAX; i++)

@@ -142,7 +142,11 @@ enum fp_lease_flags {
  * session in transaction mode, by the hash of their content (text and
  * parameter types) that names them on the wire ("fp_" and its hex).
  * forkpoold keeps one per connection; a lease hands it over, a release
- * gives it back as the holder left the session.
+ * gives it back as the holder left the session. Each hash is there at most
+ * once: forkpoold takes a release whose set repeats one (fp_stmt_set_valid)
+ * as malformed and closes the connection (FP_RELEASE_INVALIDATE), as for
+ * malformed parameters: the session's statements are then not what any set
+ * says, and a closed session holds none.
  */
 struct fp_stmt_set {
         uint32_t count; /* hashes used in hash[], <= FP_STMTS_MAX */
@@ -323,6 +327,13 @@ void fp_msg_init(struct fp_msg_hdr *hdr, enum fp_op op, size_t size, uint32_t re
  * -EOPNOTSUPP (unknown op).
  */
 int fp_msg_check(const void *buf, size_t len);
+
+/*
+ * Whether set is well formed: count <= FP_STMTS_MAX and no hash twice. One
+ * pass, no sort, nothing allocated (an open-addressed table of 2 *
+ * FP_STMTS_MAX slots on the stack): cheap enough for every release.
+ */
+bool fp_stmt_set_valid(const struct fp_stmt_set *set);
 
 /* Whether set holds hash (FP_STMT_HASH_LEN bytes). */
 bool fp_stmt_set_has(const struct fp_stmt_set *set, const uint8_t *hash);

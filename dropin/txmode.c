@@ -36,8 +36,12 @@
  * that lacks it, it is prepared first (PQprepare, one round trip; for the
  * PQsend* paths too, before the command goes out) and added to the set
  * once the server accepted it. A full set, or a pipeline on a session that
- * lacks it, runs it as the unnamed statement, as before. The session
- * tracker empties the set at DEALLOCATE ALL and DISCARD ALL; forkpoold
+ * lacks it, runs it as the unnamed statement, as before. What the drop-in
+ * keeps for a command's results (our Parse's answer, a result it made)
+ * follows those results, also when a synchronous call discards them unread
+ * (tx_discard_unread). The session tracker empties the set at a DEALLOCATE
+ * ALL or DISCARD ALL the server completed (tx_event forgets the
+ * connection's statements then, not before); forkpoold
  * empties it when the session's statements go (its reset's DISCARD ALL, a
  * release by a holder that does not keep it: DEALLOCATE ALL; a new
  * connection). Our Parse is not the application's state: its
@@ -111,6 +115,7 @@ FP_REALPQ_DECLARE(PQresultErrorMessage);
 FP_REALPQ_DECLARE(PQresultErrorField);
 FP_REALPQ_DECLARE(PQresultStatus);
 FP_REALPQ_DECLARE(PQclear);
+FP_REALPQ_DECLARE(PQcmdStatus);
 FP_REALPQ_DECLARE(PQconsumeInput);
 FP_REALPQ_DECLARE(PQflush);
 FP_REALPQ_DECLARE(PQsetSingleRowMode);
@@ -235,12 +240,28 @@ static struct dropin_conn *tx_find(const PGconn *conn)
         return d && d->tx ? d : NULL;
 }
 
-/* The event procedure whose instance data on a result is the drop-in's error text. */
+static void tx_statement_forget_all(struct txmode *tx);
+
+/*
+ * The event procedure whose instance data on a result is the drop-in's error
+ * text. It also sees every result the server sends a transaction-mode
+ * connection as libpq makes it (inside PQexec() too, and for each statement
+ * of a multi-statement text): a DEALLOCATE ALL or DISCARD ALL the server
+ * completed forgets the connection's statements, and only then (one that
+ * fails, in an aborted transaction say, leaves them as the server does).
+ */
 static int tx_event(PGEventId id, void *info, void *pass_through)
 {
-        (void)id;
-        (void)info;
         (void)pass_through;
+        if (id != PGEVT_RESULTCREATE)
+                return 1;
+        const PGEventResultCreate *created = info;
+        struct dropin_conn *d = dropin_find(created->conn);
+        if (!d || !d->tx || FP_REAL(PQresultStatus)(created->result) != PGRES_COMMAND_OK)
+                return 1;
+        const char *tag = FP_REAL(PQcmdStatus)(created->result);
+        if (tag && (strcmp(tag, "DEALLOCATE ALL") == 0 || strcmp(tag, "DISCARD ALL") == 0))
+                tx_statement_forget_all(d->tx);
         return 1;
 }
 
@@ -1100,16 +1121,18 @@ static struct tx_statement *tx_statement_put(struct txmode *tx, const char *name
 }
 
 /*
- * A statement the application sent as SQL that ends remembered statements:
- * "DEALLOCATE [PREPARE] name" of a remembered one is forgotten and true is
- * returned (nothing to send: the session keeps its statement under its
- * wire name, for any connection that prepares the same text); after
- * "DEALLOCATE [PREPARE] ALL" and "DISCARD ALL" every one is forgotten and
- * false is returned (they go to the server, whose statements they drop: the
- * session tracker empties the lease's set).
+ * "DEALLOCATE [PREPARE] name" of a statement the application remembered on
+ * d, sent as SQL: it is forgotten and true is returned (nothing to send: the
+ * session keeps its statement under its wire name, for any connection that
+ * prepares the same text). Not in an aborted transaction, where the server
+ * refuses the command (25P02) and the statement stays: false, the text goes
+ * to the server, which says so. "DEALLOCATE ALL" and "DISCARD ALL" go to the
+ * server too (false); their success forgets every statement (tx_event) and
+ * empties the lease's set (the session tracker).
  */
-static bool tx_deallocate(struct txmode *tx, const char *sql)
+static bool tx_deallocate(struct dropin_conn *d, const char *sql)
 {
+        struct txmode *tx = d->tx;
         char name[256];
         size_t n = 0;
         const char *s = sql;
@@ -1117,19 +1140,13 @@ static bool tx_deallocate(struct txmode *tx, const char *sql)
                 return false;
         while (isspace((unsigned char)*s))
                 s++;
-        if (word_is(s, "discard") && word_is(next_word(s), "all")) {
-                tx_statement_forget_all(tx);
-                return false;
-        }
-        if (!word_is(s, "deallocate"))
+        if (!word_is(s, "deallocate") || FP_REAL(PQtransactionStatus)(d->conn) == PQTRANS_INERROR)
                 return false;
         s = next_word(s);
         if (word_is(s, "prepare"))
                 s = next_word(s);
-        if (word_is(s, "all")) {
-                tx_statement_forget_all(tx);
+        if (word_is(s, "all"))
                 return false;
-        }
         bool quoted = *s == '"';
         s += quoted;
         while (*s && n + 1 < sizeof(name) &&
@@ -1255,6 +1272,54 @@ static int tx_stash(struct dropin_conn *d, PGresult *res)
 {
         d->tx->stash = res;
         return res != NULL;
+}
+
+/*
+ * The first result of our Parse of parse_hash (tx_send_prepare; res NULL:
+ * none came): the session has the statement only if it worked. An error
+ * that says the set is wrong (42P05) stops trusting it.
+ */
+static void tx_parse_result(struct dropin_conn *d, const PGresult *res)
+{
+        struct txmode *tx = d->tx;
+        tx->parse_sent = false;
+        if (!d->lease)
+                return;
+        if (FP_REAL(PQresultStatus)(res) != PGRES_COMMAND_OK) {
+                fp_stmt_set_remove(&d->lease->statements, tx->parse_hash);
+                tx_check_statement_error(d, res);
+        }
+        d->lease->dirty = (d->lease->dirty & ~(uint32_t)FP_DIRTY_PREPARE) | tx->parse_dirty;
+}
+
+/*
+ * Before a synchronous call (the PQexec family), which discards the results
+ * the application left unread, as libpq does, but inside libpq where the
+ * drop-in does not see them: what the drop-in keeps for those results is
+ * settled on the results it belongs to, not on the call's. A made result
+ * (stash) and a failed deferred command's error are dropped; our Parse's
+ * results are read here (they say whether the session has the statement);
+ * a statement sent by its wire name has no result left to check.
+ */
+static void tx_discard_unread(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        FP_REAL(PQclear)(tx->stash);
+        tx->stash = NULL;
+        tx->deferred_failed = false;
+        tx->wire_sent = false;
+        if (!tx->parse_sent)
+                return;
+        tx_inside++;
+        /* A Parse's results: its CommandComplete or error, then NULL (never COPY). */
+        PGresult *res = FP_REAL(PQgetResult)(d->conn);
+        tx_parse_result(d, res);
+        while (res) {
+                tx->failed |= FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR;
+                FP_REAL(PQclear)(res);
+                res = FP_REAL(PQgetResult)(d->conn);
+        }
+        tx_inside--;
 }
 
 /*
@@ -1422,8 +1487,13 @@ DROPIN_EXPORT PGresult *PQexec(PGconn *conn, const char *query)
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQexec)(conn, query);
-        if (tx_deallocate(d->tx, query))
+        if (tx_ready(d) < 0)
+                return tx_error_result(d);
+        tx_discard_unread(d);
+        if (tx_deallocate(d, query)) {
+                tx_settle(d); /* the results discarded may have been the last */
                 return FP_REAL(PQmakeEmptyPGresult)(conn, PGRES_COMMAND_OK);
+        }
         if (tx_begin(d, query) < 0)
                 return tx_error_result(d);
         PGresult *res = FP_REAL(PQexec)(conn, query);
@@ -1443,6 +1513,7 @@ DROPIN_EXPORT PGresult *PQexecParams(PGconn *conn, const char *command, int nPar
                                              paramLengths, paramFormats, resultFormat);
         if (tx_begin(d, command) < 0)
                 return tx_error_result(d);
+        tx_discard_unread(d);
         PGresult *res = FP_REAL(PQexecParams)(conn, command, nParams, paramTypes, paramValues,
                                               paramLengths, paramFormats, resultFormat);
         tx_end(d, true);
@@ -1460,6 +1531,7 @@ DROPIN_EXPORT PGresult *PQprepare(PGconn *conn, const char *stmtName, const char
          */
         if (tx_begin(d, "") < 0)
                 return tx_error_result(d);
+        tx_discard_unread(d);
         /*
          * A session that has the statement needs no Parse; one with room gets it
          * under its wire name; else the server checks it as the unnamed one.
@@ -1499,6 +1571,7 @@ DROPIN_EXPORT PGresult *PQexecPrepared(PGconn *conn, const char *stmtName, int n
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
         if (tx_begin(d, s ? s->text : NULL) < 0)
                 return tx_error_result(d);
+        tx_discard_unread(d);
         PGresult *res = NULL;
         int named = s ? tx_name_now(d, s->hash, s->text, s->n_params, s->types, &res) : -2;
         if (named > 0)
@@ -1533,6 +1606,7 @@ DROPIN_EXPORT PGresult *PQdescribePrepared(PGconn *conn, const char *stmt)
         const struct tx_statement *s = tx_statement_find(d->tx, stmt);
         if (tx_begin(d, s ? s->text : "") < 0)
                 return tx_error_result(d);
+        tx_discard_unread(d);
         PGresult *res = NULL;
         int named = s ? tx_name_now(d, s->hash, s->text, s->n_params, s->types, &res) : -2;
         if (named > 0) {
@@ -1558,6 +1632,7 @@ DROPIN_EXPORT PGresult *PQdescribePortal(PGconn *conn, const char *portal)
                 return FP_REAL(PQdescribePortal)(conn, portal);
         if (tx_begin(d, "") < 0)
                 return tx_error_result(d);
+        tx_discard_unread(d);
         PGresult *res = FP_REAL(PQdescribePortal)(conn, portal);
         tx_end(d, true);
         return res;
@@ -1568,7 +1643,7 @@ DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQsendQuery)(conn, query);
-        if (tx_deallocate(d->tx, query))
+        if (tx_deallocate(d, query))
                 query = TX_NOOP_SQL;
         int r = tx_begin_send(d, query);
         if (r < 0)
@@ -1590,7 +1665,7 @@ DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
         if (!d)
                 return FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
                                                   paramLengths, paramFormats, resultFormat);
-        if (tx_deallocate(d->tx, command))
+        if (tx_deallocate(d, command))
                 command = TX_NOOP_SQL;
         int r = tx_begin_send(d, command);
         if (r < 0)
@@ -1722,15 +1797,8 @@ DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
                 return made;
         }
         PGresult *res = FP_REAL(PQgetResult)(conn);
-        if (d && d->tx->parse_sent) {
-                /* The result of our Parse: the session has the statement only if it worked. */
-                d->tx->parse_sent = false;
-                if (d->lease && FP_REAL(PQresultStatus)(res) != PGRES_COMMAND_OK)
-                        fp_stmt_set_remove(&d->lease->statements, d->tx->parse_hash);
-                if (d->lease)
-                        d->lease->dirty = (d->lease->dirty & ~(uint32_t)FP_DIRTY_PREPARE) |
-                                          d->tx->parse_dirty;
-        }
+        if (d && d->tx->parse_sent)
+                tx_parse_result(d, res);
         if (res) {
                 if (d && FP_REAL(PQresultStatus)(res) == PGRES_FATAL_ERROR) {
                         d->tx->failed = true;

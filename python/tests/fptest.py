@@ -6,7 +6,16 @@ tests/integration/itest.c does for the C tests.
 Environment: FORKPOOL_FORKPOOLD (the forkpoold to run), FORKPOOL_LIBRARY
 (the libforkpool to load), FORKPOOL_TEST_PG_URL / FORKPOOL_TEST_MY_URL and
 the rest of tests/run.sh's variables.
+
+A forkpoold (and a server such as gunicorn) that a test starts never outlives
+the test process, whichever way it ends: stop() in the tests' finally and
+tearDownClass; at interpreter exit (an exception nobody caught, sys.exit); at
+SIGTERM (a handler stops them, then the process dies of the signal as it
+would have); and when the process dies without running any of that (SIGKILL,
+a ctest timeout): the child has a parent-death signal, SIGTERM
+(PR_SET_PDEATHSIG, through setpriv).
 """
+import atexit
 import os
 import shutil
 import signal
@@ -14,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -53,6 +63,46 @@ def user(url):
     return urllib.parse.unquote(urllib.parse.urlsplit(url).username or "")
 
 
+SETPRIV = shutil.which("setpriv")
+
+
+def popen_tied(args, **kw):
+    """subprocess.Popen(args) of a child that gets SIGTERM when this process
+    dies: setpriv --pdeathsig sets it, then execs args (the same pid). The
+    signal follows the thread that starts the child, so only the main
+    thread's children are tied (another thread's would be stopped when that
+    thread ends); without setpriv they are not (the other exit paths still
+    stop them)."""
+    if SETPRIV and threading.current_thread() is threading.main_thread():
+        args = [SETPRIV, "--pdeathsig", "TERM", "--"] + list(args)
+    return subprocess.Popen(args, **kw)
+
+
+# The Supervisors whose forkpoold runs, stopped if the process ends before their tests stop them.
+_running = set()
+_owner = os.getpid()
+
+
+def _stop_running():
+    # Only in the process that started them: a forked child inherits the set and these hooks.
+    if os.getpid() != _owner:
+        return
+    for s in list(_running):
+        s.cleanup()
+
+
+def _on_sigterm(signum, frame):
+    _stop_running()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+atexit.register(_stop_running)
+if threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class Supervisor:
     """A forkpoold with one pool, in a fresh directory; stop() ends it."""
 
@@ -73,9 +123,17 @@ class Supervisor:
 
     def start(self):
         self.log = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(
+        self.proc = popen_tied(
             [os.environ["FORKPOOL_FORKPOOLD"], "--config", self.config, "--log-level", "debug"],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
+        _running.add(self)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # a forkpoold that did not come up is not left behind
+            raise
+
+    def _wait_ready(self):
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -133,6 +191,7 @@ class Supervisor:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        _running.discard(self)
         if self.log:
             self.log.close()
             self.log = None

@@ -33,12 +33,19 @@ class Gunicorn:
     def __init__(self, env, workers=WORKERS):
         self.port = free_port()
         self.log = open(os.path.join(env.get("FPT_LOGDIR", "/tmp"), "gunicorn-%d.log" % self.port), "w+")
-        self.proc = subprocess.Popen(
+        self.proc = fptest.popen_tied(
             ["/usr/bin/gunicorn", "-w", str(workers), "-k", "sync", "-b",
              "127.0.0.1:%d" % self.port, "--chdir", fptest.HERE, "--timeout", "60",
              "--graceful-timeout", "5", "flask_app:app"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
+        try:
+            self._wait_ready(workers)
+        except BaseException:
+            self.stop()  # a gunicorn that did not come up is not left behind
+            raise
+
+    def _wait_ready(self, workers):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

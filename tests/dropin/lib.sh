@@ -22,6 +22,9 @@
 #
 # What it gives a test:
 #   dt_init "$@"                  parse the arguments, make the temp dir, set traps
+#                                 (at exit, SIGINT, SIGTERM, SIGHUP: every forkpoold
+#                                 and server stopped; those also get SIGTERM should
+#                                 the script die where no trap runs, SIGKILL)
 #   dt_pool INST POOL [--url URL] [--direct CONNINFO] [KEY=VALUE...]
 #                                 a [pool POOL] section in supervisor INST's config;
 #                                 the URL is the scratch server's with
@@ -275,9 +278,11 @@ dt_start() {
   [[ -f $d/global.ini ]] || dt_die "supervisor $inst has no configuration"
   cat "$d/global.ini" "$d/pools.ini" >"$d/forkpool.conf"
   chmod 0600 "$d/forkpool.conf"
-  # Never the drop-in: forkpoold uses the real libpq.
-  env -u LD_PRELOAD -u LD_LIBRARY_PATH "$DT_FORKPOOLD" --config "$d/forkpool.conf" \
-    </dev/null >>"$d/forkpoold.log" 2>&1 &
+  # Never the drop-in: forkpoold uses the real libpq. It gets SIGTERM if this
+  # script dies where no trap runs (SIGKILL, a ctest timeout): setpriv sets
+  # the parent-death signal, then execs it (the same pid).
+  env -u LD_PRELOAD -u LD_LIBRARY_PATH setpriv --pdeathsig TERM -- \
+    "$DT_FORKPOOLD" --config "$d/forkpool.conf" </dev/null >>"$d/forkpoold.log" 2>&1 &
   pid=$!
   DT_SUP_PID[$inst]=$pid
   for ((i = 0; i < 100; i++)); do
@@ -417,8 +422,9 @@ dt_spawn() {
   shift
   mapfile -t e < <(dt_client_env)
   # Its own session: Apache's parent signals its whole process group on SIGTERM.
-  (exec setsid env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER -u PGAPPNAME "${e[@]}" "$@" \
-    </dev/null >>"$log" 2>&1) &
+  # SIGTERM too if this script dies where no trap runs (as dt_start's forkpoold).
+  (exec setsid setpriv --pdeathsig TERM -- env -u PGHOST -u PGPORT -u PGDATABASE -u PGUSER \
+    -u PGAPPNAME "${e[@]}" "$@" </dev/null >>"$log" 2>&1) &
   DT_PID=$!
   dt_bg "$DT_PID"
 }

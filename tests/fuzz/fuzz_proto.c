@@ -10,7 +10,7 @@
  * (worker/forkpool.c: the identifiers and parameters of a PostgreSQL or
  * MySQL lease, the text and errno of an error) and forkpoolctl's (the text of
  * an admin reply); the statement set of a lease or a release (its count
- * bounded by fp_msg_check()).
+ * bounded by fp_msg_check(), a repeated hash found by fp_stmt_set_valid()).
  * Then every string the receiver goes on to use is used (strlen, lookups), in
  * a buffer of exactly the message's size, so that ASan sees any read a check
  * let through.
@@ -100,11 +100,18 @@ static void fuzz_params(const char *params, size_t cap, uint32_t params_len)
 /*
  * A statement set as its receivers use it (worker/forkpool.c lease_new,
  * agent/drivers/pgconn.c at a release): fp_msg_check() bounded its count,
- * and every hash in it is found.
+ * and every hash in it is found. fp_stmt_set_valid(), which forkpoold asks of
+ * a release's set (agent/control.c handle_release), says whether a hash
+ * repeats, as comparing every pair does.
  */
 static void fuzz_statements(const struct fp_stmt_set *set)
 {
         FUZZ_ASSERT(set->count <= FP_STMTS_MAX);
+        bool repeats = false;
+        for (uint32_t i = 0; i < set->count && !repeats; i++)
+                for (uint32_t j = i + 1; j < set->count && !repeats; j++)
+                        repeats = memcmp(set->hash[i], set->hash[j], FP_STMT_HASH_LEN) == 0;
+        FUZZ_ASSERT(fp_stmt_set_valid(set) == !repeats);
         struct fp_stmt_set copy = {0};
         for (uint32_t i = 0; i < set->count; i++) {
                 FUZZ_ASSERT(fp_stmt_set_has(set, set->hash[i]));

@@ -135,6 +135,10 @@ static int seeds_proto(const char *dir)
                 r = seeds_write(dir, "lease.bin", &lease, sizeof(lease));
         if (r == 0)
                 r = seeds_write(dir, "release.bin", &release, sizeof(release));
+        /* Malformed: a hash twice (forkpoold closes the connection). */
+        memcpy(release.statements.hash[1], release.statements.hash[0], FP_STMT_HASH_LEN);
+        if (r == 0)
+                r = seeds_write(dir, "release_repeat.bin", &release, sizeof(release));
         if (r == 0)
                 r = seeds_write(dir, "error.bin", &error, sizeof(error));
         if (r == 0)

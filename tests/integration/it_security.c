@@ -2,7 +2,8 @@
 /*
  * it_security.c — who may lease, and what a misbehaving worker can do: a
  * disallowed uid is refused (and logged), an allowed one is served; malformed
- * control messages are rejected without harming other workers; the socket
+ * control messages are rejected without harming other workers, and a release
+ * whose statement set repeats a hash closes its connection; the socket
  * and the segment have tight modes; the password reaches neither the
  * segment, the log, nor ps.
  */
@@ -156,6 +157,79 @@ static void test_malformed_messages(void)
         CHECK(itest_sup_stop(&s) == 0);
 }
 
+/* A lease of pool through the supervisor at socket runs a query. */
+static void lease_works(const char *socket, const char *pool)
+{
+        forkpool *fp;
+        forkpool_lease *lease;
+        CHECK_OK(forkpool_open(socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, pool, 5000, &lease));
+        CHECK(strcmp(itest_query(forkpool_lease_pg(lease), "SELECT 1"), "1") == 0);
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+}
+
+/* Leases a session of pool main over the raw control connection fd; returns its lease id. */
+static uint64_t raw_lease(int fd)
+{
+        struct fp_msg_acquire acq;
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_lease lease;
+                char bytes[FP_MSG_MAX];
+        } reply;
+        int session = -1;
+        fp_msg_init(&acq.hdr, FP_OP_ACQUIRE, sizeof(acq), 21);
+        acq.timeout_ms = 5000;
+        snprintf(acq.pool, sizeof(acq.pool), "main");
+        CHECK(fp_send_msg(fd, &acq, sizeof(acq), -1, 0) == 0);
+        ssize_t n = fp_recv_msg(fd, reply.bytes, sizeof(reply), &session, 0);
+        CHECK_MSG(n > 0 && fp_msg_check(reply.bytes, (size_t)n) == 0 &&
+                          reply.hdr.op == FP_OP_LEASE && session >= 0,
+                  "no lease (%zd bytes, op %u)", n, n > 0 ? reply.hdr.op : 0);
+        close(session);
+        return reply.lease.lease_id;
+}
+
+/* Releases lease_id over fd, idle, with a statement set of count hashes, hash i = i % distinct. */
+static void raw_release_with_set(int fd, uint64_t lease_id, uint32_t count, uint32_t distinct)
+{
+        static struct fp_msg_release rel;
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 22);
+        rel.lease_id = lease_id;
+        rel.txn = FP_TXN_IDLE;
+        rel.flags = FP_RELEASE_STATEMENTS;
+        rel.statements.count = count;
+        for (uint32_t i = 0; i < count; i++)
+                rel.statements.hash[i][0] = (uint8_t)(1 + i % distinct);
+        CHECK(fp_send_msg(fd, &rel, sizeof(rel), -1, 0) == 0);
+}
+
+/*
+ * A release whose statement set names a hash twice is malformed: the
+ * connection is closed (an invalidation), not reused with a set that cannot
+ * be the session's. A set without a repeat is taken.
+ */
+static void test_release_repeating_statements(void)
+{
+        struct itest_sup s;
+        itest_sup_start(&s, "it_malformed_set", "pool_size = 1\nmax_overflow = 0\n", NULL);
+        int raw = raw_connect(s.socket);
+        raw_release_with_set(raw, raw_lease(raw), 3, 3);
+        CHECK(itest_wait_checked_out(&s, 0) == 0);
+        CHECK(itest_pool(&s).counters.invalidations == 0);
+        raw_release_with_set(raw, raw_lease(raw), 3, 2);
+        CHECK(itest_wait_checked_out(&s, 0) == 0);
+        int64_t end = itest_now_ms() + 10000;
+        while (itest_pool(&s).counters.invalidations == 0 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK_MSG(itest_pool(&s).counters.invalidations == 1, "%llu invalidations",
+                  (unsigned long long)itest_pool(&s).counters.invalidations);
+        close(raw);
+        lease_works(s.socket, "main"); /* the pool goes on with a new connection */
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 static void test_modes_and_secrets(void)
 {
         const char *tcp_url = getenv("FORKPOOL_TEST_PG_TCP_URL");
@@ -179,14 +253,7 @@ static void test_modes_and_secrets(void)
                 usleep(10000);
         usleep(50000);
 
-        /* A lease over TCP with SCRAM works. */
-        forkpool *fp;
-        forkpool_lease *lease;
-        CHECK_OK(forkpool_open(sock, &fp));
-        CHECK_OK(forkpool_acquire(fp, "default", 5000, &lease));
-        CHECK(strcmp(itest_query(forkpool_lease_pg(lease), "SELECT 1"), "1") == 0);
-        CHECK_OK(forkpool_release(lease));
-        forkpool_close(fp);
+        lease_works(sock, "default"); /* over TCP with SCRAM */
 
         CHECK(stat(sock, &st) == 0 && (st.st_mode & 0777) == 0660);
         char shm_path[128];
@@ -246,18 +313,13 @@ static void test_drops_privileges(void)
         itest_segment_path(s.socket, shm_path, sizeof(shm_path));
         CHECK(stat(shm_path, &st) == 0 && st.st_uid == 65534);
 
-        forkpool *fp;
-        forkpool_lease *l;
-        CHECK_OK(forkpool_open(s.socket, &fp)); /* root may always connect */
-        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
-        CHECK(strcmp(itest_query(forkpool_lease_pg(l), "SELECT 1"), "1") == 0);
-        CHECK_OK(forkpool_release(l));
-        forkpool_close(fp);
+        lease_works(s.socket, "main"); /* root may always connect */
         CHECK(itest_sup_stop(&s) == 0);
 }
 
 ITEST_MAIN({"disallowed_uid_refused", test_disallowed_uid_refused, 60},
            {"allowed_uid_served", test_allowed_uid_served, 60},
            {"malformed_messages", test_malformed_messages, 60},
+           {"release_repeating_statements", test_release_repeating_statements, 60},
            {"modes_and_secrets", test_modes_and_secrets, 60}, {"tls_refused", test_tls_refused, 30},
            {"drops_privileges", test_drops_privileges, 30})

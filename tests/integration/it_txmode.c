@@ -9,7 +9,9 @@
  * ROLLBACK, pipeline mode, COPY); that each kind of session state pins the
  * session and the next transaction sees it, and that a connection without
  * such state is never pinned; protocol-level prepared statements across
- * sessions, prepared once per session under a name of their content; a lease that fails is a query
+ * sessions, prepared once per session under a name of their content, their
+ * bookkeeping right when a synchronous call discards unread results and when
+ * the server refuses a DEALLOCATE ALL; a lease that fails is a query
  * error and the connection stays usable; several connections on a one-connection pool; fork;
  * cancel; and a non-blocking command.
  */
@@ -613,6 +615,112 @@ static void test_prepared_untyped_and_stale(void)
         stop();
 }
 
+/*
+ * An asynchronous command whose results the application leaves unread, then
+ * a synchronous call, which discards them (as libpq allows): what the
+ * drop-in keeps for those results (its Parse of a statement the session
+ * lacked, a result it made for one the session has) follows them, not the
+ * call's result. The session's set stays what the session has: a statement
+ * it prepared is not prepared again (42P05), one that failed is not claimed.
+ */
+static void test_unread_results_then_exec(void)
+{
+        const char *plus = "SELECT $1::int + 100";
+        start("it_txmode_unread", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *c = connect_ok();
+        /* Our Parse goes out, its result unread: PQexec discards it (the lease goes on). */
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        CHECK(PQsendPrepare(c, "plus", plus, 1, NULL));
+        exec_expect(c, "SELECT 1", PGRES_TUPLES_OK);
+        CHECK(PQsendQuery(c, "SELECT 2"));
+        async_expect(c, PGRES_TUPLES_OK, "2");
+        exec_prepared_expect(c, "plus", "1", "101");
+        exec_expect(c, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(named_statements(c) == 1);
+        /* The session has it: the made result is unread when PQexec comes. */
+        CHECK(PQsendPrepare(c, "plus_again", plus, 1, NULL));
+        exec_expect(c, "SELECT 3", PGRES_TUPLES_OK);
+        CHECK(PQsendQuery(c, "SELECT 4"));
+        async_expect(c, PGRES_TUPLES_OK, "4");
+        exec_prepared_expect(c, "plus_again", "2", "102");
+        /* A text that does not prepare, its error unread: the set does not claim it. */
+        CHECK(PQsendPrepare(c, "bad", "SELECT FROM nowhere_at_all", 0, NULL));
+        exec_expect(c, "SELECT 5", PGRES_TUPLES_OK);
+        PGresult *res = PQprepare(c, "bad_again", "SELECT FROM nowhere_at_all", 0, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_FATAL_ERROR, "%s", PQresStatus(PQresultStatus(res)));
+        PQclear(res);
+        /* The other synchronous calls discard them too. */
+        CHECK(PQsendPrepare(c, "twice", "SELECT $1::int * 2", 1, NULL));
+        const char *three[] = {"3"};
+        res = PQexecParams(c, "SELECT $1::int", 1, NULL, three, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "3") == 0);
+        PQclear(res);
+        CHECK(PQsendPrepare(c, "twice_again", "SELECT $1::int * 2", 1, NULL));
+        exec_prepared_expect(c, "twice", "4", "8");
+        CHECK(PQgetResult(c) == NULL);
+        exec_prepared_expect(c, "twice_again", "5", "10");
+        CHECK(named_statements(c) == 2);
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(c);
+        stop();
+}
+
+/*
+ * DEALLOCATE ALL, DISCARD ALL and DEALLOCATE of a name that the server
+ * refuses (in an aborted transaction) forget nothing: after ROLLBACK the
+ * statements run, and the session's set still has them. One that the
+ * server completes forgets them, and a ROLLBACK after it does not bring them
+ * back (as on a direct connection); so does one inside a multi-statement text.
+ */
+static void test_deallocate_refused(void)
+{
+        const char *keep = "SELECT $1::int + 1000";
+        const char *one[] = {"1"};
+        start("it_txmode_dealloc", "pool_size = 1\nmax_overflow = 0\n");
+        PGconn *c = connect_ok(), *other = connect_ok();
+        PGresult *res = PQprepare(c, "keep", keep, 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        exec_expect(c, "SELECT 1/0", PGRES_FATAL_ERROR);
+        exec_expect(c, "DEALLOCATE ALL", PGRES_FATAL_ERROR);
+        exec_expect(c, "DISCARD ALL", PGRES_FATAL_ERROR);
+        exec_expect(c, "DEALLOCATE keep", PGRES_FATAL_ERROR);
+        CHECK(PQsendQuery(c, "DEALLOCATE PREPARE ALL"));
+        async_expect(c, PGRES_FATAL_ERROR, NULL);
+        CHECK(PQsendQuery(c, "DEALLOCATE keep"));
+        async_expect(c, PGRES_FATAL_ERROR, NULL);
+        exec_expect(c, "ROLLBACK", PGRES_COMMAND_OK);
+        exec_prepared_expect(c, "keep", "1", "1001");
+        CHECK(named_statements(c) == 1);
+        /* The same text from another connection: the set has it, no second Parse. */
+        res = PQprepare(other, "mine", keep, 1, NULL);
+        CHECK_MSG(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+        PQclear(res);
+        exec_prepared_expect(other, "mine", "2", "1002");
+
+        exec_expect(c, "BEGIN", PGRES_COMMAND_OK);
+        exec_expect(c, "DEALLOCATE ALL", PGRES_COMMAND_OK);
+        exec_expect(c, "ROLLBACK", PGRES_COMMAND_OK);
+        res = PQexecPrepared(c, "keep", 1, one, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        CHECK(named_statements(c) == 0);
+        res = PQprepare(c, "keep", keep, 1, NULL);
+        CHECK(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+        exec_prepared_expect(c, "keep", "3", "1003");
+        exec_expect(c, "SELECT 1; DEALLOCATE ALL", PGRES_COMMAND_OK);
+        res = PQexecPrepared(c, "keep", 1, one, NULL, NULL, 0);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        PQclear(res);
+        exec_prepared_expect(other, "mine", "4", "1004");
+        CHECK(wait_checked_out(0) == 0);
+        PQfinish(other);
+        PQfinish(c);
+        stop();
+}
+
 static void test_lease_failure_is_a_query_error(void)
 {
         start("it_txmode_fail", "pool_size = 1\nmax_overflow = 0\npool_timeout = 0.5\n");
@@ -1027,6 +1135,8 @@ int main(void)
         test_prepared_statements_across_sessions();
         test_prepared_once_per_session();
         test_prepared_untyped_and_stale();
+        test_unread_results_then_exec();
+        test_deallocate_refused();
         test_lease_failure_is_a_query_error();
         test_many_connections_on_one_session();
         test_fork();

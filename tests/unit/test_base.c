@@ -3,7 +3,8 @@
  * test_base.c — the helpers of base/ and agent/access.c that every room
  * relies on: one-line texts, wire integers, the unconnected socket put in
  * place of a descriptor, the control-socket connect and poll wait, the allow
- * lists, and SQLAlchemy's status line.
+ * lists, SQLAlchemy's status line, and the statement sets of the control
+ * protocol (a release's set that repeats a hash is malformed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include "access.h"
 #include "bytes.h"
 #include "fdutil.h"
+#include "proto.h"
 #include "segment.h"
 #include "sockio.h"
 #include "text.h"
@@ -144,12 +146,87 @@ static void test_status_line(void **state)
         assert_int_equal(mode, FP_RESET_AUTO);
 }
 
+/* A hash of its own for each n; those of the same n / 256 share their first bytes. */
+static void stmt_hash(uint32_t n, uint8_t *hash)
+{
+        memset(hash, 0, FP_STMT_HASH_LEN);
+        hash[0] = (uint8_t)(n / 256);
+        hash[FP_STMT_HASH_LEN - 1] = (uint8_t)n;
+        hash[FP_STMT_HASH_LEN - 2] = (uint8_t)(n >> 8);
+}
+
+/* The plain answer: whether any two of set's hashes are equal. */
+static bool stmt_set_repeats(const struct fp_stmt_set *set)
+{
+        for (uint32_t i = 0; i < set->count; i++)
+                for (uint32_t j = i + 1; j < set->count; j++)
+                        if (memcmp(set->hash[i], set->hash[j], FP_STMT_HASH_LEN) == 0)
+                                return true;
+        return false;
+}
+
+static void test_stmt_set_valid(void **state)
+{
+        (void)state;
+        static struct fp_stmt_set set;
+        memset(&set, 0, sizeof(set));
+        assert_true(fp_stmt_set_valid(&set));
+        /* A full set of distinct hashes, every one in the same slot at first: valid. */
+        for (uint32_t i = 0; i < FP_STMTS_MAX; i++) {
+                uint8_t hash[FP_STMT_HASH_LEN];
+                stmt_hash(i, hash);
+                assert_int_equal(fp_stmt_set_add(&set, hash), 0);
+        }
+        assert_int_equal(set.count, FP_STMTS_MAX);
+        assert_true(fp_stmt_set_valid(&set));
+        /* A count beyond the bound. */
+        set.count = FP_STMTS_MAX + 1;
+        assert_false(fp_stmt_set_valid(&set));
+        /* A hash twice, wherever the two are. */
+        uint32_t pairs[][2] = {
+                {0, 1}, {0, FP_STMTS_MAX - 1}, {17, 40}, {FP_STMTS_MAX - 2, FP_STMTS_MAX - 1}};
+        for (size_t p = 0; p < sizeof(pairs) / sizeof(pairs[0]); p++) {
+                set.count = FP_STMTS_MAX;
+                for (uint32_t i = 0; i < FP_STMTS_MAX; i++)
+                        stmt_hash(i, set.hash[i]);
+                memcpy(set.hash[pairs[p][1]], set.hash[pairs[p][0]], FP_STMT_HASH_LEN);
+                assert_false(fp_stmt_set_valid(&set));
+                set.count = 2;
+                memcpy(set.hash[1], set.hash[0], FP_STMT_HASH_LEN);
+                assert_false(fp_stmt_set_valid(&set));
+        }
+        /* Sets of every size, some hashes drawn twice, against the plain answer. */
+        uint32_t seed = 12345;
+        for (int round = 0; round < 2000; round++) {
+                seed = seed * 1103515245u + 12345u;
+                set.count = (seed >> 8) % (FP_STMTS_MAX + 1);
+                for (uint32_t i = 0; i < set.count; i++) {
+                        seed = seed * 1103515245u + 12345u;
+                        /* Few distinct values (and shared first bytes) when round is odd. */
+                        stmt_hash((seed >> 8) % (round % 2 ? 300u : 100000u), set.hash[i]);
+                }
+                assert_int_equal(fp_stmt_set_valid(&set), !stmt_set_repeats(&set));
+        }
+        /* What fp_stmt_set_add() and fp_stmt_set_remove() make is always valid. */
+        memset(&set, 0, sizeof(set));
+        for (uint32_t i = 0; i < 500; i++) {
+                uint8_t hash[FP_STMT_HASH_LEN];
+                stmt_hash((i * 7) % 90, hash);
+                if (i % 3 == 2)
+                        fp_stmt_set_remove(&set, hash);
+                else
+                        (void)fp_stmt_set_add(&set, hash);
+                assert_true(fp_stmt_set_valid(&set));
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_one_line),      cmocka_unit_test(test_bytes),
-                cmocka_unit_test(test_neutralize_fd), cmocka_unit_test(test_connect_and_poll),
-                cmocka_unit_test(test_access_lists),  cmocka_unit_test(test_status_line),
+                cmocka_unit_test(test_one_line),       cmocka_unit_test(test_bytes),
+                cmocka_unit_test(test_neutralize_fd),  cmocka_unit_test(test_connect_and_poll),
+                cmocka_unit_test(test_access_lists),   cmocka_unit_test(test_status_line),
+                cmocka_unit_test(test_stmt_set_valid),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
