@@ -773,19 +773,25 @@ static void ensure_parent_dir(const char *path)
 
 /*
  * The control socket systemd passed (socket activation), or -1: a listening
- * SOCK_SEQPACKET socket bound to our path among sd_listen_fds().
+ * SOCK_SEQPACKET socket bound to our path among the n descriptors systemd
+ * passed. Not sd_listen_fds(): after the fd store's restore, some of them are
+ * closed (or their numbers taken again), and it fails on a closed one. Takes
+ * $LISTEN_FDS and the rest away from the environment.
  */
-static int activated_socket(const char *path)
+static int activated_socket(const char *path, int n)
 {
-        int n = sd_listen_fds(1);
-        for (int fd = SD_LISTEN_FDS_START; n > 0 && fd < SD_LISTEN_FDS_START + n; fd++)
+        int found = -1;
+        for (int fd = SD_LISTEN_FDS_START; found < 0 && fd < SD_LISTEN_FDS_START + n; fd++)
                 if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, path, 0) > 0)
-                        return fd;
-        if (n > 0)
+                        found = fd;
+        (void)unsetenv("LISTEN_PID");
+        (void)unsetenv("LISTEN_FDS");
+        (void)unsetenv("LISTEN_FDNAMES");
+        if (found < 0 && n > 0)
                 log_debug("none of the %d descriptors from systemd is a listening "
                           "SOCK_SEQPACKET socket on %s: binding our own",
                           n, path);
-        return -1;
+        return found;
 }
 
 int fp_control_listen(struct fp_supervisor *sup)
@@ -798,7 +804,7 @@ int fp_control_listen(struct fp_supervisor *sup)
         if (r < 0)
                 return log_error_errno(r, "cannot create the epoll instance of the control "
                                           "connections");
-        fd = activated_socket(path);
+        fd = activated_socket(path, sup->n_listen_fds);
         if (fd >= 0) {
                 (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
                 (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);

@@ -681,7 +681,12 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         if (r < 0)
                 return r;
 
-        if (sd_listen_fds(0) <= 0 && socket_is_live(sup->cfg.socket_path)) {
+        /*
+         * Counted while they are all open: the restore below consumes some,
+         * and sd_listen_fds() fails on a range with a closed descriptor.
+         */
+        sup->n_listen_fds = sd_listen_fds(0);
+        if (sup->n_listen_fds <= 0 && socket_is_live(sup->cfg.socket_path)) {
                 log_error("another forkpoold is already listening on %s", sup->cfg.socket_path);
                 return -EADDRINUSE;
         }
@@ -707,7 +712,10 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         r = fp_fdstore_init(&sup->fdstore);
         if (r < 0)
                 return r;
-        /* Before the control socket: it takes $LISTEN_FDS away from the environment. */
+        /*
+         * Before the control socket, which looks for its own among the first
+         * sup->n_listen_fds descriptors; it takes $LISTEN_FDS away from the environment.
+         */
         r = fp_fdstore_restore(&sup->fdstore, sup->event, &restore_pools);
         if (r > 0)
                 log_info("%d connection%s back from systemd's fd store", r, r == 1 ? "" : "s");

@@ -82,6 +82,8 @@ struct fp_supervisor {
         sd_event_source *drain_check;
         sd_event_source *lease_check; /* leak_timeout and max_lease_time */
         bool socket_activated;        /* the control socket came from systemd: not ours to remove */
+        int n_listen_fds;             /* descriptors systemd passed ($LISTEN_FDS), counted
+                                         before the fd store's restore consumed some */
         struct fp_fdstore fdstore;    /* connections kept across restarts (fdstore.h) */
         uint16_t lease_tag_base;      /* pool id i has lease tag base + i
                                          (fp_supervisor_choose_lease_tags) */

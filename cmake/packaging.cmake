@@ -38,7 +38,11 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # libforkpool's own shlibs file (contrib/debian/triggers runs ldconfig).
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY "=")
-# forkpoold is a systemd service (it runs without systemd too).
+# The postinst creates the user and /run/forkpool with systemd-sysusers and
+# systemd-tmpfiles (systemd's, or the standalone ones on a host without it);
+# dpkg-shlibdeps adds the libraries. forkpoold is a systemd service (it runs
+# without systemd too).
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd | systemd-sysusers, systemd | systemd-tmpfiles")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS systemd)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/contrib/debian/postinst

@@ -102,6 +102,7 @@ void fake_systemd_init_config(struct fake_systemd *sd, const char *global_lines,
         struct sockaddr_un addr = {.sun_family = AF_UNIX};
 
         memset(sd, 0, sizeof(*sd));
+        sd->listen_fd = -1;
         pthread_mutex_init(&sd->lock, NULL);
         snprintf(sd->dir, sizeof(sd->dir), "/tmp/fp-it-restart.XXXXXX");
         CHECK(mkdtemp(sd->dir));
@@ -130,6 +131,17 @@ void fake_systemd_init(struct fake_systemd *sd, const char *url, const char *poo
         fake_systemd_init_config(sd, NULL, pools);
 }
 
+void fake_systemd_socket_unit(struct fake_systemd *sd)
+{
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+
+        sd->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        CHECK(sd->listen_fd >= 0);
+        memcpy(addr.sun_path, sd->socket, strlen(sd->socket) + 1);
+        CHECK(bind(sd->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+        CHECK(listen(sd->listen_fd, 64) == 0);
+}
+
 void fake_systemd_start(struct fake_systemd *sd)
 {
         pthread_mutex_lock(&sd->lock);
@@ -137,12 +149,17 @@ void fake_systemd_start(struct fake_systemd *sd)
          * reads the notify socket before it handles the exit. */
         while (notify_read_one(sd))
                 ;
-        int ready = sd->ready, n = sd->n_stored, fds[FAKE_SYSTEMD_MAX_STORED];
-        char names[FAKE_SYSTEMD_MAX_STORED * 65] = "";
-        for (int i = 0; i < n; i++) {
-                fds[i] = sd->fds[i];
-                strcat(names, i ? ":" : "");
+        int ready = sd->ready, n = 0, fds[FAKE_SYSTEMD_MAX_STORED + 1];
+        char names[(FAKE_SYSTEMD_MAX_STORED + 1) * 65] = "";
+        /* As systemd: the sockets of the service's socket units first, then the store. */
+        if (sd->listen_fd >= 0) {
+                fds[n++] = sd->listen_fd;
+                strcat(names, "control");
+        }
+        for (int i = 0; i < sd->n_stored; i++) {
+                strcat(names, n ? ":" : "");
                 strcat(names, sd->names[i]);
+                fds[n++] = sd->fds[i];
         }
         pthread_mutex_unlock(&sd->lock);
 
@@ -152,7 +169,7 @@ void fake_systemd_start(struct fake_systemd *sd)
                 char pid[16], count[16];
                 CHECK(freopen(sd->log, "a", stderr));
                 /* Out of the way first, then in place from 3 on (dup2 clears close-on-exec). */
-                int high[FAKE_SYSTEMD_MAX_STORED];
+                int high[FAKE_SYSTEMD_MAX_STORED + 1];
                 for (int i = 0; i < n; i++)
                         high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 200);
                 for (int i = 0; i < n; i++)
@@ -225,6 +242,8 @@ void fake_systemd_done(struct fake_systemd *sd)
         pthread_join(sd->thread, NULL);
         for (int i = 0; i < sd->n_stored; i++)
                 close(sd->fds[i]);
+        if (sd->listen_fd >= 0)
+                close(sd->listen_fd);
         close(sd->sock);
         if (!getenv("ITEST_KEEP_LOGS"))
                 itest_sh(NULL, 0, "rm -rf %s", sd->dir);

@@ -25,8 +25,9 @@ struct fake_systemd {
         int n_stored;
         char names[FAKE_SYSTEMD_MAX_STORED][64];
         int fds[FAKE_SYSTEMD_MAX_STORED];
-        int ready; /* READY=1 messages seen */
-        pid_t pid; /* the running forkpoold, or 0 */
+        int ready;     /* READY=1 messages seen */
+        pid_t pid;     /* the running forkpoold, or 0 */
+        int listen_fd; /* the socket unit's listening socket (fake_systemd_socket_unit()), or -1 */
 };
 
 /*
@@ -39,6 +40,14 @@ void fake_systemd_init_config(struct fake_systemd *sd, const char *global_lines,
 
 /* fake_systemd_init_config() with one pool "main" on url and its extra lines. */
 void fake_systemd_init(struct fake_systemd *sd, const char *url, const char *pool_lines);
+
+/*
+ * Plays a socket unit too (forkpoold.socket): binds and listens on the
+ * configured socket, and passes that socket ("control") before what the store
+ * holds at every start. Call before the first fake_systemd_start(). Fails the
+ * test on error.
+ */
+void fake_systemd_socket_unit(struct fake_systemd *sd);
 
 /*
  * Starts forkpoold the way systemd does, passing it what the store holds, and

@@ -6,10 +6,10 @@
  * stay the same, an idle connection goes back to its pool, a transaction open
  * across the restart commits, and a holder that died meanwhile is reclaimed;
  * a reset or ping still running at SIGTERM finishes or costs its connection,
- * and a session the server ends while the store holds its socket costs only
- * that connection. Most scenarios run once per database (the real PostgreSQL
- * and the real MariaDB that tests/run.sh starts), through a small description
- * of each, as in it_both.c.
+ * a session the server ends while the store holds its socket costs only
+ * that connection, and the socket of a socket unit stays forkpoold's. Most scenarios run once per
+ * database (the real PostgreSQL and the real MariaDB that tests/run.sh starts), through a small
+ * description of each, as in it_both.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -802,6 +802,59 @@ static void reset_session_ended_under_store(void)
         db->admin_close(admin);
 }
 
+/*
+ * forkpoold started with its socket unit's socket keeps that socket across a
+ * restart with a connection in the store (systemd passes the socket first,
+ * the stored descriptors after it, and the restore consumes some of those):
+ * the socket file stays the one the unit bound, and with forkpoold stopped a
+ * worker's connect still reaches it (it waits in the backlog for the next
+ * start).
+ */
+static void restart_keeps_activated_socket(void)
+{
+        const struct db *db = &pg_db;
+        struct fake_systemd sd;
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        struct stat bound, after;
+        forkpool *fp;
+        forkpool_lease *l;
+
+        fake_systemd_init(&sd, db->url("it_restart_socket"), "pool_size = 1\nmax_overflow = 0\n");
+        fake_systemd_socket_unit(&sd);
+        CHECK(stat(sd.socket, &bound) == 0);
+        fake_systemd_start(&sd);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        int backend = session_id(db, l);
+        CHECK_OK(forkpool_release(l));
+        forkpool_close(fp);
+        int64_t end = itest_now_ms() + 3000;
+        while (fake_systemd_stored_connections(&sd) != 1 && itest_now_ms() < end)
+                usleep(10000);
+        CHECK_MSG(fake_systemd_stored_connections(&sd) == 1, "%d connections in the store",
+                  fake_systemd_stored_connections(&sd));
+
+        fake_systemd_stop(&sd, SIGTERM);
+        fake_systemd_start(&sd);
+        CHECK(stat(sd.socket, &after) == 0);
+        CHECK_MSG(after.st_ino == bound.st_ino,
+                  "the restarted forkpoold bound a socket of its own (log: %s)", sd.log);
+        CHECK_OK(forkpool_open(sd.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &l));
+        CHECK(session_id(db, l) == backend); /* the stored connection, restored */
+        CHECK_OK(forkpool_release(l));
+        forkpool_close(fp);
+
+        fake_systemd_stop(&sd, SIGTERM);
+        int c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        CHECK(c >= 0);
+        memcpy(addr.sun_path, sd.socket, strlen(sd.socket) + 1);
+        CHECK_MSG(connect(c, (struct sockaddr *)&addr, sizeof(addr)) == 0,
+                  "connect with forkpoold stopped: %s", strerror(errno));
+        close(c);
+        fake_systemd_done(&sd);
+}
+
 static void pg_session_ended_under_store(void)
 {
         session_ended_under_store(&pg_db);
@@ -857,4 +910,5 @@ ITEST_MAIN({"postgresql/restart_keeps_sessions", pg_restart_keeps_sessions, 60},
            {"postgresql/reset_stuck_at_sigterm", reset_stuck_at_sigterm, 90},
            {"postgresql/session_ended_under_store", pg_session_ended_under_store, 60},
            {"postgresql/reset_session_ended_under_store", reset_session_ended_under_store, 60},
+           {"postgresql/restart_keeps_activated_socket", restart_keeps_activated_socket, 60},
            {"mariadb/session_ended_under_store", my_session_ended_under_store, 60})

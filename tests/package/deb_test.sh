@@ -7,7 +7,8 @@
 # dpkg-deb: every file a host and a developer need is in it (at the install
 # directories the tree was configured with: FP_PREFIX, FP_SBINDIR, … from the
 # environment, as for install_test.sh), its Depends were filled by
-# dpkg-shlibdeps, and its maintainer scripts and ldconfig trigger are there.
+# dpkg-shlibdeps and name the tools the postinst runs, and its maintainer
+# scripts and ldconfig trigger are there.
 # Nothing is installed.
 set -euo pipefail
 
@@ -62,6 +63,11 @@ depends=$(dpkg-deb -f "$deb" Depends)
 for p in libc6 libpq5 libmariadb3 libsystemd0; do
   grep -q "\b$p\b" <<<"$depends" ||
     { echo "deb: Depends ($depends) lacks $p (dpkg-shlibdeps)" >&2; status=1; }
+done
+# The tools the postinst runs (systemd's, or the standalone ones).
+for p in 'systemd | systemd-sysusers' 'systemd | systemd-tmpfiles'; do
+  grep -qF -- "$p" <<<"$depends" ||
+    { echo "deb: Depends ($depends) lacks $p (the postinst runs it)" >&2; status=1; }
 done
 mkdir -p "$work/control"
 dpkg-deb -e "$deb" "$work/control"
