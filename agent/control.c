@@ -18,6 +18,15 @@
  * clients are waiting, no read ends in EAGAIN, and a client that floods takes
  * its turn with the others.
  *
+ * A worker's releases come on its release channel (proto.h) instead, read
+ * without a wake-up of their own: before the worker's next acquire or release
+ * on its connection (which say how many it sent there: no system call when
+ * none is missing; the acquire may want the session just given back), every
+ * RELEASE_FLUSH_USEC while leases go out and twice more after the last one
+ * (a worker sends there only the releases of leases it held for less than
+ * that), before the lease checks, and at once while an acquire waits or
+ * forkpoold stops (then the channels' epoll is watched with the clients').
+ *
  * What one peer can make forkpoold hold is bounded: connections per uid and
  * per pid, acquires queued per connection, and the time a connection may stay
  * silent before its first message. A refused connection is answered with the
@@ -65,6 +74,8 @@
 #define MAX_REFUSED 64
 /* Out of descriptors (or memory for a socket): accepting resumes after this. */
 #define ACCEPT_PAUSE_USEC (100 * 1000)
+/* While leases go out, the release channels are read this often at least. */
+#define RELEASE_FLUSH_USEC (FP_RELEASE_FLUSH_MS * 1000)
 
 /* Warnings a peer can provoke, each with its own token bucket. */
 enum warn_kind {
@@ -85,6 +96,8 @@ struct fp_client {
         LIST_ENTRY(fp_client) link;
         struct fp_supervisor *sup;
         int fd;
+        int release_fd;            /* its release channel (proto.h), -1: none */
+        uint32_t channel_releases; /* messages read from it */
         int pidfd;
         pid_t pid;
         uid_t uid;
@@ -136,8 +149,194 @@ struct fp_waiter_list *fp_control_client_waiters(struct fp_client *client)
 
 void fp_control_acquire_done(struct fp_client *client)
 {
-        if (client->n_waiting > 0)
+        if (client->n_waiting > 0) {
                 client->n_waiting--;
+                client->sup->n_acquires_queued--;
+        }
+}
+
+/* --- release channels --- */
+
+/* Stops reading the client's release channel and closes it (the worker then sends on fd). */
+static void client_channel_close(struct fp_client *client)
+{
+        if (client->release_fd < 0)
+                return;
+        (void)epoll_ctl(client->sup->releases_epfd, EPOLL_CTL_DEL, client->release_fd, NULL);
+        close(client->release_fd);
+        client->release_fd = -1;
+}
+
+static void handle_release(struct fp_client *client, const struct fp_msg_release *msg);
+
+/*
+ * Handles up to max releases queued in the client's release channel. A
+ * channel that carries anything else, or ends, is closed. Returns the number
+ * of releases handled. Frees no client.
+ */
+static unsigned client_read_releases(struct fp_client *client, int max)
+{
+        union {
+                struct fp_msg_hdr hdr;
+                struct fp_msg_release release;
+                char bytes[FP_MSG_MAX];
+        } buf;
+        unsigned handled = 0;
+
+        while (client->release_fd >= 0 && max-- > 0) {
+                ssize_t n =
+                        fp_recv_msg(client->release_fd, buf.bytes, sizeof(buf), NULL, MSG_DONTWAIT);
+                if (n == -EAGAIN)
+                        break;
+                if (n > 0)
+                        client->channel_releases++;
+                if (n > 0 && fp_msg_check(buf.bytes, (size_t)n) == 0 &&
+                    buf.hdr.op == FP_OP_RELEASE) {
+                        handle_release(client, &buf.release);
+                        handled++;
+                        continue;
+                }
+                if (n != 0)
+                        warn_limited(client->sup, WARN_MALFORMED,
+                                     "worker pid %d sent other than a release on its release "
+                                     "channel: channel closed",
+                                     client->pid);
+                client_channel_close(client);
+        }
+        return handled;
+}
+
+/*
+ * Reads the client's channel until it has read sent of its messages (the
+ * count an acquire or a release on the control connection carries): what
+ * the worker gave back before that message is taken before it. No system
+ * call when nothing is missing; a count the channel never reaches (a peer
+ * that lies) stops at the channel's end.
+ */
+static void client_channel_catch_up(struct fp_client *client, uint32_t sent)
+{
+        while (client->release_fd >= 0 && (int32_t)(sent - client->channel_releases) > 0) {
+                uint32_t before = client->channel_releases;
+                (void)client_read_releases(client, 1);
+                if (client->channel_releases == before)
+                        break; /* empty: it never sent that many */
+        }
+}
+
+/* Handles one release of every ready channel; one epoll_wait when none is. Returns how many. */
+static unsigned releases_take(struct fp_supervisor *sup)
+{
+        struct epoll_event events[CLIENTS_PER_ROUND];
+        unsigned handled = 0;
+        int n;
+
+        if (sup->releases_epfd < 0)
+                return 0;
+        do {
+                n = epoll_wait(sup->releases_epfd, events, CLIENTS_PER_ROUND, 0);
+                for (int i = 0; i < n; i++)
+                        /* One each (level-triggered: more is taken next time), no EAGAIN read. */
+                        handled += client_read_releases(events[i].data.ptr, 1);
+        } while (n == CLIENTS_PER_ROUND);
+        return handled;
+}
+
+/*
+ * While an acquire waits or forkpoold stops, a release is wanted at once:
+ * the channels' epoll is then one of the descriptors of the clients' epoll
+ * (marked by data.ptr == sup), so that a release wakes the loop and is read
+ * in the same rounds as the clients' messages. Changes the clients' epoll
+ * only when that changes.
+ */
+static void releases_urgency_update(struct fp_supervisor *sup)
+{
+        bool urgent = sup->n_acquires_queued > 0 || sup->stopping;
+        if (urgent == sup->releases_urgent || sup->releases_epfd < 0 || sup->clients_epfd < 0)
+                return;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sup};
+        if (epoll_ctl(sup->clients_epfd, urgent ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, sup->releases_epfd,
+                      &ev) == 0)
+                sup->releases_urgent = urgent;
+}
+
+/* Leases went out: read the releases sent since; again while leases go out or releases come. */
+static int on_releases_flush(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)usec;
+        if (releases_take(sup) > 0 || sup->releases_leased) {
+                sup->releases_leased = false;
+                (void)sd_event_source_set_time_relative(s, RELEASE_FLUSH_USEC);
+                (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        releases_urgency_update(sup);
+        return 0;
+}
+
+/* A lease went to a client with a release channel: its release is read soon at the latest. */
+static void releases_flush_arm(struct fp_supervisor *sup)
+{
+        int enabled = SD_EVENT_OFF;
+        if (!sup->releases_flush ||
+            (sd_event_source_get_enabled(sup->releases_flush, &enabled) >= 0 &&
+             enabled != SD_EVENT_OFF))
+                return;
+        (void)sd_event_source_set_time_relative(sup->releases_flush, RELEASE_FLUSH_USEC);
+        (void)sd_event_source_set_enabled(sup->releases_flush, SD_EVENT_ONESHOT);
+}
+
+/* The channels' epoll instance and the flush timer (off), made once. */
+static int releases_open(struct fp_supervisor *sup)
+{
+        if (sup->releases_epfd >= 0)
+                return 0;
+        int fd = epoll_create1(EPOLL_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = sd_event_add_time_relative(sup->event, &sup->releases_flush, CLOCK_MONOTONIC,
+                                           RELEASE_FLUSH_USEC, 1000, on_releases_flush, sup);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sup->releases_flush, SD_EVENT_OFF);
+        if (r < 0) {
+                sup->releases_flush = sd_event_source_disable_unref(sup->releases_flush);
+                close(fd);
+                return r;
+        }
+        sup->releases_epfd = fd;
+        sup->releases_urgent = false;
+        return 0;
+}
+
+/* Closes the channels' epoll instance and the flush timer (the clients' channels are closed). */
+static void releases_close(struct fp_supervisor *sup)
+{
+        sup->releases_urgent = false;
+        sup->releases_flush = sd_event_source_disable_unref(sup->releases_flush);
+        if (sup->releases_epfd >= 0)
+                close(sup->releases_epfd);
+        sup->releases_epfd = -1;
+}
+
+/*
+ * Takes fd, the release channel a hello offered, if it is a Unix
+ * SOCK_SEQPACKET socket and the client has none yet; closes it otherwise.
+ * Returns whether it was taken.
+ */
+static bool client_channel_take(struct fp_client *client, int fd)
+{
+        int type = 0, domain = 0;
+        socklen_t tlen = sizeof(type), dlen = sizeof(domain);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = client};
+
+        if (client->release_fd < 0 && client->sup->releases_epfd >= 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_SEQPACKET &&
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 && domain == AF_UNIX &&
+            epoll_ctl(client->sup->releases_epfd, EPOLL_CTL_ADD, fd, &ev) == 0) {
+                client->release_fd = fd;
+                return true;
+        }
+        close(fd);
+        return false;
 }
 
 /* Stops watching the client's socket (before it is closed or the client freed). */
@@ -153,6 +352,8 @@ static void client_free(struct fp_client *client)
 {
         LIST_REMOVE(client, link);
         client_unwatch(client);
+        client_channel_close(client);
+        client->sup->n_acquires_queued -= client->n_waiting;
         if (client->refused_timer)
                 client->sup->n_refused--;
         if (client->counted) {
@@ -176,6 +377,8 @@ static void client_gone(struct fp_client *client, const char *why)
         struct fp_supervisor *sup = client->sup;
         /* Unhook first: reclaiming may serve other clients, never this one. */
         client_unwatch(client);
+        /* Its releases count: a lease it gave back is not one to reclaim. */
+        (void)client_read_releases(client, INT32_MAX);
         fp_supervisor_client_gone(sup, client);
         client_free(client);
 }
@@ -218,14 +421,24 @@ int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const v
                           size_t len, int fd)
 {
         (void)request_id;
-        return fp_send_msg(client->fd, msg, len, fd, MSG_DONTWAIT);
+        int r = fp_send_msg(client->fd, msg, len, fd, MSG_DONTWAIT);
+        if (r == 0 && client->release_fd >= 0) {
+                client->sup->releases_leased = true;
+                releases_flush_arm(client->sup);
+        }
+        return r;
 }
 
-static void handle_hello(struct fp_client *client, const struct fp_msg_hello *msg)
+/* A hello, with the release channel it offers in *channel_fd (taken: -1 then). */
+static void handle_hello(struct fp_client *client, const struct fp_msg_hello *msg, int *channel_fd)
 {
         struct fp_msg_hello_ok reply;
         fp_msg_init(&reply.hdr, FP_OP_HELLO_OK, sizeof(reply), msg->hdr.request_id);
         reply.supervisor_pid = getpid();
+        reply.flags = 0;
+        if (*channel_fd >= 0 && client_channel_take(client, *channel_fd))
+                reply.flags |= FP_HELLO_RELEASE_CHANNEL;
+        *channel_fd = -1;
         (void)fp_send_msg(client->fd, &reply, sizeof(reply), -1, MSG_DONTWAIT);
 }
 
@@ -274,12 +487,20 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
                 fp_control_send_error(client, id, -EAGAIN, text);
                 return;
         }
+        /*
+         * Nothing idle: a release another worker sent on its channel may be
+         * waiting unread. It is taken before the pool opens a connection (or
+         * an overflow one) or queues this acquire for one.
+         */
+        while (!fp_supervisor_pool_has_idle(sp) && releases_take(sup) > 0)
+                ;
         /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
         client->n_waiting++;
+        sup->n_acquires_queued++;
         int r = fp_supervisor_acquire(sp, client, client->pid, id, msg->timeout_ms, msg->label,
                                       msg->prefer_lease_id);
         if (r < 0) {
-                client->n_waiting--;
+                fp_control_acquire_done(client);
                 fp_control_send_error(client, id, r, "out of memory");
         }
 }
@@ -368,7 +589,11 @@ static void handle_admin(struct fp_client *client, const struct fp_msg_admin *ms
         (void)fp_send_msg(client->fd, &reply, sizeof(reply), -1, MSG_DONTWAIT);
 }
 
-static void handle_message(struct fp_client *client, const void *buf, size_t len)
+/*
+ * Handles one message; *channel_fd is the descriptor that came with it (a
+ * hello's release channel; -1 if none), taken or left for the caller to close.
+ */
+static void handle_message(struct fp_client *client, const void *buf, size_t len, int *channel_fd)
 {
         struct fp_msg_hdr hdr;
         int r = fp_msg_check(buf, len);
@@ -395,12 +620,16 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
         client->hello_timer = sd_event_source_disable_unref(client->hello_timer);
         switch (hdr.op) {
         case FP_OP_HELLO:
-                handle_hello(client, buf);
+                handle_hello(client, buf, channel_fd);
                 break;
         case FP_OP_ACQUIRE:
+                client_channel_catch_up(client,
+                                        ((const struct fp_msg_acquire *)buf)->channel_releases);
                 handle_acquire(client, buf);
                 break;
         case FP_OP_RELEASE:
+                client_channel_catch_up(client,
+                                        ((const struct fp_msg_release *)buf)->channel_releases);
                 handle_release(client, buf);
                 break;
         case FP_OP_ADMIN:
@@ -421,6 +650,15 @@ static void handle_message(struct fp_client *client, const void *buf, size_t len
         }
 }
 
+/* Whether a message with a descriptor is a well-formed hello that offers it as its release channel.
+ */
+static bool hello_offers_channel(const void *buf, ssize_t len)
+{
+        const struct fp_msg_hello *hello = buf;
+        return len == (ssize_t)sizeof(*hello) && fp_msg_check(buf, (size_t)len) == 0 &&
+               hello->hdr.op == FP_OP_HELLO && (hello->flags & FP_HELLO_RELEASE_CHANNEL);
+}
+
 /*
  * Handles the client's queued messages, at most max of them. Returns false if
  * the client is gone (and freed): end of stream, an error, or a refused peer
@@ -434,9 +672,15 @@ static bool client_read_messages(struct fp_client *client, int max)
         } buf;
 
         for (int i = 0; i < max; i++) {
-                ssize_t n = fp_recv_msg(client->fd, buf.bytes, sizeof(buf), NULL, MSG_DONTWAIT);
+                int channel_fd = -1;
+                ssize_t n =
+                        fp_recv_msg(client->fd, buf.bytes, sizeof(buf), &channel_fd, MSG_DONTWAIT);
                 if (n == -EAGAIN)
                         return true;
+                if (channel_fd >= 0 && !hello_offers_channel(buf.bytes, n)) {
+                        close(channel_fd);
+                        n = -EBADMSG;
+                }
                 if (n == -EBADMSG) {
                         warn_limited(client->sup, WARN_MALFORMED,
                                      "worker pid %d sent descriptors or an oversized message: "
@@ -451,7 +695,9 @@ static bool client_read_messages(struct fp_client *client, int max)
                         client_gone(client, n == 0 ? "closed" : strerror((int)-n));
                         return false;
                 }
-                handle_message(client, buf.bytes, (size_t)n);
+                handle_message(client, buf.bytes, (size_t)n, &channel_fd);
+                if (channel_fd >= 0)
+                        close(channel_fd);
                 if (client->refused_timer) {
                         /* Answered; closing with nothing unread lets the peer read it. */
                         client_free(client);
@@ -471,7 +717,8 @@ static bool client_read_messages(struct fp_client *client, int max)
 static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         struct epoll_event events[CLIENTS_PER_ROUND];
-        (void)s, (void)revents, (void)userdata;
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)revents;
 
         for (int round = 0; round < ROUNDS_PER_WAKEUP; round++) {
                 int n = epoll_wait(fd, events, CLIENTS_PER_ROUND, 0);
@@ -480,6 +727,11 @@ static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *
                 if (n <= 0)
                         break;
                 for (int i = 0; i < n; i++) {
+                        if (events[i].data.ptr == sup) {
+                                /* The channels' epoll, while releases are urgent. */
+                                (void)releases_take(sup);
+                                continue;
+                        }
                         struct fp_client *client = events[i].data.ptr;
                         uint32_t ev = events[i].events;
                         if ((ev & EPOLLIN) && !client_read_messages(client, 1))
@@ -488,6 +740,7 @@ static int on_clients_ready(sd_event_source *s, int fd, uint32_t revents, void *
                                 client_gone(client, "hang-up");
                 }
         }
+        releases_urgency_update(sup);
         return 0;
 }
 
@@ -500,11 +753,15 @@ static int clients_epoll_open(struct fp_supervisor *sup)
         if (fd < 0)
                 return -errno;
         int r = sd_event_add_io(sup->event, &sup->clients_src, fd, EPOLLIN, on_clients_ready, sup);
+        if (r >= 0)
+                r = releases_open(sup);
         if (r < 0) {
+                sup->clients_src = sd_event_source_disable_unref(sup->clients_src);
                 close(fd);
                 return r;
         }
         sup->clients_epfd = fd;
+        releases_urgency_update(sup); /* already stopping, or acquires queued: at once */
         return 0;
 }
 
@@ -526,8 +783,10 @@ static int on_client_exit(sd_event_source *s, int fd, uint32_t revents, void *us
          * What the process sent before it died counts: a release queued behind
          * its exit is a release, not a lease to reclaim.
          */
+        struct fp_supervisor *sup = client->sup;
         if (client_read_messages(client, INT32_MAX))
                 client_gone(client, "process exited");
+        releases_urgency_update(sup);
         return 0;
 }
 
@@ -672,8 +931,12 @@ static void accept_one(struct fp_supervisor *sup, int fd)
                 close(fd);
                 return;
         }
-        *client = (struct fp_client){
-                .sup = sup, .fd = fd, .pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+        *client = (struct fp_client){.sup = sup,
+                                     .fd = fd,
+                                     .release_fd = -1,
+                                     .pid = cred.pid,
+                                     .uid = cred.uid,
+                                     .gid = cred.gid};
         TAILQ_INIT(&client->waiters);
         socklen_t glen = sizeof(client->groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, client->groups, &glen) == 0)
@@ -856,6 +1119,8 @@ int fp_control_listen(struct fp_supervisor *sup)
 
 void fp_control_stop_listening(struct fp_supervisor *sup)
 {
+        /* Stopping: every release is wanted at once (leases drain, or go to the fd store). */
+        releases_urgency_update(sup);
         sup->accept_retry = sd_event_source_disable_unref(sup->accept_retry);
         if (sup->listen_fd < 0)
                 return;
@@ -876,6 +1141,7 @@ void fp_control_close_all(struct fp_supervisor *sup)
         if (sup->clients_epfd >= 0)
                 close(sup->clients_epfd);
         sup->clients_epfd = -1;
+        releases_close(sup);
         fp_peercount_done(&sup->conns_by_uid);
         fp_peercount_done(&sup->conns_by_pid);
 }
@@ -885,9 +1151,18 @@ void fp_control_read_all(struct fp_supervisor *sup)
         struct fp_client *client = LIST_FIRST(&sup->clients), *next;
         for (; client; client = next) {
                 next = LIST_NEXT(client, link);
-                /* Until the socket is empty, or a flood's bound (false: the client is gone). */
+                /* Releases first, as every round takes them; then the socket, until empty
+                 * or a flood's bound (false: the client is gone). */
+                (void)client_read_releases(client, 64 * MESSAGES_PER_WAKEUP);
                 (void)client_read_messages(client, 64 * MESSAGES_PER_WAKEUP);
         }
+        releases_urgency_update(sup);
+}
+
+void fp_control_take_releases(struct fp_supervisor *sup)
+{
+        (void)releases_take(sup);
+        releases_urgency_update(sup);
 }
 
 const struct fp_transport fp_control_transport = {
@@ -895,6 +1170,7 @@ const struct fp_transport fp_control_transport = {
         .stop_listening = fp_control_stop_listening,
         .close_all = fp_control_close_all,
         .read_all = fp_control_read_all,
+        .take_releases = fp_control_take_releases,
         .send_lease = fp_control_send_lease,
         .send_error = fp_control_send_error,
         .acquire_done = fp_control_acquire_done,

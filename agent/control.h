@@ -33,6 +33,12 @@ void fp_control_close_all(struct fp_supervisor *sup);
  */
 void fp_control_read_all(struct fp_supervisor *sup);
 
+/*
+ * Handles the releases waiting in the clients' release channels (proto.h).
+ * Does not block; costs the channels that have some.
+ */
+void fp_control_take_releases(struct fp_supervisor *sup);
+
 /* Sends a lease (with the connection's fd) to a client. Returns 0 or a negative errno. */
 int fp_control_send_lease(struct fp_client *client, uint32_t request_id, const void *msg,
                           size_t len, int fd);

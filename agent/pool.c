@@ -177,6 +177,14 @@ static struct fp_record *queue_pop(struct fp_pool *pool)
         return rec;
 }
 
+bool fp_pool_has_idle_connection(const struct fp_pool *pool)
+{
+        const struct fp_record *rec = pool->params.use_lifo
+                                              ? TAILQ_LAST(&pool->queue, fp_record_queue)
+                                              : TAILQ_FIRST(&pool->queue);
+        return rec && rec->conn;
+}
+
 /*
  * The idle record w would like back (affinity): the one of its last lease, if
  * it is in Q with its connection and nobody has leased it since. O(1).

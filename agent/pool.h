@@ -219,6 +219,12 @@ struct fp_pool {
 int fp_pool_init(struct fp_pool *pool, const struct fp_pool_params *params,
                  const struct fp_pool_ops *ops, void *userdata);
 
+/*
+ * Whether the next acquire would be handed an idle connection now (the
+ * record it would take from Q has one), not a connect. O(1).
+ */
+bool fp_pool_has_idle_connection(const struct fp_pool *pool);
+
 /* Frees the pool's memory (waiters included). Connections must have been closed. */
 void fp_pool_done(struct fp_pool *pool);
 

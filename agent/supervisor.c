@@ -163,7 +163,8 @@ static int op_send_lease(struct fp_pool *pool, struct fp_record *rec, struct fp_
         driver->describe(rec->conn, &msg);
         msg.flags &= FP_LEASE_STATEMENTS;
         msg.flags |= (pool->params.reset_mode == FP_RESET_AUTO ? FP_LEASE_TRACK_DIRTY : 0) |
-                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0);
+                     (pool->params.pool_class == FP_POOL_PROCESS ? FP_LEASE_STICKY : 0) |
+                     (pool->n_waiting > 0 ? FP_LEASE_CONTENDED : 0);
         if (pool->params.pool_mode != FP_POOL_MODE_TRANSACTION) {
                 /* Only the drop-in's transaction mode names statements by their content. */
                 msg.flags &= ~(uint32_t)FP_LEASE_STATEMENTS;
@@ -467,6 +468,11 @@ bool fp_supervisor_pool_allows(const struct fp_supervisor *sup, const struct fp_
                                 gid, groups, n_groups);
 }
 
+bool fp_supervisor_pool_has_idle(const struct fp_sup_pool *sp)
+{
+        return fp_pool_has_idle_connection(&sp->pool);
+}
+
 int fp_supervisor_acquire(struct fp_sup_pool *sp, struct fp_client *client, pid_t pid,
                           uint32_t request_id, int timeout_ms, const char *label,
                           uint64_t prefer_lease_id)
@@ -608,6 +614,8 @@ static void notify_status(struct fp_supervisor *sup)
 static int on_lease_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct fp_supervisor *sup = userdata;
+        /* A lease given back on a release channel is not one to revoke. */
+        sup->transport->take_releases(sup);
         for (size_t i = 0; i < sup->n_pools; i++)
                 fp_pool_check_leases(&sup->pools[i]->pool);
         notify_status(sup);
@@ -669,6 +677,7 @@ int fp_supervisor_init(struct fp_supervisor *sup, struct fp_config *cfg,
         sup->transport = transport;
         sup->listen_fd = -1;
         sup->clients_epfd = -1;
+        sup->releases_epfd = -1;
         sup->fdstore.fd = -1;
         LIST_INIT(&sup->clients);
         fp_orphans_init(&sup->orphans);

@@ -50,6 +50,12 @@ struct fp_transport {
         void (*close_all)(struct fp_supervisor *sup);
         /* Handles every message the clients sent that is still queued; never blocks. */
         void (*read_all)(struct fp_supervisor *sup);
+        /*
+         * Handles the releases that wait in the clients' release channels
+         * (proto.h) before the supervisor looks at who holds what; never
+         * blocks, costs the ready channels only.
+         */
+        void (*take_releases)(struct fp_supervisor *sup);
         /* Sends a lease (msg, len) with the connection's fd. Returns 0 or a negative errno. */
         int (*send_lease)(struct fp_client *client, uint32_t request_id, const void *msg,
                           size_t len, int fd);
@@ -70,9 +76,14 @@ struct fp_supervisor {
         int listen_fd;
         sd_event_source *listen_src;
         struct fp_client_list clients;
-        int clients_epfd;             /* the clients' sockets, watched together (control.c) */
-        sd_event_source *clients_src; /* clients_epfd in the event loop */
-        unsigned n_refused;           /* refused clients waiting to read their answer */
+        int clients_epfd;                /* the clients' sockets, watched together (control.c) */
+        sd_event_source *clients_src;    /* clients_epfd in the event loop */
+        int releases_epfd;               /* the clients' release channels, watched together */
+        sd_event_source *releases_flush; /* reads the channels soon after a lease went out */
+        bool releases_urgent; /* an acquire waits, or stopping: releases_epfd in clients_epfd */
+        bool releases_leased; /* a lease went out since releases_flush last ran */
+        uint32_t n_acquires_queued; /* the clients' acquires queued in the pools */
+        unsigned n_refused;         /* refused clients waiting to read their answer */
         struct fp_peercount conns_by_uid, conns_by_pid; /* served clients (control.c) */
         sd_event_source *accept_retry; /* out of descriptors: accepting resumes at this timer */
         size_t n_pools;
@@ -161,6 +172,9 @@ int fp_sup_pool_new(struct fp_supervisor *sup, struct fp_pool_config *cfg,
  * pool to it. Returns 0 or a negative errno (logged).
  */
 int fp_supervisor_publish_segment(struct fp_supervisor *sup);
+
+/* Whether sp would hand the next acquire an idle connection now (no connect). O(1). */
+bool fp_supervisor_pool_has_idle(const struct fp_sup_pool *sp);
 
 /*
  * Queues client's acquire (request_id; pid as the kernel reported it) in sp

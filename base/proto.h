@@ -4,8 +4,29 @@
  *
  * Transport: one AF_UNIX SOCK_SEQPACKET connection per worker process; one
  * message per datagram, every message starts with struct fp_msg_hdr. A lease
- * reply carries exactly one descriptor (SCM_RIGHTS); no other message carries
- * any, and the supervisor rejects messages that do.
+ * reply carries exactly one descriptor (SCM_RIGHTS), and so may a hello: the
+ * worker's release channel (FP_HELLO_RELEASE_CHANNEL). No other message
+ * carries any, and the supervisor rejects messages that do.
+ *
+ * The release channel is one end of a SOCK_SEQPACKET socket pair whose other
+ * end the worker keeps. Only releases travel on it, and sending one does not
+ * wake the supervisor: it reads the channels whenever it wakes for anything
+ * else (first of all, before the acquires of the same wake-up), while it
+ * hands out leases every FP_RELEASE_FLUSH_MS and twice more after the last,
+ * and at once while an acquire waits for a connection or it is stopping. A
+ * worker sends there only the release of a lease it held for less than
+ * FP_RELEASE_CHANNEL_HOLD_MS, that was not handed out while others waited
+ * (FP_LEASE_CONTENDED: it is wanted at once), and of which it sent nothing
+ * else (a cancel, a pin) on the control connection: the release of a short lease costs the
+ * supervisor no wake-up of its own, and is seen within about twice
+ * FP_RELEASE_FLUSH_MS even when nothing else happens; any other goes on the
+ * control connection, as do all of them if the channel is full or gone.
+ * Releases are taken in the order given, and before the acquires that follow
+ * them: an acquire and a release on the control connection say how many
+ * releases the worker sent on its channel so far, and the supervisor reads
+ * the channel up to there before it handles them; a worker that released on
+ * the control connection releases there until a lease arrives (by then the
+ * supervisor has read what came before its acquire).
  *
  * Fields are host-endian fixed-width integers: both ends run on the same
  * machine. Strings are NUL-terminated inside fixed arrays. Every message is
@@ -20,7 +41,7 @@
 #include <sys/socket.h>
 
 #define FP_PROTO_MAGIC   0x46504331u /* "FPC1" */
-#define FP_PROTO_VERSION 3u          /* 3: the statement sets of a lease and a release */
+#define FP_PROTO_VERSION 4u          /* 4: the release channel */
 
 #define FP_NAME_MAX    64   /* pool names, including the NUL */
 #define FP_IDENT_MAX   64   /* database user and database names, including the NUL */
@@ -28,6 +49,9 @@
 #define FP_ERRTEXT_MAX 256  /* error text in an error reply */
 #define FP_PARAMS_MAX  2048 /* packed "name\0value\0" session parameters */
 #define FP_MSG_MAX     4096 /* no message is larger */
+
+#define FP_RELEASE_FLUSH_MS        10 /* the supervisor's reading of the release channels */
+#define FP_RELEASE_CHANNEL_HOLD_MS 5  /* leases held longer are released on the control socket */
 
 enum fp_op {
         FP_OP_HELLO = 1, /* worker → supervisor; reply FP_OP_HELLO_OK or FP_OP_ERROR */
@@ -107,6 +131,7 @@ enum fp_lease_flags {
         FP_LEASE_TRACK_DIRTY = 1u << 0, /* the pool resets by what changed: report it */
         FP_LEASE_STICKY = 1u << 1,      /* process pool: keep it across releases */
         FP_LEASE_STATEMENTS = 1u << 2,  /* statements is the session's set (transaction mode) */
+        FP_LEASE_CONTENDED = 1u << 3,   /* others waited for the pool: release on the connection */
 };
 
 #define FP_STMTS_MAX     64 /* statements a session's set holds */
@@ -137,16 +162,22 @@ struct fp_msg_hdr {
         uint32_t request_id; /* echoed in the reply */
 };
 
+/* Flags of a hello and of its answer. */
+enum fp_hello_flags {
+        /* hello: carries the release channel; hello-ok: it was taken (else it was closed) */
+        FP_HELLO_RELEASE_CHANNEL = 1u << 0,
+};
+
 struct fp_msg_hello {
         struct fp_msg_hdr hdr;
-        int32_t pid; /* informational; the supervisor trusts SO_PEERCRED */
-        uint32_t reserved;
+        int32_t pid;    /* informational; the supervisor trusts SO_PEERCRED */
+        uint32_t flags; /* enum fp_hello_flags */
 };
 
 struct fp_msg_hello_ok {
         struct fp_msg_hdr hdr;
         int32_t supervisor_pid;
-        uint32_t reserved;
+        uint32_t flags; /* enum fp_hello_flags: what the supervisor took */
 };
 
 struct fp_msg_acquire {
@@ -161,6 +192,9 @@ struct fp_msg_acquire {
          * that connection is idle and nobody has leased it since.
          */
         uint64_t prefer_lease_id;
+        /* Releases this connection sent on its release channel so far (they go first). */
+        uint32_t channel_releases;
+        uint32_t reserved;
 };
 
 struct fp_msg_error {
@@ -254,7 +288,9 @@ struct fp_msg_release {
         uint32_t flags; /* enum fp_release_flags */
         uint32_t txn;   /* enum fp_txn as the worker last saw it */
         uint32_t params_len;
-        uint32_t dirty;                /* enum fp_session_dirty */
+        uint32_t dirty;            /* enum fp_session_dirty */
+        uint32_t channel_releases; /* as in an acquire, on the control connection */
+        uint32_t reserved;
         char params[FP_PARAMS_MAX];    /* the session parameters the worker saw */
         struct fp_stmt_set statements; /* with FP_RELEASE_STATEMENTS, else count 0 */
 };

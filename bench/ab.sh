@@ -3,7 +3,7 @@
 # lease's throughput and latency of each, next to the raw round trip.
 #
 #   ./bench/ab.sh --before DIR --after DIR [--reps N] [--seconds N]
-#                 [--workers N] [--pool N]
+#                 [--workers N] [--pool N] [--gap-us G]
 #
 # --before DIR, --after DIR  two build trees (cmake -B DIR, RelWithDebInfo)
 #                            with forkpoold and forkpool-scale built, e.g. one
@@ -12,10 +12,16 @@
 # --seconds N   length of one row (default 3)
 # --workers N   worker processes of the throughput row (default 32)
 # --pool N      pool size (default 8)
+# --gap-us G    the pause of the spaced row's workers after each release
+#               (default 500)
 #
 # Rows of each round, each against a fresh forkpoold of its build:
 #   throughput  forkpool-scale --mode lease --workers N: leases/s, forkpoold's
 #               CPU per lease
+#   spaced      the same with 8 workers on a pool of 8 that pause G µs after
+#               each release, as prefork workers do between requests:
+#               forkpoold's CPU per lease when leases do not come back to back
+#               (left out for a build whose forkpool-scale has no --gap-us)
 #   latency     forkpool-scale --mode lease --workers 1: the whole lease's p50,
 #               with forkpoold and the worker both pinned to CPU 0 (taskset): an
 #               unpinned pair lands on one vCPU or on two at random, and on a VM
@@ -35,6 +41,7 @@ REPS=5
 SECONDS_PER_ROW=3
 WORKERS=32
 POOL=8
+GAP_US=500
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -47,12 +54,13 @@ while (($#)); do
     --seconds) SECONDS_PER_ROW=${2:-}; shift ;;
     --workers) WORKERS=${2:-}; shift ;;
     --pool) POOL=${2:-}; shift ;;
+    --gap-us) GAP_US=${2:-}; shift ;;
     -h | --help) usage 0 ;;
     *) echo "ab.sh: unknown option $1" >&2; usage 2 >&2 ;;
   esac
   shift
 done
-for v in REPS SECONDS_PER_ROW WORKERS POOL; do
+for v in REPS SECONDS_PER_ROW WORKERS POOL GAP_US; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "--${v,,} needs a positive number"
 done
 for d in "$BEFORE" "$AFTER"; do
@@ -91,13 +99,15 @@ field() {
   i=$(tr ',' '\n' <<<"$HEADER" | grep -nx "$2" | cut -d: -f1)
   cut -d, -f"$i" <<<"$1"
 }
-# lease_row BUILD WORKERS [PIN...]: one forkpool-scale lease line (PIN: as start_forkpoold).
+# lease_row BUILD WORKERS GAP_US [PIN...]: one forkpool-scale lease line (PIN: as
+# start_forkpoold; GAP_US 0: back to back).
 lease_row() {
-  local line build=$1 workers=$2
-  shift 2
+  local line build=$1 workers=$2 gap=()
+  (($3 > 0)) && gap=(--gap-us "$3")
+  shift 3
   start_forkpoold "$build" "$@"
   line=$("$@" "$build/bench/forkpool-scale" --mode lease --socket "$SOCK" --forkpoold-pid "$FORKPOOLD_PID" \
-           --pool-size "$POOL" --workers "$workers" --seconds "$SECONDS_PER_ROW") ||
+           --pool-size "$POOL" --workers "$workers" --seconds "$SECONDS_PER_ROW" "${gap[@]}") ||
     echo "ab.sh: a lease row of $build had errors" >&2
   stop_forkpoold
   echo "$line"
@@ -126,11 +136,17 @@ for ((rep = 1; rep <= REPS; rep++)); do
   for side in before after; do
     dir=$BEFORE
     [[ $side == after ]] && dir=$AFTER
-    tp=$(lease_row "$dir" "$WORKERS")
-    lat=$(lease_row "$dir" 1 taskset -c 0)
+    tp=$(lease_row "$dir" "$WORKERS" 0)
+    lat=$(lease_row "$dir" 1 0 taskset -c 0)
+    if "$dir/bench/forkpool-scale" --help | grep -q -- --gap-us; then
+      spaced=$(lease_row "$dir" 8 "$GAP_US")
+      record "${side}_spaced_cpu" "$(field "$spaced" forkpoold_cpu_us_per_op)"
+      record "${side}_spaced_wakeups" "$(field "$spaced" forkpoold_wakeups_per_op)"
+    fi
     ops=$(field "$tp" ops_per_s)
     record "${side}_ops" "$ops"
     record "${side}_cpu" "$(field "$tp" forkpoold_cpu_us_per_op)"
+    record "${side}_wakeups" "$(field "$tp" forkpoold_wakeups_per_op)"
     record "${side}_ratio" "$(awk -v a="$ops" -v b="$(field "$raw_n" ops_per_s)" \
                                 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')"
     record "${side}_p50" "$(field "$lat" op_p50_us)"
@@ -152,6 +168,9 @@ echo "|---|---|---|---|"
 echo "| leases/s, $WORKERS workers | $(stat before_ops) | $(stat after_ops) | $(stat raw_ops) |"
 echo "| vs raw, same round | $(stat before_ratio) | $(stat after_ratio) | 1 |"
 echo "| forkpoold CPU per lease (µs) | $(stat before_cpu) | $(stat after_cpu) | |"
+echo "| forkpoold wake-ups per lease | $(stat before_wakeups) | $(stat after_wakeups) | |"
+echo "| forkpoold CPU per lease, 8 workers pausing $GAP_US µs after each release (µs) | $(stat before_spaced_cpu) | $(stat after_spaced_cpu) | |"
+echo "| the same: forkpoold wake-ups per lease | $(stat before_spaced_wakeups) | $(stat after_spaced_wakeups) | |"
 echo "| one process, pinned with forkpoold to CPU 0: lease p50 (µs) | $(stat before_p50) | $(stat after_p50) | $(stat raw_p50) |"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,7 +4,8 @@
  * worker processes and the size of the pool, next to the raw IPC it is made of.
  *
  *   forkpool-scale --mode lease --socket PATH --forkpoold-pid PID --pool-size P
- *                  [--pool NAME] [--workers N] [--seconds T] [--no-adopt] [--header]
+ *                  [--pool NAME] [--workers N] [--seconds T] [--no-adopt]
+ *                  [--gap-us G] [--header]
  *   forkpool-scale --mode raw [--workers N] [--seconds T] [--header]
  *
  * lease  N worker processes, each looping forkpool_acquire -> forkpool_lease_pg
@@ -17,7 +18,10 @@
  *        and per connected worker (before / after the N workers opened their
  *        control connection and leased once), and what libforkpool adds to a
  *        worker (its VmRSS and RssAnon after forkpool_open + one lease + release,
- *        minus before).
+ *        minus before), and forkpoold's wake-ups per lease (its voluntary context
+ *        switches over the run / leases). With --gap-us G each worker pauses G µs after each
+ *        release (a prefork worker answering its request after the queries):
+ *        leases no longer come back to back, as they do in a tight loop.
  * raw    the floor under a lease: one server process with an epoll loop over N
  *        AF_UNIX SOCK_SEQPACKET socketpairs; each of N clients sends 16 bytes and
  *        receives 64 bytes carrying one descriptor (SCM_RIGHTS) which it closes.
@@ -83,6 +87,7 @@ struct options {
         int pool_size;
         bool adopt;
         bool header;
+        int gap_us; /* pause after each release */
 };
 
 static uint64_t now_ns(void)
@@ -145,7 +150,7 @@ static double hist_quantile_us(const struct hist *h, double q)
         return 0;
 }
 
-/* A "Key:   N kB" line of /proc/PID/status, in kB, or -1. */
+/* The number of a "Key:   N [kB]" line of /proc/PID/status (sizes in kB), or -1. */
 static long status_kb(pid_t pid, const char *key)
 {
         char path[64], line[256];
@@ -271,6 +276,8 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
                 hist_add(rel, w[2]);
                 hist_add(whole, now_ns() - t0);
                 res->ops++;
+                if (opt->gap_us > 0)
+                        usleep((useconds_t)opt->gap_us);
         }
         hist_merge(&sh->wait, wait);
         hist_merge(&sh->lease, whole);
@@ -414,6 +421,7 @@ static int run(const struct options *opt)
         long slot_grown = 0, rss_pool = 0, rss_workers = 0, rss_start = 0;
         uint64_t total = 0, errors = 0;
         double cpu0 = 0, cpu1 = 0;
+        long sleeps0 = 0, sleeps1 = 0; /* forkpoold's voluntary context switches: its wake-ups */
         int64_t add_rss = 0, add_anon = 0;
         static pid_t pids[MAX_WORKERS + 1];
         static int srv[MAX_WORKERS];
@@ -485,6 +493,7 @@ static int run(const struct options *opt)
         if (!raw) {
                 rss_workers = status_kb(opt->forkpoold_pid, "VmRSS");
                 cpu0 = cpu_seconds(opt->forkpoold_pid);
+                sleeps0 = status_kb(opt->forkpoold_pid, "voluntary_ctxt_switches");
         }
         sh->deadline_ns = now_ns() + (uint64_t)opt->seconds * 1000000000u;
         close(go[1]);
@@ -494,6 +503,7 @@ static int run(const struct options *opt)
                 while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                         ;
                 cpu1 = cpu_seconds(opt->forkpoold_pid);
+                sleeps1 = status_kb(opt->forkpoold_pid, "voluntary_ctxt_switches");
         }
         for (int i = 0; i < want; i++)
                 if (pids[i] > 0)
@@ -511,7 +521,8 @@ static int run(const struct options *opt)
                 printf("mode,workers,pool_size,seconds,ops,ops_per_s,wait_p50_us,wait_p99_us,"
                        "op_p50_us,op_p99_us,forkpoold_cpu_us_per_op,forkpoold_rss_start_kb,"
                        "rss_kb_per_slot,rss_kb_per_worker,worker_added_rss_kb,"
-                       "worker_added_anon_kb,adopt_p50_us,release_p50_us,errors,load1\n");
+                       "worker_added_anon_kb,adopt_p50_us,release_p50_us,errors,load1,"
+                       "forkpoold_wakeups_per_op\n");
         double load = 0;
         FILE *la = fopen("/proc/loadavg", "re");
         if (la) {
@@ -532,7 +543,11 @@ static int run(const struct options *opt)
                        (double)(rss_workers - rss_pool) / (n ? n : 1),
                        n ? (double)add_rss / n : 0.0, n ? (double)add_anon / n : 0.0,
                        hist_quantile_us(&sh->adopt, 0.50), hist_quantile_us(&sh->release, 0.50));
-        printf("%" PRIu64 ",%.2f\n", errors, load);
+        printf("%" PRIu64 ",%.2f,", errors, load);
+        if (raw || !total)
+                printf("\n");
+        else
+                printf("%.2f\n", (double)(sleeps1 - sleeps0) / (double)total);
         munmap(sh, sizeof(*sh));
         return errors || n_ready < want ? 1 : 0;
 fail:
@@ -544,7 +559,7 @@ static void usage(FILE *f)
 {
         fprintf(f, "usage: forkpool-scale --mode lease --socket PATH --forkpoold-pid PID\n"
                    "                      --pool-size P [--pool NAME] [--workers N]\n"
-                   "                      [--seconds T] [--no-adopt] [--header]\n"
+                   "                      [--seconds T] [--no-adopt] [--gap-us G] [--header]\n"
                    "       forkpool-scale --mode raw [--workers N] [--seconds T] [--header]\n"
                    "defaults: --pool default --workers 8 --seconds 5\n");
 }
@@ -559,10 +574,11 @@ int main(int argc, char **argv)
                                                  {"workers", required_argument, NULL, 'w'},
                                                  {"seconds", required_argument, NULL, 't'},
                                                  {"no-adopt", no_argument, NULL, 'A'},
+                                                 {"gap-us", required_argument, NULL, 'g'},
                                                  {"header", no_argument, NULL, 'H'},
                                                  {"help", no_argument, NULL, 'h'},
                                                  {}};
-        struct options opt = {"lease", NULL, "default", 0, 8, 5, 0, true, false};
+        struct options opt = {"lease", NULL, "default", 0, 8, 5, 0, true, false, 0};
         int c;
 
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -591,6 +607,9 @@ int main(int argc, char **argv)
                 case 'A':
                         opt.adopt = false;
                         break;
+                case 'g':
+                        opt.gap_us = atoi(optarg);
+                        break;
                 case 'H':
                         opt.header = true;
                         break;
@@ -604,7 +623,7 @@ int main(int argc, char **argv)
         }
         bool raw = strcmp(opt.mode, "raw") == 0;
         if (optind != argc || (!raw && strcmp(opt.mode, "lease") != 0) || opt.workers < 1 ||
-            opt.workers > MAX_WORKERS || opt.seconds < 1 ||
+            opt.workers > MAX_WORKERS || opt.seconds < 1 || opt.gap_us < 0 ||
             (!raw && (opt.forkpoold_pid <= 0 || opt.pool_size < 1))) {
                 usage(stderr);
                 return 2;

@@ -62,6 +62,14 @@ void fp_set_last_error(const char *text)
         set_last_error(text);
 }
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+static int64_t monotonic_ms(void)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 /* Gives up the adopted connection (or the raw fd) so that no byte reaches the server. */
 static void lease_abandon(struct forkpool_lease *lease)
 {
@@ -80,25 +88,19 @@ static void lease_abandon(struct forkpool_lease *lease)
 static void control_free(struct fp_control *ctl)
 {
         close(ctl->fd);
+        if (ctl->release_fd >= 0)
+                close(ctl->release_fd);
         free(ctl);
 }
 
-/*
- * Makes fd fp's control connection. Returns 0, or -ENOMEM (fd is closed).
- * Called with io_lock held, fp->ctl NULL.
+/* Makes ctl (from control_open()) fp's control connection. Called with io_lock held, fp->ctl NULL.
  */
-static int control_set(forkpool *fp, int fd)
+static void control_set(forkpool *fp, struct fp_control *ctl)
 {
-        struct fp_control *ctl = malloc(sizeof(*ctl));
-        if (!ctl) {
-                close(fd);
-                return -ENOMEM;
-        }
-        *ctl = (struct fp_control){.fd = fd, .recv_timeout_ms = -1};
         fp->ctl = ctl;
-        fp->fd = fd;
+        fp->fd = ctl->fd;
         fp->fd_generation++;
-        return 0;
+        fp->released_on_control = false;
 }
 
 /*
@@ -229,81 +231,123 @@ static ssize_t recv_reply(int fd, void *buf, size_t cap, int *ret_fd, int flags)
 }
 
 /*
- * Opens a control connection to socket_path and says hello. Takes no lock
- * (it may wait up to HELLO_TIMEOUT_MS for a restarting supervisor: fork()
- * and the other threads' releases must not wait with it). Returns 0 and the
- * connection in *ret_fd, or a negative errno.
+ * Says hello on a new control connection fd, handing over *release_fd, the
+ * supervisor's end of the release channel (closed here whatever happens).
+ * Waits up to HELLO_TIMEOUT_MS for the answer. Returns the answer's flags
+ * (FP_HELLO_RELEASE_CHANNEL: the channel was taken) or a negative errno.
  */
-static int control_open(const char *socket_path, int *ret_fd)
+static int control_hello(int fd, int *release_fd)
 {
         union {
                 struct fp_msg_hdr hdr;
                 struct fp_msg_error error;
+                struct fp_msg_hello_ok ok;
                 char bytes[FP_MSG_MAX];
         } reply;
         struct fp_msg_hello hello;
-        int fd, r;
-
-        fd = fp_connect_seqpacket(socket_path);
-        if (fd < 0) {
-                r = fd == -ENOENT ? -ECONNREFUSED : fd;
-                set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
-                                                  : NULL);
-                return r;
-        }
 
         fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
         hello.pid = fp_self_pid();
+        hello.flags = *release_fd >= 0 ? FP_HELLO_RELEASE_CHANNEL : 0;
         /* A refusal may already be waiting even if this send fails: read it anyway. */
-        int sent = fp_send_msg(fd, &hello, sizeof(hello), -1, 0);
-        r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
-        if (r >= 0) {
-                int rfd = -1;
-                ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd, MSG_DONTWAIT);
-                if (n < 0)
-                        r = sent < 0 ? -ECONNREFUSED : (int)n;
-                else if (reply.hdr.op == FP_OP_ERROR)
-                        r = error_reply(&reply.error);
-                else if (reply.hdr.op != FP_OP_HELLO_OK)
-                        r = -EPROTO;
-        }
-        if (r < 0) {
-                close(fd);
+        int sent = fp_send_msg(fd, &hello, sizeof(hello), *release_fd, 0);
+        if (*release_fd >= 0)
+                close(*release_fd);
+        *release_fd = -1;
+        int r = fp_wait_fd(fd, POLLIN, HELLO_TIMEOUT_MS);
+        if (r < 0)
+                return r;
+        int rfd = -1;
+        ssize_t n = recv_reply(fd, reply.bytes, sizeof(reply), &rfd, MSG_DONTWAIT);
+        if (n < 0)
+                return sent < 0 ? -ECONNREFUSED : (int)n;
+        if (reply.hdr.op == FP_OP_ERROR)
+                return error_reply(&reply.error);
+        if (reply.hdr.op != FP_OP_HELLO_OK)
+                return -EPROTO;
+        return (int)(reply.ok.flags & FP_HELLO_RELEASE_CHANNEL);
+}
+
+/*
+ * Opens a control connection to socket_path, with its release channel
+ * (proto.h; none if the socket pair cannot be made), and says hello. Takes
+ * no lock (it may wait up to HELLO_TIMEOUT_MS for a restarting supervisor:
+ * fork() and the other threads' releases must not wait with it). Returns 0
+ * and the connection in *ret (control_free() frees it), or a negative errno.
+ */
+static int control_open(const char *socket_path, struct fp_control **ret)
+{
+        struct fp_control *ctl = malloc(sizeof(*ctl));
+        if (!ctl)
+                return -ENOMEM;
+        *ctl = (struct fp_control){.fd = -1, .release_fd = -1, .recv_timeout_ms = -1};
+
+        ctl->fd = fp_connect_seqpacket(socket_path);
+        if (ctl->fd < 0) {
+                int r = ctl->fd == -ENOENT ? -ECONNREFUSED : ctl->fd;
+                set_last_error(r == -ECONNREFUSED ? "no forkpoold is listening on that socket"
+                                                  : NULL);
+                free(ctl);
                 return r;
         }
-        *ret_fd = fd;
+        int pair[2] = {-1, -1};
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0)
+                ctl->release_fd = pair[0];
+        int r = control_hello(ctl->fd, &pair[1]);
+        if (r < 0) {
+                control_free(ctl);
+                return r;
+        }
+        if (!(r & FP_HELLO_RELEASE_CHANNEL) && ctl->release_fd >= 0) {
+                close(ctl->release_fd);
+                ctl->release_fd = -1;
+        }
+        *ret = ctl;
         return 0;
 }
 
 /*
- * Makes fd (from control_open()) fp's control connection, unless another
- * thread installed one meanwhile (then fd is closed), and sends the releases
+ * Makes ctl (from control_open()) fp's control connection, unless another
+ * thread installed one meanwhile (then ctl is freed), and sends the releases
  * that waited for a supervisor. Called with io_lock held.
  */
-static void control_install(forkpool *fp, int fd)
+static void control_install(forkpool *fp, struct fp_control *ctl)
 {
         if (fp->fd >= 0 || fp->pid != fp_self_pid()) {
-                close(fd);
+                control_free(ctl);
                 return;
         }
-        if (control_set(fp, fd) < 0)
-                return;
+        control_set(fp, ctl);
         /* Releases that found no supervisor go to this one (a restart kept their leases). */
-        while (fp->n_pending > 0 &&
-               fp_send_msg(fd, &fp->pending[fp->n_pending - 1], sizeof(fp->pending[0]), -1, 0) == 0)
+        while (fp->n_pending > 0 && fp_send_msg(ctl->fd, &fp->pending[fp->n_pending - 1],
+                                                sizeof(fp->pending[0]), -1, 0) == 0)
                 fp->n_pending--;
 }
 
 /*
- * Sends a release. If the supervisor went away (a restart), the release waits
+ * Sends a release: on the release channel unless on_control (or the channel
+ * is full or gone), else on the control connection. If the supervisor went
+ * away (a restart), the release waits
  * in fp->pending for the next control connection (control_reopen_for_pending()
  * right after, or the next one this process makes). Called with io_lock held;
  * never blocks on a connect.
  */
-static void send_release(forkpool *fp, const struct fp_msg_release *rel)
+static void send_release(forkpool *fp, struct fp_msg_release *rel, bool on_control)
 {
-        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0)
+        struct fp_control *ctl = fp->ctl;
+        /* The channel first: a full or dead one leaves it to the control connection. */
+        if (ctl && !on_control && !fp->released_on_control && ctl->release_fd >= 0 &&
+            fp_send_msg(ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0) {
+                __atomic_store_n(&ctl->channel_releases, ctl->channel_releases + 1,
+                                 __ATOMIC_RELEASE);
                 return;
+        }
+        if (ctl)
+                rel->channel_releases = ctl->channel_releases;
+        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0) {
+                fp->released_on_control = true;
+                return;
+        }
         control_retire(fp);
         if (!fp->pending)
                 fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
@@ -317,14 +361,14 @@ static void send_release(forkpool *fp, const struct fp_msg_release *rel)
  */
 static void control_reopen_for_pending(forkpool *fp)
 {
-        int fd;
+        struct fp_control *ctl;
         pthread_mutex_lock(&fp->io_lock);
         bool needed = fp->n_pending > 0 && fp->fd < 0 && fp->pid == fp_self_pid();
         pthread_mutex_unlock(&fp->io_lock);
-        if (!needed || control_open(fp->socket_path, &fd) < 0)
+        if (!needed || control_open(fp->socket_path, &ctl) < 0)
                 return;
         pthread_mutex_lock(&fp->io_lock);
-        control_install(fp, fd);
+        control_install(fp, ctl);
         pthread_mutex_unlock(&fp->io_lock);
 }
 
@@ -353,10 +397,10 @@ FORKPOOL_EXPORT int forkpool_open(const char *socket_path, forkpool **ret)
         pthread_mutex_init(&fp->io_lock, NULL);
         pthread_cond_init(&fp->side_cond, NULL);
 
-        int fd;
-        r = control_open(fp->socket_path, &fd);
+        struct fp_control *ctl;
+        r = control_open(fp->socket_path, &ctl);
         if (r >= 0)
-                r = control_set(fp, fd);
+                control_set(fp, ctl);
         if (r < 0) {
                 pthread_cond_destroy(&fp->side_cond);
                 free(fp);
@@ -399,6 +443,7 @@ FORKPOOL_EXPORT void forkpool_close(forkpool *fp)
                         struct fp_msg_release rel;
                         fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
                         rel.lease_id = l->lease_id;
+                        rel.channel_releases = fp->ctl->channel_releases;
                         describe_release(l, &rel);
                         lease_abandon(l);
                         (void)fp_send_msg(fp->fd, &rel, sizeof(rel), -1, 0);
@@ -453,6 +498,7 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 .flags = msg->flags,
                 .in_use = true,
                 .db_kind = msg->db_kind,
+                .leased_ms = monotonic_ms(),
         };
         snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
         if ((msg->flags & FP_LEASE_STATEMENTS) && msg->statements.count <= FP_STMTS_MAX) {
@@ -481,6 +527,8 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
         if (fp->leases)
                 fp->leases->prev = lease;
         fp->leases = lease;
+        /* forkpoold answered: it has read what this process sent on the connection before. */
+        fp->released_on_control = false;
         pthread_mutex_unlock(&fp->io_lock);
         *ret = lease;
         return 0;
@@ -580,18 +628,19 @@ static int acquire_reply(forkpool *fp, int fd, uint32_t id, const char *pool, bo
 }
 
 /* Sends acquire request id for pool on control connection fd (send flags as fp_send_msg()). */
-static int acquire_send(forkpool *fp, int fd, uint32_t id, const char *pool, int timeout_ms,
-                        const char *label, int flags)
+static int acquire_send(forkpool *fp, struct fp_control *ctl, uint32_t id, const char *pool,
+                        int timeout_ms, const char *label, int flags)
 {
         struct fp_msg_acquire req;
 
         fp_msg_init(&req.hdr, FP_OP_ACQUIRE, sizeof(req), id);
+        req.channel_releases = __atomic_load_n(&ctl->channel_releases, __ATOMIC_ACQUIRE);
         req.timeout_ms = timeout_ms;
         snprintf(req.pool, sizeof(req.pool), "%s", pool);
         if (label)
                 snprintf(req.label, sizeof(req.label), "%s", label);
         req.prefer_lease_id = preferred_lease(fp, pool);
-        return fp_send_msg(fd, &req, sizeof(req), -1, flags);
+        return fp_send_msg(ctl->fd, &req, sizeof(req), -1, flags);
 }
 
 /*
@@ -624,7 +673,7 @@ static int acquire_once(forkpool *fp, struct fp_control *ctl, const char *pool, 
                         const char *label, forkpool_lease **ret)
 {
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        int r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, label, 0);
+        int r = acquire_send(fp, ctl, id, pool, timeout_ms, label, 0);
         if (r < 0)
                 return r;
 
@@ -659,7 +708,7 @@ static int control_fd(forkpool *fp, bool reconnect, uint64_t stale, uint64_t *re
                 control_retire(fp);
         if (fp->fd < 0) {
                 pthread_mutex_unlock(&fp->io_lock);
-                int fresh;
+                struct fp_control *fresh;
                 r = control_open(fp->socket_path, &fresh);
                 pthread_mutex_lock(&fp->io_lock);
                 if (r >= 0)
@@ -704,14 +753,6 @@ static forkpool_lease *sticky_take(forkpool *fp, const char *pool)
                 }
         pthread_mutex_unlock(&fp->io_lock);
         return found;
-}
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-static int64_t monotonic_ms(void)
-{
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Lets acquire_lock go and wakes the timeout-0 acquires that may now read the connection. */
@@ -774,7 +815,7 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
                 return -ETIMEDOUT;
         int fd = ctl->fd;
 
-        r = acquire_send(fp, fd, w.request_id, pool, 0, label, 0);
+        r = acquire_send(fp, ctl, w.request_id, pool, 0, label, 0);
         int64_t give_up = monotonic_ms() + REPLY_SLACK_MS;
         bool handed_over = false;
         while (r >= 0) {
@@ -901,7 +942,7 @@ int fp_acquire_send(forkpool *fp, const char *pool, int timeout_ms, uint32_t *re
         if (r < 0)
                 return r;
         uint32_t id = __atomic_add_fetch(&fp->next_request_id, 1, __ATOMIC_RELAXED);
-        r = acquire_send(fp, ctl->fd, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
+        r = acquire_send(fp, ctl, id, pool, timeout_ms, NULL, MSG_DONTWAIT);
         control_put(ctl);
         if (r == -EPIPE || r == -ENOTCONN)
                 r = -ECONNRESET;
@@ -1011,7 +1052,7 @@ FORKPOOL_EXPORT int forkpool_lease_backend_pid(const forkpool_lease *lease)
  * Asks the supervisor to cancel the lease's query (MySQL: it sends KILL QUERY
  * from its own connection). No reply is awaited.
  */
-static int lease_send_cancel(const forkpool_lease *lease)
+static int lease_send_cancel(forkpool_lease *lease)
 {
         struct fp_msg_cancel msg;
         forkpool *fp = lease->fp;
@@ -1021,6 +1062,7 @@ static int lease_send_cancel(const forkpool_lease *lease)
                 return r;
         fp_msg_init(&msg.hdr, FP_OP_CANCEL, sizeof(msg), 0);
         msg.lease_id = lease->lease_id;
+        __atomic_store_n(&lease->spoke_on_control, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&fp->io_lock);
         if (fp->fd >= 0 && fp->pid == fp_self_pid())
                 r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
@@ -1028,7 +1070,7 @@ static int lease_send_cancel(const forkpool_lease *lease)
         return r == -EPIPE || r == -ENOTCONN ? -ECONNRESET : r;
 }
 
-int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
+int fp_pin_report(forkpool_lease *lease, uint32_t reasons)
 {
         struct fp_msg_pin msg = {0};
         forkpool *fp = lease->fp;
@@ -1039,6 +1081,7 @@ int fp_pin_report(const forkpool_lease *lease, uint32_t reasons)
         fp_msg_init(&msg.hdr, FP_OP_PIN, sizeof(msg), 0);
         msg.lease_id = lease->lease_id;
         msg.reasons = reasons;
+        __atomic_store_n(&lease->spoke_on_control, true, __ATOMIC_RELEASE);
         pthread_mutex_lock(&fp->io_lock);
         if (fp->fd >= 0 && fp->pid == getpid())
                 r = fp_send_msg(fp->fd, &msg, sizeof(msg), -1, 0);
@@ -1148,14 +1191,26 @@ static bool sticky_keep(forkpool_lease *lease, uint32_t flags)
         return true;
 }
 
+/*
+ * Whether the lease's release may go on the release channel (proto.h): held
+ * briefly, not wanted at once by others, and nothing else of it went on the
+ * control connection.
+ */
+static bool release_on_channel(const forkpool_lease *lease)
+{
+        return !(lease->flags & FP_LEASE_CONTENDED) &&
+               !__atomic_load_n(&lease->spoke_on_control, __ATOMIC_ACQUIRE) &&
+               monotonic_ms() - lease->leased_ms < FP_RELEASE_CHANNEL_HOLD_MS;
+}
+
 /* Sends the release (rel) and forgets the lease. */
-static void lease_send_and_free(forkpool_lease *lease, const struct fp_msg_release *rel)
+static void lease_send_and_free(forkpool_lease *lease, struct fp_msg_release *rel)
 {
         forkpool *fp = lease->fp;
         if (fp) {
                 pthread_mutex_lock(&fp->io_lock);
                 if (fp->pid == fp_self_pid())
-                        send_release(fp, rel);
+                        send_release(fp, rel, !release_on_channel(lease));
                 if (lease->prev)
                         lease->prev->next = lease->next;
                 else

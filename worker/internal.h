@@ -62,6 +62,8 @@ struct fp_side_wait {
  */
 struct fp_control {
         int fd;
+        int release_fd;            /* the release channel (proto.h), -1: none */
+        uint32_t channel_releases; /* releases sent on it (io_lock; read atomically) */
         unsigned state;
         int recv_timeout_ms; /* its SO_RCVTIMEO, -1: none (acquire_lock's holder sets it) */
 };
@@ -76,7 +78,13 @@ struct forkpool {
         int fd;                 /* control connection (ctl->fd), -1 when not connected */
         struct fp_control *ctl; /* the current control connection, NULL when not connected */
         uint64_t fd_generation; /* incremented for every new control connection */
-        pid_t pid;              /* the process the control connection belongs to */
+        /*
+         * A release went on the control connection and no lease has arrived
+         * since (which would show that forkpoold read it): the next releases
+         * go there too, so that forkpoold takes them in the order given.
+         */
+        bool released_on_control;
+        pid_t pid; /* the process the control connection belongs to */
         uint32_t next_request_id;
         struct forkpool_lease *leases;  /* held by this process */
         struct fp_msg_release *pending; /* releases waiting for a supervisor (a restart) */
@@ -120,6 +128,14 @@ struct forkpool_lease {
         bool statements_known;
         bool soft_invalidated;
         bool in_use; /* a sticky lease between acquire and release */
+        /*
+         * A cancel or a pin of this lease went on the control connection
+         * (atomic: a cancel may come from another thread): its release
+         * follows them there, not on the release channel, so that the
+         * supervisor reads them first.
+         */
+        bool spoke_on_control;
+        int64_t leased_ms; /* CLOCK_MONOTONIC when the lease arrived */
         /*
          * pg is this library's own (made or taken from the cache by
          * forkpool_lease_pg()), not an application's (the drop-in's): a release
@@ -242,7 +258,7 @@ int fp_pool_mode(forkpool *fp, const char *pool);
  * why (enum fp_pin_reason), for forkpoolctl; no reply. Returns 0 or a
  * negative errno (the report is lost, nothing else changes).
  */
-int fp_pin_report(const struct forkpool_lease *lease, uint32_t reasons);
+int fp_pin_report(struct forkpool_lease *lease, uint32_t reasons);
 
 /* The pool_timeout of pool in milliseconds, as its segment record says, or a negative errno. */
 int fp_pool_timeout_ms(forkpool *fp, const char *pool);

@@ -7,7 +7,9 @@
  * ready at once are all answered, in order per connection; tens of
  * thousands of waiters neither crash forkpoold nor slow it down, and time out
  * in deadline order; a long-lived handle's forkpool_pool_state() follows a
- * restarted supervisor.
+ * restarted supervisor; a release channel is taken only if it is one,
+ * carries only releases (anything else closes it, the connection stays), and
+ * what it carried counts even when its worker exits right after.
  */
 #include <errno.h>
 #include <grp.h>
@@ -92,6 +94,46 @@ static void send_acquire(int fd, uint32_t id, int timeout_ms)
         acq.timeout_ms = timeout_ms;
         snprintf(acq.pool, sizeof(acq.pool), "main");
         CHECK(fp_send_msg(fd, &acq, sizeof(acq), -1, 0) == 0);
+}
+
+/*
+ * A raw control connection whose hello offered channel_fd as its release
+ * channel (closed here). Returns the connection; *ret_taken says whether the
+ * answer took the channel.
+ */
+static int raw_hello_channel(const char *path, int channel_fd, bool *ret_taken)
+{
+        int fd = raw_connect(path);
+        struct fp_msg_hello hello;
+        union reply r;
+        fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
+        hello.pid = getpid();
+        hello.flags = FP_HELLO_RELEASE_CHANNEL;
+        CHECK(fp_send_msg(fd, &hello, sizeof(hello), channel_fd, 0) == 0);
+        close(channel_fd);
+        CHECK(recv_within(fd, &r, 10000) == sizeof(struct fp_msg_hello_ok) &&
+              r.hdr.op == FP_OP_HELLO_OK);
+        *ret_taken = ((struct fp_msg_hello_ok *)r.bytes)->flags & FP_HELLO_RELEASE_CHANNEL;
+        return fd;
+}
+
+/* Acquires on a raw connection; returns the lease id (its descriptor is closed). */
+static uint64_t raw_lease(int fd, uint32_t id)
+{
+        union reply r;
+        send_acquire(fd, id, 10000);
+        CHECK(recv_within(fd, &r, 10000) > 0 && r.hdr.op == FP_OP_LEASE && r.hdr.request_id == id);
+        return ((struct fp_msg_lease *)r.bytes)->lease_id;
+}
+
+static void send_release(int fd, uint64_t lease_id)
+{
+        struct fp_msg_release rel;
+        memset(&rel, 0, sizeof(rel));
+        fp_msg_init(&rel.hdr, FP_OP_RELEASE, sizeof(rel), 0);
+        rel.lease_id = lease_id;
+        rel.txn = FP_TXN_IDLE;
+        CHECK(fp_send_msg(fd, &rel, sizeof(rel), -1, 0) == 0);
 }
 
 static int count_in_log(const struct itest_sup *s, const char *needle)
@@ -782,6 +824,104 @@ static pid_t spawn_follow(const struct itest_sup *s)
  * stops gracefully, and when one killed with SIGKILL has its segment's name
  * removed, instead of following a dead segment forever.
  */
+/*
+ * The release channel: a descriptor that is not a SOCK_SEQPACKET socket is
+ * not taken (and closed); one that is carries a release that counts with no
+ * other message after it; anything else on it closes it, and the connection
+ * goes on; a worker that exits right after a release on it has released,
+ * not lost, its lease.
+ */
+static void test_release_channel(void)
+{
+        struct itest_sup s;
+        int pipe_fds[2], pair[2];
+        bool taken;
+        char byte = 0;
+
+        signal(SIGPIPE, SIG_IGN);
+        itest_sup_start(&s, "it_h_channel", "pool_size = 1\nmax_overflow = 0\n", NULL);
+
+        CHECK(pipe(pipe_fds) == 0);
+        int fd = raw_hello_channel(s.socket, pipe_fds[0], &taken);
+        CHECK_MSG(!taken, "a pipe was taken as a release channel");
+        CHECK_MSG(write(pipe_fds[1], &byte, 1) < 0 && errno == EPIPE,
+                  "forkpoold kept the pipe it did not take");
+        close(pipe_fds[1]);
+        close(fd);
+
+        CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
+        fd = raw_hello_channel(s.socket, pair[1], &taken);
+        CHECK(taken);
+        uint64_t id = raw_lease(fd, 1);
+        send_release(pair[0], id);
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 1, 5000,
+                   "a release on the channel was not taken");
+
+        /* Not a release: the channel is closed, the connection serves on. */
+        id = raw_lease(fd, 2);
+        send_acquire(pair[0], 3, 1000);
+        CHECK_MSG(fp_wait_fd(pair[0], POLLIN, 5000) >= 0 && recv(pair[0], &byte, 1, 0) == 0,
+                  "forkpoold kept a channel that carried an acquire");
+        close(pair[0]);
+        CHECK(count_in_log(&s, "other than a release on its release channel") == 1);
+        send_release(fd, id);
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 2, 5000,
+                   "the release on the connection after the channel closed was not taken");
+        close(fd);
+
+        /* Released on the channel, then gone at once: a release, not a reclaim. */
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                int c[2];
+                bool t;
+                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, c) < 0)
+                        _exit(2);
+                int cfd = raw_hello_channel(s.socket, c[1], &t);
+                send_release(c[0], raw_lease(cfd, 4));
+                _exit(t ? 0 : 3);
+        }
+        CHECK(itest_child_exit(pid, 10000) == 0);
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 3, 5000,
+                   "the exited worker's release on its channel was lost");
+        struct fp_shm_pool p = itest_pool(&s);
+        CHECK_MSG(p.counters.reclaims == 0 && p.counters.invalidations == 0,
+                  "a lease released on the channel was reclaimed (%llu) or closed (%llu)",
+                  (unsigned long long)p.counters.reclaims,
+                  (unsigned long long)p.counters.invalidations);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+/*
+ * A release that waits unread in one worker's channel is taken before
+ * another worker's acquire opens a connection: the pool does not grow for a
+ * session that is already back.
+ */
+static void test_release_channel_before_connect(void)
+{
+        struct itest_sup s;
+        int pair[2];
+        bool taken;
+
+        itest_sup_start(&s, "it_h_chconn", "pool_size = 2\nmax_overflow = 2\n", NULL);
+        CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0);
+        int a = raw_hello_channel(s.socket, pair[1], &taken);
+        CHECK(taken);
+        int b = raw_hello(s.socket);
+        for (uint32_t i = 1; i <= 20; i++) {
+                send_release(pair[0], raw_lease(a, i));
+                send_release(b, raw_lease(b, i));
+        }
+        struct fp_shm_pool p = itest_pool(&s);
+        CHECK_MSG(p.counters.connects == 1,
+                  "%llu connections opened for leases that never overlapped",
+                  (unsigned long long)p.counters.connects);
+        close(a);
+        close(b);
+        close(pair[0]);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
 static void test_events_follow_ends(void)
 {
         struct itest_sup s;
@@ -815,4 +955,6 @@ ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"acquire_timeout_unanswered", test_acquire_timeout_unanswered, 90},
            {"many_waiters", test_many_waiters, 180},
            {"pool_state_after_restart", test_pool_state_after_restart, 90},
-           {"events_follow_ends", test_events_follow_ends, 60})
+           {"events_follow_ends", test_events_follow_ends, 60},
+           {"release_channel", test_release_channel, 60},
+           {"release_channel_before_connect", test_release_channel_before_connect, 60})

@@ -751,7 +751,12 @@ static void test_lease_failure_is_a_query_error(void)
         CHECK(PQgetResult(c) == NULL);
         CHECK(strstr(PQerrorMessage(c), "no connection free"));
         CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
+        /* Its error left unread, then PQexec: discarded, not the next command's result. */
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        exec_expect(c, "SELECT 2", PGRES_FATAL_ERROR); /* no session free for it either */
         exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        CHECK(PQsendQuery(c, "SELECT 4") == 1);
+        async_expect(c, PGRES_TUPLES_OK, "4");
         CHECK(strcmp(itest_query(c, "SELECT 3"), "3") == 0);
         CHECK(!strstr(PQerrorMessage(c), "no connection free"));
         PQfinish(holder);
