@@ -35,7 +35,10 @@ void config_loader_fail(struct config_loader *ld, int line, int r, const char *f
         va_end(ap);
 }
 
-/* The CUSTOM keys: each parses and stores its value itself. */
+/*
+ * The CUSTOM keys: each parses and stores its value itself (a kind that only
+ * one key would have is a handler here too).
+ */
 
 static int key_socket(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
