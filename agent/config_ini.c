@@ -223,7 +223,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                 }
                 ld->key_lines[i] = ld->lineno;
                 reason[0] = '\0';
-                r = key->set(ld, value, reason, sizeof(reason));
+                r = config_key_set(ld, key, value, reason, sizeof(reason));
                 if (r < 0) {
                         config_loader_fail(ld, ld->lineno, r, "%s: %s", name, reason);
                         return 0;

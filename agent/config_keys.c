@@ -5,6 +5,7 @@
 #include "config_keys.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +35,11 @@ void config_loader_fail(struct config_loader *ld, int line, int r, const char *f
         va_end(ap);
 }
 
+/*
+ * The CUSTOM keys: each parses and stores its value itself (a kind that only
+ * one key would have is a handler here too).
+ */
+
 static int key_socket(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         char *copy;
@@ -52,105 +58,9 @@ static int key_socket(struct config_loader *ld, const char *v, char *reason, siz
         return 0;
 }
 
-/*
- * Parses a list of users or groups into ids (FP_CONFIG_MAX_IDS entries) and
- * its length into *ret_n; on failure neither changes.
- */
-static int config_set_ids(const char *v, bool group, uint32_t *ids, size_t *ret_n, char *reason,
-                          size_t len)
-{
-        _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
-                       "ids are 32 bits");
-        unsigned long parsed[FP_CONFIG_MAX_IDS];
-        size_t n;
-        int r = config_parse_ids(v, group, parsed, &n, reason, len);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++)
-                ids[i] = (uint32_t)parsed[i];
-        *ret_n = n;
-        return 0;
-}
-
-static int key_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_set_ids(v, false, ld->cfg->allow_uids, &ld->cfg->n_allow_uids, reason, len);
-}
-
-static int key_allow_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_set_ids(v, true, ld->cfg->allow_gids, &ld->cfg->n_allow_gids, reason, len);
-}
-
 static int key_log_level(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_log_level(v, &ld->cfg->log_level, reason, len);
-}
-
-static int key_shutdown_grace(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_seconds(v, &ld->cfg->shutdown_grace_ms, reason, len);
-}
-
-static int key_max_connections_per_uid(struct config_loader *ld, const char *v, char *reason,
-                                       size_t len)
-{
-        return config_parse_limit(v, &ld->cfg->max_connections_per_uid, reason, len);
-}
-
-static int key_max_connections_per_pid(struct config_loader *ld, const char *v, char *reason,
-                                       size_t len)
-{
-        return config_parse_limit(v, &ld->cfg->max_connections_per_pid, reason, len);
-}
-
-static int key_max_waiting_per_connection(struct config_loader *ld, const char *v, char *reason,
-                                          size_t len)
-{
-        return config_parse_limit(v, &ld->cfg->max_waiting_per_connection, reason, len);
-}
-
-static int key_hello_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_seconds(v, &ld->cfg->hello_timeout_ms, reason, len);
-}
-
-static int key_url(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_url(v, &ld->pool->url, &ld->pool->url_text, reason, len);
-}
-
-static int key_pool_size(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_pool_size(v, &ld->pool->pool_size, reason, len);
-}
-
-static int key_max_overflow(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_max_overflow(v, &ld->pool->max_overflow, reason, len);
-}
-
-static int key_pool_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_seconds(v, &ld->pool->timeout_ms, reason, len);
-}
-
-static int key_connect_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_connect_timeout(v, &ld->pool->connect_timeout_ms, reason, len);
-}
-
-static int key_reset_on_return(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        char q[CONFIG_QUOTE_MAX + 4];
-
-        if (fp_reset_mode_parse(v, &ld->pool->reset_mode) < 0) {
-                config_err(reason, len,
-                           "expected rollback, commit, none, discard or auto, not '%s'",
-                           config_quote(v, q));
-                return -EINVAL;
-        }
-        return 0;
 }
 
 static int key_user(struct config_loader *ld, const char *v, char *reason, size_t len)
@@ -175,24 +85,37 @@ static int key_user(struct config_loader *ld, const char *v, char *reason, size_
         return 0;
 }
 
-static int key_admin_users(struct config_loader *ld, const char *v, char *reason, size_t len)
+static int key_url(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        return config_set_ids(v, false, ld->cfg->admin_uids, &ld->cfg->n_admin_uids, reason, len);
+        return config_parse_url(v, &ld->pool->url, &ld->pool->url_text, reason, len);
 }
 
-static int key_admin_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
+static int key_pool_size(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        return config_set_ids(v, true, ld->cfg->admin_gids, &ld->cfg->n_admin_gids, reason, len);
+        return config_parse_pool_size(v, &ld->pool->pool_size, reason, len);
 }
 
-static int key_pool_allow_users(struct config_loader *ld, const char *v, char *reason, size_t len)
+static int key_max_overflow(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        return config_set_ids(v, false, ld->pool->allow_uids, &ld->pool->n_allow_uids, reason, len);
+        return config_parse_max_overflow(v, &ld->pool->max_overflow, reason, len);
 }
 
-static int key_pool_allow_groups(struct config_loader *ld, const char *v, char *reason, size_t len)
+static int key_connect_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
-        return config_set_ids(v, true, ld->pool->allow_gids, &ld->pool->n_allow_gids, reason, len);
+        return config_parse_connect_timeout(v, &ld->pool->connect_timeout_ms, reason, len);
+}
+
+static int key_reset_on_return(struct config_loader *ld, const char *v, char *reason, size_t len)
+{
+        char q[CONFIG_QUOTE_MAX + 4];
+
+        if (fp_reset_mode_parse(v, &ld->pool->reset_mode) < 0) {
+                config_err(reason, len,
+                           "expected rollback, commit, none, discard or auto, not '%s'",
+                           config_quote(v, q));
+                return -EINVAL;
+        }
+        return 0;
 }
 
 static int key_poolclass(struct config_loader *ld, const char *v, char *reason, size_t len)
@@ -224,21 +147,6 @@ static int key_pool_mode(struct config_loader *ld, const char *v, char *reason, 
 static int key_pool_recycle(struct config_loader *ld, const char *v, char *reason, size_t len)
 {
         return config_parse_seconds_or_off(v, &ld->pool->recycle_ms, reason, len);
-}
-
-static int key_pool_pre_ping(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_bool(v, &ld->pool->pre_ping, reason, len);
-}
-
-static int key_pool_affinity(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_bool(v, &ld->pool->affinity, reason, len);
-}
-
-static int key_pool_use_lifo(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_bool(v, &ld->pool->use_lifo, reason, len);
 }
 
 static int key_connect_rate(struct config_loader *ld, const char *v, char *reason, size_t len)
@@ -289,62 +197,133 @@ static int key_on_connect(struct config_loader *ld, const char *v, char *reason,
         return 0;
 }
 
-static int key_leak_timeout(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_seconds(v, &ld->pool->leak_timeout_ms, reason, len);
-}
-
-static int key_max_lease_time(struct config_loader *ld, const char *v, char *reason, size_t len)
-{
-        return config_parse_seconds(v, &ld->pool->max_lease_time_ms, reason, len);
-}
+/* Where a value goes: a [forkpool] key's in struct fp_config, a [pool NAME] key's in
+ * fp_pool_config. */
+#define IN_FORKPOOL(field) offsetof(struct fp_config, field)
+#define IN_POOL(field)     offsetof(struct fp_pool_config, field)
 
 static const struct config_key forkpool_keys[] = {
-        {"socket", key_socket},
-        {"allow_users", key_allow_users},
-        {"allow_groups", key_allow_groups},
-        {"log_level", key_log_level},
-        {"shutdown_grace", key_shutdown_grace},
-        {"admin_users", key_admin_users},
-        {"user", key_user},
-        {"admin_groups", key_admin_groups},
-        {"max_connections_per_uid", key_max_connections_per_uid},
-        {"max_connections_per_pid", key_max_connections_per_pid},
-        {"max_waiting_per_connection", key_max_waiting_per_connection},
-        {"hello_timeout", key_hello_timeout},
+        {.name = "socket", .kind = CONFIG_KIND_CUSTOM, .set = key_socket},
+        {.name = "allow_users",
+         .kind = CONFIG_KIND_USERS,
+         .offset = IN_FORKPOOL(allow_uids),
+         .count_offset = IN_FORKPOOL(n_allow_uids)},
+        {.name = "allow_groups",
+         .kind = CONFIG_KIND_GROUPS,
+         .offset = IN_FORKPOOL(allow_gids),
+         .count_offset = IN_FORKPOOL(n_allow_gids)},
+        {.name = "log_level", .kind = CONFIG_KIND_CUSTOM, .set = key_log_level},
+        {.name = "shutdown_grace",
+         .kind = CONFIG_KIND_SECONDS,
+         .offset = IN_FORKPOOL(shutdown_grace_ms)},
+        {.name = "admin_users",
+         .kind = CONFIG_KIND_USERS,
+         .offset = IN_FORKPOOL(admin_uids),
+         .count_offset = IN_FORKPOOL(n_admin_uids)},
+        {.name = "user", .kind = CONFIG_KIND_CUSTOM, .set = key_user},
+        {.name = "admin_groups",
+         .kind = CONFIG_KIND_GROUPS,
+         .offset = IN_FORKPOOL(admin_gids),
+         .count_offset = IN_FORKPOOL(n_admin_gids)},
+        {.name = "max_connections_per_uid",
+         .kind = CONFIG_KIND_LIMIT,
+         .offset = IN_FORKPOOL(max_connections_per_uid)},
+        {.name = "max_connections_per_pid",
+         .kind = CONFIG_KIND_LIMIT,
+         .offset = IN_FORKPOOL(max_connections_per_pid)},
+        {.name = "max_waiting_per_connection",
+         .kind = CONFIG_KIND_LIMIT,
+         .offset = IN_FORKPOOL(max_waiting_per_connection)},
+        {.name = "hello_timeout",
+         .kind = CONFIG_KIND_SECONDS,
+         .offset = IN_FORKPOOL(hello_timeout_ms)},
 };
 
 static const struct config_key pool_keys[] = {
-        {"url", key_url},
-        {"pool_size", key_pool_size},
-        {"max_overflow", key_max_overflow},
-        {"pool_timeout", key_pool_timeout},
-        {"connect_timeout", key_connect_timeout},
-        {"reset_on_return", key_reset_on_return},
-        {"poolclass", key_poolclass},
-        {"pool_mode", key_pool_mode},
-        {"pool_recycle", key_pool_recycle},
-        {"pool_pre_ping", key_pool_pre_ping},
-        {"pool_use_lifo", key_pool_use_lifo},
-        {"pool_affinity", key_pool_affinity},
-        {"connect_rate", key_connect_rate},
-        {"echo_pool", key_echo_pool},
-        {"on_connect", key_on_connect},
-        {"leak_timeout", key_leak_timeout},
-        {"max_lease_time", key_max_lease_time},
-        {"allow_users", key_pool_allow_users},
-        {"allow_groups", key_pool_allow_groups},
+        {.name = "url", .kind = CONFIG_KIND_CUSTOM, .set = key_url},
+        {.name = "pool_size", .kind = CONFIG_KIND_CUSTOM, .set = key_pool_size},
+        {.name = "max_overflow", .kind = CONFIG_KIND_CUSTOM, .set = key_max_overflow},
+        {.name = "pool_timeout", .kind = CONFIG_KIND_SECONDS, .offset = IN_POOL(timeout_ms)},
+        {.name = "connect_timeout", .kind = CONFIG_KIND_CUSTOM, .set = key_connect_timeout},
+        {.name = "reset_on_return", .kind = CONFIG_KIND_CUSTOM, .set = key_reset_on_return},
+        {.name = "poolclass", .kind = CONFIG_KIND_CUSTOM, .set = key_poolclass},
+        {.name = "pool_mode", .kind = CONFIG_KIND_CUSTOM, .set = key_pool_mode},
+        {.name = "pool_recycle", .kind = CONFIG_KIND_CUSTOM, .set = key_pool_recycle},
+        {.name = "pool_pre_ping", .kind = CONFIG_KIND_BOOL, .offset = IN_POOL(pre_ping)},
+        {.name = "pool_use_lifo", .kind = CONFIG_KIND_BOOL, .offset = IN_POOL(use_lifo)},
+        {.name = "pool_affinity", .kind = CONFIG_KIND_BOOL, .offset = IN_POOL(affinity)},
+        {.name = "connect_rate", .kind = CONFIG_KIND_CUSTOM, .set = key_connect_rate},
+        {.name = "echo_pool", .kind = CONFIG_KIND_CUSTOM, .set = key_echo_pool},
+        {.name = "on_connect", .kind = CONFIG_KIND_CUSTOM, .set = key_on_connect},
+        {.name = "leak_timeout", .kind = CONFIG_KIND_SECONDS, .offset = IN_POOL(leak_timeout_ms)},
+        {.name = "max_lease_time",
+         .kind = CONFIG_KIND_SECONDS,
+         .offset = IN_POOL(max_lease_time_ms)},
+        {.name = "allow_users",
+         .kind = CONFIG_KIND_USERS,
+         .offset = IN_POOL(allow_uids),
+         .count_offset = IN_POOL(n_allow_uids)},
+        {.name = "allow_groups",
+         .kind = CONFIG_KIND_GROUPS,
+         .offset = IN_POOL(allow_gids),
+         .count_offset = IN_POOL(n_allow_gids)},
 };
+
+#undef IN_FORKPOOL
+#undef IN_POOL
 
 _Static_assert(sizeof(forkpool_keys) / sizeof(forkpool_keys[0]) <= CONFIG_MAX_KEYS,
                "key_lines too small");
 _Static_assert(sizeof(pool_keys) / sizeof(pool_keys[0]) <= CONFIG_MAX_KEYS, "key_lines too small");
 
+/*
+ * Parses a list of users or groups into ids (FP_CONFIG_MAX_IDS entries) and
+ * its length into *ret_n; on failure neither changes.
+ */
+static int config_set_ids(const char *v, bool group, uint32_t *ids, size_t *ret_n, char *reason,
+                          size_t len)
+{
+        _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+                       "ids are 32 bits");
+        unsigned long parsed[FP_CONFIG_MAX_IDS];
+        size_t n;
+        int r = config_parse_ids(v, group, parsed, &n, reason, len);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++)
+                ids[i] = (uint32_t)parsed[i];
+        *ret_n = n;
+        return 0;
+}
+
+int config_key_set(struct config_loader *ld, const struct config_key *key, const char *value,
+                   char *reason, size_t len)
+{
+        char *at = ld->section == CONFIG_SECTION_POOL ? (char *)ld->pool : (char *)ld->cfg;
+
+        switch (key->kind) {
+        case CONFIG_KIND_CUSTOM:
+                return key->set(ld, value, reason, len);
+        case CONFIG_KIND_BOOL:
+                return config_parse_bool(value, (bool *)(at + key->offset), reason, len);
+        case CONFIG_KIND_SECONDS:
+                return config_parse_seconds(value, (int *)(at + key->offset), reason, len);
+        case CONFIG_KIND_LIMIT:
+                return config_parse_limit(value, (int *)(at + key->offset), reason, len);
+        case CONFIG_KIND_USERS:
+        case CONFIG_KIND_GROUPS:
+                return config_set_ids(value, key->kind == CONFIG_KIND_GROUPS,
+                                      (uint32_t *)(at + key->offset),
+                                      (size_t *)(at + key->count_offset), reason, len);
+        }
+        return -EINVAL; /* not reached: every kind is handled above */
+}
+
 int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *key,
                            const char *value, char *err, size_t errlen)
 {
         struct fp_pool_config *pc = (struct fp_pool_config *)fp_config_find_pool(cfg, pool);
-        struct config_loader ld = {.cfg = cfg, .pool = pc};
+        struct config_loader ld = {.cfg = cfg, .section = CONFIG_SECTION_POOL, .pool = pc};
 
         if (err && errlen > 0)
                 err[0] = '\0';
@@ -354,7 +333,7 @@ int fp_config_set_pool_key(struct fp_config *cfg, const char *pool, const char *
         }
         const struct config_key *k = config_find_key(CONFIG_SECTION_POOL, key, NULL);
         if (k)
-                return k->set(&ld, value, err, errlen);
+                return config_key_set(&ld, k, value, err, errlen);
         config_err(err, errlen, "unknown pool key '%s'", key);
         return -ENOENT;
 }

@@ -40,10 +40,29 @@ struct config_loader {
         size_t errlen;
 };
 
-/* A key of a section: its name and what parses its value. */
+/* What a key's value is: how config_key_set() parses it (config_values.h) and stores it. */
+enum config_kind {
+        CONFIG_KIND_CUSTOM,  /* the key's set() parses and stores it */
+        CONFIG_KIND_BOOL,    /* a bool: true/yes/on/1 or false/no/off/0 */
+        CONFIG_KIND_SECONDS, /* an int of milliseconds, from seconds >= 0 with up to 3 decimals */
+        CONFIG_KIND_LIMIT,   /* an int >= 0, where 0 means no limit */
+        CONFIG_KIND_USERS,   /* a list of users into uid_t[FP_CONFIG_MAX_IDS] */
+        CONFIG_KIND_GROUPS,  /* a list of groups into gid_t[FP_CONFIG_MAX_IDS] */
+};
+
+/*
+ * A key of a section: its name, its kind and where its value goes. A
+ * [forkpool] key's value goes into struct fp_config, a [pool NAME] key's into
+ * struct fp_pool_config, at offset; a USERS or GROUPS list's length is the
+ * size_t at count_offset. A CUSTOM key has set() instead, which parses and
+ * stores the value itself; the others leave set NULL.
+ */
 struct config_key {
         const char *name;
-        /* Returns 0, or a negative errno with a reason (without the key) in reason. */
+        enum config_kind kind;
+        size_t offset;       /* not CUSTOM */
+        size_t count_offset; /* USERS and GROUPS */
+        /* CUSTOM: returns 0, or a negative errno with a reason (without the key) in reason. */
         int (*set)(struct config_loader *ld, const char *value, char *reason, size_t len);
 };
 
@@ -60,5 +79,13 @@ void config_loader_fail(struct config_loader *ld, int line, int r, const char *f
  */
 const struct config_key *config_find_key(enum config_section section, const char *name,
                                          size_t *ret_index);
+
+/*
+ * Sets key, one of ld->section's keys, from value into ld->cfg ([forkpool])
+ * or ld->pool ([pool NAME]). Returns 0, or a negative errno with a reason
+ * (without the key) in reason (len bytes).
+ */
+int config_key_set(struct config_loader *ld, const struct config_key *key, const char *value,
+                   char *reason, size_t len);
 
 #endif /* FORKPOOL_CONFIG_KEYS_H */

@@ -629,6 +629,71 @@ static void test_quick_pool(void **state)
         fp_config_free(&cfg);
 }
 
+/*
+ * A [pool NAME] key set from the command line lands in that pool, as the
+ * file would set it, whatever the key's kind, and nowhere else.
+ */
+static void test_set_pool_key(void **state)
+{
+        char err[FP_CONFIG_ERR_MAX];
+        struct fp_config cfg;
+
+        (void)state;
+        load_ok("[forkpool]\nmax_connections_per_uid = 9\n[pool a]\nurl = " GOOD_URL "\n"
+                "[pool b]\nurl = " GOOD_URL "\n",
+                &cfg);
+        assert_int_equal(
+                fp_config_set_pool_key(&cfg, "b", "pool_pre_ping", "yes", err, sizeof(err)), 0);
+        assert_int_equal(fp_config_set_pool_key(&cfg, "b", "leak_timeout", "1.5", err, sizeof(err)),
+                         0);
+        assert_int_equal(
+                fp_config_set_pool_key(&cfg, "b", "allow_users", "root 1001", err, sizeof(err)), 0);
+        assert_int_equal(
+                fp_config_set_pool_key(&cfg, "b", "allow_groups", "root", err, sizeof(err)), 0);
+        assert_int_equal(fp_config_set_pool_key(&cfg, "b", "connect_rate", "3", err, sizeof(err)),
+                         0);
+        const struct fp_pool_config *a = fp_config_find_pool(&cfg, "a");
+        const struct fp_pool_config *b = fp_config_find_pool(&cfg, "b");
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_true(b->pre_ping);
+        assert_int_equal(b->leak_timeout_ms, 1500);
+        assert_int_equal(b->n_allow_uids, 2);
+        assert_int_equal(b->allow_uids[0], 0);
+        assert_int_equal(b->allow_uids[1], 1001);
+        assert_int_equal(b->n_allow_gids, 1);
+        assert_int_equal(b->allow_gids[0], 0);
+        assert_int_equal(b->connect_rate, 3);
+        assert_false(a->pre_ping);
+        assert_int_equal(a->leak_timeout_ms, 0);
+        assert_int_equal(a->n_allow_uids, 0);
+        assert_int_equal(a->n_allow_gids, 0);
+        assert_int_equal(cfg.n_allow_uids, 0);
+        assert_int_equal(cfg.n_allow_gids, 0);
+        assert_int_equal(cfg.max_connections_per_uid, 9);
+
+        /* Errors as the file's, without the key, and nothing changes. */
+        assert_int_equal(
+                fp_config_set_pool_key(&cfg, "b", "pool_pre_ping", "maybe", err, sizeof(err)),
+                -EINVAL);
+        assert_string_equal(err, "expected true or false, not 'maybe'");
+        assert_true(b->pre_ping);
+        assert_int_equal(fp_config_set_pool_key(&cfg, "b", "allow_users", "nosuchuser-forkpool",
+                                                err, sizeof(err)),
+                         -ENOENT);
+        assert_string_equal(err, "unknown user 'nosuchuser-forkpool'");
+        assert_int_equal(b->n_allow_uids, 2);
+        assert_int_equal(fp_config_set_pool_key(&cfg, "b", "hello_timeout", "1", err, sizeof(err)),
+                         -ENOENT);
+        assert_string_equal(err, "unknown pool key 'hello_timeout'");
+        assert_int_equal(
+                fp_config_set_pool_key(&cfg, "c", "pool_pre_ping", "yes", err, sizeof(err)),
+                -ENOENT);
+        assert_string_equal(err, "no pool 'c'");
+        assert_int_equal(fp_config_validate(&cfg, err, sizeof(err)), 0);
+        fp_config_free(&cfg);
+}
+
 static void test_pool_mode(void **state)
 {
         char err[FP_CONFIG_ERR_MAX];
@@ -796,6 +861,7 @@ int main(void)
                 cmocka_unit_test(test_missing_file),     cmocka_unit_test(test_quick_pool),
                 cmocka_unit_test(test_validate),         cmocka_unit_test(test_pool_mode),
                 cmocka_unit_test(test_reset_mode),       cmocka_unit_test(test_password_file_mode),
+                cmocka_unit_test(test_set_pool_key),
         };
 
         return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
