@@ -223,12 +223,16 @@ static void client_channel_catch_up(struct fp_client *client, uint32_t sent)
         }
 }
 
-/* Handles one release of every ready channel; one epoll_wait when none is. Returns how many. */
+/*
+ * Handles one release of every ready channel (at most CLIENTS_PER_ROUND of
+ * them per round, ROUNDS_PER_WAKEUP rounds: a channel that floods takes its
+ * turn); one epoll_wait when none is. Returns how many.
+ */
 static unsigned releases_take(struct fp_supervisor *sup)
 {
         struct epoll_event events[CLIENTS_PER_ROUND];
         unsigned handled = 0;
-        int n;
+        int n, round = 0;
 
         if (sup->releases_epfd < 0)
                 return 0;
@@ -237,7 +241,7 @@ static unsigned releases_take(struct fp_supervisor *sup)
                 for (int i = 0; i < n; i++)
                         /* One each (level-triggered: more is taken next time), no EAGAIN read. */
                         handled += client_read_releases(events[i].data.ptr, 1);
-        } while (n == CLIENTS_PER_ROUND);
+        } while (n == CLIENTS_PER_ROUND && ++round < ROUNDS_PER_WAKEUP);
         return handled;
 }
 
@@ -377,8 +381,8 @@ static void client_gone(struct fp_client *client, const char *why)
         struct fp_supervisor *sup = client->sup;
         /* Unhook first: reclaiming may serve other clients, never this one. */
         client_unwatch(client);
-        /* Its releases count: a lease it gave back is not one to reclaim. */
-        (void)client_read_releases(client, INT32_MAX);
+        /* Its releases count: a lease it gave back is not one to reclaim (a flood's bound). */
+        (void)client_read_releases(client, 64 * MESSAGES_PER_WAKEUP);
         fp_supervisor_client_gone(sup, client);
         client_free(client);
 }
@@ -492,8 +496,9 @@ static void handle_acquire(struct fp_client *client, const struct fp_msg_acquire
          * waiting unread. It is taken before the pool opens a connection (or
          * an overflow one) or queues this acquire for one.
          */
-        while (!fp_supervisor_pool_has_idle(sp) && releases_take(sup) > 0)
-                ;
+        for (int round = 0; round < ROUNDS_PER_WAKEUP; round++)
+                if (fp_supervisor_pool_has_idle(sp) || releases_take(sup) == 0)
+                        break;
         /* Counted first: the pool may answer (and call fp_control_acquire_done()) at once. */
         client->n_waiting++;
         sup->n_acquires_queued++;
