@@ -263,21 +263,10 @@ static void releases_urgency_update(struct fp_supervisor *sup)
                 sup->releases_urgent = urgent;
 }
 
-/* Leases went out: read the releases sent since; again while leases go out or releases come. */
-static int on_releases_flush(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        struct fp_supervisor *sup = userdata;
-        (void)usec;
-        if (releases_take(sup) > 0 || sup->releases_leased) {
-                sup->releases_leased = false;
-                (void)sd_event_source_set_time_relative(s, RELEASE_FLUSH_USEC);
-                (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        }
-        releases_urgency_update(sup);
-        return 0;
-}
-
-/* A lease went to a client with a release channel: its release is read soon at the latest. */
+/*
+ * A lease went to a client with a release channel: its release is read
+ * RELEASE_FLUSH_USEC from now at the latest (an armed flush stays as it is).
+ */
 static void releases_flush_arm(struct fp_supervisor *sup)
 {
         int enabled = SD_EVENT_OFF;
@@ -287,6 +276,19 @@ static void releases_flush_arm(struct fp_supervisor *sup)
                 return;
         (void)sd_event_source_set_time_relative(sup->releases_flush, RELEASE_FLUSH_USEC);
         (void)sd_event_source_set_enabled(sup->releases_flush, SD_EVENT_ONESHOT);
+}
+
+/* Leases went out: read the releases sent since; again while leases go out or releases come. */
+static int on_releases_flush(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct fp_supervisor *sup = userdata;
+        (void)s, (void)usec; /* a one-shot: off by now, so it can be armed again */
+        if (releases_take(sup) > 0 || sup->releases_leased) {
+                sup->releases_leased = false;
+                releases_flush_arm(sup);
+        }
+        releases_urgency_update(sup);
+        return 0;
 }
 
 /* The channels' epoll instance and the flush timer (off), made once. */

@@ -151,7 +151,7 @@ static double hist_quantile_us(const struct hist *h, double q)
 }
 
 /* The number of a "Key:   N [kB]" line of /proc/PID/status (sizes in kB), or -1. */
-static long status_kb(pid_t pid, const char *key)
+static long status_value(pid_t pid, const char *key)
 {
         char path[64], line[256];
         size_t klen = strlen(key);
@@ -243,7 +243,7 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
         /* Static: each forked worker has its own copy, zeroed, with nothing to free. */
         static struct hist wait_h, whole_h, adopt_h, rel_h;
         struct hist *wait = &wait_h, *whole = &whole_h, *adopt = &adopt_h, *rel = &rel_h;
-        long rss0 = status_kb(0, "VmRSS"), anon0 = status_kb(0, "RssAnon");
+        long rss0 = status_value(0, "VmRSS"), anon0 = status_value(0, "RssAnon");
         uint64_t w[3], t0, deadline;
         forkpool *fp;
         int r;
@@ -258,8 +258,8 @@ static int lease_worker(const struct options *opt, struct shared *sh, int idx, i
                 record_error(res, forkpool_strerror(r), forkpool_last_error());
                 return 1;
         }
-        res->rss_added_kb = status_kb(0, "VmRSS") - rss0;
-        res->anon_added_kb = status_kb(0, "RssAnon") - anon0;
+        res->rss_added_kb = status_value(0, "VmRSS") - rss0;
+        res->anon_added_kb = status_value(0, "RssAnon") - anon0;
         if (!barrier(ready_fd, go_fd))
                 return 1;
         deadline = sh->deadline_ns;
@@ -390,7 +390,7 @@ static long fill_pool(const struct options *opt, long *rss_before)
 
         if (!leases)
                 return -1;
-        *rss_before = status_kb(opt->forkpoold_pid, "VmRSS");
+        *rss_before = status_value(opt->forkpoold_pid, "VmRSS");
         r = forkpool_open(opt->socket_path, &fp);
         if (r < 0) {
                 fprintf(stderr, "forkpool_open: %s\n", forkpool_strerror(r));
@@ -406,7 +406,7 @@ static long fill_pool(const struct options *opt, long *rss_before)
                 }
         }
         if (n == opt->pool_size)
-                grown = status_kb(opt->forkpoold_pid, "VmRSS") - *rss_before;
+                grown = status_value(opt->forkpoold_pid, "VmRSS") - *rss_before;
         for (int i = 0; i < n; i++)
                 forkpool_release(leases[i]);
         forkpool_close(fp);
@@ -438,7 +438,7 @@ static int run(const struct options *opt)
                 slot_grown = fill_pool(opt, &rss_start);
                 if (slot_grown < 0)
                         goto fail;
-                rss_pool = status_kb(opt->forkpoold_pid, "VmRSS");
+                rss_pool = status_value(opt->forkpoold_pid, "VmRSS");
         } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pass) < 0) {
                 goto fail;
         }
@@ -491,9 +491,9 @@ static int run(const struct options *opt)
         while (n_ready < want && read(ready[0], &byte, 1) == 1)
                 n_ready++;
         if (!raw) {
-                rss_workers = status_kb(opt->forkpoold_pid, "VmRSS");
+                rss_workers = status_value(opt->forkpoold_pid, "VmRSS");
                 cpu0 = cpu_seconds(opt->forkpoold_pid);
-                sleeps0 = status_kb(opt->forkpoold_pid, "voluntary_ctxt_switches");
+                sleeps0 = status_value(opt->forkpoold_pid, "voluntary_ctxt_switches");
         }
         sh->deadline_ns = now_ns() + (uint64_t)opt->seconds * 1000000000u;
         close(go[1]);
@@ -503,7 +503,7 @@ static int run(const struct options *opt)
                 while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                         ;
                 cpu1 = cpu_seconds(opt->forkpoold_pid);
-                sleeps1 = status_kb(opt->forkpoold_pid, "voluntary_ctxt_switches");
+                sleeps1 = status_value(opt->forkpoold_pid, "voluntary_ctxt_switches");
         }
         for (int i = 0; i < want; i++)
                 if (pids[i] > 0)

@@ -335,20 +335,22 @@ static void control_install(forkpool *fp, struct fp_control *ctl)
 static void send_release(forkpool *fp, struct fp_msg_release *rel, bool on_control)
 {
         struct fp_control *ctl = fp->ctl;
-        /* The channel first: a full or dead one leaves it to the control connection. */
-        if (ctl && !on_control && !fp->released_on_control && ctl->release_fd >= 0 &&
-            fp_send_msg(ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0) {
-                __atomic_store_n(&ctl->channel_releases, ctl->channel_releases + 1,
-                                 __ATOMIC_RELEASE);
-                return;
-        }
-        if (ctl)
+        if (ctl) {
+                /* The channel first: a full or dead one leaves it to the control connection. */
+                if (!on_control && !fp->released_on_control && ctl->release_fd >= 0 &&
+                    fp_send_msg(ctl->release_fd, rel, sizeof(*rel), -1, MSG_DONTWAIT) == 0) {
+                        __atomic_store_n(&ctl->channel_releases, ctl->channel_releases + 1,
+                                         __ATOMIC_RELEASE);
+                        return;
+                }
                 rel->channel_releases = ctl->channel_releases;
-        if (fp->fd >= 0 && fp_send_msg(fp->fd, rel, sizeof(*rel), -1, 0) == 0) {
-                fp->released_on_control = true;
-                return;
+                if (fp_send_msg(ctl->fd, rel, sizeof(*rel), -1, 0) == 0) {
+                        fp->released_on_control = true;
+                        return;
+                }
         }
         control_retire(fp);
+        rel->channel_releases = 0; /* counted on a connection that is gone */
         if (!fp->pending)
                 fp->pending = calloc(FP_PENDING_RELEASES_MAX, sizeof(*fp->pending));
         if (fp->pending && fp->n_pending < FP_PENDING_RELEASES_MAX)

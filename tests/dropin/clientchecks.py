@@ -3,6 +3,8 @@ print: one "ok - LABEL: what" or "FAIL - LABEL: what" line per check, which
 tests/dropin/lib.sh's dt_client_checks counts. The program sets `label` (its
 driver) and ends with `sys.exit(exit_status())`."""
 
+import os
+
 label = ""
 fails = 0
 
@@ -24,6 +26,18 @@ def check(cond, desc):
 
 def exit_status():
     return 1 if fails else 0
+
+
+def read_to_end(fd):
+    """Everything fd (a pipe's end) gives until its writers are gone; closes it."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    return data
 
 
 def q1(conn, sql, params=None):

@@ -27,7 +27,7 @@ import threading
 import time
 
 import clientchecks
-from clientchecks import check, q1
+from clientchecks import check, q1, read_to_end
 
 ap = argparse.ArgumentParser()
 ap.add_argument("driver", choices=["psycopg2", "psycopg", "psycopg-async"])
@@ -216,13 +216,7 @@ def fork_common(run_child):
         os._exit(code)
     os.close(w)
     status = wait_child(pid, 30)
-    data = b""
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
+    data = read_to_end(r)
     check(status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
           "the child ends by itself with status 0 (wait status %s)" % status)
     try:

@@ -126,6 +126,17 @@ def exc_text(e):
     return "%s: %s" % (type(e).__name__, " | ".join(str(e).strip().splitlines()))
 
 
+def run_committed(conn, sql, n):
+    """The first value of sql run with (n,) and committed, or the error's text (rolled back)."""
+    try:
+        v = conn.execute(sql, (n,)).fetchone()[0]
+        conn.commit()
+    except drv.Error as e:
+        v = exc_text(e)
+        conn.rollback()
+    return v
+
+
 def direct():
     """A connection straight to the server (never a lease), autocommit."""
     c = drv.connect(args.direct_ci)
@@ -504,13 +515,7 @@ def in_child(fn):
         os.write(w, out.encode())
         os._exit(0)
     os.close(w)
-    out = b""
-    while True:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        out += chunk
-    os.close(r)
+    out = clientchecks.read_to_end(r)
     os.waitpid(pid, 0)
     return out.decode()
 
@@ -577,12 +582,7 @@ def prepared_across_processes():
         d.close()
         gone = stmt_on_session(a, text)
         check(gone[1] == 0, "DISCARD ALL on the session took the statement (%s)" % (gone,))
-    try:
-        v = a.execute(sql, (4,)).fetchone()[0]
-        a.commit()
-    except drv.Error as e:
-        v = exc_text(e)
-        a.rollback()
+    v = run_committed(a, sql, 4)
     again = stmt_on_session(a, text)
     check(v == 20 and again[1] == 1, "after DISCARD ALL the statement is prepared again and "
           "runs (%s; %s)" % (v, again))
@@ -592,12 +592,7 @@ def prepared_across_processes():
     if DROPIN:
         subprocess.run([args.ctl, "--socket", args.socket, "dispose", args.pool], env=ctl_env(),
                        check=True, capture_output=True)
-    try:
-        v = a.execute(sql, (5,)).fetchone()[0]
-        a.commit()
-    except drv.Error as e:
-        v = exc_text(e)
-        a.rollback()
+    v = run_committed(a, sql, 5)
     fresh = stmt_on_session(a, text)
     check(v == 25 and fresh[1] == 1 and (fresh[0] != again[0] or not DROPIN),
           "on a new session the statement is prepared again and runs (%s; %s, was backend %s)"
