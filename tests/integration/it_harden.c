@@ -827,9 +827,10 @@ static pid_t spawn_follow(const struct itest_sup *s)
 /*
  * The release channel: a descriptor that is not a SOCK_SEQPACKET socket is
  * not taken (and closed); one that is carries a release that counts with no
- * other message after it; anything else on it closes it, and the connection
- * goes on; a worker that exits right after a release on it has released,
- * not lost, its lease.
+ * other message after it; a second one is not taken; an acquire that
+ * overstates the channel's count is answered all the same; anything else on
+ * it closes it, and the connection goes on; a worker that exits right after a release on it has
+ * released, not lost, its lease.
  */
 static void test_release_channel(void)
 {
@@ -857,6 +858,35 @@ static void test_release_channel(void)
         CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 1, 5000,
                    "a release on the channel was not taken");
 
+        /* A second channel on the same connection is not taken (and closed). */
+        int extra[2];
+        CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, extra) == 0);
+        struct fp_msg_hello hello;
+        union reply r;
+        fp_msg_init(&hello.hdr, FP_OP_HELLO, sizeof(hello), 0);
+        hello.flags = FP_HELLO_RELEASE_CHANNEL;
+        CHECK(fp_send_msg(fd, &hello, sizeof(hello), extra[1], 0) == 0);
+        close(extra[1]);
+        CHECK(recv_within(fd, &r, 10000) == sizeof(struct fp_msg_hello_ok) &&
+              r.hdr.op == FP_OP_HELLO_OK);
+        CHECK_MSG(!(((struct fp_msg_hello_ok *)r.bytes)->flags & FP_HELLO_RELEASE_CHANNEL),
+                  "a second release channel was taken");
+        CHECK_MSG(fp_wait_fd(extra[0], POLLIN, 5000) >= 0 && recv(extra[0], &byte, 1, 0) == 0,
+                  "forkpoold kept a second channel it did not take");
+        close(extra[0]);
+
+        /* An acquire that claims more channel releases than were sent is still answered. */
+        struct fp_msg_acquire acq;
+        fp_msg_init(&acq.hdr, FP_OP_ACQUIRE, sizeof(acq), 9);
+        acq.timeout_ms = 10000;
+        acq.channel_releases = 1000;
+        snprintf(acq.pool, sizeof(acq.pool), "main");
+        CHECK(fp_send_msg(fd, &acq, sizeof(acq), -1, 0) == 0);
+        CHECK(recv_within(fd, &r, 10000) > 0 && r.hdr.op == FP_OP_LEASE);
+        send_release(pair[0], ((struct fp_msg_lease *)r.bytes)->lease_id);
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 2, 5000,
+                   "a release on the channel after an overstated count was not taken");
+
         /* Not a release: the channel is closed, the connection serves on. */
         id = raw_lease(fd, 2);
         send_acquire(pair[0], 3, 1000);
@@ -865,7 +895,7 @@ static void test_release_channel(void)
         close(pair[0]);
         CHECK(count_in_log(&s, "other than a release on its release channel") == 1);
         send_release(fd, id);
-        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 2, 5000,
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 3, 5000,
                    "the release on the connection after the channel closed was not taken");
         close(fd);
 
@@ -882,7 +912,7 @@ static void test_release_channel(void)
                 _exit(t ? 0 : 3);
         }
         CHECK(itest_child_exit(pid, 10000) == 0);
-        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 3, 5000,
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).counters.releases == 4, 5000,
                    "the exited worker's release on its channel was lost");
         struct fp_shm_pool p = itest_pool(&s);
         CHECK_MSG(p.counters.reclaims == 0 && p.counters.invalidations == 0,
