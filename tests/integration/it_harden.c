@@ -588,6 +588,9 @@ static void test_acquire_timeout_unanswered(void)
         CHECK_OK(forkpool_open(s.socket, &fp));
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease)); /* connected, then idle */
         CHECK_OK(forkpool_release(lease));
+        /* Idle in forkpoold's eyes too (the release may come on the release channel). */
+        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).checked_out == 0, 5000,
+                   "the release was not taken");
 
         CHECK(kill(s.pid, SIGSTOP) == 0);
         CHECK_MSG(wait_stopped(s.pid, 5000), "forkpoold did not stop");
