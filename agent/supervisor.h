@@ -134,7 +134,10 @@ struct fp_sup_pool *fp_supervisor_pool_by_id(struct fp_supervisor *sup, uint32_t
  */
 void fp_supervisor_choose_lease_tags(struct fp_supervisor *sup, const uint16_t *avoid, size_t n);
 
-/* Current CLOCK_MONOTONIC time in microseconds, as the loop sees it. */
+/*
+ * Current CLOCK_MONOTONIC time in microseconds, read now (clock.h): not the
+ * loop's wake-up time, which a long or stopped iteration makes stale.
+ */
 uint64_t fp_supervisor_now(struct fp_supervisor *sup);
 
 /*

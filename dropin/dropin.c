@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "cancel.h"
+#include "clock.h"
 #include "dropin.h"
 #include "pg_cache.h"
 #include "internal.h"
@@ -199,9 +200,7 @@ static int64_t open_refused_ms;
 
 int64_t dropin_now_ms(void)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return fp_monotonic_ms();
 }
 
 /* Whether forkpoold refused a connection for the number of them (not for another reason). */

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "pg_cache.h"
 #include "pgparams.h"
@@ -60,14 +61,6 @@ static void set_last_error(const char *text)
 void fp_set_last_error(const char *text)
 {
         set_last_error(text);
-}
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-static int64_t monotonic_ms(void)
-{
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Gives up the adopted connection (or the raw fd) so that no byte reaches the server. */
@@ -500,7 +493,7 @@ static int lease_new(forkpool *fp, const struct fp_msg_lease *msg, int fd, const
                 .flags = msg->flags,
                 .in_use = true,
                 .db_kind = msg->db_kind,
-                .leased_ms = monotonic_ms(),
+                .leased_ms = fp_monotonic_ms(),
         };
         snprintf(lease->pool, sizeof(lease->pool), "%s", pool);
         if ((msg->flags & FP_LEASE_STATEMENTS) && msg->statements.count <= FP_STMTS_MAX) {
@@ -818,14 +811,14 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
         int fd = ctl->fd;
 
         r = acquire_send(fp, ctl, w.request_id, pool, 0, label, 0);
-        int64_t give_up = monotonic_ms() + REPLY_SLACK_MS;
+        int64_t give_up = fp_monotonic_ms() + REPLY_SLACK_MS;
         bool handed_over = false;
         while (r >= 0) {
                 if (side_wait_slice(fp, &w, generation)) {
                         handed_over = true;
                         break;
                 }
-                if (monotonic_ms() > give_up) {
+                if (fp_monotonic_ms() > give_up) {
                         r = -ETIMEDOUT;
                         break;
                 }
@@ -836,7 +829,8 @@ static int acquire_side(forkpool *fp, const char *pool, const char *label, forkp
                         r = fp_wait_fd(fd, POLLIN, 50);
                         if (r == 0 || r == -ETIMEDOUT)
                                 r = acquire_reply(fp, fd, w.request_id, pool, false, ret);
-                } while ((r == -EAGAIN || r == -ETIMEDOUT) && !w.done && monotonic_ms() <= give_up);
+                } while ((r == -EAGAIN || r == -ETIMEDOUT) && !w.done &&
+                         fp_monotonic_ms() <= give_up);
                 acquire_unlock(fp);
                 if (r != -EAGAIN && r != -ETIMEDOUT)
                         break; /* this thread read its own reply, or the connection died */
@@ -1202,7 +1196,7 @@ static bool release_on_channel(const forkpool_lease *lease)
 {
         return !(lease->flags & FP_LEASE_CONTENDED) &&
                !__atomic_load_n(&lease->spoke_on_control, __ATOMIC_ACQUIRE) &&
-               monotonic_ms() - lease->leased_ms < FP_RELEASE_CHANNEL_HOLD_MS;
+               fp_monotonic_ms() - lease->leased_ms < FP_RELEASE_CHANNEL_HOLD_MS;
 }
 
 /* Sends the release (rel) and forgets the lease. */

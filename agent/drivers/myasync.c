@@ -13,6 +13,7 @@
 
 #include <errmsg.h>
 
+#include "clock.h"
 #include "log.h"
 #include "text.h"
 
@@ -104,9 +105,7 @@ static int async_watch(struct my_async *a, int status)
                         sd_event_source_set_enabled(a->wait_timer, SD_EVENT_OFF);
                 return 0;
         }
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)mysql_get_timeout_value_ms(a->m) * 1000u;
+        uint64_t when = fp_monotonic_usec() + (uint64_t)mysql_get_timeout_value_ms(a->m) * 1000u;
         if (!a->wait_timer)
                 return sd_event_add_time(a->event, &a->wait_timer, CLOCK_MONOTONIC, when, 1000,
                                          on_async_wait_timeout, a);
@@ -312,9 +311,7 @@ static void async_schedule_done(struct my_async *a)
 
 static int arm_deadline(struct my_async *a, int timeout_ms)
 {
-        uint64_t now;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000u;
+        uint64_t when = fp_monotonic_usec() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000u;
         if (!a->deadline)
                 return sd_event_add_time(a->event, &a->deadline, CLOCK_MONOTONIC, when, 1000,
                                          on_async_deadline, a);

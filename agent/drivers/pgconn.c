@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "driver.h"
 #include "fdutil.h"
 #include "log.h"
@@ -256,9 +257,7 @@ static int pgconn_watch(struct fp_pgconn *pc, uint32_t events)
 
 static int arm_timer(struct fp_pgconn *pc, int timeout_ms)
 {
-        uint64_t now;
-        sd_event_now(pc->event, CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)timeout_ms * 1000u;
+        uint64_t when = fp_monotonic_usec() + (uint64_t)timeout_ms * 1000u;
         if (!pc->timer)
                 return sd_event_add_time(pc->event, &pc->timer, CLOCK_MONOTONIC, when, 1000,
                                          on_timeout, pc);
@@ -375,14 +374,16 @@ static void run_take_result(struct fp_pgconn *pc, PGresult *res)
         }
 }
 
-static int on_run_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+/*
+ * Takes what the server has sent for the run so far, without waiting.
+ * Returns true while the run goes on; false when it ended (its done callback
+ * ran, and pc may be gone).
+ */
+static bool run_progress(struct fp_pgconn *pc)
 {
-        struct fp_pgconn *pc = userdata;
-        (void)s, (void)fd, (void)revents;
-
         if (PQflush(pc->conn) < 0 || !PQconsumeInput(pc->conn)) {
                 run_fail_connection(pc);
-                return 0;
+                return false;
         }
         while (!PQisBusy(pc->conn)) {
                 PGresult *res = PQgetResult(pc->conn);
@@ -394,16 +395,25 @@ static int on_run_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 /* This step is done. */
                 if (PQstatus(pc->conn) == CONNECTION_BAD) {
                         run_fail_connection(pc);
-                        return 0;
+                        return false;
                 }
                 if (pc->run_error < 0 || ++pc->step == pc->n_steps) {
                         run_finish(pc, pc->run_error, pc->run_text);
-                        return 0;
+                        return false;
                 }
-                if (run_send(pc) < 0)
+                if (run_send(pc) < 0) {
                         run_fail_connection(pc);
-                return 0;
+                        return false;
+                }
+                return true;
         }
+        return true;
+}
+
+static int on_run_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        (void)s, (void)fd, (void)revents;
+        (void)run_progress(userdata);
         return 0;
 }
 
@@ -445,7 +455,11 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 
         if (pc->phase == PGCONN_CONNECTING)
                 pgconn_fail_connect(pc, -ETIMEDOUT, "connecting to the database timed out");
-        else if (pc->phase == PGCONN_RUNNING)
+        else if (pc->phase == PGCONN_RUNNING && run_progress(pc))
+                /*
+                 * Only what has not come by now: after a long iteration (or a
+                 * stop) the deadline can fire before the socket's answer is read.
+                 */
                 run_finish(pc, -ETIMEDOUT, "the server did not answer in time");
         return 0;
 }

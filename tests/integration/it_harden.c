@@ -7,7 +7,9 @@
  * ready at once are all answered, in order per connection; tens of
  * thousands of waiters neither crash forkpoold nor slow it down, and time out
  * in deadline order; a long-lived handle's forkpool_pool_state() follows a
- * restarted supervisor; a release channel is taken only if it is one,
+ * restarted supervisor; acquires read late (forkpoold stopped) get their
+ * whole timeout, and a reset that times out makes room for a waiter; a
+ * release channel is taken only if it is one,
  * carries only releases (anything else closes it, the connection stays), and
  * what it carried counts even when its worker exits right after.
  */
@@ -578,7 +580,15 @@ static void test_ready_together(void)
  * that answers it late goes back unused, so the pool's one connection serves
  * the next acquire, and one without a time limit after it.
  */
-static void test_acquire_timeout_unanswered(void)
+/*
+ * An acquire sent to a stopped forkpoold gives up after its timeout plus the
+ * reply slack; once forkpoold runs again, the next acquire is served. With
+ * release_taken false, forkpoold is stopped right after a release, in the
+ * middle of whatever it was doing (reading it, resetting its session): the
+ * acquires it then reads late have their whole timeout from when they are
+ * read, not from the stale time of the loop iteration it was stopped in.
+ */
+static void acquire_timeout_unanswered(bool release_taken)
 {
         struct itest_sup s;
         forkpool *fp;
@@ -589,8 +599,9 @@ static void test_acquire_timeout_unanswered(void)
         CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease)); /* connected, then idle */
         CHECK_OK(forkpool_release(lease));
         /* Idle in forkpoold's eyes too (the release may come on the release channel). */
-        CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).checked_out == 0, 5000,
-                   "the release was not taken");
+        if (release_taken)
+                CHECK_SOON(itest_pool(&s).checked_in == 1 && itest_pool(&s).checked_out == 0, 5000,
+                           "the release was not taken");
 
         CHECK(kill(s.pid, SIGSTOP) == 0);
         CHECK_MSG(wait_stopped(s.pid, 5000), "forkpoold did not stop");
@@ -606,6 +617,60 @@ static void test_acquire_timeout_unanswered(void)
         CHECK(forkpool_lease_pg(lease));
         CHECK_OK(forkpool_release(lease));
         CHECK_OK(forkpool_acquire(fp, "main", -1, &lease));
+        CHECK_OK(forkpool_release(lease));
+        forkpool_close(fp);
+        CHECK(itest_sup_stop(&s) == 0);
+}
+
+static void test_acquire_timeout_unanswered(void)
+{
+        acquire_timeout_unanswered(true);
+}
+
+static void test_acquire_timeout_unanswered_mid_release(void)
+{
+        acquire_timeout_unanswered(false);
+}
+
+/*
+ * A reset that never gets an answer (its backend is stopped) fails at its
+ * deadline (connect_timeout) and closes the connection; an acquire queued
+ * behind it is given a new connection then, not left to its own timeout.
+ */
+static void test_reset_timeout_serves_waiter(void)
+{
+        struct itest_sup s;
+        forkpool *fp;
+        forkpool_lease *lease;
+
+        itest_sup_start(&s, "it_h_reset_wait",
+                        "pool_size = 1\nmax_overflow = 0\nconnect_timeout = 2\n"
+                        "reset_on_return = auto\n",
+                        NULL);
+        CHECK_OK(forkpool_open(s.socket, &fp));
+        CHECK_OK(forkpool_acquire(fp, "main", 5000, &lease));
+        PGconn *pg = forkpool_lease_pg(lease);
+        CHECK(pg);
+        PQclear(PQexec(pg, "SET application_name = 'reset_wait'")); /* to be reset */
+        pid_t backend = PQbackendPID(pg);
+        CHECK(backend > 0);
+        CHECK(kill(backend, SIGSTOP) == 0);
+        CHECK_OK(forkpool_release(lease)); /* its reset is never answered */
+
+        int64_t start = itest_now_ms();
+        int r = forkpool_acquire(fp, "main", 15000, &lease);
+        int64_t waited = itest_now_ms() - start;
+        CHECK(kill(backend, SIGCONT) == 0);
+        CHECK_MSG(r == 0, "acquire behind a reset that timed out: %d (%s)", r,
+                  forkpool_strerror(r));
+        CHECK_MSG(waited >= 1000 && waited < 12000, "waited %lld ms", (long long)waited);
+        pg = forkpool_lease_pg(lease);
+        CHECK(pg);
+        CHECK_MSG(PQbackendPID(pg) != backend, "the stopped backend was leased again");
+        PGresult *res = PQexec(pg, "SHOW application_name");
+        CHECK(PQresultStatus(res) == PGRES_TUPLES_OK);
+        CHECK_MSG(strcmp(PQgetvalue(res, 0, 0), "reset_wait") != 0, "a setting leaked");
+        PQclear(res);
         CHECK_OK(forkpool_release(lease));
         forkpool_close(fp);
         CHECK(itest_sup_stop(&s) == 0);
@@ -986,6 +1051,9 @@ ITEST_MAIN({"reload_applies_admin_users", test_reload_applies_admin_users, 60},
            {"fd_exhaustion_no_spin", test_fd_exhaustion_no_spin, 90},
            {"waiting_cap", test_waiting_cap, 60}, {"ready_together", test_ready_together, 60},
            {"acquire_timeout_unanswered", test_acquire_timeout_unanswered, 90},
+           {"acquire_timeout_unanswered_mid_release", test_acquire_timeout_unanswered_mid_release,
+            90},
+           {"reset_timeout_serves_waiter", test_reset_timeout_serves_waiter, 60},
            {"many_waiters", test_many_waiters, 180},
            {"pool_state_after_restart", test_pool_state_after_restart, 90},
            {"events_follow_ends", test_events_follow_ends, 60},
