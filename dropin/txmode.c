@@ -431,6 +431,7 @@ static uint32_t sql_persist(const char *sql)
 
 static void tx_settle(struct dropin_conn *d);
 static int tx_install(struct dropin_conn *d, forkpool_lease *lease);
+static PGresult *tx_error_result(struct dropin_conn *d);
 
 /* Records why a lease failed; the command's result says it too. */
 static void tx_set_error(struct dropin_conn *d, const char *text)
@@ -686,6 +687,11 @@ static int tx_pending_complete(struct dropin_conn *d, bool block)
         }
         tx_deferred_free(tx);
         tx->deferred_failed = r < 0;
+        if (r < 0) {
+                /* Its result, made now: tx->error may say something else before it is read. */
+                FP_REAL(PQclear)(tx->stash);
+                tx->stash = tx_error_result(d);
+        }
         if (r < 0 && d->lease)
                 tx_settle(d);
         return 0;
@@ -899,12 +905,30 @@ static PGresult *tx_error_result(struct dropin_conn *d)
         return res;
 }
 
+/*
+ * Whether a PQsend* call on d must be refused, as libpq refuses a command
+ * while the previous one's results are unread: here a result the drop-in
+ * made (a failed deferred command's error, a prepare that needed no round
+ * trip), which libpq itself does not know of. Outside pipeline mode only.
+ * Sets PQerrorMessage() when it refuses.
+ */
+static bool tx_send_refused(struct dropin_conn *d)
+{
+        struct txmode *tx = d->tx;
+        if (!(tx->stash || tx->deferred_failed) ||
+            FP_REAL(PQpipelineStatus)(d->conn) != PQ_PIPELINE_OFF)
+                return false;
+        tx_set_error(d, "another command is already in progress");
+        return true;
+}
+
 /* Before a command on d whose text is sql (NULL: unknown): a session, and what it may leave. */
 static int tx_begin(struct dropin_conn *d, const char *sql)
 {
         int r = tx_lease(d);
         if (r < 0)
                 return r;
+        d->tx->error[0] = '\0'; /* PQerrorMessage() is about this command from here on */
         d->tx->persist |= sql_persist(sql);
         tx_inside++;
         return 0;
@@ -1643,6 +1667,8 @@ DROPIN_EXPORT int PQsendQuery(PGconn *conn, const char *query)
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQsendQuery)(conn, query);
+        if (tx_send_refused(d))
+                return 0;
         if (tx_deallocate(d, query))
                 query = TX_NOOP_SQL;
         int r = tx_begin_send(d, query);
@@ -1665,6 +1691,8 @@ DROPIN_EXPORT int PQsendQueryParams(PGconn *conn, const char *command, int nPara
         if (!d)
                 return FP_REAL(PQsendQueryParams)(conn, command, nParams, paramTypes, paramValues,
                                                   paramLengths, paramFormats, resultFormat);
+        if (tx_send_refused(d))
+                return 0;
         if (tx_deallocate(d, command))
                 command = TX_NOOP_SQL;
         int r = tx_begin_send(d, command);
@@ -1687,6 +1715,8 @@ DROPIN_EXPORT int PQsendPrepare(PGconn *conn, const char *stmtName, const char *
         uint8_t hash[FP_STMT_HASH_LEN];
         if (!d || (stmtName && tx_statement_hash(query, nParams, paramTypes, hash) < 0))
                 return FP_REAL(PQsendPrepare)(conn, stmtName, query, nParams, paramTypes);
+        if (tx_send_refused(d))
+                return 0;
         /* Remembered now: a later PQsendQueryPrepared may come before the result is read. */
         if (stmtName && !tx_statement_put(d->tx, stmtName, query, nParams, paramTypes, hash)) {
                 snprintf(d->tx->error, sizeof(d->tx->error), "forkpool: out of memory\n");
@@ -1711,6 +1741,8 @@ DROPIN_EXPORT int PQsendQueryPrepared(PGconn *conn, const char *stmtName, int nP
         if (!d)
                 return FP_REAL(PQsendQueryPrepared)(conn, stmtName, nParams, paramValues,
                                                     paramLengths, paramFormats, resultFormat);
+        if (tx_send_refused(d))
+                return 0;
         const struct tx_statement *s = tx_statement_find(d->tx, stmtName);
         int ok;
         if (s) {
@@ -1738,6 +1770,8 @@ DROPIN_EXPORT int PQsendDescribePrepared(PGconn *conn, const char *stmt)
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQsendDescribePrepared)(conn, stmt);
+        if (tx_send_refused(d))
+                return 0;
         const struct tx_statement *s = tx_statement_find(d->tx, stmt);
         if (tx_begin(d, s ? s->text : "") < 0)
                 return 0;
@@ -1773,6 +1807,8 @@ DROPIN_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal)
         struct dropin_conn *d = tx_find(conn);
         if (!d)
                 return FP_REAL(PQsendDescribePortal)(conn, portal);
+        if (tx_send_refused(d))
+                return 0;
         if (tx_begin(d, "") < 0)
                 return 0;
         int ok = FP_REAL(PQsendDescribePortal)(conn, portal);
@@ -1783,14 +1819,11 @@ DROPIN_EXPORT int PQsendDescribePortal(PGconn *conn, const char *portal)
 DROPIN_EXPORT PGresult *PQgetResult(PGconn *conn)
 {
         struct dropin_conn *d = tx_find(conn);
-        if (d && (d->tx->pending || d->tx->deferred_failed)) {
+        if (d && d->tx->pending)
                 (void)tx_pending_complete(d, true);
-                if (d->tx->deferred_failed) {
-                        /* The deferred command's one result: why it could not be sent. */
-                        d->tx->deferred_failed = false;
-                        return tx_error_result(d);
-                }
-        }
+        /* A deferred command that failed has one result, made (in stash): why. */
+        if (d)
+                d->tx->deferred_failed = false;
         if (d && d->tx->stash) {
                 PGresult *made = d->tx->stash;
                 d->tx->stash = NULL;

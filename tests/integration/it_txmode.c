@@ -751,6 +751,27 @@ static void test_lease_failure_is_a_query_error(void)
         CHECK(PQgetResult(c) == NULL);
         CHECK(strstr(PQerrorMessage(c), "no connection free"));
         CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
+        /*
+         * Its error ready but unread, then another PQsendQuery: refused as libpq
+         * refuses a command while results are unread; the error stays the next result.
+         */
+        CHECK(PQsendQuery(c, "SELECT 1") == 1);
+        struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+        int64_t end = itest_now_ms() + 8000;
+        while (PQisBusy(c) && itest_now_ms() < end) {
+                (void)poll(&p, 1, 100);
+                CHECK(PQconsumeInput(c) == 1);
+        }
+        CHECK_MSG(!PQisBusy(c), "the lease's failure did not come");
+        CHECK(PQsendQuery(c, "SELECT 5") == 0);
+        CHECK_MSG(strstr(PQerrorMessage(c), "another command is already in progress"), "%s",
+                  PQerrorMessage(c));
+        res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
+                  PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
         /* Its error left unread, then PQexec: discarded, not the next command's result. */
         CHECK(PQsendQuery(c, "SELECT 1") == 1);
         exec_expect(c, "SELECT 2", PGRES_FATAL_ERROR); /* no session free for it either */
