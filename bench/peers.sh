@@ -229,7 +229,8 @@ run_row() {
   esac
   if ! out=$(env "${env[@]}" "$PGBENCH" "${args[@]}" 2>&1); then
     echo "peers.sh: $config $workload $protocol failed:" >&2
-    tail -n 5 <<<"$out" >&2
+    # pgbench names each client's error on its own line, before the summary.
+    { grep -m 5 -E 'error|abort' <<<"$out"; tail -n 5 <<<"$out"; } | uniq >&2
     echo "0 0"
     return
   fi

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ static int async_watch(struct my_async *a, int status)
 
         if (fd < 0)
                 return -EBADF;
+        a->waiting_for = status;
         if (a->op == MY_OP_CONNECT)
                 /* Connector/C makes its sockets without close-on-exec. */
                 (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -232,21 +234,24 @@ static int async_call_done(struct my_async *a)
         return -1;
 }
 
-/* Makes calls until one has to wait (watched then) or all are done. */
-static void async_drive(struct my_async *a, int status)
+/*
+ * Makes calls until one has to wait (watched then) or all are done. Returns
+ * true while the run goes on; false when it ended (its done callback may
+ * have run, and a may be gone).
+ */
+static bool async_drive(struct my_async *a, int status)
 {
         for (;;) {
                 if (status != 0) {
-                        int r = async_watch(a, status);
-                        if (r < 0) {
+                        if (async_watch(a, status) < 0) {
                                 async_finish(a, -ECONNRESET, "cannot watch the connection");
-                                return;
+                                return false;
                         }
-                        return;
+                        return true;
                 }
                 int next = async_call_done(a);
                 if (next < 0)
-                        return;
+                        return false;
                 status = async_call_start(a, (enum my_op)next, &a->steps[a->step]);
         }
 }
@@ -265,7 +270,7 @@ static int on_async_io(sd_event_source *s, int fd, uint32_t revents, void *userd
                 events |= MYSQL_WAIT_WRITE;
         if (revents & EPOLLPRI)
                 events |= MYSQL_WAIT_EXCEPT;
-        async_drive(a, async_call_cont(a, events));
+        (void)async_drive(a, async_call_cont(a, events));
         return 0;
 }
 
@@ -274,7 +279,7 @@ static int on_async_wait_timeout(sd_event_source *s, uint64_t usec, void *userda
         struct my_async *a = userdata;
         (void)s, (void)usec;
         if (a->running)
-                async_drive(a, async_call_cont(a, MYSQL_WAIT_TIMEOUT));
+                (void)async_drive(a, async_call_cont(a, MYSQL_WAIT_TIMEOUT));
         return 0;
 }
 
@@ -282,8 +287,17 @@ static int on_async_deadline(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct my_async *a = userdata;
         (void)s, (void)usec;
-        if (a->running)
-                async_finish(a, -ETIMEDOUT, "the server did not answer in time");
+        if (!a->running)
+                return 0;
+        /*
+         * Only what has not come by now: after a long iteration (or a stop)
+         * the deadline can fire before the socket's answer is read.
+         */
+        struct pollfd ready = {.fd = mysql_get_socket(a->m), .events = POLLIN};
+        if ((a->waiting_for & MYSQL_WAIT_READ) && ready.fd >= 0 && poll(&ready, 1, 0) == 1 &&
+            !async_drive(a, async_call_cont(a, MYSQL_WAIT_READ)))
+                return 0;
+        async_finish(a, -ETIMEDOUT, "the server did not answer in time");
         return 0;
 }
 
@@ -339,7 +353,7 @@ int fp_my_async_run(struct my_async *a, int timeout_ms, my_done_fn done, bool de
         a->running = true;
         /* Without defer_immediate, done may free a: it is not touched afterwards. */
         a->starting = defer_immediate;
-        async_drive(a, async_call_start(a, a->steps[0].op, &a->steps[0]));
+        (void)async_drive(a, async_call_start(a, a->steps[0].op, &a->steps[0]));
         if (defer_immediate)
                 a->starting = false;
         return 0;

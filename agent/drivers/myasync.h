@@ -69,6 +69,7 @@ struct my_async {
         struct my_step steps[MY_MAX_STEPS];
         int n_steps, step;
         enum my_op op;               /* the library call in progress */
+        int waiting_for;             /* the MYSQL_WAIT_* bits it waits for */
         struct my_server connect_to; /* MY_OP_CONNECT: where, as whom */
         const char *connect_db;      /* MY_OP_CONNECT: NULL for none */
         unsigned long connect_flag;  /* MY_OP_CONNECT: client flags */
