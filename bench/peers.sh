@@ -10,10 +10,12 @@
 # --quick       --seconds 3 --reps 1
 #
 # Every row is pgbench -c N -j N (default 8; -j = -c, see the README's drop-in
-# section) over Unix sockets, for two workloads and both protocols:
+# section) over Unix sockets, for three workloads and both protocols:
 #
 #   select1   one "SELECT 1" per transaction
-#   web       a "web request": 10 SELECTs by primary key on pgbench_accounts
+#   web       a "web request": 10 SELECTs by primary key on pgbench_accounts,
+#             each its own transaction
+#   webtx     the same 10 SELECTs inside BEGIN … COMMIT: one transaction
 #   × -M simple, -M extended
 #
 # and these configurations:
@@ -124,6 +126,12 @@ printf 'SELECT 1;\n' >"$TOP/select1.sql"
     printf 'SELECT abalance FROM pgbench_accounts WHERE aid = :aid%d;\n' "$i"
   done
 } >"$TOP/web.sql"
+{
+  grep '^\\set' "$TOP/web.sql"
+  echo 'BEGIN;'
+  grep -v '^\\set' "$TOP/web.sql"
+  echo 'COMMIT;'
+} >"$TOP/webtx.sql"
 
 # --- PgBouncer: one alias per pool mode, Unix socket only, trust ------------
 BOUNCER_DIR=$TOP/bouncer
@@ -238,6 +246,7 @@ run_row() {
     <<<"$out"
 }
 
+WORKLOADS=(select1 web webtx)
 CONFIGS=(direct direct_C pgbouncer_tx pgbouncer_sess_C forkpool_C direct_dropin
          direct_many pgbouncer_tx_many forkpool_tx)
 LABELS=("direct, persistent" "direct, -C" "PgBouncer transaction, persistent"
@@ -272,7 +281,7 @@ echo
 echo "| workload | protocol | configuration | TPS | latency avg (ms) | vs direct | vs PgBouncer tx |"
 echo "|---|---|---|---|---|---|---|"
 NC=${#CONFIGS[@]}
-for workload in select1 web; do
+for workload in "${WORKLOADS[@]}"; do
   for protocol in simple extended; do
     declare -A tps_of=() lat_of=() load_of=() med=()
     # REPS rounds over all configurations, each round starting one further on,
@@ -325,11 +334,12 @@ chart() {
     printf 'group'
     for ((k = first; k <= last; k++)); do printf '\t"%s"' "${LABELS[k]}"; done
     printf '\n'
-    for workload in select1 web; do
+    for workload in "${WORKLOADS[@]}"; do
       for protocol in simple extended; do
         case $workload in
           select1) printf '"SELECT 1, -M %s"' "$protocol" ;;
           web) printf '"10 SELECTs, -M %s"' "$protocol" ;;
+          webtx) printf '"10 SELECTs in 1 txn, -M %s"' "$protocol" ;;
         esac
         for ((k = first; k <= last; k++)); do
           awk -F, -v w="$workload" -v p="$protocol" -v c="${CONFIGS[k]}" \
@@ -340,7 +350,7 @@ chart() {
     done
   } >"$dat"
   gnuplot <<EOF
-set terminal pngcairo size 1000,560 font "sans,10"
+set terminal pngcairo size 1300,560 font "sans,10"
 set output "$png"
 set title "$title"
 set ylabel "TPS / direct persistent"
@@ -348,7 +358,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set xrange [-0.6:3.6]
+set xrange [-0.6:$((2 * ${#WORKLOADS[@]} - 1)).6]
 set yrange [0:*]
 set offsets 0, 0, 0.1, 0
 set key autotitle columnhead
