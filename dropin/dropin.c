@@ -447,7 +447,14 @@ int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret
         }
         int timeout = d->target.timeout_ms > 0 ? d->target.timeout_ms
                                                : fp_pool_timeout_ms(main, d->target.pool);
-        *ret_deadline_ms = dropin_now_ms() + (timeout > 0 ? timeout : 0);
+        /*
+         * The segment may not be readable this moment (forkpoold descheduled in
+         * the middle of publishing: -EAGAIN; or restarting): forkpoold's default
+         * then, never "no time at all", which failed the wait at once.
+         */
+        if (timeout < 0)
+                timeout = DROPIN_FALLBACK_POOL_TIMEOUT_MS;
+        *ret_deadline_ms = dropin_now_ms() + timeout;
         return t;
 }
 

@@ -103,11 +103,16 @@ int dropin_acquire_recv(struct dropin_conn *d, forkpool_lease **ret, char *error
 /* How often a command or a connect waiting in the process for a control connection retries. */
 #define DROPIN_QUEUE_RETRY_MS 5
 
+/* The wait's limit when the pool's pool_timeout cannot be read (forkpoold's default). */
+#define DROPIN_FALLBACK_POOL_TIMEOUT_MS 30000
+
 /*
  * A periodic timer (every DROPIN_QUEUE_RETRY_MS, non-blocking) for what waits
  * in the process for a control connection, and that wait's deadline (d's
- * acquire timeout from now, CLOCK_MONOTONIC ms) in *ret_deadline_ms. Returns
- * the timer's descriptor or a negative errno.
+ * acquire timeout from now, CLOCK_MONOTONIC ms; the pool's pool_timeout, or
+ * DROPIN_FALLBACK_POOL_TIMEOUT_MS when the segment cannot be read at that
+ * moment) in *ret_deadline_ms. Returns the timer's descriptor or a negative
+ * errno.
  */
 int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret_deadline_ms);
 

@@ -908,6 +908,43 @@ static void test_cancel_connection_api(void)
  * control connections (an asyncio program with many connections): they wait
  * in the process and all complete, driven by one thread's event loop.
  */
+/*
+ * Waits up to 20 s for the result of each c[i]'s command, "SELECT first + i",
+ * checking its value. Returns how many never completed.
+ */
+static int collect_numbers(PGconn *const *c, int n, int first)
+{
+        bool done[64] = {false};
+        int left = n;
+        CHECK(n <= 64);
+        int64_t end = itest_now_ms() + 20000;
+        while (left > 0 && itest_now_ms() < end) {
+                struct pollfd p[64];
+                for (int i = 0; i < n; i++)
+                        p[i] = (struct pollfd){.fd = done[i] ? -1 : PQsocket(c[i]),
+                                               .events = POLLIN};
+                (void)poll(p, (nfds_t)n, 50);
+                for (int i = 0; i < n; i++) {
+                        if (done[i])
+                                continue;
+                        CHECK(PQconsumeInput(c[i]) == 1);
+                        if (PQisBusy(c[i]))
+                                continue;
+                        PGresult *res = PQgetResult(c[i]);
+                        char want[16];
+                        snprintf(want, sizeof(want), "%d", first + i);
+                        CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
+                                          strcmp(PQgetvalue(res, 0, 0), want) == 0,
+                                  "%d: %s", i, PQresultErrorMessage(res));
+                        PQclear(res);
+                        CHECK(PQgetResult(c[i]) == NULL);
+                        done[i] = true;
+                        left--;
+                }
+        }
+        return left;
+}
+
 static void test_more_waiting_than_control_connections(void)
 {
         enum {
@@ -919,43 +956,59 @@ static void test_more_waiting_than_control_connections(void)
         for (int i = 0; i < N; i++)
                 c[i] = connect_ok();
         for (int round = 0; round < 3; round++) {
-                bool done[N] = {false};
-                int left = N;
                 for (int i = 0; i < N; i++) {
                         char sql[64];
                         snprintf(sql, sizeof(sql), "SELECT %d", round * N + i);
                         CHECK_MSG(PQsendQuery(c[i], sql) == 1, "%d: %s", i, PQerrorMessage(c[i]));
                 }
-                int64_t end = itest_now_ms() + 20000;
-                while (left > 0 && itest_now_ms() < end) {
-                        struct pollfd p[N];
-                        for (int i = 0; i < N; i++)
-                                p[i] = (struct pollfd){.fd = done[i] ? -1 : PQsocket(c[i]),
-                                                       .events = POLLIN};
-                        (void)poll(p, N, 50);
-                        for (int i = 0; i < N; i++) {
-                                if (done[i])
-                                        continue;
-                                CHECK(PQconsumeInput(c[i]) == 1);
-                                if (PQisBusy(c[i]))
-                                        continue;
-                                PGresult *res = PQgetResult(c[i]);
-                                char want[16];
-                                snprintf(want, sizeof(want), "%d", round * N + i);
-                                CHECK_MSG(PQresultStatus(res) == PGRES_TUPLES_OK &&
-                                                  strcmp(PQgetvalue(res, 0, 0), want) == 0,
-                                          "%d: %s", i, PQresultErrorMessage(res));
-                                PQclear(res);
-                                CHECK(PQgetResult(c[i]) == NULL);
-                                done[i] = true;
-                                left--;
-                        }
-                }
+                int left = collect_numbers(c, N, round * N);
                 CHECK_MSG(left == 0, "%d commands never completed", left);
         }
         CHECK(wait_checked_out(0) == 0);
         for (int i = 0; i < N; i++)
                 PQfinish(c[i]);
+        stop();
+}
+
+/*
+ * Commands waiting in the process for a control connection while the pool's
+ * segment cannot be read (here it is gone, as while forkpoold restarts; a
+ * forkpoold descheduled in the middle of publishing makes it unreadable for
+ * a moment): they wait for their session, they do not fail at once for want
+ * of the pool's pool_timeout.
+ */
+static void test_queued_while_segment_unreadable(void)
+{
+        enum {
+                N = 6
+        };
+        start_global("it_txmode_noseg", "pool_size = 1\nmax_overflow = 0\n",
+                     "max_connections_per_pid = 2\n");
+        PGconn *holder = connect_ok(), *c[N];
+        for (int i = 0; i < N; i++)
+                c[i] = connect_ok();
+        exec_expect(holder, "BEGIN", PGRES_COMMAND_OK); /* the only session, held */
+        char path[256];
+        itest_segment_path(sup.socket, path, sizeof(path));
+        CHECK(unlink(path) == 0);
+        usleep(300000); /* past the readers' next look at the segment */
+        for (int i = 0; i < N; i++) {
+                char sql[32];
+                snprintf(sql, sizeof(sql), "SELECT %d", i);
+                CHECK_MSG(PQsendQuery(c[i], sql) == 1, "%d: %s", i, PQerrorMessage(c[i]));
+        }
+        usleep(300000);
+        for (int i = 0; i < N; i++) {
+                CHECK(PQconsumeInput(c[i]) == 1);
+                CHECK_MSG(PQisBusy(c[i]), "command %d gave up waiting: %s", i,
+                          PQerrorMessage(c[i]));
+        }
+        exec_expect(holder, "COMMIT", PGRES_COMMAND_OK);
+        int left = collect_numbers(c, N, 0);
+        CHECK_MSG(left == 0, "%d commands never completed", left);
+        for (int i = 0; i < N; i++)
+                PQfinish(c[i]);
+        PQfinish(holder);
         stop();
 }
 
@@ -1174,6 +1227,7 @@ int main(void)
         test_send_waits_without_blocking();
         test_dead_session();
         test_more_waiting_than_control_connections();
+        test_queued_while_segment_unreadable();
         test_more_connects_than_control_connections();
         printf("it_txmode: all passed\n");
         return 0;
