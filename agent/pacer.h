@@ -35,7 +35,7 @@ void fp_pacer_init(struct fp_pacer *p, sd_event *event, fp_pacer_start_fn start,
  * Starts item now (rate <= 0: no pacing; or its turn has come and nothing
  * waits), or queues it behind the others (at most capacity items; beyond
  * that, or out of memory, it is started now). start() may run from inside
- * this call. now_usec is the loop's CLOCK_MONOTONIC time.
+ * this call. now_usec is CLOCK_MONOTONIC now (fp_supervisor_now()).
  */
 void fp_pacer_submit(struct fp_pacer *p, void *item, int rate, uint64_t now_usec,
                      uint32_t capacity);

@@ -720,6 +720,7 @@ static int tx_adopt_in_child(struct dropin_conn *d)
         tx_deferred_free(tx);
         FP_REAL(PQclear)(tx->stash);
         tx->stash = NULL;
+        tx->deferred_failed = false;
         tx->parse_sent = false;
         if (FP_REAL(PQtransactionStatus)(d->conn) != PQTRANS_IDLE || tx->pinned || was_pending) {
                 tx_set_error(d, "forkpool: this connection was in use by the parent process when "
@@ -907,15 +908,17 @@ static PGresult *tx_error_result(struct dropin_conn *d)
 
 /*
  * Whether a PQsend* call on d must be refused, as libpq refuses a command
- * while the previous one's results are unread: here a result the drop-in
- * made (a failed deferred command's error, a prepare that needed no round
- * trip), which libpq itself does not know of. Outside pipeline mode only.
- * Sets PQerrorMessage() when it refuses.
+ * while the previous one is in progress or its results are unread: here what
+ * libpq itself does not know of — a command held back until its session
+ * comes (pending), a result the drop-in made (a failed deferred command's
+ * error, a prepare that needed no round trip). Outside pipeline mode only.
+ * Sets PQerrorMessage() when it refuses; never blocks.
  */
 static bool tx_send_refused(struct dropin_conn *d)
 {
         struct txmode *tx = d->tx;
-        if (!(tx->stash || tx->deferred_failed) ||
+        /* A child's copy of the parent's state is not its own: tx_ready() drops it. */
+        if (d->pid != fp_self_pid() || !(tx->pending || tx->stash || tx->deferred_failed) ||
             FP_REAL(PQpipelineStatus)(d->conn) != PQ_PIPELINE_OFF)
                 return false;
         tx_set_error(d, "another command is already in progress");
@@ -1879,7 +1882,7 @@ DROPIN_EXPORT int PQisBusy(PGconn *conn)
 DROPIN_EXPORT int PQflush(PGconn *conn)
 {
         struct dropin_conn *d = tx_find(conn);
-        if (d && (d->tx->pending || d->tx->deferred_failed))
+        if (d && (d->tx->pending || d->tx->deferred_failed || d->tx->stash))
                 return 0; /* the command goes out, flushed, when its session comes */
         return FP_REAL(PQflush)(conn);
 }
@@ -1887,7 +1890,7 @@ DROPIN_EXPORT int PQflush(PGconn *conn)
 DROPIN_EXPORT PGTransactionStatusType PQtransactionStatus(const PGconn *conn)
 {
         struct dropin_conn *d = tx_find(conn);
-        if (d && (d->tx->pending || d->tx->deferred_failed))
+        if (d && (d->tx->pending || d->tx->deferred_failed || d->tx->stash))
                 return PQTRANS_ACTIVE; /* a command is in progress */
         return FP_REAL(PQtransactionStatus)(conn);
 }

@@ -58,6 +58,7 @@ struct fp_pgconn {
         int run_error;
         char run_text[FP_ERRTEXT_MAX];
         run_done_fn run_done;
+        int run_timeout_ms; /* the run's limit, from its start (or its read-back's) */
         bool readback_sent;
 
         /* libpq's protocol trace of the handshake, for the cancel key (pgtrace.h). */
@@ -425,6 +426,7 @@ static int on_run_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
 static void run_start(struct fp_pgconn *pc, int timeout_ms, run_done_fn done)
 {
         pc->run_done = done;
+        pc->run_timeout_ms = timeout_ms;
         pc->run_error = 0;
         pc->run_text[0] = '\0';
         pc->step = 0;
@@ -536,7 +538,8 @@ static void reset_done(struct fp_pgconn *pc, int error, const char *text)
         if (error == 0 && !pc->readback_sent && reset_read_back_ambiguous(pc)) {
                 pc->readback_sent = true;
                 pc->step = pc->n_steps++;
-                if (run_send(pc) >= 0) {
+                /* The run's end stopped its timer: the read-back gets a deadline of its own. */
+                if (run_send(pc) >= 0 && arm_timer(pc, pc->run_timeout_ms) >= 0) {
                         pc->phase = PGCONN_RUNNING;
                         return;
                 }

@@ -578,11 +578,7 @@ static void test_ready_together(void)
  * An acquire whose supervisor does not answer (stopped) gives up after its
  * timeout plus the library's reply slack (10 s) with -ETIMEDOUT; the lease
  * that answers it late goes back unused, so the pool's one connection serves
- * the next acquire, and one without a time limit after it.
- */
-/*
- * An acquire sent to a stopped forkpoold gives up after its timeout plus the
- * reply slack; once forkpoold runs again, the next acquire is served. With
+ * the next acquire, and one without a time limit after it. With
  * release_taken false, forkpoold is stopped right after a release, in the
  * middle of whatever it was doing (reading it, resetting its session): the
  * acquires it then reads late have their whole timeout from when they are

@@ -743,6 +743,13 @@ static void test_lease_failure_is_a_query_error(void)
         CHECK(PQsendQuery(c, "SELECT 1") == 1);
         CHECK(itest_now_ms() - t0 < 300);
         CHECK(PQtransactionStatus(c) == PQTRANS_ACTIVE);
+        /* A second command while the first waits for its session: refused at once. */
+        t0 = itest_now_ms();
+        CHECK(PQsendQuery(c, "SELECT 6") == 0);
+        CHECK_MSG(itest_now_ms() - t0 < 300, "the refusal waited %lld ms",
+                  (long long)(itest_now_ms() - t0));
+        CHECK_MSG(strstr(PQerrorMessage(c), "another command is already in progress"), "%s",
+                  PQerrorMessage(c));
         res = PQgetResult(c);
         CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
         CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
@@ -904,11 +911,6 @@ static void test_cancel_connection_api(void)
 #endif
 
 /*
- * More commands waiting at once in one process than forkpoold lets it open
- * control connections (an asyncio program with many connections): they wait
- * in the process and all complete, driven by one thread's event loop.
- */
-/*
  * Waits up to 20 s for the result of each c[i]'s command, "SELECT first + i",
  * checking its value. Returns how many never completed.
  */
@@ -945,6 +947,11 @@ static int collect_numbers(PGconn *const *c, int n, int first)
         return left;
 }
 
+/*
+ * More commands waiting at once in one process than forkpoold lets it open
+ * control connections (an asyncio program with many connections): they wait
+ * in the process and all complete, driven by one thread's event loop.
+ */
 static void test_more_waiting_than_control_connections(void)
 {
         enum {
