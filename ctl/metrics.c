@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 /*
  * metrics: the Prometheus text exposition format (version 0.0.4), one metric
  * family after another, each with its HELP and TYPE lines and one sample per
@@ -102,14 +104,6 @@ static void ctl_prom_family(const char *name, const char *type, const char *help
         printf("# HELP forkpool_%s %s\n# TYPE forkpool_%s %s\n", name, help, name, type);
 }
 
-static uint64_t ctl_monotonic_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* One histogram family (Prometheus: cumulative _bucket, _sum in seconds, _count). */
 static void ctl_print_histogram(const struct ctl_status *st, const char *only_pool,
                                 const char *name, const char *help, size_t offset)
@@ -146,7 +140,7 @@ static void ctl_print_histogram(const struct ctl_status *st, const char *only_po
 /* Prints every metric family for the pools of st (only only_pool if not NULL) on stdout. */
 static void ctl_print_metrics(const struct ctl_status *st, const char *only_pool)
 {
-        uint64_t mono_usec = ctl_monotonic_usec();
+        uint64_t mono_usec = fp_monotonic_usec();
 
         ctl_prom_family("start_time_seconds", "gauge",
                         "When forkpoold started, in seconds since the Unix epoch.");

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cancel.h"
+#include "clock.h"
 #include "dropin.h"
 #include "pgcancel.h"
 #include "realpq.h"
@@ -216,14 +217,14 @@ DROPIN_EXPORT int PQcancelBlocking(PGcancelConn *cancel_conn)
                 return FP_REAL(PQcancelBlocking)(cancel_conn);
         if (!PQcancelStart(cancel_conn))
                 return 0;
-        int64_t deadline = dropin_now_ms() + DROPIN_CANCEL_TIMEOUT_MS;
+        int64_t deadline = fp_monotonic_ms() + DROPIN_CANCEL_TIMEOUT_MS;
         for (;;) {
                 PostgresPollingStatusType r = PQcancelPoll(cancel_conn);
                 if (r == PGRES_POLLING_OK)
                         return 1;
                 if (r == PGRES_POLLING_FAILED)
                         return 0;
-                int64_t left = deadline - dropin_now_ms();
+                int64_t left = deadline - fp_monotonic_ms();
                 if (left <= 0) {
                         if (c->status == CONNECTION_AWAITING_RESPONSE) {
                                 done(c); /* delivered; the server is slow to close */

@@ -198,11 +198,6 @@ static struct wait_handle *wait_handles; /* under handles_lock */
 static int64_t open_refused_ms;
 #define OPEN_RETRY_MS 100
 
-int64_t dropin_now_ms(void)
-{
-        return fp_monotonic_ms();
-}
-
 /* Whether forkpoold refused a connection for the number of them (not for another reason). */
 static bool open_refused_for_count(int r)
 {
@@ -284,7 +279,8 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 if (!shared)
                         shared = h;
         }
-        bool refused_lately = open_refused_ms && dropin_now_ms() - open_refused_ms < OPEN_RETRY_MS;
+        bool refused_lately =
+                open_refused_ms && fp_monotonic_ms() - open_refused_ms < OPEN_RETRY_MS;
         if (!h && refused_lately) {
                 h = shared;
                 r = h ? 0 : -EMFILE;
@@ -292,7 +288,7 @@ static struct wait_handle *wait_handle_get(const char *socket, bool may_abandon,
                 h = calloc(1, sizeof(*h));
                 r = h ? forkpool_open(socket, &h->fp) : -ENOMEM;
                 if (open_refused_for_count(r))
-                        open_refused_ms = dropin_now_ms();
+                        open_refused_ms = fp_monotonic_ms();
                 if (r < 0) {
                         free(h);
                         h = shared;
@@ -454,7 +450,7 @@ int dropin_queue_timer(const struct dropin_conn *d, forkpool *main, int64_t *ret
          */
         if (timeout < 0)
                 timeout = DROPIN_FALLBACK_POOL_TIMEOUT_MS;
-        *ret_deadline_ms = dropin_now_ms() + timeout;
+        *ret_deadline_ms = fp_monotonic_ms() + timeout;
         return t;
 }
 
@@ -791,7 +787,7 @@ static int connect_queue_retry(struct dropin_conn *d, char *text, size_t cap)
         else if (d->wait)
                 wait_handle_answered(d->wait, false);
         d->wait = NULL;
-        if (open_refused_for_count(control) && dropin_now_ms() < d->queue_deadline_ms) {
+        if (open_refused_for_count(control) && fp_monotonic_ms() < d->queue_deadline_ms) {
                 /* Still queued: the timer under PQsocket() (at first an eventfd is). */
                 if (dup3(d->queue_timer, FP_REAL(PQsocket)(d->conn), O_CLOEXEC) >= 0)
                         return -EAGAIN;

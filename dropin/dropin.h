@@ -59,9 +59,6 @@ struct dropin_conn {
  */
 struct dropin_conn *dropin_find(const PGconn *conn);
 
-/* Milliseconds on CLOCK_MONOTONIC. */
-int64_t dropin_now_ms(void);
-
 /*
  * A PGcancel object for d (PQgetCancel() of a forkpool connection): for the
  * session of d's lease, or in transaction mode for the session running its

@@ -85,6 +85,7 @@
 #include <openssl/evp.h>
 
 #include "cancel.h"
+#include "clock.h"
 #include "realpq.h"
 #include "selfpid.h"
 
@@ -607,7 +608,7 @@ static int tx_queue_retry(struct dropin_conn *d, bool block, char *text, size_t 
 {
         struct txmode *tx = d->tx;
         while (tx->queue_timer >= 0) {
-                int64_t left = tx->queue_deadline_ms - dropin_now_ms();
+                int64_t left = tx->queue_deadline_ms - fp_monotonic_ms();
                 int control = dropin_acquire_send(d, left > 0 ? (int)left : 0, tx->last_lease_id);
                 if (control >= 0) {
                         int r = dup3(control, tx->sock, O_CLOEXEC) < 0 ? -errno : 0;

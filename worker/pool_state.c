@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "internal.h"
 #include "segment.h"
 #include "selfpid.h"
@@ -34,13 +35,6 @@ void fp_pool_state_atfork_child(void)
 /* How often, at most, a mapped segment's name is looked up again. */
 #define SEGMENT_RECHECK_MS 100
 
-static uint64_t monotonic_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Whether the segment's name now names another file than the one mapped (a
  * new supervisor replaced it, or it is gone): a supervisor killed before it
@@ -50,7 +44,7 @@ static uint64_t monotonic_ms(void)
 static bool segment_replaced(forkpool *fp)
 {
         struct fp_segment *seg = &fp->segment;
-        uint64_t now = monotonic_ms();
+        uint64_t now = (uint64_t)fp_monotonic_ms();
         char path[sizeof("/dev/shm") + FP_SHM_NAME_MAX];
         struct stat st;
 
@@ -80,17 +74,10 @@ static int segment_for(forkpool *fp, struct fp_segment **ret)
                 if (r < 0)
                         return r == -EBADMSG ? -ENOENT : r;
                 fp->segment_pid = fp_self_pid();
-                fp->segment_checked_ms = monotonic_ms();
+                fp->segment_checked_ms = (uint64_t)fp_monotonic_ms();
         }
         *ret = seg;
         return 0;
-}
-
-static double monotonic_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A snapshot of pool's record in fp's segment: 0, or a negative errno (-ENOENT: no such pool). */
@@ -125,9 +112,9 @@ FORKPOOL_EXPORT int forkpool_pool_state(forkpool *fp, const char *pool, forkpool
                 .checked_out = p.checked_out,
                 .idle = p.checked_in,
                 .waiting = p.waiting,
-                .oldest_wait_s = p.oldest_wait_start_usec
-                                         ? monotonic_s() - p.oldest_wait_start_usec / 1e6
-                                         : 0.0,
+                .oldest_wait_s = p.oldest_wait_start_usec ? (double)fp_monotonic_usec() / 1e6 -
+                                                                    p.oldest_wait_start_usec / 1e6
+                                                          : 0.0,
                 .paused = (p.flags & FP_SHM_POOL_PAUSED) != 0,
                 .overflow = p.pool_size != 0 ? (int)p.overflow : 0,
         };

@@ -721,6 +721,24 @@ static void test_deallocate_refused(void)
         stop();
 }
 
+/* A PQsend* just refused: libpq's message for a command while another is in progress. */
+static void expect_busy_refusal(PGconn *c)
+{
+        CHECK_MSG(strstr(PQerrorMessage(c), "another command is already in progress"), "%s",
+                  PQerrorMessage(c));
+}
+
+/* The command's one result: its lease failed (no session free in time); then NULL. */
+static void expect_lease_failure(PGconn *c)
+{
+        PGresult *res = PQgetResult(c);
+        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
+        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
+                  PQresultErrorMessage(res));
+        PQclear(res);
+        CHECK(PQgetResult(c) == NULL);
+}
+
 static void test_lease_failure_is_a_query_error(void)
 {
         start("it_txmode_fail", "pool_size = 1\nmax_overflow = 0\npool_timeout = 0.5\n");
@@ -748,14 +766,8 @@ static void test_lease_failure_is_a_query_error(void)
         CHECK(PQsendQuery(c, "SELECT 6") == 0);
         CHECK_MSG(itest_now_ms() - t0 < 300, "the refusal waited %lld ms",
                   (long long)(itest_now_ms() - t0));
-        CHECK_MSG(strstr(PQerrorMessage(c), "another command is already in progress"), "%s",
-                  PQerrorMessage(c));
-        res = PQgetResult(c);
-        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
-        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
-                  PQresultErrorMessage(res));
-        PQclear(res);
-        CHECK(PQgetResult(c) == NULL);
+        expect_busy_refusal(c);
+        expect_lease_failure(c);
         CHECK(strstr(PQerrorMessage(c), "no connection free"));
         CHECK(PQtransactionStatus(c) == PQTRANS_IDLE);
         /*
@@ -771,14 +783,8 @@ static void test_lease_failure_is_a_query_error(void)
         }
         CHECK_MSG(!PQisBusy(c), "the lease's failure did not come");
         CHECK(PQsendQuery(c, "SELECT 5") == 0);
-        CHECK_MSG(strstr(PQerrorMessage(c), "another command is already in progress"), "%s",
-                  PQerrorMessage(c));
-        res = PQgetResult(c);
-        CHECK(PQresultStatus(res) == PGRES_FATAL_ERROR);
-        CHECK_MSG(strstr(PQresultErrorMessage(res), "no connection free"), "%s",
-                  PQresultErrorMessage(res));
-        PQclear(res);
-        CHECK(PQgetResult(c) == NULL);
+        expect_busy_refusal(c);
+        expect_lease_failure(c);
         /* Its error left unread, then PQexec: discarded, not the next command's result. */
         CHECK(PQsendQuery(c, "SELECT 1") == 1);
         exec_expect(c, "SELECT 2", PGRES_FATAL_ERROR); /* no session free for it either */
